@@ -1,0 +1,37 @@
+//! WhatsApp Business (Cloud API) channel for the flow engine, built as a WebAssembly component
+//! implementing the `flow:channel@1.0.0` contract (`wit/channel.wit`).
+//!
+//! The WhatsApp domain lives in plain modules, one concern each, tested natively:
+//! - [`templates`]: Meta's template creation rules;
+//! - [`payloads`]: message content → Cloud API request;
+//! - [`classify`]: send results and error codes → one [`Classification`];
+//! - [`webhooks`]: verification handshakes, signatures and status events;
+//! - [`config`], [`phone`], [`schemas`], [`field_errors`]: the pieces they share.
+//!
+//! The wit-bindgen glue is `glue.rs`; the generated bindings stay private to it and the types
+//! the domain uses are re-exported here by name.
+
+pub mod classify;
+pub mod config;
+pub mod field_errors;
+mod glue;
+pub mod host;
+pub mod payloads;
+pub mod phone;
+pub mod schemas;
+pub mod templates;
+pub mod webhooks;
+
+pub use glue::types::{
+    ChannelConfig, ChannelInfo, Classification, Disposition, EventKind, FieldError, Header,
+    HttpRequest, HttpResponse, LogLevel, MessageRequest, SecretError, SendOutcome,
+    TransportError, TransportErrorKind, WebhookError, WebhookEvent, WebhookOutcome,
+    WebhookRequest,
+};
+
+/// The contract this component implements.
+pub const CONTRACT: &str = "flow:channel@1.0.0";
+/// The channel's name in `describe`.
+pub const CHANNEL_NAME: &str = "whatsapp";
+/// This component's version.
+pub const PLUGIN_VERSION: &str = env!("CARGO_PKG_VERSION");

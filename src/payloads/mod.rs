@@ -1,0 +1,208 @@
+//! Message content (JSON, Meta's own shape without the envelope) → Cloud API request.
+//!
+//! The content is `{"type": "<type>", "<type>": {…}, "context": {"message_id": …}}`, exactly
+//! as in Meta's examples but without `messaging_product`, `recipient_type` and `to`, which come
+//! from the message request. Each type lives in its own module.
+
+mod template;
+mod text;
+
+use crate::config::Settings;
+use crate::field_errors::{Errors, Fields, excerpt, parse_json};
+use crate::host::Host;
+use crate::{ChannelConfig, Classification, FieldError, Header, HttpRequest, MessageRequest, SendOutcome};
+use serde_json::{Map, Value, json};
+
+/// Meta's limit on `biz_opaque_callback_data`.
+pub const CORRELATION_ID_MAX: usize = 512;
+
+/// The message types `build` knows, in the order the docs list them.
+pub const SUPPORTED_TYPES: &[&str] = &["template", "text"];
+
+/// Button sub-types a template message may fill.
+pub fn template_button_sub_types() -> &'static [&'static str] {
+    template::BUTTON_SUB_TYPES
+}
+
+/// Builds the HTTP request for a message.
+pub fn build(request: &MessageRequest, config: &ChannelConfig) -> Result<HttpRequest, Vec<FieldError>> {
+    let settings = Settings::parse(config);
+    let body = build_body(request);
+    let (settings, body) = match (settings, body) {
+        (Ok(s), Ok(b)) => (s, b),
+        (s, b) => {
+            let mut all = s.err().unwrap_or_default();
+            all.extend(b.err().unwrap_or_default());
+            return Err(all);
+        }
+    };
+    let url = settings.messages_url()?;
+    Ok(HttpRequest {
+        method: "POST".into(),
+        url,
+        headers: vec![
+            Header { name: "authorization".into(), value: format!("Bearer ${{secret:{}}}", settings.access_token_secret) },
+            Header { name: "content-type".into(), value: "application/json".into() },
+        ],
+        body: serde_json::to_vec(&body).expect("a JSON value always serialises"),
+    })
+}
+
+/// Builds the JSON body Meta expects for a message request.
+pub fn build_body(request: &MessageRequest) -> Result<Value, Vec<FieldError>> {
+    let mut errors = Errors::new();
+    let to = match crate::phone::normalize_e164(&request.recipient) {
+        Ok(to) => Some(to),
+        Err(msg) => {
+            errors.add("/recipient", "invalid_recipient", msg);
+            None
+        }
+    };
+    if let Some(id) = &request.correlation_id {
+        errors.check_len("/correlation_id", "correlation id", id, CORRELATION_ID_MAX);
+    }
+
+    let content = match parse_json(&request.content, "message content") {
+        Ok(v) => v,
+        Err(mut e) => {
+            e[0].path = "/content".into();
+            errors.extend_from(e);
+            return Err(errors.into_vec());
+        }
+    };
+    let Some(c) = Fields::of(&content, "/content", "message content", &mut errors) else {
+        return Err(errors.into_vec());
+    };
+    let kind = c.str("type", true, &mut errors);
+    let mut body = Map::new();
+    body.insert("messaging_product".into(), json!("whatsapp"));
+    body.insert("recipient_type".into(), json!("individual"));
+    body.insert("to".into(), json!(to.unwrap_or_default()));
+
+    if let Some(context) = c.get("context") {
+        let cf = Fields::of(context, "/content/context", "`context`", &mut errors);
+        if let Some(cf) = cf {
+            cf.reject_unknown(&["message_id"], &mut errors);
+            if let Some(id) = cf.text("message_id", true, &mut errors) {
+                body.insert("context".into(), json!({ "message_id": id }));
+            }
+        }
+    }
+    if let Some(kind) = kind {
+        let payload = match kind {
+            "template" => template::build(&c, &mut errors),
+            "text" => text::build(&c, &mut errors),
+            other => {
+                errors.add("/content/type", "unsupported_type", format!("message type {} is not supported; expected one of: {}", excerpt(other), SUPPORTED_TYPES.join(", ")));
+                None
+            }
+        };
+        c.reject_unknown(&["type", kind, "context"], &mut errors);
+        body.insert("type".into(), json!(kind));
+        if let Some(p) = payload {
+            body.insert(kind.to_string(), p);
+        }
+    }
+    if let Some(id) = &request.correlation_id {
+        body.insert("biz_opaque_callback_data".into(), json!(id));
+    }
+    errors.finish(Value::Object(body))
+}
+
+/// Builds, has the host send, classifies.
+pub fn send(request: &MessageRequest, config: &ChannelConfig, attempt: u32, host: &dyn Host) -> Result<Classification, Vec<FieldError>> {
+    let http = build(request, config)?;
+    let outcome = match host.http_send(&http) {
+        Ok(resp) => SendOutcome::Response(resp),
+        Err(e) => SendOutcome::TransportError(e),
+    };
+    let c = crate::classify::classify_outcome(&outcome, attempt);
+    host.log(
+        crate::LogLevel::Debug,
+        &format!("send attempt {attempt}: {:?} ({})", c.disposition, c.reason),
+    );
+    Ok(c)
+}
+
+/// The object under the type's key (`"text": {…}`), or a `missing` error.
+fn type_object<'a>(content: &Fields<'a>, kind: &str, errors: &mut Errors) -> Option<Fields<'a>> {
+    match content.get(kind) {
+        Some(v) => Fields::of(v, content.path_of(kind), &format!("`{kind}`"), errors),
+        None => {
+            errors.add(content.path_of(kind), "missing", format!("a {kind} message needs a `{kind}` object"));
+            None
+        }
+    }
+}
+
+impl Errors {
+    fn extend_from(&mut self, errs: Vec<FieldError>) {
+        for e in errs {
+            self.add(e.path, &e.code, e.message);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn request(content: Value) -> MessageRequest {
+        MessageRequest {
+            recipient: "+16505551234".into(),
+            correlation_id: None,
+            content: content.to_string(),
+            last_inbound_ms: None,
+            now_ms: 1_750_000_000_000,
+        }
+    }
+
+    /// The Meta sample with the envelope removed, as message content.
+    pub fn content_of(sample: &str) -> (Value, Value) {
+        let full: Value = serde_json::from_str(sample).unwrap();
+        let mut content = full.clone();
+        for k in ["messaging_product", "recipient_type", "to"] {
+            content.as_object_mut().unwrap().remove(k);
+        }
+        (full, content)
+    }
+
+    #[test]
+    fn builds_the_request_with_a_secret_reference() {
+        let cfg = ChannelConfig { api_base: Some("http://127.0.0.1:9".into()), settings: r#"{"phone_number_id":"106540352242922"}"#.into() };
+        let req = build(&request(json!({"type":"text","text":{"body":"hi"}})), &cfg).unwrap();
+        assert_eq!(req.url, "http://127.0.0.1:9/v23.0/106540352242922/messages");
+        assert!(req.headers.iter().any(|h| h.value == "Bearer ${secret:whatsapp/access-token}"));
+    }
+
+    #[test]
+    fn correlation_id_travels_as_opaque_callback_data() {
+        let mut r = request(json!({"type":"text","text":{"body":"hi"}}));
+        r.correlation_id = Some("flow-7/step-2".into());
+        assert_eq!(build_body(&r).unwrap()["biz_opaque_callback_data"], "flow-7/step-2");
+        r.correlation_id = Some("x".repeat(513));
+        assert_eq!(build_body(&r).unwrap_err()[0].path, "/correlation_id");
+    }
+
+    #[test]
+    fn recipient_without_country_code_is_rejected() {
+        let mut r = request(json!({"type":"text","text":{"body":"hi"}}));
+        r.recipient = "6505551234".into();
+        let e = build_body(&r).unwrap_err();
+        assert_eq!((e[0].path.as_str(), e[0].code.as_str()), ("/recipient", "invalid_recipient"));
+    }
+
+    #[test]
+    fn contextual_reply_sample() {
+        let (full, content) = content_of(include_str!("../../tests/fixtures/send-request-contextual-reply-text.json"));
+        assert_eq!(build_body(&request(content)).unwrap(), full);
+    }
+
+    #[test]
+    fn unknown_type_and_fields_are_reported() {
+        let e = build_body(&request(json!({"type":"hologram","hologram":{}}))).unwrap_err();
+        assert_eq!(e[0].code, "unsupported_type");
+        let e = build_body(&request(json!({"type":"text","text":{"body":"x"},"txet":1}))).unwrap_err();
+        assert_eq!((e[0].path.as_str(), e[0].code.as_str()), ("/content/txet", "unknown_field"));
+    }
+}

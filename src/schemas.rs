@@ -1,0 +1,114 @@
+//! `describe`: the channel's identity and the JSON Schemas of what it accepts.
+
+use crate::{CHANNEL_NAME, CONTRACT, ChannelInfo, PLUGIN_VERSION};
+use serde_json::{Value, json};
+
+/// What this channel can do, for hosts that route on capabilities.
+pub const CAPABILITIES: &[&str] = &[
+    "template",
+    "text",
+    "template-validation",
+    "webhook-verification",
+    "webhook-signature",
+    "delivery-status",
+    "inbound-messages",
+    "correlation-id",
+];
+
+pub fn describe() -> ChannelInfo {
+    ChannelInfo {
+        name: CHANNEL_NAME.into(),
+        plugin_version: PLUGIN_VERSION.into(),
+        contract_version: CONTRACT.into(),
+        capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+        config_schema: config_schema().to_string(),
+        message_schema: message_schema().to_string(),
+        template_schema: template_schema().to_string(),
+    }
+}
+
+pub fn config_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "WhatsApp channel settings",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "phone_number_id": {"type": "string", "pattern": "^[0-9]+$", "description": "The business phone number's id (not the number)."},
+            "api_version": {"type": "string", "pattern": "^v[0-9]+\\.[0-9]+$", "default": crate::config::DEFAULT_API_VERSION},
+            "access_token_secret": {"type": "string", "default": crate::config::DEFAULT_ACCESS_TOKEN_SECRET, "description": "Host secret holding the access token."},
+            "app_secret": {"type": ["string", "null"], "default": crate::config::DEFAULT_APP_SECRET, "description": "Host secret holding the app secret that signs webhooks; null turns signature checks off (development only)."},
+            "verify_token_secret": {"type": "string", "default": crate::config::DEFAULT_VERIFY_TOKEN_SECRET}
+        }
+    })
+}
+
+pub fn message_schema() -> Value {
+    let parameter = json!({
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"enum": ["text", "currency", "date_time", "image", "video", "document", "location", "payload", "coupon_code", "action"]},
+            "parameter_name": {"type": "string", "pattern": "^[a-z0-9_]+$"}
+        }
+    });
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "WhatsApp message content (Meta's message object without messaging_product, recipient_type and to)",
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"enum": crate::payloads::SUPPORTED_TYPES},
+            "context": {"type": "object", "properties": {"message_id": {"type": "string"}}, "required": ["message_id"]},
+            "text": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string", "maxLength": 4096}, "preview_url": {"type": "boolean"}}},
+            "template": {
+                "type": "object",
+                "required": ["name", "language"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z0-9_]{1,512}$"},
+                    "language": {"oneOf": [{"type": "string"}, {"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}}]},
+                    "components": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["type"],
+                        "properties": {
+                            "type": {"enum": ["header", "body", "button"]},
+                            "sub_type": {"enum": crate::payloads::template_button_sub_types()},
+                            "index": {"oneOf": [{"type": "string", "pattern": "^[0-9]$"}, {"type": "integer", "minimum": 0, "maximum": 9}]},
+                            "parameters": {"type": "array", "items": parameter}
+                        }
+                    }}
+                }
+            }
+        }
+    })
+}
+
+pub fn template_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "WhatsApp template definition (POST /{waba-id}/message_templates body)",
+        "type": "object",
+        "required": ["name", "category", "language", "components"],
+        "properties": {
+            "name": {"type": "string", "pattern": "^[a-z0-9_]{1,512}$"},
+            "category": {"enum": ["AUTHENTICATION", "MARKETING", "UTILITY", "authentication", "marketing", "utility"]},
+            "language": {"enum": crate::templates::LANGUAGES},
+            "parameter_format": {"enum": ["positional", "named"], "default": "positional"},
+            "message_send_ttl_seconds": {"type": "integer"},
+            "components": {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["HEADER", "BODY", "FOOTER", "BUTTONS", "header", "body", "footer", "buttons"]}}}}
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn describe_names_the_contract() {
+        let info = super::describe();
+        assert_eq!(info.contract_version, "flow:channel@1.0.0");
+        for schema in [&info.config_schema, &info.message_schema, &info.template_schema] {
+            let v: serde_json::Value = serde_json::from_str(schema).unwrap();
+            assert_eq!(v["type"], "object");
+        }
+    }
+}
