@@ -1,0 +1,31 @@
+//! Reference host for `flow:channel` components: a wasmtime embedding ([`runtime`]), the host
+//! services a plugin may use ([`services`]), an embedded mock of the WhatsApp Cloud API
+//! ([`mock`]), a versioned plugin registry ([`registry`]) and the CLI's commands ([`cli`]).
+//!
+//! The host works with the types `bindgen!` generates from `wit/` directly; [`bindings`] is
+//! the only place they are defined.
+
+pub mod cli;
+pub mod json;
+pub mod mock;
+pub mod registry;
+pub mod runtime;
+pub mod services;
+
+/// Types and traits generated from `wit/channel.wit`.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "channel-plugin",
+    });
+}
+
+pub use bindings::flow::channel::types;
+pub use runtime::{CallError, Limits, Plugin, Runtime};
+pub use services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
+
+/// The WhatsApp component built from this repository by `build.rs`.
+pub const WHATSAPP_CHANNEL_WASM: &str = env!("WHATSAPP_CHANNEL_WASM");
+
+/// The contract this host serves.
+pub const CONTRACT: &str = "flow:channel@1.0.0";

@@ -1,0 +1,155 @@
+//! The CLI's JSON formats, to and from the generated contract types.
+
+use crate::types::{
+    ChannelInfo, Classification, Disposition, EventKind, FieldError, Header, HttpRequest, HttpResponse, MessageRequest, SendOutcome,
+    TransportError, TransportErrorKind, WebhookEvent,
+};
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value, json};
+
+pub fn disposition_name(d: Disposition) -> &'static str {
+    match d {
+        Disposition::Accepted => "accepted",
+        Disposition::Sent => "sent",
+        Disposition::Delivered => "delivered",
+        Disposition::Read => "read",
+        Disposition::Retry => "retry",
+        Disposition::Fallback => "fallback",
+        Disposition::Failed => "failed",
+        Disposition::Unknown => "unknown",
+    }
+}
+
+pub fn event_kind_name(k: EventKind) -> &'static str {
+    match k {
+        EventKind::MessageStatus => "message_status",
+        EventKind::InboundMessage => "inbound_message",
+        EventKind::ChannelError => "channel_error",
+        EventKind::RecipientPreference => "recipient_preference",
+        EventKind::TemplateStatus => "template_status",
+        EventKind::Other => "other",
+    }
+}
+
+pub fn classification(c: &Classification) -> Value {
+    json!({
+        "disposition": disposition_name(c.disposition),
+        "reason": c.reason,
+        "provider_code": c.provider_code,
+        "provider_title": c.provider_title,
+        "provider_details": c.provider_details,
+        "provider_trace_id": c.provider_trace_id,
+        "retry_after_ms": c.retry_after_ms,
+        "operator_action": c.operator_action,
+        "provider_message_id": c.provider_message_id,
+    })
+}
+
+pub fn field_errors(errors: &[FieldError]) -> Value {
+    Value::Array(errors.iter().map(|e| json!({"path": e.path, "code": e.code, "message": e.message})).collect())
+}
+
+/// The request as JSON; a JSON body is shown as JSON, anything else as text.
+pub fn http_request(r: &HttpRequest) -> Value {
+    let mut headers = Map::new();
+    for h in &r.headers {
+        headers.insert(h.name.clone(), json!(h.value));
+    }
+    let body = serde_json::from_slice::<Value>(&r.body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&r.body)));
+    json!({"method": r.method, "url": r.url, "headers": headers, "body": body})
+}
+
+pub fn webhook_event(e: &WebhookEvent) -> Value {
+    json!({
+        "kind": event_kind_name(e.kind),
+        "provider_message_id": e.provider_message_id,
+        "recipient": e.recipient,
+        "correlation_id": e.correlation_id,
+        "occurred_at_ms": e.occurred_at_ms,
+        "precedence": e.precedence,
+        "dedupe_key": e.dedupe_key,
+        "service_window_ends_ms": e.service_window_ends_ms,
+        "details": serde_json::from_str::<Value>(&e.details).unwrap_or(Value::Null),
+        "classification": classification(&e.classification),
+    })
+}
+
+pub fn channel_info(i: &ChannelInfo) -> Value {
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    json!({
+        "name": i.name,
+        "plugin_version": i.plugin_version,
+        "contract_version": i.contract_version,
+        "capabilities": i.capabilities,
+        "config_schema": parse(&i.config_schema),
+        "message_schema": parse(&i.message_schema),
+        "template_schema": parse(&i.template_schema),
+    })
+}
+
+/// Reads the `classify` input: `{"http_status", "headers", "body"}` or
+/// `{"transport_error", "request_sent"}`, optionally with `"attempt"`.
+pub fn send_outcome(doc: &Value) -> Result<(SendOutcome, u32)> {
+    let attempt = match doc.get("attempt") {
+        None => 1,
+        Some(v) => v.as_u64().filter(|n| (1..=u32::MAX as u64).contains(n)).context("`attempt` must be a positive integer")? as u32,
+    };
+    if let Some(kind) = doc.get("transport_error") {
+        let kind = match kind.as_str() {
+            Some("timeout") => TransportErrorKind::Timeout,
+            Some("connect") => TransportErrorKind::Connect,
+            Some("dns") => TransportErrorKind::Dns,
+            Some("tls") => TransportErrorKind::Tls,
+            Some("reset") => TransportErrorKind::Reset,
+            Some("denied") => TransportErrorKind::Denied,
+            Some("too_large") => TransportErrorKind::TooLarge,
+            Some("other") => TransportErrorKind::Other,
+            _ => bail!("`transport_error` must be one of timeout, connect, dns, tls, reset, denied, too_large, other; got {kind}"),
+        };
+        let request_sent = doc.get("request_sent").and_then(Value::as_bool).context("`request_sent` (true or false) is required with `transport_error`")?;
+        let message = doc.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+        return Ok((SendOutcome::TransportError(TransportError { kind, request_sent, message }), attempt));
+    }
+    let status = doc
+        .get("http_status")
+        .and_then(Value::as_u64)
+        .filter(|s| (100..=599).contains(s))
+        .context("the input needs `http_status` (100–599) or `transport_error`")? as u16;
+    let headers = match doc.get("headers") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| Ok(Header { name: k.clone(), value: v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()) }))
+            .collect::<Result<_>>()?,
+        Some(_) => bail!("`headers` must be an object of name → value"),
+    };
+    // The body is the provider's JSON, or text (an HTML error page) given as a string.
+    let body = match doc.get("body") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::String(s)) => s.as_bytes().to_vec(),
+        Some(v) => serde_json::to_vec(v)?,
+    };
+    Ok((SendOutcome::Response(HttpResponse { status, headers, body }), attempt))
+}
+
+/// Reads a message file: `{"recipient", "correlation_id"?, "last_inbound_ms"?, "content": {…}}`.
+pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest> {
+    let obj = doc.as_object().context("a message file is a JSON object with `recipient` and `content`")?;
+    for key in obj.keys() {
+        if !["recipient", "correlation_id", "last_inbound_ms", "content"].contains(&key.as_str()) {
+            bail!("/{key}: unknown field; a message file has recipient, correlation_id, last_inbound_ms and content");
+        }
+    }
+    let recipient = obj.get("recipient").and_then(Value::as_str).context("/recipient: a string is required")?.to_string();
+    let correlation_id = match obj.get("correlation_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => bail!("/correlation_id: must be a string"),
+    };
+    let last_inbound_ms = match obj.get("last_inbound_ms") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().context("/last_inbound_ms: must be milliseconds since the Unix epoch")?),
+    };
+    let content = obj.get("content").context("/content: the message content is required")?;
+    Ok(MessageRequest { recipient, correlation_id, content: content.to_string(), last_inbound_ms, now_ms })
+}
