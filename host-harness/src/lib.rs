@@ -17,6 +17,7 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "channel-plugin",
+        additional_derives: [PartialEq, Eq],
     });
 }
 
