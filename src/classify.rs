@@ -5,7 +5,10 @@
 //! status or title"); the HTTP status is used only when the body carries no code (an HTML 503,
 //! an empty 502). The raw code, title, details and `fbtrace_id` are always kept.
 
-use crate::{Classification, Disposition, Header, HttpResponse, SendOutcome, TransportError, TransportErrorKind};
+use crate::{
+    Classification, Disposition, Header, HttpResponse, SendOutcome, TransportError,
+    TransportErrorKind,
+};
 use serde_json::Value;
 
 /// How long to wait before the next attempt on the same channel.
@@ -62,15 +65,31 @@ const fn rule(
     operator_action: bool,
     backoff: Backoff,
 ) -> CodeRule {
-    CodeRule { codes: (code, code), title, disposition, reason, operator_action, backoff }
+    CodeRule {
+        codes: (code, code),
+        title,
+        disposition,
+        reason,
+        operator_action,
+        backoff,
+    }
 }
 
 use Backoff as B;
 use Disposition::{Failed as FAILED, Fallback as FALLBACK, Retry as RETRY, Unknown as UNKNOWN};
 
-const THROUGHPUT: Backoff = B::Exponential { base: SECOND, cap: MINUTE };
-const APP_RATE: Backoff = B::Exponential { base: MINUTE, cap: 15 * MINUTE };
-const OUTAGE: Backoff = B::Exponential { base: 5 * SECOND, cap: 5 * MINUTE };
+const THROUGHPUT: Backoff = B::Exponential {
+    base: SECOND,
+    cap: MINUTE,
+};
+const APP_RATE: Backoff = B::Exponential {
+    base: MINUTE,
+    cap: 15 * MINUTE,
+};
+const OUTAGE: Backoff = B::Exponential {
+    base: 5 * SECOND,
+    cap: 5 * MINUTE,
+};
 
 /// Every Cloud API error code in Meta's table (and those seen in SDKs and the changelog),
 /// with what it means for a flow. The README's table is tested against this one.
@@ -79,84 +98,551 @@ pub const CODE_TABLE: &[CodeRule] = &[
     rule(0, "AuthException", FAILED, "auth_error", true, B::None),
     rule(3, "API Method", FAILED, "auth_error", true, B::None),
     rule(10, "Permission Denied", FAILED, "auth_error", true, B::None),
-    rule(190, "Access token has expired", FAILED, "auth_error", true, B::None),
-    CodeRule { codes: (200, 299), title: "API Permission", disposition: FAILED, reason: "auth_error", operator_action: true, backoff: B::None },
+    rule(
+        190,
+        "Access token has expired",
+        FAILED,
+        "auth_error",
+        true,
+        B::None,
+    ),
+    CodeRule {
+        codes: (200, 299),
+        title: "API Permission",
+        disposition: FAILED,
+        reason: "auth_error",
+        operator_action: true,
+        backoff: B::None,
+    },
     rule(131005, "Access denied", FAILED, "auth_error", true, B::None),
     // Integrity.
-    rule(368, "Temporarily blocked for policies violations", FAILED, "account_restricted", true, B::None),
-    rule(131031, "Account has been locked", FAILED, "account_restricted", true, B::None),
-    rule(130497, "Business account is restricted from messaging users in this country", FALLBACK, "policy_blocked", false, B::None),
+    rule(
+        368,
+        "Temporarily blocked for policies violations",
+        FAILED,
+        "account_restricted",
+        true,
+        B::None,
+    ),
+    rule(
+        131031,
+        "Account has been locked",
+        FAILED,
+        "account_restricted",
+        true,
+        B::None,
+    ),
+    rule(
+        130497,
+        "Business account is restricted from messaging users in this country",
+        FALLBACK,
+        "policy_blocked",
+        false,
+        B::None,
+    ),
     // Throttling.
-    rule(4, "API Too Many Calls", RETRY, "rate_limited", false, APP_RATE),
-    rule(80007, "Rate limit issues", RETRY, "rate_limited", false, APP_RATE),
-    rule(130429, "Rate limit hit", RETRY, "rate_limited", false, THROUGHPUT),
-    rule(131048, "Spam rate limit hit", FAILED, "policy_blocked", true, B::Fixed(HOUR)),
-    rule(131056, "(Business Account, Consumer Account) pair rate limit hit", RETRY, "pair_rate_limited", false, B::PairRate),
-    rule(133016, "Account register deregister rate limit exceeded", FAILED, "channel_misconfigured", true, B::None),
+    rule(
+        4,
+        "API Too Many Calls",
+        RETRY,
+        "rate_limited",
+        false,
+        APP_RATE,
+    ),
+    rule(
+        80007,
+        "Rate limit issues",
+        RETRY,
+        "rate_limited",
+        false,
+        APP_RATE,
+    ),
+    rule(
+        130429,
+        "Rate limit hit",
+        RETRY,
+        "rate_limited",
+        false,
+        THROUGHPUT,
+    ),
+    rule(
+        131048,
+        "Spam rate limit hit",
+        FAILED,
+        "policy_blocked",
+        true,
+        B::Fixed(HOUR),
+    ),
+    rule(
+        131056,
+        "(Business Account, Consumer Account) pair rate limit hit",
+        RETRY,
+        "pair_rate_limited",
+        false,
+        B::PairRate,
+    ),
+    rule(
+        133016,
+        "Account register deregister rate limit exceeded",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
     // Other errors.
-    rule(1, "API Unknown", RETRY, "provider_unavailable", false, OUTAGE),
-    rule(2, "API Service", RETRY, "provider_unavailable", false, OUTAGE),
-    rule(33, "Parameter value is not valid (business phone number deleted)", FAILED, "channel_misconfigured", true, B::None),
-    rule(100, "Invalid parameter", FAILED, "invalid_request", true, B::None),
-    rule(130472, "User's number is part of an experiment", FALLBACK, "policy_blocked", false, B::None),
-    rule(131000, "Something went wrong", RETRY, "provider_unavailable", false, OUTAGE),
-    rule(131008, "Required parameter is missing", FAILED, "invalid_request", true, B::None),
-    rule(131009, "Parameter value is not valid", FAILED, "invalid_request", true, B::None),
-    rule(131016, "Service unavailable", RETRY, "provider_unavailable", false, OUTAGE),
-    rule(131021, "Recipient cannot be sender", FAILED, "invalid_request", true, B::None),
-    rule(131026, "Message Undeliverable", FALLBACK, "recipient_not_on_channel", false, B::None),
-    rule(131030, "Recipient phone number not in allowed list", FAILED, "channel_misconfigured", true, B::None),
-    rule(131037, "Display name approval needed", FAILED, "channel_misconfigured", true, B::None),
-    rule(131042, "Business eligibility payment issue", FAILED, "payment_required", true, B::None),
-    rule(131044, "Payment issue", FAILED, "payment_required", true, B::None),
-    rule(131045, "Incorrect certificate", FAILED, "channel_misconfigured", true, B::None),
-    rule(131047, "Re-engagement message", FALLBACK, "outside_service_window", false, B::None),
+    rule(
+        1,
+        "API Unknown",
+        RETRY,
+        "provider_unavailable",
+        false,
+        OUTAGE,
+    ),
+    rule(
+        2,
+        "API Service",
+        RETRY,
+        "provider_unavailable",
+        false,
+        OUTAGE,
+    ),
+    rule(
+        33,
+        "Parameter value is not valid (business phone number deleted)",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
+    rule(
+        100,
+        "Invalid parameter",
+        FAILED,
+        "invalid_request",
+        true,
+        B::None,
+    ),
+    rule(
+        130472,
+        "User's number is part of an experiment",
+        FALLBACK,
+        "policy_blocked",
+        false,
+        B::None,
+    ),
+    rule(
+        131000,
+        "Something went wrong",
+        RETRY,
+        "provider_unavailable",
+        false,
+        OUTAGE,
+    ),
+    rule(
+        131008,
+        "Required parameter is missing",
+        FAILED,
+        "invalid_request",
+        true,
+        B::None,
+    ),
+    rule(
+        131009,
+        "Parameter value is not valid",
+        FAILED,
+        "invalid_request",
+        true,
+        B::None,
+    ),
+    rule(
+        131016,
+        "Service unavailable",
+        RETRY,
+        "provider_unavailable",
+        false,
+        OUTAGE,
+    ),
+    rule(
+        131021,
+        "Recipient cannot be sender",
+        FAILED,
+        "invalid_request",
+        true,
+        B::None,
+    ),
+    rule(
+        131026,
+        "Message Undeliverable",
+        FALLBACK,
+        "recipient_not_on_channel",
+        false,
+        B::None,
+    ),
+    rule(
+        131030,
+        "Recipient phone number not in allowed list",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
+    rule(
+        131037,
+        "Display name approval needed",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
+    rule(
+        131042,
+        "Business eligibility payment issue",
+        FAILED,
+        "payment_required",
+        true,
+        B::None,
+    ),
+    rule(
+        131044,
+        "Payment issue",
+        FAILED,
+        "payment_required",
+        true,
+        B::None,
+    ),
+    rule(
+        131045,
+        "Incorrect certificate",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
+    rule(
+        131047,
+        "Re-engagement message",
+        FALLBACK,
+        "outside_service_window",
+        false,
+        B::None,
+    ),
     // Meta: earlier retries fail again; wait at least 24 h before resending on WhatsApp.
-    rule(131049, "Meta chose not to deliver", FALLBACK, "marketing_limit_reached", false, B::Fixed(24 * HOUR)),
-    rule(131050, "User stopped marketing messages", FALLBACK, "recipient_opted_out", false, B::None),
-    rule(131051, "Unsupported message type", FAILED, "invalid_request", true, B::None),
-    rule(131052, "Media download error", FAILED, "media_error", false, B::None),
-    rule(131053, "Media upload error", FAILED, "media_error", true, B::None),
-    rule(131055, "Method not allowed", FAILED, "invalid_request", true, B::None),
-    rule(131057, "Account in maintenance mode", RETRY, "provider_unavailable", false, B::Exponential { base: 15 * SECOND, cap: 2 * MINUTE }),
-    rule(131059, "Invalid pagination cursor", FAILED, "invalid_request", true, B::None),
-    rule(131062, "Business-scoped user ID recipients not supported", FAILED, "invalid_request", true, B::None),
-    rule(131063, "Marketing templates disabled for Cloud API", FAILED, "channel_misconfigured", true, B::None),
-    rule(131064, "Messaging limit reached due to template classification violations", FAILED, "policy_blocked", true, B::None),
-    rule(132000, "Template Param Count Mismatch", FAILED, "template_error", true, B::None),
-    rule(132001, "Template does not exist", FAILED, "template_error", true, B::None),
-    rule(132005, "Template Hydrated Text Too Long", FAILED, "template_error", true, B::None),
-    rule(132007, "Template Format Character Policy Violated", FAILED, "template_error", true, B::None),
-    rule(132012, "Template Parameter Format Mismatch", FAILED, "template_error", true, B::None),
+    rule(
+        131049,
+        "Meta chose not to deliver",
+        FALLBACK,
+        "marketing_limit_reached",
+        false,
+        B::Fixed(24 * HOUR),
+    ),
+    rule(
+        131050,
+        "User stopped marketing messages",
+        FALLBACK,
+        "recipient_opted_out",
+        false,
+        B::None,
+    ),
+    rule(
+        131051,
+        "Unsupported message type",
+        FAILED,
+        "invalid_request",
+        true,
+        B::None,
+    ),
+    rule(
+        131052,
+        "Media download error",
+        FAILED,
+        "media_error",
+        false,
+        B::None,
+    ),
+    rule(
+        131053,
+        "Media upload error",
+        FAILED,
+        "media_error",
+        true,
+        B::None,
+    ),
+    rule(
+        131055,
+        "Method not allowed",
+        FAILED,
+        "invalid_request",
+        true,
+        B::None,
+    ),
+    rule(
+        131057,
+        "Account in maintenance mode",
+        RETRY,
+        "provider_unavailable",
+        false,
+        B::Exponential {
+            base: 15 * SECOND,
+            cap: 2 * MINUTE,
+        },
+    ),
+    rule(
+        131059,
+        "Invalid pagination cursor",
+        FAILED,
+        "invalid_request",
+        true,
+        B::None,
+    ),
+    rule(
+        131062,
+        "Business-scoped user ID recipients not supported",
+        FAILED,
+        "invalid_request",
+        true,
+        B::None,
+    ),
+    rule(
+        131063,
+        "Marketing templates disabled for Cloud API",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
+    rule(
+        131064,
+        "Messaging limit reached due to template classification violations",
+        FAILED,
+        "policy_blocked",
+        true,
+        B::None,
+    ),
+    rule(
+        132000,
+        "Template Param Count Mismatch",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
+    rule(
+        132001,
+        "Template does not exist",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
+    rule(
+        132005,
+        "Template Hydrated Text Too Long",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
+    rule(
+        132007,
+        "Template Format Character Policy Violated",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
+    rule(
+        132012,
+        "Template Parameter Format Mismatch",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
     // Paused for 3 h (then 6 h): this message falls back now; the template comes back by itself.
-    rule(132015, "Template is Paused", FALLBACK, "template_paused", false, B::Fixed(3 * HOUR)),
-    rule(132016, "Template is Disabled", FAILED, "template_error", true, B::None),
-    rule(132018, "Template parameter issue", FAILED, "template_error", true, B::None),
-    rule(132068, "Flow is blocked", FAILED, "flow_error", true, B::None),
-    rule(132069, "Flow is throttled", RETRY, "rate_limited", false, B::Fixed(HOUR)),
-    rule(133000, "Incomplete Deregistration", FAILED, "channel_misconfigured", true, B::None),
-    rule(133004, "Server Temporarily Unavailable", RETRY, "provider_unavailable", false, OUTAGE),
-    rule(133005, "Two step verification PIN Mismatch", FAILED, "channel_misconfigured", true, B::None),
-    rule(133006, "Phone number re-verification needed", FAILED, "channel_misconfigured", true, B::None),
-    rule(133008, "Too Many two step verification PIN Guesses", FAILED, "channel_misconfigured", true, B::None),
-    rule(133009, "Two step verification PIN Guessed Too Fast", FAILED, "channel_misconfigured", true, B::None),
-    rule(133010, "Phone number Not Registered", FAILED, "channel_misconfigured", true, B::None),
-    rule(133015, "Please wait a few minutes before attempting to register this phone number", FAILED, "channel_misconfigured", true, B::None),
-    rule(134011, "WhatsApp Payments Terms of Service not accepted", FAILED, "channel_misconfigured", true, B::None),
-    rule(134100, "Only marketing messages supported", FAILED, "invalid_request", true, B::None),
-    rule(134101, "Your template is still syncing", RETRY, "template_error", false, B::Fixed(MINUTE)),
-    rule(134102, "Template unavailable for use", RETRY, "provider_unavailable", false, OUTAGE),
-    rule(135000, "Generic user error", FAILED, "invalid_request", true, B::None),
-    rule(137000, "Recipient identity key hash mismatch", FALLBACK, "recipient_identity_changed", false, B::None),
+    rule(
+        132015,
+        "Template is Paused",
+        FALLBACK,
+        "template_paused",
+        false,
+        B::Fixed(3 * HOUR),
+    ),
+    rule(
+        132016,
+        "Template is Disabled",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
+    rule(
+        132018,
+        "Template parameter issue",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
+    rule(
+        132068,
+        "Flow is blocked",
+        FAILED,
+        "flow_error",
+        true,
+        B::None,
+    ),
+    rule(
+        132069,
+        "Flow is throttled",
+        RETRY,
+        "rate_limited",
+        false,
+        B::Fixed(HOUR),
+    ),
+    rule(
+        133000,
+        "Incomplete Deregistration",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
+    rule(
+        133004,
+        "Server Temporarily Unavailable",
+        RETRY,
+        "provider_unavailable",
+        false,
+        OUTAGE,
+    ),
+    rule(
+        133005,
+        "Two step verification PIN Mismatch",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
+    rule(
+        133006,
+        "Phone number re-verification needed",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
+    rule(
+        133008,
+        "Too Many two step verification PIN Guesses",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
+    rule(
+        133009,
+        "Two step verification PIN Guessed Too Fast",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
+    rule(
+        133010,
+        "Phone number Not Registered",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
+    rule(
+        133015,
+        "Please wait a few minutes before attempting to register this phone number",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
+    rule(
+        134011,
+        "WhatsApp Payments Terms of Service not accepted",
+        FAILED,
+        "channel_misconfigured",
+        true,
+        B::None,
+    ),
+    rule(
+        134100,
+        "Only marketing messages supported",
+        FAILED,
+        "invalid_request",
+        true,
+        B::None,
+    ),
+    rule(
+        134101,
+        "Your template is still syncing",
+        RETRY,
+        "template_error",
+        false,
+        B::Fixed(MINUTE),
+    ),
+    rule(
+        134102,
+        "Template unavailable for use",
+        RETRY,
+        "provider_unavailable",
+        false,
+        OUTAGE,
+    ),
+    rule(
+        135000,
+        "Generic user error",
+        FAILED,
+        "invalid_request",
+        true,
+        B::None,
+    ),
+    rule(
+        137000,
+        "Recipient identity key hash mismatch",
+        FALLBACK,
+        "recipient_identity_changed",
+        false,
+        B::None,
+    ),
     // The request was a duplicate of one Meta already has: never send it again.
-    rule(1752041, "Duplicate Request", UNKNOWN, "duplicate_request", false, B::None),
-    rule(2494100, "Account in maintenance mode (phone-number migration)", RETRY, "provider_unavailable", false, OUTAGE),
-    CodeRule { codes: (2388001, 2388103), title: "Phone-number migration error", disposition: FAILED, reason: "channel_misconfigured", operator_action: true, backoff: B::None },
+    rule(
+        1752041,
+        "Duplicate Request",
+        UNKNOWN,
+        "duplicate_request",
+        false,
+        B::None,
+    ),
+    rule(
+        2494100,
+        "Account in maintenance mode (phone-number migration)",
+        RETRY,
+        "provider_unavailable",
+        false,
+        OUTAGE,
+    ),
+    CodeRule {
+        codes: (2388001, 2388103),
+        title: "Phone-number migration error",
+        disposition: FAILED,
+        reason: "channel_misconfigured",
+        operator_action: true,
+        backoff: B::None,
+    },
 ];
 
 /// The rule for a code, if Meta documents it.
 pub fn rule_for(code: i64) -> Option<&'static CodeRule> {
-    CODE_TABLE.iter().find(|r| (r.codes.0..=r.codes.1).contains(&code))
+    CODE_TABLE
+        .iter()
+        .find(|r| (r.codes.0..=r.codes.1).contains(&code))
 }
 
 /// A provider error as found in an API answer or a webhook.
@@ -171,19 +657,33 @@ pub struct ProviderError {
 impl ProviderError {
     /// Reads Graph's `{"error":{…}}` or a webhook `errors[]` entry.
     pub fn from_json(e: &Value) -> ProviderError {
-        let code = e.get("code").and_then(|c| c.as_i64().or_else(|| c.as_str()?.trim().parse().ok()));
-        let text = |v: Option<&Value>| v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let code = e
+            .get("code")
+            .and_then(|c| c.as_i64().or_else(|| c.as_str()?.trim().parse().ok()));
+        let text = |v: Option<&Value>| {
+            v.and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
         let title = text(e.get("title")).or_else(|| {
             // Graph puts "(#130429) Rate limit hit" in `message`; keep the title part.
             text(e.get("message")).map(|m| match m.strip_prefix("(#") {
-                Some(rest) => rest.split_once(") ").map(|(_, t)| t.to_string()).unwrap_or(m),
+                Some(rest) => rest
+                    .split_once(") ")
+                    .map(|(_, t)| t.to_string())
+                    .unwrap_or(m),
                 None => m,
             })
         });
         let details = text(e.pointer("/error_data/details"))
             .or_else(|| text(e.get("error_user_msg")))
             .or_else(|| text(e.get("details")));
-        ProviderError { code, title, details, trace_id: text(e.get("fbtrace_id")) }
+        ProviderError {
+            code,
+            title,
+            details,
+            trace_id: text(e.get("fbtrace_id")),
+        }
     }
 }
 
@@ -202,7 +702,11 @@ fn base(disposition: Disposition, reason: &str) -> Classification {
 }
 
 /// Classifies a provider error; `http_status` is only consulted when there is no code.
-pub fn classify_error(err: &ProviderError, http_status: Option<u16>, attempt: u32) -> Classification {
+pub fn classify_error(
+    err: &ProviderError,
+    http_status: Option<u16>,
+    attempt: u32,
+) -> Classification {
     let mut c = match (err.code, err.code.and_then(rule_for)) {
         (_, Some(r)) => {
             let mut c = base(r.disposition, r.reason);
@@ -299,11 +803,17 @@ fn classify_success(body: Option<&Value>) -> Classification {
     let message = body.and_then(|b| b.pointer("/messages/0"));
     match message.and_then(|m| m.get("id")).and_then(Value::as_str) {
         Some(id) => {
-            let held = message.and_then(|m| m.get("message_status")).and_then(Value::as_str)
+            let held = message
+                .and_then(|m| m.get("message_status"))
+                .and_then(Value::as_str)
                 == Some("held_for_quality_assessment");
             let mut c = base(
                 Disposition::Accepted,
-                if held { "held_for_quality_assessment" } else { "accepted" },
+                if held {
+                    "held_for_quality_assessment"
+                } else {
+                    "accepted"
+                },
             );
             c.provider_message_id = Some(id.to_string());
             c
@@ -330,7 +840,14 @@ pub fn classify_transport(err: &TransportError, attempt: u32) -> Classification 
     } else if err.request_sent {
         base(Disposition::Unknown, "outcome_unknown")
     } else {
-        retry(B::Exponential { base: SECOND, cap: MINUTE }, attempt, "transport_error")
+        retry(
+            B::Exponential {
+                base: SECOND,
+                cap: MINUTE,
+            },
+            attempt,
+            "transport_error",
+        )
     };
     c.provider_details = Some(format!("{:?}: {}", err.kind, err.message));
     c
@@ -349,34 +866,67 @@ mod tests {
     use super::*;
 
     fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() }
+        HttpResponse {
+            status,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        }
     }
 
     fn err_body(code: i64) -> String {
-        format!(r#"{{"error":{{"message":"(#{code}) Title","type":"OAuthException","code":{code},"error_data":{{"messaging_product":"whatsapp","details":"d"}},"fbtrace_id":"T"}}}}"#)
+        format!(
+            r#"{{"error":{{"message":"(#{code}) Title","type":"OAuthException","code":{code},"error_data":{{"messaging_product":"whatsapp","details":"d"}},"fbtrace_id":"T"}}}}"#
+        )
     }
 
     #[test]
     fn accepted_keeps_the_message_id() {
-        let c = classify_response(&resp(200, include_str!("../tests/fixtures/send-response-template-accepted.json")), 1);
+        let c = classify_response(
+            &resp(
+                200,
+                include_str!("../tests/fixtures/send-response-template-accepted.json"),
+            ),
+            1,
+        );
         assert_eq!(c.disposition, Disposition::Accepted);
-        assert_eq!(c.provider_message_id.as_deref(), Some("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJBRkJENzExMTRFRjk2NTI1OTEA"));
+        assert_eq!(
+            c.provider_message_id.as_deref(),
+            Some("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJBRkJENzExMTRFRjk2NTI1OTEA")
+        );
     }
 
     #[test]
     fn held_for_quality_assessment_is_still_accepted() {
-        let c = classify_response(&resp(200, r#"{"messages":[{"id":"wamid.X","message_status":"held_for_quality_assessment"}]}"#), 1);
-        assert_eq!((c.disposition, c.reason.as_str()), (Disposition::Accepted, "held_for_quality_assessment"));
+        let c = classify_response(
+            &resp(
+                200,
+                r#"{"messages":[{"id":"wamid.X","message_status":"held_for_quality_assessment"}]}"#,
+            ),
+            1,
+        );
+        assert_eq!(
+            (c.disposition, c.reason.as_str()),
+            (Disposition::Accepted, "held_for_quality_assessment")
+        );
     }
 
     #[test]
     fn rate_limit_sample_is_retry_with_raw_fields_kept() {
-        let c = classify_response(&resp(400, include_str!("../tests/fixtures/error-response-130429-rate-limit.json")), 1);
+        let c = classify_response(
+            &resp(
+                400,
+                include_str!("../tests/fixtures/error-response-130429-rate-limit.json"),
+            ),
+            1,
+        );
         assert_eq!(c.disposition, Disposition::Retry);
         assert_eq!(c.reason, "rate_limited");
         assert_eq!(c.provider_code.as_deref(), Some("130429"));
         assert_eq!(c.provider_title.as_deref(), Some("Rate limit hit"));
-        assert_eq!(c.provider_trace_id.as_deref(), Some("Az8or2yhqkZfEZ-_4Qn_Bam"));
+        assert_eq!(
+            c.provider_trace_id.as_deref(),
+            Some("Az8or2yhqkZfEZ-_4Qn_Bam")
+        );
         assert!(c.retry_after_ms.unwrap() >= 1000);
     }
 
@@ -384,17 +934,33 @@ mod tests {
     fn code_decides_not_http_status() {
         // 130429 arrives as 400 in Meta's table and as 429 in older copies: same answer.
         for status in [400, 429] {
-            assert_eq!(classify_response(&resp(status, &err_body(130429)), 1).reason, "rate_limited");
+            assert_eq!(
+                classify_response(&resp(status, &err_body(130429)), 1).reason,
+                "rate_limited"
+            );
         }
         // 131026 under a 500 is still not-on-WhatsApp.
-        assert_eq!(classify_response(&resp(500, &err_body(131026)), 1).disposition, Disposition::Fallback);
+        assert_eq!(
+            classify_response(&resp(500, &err_body(131026)), 1).disposition,
+            Disposition::Fallback
+        );
     }
 
     #[test]
     fn common_codes() {
         let cases = [
-            (131026, Disposition::Fallback, "recipient_not_on_channel", false),
-            (131047, Disposition::Fallback, "outside_service_window", false),
+            (
+                131026,
+                Disposition::Fallback,
+                "recipient_not_on_channel",
+                false,
+            ),
+            (
+                131047,
+                Disposition::Fallback,
+                "outside_service_window",
+                false,
+            ),
             (130429, Disposition::Retry, "rate_limited", false),
             (131056, Disposition::Retry, "pair_rate_limited", false),
             (131000, Disposition::Retry, "provider_unavailable", false),
@@ -405,7 +971,11 @@ mod tests {
         ];
         for (code, d, reason, op) in cases {
             let c = classify_response(&resp(400, &err_body(code)), 1);
-            assert_eq!((c.disposition, c.reason.as_str(), c.operator_action), (d, reason, op), "code {code}");
+            assert_eq!(
+                (c.disposition, c.reason.as_str(), c.operator_action),
+                (d, reason, op),
+                "code {code}"
+            );
             assert_eq!(c.provider_code, Some(code.to_string()));
         }
     }
@@ -421,39 +991,72 @@ mod tests {
     fn no_code_falls_back_to_http_status() {
         let html = resp(503, "<html><body>Service Unavailable</body></html>");
         let c = classify_response(&html, 1);
-        assert_eq!((c.disposition, c.reason.as_str()), (Disposition::Retry, "provider_unavailable"));
+        assert_eq!(
+            (c.disposition, c.reason.as_str()),
+            (Disposition::Retry, "provider_unavailable")
+        );
         assert!(c.provider_details.unwrap().contains("Service Unavailable"));
-        assert_eq!(classify_response(&resp(502, ""), 1).disposition, Disposition::Retry);
+        assert_eq!(
+            classify_response(&resp(502, ""), 1).disposition,
+            Disposition::Retry
+        );
         assert_eq!(classify_response(&resp(401, ""), 1).reason, "auth_error");
     }
 
     #[test]
     fn unknown_codes_split_on_status() {
-        assert_eq!(classify_response(&resp(400, &err_body(999_999)), 1).disposition, Disposition::Failed);
-        assert_eq!(classify_response(&resp(503, &err_body(999_999)), 1).disposition, Disposition::Retry);
+        assert_eq!(
+            classify_response(&resp(400, &err_body(999_999)), 1).disposition,
+            Disposition::Failed
+        );
+        assert_eq!(
+            classify_response(&resp(503, &err_body(999_999)), 1).disposition,
+            Disposition::Retry
+        );
     }
 
     #[test]
     fn retry_after_header_is_honoured() {
         let mut r = resp(429, "");
-        r.headers.push(Header { name: "Retry-After".into(), value: "120".into() });
+        r.headers.push(Header {
+            name: "Retry-After".into(),
+            value: "120".into(),
+        });
         assert_eq!(classify_response(&r, 1).retry_after_ms, Some(120_000));
     }
 
     #[test]
     fn transport_errors_never_retry_blindly() {
-        let e = |kind, sent| TransportError { kind, request_sent: sent, message: "x".into() };
-        assert_eq!(classify_transport(&e(TransportErrorKind::Connect, false), 1).disposition, Disposition::Retry);
-        assert_eq!(classify_transport(&e(TransportErrorKind::Timeout, true), 1).disposition, Disposition::Unknown);
+        let e = |kind, sent| TransportError {
+            kind,
+            request_sent: sent,
+            message: "x".into(),
+        };
+        assert_eq!(
+            classify_transport(&e(TransportErrorKind::Connect, false), 1).disposition,
+            Disposition::Retry
+        );
+        assert_eq!(
+            classify_transport(&e(TransportErrorKind::Timeout, true), 1).disposition,
+            Disposition::Unknown
+        );
         let denied = classify_transport(&e(TransportErrorKind::Denied, false), 1);
-        assert_eq!((denied.disposition, denied.operator_action), (Disposition::Failed, true));
+        assert_eq!(
+            (denied.disposition, denied.operator_action),
+            (Disposition::Failed, true)
+        );
     }
 
     #[test]
     fn code_table_has_no_overlaps() {
         for (i, a) in CODE_TABLE.iter().enumerate() {
             for b in &CODE_TABLE[i + 1..] {
-                assert!(a.codes.1 < b.codes.0 || b.codes.1 < a.codes.0, "{:?} overlaps {:?}", a.codes, b.codes);
+                assert!(
+                    a.codes.1 < b.codes.0 || b.codes.1 < a.codes.0,
+                    "{:?} overlaps {:?}",
+                    a.codes,
+                    b.codes
+                );
             }
         }
     }

@@ -42,7 +42,11 @@ impl Settings {
     /// Reads the settings; `phone_number_id` is checked only by the operations that need it.
     pub fn parse(config: &ChannelConfig) -> Result<Settings, Vec<FieldError>> {
         let mut errors = Errors::new();
-        let text = if config.settings.trim().is_empty() { "{}" } else { config.settings.as_str() };
+        let text = if config.settings.trim().is_empty() {
+            "{}"
+        } else {
+            config.settings.as_str()
+        };
         let doc = parse_json(text, "channel settings")?;
         let Some(f) = Fields::of(&doc, "/settings", "channel settings", &mut errors) else {
             return Err(errors.into_vec());
@@ -63,7 +67,9 @@ impl Settings {
             }
         };
 
-        let phone_number_id = f.text("phone_number_id", false, &mut errors).map(str::to_string);
+        let phone_number_id = f
+            .text("phone_number_id", false, &mut errors)
+            .map(str::to_string);
         if let Some(id) = &phone_number_id
             && !id.chars().all(|c| c.is_ascii_digit())
         {
@@ -91,8 +97,16 @@ impl Settings {
         let secret_name = |key: &str, default: &str, errors: &mut Errors| -> String {
             f.text(key, false, errors).unwrap_or(default).to_string()
         };
-        let access_token_secret = secret_name("access_token_secret", DEFAULT_ACCESS_TOKEN_SECRET, &mut errors);
-        let verify_token_secret = secret_name("verify_token_secret", DEFAULT_VERIFY_TOKEN_SECRET, &mut errors);
+        let access_token_secret = secret_name(
+            "access_token_secret",
+            DEFAULT_ACCESS_TOKEN_SECRET,
+            &mut errors,
+        );
+        let verify_token_secret = secret_name(
+            "verify_token_secret",
+            DEFAULT_VERIFY_TOKEN_SECRET,
+            &mut errors,
+        );
         // `app_secret` is on by default; only an explicit `null` turns signature checks off.
         let app_secret = match f.obj.get("app_secret") {
             None => Some(DEFAULT_APP_SECRET.to_string()),
@@ -124,7 +138,9 @@ impl Settings {
 }
 
 fn is_api_version(v: &str) -> bool {
-    let Some(rest) = v.strip_prefix('v') else { return false };
+    let Some(rest) = v.strip_prefix('v') else {
+        return false;
+    };
     let mut parts = rest.split('.');
     let (Some(major), Some(minor), None) = (parts.next(), parts.next(), parts.next()) else {
         return false;
@@ -140,7 +156,10 @@ mod tests {
     use super::*;
 
     fn cfg(settings: &str) -> ChannelConfig {
-        ChannelConfig { api_base: None, settings: settings.into() }
+        ChannelConfig {
+            api_base: None,
+            settings: settings.into(),
+        }
     }
 
     #[test]
@@ -167,7 +186,10 @@ mod tests {
             settings: r#"{"phone_number_id":"+1 650","api_version":"23","colour":1}"#.into(),
         })
         .unwrap_err();
-        let codes: Vec<_> = errs.iter().map(|e| (e.path.as_str(), e.code.as_str())).collect();
+        let codes: Vec<_> = errs
+            .iter()
+            .map(|e| (e.path.as_str(), e.code.as_str()))
+            .collect();
         assert!(codes.contains(&("/settings/colour", "unknown_field")));
         assert!(codes.contains(&("/api_base", "invalid_url")));
         assert!(codes.contains(&("/settings/phone_number_id", "invalid_format")));
@@ -177,6 +199,9 @@ mod tests {
     #[test]
     fn missing_phone_number_id_is_reported_when_sending() {
         let s = Settings::parse(&cfg("")).unwrap();
-        assert_eq!(s.messages_url().unwrap_err()[0].path, "/settings/phone_number_id");
+        assert_eq!(
+            s.messages_url().unwrap_err()[0].path,
+            "/settings/phone_number_id"
+        );
     }
 }

@@ -57,7 +57,11 @@ impl Errors {
 
     /// `Ok(value)` when nothing was collected, else every error.
     pub fn finish<T>(self, value: T) -> Result<T, Vec<FieldError>> {
-        if self.0.is_empty() { Ok(value) } else { Err(self.0) }
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.0)
+        }
     }
 
     /// Reports a string longer than `max` characters (Meta counts characters, not bytes).
@@ -153,11 +157,7 @@ impl<'a> Fields<'a> {
         match self.get(key) {
             None => {
                 if required {
-                    errors.add(
-                        self.path_of(key),
-                        "missing",
-                        format!("`{key}` is required"),
-                    );
+                    errors.add(self.path_of(key), "missing", format!("`{key}` is required"));
                 }
                 None
             }
@@ -178,7 +178,11 @@ impl<'a> Fields<'a> {
         let s = self.str(key, required, errors)?;
         if s.trim().is_empty() {
             if required {
-                errors.add(self.path_of(key), "empty", format!("`{key}` must not be empty"));
+                errors.add(
+                    self.path_of(key),
+                    "empty",
+                    format!("`{key}` must not be empty"),
+                );
             }
             return None;
         }
@@ -232,7 +236,10 @@ impl<'a> Fields<'a> {
                 errors.add(
                     self.path_of(key),
                     "unknown_field",
-                    format!("`{key}` is not a known field here; expected one of: {}", known.join(", ")),
+                    format!(
+                        "`{key}` is not a known field here; expected one of: {}",
+                        known.join(", ")
+                    ),
                 );
             }
         }

@@ -26,7 +26,12 @@ impl crate::host::Host for ImportedHost {
     fn http_send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         imports::http_send(request)
     }
-    fn hmac_sha256_verify(&self, secret: &str, data: &[u8], mac: &[u8]) -> Result<bool, SecretError> {
+    fn hmac_sha256_verify(
+        &self,
+        secret: &str,
+        data: &[u8],
+        mac: &[u8],
+    ) -> Result<bool, SecretError> {
         imports::hmac_sha256_verify(secret, data, mac)
     }
     fn secret_equals(&self, secret: &str, candidate: &str) -> Result<bool, SecretError> {
@@ -48,7 +53,10 @@ impl Guest for Component {
         crate::templates::validate_json(&template)
     }
 
-    fn build_payload(request: MessageRequest, config: ChannelConfig) -> Result<HttpRequest, Vec<FieldError>> {
+    fn build_payload(
+        request: MessageRequest,
+        config: ChannelConfig,
+    ) -> Result<HttpRequest, Vec<FieldError>> {
         crate::payloads::build(&request, &config)
     }
 
@@ -56,11 +64,18 @@ impl Guest for Component {
         crate::classify::classify_outcome(&outcome, attempt)
     }
 
-    fn parse_webhook(request: WebhookRequest, config: ChannelConfig) -> Result<WebhookOutcome, WebhookError> {
+    fn parse_webhook(
+        request: WebhookRequest,
+        config: ChannelConfig,
+    ) -> Result<WebhookOutcome, WebhookError> {
         crate::webhooks::parse(&request, &config, &ImportedHost)
     }
 
-    fn send(request: MessageRequest, config: ChannelConfig, attempt: u32) -> Result<Classification, Vec<FieldError>> {
+    fn send(
+        request: MessageRequest,
+        config: ChannelConfig,
+        attempt: u32,
+    ) -> Result<Classification, Vec<FieldError>> {
         crate::payloads::send(&request, &config, attempt, &ImportedHost)
     }
 }

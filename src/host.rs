@@ -8,7 +8,12 @@ pub trait Host {
     /// Sends an HTTP request (the host applies its allowlist, timeouts and secrets).
     fn http_send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError>;
     /// Constant-time check that `mac` = HMAC-SHA256(secret, data).
-    fn hmac_sha256_verify(&self, secret: &str, data: &[u8], mac: &[u8]) -> Result<bool, SecretError>;
+    fn hmac_sha256_verify(
+        &self,
+        secret: &str,
+        data: &[u8],
+        mac: &[u8],
+    ) -> Result<bool, SecretError>;
     /// Constant-time comparison of `candidate` with a secret.
     fn secret_equals(&self, secret: &str, candidate: &str) -> Result<bool, SecretError>;
     /// Writes to the host's log.

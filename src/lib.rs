@@ -24,9 +24,8 @@ pub mod webhooks;
 
 pub use glue::types::{
     ChannelConfig, ChannelInfo, Classification, Disposition, EventKind, FieldError, Header,
-    HttpRequest, HttpResponse, LogLevel, MessageRequest, SecretError, SendOutcome,
-    TransportError, TransportErrorKind, WebhookError, WebhookEvent, WebhookOutcome,
-    WebhookRequest,
+    HttpRequest, HttpResponse, LogLevel, MessageRequest, SecretError, SendOutcome, TransportError,
+    TransportErrorKind, WebhookError, WebhookEvent, WebhookOutcome, WebhookRequest,
 };
 
 /// The contract this component implements.

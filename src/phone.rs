@@ -22,7 +22,11 @@ pub fn normalize_e164(input: &str) -> Result<String, String> {
         match c {
             '0'..='9' => digits.push(c),
             ' ' | '-' | '(' | ')' | '.' => {}
-            _ => return Err(format!("{input:?} contains {c:?}; a phone number has digits, spaces, '-', '(', ')' and a leading '+'")),
+            _ => {
+                return Err(format!(
+                    "{input:?} contains {c:?}; a phone number has digits, spaces, '-', '(', ')' and a leading '+'"
+                ));
+            }
         }
     }
     if !international {
@@ -58,7 +62,10 @@ mod tests {
     #[test]
     fn accepts_formatted_international_numbers() {
         assert_eq!(normalize_e164("+1 (650) 555-1234").unwrap(), "+16505551234");
-        assert_eq!(normalize_e164("0044 20 7946 0958").unwrap(), "+442079460958");
+        assert_eq!(
+            normalize_e164("0044 20 7946 0958").unwrap(),
+            "+442079460958"
+        );
     }
 
     #[test]

@@ -106,7 +106,11 @@ mod tests {
     fn describe_names_the_contract() {
         let info = super::describe();
         assert_eq!(info.contract_version, "flow:channel@1.0.0");
-        for schema in [&info.config_schema, &info.message_schema, &info.template_schema] {
+        for schema in [
+            &info.config_schema,
+            &info.message_schema,
+            &info.template_schema,
+        ] {
             let v: serde_json::Value = serde_json::from_str(schema).unwrap();
             assert_eq!(v["type"], "object");
         }

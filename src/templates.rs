@@ -3,8 +3,8 @@
 //!
 //! The rule table with codes and examples is in the README ("Template rules").
 
-use crate::field_errors::{Errors, Fields, excerpt, index, parse_json, pointer, type_name};
 use crate::FieldError;
+use crate::field_errors::{Errors, Fields, excerpt, index, parse_json, pointer, type_name};
 use serde_json::Value;
 
 /// The 111 language codes Meta supports for templates (supported-languages page, 2025-11-04).
@@ -14,11 +14,10 @@ pub const LANGUAGES: &[&str] = &[
     "en_GB", "en_US", "en_AE", "en_AU", "en_CA", "en_GH", "en_IE", "en_IN", "en_JM", "en_MY",
     "en_NZ", "en_QA", "en_SG", "en_UG", "en_ZA", "et", "fil", "fi", "fr", "fr_BE", "fr_CA",
     "fr_CH", "fr_CI", "fr_MA", "ka", "de", "de_AT", "de_CH", "el", "gu", "ha", "he", "hi", "hu",
-    "id", "ga", "it", "ja", "kn", "kk", "rw_RW", "ko", "ky_KG", "lo", "lv", "lt", "mk", "ms",
-    "ml", "mr", "nb", "ps_AF", "fa", "pl", "pt_BR", "pt_PT", "pa", "ro", "ru", "sr", "si_LK",
-    "sk", "sl", "es", "es_AR", "es_CL", "es_CO", "es_CR", "es_DO", "es_EC", "es_HN", "es_MX",
-    "es_PA", "es_PE", "es_ES", "es_UY", "sw", "sv", "ta", "te", "th", "tr", "uk", "ur", "uz",
-    "vi", "zu",
+    "id", "ga", "it", "ja", "kn", "kk", "rw_RW", "ko", "ky_KG", "lo", "lv", "lt", "mk", "ms", "ml",
+    "mr", "nb", "ps_AF", "fa", "pl", "pt_BR", "pt_PT", "pa", "ro", "ru", "sr", "si_LK", "sk", "sl",
+    "es", "es_AR", "es_CL", "es_CO", "es_CR", "es_DO", "es_EC", "es_HN", "es_MX", "es_PA", "es_PE",
+    "es_ES", "es_UY", "sw", "sv", "ta", "te", "th", "tr", "uk", "ur", "uz", "vi", "zu",
 ];
 
 /// Template limits from Meta's components page.
@@ -60,7 +59,9 @@ pub enum ParameterFormat {
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.chars().count() <= limits::NAME
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// A variable found in template text.
@@ -91,12 +92,14 @@ pub fn scan_variables(text: &str) -> ScannedText {
         match (open, close) {
             (None, None) => break,
             (None, Some(_)) => {
-                out.problems.push(("mismatched_braces", "`}}` without a matching `{{`".into()));
+                out.problems
+                    .push(("mismatched_braces", "`}}` without a matching `{{`".into()));
                 break;
             }
             (Some(o), close) => {
                 if close.is_some_and(|c| c < o) {
-                    out.problems.push(("mismatched_braces", "`}}` without a matching `{{`".into()));
+                    out.problems
+                        .push(("mismatched_braces", "`}}` without a matching `{{`".into()));
                 }
                 let between = &rest[..o];
                 if last_end_was_var && between.trim().is_empty() {
@@ -104,12 +107,19 @@ pub fn scan_variables(text: &str) -> ScannedText {
                 }
                 let after = &rest[o + 2..];
                 let Some(end) = after.find("}}") else {
-                    out.problems.push(("mismatched_braces", "`{{` without a matching `}}`".into()));
+                    out.problems
+                        .push(("mismatched_braces", "`{{` without a matching `}}`".into()));
                     break;
                 };
                 let inner = &after[..end];
                 if inner.contains("{{") || inner.contains('{') || inner.contains('}') {
-                    out.problems.push(("mismatched_braces", format!("unbalanced braces in {}", excerpt(&format!("{{{{{inner}}}}}")))));
+                    out.problems.push((
+                        "mismatched_braces",
+                        format!(
+                            "unbalanced braces in {}",
+                            excerpt(&format!("{{{{{inner}}}}}"))
+                        ),
+                    ));
                 } else if !inner.is_empty() && inner.chars().all(|c| c.is_ascii_digit()) {
                     match inner.parse::<u32>() {
                         Ok(n) if n >= 1 => out.variables.push(Variable::Positional(n)),
@@ -171,8 +181,19 @@ fn check_variables<'a>(
             _ => {}
         }
     }
-    let positions: Vec<u32> = vars.iter().filter_map(|v| match v { Variable::Positional(n) => Some(*n), _ => None }).collect();
-    if !positions.is_empty() && positions.iter().enumerate().any(|(i, n)| *n != i as u32 + 1) {
+    let positions: Vec<u32> = vars
+        .iter()
+        .filter_map(|v| match v {
+            Variable::Positional(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    if !positions.is_empty()
+        && positions
+            .iter()
+            .enumerate()
+            .any(|(i, n)| *n != i as u32 + 1)
+    {
         let seen: Vec<String> = positions.iter().map(|n| format!("{{{{{n}}}}}")).collect();
         errors.add(path, "variables_not_sequential", format!("{what} variables must be numbered {{{{1}}}} to {{{{{}}}}} in order of appearance, got {}", positions.len(), seen.join(", ")));
     }
@@ -192,7 +213,20 @@ pub fn validate(doc: &Value) -> Result<(), Vec<FieldError>> {
         return Err(errors.into_vec());
     };
     t.reject_unknown(
-        &["name", "category", "language", "parameter_format", "components", "allow_category_change", "message_send_ttl_seconds", "sub_category", "cta_url_link_tracking_opted_out", "library_template_name", "id", "status"],
+        &[
+            "name",
+            "category",
+            "language",
+            "parameter_format",
+            "components",
+            "allow_category_change",
+            "message_send_ttl_seconds",
+            "sub_category",
+            "cta_url_link_tracking_opted_out",
+            "library_template_name",
+            "id",
+            "status",
+        ],
         &mut errors,
     );
 
@@ -200,29 +234,62 @@ pub fn validate(doc: &Value) -> Result<(), Vec<FieldError>> {
         if name.is_empty() {
             errors.add("/name", "empty", "`name` must not be empty");
         } else if name.chars().count() > limits::NAME {
-            errors.add("/name", "too_long", format!("`name` is {} characters long; the limit is {}", name.chars().count(), limits::NAME));
+            errors.add(
+                "/name",
+                "too_long",
+                format!(
+                    "`name` is {} characters long; the limit is {}",
+                    name.chars().count(),
+                    limits::NAME
+                ),
+            );
         } else if !is_valid_name(name) {
-            errors.add("/name", "invalid_name", format!("`name` may contain only lowercase letters, digits and underscores, got {}", excerpt(name)));
+            errors.add(
+                "/name",
+                "invalid_name",
+                format!(
+                    "`name` may contain only lowercase letters, digits and underscores, got {}",
+                    excerpt(name)
+                ),
+            );
         }
     }
 
-    let category = t.str("category", true, &mut errors).and_then(|c| match c.to_ascii_uppercase().as_str() {
-        "AUTHENTICATION" => Some(Category::Authentication),
-        "MARKETING" => Some(Category::Marketing),
-        "UTILITY" => Some(Category::Utility),
-        _ => {
-            errors.add("/category", "invalid_category", format!("`category` must be AUTHENTICATION, MARKETING or UTILITY, got {}", excerpt(c)));
-            None
-        }
-    });
+    let category =
+        t.str("category", true, &mut errors)
+            .and_then(|c| match c.to_ascii_uppercase().as_str() {
+                "AUTHENTICATION" => Some(Category::Authentication),
+                "MARKETING" => Some(Category::Marketing),
+                "UTILITY" => Some(Category::Utility),
+                _ => {
+                    errors.add(
+                        "/category",
+                        "invalid_category",
+                        format!(
+                            "`category` must be AUTHENTICATION, MARKETING or UTILITY, got {}",
+                            excerpt(c)
+                        ),
+                    );
+                    None
+                }
+            });
 
     if let Some(lang) = t.str("language", true, &mut errors)
         && !LANGUAGES.contains(&lang)
     {
-        let hint = LANGUAGES.iter().find(|l| l.eq_ignore_ascii_case(&lang.replace('-', "_")));
+        let hint = LANGUAGES
+            .iter()
+            .find(|l| l.eq_ignore_ascii_case(&lang.replace('-', "_")));
         let msg = match hint {
-            Some(h) => format!("`language` {} is not a supported code; did you mean {h:?}?", excerpt(lang)),
-            None => format!("`language` {} is not one of the {} supported codes (e.g. en_US, pt_BR)", excerpt(lang), LANGUAGES.len()),
+            Some(h) => format!(
+                "`language` {} is not a supported code; did you mean {h:?}?",
+                excerpt(lang)
+            ),
+            None => format!(
+                "`language` {} is not one of the {} supported codes (e.g. en_US, pt_BR)",
+                excerpt(lang),
+                LANGUAGES.len()
+            ),
         };
         errors.add("/language", "unsupported_language", msg);
     }
@@ -233,7 +300,14 @@ pub fn validate(doc: &Value) -> Result<(), Vec<FieldError>> {
             "positional" => ParameterFormat::Positional,
             "named" => ParameterFormat::Named,
             _ => {
-                errors.add("/parameter_format", "invalid_parameter_format", format!("`parameter_format` must be \"positional\" or \"named\", got {}", excerpt(f)));
+                errors.add(
+                    "/parameter_format",
+                    "invalid_parameter_format",
+                    format!(
+                        "`parameter_format` must be \"positional\" or \"named\", got {}",
+                        excerpt(f)
+                    ),
+                );
                 ParameterFormat::Positional
             }
         },
@@ -252,7 +326,14 @@ pub fn validate(doc: &Value) -> Result<(), Vec<FieldError>> {
 
 fn check_ttl(ttl: &Value, category: Option<Category>, errors: &mut Errors) {
     let Some(n) = ttl.as_i64() else {
-        errors.add("/message_send_ttl_seconds", "expected_integer", format!("`message_send_ttl_seconds` must be an integer, got {}", type_name(ttl)));
+        errors.add(
+            "/message_send_ttl_seconds",
+            "expected_integer",
+            format!(
+                "`message_send_ttl_seconds` must be an integer, got {}",
+                type_name(ttl)
+            ),
+        );
         return;
     };
     let range = match category {
@@ -264,7 +345,18 @@ fn check_ttl(ttl: &Value, category: Option<Category>, errors: &mut Errors) {
     if let Some((lo, hi)) = range {
         let minus_one_ok = n == -1 && category != Some(Category::Marketing);
         if !minus_one_ok && !(lo..=hi).contains(&n) {
-            errors.add("/message_send_ttl_seconds", "out_of_range", format!("`message_send_ttl_seconds` for this category must be {lo}–{hi}{}, got {n}", if category == Some(Category::Marketing) { "" } else { " or -1" }));
+            errors.add(
+                "/message_send_ttl_seconds",
+                "out_of_range",
+                format!(
+                    "`message_send_ttl_seconds` for this category must be {lo}–{hi}{}, got {n}",
+                    if category == Some(Category::Marketing) {
+                        ""
+                    } else {
+                        " or -1"
+                    }
+                ),
+            );
         }
     }
 }
@@ -278,8 +370,12 @@ fn check_components(components: &[Value], ctx: &Ctx, errors: &mut Errors) {
     let mut seen: Vec<(String, usize)> = Vec::new();
     for (i, comp) in components.iter().enumerate() {
         let path = index("/components", i);
-        let Some(c) = Fields::of(comp, &path, "a component", errors) else { continue };
-        let Some(kind) = c.str("type", true, errors) else { continue };
+        let Some(c) = Fields::of(comp, &path, "a component", errors) else {
+            continue;
+        };
+        let Some(kind) = c.str("type", true, errors) else {
+            continue;
+        };
         let kind_up = kind.to_ascii_uppercase();
         if let Some((_, first)) = seen.iter().find(|(k, _)| *k == kind_up) {
             errors.add(pointer(&path, "type"), "duplicate_component", format!("a template has at most one {kind_up} component; another is at /components/{first}"));
@@ -288,21 +384,40 @@ fn check_components(components: &[Value], ctx: &Ctx, errors: &mut Errors) {
         }
         let auth = ctx.category == Some(Category::Authentication);
         match kind_up.as_str() {
-            "HEADER" if auth => errors.add(pointer(&path, "type"), "not_allowed_in_authentication", "authentication templates have no header (no media, URLs or emojis)"),
+            "HEADER" if auth => errors.add(
+                pointer(&path, "type"),
+                "not_allowed_in_authentication",
+                "authentication templates have no header (no media, URLs or emojis)",
+            ),
             "HEADER" => check_header(&c, ctx, errors),
             "BODY" if auth => check_auth_body(&c, errors),
             "BODY" => check_body(&c, ctx, errors),
             "FOOTER" if auth => check_auth_footer(&c, errors),
             "FOOTER" => check_footer(&c, errors),
             "BUTTONS" => check_buttons(&c, ctx, errors),
-            _ => errors.add(pointer(&path, "type"), "unknown_component", format!("component type {} is not one of HEADER, BODY, FOOTER, BUTTONS", excerpt(kind))),
+            _ => errors.add(
+                pointer(&path, "type"),
+                "unknown_component",
+                format!(
+                    "component type {} is not one of HEADER, BODY, FOOTER, BUTTONS",
+                    excerpt(kind)
+                ),
+            ),
         }
     }
     if !seen.iter().any(|(k, _)| k == "BODY") {
-        errors.add("/components", "missing_body", "a template needs exactly one BODY component");
+        errors.add(
+            "/components",
+            "missing_body",
+            "a template needs exactly one BODY component",
+        );
     }
     if ctx.category == Some(Category::Authentication) && !seen.iter().any(|(k, _)| k == "BUTTONS") {
-        errors.add("/components", "missing_otp_button", "an authentication template needs a BUTTONS component with one OTP button");
+        errors.add(
+            "/components",
+            "missing_otp_button",
+            "an authentication template needs a BUTTONS component with one OTP button",
+        );
     }
 }
 
@@ -310,33 +425,77 @@ fn check_components(components: &[Value], ctx: &Ctx, errors: &mut Errors) {
 fn example<'a>(c: &Fields<'a>, errors: &mut Errors) -> Option<Fields<'a>> {
     let ex = c.get("example")?;
     match ex.as_object() {
-        Some(obj) => Some(Fields { obj, path: c.path.clone() }),
+        Some(obj) => Some(Fields {
+            obj,
+            path: c.path.clone(),
+        }),
         None => {
-            errors.add(c.path_of("example"), "expected_object", format!("`example` must be an object, got {}", type_name(ex)));
+            errors.add(
+                c.path_of("example"),
+                "expected_object",
+                format!("`example` must be an object, got {}", type_name(ex)),
+            );
             None
         }
     }
 }
+
+/// Where a component keeps the examples of its variables.
+#[derive(Clone, Copy)]
+struct ExampleKeys {
+    positional: &'static str,
+    named: &'static str,
+    /// Body examples are an array holding one array of values; header examples are flat.
+    nested: bool,
+    what: &'static str,
+}
+
+const HEADER_EXAMPLES: ExampleKeys = ExampleKeys {
+    positional: "header_text",
+    named: "header_text_named_params",
+    nested: false,
+    what: "header text",
+};
+const BODY_EXAMPLES: ExampleKeys = ExampleKeys {
+    positional: "body_text",
+    named: "body_text_named_params",
+    nested: true,
+    what: "body text",
+};
 
 /// Checks that the examples cover exactly the variables of a text.
 fn check_examples(
     c: &Fields,
     vars: &[&Variable],
     format: ParameterFormat,
-    positional_key: &str,
-    named_key: &str,
-    nested: bool,
-    what: &str,
+    keys: ExampleKeys,
     errors: &mut Errors,
 ) {
+    let ExampleKeys {
+        positional: positional_key,
+        named: named_key,
+        nested,
+        what,
+    } = keys;
     let ex = example(c, errors);
     let ex_path = c.path_of("example");
     if vars.is_empty() {
         return;
     }
     let Some(ex) = ex else {
-        let key = if format == ParameterFormat::Named { named_key } else { positional_key };
-        errors.add(ex_path, "missing_example", format!("{what} has {} variable(s); give an example value for each in `example.{key}`", vars.len()));
+        let key = if format == ParameterFormat::Named {
+            named_key
+        } else {
+            positional_key
+        };
+        errors.add(
+            ex_path,
+            "missing_example",
+            format!(
+                "{what} has {} variable(s); give an example value for each in `example.{key}`",
+                vars.len()
+            ),
+        );
         return;
     };
     match format {
@@ -346,7 +505,6 @@ fn check_examples(
                 errors.add(path, "missing_example", format!("{what} has {} variable(s); give their examples in `example.{positional_key}`", vars.len()));
                 return;
             };
-            // Body examples are an array holding one array of values; header examples are flat.
             let (list, list_path) = if nested {
                 match values.as_array().and_then(|a| a.first()) {
                     Some(inner) => (inner, index(&path, 0)),
@@ -359,14 +517,37 @@ fn check_examples(
                 (values, path.clone())
             };
             match list.as_array() {
-                None => errors.add(list_path, "invalid_example", format!("examples must be an array of {} strings, got {}", vars.len(), type_name(list))),
+                None => errors.add(
+                    list_path,
+                    "invalid_example",
+                    format!(
+                        "examples must be an array of {} strings, got {}",
+                        vars.len(),
+                        type_name(list)
+                    ),
+                ),
                 Some(items) => {
                     if items.len() != vars.len() {
-                        errors.add(list_path.clone(), "example_count_mismatch", format!("{what} has {} variable(s) but {} example value(s)", vars.len(), items.len()));
+                        errors.add(
+                            list_path.clone(),
+                            "example_count_mismatch",
+                            format!(
+                                "{what} has {} variable(s) but {} example value(s)",
+                                vars.len(),
+                                items.len()
+                            ),
+                        );
                     }
                     for (j, item) in items.iter().enumerate() {
                         if item.as_str().is_none_or(|s| s.trim().is_empty()) {
-                            errors.add(index(&list_path, j), "invalid_example", format!("example values must be non-empty strings, got {}", type_name(item)));
+                            errors.add(
+                                index(&list_path, j),
+                                "invalid_example",
+                                format!(
+                                    "example values must be non-empty strings, got {}",
+                                    type_name(item)
+                                ),
+                            );
                         }
                     }
                 }
@@ -386,20 +567,39 @@ fn check_examples(
                 match (name, value) {
                     (Some(n), Some(v)) if !v.trim().is_empty() => {
                         if named.contains(&n) {
-                            errors.add(p, "duplicate_example", format!("the example for {{{{{n}}}}} is given twice"));
-                        } else if !vars.iter().any(|v| matches!(v, Variable::Named(x) if x == n)) {
-                            errors.add(p, "unknown_example", format!("example for {{{{{n}}}}}, which {what} does not use"));
+                            errors.add(
+                                p,
+                                "duplicate_example",
+                                format!("the example for {{{{{n}}}}} is given twice"),
+                            );
+                        } else if !vars
+                            .iter()
+                            .any(|v| matches!(v, Variable::Named(x) if x == n))
+                        {
+                            errors.add(
+                                p,
+                                "unknown_example",
+                                format!("example for {{{{{n}}}}}, which {what} does not use"),
+                            );
                         }
                         named.push(n);
                     }
-                    _ => errors.add(p, "invalid_example", "each named example needs a `param_name` and a non-empty `example` string"),
+                    _ => errors.add(
+                        p,
+                        "invalid_example",
+                        "each named example needs a `param_name` and a non-empty `example` string",
+                    ),
                 }
             }
             for v in vars {
                 if let Variable::Named(n) = v
                     && !named.contains(&n.as_str())
                 {
-                    errors.add(path.clone(), "missing_example", format!("{what} uses {{{{{n}}}}} but has no example for it"));
+                    errors.add(
+                        path.clone(),
+                        "missing_example",
+                        format!("{what} uses {{{{{n}}}}} but has no example for it"),
+                    );
                 }
             }
         }
@@ -407,63 +607,116 @@ fn check_examples(
 }
 
 fn check_header(c: &Fields, ctx: &Ctx, errors: &mut Errors) {
-    let Some(format) = c.str("format", true, errors) else { return };
+    let Some(format) = c.str("format", true, errors) else {
+        return;
+    };
     match format.to_ascii_uppercase().as_str() {
         "TEXT" => {
-            let Some(text) = c.text("text", true, errors) else { return };
+            let Some(text) = c.text("text", true, errors) else {
+                return;
+            };
             let path = c.path_of("text");
             errors.check_len(&path, "header text", text, limits::HEADER_TEXT);
             let scanned = scan_variables(text);
             let vars = check_variables(&scanned, ctx.format, &path, "header text", errors);
             if vars.len() > 1 {
-                errors.add(&path, "too_many_variables", format!("header text may have at most 1 variable, got {}", vars.len()));
+                errors.add(
+                    &path,
+                    "too_many_variables",
+                    format!(
+                        "header text may have at most 1 variable, got {}",
+                        vars.len()
+                    ),
+                );
             }
-            check_examples(c, &vars, ctx.format, "header_text", "header_text_named_params", false, "header text", errors);
+            check_examples(c, &vars, ctx.format, HEADER_EXAMPLES, errors);
         }
         f @ ("IMAGE" | "VIDEO" | "DOCUMENT" | "GIF") => {
             if f == "GIF" && ctx.category != Some(Category::Marketing) {
-                errors.add(c.path_of("format"), "invalid_header_format", "GIF headers are only for MARKETING templates");
+                errors.add(
+                    c.path_of("format"),
+                    "invalid_header_format",
+                    "GIF headers are only for MARKETING templates",
+                );
             }
             let handle = c.get("example").and_then(|e| e.get("header_handle"));
-            let ok = handle.and_then(Value::as_array).is_some_and(|a| a.first().and_then(Value::as_str).is_some_and(|s| !s.is_empty()));
+            let ok = handle.and_then(Value::as_array).is_some_and(|a| {
+                a.first()
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+            });
             if !ok {
                 errors.add(c.path_of("example"), "missing_example", format!("a {f} header needs a sample in `example.header_handle` (a handle from the Resumable Upload API)"));
             }
             if c.get("text").is_some() {
-                errors.add(c.path_of("text"), "not_allowed", format!("a {f} header has no text"));
+                errors.add(
+                    c.path_of("text"),
+                    "not_allowed",
+                    format!("a {f} header has no text"),
+                );
             }
         }
         "LOCATION" => {
-            if !matches!(ctx.category, Some(Category::Utility | Category::Marketing) | None) {
-                errors.add(c.path_of("format"), "invalid_header_format", "LOCATION headers are only for UTILITY and MARKETING templates");
+            if !matches!(
+                ctx.category,
+                Some(Category::Utility | Category::Marketing) | None
+            ) {
+                errors.add(
+                    c.path_of("format"),
+                    "invalid_header_format",
+                    "LOCATION headers are only for UTILITY and MARKETING templates",
+                );
             }
         }
-        _ => errors.add(c.path_of("format"), "invalid_header_format", format!("header format {} is not one of TEXT, IMAGE, VIDEO, DOCUMENT, LOCATION", excerpt(format))),
+        _ => errors.add(
+            c.path_of("format"),
+            "invalid_header_format",
+            format!(
+                "header format {} is not one of TEXT, IMAGE, VIDEO, DOCUMENT, LOCATION",
+                excerpt(format)
+            ),
+        ),
     }
 }
 
 fn check_body(c: &Fields, ctx: &Ctx, errors: &mut Errors) {
-    let Some(text) = c.text("text", true, errors) else { return };
+    let Some(text) = c.text("text", true, errors) else {
+        return;
+    };
     let path = c.path_of("text");
     errors.check_len(&path, "body text", text, limits::BODY_TEXT);
     let scanned = scan_variables(text);
     let trimmed = text.trim();
     if trimmed.starts_with("{{") {
-        errors.add(&path, "dangling_variable", "body text must not start with a variable; put words before it");
+        errors.add(
+            &path,
+            "dangling_variable",
+            "body text must not start with a variable; put words before it",
+        );
     }
     if trimmed.ends_with("}}") {
-        errors.add(&path, "dangling_variable", "body text must not end with a variable; put words or punctuation after it");
+        errors.add(
+            &path,
+            "dangling_variable",
+            "body text must not end with a variable; put words or punctuation after it",
+        );
     }
     let vars = check_variables(&scanned, ctx.format, &path, "body text", errors);
-    check_examples(c, &vars, ctx.format, "body_text", "body_text_named_params", true, "body text", errors);
+    check_examples(c, &vars, ctx.format, BODY_EXAMPLES, errors);
 }
 
 fn check_footer(c: &Fields, errors: &mut Errors) {
-    let Some(text) = c.text("text", true, errors) else { return };
+    let Some(text) = c.text("text", true, errors) else {
+        return;
+    };
     let path = c.path_of("text");
     errors.check_len(&path, "footer text", text, limits::FOOTER_TEXT);
     if !scan_variables(text).variables.is_empty() || text.contains("{{") {
-        errors.add(&path, "variables_not_allowed", "footer text cannot contain variables");
+        errors.add(
+            &path,
+            "variables_not_allowed",
+            "footer text cannot contain variables",
+        );
     }
 }
 
@@ -476,48 +729,98 @@ fn check_auth_body(c: &Fields, errors: &mut Errors) {
 
 fn check_auth_footer(c: &Fields, errors: &mut Errors) {
     if c.get("text").is_some() {
-        errors.add(c.path_of("text"), "not_allowed_in_authentication", "authentication footers are fixed; set `code_expiration_minutes` instead of `text`");
+        errors.add(
+            c.path_of("text"),
+            "not_allowed_in_authentication",
+            "authentication footers are fixed; set `code_expiration_minutes` instead of `text`",
+        );
     }
     if let Some(v) = c.get("code_expiration_minutes") {
         let (lo, hi) = limits::CODE_EXPIRATION_MINUTES;
         match v.as_i64() {
             Some(n) if (lo..=hi).contains(&n) => {}
-            Some(n) => errors.add(c.path_of("code_expiration_minutes"), "out_of_range", format!("`code_expiration_minutes` must be {lo}–{hi}, got {n}")),
-            None => errors.add(c.path_of("code_expiration_minutes"), "expected_integer", format!("`code_expiration_minutes` must be an integer, got {}", type_name(v))),
+            Some(n) => errors.add(
+                c.path_of("code_expiration_minutes"),
+                "out_of_range",
+                format!("`code_expiration_minutes` must be {lo}–{hi}, got {n}"),
+            ),
+            None => errors.add(
+                c.path_of("code_expiration_minutes"),
+                "expected_integer",
+                format!(
+                    "`code_expiration_minutes` must be an integer, got {}",
+                    type_name(v)
+                ),
+            ),
         }
     }
 }
 
 fn has_emoji(s: &str) -> bool {
-    s.chars().any(|c| matches!(c as u32, 0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0x2B00..=0x2BFF | 0xFE0F))
+    s.chars()
+        .any(|c| matches!(c as u32, 0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0x2B00..=0x2BFF | 0xFE0F))
 }
 
 fn check_buttons(c: &Fields, ctx: &Ctx, errors: &mut Errors) {
-    let Some(buttons) = c.array("buttons", true, errors) else { return };
+    let Some(buttons) = c.array("buttons", true, errors) else {
+        return;
+    };
     let list_path = c.path_of("buttons");
     let auth = ctx.category == Some(Category::Authentication);
     if buttons.is_empty() {
         errors.add(&list_path, "empty", "`buttons` needs at least one button");
     }
     if buttons.len() > limits::BUTTONS {
-        errors.add(&list_path, "too_many_buttons", format!("a template has at most {} buttons, got {}", limits::BUTTONS, buttons.len()));
+        errors.add(
+            &list_path,
+            "too_many_buttons",
+            format!(
+                "a template has at most {} buttons, got {}",
+                limits::BUTTONS,
+                buttons.len()
+            ),
+        );
     }
     let mut kinds: Vec<String> = Vec::new();
     for (i, b) in buttons.iter().enumerate() {
         let path = index(&list_path, i);
-        let Some(f) = Fields::of(b, &path, "a button", errors) else { continue };
-        let Some(kind) = f.str("type", true, errors) else { continue };
+        let Some(f) = Fields::of(b, &path, "a button", errors) else {
+            continue;
+        };
+        let Some(kind) = f.str("type", true, errors) else {
+            continue;
+        };
         let kind = kind.to_ascii_uppercase();
         kinds.push(kind.clone());
-        let label = f.str("text", !matches!(kind.as_str(), "OTP" | "COPY_CODE" | "MPM" | "CATALOG" | "SPM"), errors);
+        let label = f.str(
+            "text",
+            !matches!(
+                kind.as_str(),
+                "OTP" | "COPY_CODE" | "MPM" | "CATALOG" | "SPM"
+            ),
+            errors,
+        );
         if let Some(label) = label {
-            errors.check_len(&f.path_of("text"), "button label", label, limits::BUTTON_LABEL);
+            errors.check_len(
+                &f.path_of("text"),
+                "button label",
+                label,
+                limits::BUTTON_LABEL,
+            );
             if auth && has_emoji(label) {
-                errors.add(f.path_of("text"), "not_allowed_in_authentication", "authentication templates cannot contain emojis");
+                errors.add(
+                    f.path_of("text"),
+                    "not_allowed_in_authentication",
+                    "authentication templates cannot contain emojis",
+                );
             }
         }
         if auth && kind != "OTP" {
-            errors.add(f.path_of("type"), "not_allowed_in_authentication", format!("authentication templates take OTP buttons only, got {kind}"));
+            errors.add(
+                f.path_of("type"),
+                "not_allowed_in_authentication",
+                format!("authentication templates take OTP buttons only, got {kind}"),
+            );
             continue;
         }
         match kind.as_str() {
@@ -551,16 +854,40 @@ fn check_buttons(c: &Fields, ctx: &Ctx, errors: &mut Errors) {
         }
     }
     let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
-    for (k, max) in [("QUICK_REPLY", limits::QUICK_REPLY_BUTTONS), ("URL", limits::URL_BUTTONS), ("PHONE_NUMBER", limits::PHONE_BUTTONS), ("COPY_CODE", limits::COPY_CODE_BUTTONS)] {
+    for (k, max) in [
+        ("QUICK_REPLY", limits::QUICK_REPLY_BUTTONS),
+        ("URL", limits::URL_BUTTONS),
+        ("PHONE_NUMBER", limits::PHONE_BUTTONS),
+        ("COPY_CODE", limits::COPY_CODE_BUTTONS),
+    ] {
         if count(k) > max {
-            errors.add(&list_path, "too_many_buttons", format!("a template has at most {max} {k} button(s), got {}", count(k)));
+            errors.add(
+                &list_path,
+                "too_many_buttons",
+                format!(
+                    "a template has at most {max} {k} button(s), got {}",
+                    count(k)
+                ),
+            );
         }
     }
     if auth && count("OTP") != 1 {
-        errors.add(&list_path, "missing_otp_button", format!("an authentication template needs exactly one OTP button, got {}", count("OTP")));
+        errors.add(
+            &list_path,
+            "missing_otp_button",
+            format!(
+                "an authentication template needs exactly one OTP button, got {}",
+                count("OTP")
+            ),
+        );
     }
     // Quick replies must form one group: QR,QR,URL or URL,QR,QR, never QR,URL,QR.
-    let qr_positions: Vec<usize> = kinds.iter().enumerate().filter(|(_, k)| *k == "QUICK_REPLY").map(|(i, _)| i).collect();
+    let qr_positions: Vec<usize> = kinds
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| *k == "QUICK_REPLY")
+        .map(|(i, _)| i)
+        .collect();
     if let (Some(first), Some(last)) = (qr_positions.first(), qr_positions.last())
         && last - first + 1 != qr_positions.len()
     {
@@ -569,37 +896,76 @@ fn check_buttons(c: &Fields, ctx: &Ctx, errors: &mut Errors) {
 }
 
 fn check_url_button(f: &Fields, errors: &mut Errors) {
-    let Some(url) = f.text("url", true, errors) else { return };
+    let Some(url) = f.text("url", true, errors) else {
+        return;
+    };
     let path = f.path_of("url");
     errors.check_len(&path, "button URL", url, limits::BUTTON_URL);
     if !(url.starts_with("https://") || url.starts_with("http://")) {
-        errors.add(&path, "invalid_url", format!("button URL must start with https:// or http://, got {}", excerpt(url)));
+        errors.add(
+            &path,
+            "invalid_url",
+            format!(
+                "button URL must start with https:// or http://, got {}",
+                excerpt(url)
+            ),
+        );
     }
     let scanned = scan_variables(url);
-    let vars = check_variables(&scanned, ParameterFormat::Positional, &path, "button URL", errors);
+    let vars = check_variables(
+        &scanned,
+        ParameterFormat::Positional,
+        &path,
+        "button URL",
+        errors,
+    );
     if vars.len() > 1 {
-        errors.add(&path, "too_many_variables", format!("a URL button may have at most 1 variable, got {}", vars.len()));
+        errors.add(
+            &path,
+            "too_many_variables",
+            format!(
+                "a URL button may have at most 1 variable, got {}",
+                vars.len()
+            ),
+        );
     }
     if !vars.is_empty() {
         if !url.trim_end().ends_with("}}") {
-            errors.add(&path, "variable_not_at_end", "the URL variable must be at the end of the URL");
+            errors.add(
+                &path,
+                "variable_not_at_end",
+                "the URL variable must be at the end of the URL",
+            );
         }
         let ok = match f.get("example") {
-            Some(Value::Array(a)) => a.first().and_then(Value::as_str).is_some_and(|s| !s.is_empty()),
+            Some(Value::Array(a)) => a
+                .first()
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty()),
             Some(Value::String(s)) => !s.is_empty(),
             _ => false,
         };
         if !ok {
-            errors.add(f.path_of("example"), "missing_example", "a URL with a variable needs an `example` (the full URL with a sample value)");
+            errors.add(
+                f.path_of("example"),
+                "missing_example",
+                "a URL with a variable needs an `example` (the full URL with a sample value)",
+            );
         }
     }
 }
 
 fn check_otp_button(f: &Fields, auth: bool, errors: &mut Errors) {
     if !auth {
-        errors.add(f.path_of("type"), "otp_outside_authentication", "OTP buttons are only for AUTHENTICATION templates");
+        errors.add(
+            f.path_of("type"),
+            "otp_outside_authentication",
+            "OTP buttons are only for AUTHENTICATION templates",
+        );
     }
-    let Some(otp) = f.str("otp_type", true, errors) else { return };
+    let Some(otp) = f.str("otp_type", true, errors) else {
+        return;
+    };
     match otp.to_ascii_uppercase().as_str() {
         "COPY_CODE" => {}
         t @ ("ONE_TAP" | "ZERO_TAP") => {
@@ -607,17 +973,40 @@ fn check_otp_button(f: &Fields, auth: bool, errors: &mut Errors) {
             match apps {
                 Some(list) if !list.is_empty() => {
                     for (i, app) in list.iter().enumerate() {
-                        let ok = app.get("package_name").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
-                            && app.get("signature_hash").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+                        let ok = app
+                            .get("package_name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|s| !s.is_empty())
+                            && app
+                                .get("signature_hash")
+                                .and_then(Value::as_str)
+                                .is_some_and(|s| !s.is_empty());
                         if !ok {
-                            errors.add(index(&f.path_of("supported_apps"), i), "invalid_supported_app", "each supported app needs `package_name` and `signature_hash`");
+                            errors.add(
+                                index(&f.path_of("supported_apps"), i),
+                                "invalid_supported_app",
+                                "each supported app needs `package_name` and `signature_hash`",
+                            );
                         }
                     }
                 }
-                _ => errors.add(f.path_of("supported_apps"), "missing", format!("{t} OTP buttons need `supported_apps` [{{package_name, signature_hash}}]")),
+                _ => errors.add(
+                    f.path_of("supported_apps"),
+                    "missing",
+                    format!(
+                        "{t} OTP buttons need `supported_apps` [{{package_name, signature_hash}}]"
+                    ),
+                ),
             }
         }
-        _ => errors.add(f.path_of("otp_type"), "invalid_otp_type", format!("`otp_type` must be COPY_CODE, ONE_TAP or ZERO_TAP, got {}", excerpt(otp))),
+        _ => errors.add(
+            f.path_of("otp_type"),
+            "invalid_otp_type",
+            format!(
+                "`otp_type` must be COPY_CODE, ONE_TAP or ZERO_TAP, got {}",
+                excerpt(otp)
+            ),
+        ),
     }
 }
 
@@ -641,10 +1030,14 @@ mod tests {
     fn meta_samples_validate() {
         for text in [
             include_str!("../tests/fixtures/template-create-authentication-copy-code.json"),
-            include_str!("../tests/fixtures/template-create-marketing-positional-seasonal-promotion.json"),
+            include_str!(
+                "../tests/fixtures/template-create-marketing-positional-seasonal-promotion.json"
+            ),
             include_str!("../tests/fixtures/template-create-utility-location-header.json"),
             include_str!("../tests/fixtures/template-create-utility-named-params.json"),
-            include_str!("../tests/fixtures/template-create-utility-positional-document-header.json"),
+            include_str!(
+                "../tests/fixtures/template-create-utility-positional-document-header.json"
+            ),
         ] {
             assert_eq!(validate_json(text), Ok(()), "{text}");
         }
@@ -666,15 +1059,50 @@ mod tests {
 
     #[test]
     fn variables_must_be_sequential_and_well_formed() {
-        assert!(has(&body("Hi {{1}}, {{3}} ok", json!(["a","b"])), "/components/0/text", "variables_not_sequential"));
-        assert!(has(&body("Hi {{1}, ok", json!([])), "/components/0/text", "mismatched_braces"));
-        assert!(has(&body("Hi {{#}} ok", json!([])), "/components/0/text", "invalid_variable"));
-        assert!(has(&body("{{1}} ok", json!(["a"])), "/components/0/text", "dangling_variable"));
-        assert!(has(&body("Hi {{1}}", json!(["a"])), "/components/0/text", "dangling_variable"));
-        assert!(has(&body("Hi {{1}} {{2}} ok", json!(["a","b"])), "/components/0/text", "adjacent_variables"));
-        assert!(has(&body("Hi {{1}} and {{2}} ok", json!(["a"])), "/components/0/example/body_text/0", "example_count_mismatch"));
-        assert!(has(&body("Hi {{name}} ok", json!(["a"])), "/components/0/text", "parameter_format_mismatch"));
-        assert_eq!(codes(&body("Hi {{1}} and {{2}} ok", json!(["a", "b"]))), vec![]);
+        assert!(has(
+            &body("Hi {{1}}, {{3}} ok", json!(["a", "b"])),
+            "/components/0/text",
+            "variables_not_sequential"
+        ));
+        assert!(has(
+            &body("Hi {{1}, ok", json!([])),
+            "/components/0/text",
+            "mismatched_braces"
+        ));
+        assert!(has(
+            &body("Hi {{#}} ok", json!([])),
+            "/components/0/text",
+            "invalid_variable"
+        ));
+        assert!(has(
+            &body("{{1}} ok", json!(["a"])),
+            "/components/0/text",
+            "dangling_variable"
+        ));
+        assert!(has(
+            &body("Hi {{1}}", json!(["a"])),
+            "/components/0/text",
+            "dangling_variable"
+        ));
+        assert!(has(
+            &body("Hi {{1}} {{2}} ok", json!(["a", "b"])),
+            "/components/0/text",
+            "adjacent_variables"
+        ));
+        assert!(has(
+            &body("Hi {{1}} and {{2}} ok", json!(["a"])),
+            "/components/0/example/body_text/0",
+            "example_count_mismatch"
+        ));
+        assert!(has(
+            &body("Hi {{name}} ok", json!(["a"])),
+            "/components/0/text",
+            "parameter_format_mismatch"
+        ));
+        assert_eq!(
+            codes(&body("Hi {{1}} and {{2}} ok", json!(["a", "b"]))),
+            vec![]
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@ use crate::config::Settings;
 use crate::field_errors::{Errors, excerpt};
 use crate::host::Host;
 use crate::phone::from_wa_id;
-use crate::{ChannelConfig, Classification, Disposition, EventKind, SecretError, WebhookError, WebhookEvent, WebhookOutcome, WebhookRequest};
+use crate::{
+    ChannelConfig, Classification, Disposition, EventKind, SecretError, WebhookError, WebhookEvent,
+    WebhookOutcome, WebhookRequest,
+};
 use serde_json::{Map, Value, json};
 
 /// The customer-service window an inbound message opens.
@@ -26,7 +29,11 @@ pub const SERVICE_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
 /// Reads one webhook request.
-pub fn parse(request: &WebhookRequest, config: &ChannelConfig, host: &dyn Host) -> Result<WebhookOutcome, WebhookError> {
+pub fn parse(
+    request: &WebhookRequest,
+    config: &ChannelConfig,
+    host: &dyn Host,
+) -> Result<WebhookOutcome, WebhookError> {
     let settings = Settings::parse(config).map_err(WebhookError::Malformed)?;
     match request.method.to_ascii_uppercase().as_str() {
         "GET" => verify_subscription(request, &settings, host),
@@ -34,11 +41,20 @@ pub fn parse(request: &WebhookRequest, config: &ChannelConfig, host: &dyn Host) 
             if let Some(secret) = &settings.app_secret {
                 check_signature(request, secret, host)?;
             }
-            parse_body(&request.body).map(WebhookOutcome::Events).map_err(WebhookError::Malformed)
+            parse_body(&request.body)
+                .map(WebhookOutcome::Events)
+                .map_err(WebhookError::Malformed)
         }
         other => {
             let mut e = Errors::new();
-            e.add("", "invalid_method", format!("webhooks are GET (verification) or POST (events), got {}", excerpt(other)));
+            e.add(
+                "",
+                "invalid_method",
+                format!(
+                    "webhooks are GET (verification) or POST (events), got {}",
+                    excerpt(other)
+                ),
+            );
             Err(WebhookError::Malformed(e.into_vec()))
         }
     }
@@ -53,37 +69,70 @@ fn secret_unavailable(name: &str, err: SecretError) -> WebhookError {
 
 /// The subscription handshake: echo `hub.challenge` when mode and token match. A GET carries
 /// no signature, so none is asked for.
-fn verify_subscription(request: &WebhookRequest, settings: &Settings, host: &dyn Host) -> Result<WebhookOutcome, WebhookError> {
-    let param = |k: &str| request.query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+fn verify_subscription(
+    request: &WebhookRequest,
+    settings: &Settings,
+    host: &dyn Host,
+) -> Result<WebhookOutcome, WebhookError> {
+    let param = |k: &str| {
+        request
+            .query
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
     if param("hub.mode") != Some("subscribe") {
-        return Err(WebhookError::VerificationRefused(format!("hub.mode must be \"subscribe\", got {:?}", param("hub.mode").unwrap_or(""))));
+        return Err(WebhookError::VerificationRefused(format!(
+            "hub.mode must be \"subscribe\", got {:?}",
+            param("hub.mode").unwrap_or("")
+        )));
     }
     let Some(challenge) = param("hub.challenge") else {
-        return Err(WebhookError::VerificationRefused("hub.challenge is missing".into()));
+        return Err(WebhookError::VerificationRefused(
+            "hub.challenge is missing".into(),
+        ));
     };
     let token = param("hub.verify_token").unwrap_or("");
     match host.secret_equals(&settings.verify_token_secret, token) {
         Ok(true) => Ok(WebhookOutcome::Verification(challenge.to_string())),
-        Ok(false) => Err(WebhookError::VerificationRefused("hub.verify_token does not match the configured verify token".into())),
+        Ok(false) => Err(WebhookError::VerificationRefused(
+            "hub.verify_token does not match the configured verify token".into(),
+        )),
         Err(e) => Err(secret_unavailable(&settings.verify_token_secret, e)),
     }
 }
 
-fn check_signature(request: &WebhookRequest, secret: &str, host: &dyn Host) -> Result<(), WebhookError> {
-    let header = request.headers.iter().find(|h| h.name.eq_ignore_ascii_case(SIGNATURE_HEADER));
+fn check_signature(
+    request: &WebhookRequest,
+    secret: &str,
+    host: &dyn Host,
+) -> Result<(), WebhookError> {
+    let header = request
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(SIGNATURE_HEADER));
     let Some(header) = header else {
         return Err(WebhookError::SignatureMissing);
     };
     let value = header.value.trim();
     let Some(hex) = value.strip_prefix("sha256=") else {
-        return Err(WebhookError::SignatureInvalid(format!("X-Hub-Signature-256 must be \"sha256=<64 hex digits>\", got {}", excerpt(value))));
+        return Err(WebhookError::SignatureInvalid(format!(
+            "X-Hub-Signature-256 must be \"sha256=<64 hex digits>\", got {}",
+            excerpt(value)
+        )));
     };
     let Some(mac) = decode_hex(hex).filter(|m| m.len() == 32) else {
-        return Err(WebhookError::SignatureInvalid(format!("X-Hub-Signature-256 must carry 64 hex digits after \"sha256=\", got {} characters", hex.len())));
+        return Err(WebhookError::SignatureInvalid(format!(
+            "X-Hub-Signature-256 must carry 64 hex digits after \"sha256=\", got {} characters",
+            hex.len()
+        )));
     };
     match host.hmac_sha256_verify(secret, &request.body, &mac) {
         Ok(true) => Ok(()),
-        Ok(false) => Err(WebhookError::SignatureInvalid("the signature does not match the body (wrong app secret, or the body was changed)".into())),
+        Ok(false) => Err(WebhookError::SignatureInvalid(
+            "the signature does not match the body (wrong app secret, or the body was changed)"
+                .into(),
+        )),
         Err(e) => Err(secret_unavailable(secret, e)),
     }
 }
@@ -104,20 +153,32 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<WebhookEvent>, Vec<crate::FieldErro
     let doc: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
-            errors.add("", "invalid_json", format!("the webhook body is not valid JSON: {e}"));
+            errors.add(
+                "",
+                "invalid_json",
+                format!("the webhook body is not valid JSON: {e}"),
+            );
             return Err(errors.into_vec());
         }
     };
     let Some(entries) = doc.get("entry").and_then(Value::as_array) else {
-        errors.add("/entry", "missing", "a WhatsApp notification has an `entry` array");
+        errors.add(
+            "/entry",
+            "missing",
+            "a WhatsApp notification has an `entry` array",
+        );
         return Err(errors.into_vec());
     };
     let mut events = Vec::new();
     for entry in entries {
-        let Some(changes) = entry.get("changes").and_then(Value::as_array) else { continue };
+        let Some(changes) = entry.get("changes").and_then(Value::as_array) else {
+            continue;
+        };
         for change in changes {
             let field = change.get("field").and_then(Value::as_str).unwrap_or("");
-            let Some(value) = change.get("value") else { continue };
+            let Some(value) = change.get("value") else {
+                continue;
+            };
             match field {
                 "messages" => {
                     for s in array(value, "statuses") {
@@ -144,7 +205,10 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<WebhookEvent>, Vec<crate::FieldErro
 }
 
 fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -175,7 +239,12 @@ fn plain(disposition: Disposition, reason: &str) -> Classification {
     }
 }
 
-fn event(kind: EventKind, classification: Classification, dedupe_key: String, details: Value) -> WebhookEvent {
+fn event(
+    kind: EventKind,
+    classification: Classification,
+    dedupe_key: String,
+    details: Value,
+) -> WebhookEvent {
     WebhookEvent {
         kind,
         provider_message_id: classification.provider_message_id.clone(),
@@ -220,12 +289,23 @@ fn status_event(s: &Value) -> WebhookEvent {
     c.provider_message_id = Some(id.to_string());
     let mut details = Map::new();
     details.insert("status".into(), json!(status));
-    for key in ["conversation", "pricing", "errors", "recipient_type", "recipient_participant_id"] {
+    for key in [
+        "conversation",
+        "pricing",
+        "errors",
+        "recipient_type",
+        "recipient_participant_id",
+    ] {
         if let Some(v) = s.get(key) {
             details.insert(key.into(), v.clone());
         }
     }
-    let mut e = event(EventKind::MessageStatus, c, format!("status:{id}:{status}"), Value::Object(details));
+    let mut e = event(
+        EventKind::MessageStatus,
+        c,
+        format!("status:{id}:{status}"),
+        Value::Object(details),
+    );
     e.recipient = str_of(s, "recipient_id").map(from_wa_id);
     e.correlation_id = str_of(s, "biz_opaque_callback_data").map(str::to_string);
     e.occurred_at_ms = timestamp_ms(s, "timestamp");
@@ -248,9 +328,14 @@ fn inbound_event(m: &Value, value: &Value) -> WebhookEvent {
             details.insert("button_text".into(), json!(m.pointer("/button/text")));
         }
         "interactive" => {
-            let reply = m.pointer("/interactive/button_reply").or_else(|| m.pointer("/interactive/list_reply"));
+            let reply = m
+                .pointer("/interactive/button_reply")
+                .or_else(|| m.pointer("/interactive/list_reply"));
             details.insert("reply_id".into(), json!(reply.and_then(|r| r.get("id"))));
-            details.insert("reply_title".into(), json!(reply.and_then(|r| r.get("title"))));
+            details.insert(
+                "reply_title".into(),
+                json!(reply.and_then(|r| r.get("title"))),
+            );
         }
         _ => {
             if let Some(v) = m.get(kind) {
@@ -261,7 +346,10 @@ fn inbound_event(m: &Value, value: &Value) -> WebhookEvent {
     if let Some(ctx) = m.pointer("/context/id") {
         details.insert("context_message_id".into(), ctx.clone());
     }
-    if let Some(name) = array(value, "contacts").first().and_then(|c| c.pointer("/profile/name")) {
+    if let Some(name) = array(value, "contacts")
+        .first()
+        .and_then(|c| c.pointer("/profile/name"))
+    {
         details.insert("profile_name".into(), name.clone());
     }
     let mut c = match m.get("errors").and_then(|e| e.get(0)) {
@@ -273,7 +361,12 @@ fn inbound_event(m: &Value, value: &Value) -> WebhookEvent {
         None => plain(Disposition::Accepted, "inbound_message"),
     };
     c.provider_message_id = Some(id.to_string());
-    let mut e = event(EventKind::InboundMessage, c, format!("inbound:{id}"), Value::Object(details));
+    let mut e = event(
+        EventKind::InboundMessage,
+        c,
+        format!("inbound:{id}"),
+        Value::Object(details),
+    );
     e.recipient = str_of(m, "from").map(from_wa_id);
     e.occurred_at_ms = timestamp_ms(m, "timestamp");
     e.service_window_ends_ms = e.occurred_at_ms.map(|t| t + SERVICE_WINDOW_MS);
@@ -282,9 +375,21 @@ fn inbound_event(m: &Value, value: &Value) -> WebhookEvent {
 
 fn channel_error_event(err: &Value, value: &Value) -> WebhookEvent {
     let c = classify_error(&ProviderError::from_json(err), None, 1);
-    let phone = value.pointer("/metadata/phone_number_id").and_then(Value::as_str).unwrap_or("");
-    let key = format!("error:{phone}:{}:{}", c.provider_code.clone().unwrap_or_default(), str_of(err, "message").unwrap_or(""));
-    event(EventKind::ChannelError, c, key, json!({ "error": err, "phone_number_id": phone }))
+    let phone = value
+        .pointer("/metadata/phone_number_id")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let key = format!(
+        "error:{phone}:{}:{}",
+        c.provider_code.clone().unwrap_or_default(),
+        str_of(err, "message").unwrap_or("")
+    );
+    event(
+        EventKind::ChannelError,
+        c,
+        key,
+        json!({ "error": err, "phone_number_id": phone }),
+    )
 }
 
 fn template_status_event(value: &Value) -> WebhookEvent {
@@ -300,9 +405,20 @@ fn template_status_event(value: &Value) -> WebhookEvent {
         }
     };
     c.provider_details = str_of(value, "reason").map(str::to_string);
-    let id = value.get("message_template_id").map(|v| v.to_string()).unwrap_or_default();
+    let id = value
+        .get("message_template_id")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
     let mut details = Map::new();
-    for key in ["event", "message_template_id", "message_template_name", "message_template_language", "message_template_category", "reason", "rejection_info"] {
+    for key in [
+        "event",
+        "message_template_id",
+        "message_template_name",
+        "message_template_language",
+        "message_template_category",
+        "reason",
+        "rejection_info",
+    ] {
         if let Some(v) = value.get(key) {
             details.insert(key.into(), v.clone());
         }
@@ -311,7 +427,12 @@ fn template_status_event(value: &Value) -> WebhookEvent {
     if let Some(lang) = str_of(value, "message_template_language") {
         details.insert("language_code".into(), json!(lang.replace('-', "_")));
     }
-    event(EventKind::TemplateStatus, c, format!("template:{id}:{status}"), Value::Object(details))
+    event(
+        EventKind::TemplateStatus,
+        c,
+        format!("template:{id}:{status}"),
+        Value::Object(details),
+    )
 }
 
 fn preference_event(p: &Value) -> WebhookEvent {
@@ -321,14 +442,30 @@ fn preference_event(p: &Value) -> WebhookEvent {
         _ => plain(Disposition::Accepted, "recipient_opted_in"),
     };
     let wa_id = str_of(p, "wa_id").unwrap_or_default();
-    let mut e = event(EventKind::RecipientPreference, c, format!("preference:{wa_id}:{}:{}", str_of(p, "category").unwrap_or(""), p.get("timestamp").map(|t| t.to_string()).unwrap_or_default()), p.clone());
+    let mut e = event(
+        EventKind::RecipientPreference,
+        c,
+        format!(
+            "preference:{wa_id}:{}:{}",
+            str_of(p, "category").unwrap_or(""),
+            p.get("timestamp")
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        ),
+        p.clone(),
+    );
     e.recipient = Some(from_wa_id(wa_id));
     e.occurred_at_ms = timestamp_ms(p, "timestamp");
     e
 }
 
 fn other_event(field: &str, value: &Value) -> WebhookEvent {
-    event(EventKind::Other, plain(Disposition::Unknown, "other_event"), format!("other:{field}:{value}"), json!({ "field": field, "value": value }))
+    event(
+        EventKind::Other,
+        plain(Disposition::Unknown, "other_event"),
+        format!("other:{field}:{value}"),
+        json!({ "field": field, "value": value }),
+    )
 }
 
 #[cfg(test)]
@@ -347,7 +484,12 @@ pub(crate) mod tests {
         fn http_send(&self, _: &HttpRequest) -> Result<HttpResponse, TransportError> {
             unreachable!("webhook parsing never sends")
         }
-        fn hmac_sha256_verify(&self, _: &str, data: &[u8], mac: &[u8]) -> Result<bool, SecretError> {
+        fn hmac_sha256_verify(
+            &self,
+            _: &str,
+            data: &[u8],
+            mac: &[u8],
+        ) -> Result<bool, SecretError> {
             let secret = self.app_secret.ok_or(SecretError::NotFound)?;
             let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
             m.update(data);
@@ -363,22 +505,37 @@ pub(crate) mod tests {
         let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
         m.update(body);
         let bytes = m.finalize().into_bytes();
-        format!("sha256={}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        format!(
+            "sha256={}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )
     }
 
-    const HOST: TestHost = TestHost { app_secret: Some("s3cret"), verify_token: "tok" };
+    const HOST: TestHost = TestHost {
+        app_secret: Some("s3cret"),
+        verify_token: "tok",
+    };
 
     fn post(body: &[u8], signature: Option<String>) -> WebhookRequest {
         WebhookRequest {
             method: "POST".into(),
-            headers: signature.map(|s| Header { name: "X-Hub-Signature-256".into(), value: s }).into_iter().collect(),
+            headers: signature
+                .map(|s| Header {
+                    name: "X-Hub-Signature-256".into(),
+                    value: s,
+                })
+                .into_iter()
+                .collect(),
             query: vec![],
             body: body.to_vec(),
         }
     }
 
     fn cfg() -> ChannelConfig {
-        ChannelConfig { api_base: None, settings: "{}".into() }
+        ChannelConfig {
+            api_base: None,
+            settings: "{}".into(),
+        }
     }
 
     fn events(body: &str) -> Vec<WebhookEvent> {
@@ -390,31 +547,61 @@ pub(crate) mod tests {
         let get = |token: &str| WebhookRequest {
             method: "GET".into(),
             headers: vec![],
-            query: vec![("hub.mode".into(), "subscribe".into()), ("hub.challenge".into(), "1158201444".into()), ("hub.verify_token".into(), token.into())],
+            query: vec![
+                ("hub.mode".into(), "subscribe".into()),
+                ("hub.challenge".into(), "1158201444".into()),
+                ("hub.verify_token".into(), token.into()),
+            ],
             body: vec![],
         };
-        assert_eq!(parse(&get("tok"), &cfg(), &HOST), Ok(WebhookOutcome::Verification("1158201444".into())));
-        assert!(matches!(parse(&get("nope"), &cfg(), &HOST), Err(WebhookError::VerificationRefused(_))));
+        assert_eq!(
+            parse(&get("tok"), &cfg(), &HOST),
+            Ok(WebhookOutcome::Verification("1158201444".into()))
+        );
+        assert!(matches!(
+            parse(&get("nope"), &cfg(), &HOST),
+            Err(WebhookError::VerificationRefused(_))
+        ));
     }
 
     #[test]
     fn signatures_are_required_and_checked_over_raw_bytes() {
         let body = include_bytes!("../tests/fixtures/webhook-status-failed-131049.json");
-        assert!(matches!(parse(&post(body, Some(sign("s3cret", body))), &cfg(), &HOST), Ok(WebhookOutcome::Events(_))));
-        assert_eq!(parse(&post(body, None), &cfg(), &HOST), Err(WebhookError::SignatureMissing));
-        assert!(matches!(parse(&post(body, Some(sign("wrong", body))), &cfg(), &HOST), Err(WebhookError::SignatureInvalid(_))));
-        assert!(matches!(parse(&post(body, Some("sha256=zz".into())), &cfg(), &HOST), Err(WebhookError::SignatureInvalid(_))));
+        assert!(matches!(
+            parse(&post(body, Some(sign("s3cret", body))), &cfg(), &HOST),
+            Ok(WebhookOutcome::Events(_))
+        ));
+        assert_eq!(
+            parse(&post(body, None), &cfg(), &HOST),
+            Err(WebhookError::SignatureMissing)
+        );
+        assert!(matches!(
+            parse(&post(body, Some(sign("wrong", body))), &cfg(), &HOST),
+            Err(WebhookError::SignatureInvalid(_))
+        ));
+        assert!(matches!(
+            parse(&post(body, Some("sha256=zz".into())), &cfg(), &HOST),
+            Err(WebhookError::SignatureInvalid(_))
+        ));
         let mut tampered = body.to_vec();
         tampered[10] ^= 1;
-        assert!(matches!(parse(&post(&tampered, Some(sign("s3cret", body))), &cfg(), &HOST), Err(WebhookError::SignatureInvalid(_))));
+        assert!(matches!(
+            parse(&post(&tampered, Some(sign("s3cret", body))), &cfg(), &HOST),
+            Err(WebhookError::SignatureInvalid(_))
+        ));
         // Explicitly switched off: no signature needed.
-        let off = ChannelConfig { api_base: None, settings: r#"{"app_secret":null}"#.into() };
+        let off = ChannelConfig {
+            api_base: None,
+            settings: r#"{"app_secret":null}"#.into(),
+        };
         assert!(parse(&post(body, None), &off, &HOST).is_ok());
     }
 
     #[test]
     fn failed_status_is_classified_by_its_code() {
-        let e = &events(include_str!("../tests/fixtures/webhook-status-failed-131049.json"))[0];
+        let e = &events(include_str!(
+            "../tests/fixtures/webhook-status-failed-131049.json"
+        ))[0];
         assert_eq!(e.kind, EventKind::MessageStatus);
         assert_eq!(e.classification.disposition, Disposition::Fallback);
         assert_eq!(e.classification.provider_code.as_deref(), Some("131049"));
@@ -427,12 +614,20 @@ pub(crate) mod tests {
     #[test]
     fn sent_status_samples() {
         for sample in [
-            include_str!("../tests/fixtures/webhook-status-sent-marketing-pmp-with-conversation.json"),
+            include_str!(
+                "../tests/fixtures/webhook-status-sent-marketing-pmp-with-conversation.json"
+            ),
             include_str!("../tests/fixtures/webhook-status-sent-v24-no-conversation.json"),
         ] {
             let e = &events(sample)[0];
-            assert_eq!((e.classification.disposition, e.precedence), (Disposition::Sent, 1));
-            assert_eq!(e.provider_message_id.as_deref(), Some("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA="));
+            assert_eq!(
+                (e.classification.disposition, e.precedence),
+                (Disposition::Sent, 1)
+            );
+            assert_eq!(
+                e.provider_message_id.as_deref(),
+                Some("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=")
+            );
         }
     }
 
@@ -445,17 +640,35 @@ pub(crate) mod tests {
 
     #[test]
     fn inbound_message_opens_the_window() {
-        let e = &events(include_str!("../tests/fixtures/webhook-inbound-text-basic.json"))[0];
+        let e = &events(include_str!(
+            "../tests/fixtures/webhook-inbound-text-basic.json"
+        ))[0];
         assert_eq!(e.kind, EventKind::InboundMessage);
-        assert_eq!(e.service_window_ends_ms, Some(1_749_416_383_000 + SERVICE_WINDOW_MS));
-        let button = &events(include_str!("../tests/fixtures/webhook-inbound-template-quick-reply-button.json"))[0];
-        assert!(button.details.contains("\"button_payload\":\"Unsubscribe\""));
+        assert_eq!(
+            e.service_window_ends_ms,
+            Some(1_749_416_383_000 + SERVICE_WINDOW_MS)
+        );
+        let button = &events(include_str!(
+            "../tests/fixtures/webhook-inbound-template-quick-reply-button.json"
+        ))[0];
+        assert!(
+            button
+                .details
+                .contains("\"button_payload\":\"Unsubscribe\"")
+        );
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(parse_body(b"\xff\xfe").is_err());
         assert!(parse_body(b"[]").is_err());
-        assert_eq!(parse_body(br#"{"entry":[{"changes":[{"field":"messages","value":{"statuses":[{}]}}]}]}"#).unwrap().len(), 1);
+        assert_eq!(
+            parse_body(
+                br#"{"entry":[{"changes":[{"field":"messages","value":{"statuses":[{}]}}]}]}"#
+            )
+            .unwrap()
+            .len(),
+            1
+        );
     }
 }

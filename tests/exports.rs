@@ -3,7 +3,10 @@
 mod common;
 
 use common::*;
-use host_harness::types::{Disposition, EventKind, Header, HttpResponse, SendOutcome, TransportError, TransportErrorKind, WebhookError, WebhookOutcome, WebhookRequest};
+use host_harness::types::{
+    Disposition, EventKind, Header, HttpResponse, SendOutcome, TransportError, TransportErrorKind,
+    WebhookError, WebhookOutcome, WebhookRequest,
+};
 use serde_json::{Value, json};
 
 #[test]
@@ -13,7 +16,11 @@ fn describe_names_channel_versions_and_schemas() {
     assert_eq!(info.contract_version, "flow:channel@1.0.0");
     assert!(semver_like(&info.plugin_version), "{}", info.plugin_version);
     assert!(info.capabilities.iter().any(|c| c == "template"));
-    for schema in [&info.config_schema, &info.message_schema, &info.template_schema] {
+    for schema in [
+        &info.config_schema,
+        &info.message_schema,
+        &info.template_schema,
+    ] {
         let v: Value = serde_json::from_str(schema).unwrap();
         assert_eq!(v["$schema"], "https://json-schema.org/draft/2020-12/schema");
     }
@@ -32,7 +39,11 @@ fn meta_template_samples_validate() {
         "template-create-utility-named-params.json",
         "template-create-utility-positional-document-header.json",
     ] {
-        assert_eq!(plugin().validate_template(&fixture(name)).unwrap(), Ok(()), "{name}");
+        assert_eq!(
+            plugin().validate_template(&fixture(name)).unwrap(),
+            Ok(()),
+            "{name}"
+        );
     }
 }
 
@@ -42,35 +53,66 @@ fn invalid_template_reports_every_error_with_path_code_and_limit() {
     t["components"][0]["text"] = json!("x".repeat(61));
     t["components"][2]["text"] = json!("Reply {{1}} to stop");
     t["language"] = json!("en-US");
-    let errors = plugin().validate_template(&t.to_string()).unwrap().unwrap_err();
+    let errors = plugin()
+        .validate_template(&t.to_string())
+        .unwrap()
+        .unwrap_err();
     let find = |path: &str, code: &str| errors.iter().find(|e| e.path == path && e.code == code);
     let long = find("/components/0/text", "too_long").expect("header length");
-    assert!(long.message.contains("61") && long.message.contains("60"), "{}", long.message);
+    assert!(
+        long.message.contains("61") && long.message.contains("60"),
+        "{}",
+        long.message
+    );
     assert!(find("/components/2/text", "variables_not_allowed").is_some());
     assert!(find("/language", "unsupported_language").is_some());
 }
 
 #[test]
 fn arbitrary_text_never_traps() {
-    for input in ["", "null", "[]", "{", "\u{0}", "{\"components\":[1,2,{}]}", &"[".repeat(10_000)] {
+    for input in [
+        "",
+        "null",
+        "[]",
+        "{",
+        "\u{0}",
+        "{\"components\":[1,2,{}]}",
+        &"[".repeat(10_000),
+    ] {
         assert!(plugin().validate_template(input).unwrap().is_err());
     }
 }
 
 #[test]
 fn build_payload_for_meta_template_samples() {
-    for name in ["send-request-template-named-params-image-header.json", "send-request-template-authentication-otp.json"] {
+    for name in [
+        "send-request-template-named-params-image-header.json",
+        "send-request-template-authentication-otp.json",
+    ] {
         let sample = fixture_json(name);
         let mut content = sample.clone();
         for k in ["messaging_product", "recipient_type", "to"] {
             content.as_object_mut().unwrap().remove(k);
         }
         let to = format!("+{}", sample["to"].as_str().unwrap());
-        let req = plugin().build_payload(&message(&to, content), &demo_config(None)).unwrap().unwrap();
+        let req = plugin()
+            .build_payload(&message(&to, content), &demo_config(None))
+            .unwrap()
+            .unwrap();
         assert_eq!(req.method, "POST");
-        assert_eq!(req.url, "https://graph.facebook.com/v23.0/106540352242922/messages");
-        let auth = req.headers.iter().find(|h| h.name == "authorization").unwrap();
-        assert_eq!(auth.value, "Bearer ${secret:whatsapp/access-token}", "the component only names the secret");
+        assert_eq!(
+            req.url,
+            "https://graph.facebook.com/v23.0/106540352242922/messages"
+        );
+        let auth = req
+            .headers
+            .iter()
+            .find(|h| h.name == "authorization")
+            .unwrap();
+        assert_eq!(
+            auth.value, "Bearer ${secret:whatsapp/access-token}",
+            "the component only names the secret"
+        );
         let mut body: Value = serde_json::from_slice(&req.body).unwrap();
         body["to"] = sample["to"].clone();
         assert_eq!(body, sample, "{name}");
@@ -80,37 +122,94 @@ fn build_payload_for_meta_template_samples() {
 #[test]
 fn build_payload_reports_field_errors() {
     let errs = plugin()
-        .build_payload(&message("6505551234", json!({"type":"template","template":{"name":"Order","language":"en_US"}})), &demo_config(None))
+        .build_payload(
+            &message(
+                "6505551234",
+                json!({"type":"template","template":{"name":"Order","language":"en_US"}}),
+            ),
+            &demo_config(None),
+        )
         .unwrap()
         .unwrap_err();
     let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
-    assert!(paths.contains(&"/recipient") && paths.contains(&"/content/template/name"), "{paths:?}");
+    assert!(
+        paths.contains(&"/recipient") && paths.contains(&"/content/template/name"),
+        "{paths:?}"
+    );
 }
 
 fn response(status: u16, body: &str) -> SendOutcome {
-    SendOutcome::Response(HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() })
+    SendOutcome::Response(HttpResponse {
+        status,
+        headers: vec![],
+        body: body.as_bytes().to_vec(),
+    })
 }
 
 #[test]
 fn classify_meta_responses() {
-    let ok = plugin().classify(&response(200, &fixture("send-response-template-accepted.json")), 1).unwrap();
-    assert_eq!((ok.disposition, ok.provider_message_id.as_deref()), (Disposition::Accepted, Some("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJBRkJENzExMTRFRjk2NTI1OTEA")));
-    let text = plugin().classify(&response(200, &fixture("send-response-text.json")), 1).unwrap();
+    let ok = plugin()
+        .classify(
+            &response(200, &fixture("send-response-template-accepted.json")),
+            1,
+        )
+        .unwrap();
+    assert_eq!(
+        (ok.disposition, ok.provider_message_id.as_deref()),
+        (
+            Disposition::Accepted,
+            Some("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJBRkJENzExMTRFRjk2NTI1OTEA")
+        )
+    );
+    let text = plugin()
+        .classify(&response(200, &fixture("send-response-text.json")), 1)
+        .unwrap();
     assert_eq!(text.disposition, Disposition::Accepted);
 
-    let rl = plugin().classify(&response(400, &fixture("error-response-130429-rate-limit.json")), 1).unwrap();
-    assert_eq!((rl.disposition, rl.reason.as_str(), rl.provider_code.as_deref()), (Disposition::Retry, "rate_limited", Some("130429")));
-    assert_eq!(rl.provider_trace_id.as_deref(), Some("Az8or2yhqkZfEZ-_4Qn_Bam"));
+    let rl = plugin()
+        .classify(
+            &response(400, &fixture("error-response-130429-rate-limit.json")),
+            1,
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            rl.disposition,
+            rl.reason.as_str(),
+            rl.provider_code.as_deref()
+        ),
+        (Disposition::Retry, "rate_limited", Some("130429"))
+    );
+    assert_eq!(
+        rl.provider_trace_id.as_deref(),
+        Some("Az8or2yhqkZfEZ-_4Qn_Bam")
+    );
     assert!(rl.retry_after_ms.is_some());
 
-    let bad = plugin().classify(&response(400, &fixture("error-response-100-invalid-parameter-mmlite.json")), 1).unwrap();
-    assert_eq!((bad.disposition, bad.operator_action), (Disposition::Failed, true));
-    assert_eq!(bad.provider_details.as_deref(), Some("Message must be a template message."));
+    let bad = plugin()
+        .classify(
+            &response(
+                400,
+                &fixture("error-response-100-invalid-parameter-mmlite.json"),
+            ),
+            1,
+        )
+        .unwrap();
+    assert_eq!(
+        (bad.disposition, bad.operator_action),
+        (Disposition::Failed, true)
+    );
+    assert_eq!(
+        bad.provider_details.as_deref(),
+        Some("Message must be a template message.")
+    );
 }
 
 #[test]
 fn classify_common_codes_through_wasm() {
-    let body = |code: i64| json!({"error": {"message": format!("(#{code}) t"), "type": "OAuthException", "code": code, "fbtrace_id": "X"}}).to_string();
+    let body = |code: i64| {
+        json!({"error": {"message": format!("(#{code}) t"), "type": "OAuthException", "code": code, "fbtrace_id": "X"}}).to_string()
+    };
     let cases = [
         (131026, Disposition::Fallback, "recipient_not_on_channel"),
         (131047, Disposition::Fallback, "outside_service_window"),
@@ -123,45 +222,102 @@ fn classify_common_codes_through_wasm() {
     ];
     for (code, disposition, reason) in cases {
         let c = plugin().classify(&response(400, &body(code)), 1).unwrap();
-        assert_eq!((c.disposition, c.reason.as_str()), (disposition, reason), "{code}");
+        assert_eq!(
+            (c.disposition, c.reason.as_str()),
+            (disposition, reason),
+            "{code}"
+        );
     }
-    let html = plugin().classify(&response(503, "<html>Service Unavailable</html>"), 1).unwrap();
+    let html = plugin()
+        .classify(&response(503, "<html>Service Unavailable</html>"), 1)
+        .unwrap();
     assert_eq!(html.disposition, Disposition::Retry);
     let pair2 = plugin().classify(&response(400, &body(131056)), 3).unwrap();
-    assert_eq!(pair2.retry_after_ms, Some(16_000), "4^2 s on the third attempt");
+    assert_eq!(
+        pair2.retry_after_ms,
+        Some(16_000),
+        "4^2 s on the third attempt"
+    );
 }
 
 #[test]
 fn classify_transport_errors() {
-    let t = |kind, sent| SendOutcome::TransportError(TransportError { kind, request_sent: sent, message: "x".into() });
-    assert_eq!(plugin().classify(&t(TransportErrorKind::Connect, false), 1).unwrap().disposition, Disposition::Retry);
-    assert_eq!(plugin().classify(&t(TransportErrorKind::Timeout, true), 1).unwrap().disposition, Disposition::Unknown);
+    let t = |kind, sent| {
+        SendOutcome::TransportError(TransportError {
+            kind,
+            request_sent: sent,
+            message: "x".into(),
+        })
+    };
+    assert_eq!(
+        plugin()
+            .classify(&t(TransportErrorKind::Connect, false), 1)
+            .unwrap()
+            .disposition,
+        Disposition::Retry
+    );
+    assert_eq!(
+        plugin()
+            .classify(&t(TransportErrorKind::Timeout, true), 1)
+            .unwrap()
+            .disposition,
+        Disposition::Unknown
+    );
 }
 
 fn signed_post(body: &[u8], signature: Option<String>) -> WebhookRequest {
     WebhookRequest {
         method: "POST".into(),
-        headers: signature.map(|s| Header { name: "X-Hub-Signature-256".into(), value: s }).into_iter().collect(),
+        headers: signature
+            .map(|s| Header {
+                name: "X-Hub-Signature-256".into(),
+                value: s,
+            })
+            .into_iter()
+            .collect(),
         query: vec![],
         body: body.to_vec(),
     }
 }
 
 fn webhook_config() -> host_harness::types::ChannelConfig {
-    host_harness::types::ChannelConfig { api_base: None, settings: "{}".into() }
+    host_harness::types::ChannelConfig {
+        api_base: None,
+        settings: "{}".into(),
+    }
 }
 
 #[test]
 fn parse_webhook_statuses_signed_with_the_app_secret() {
     let cases = [
-        ("webhook-status-sent-marketing-pmp-with-conversation.json", Disposition::Sent, None),
-        ("webhook-status-failed-131049.json", Disposition::Fallback, Some("131049")),
-        ("webhook-status-failed-130472-pywa-fixture.json", Disposition::Fallback, Some("130472")),
+        (
+            "webhook-status-sent-marketing-pmp-with-conversation.json",
+            Disposition::Sent,
+            None,
+        ),
+        (
+            "webhook-status-failed-131049.json",
+            Disposition::Fallback,
+            Some("131049"),
+        ),
+        (
+            "webhook-status-failed-130472-pywa-fixture.json",
+            Disposition::Fallback,
+            Some("130472"),
+        ),
     ];
     for (name, disposition, code) in cases {
         let body = fixture(name).into_bytes();
-        let out = plugin().parse_webhook(&signed_post(&body, Some(sign(APP_SECRET, &body))), &webhook_config()).unwrap().unwrap();
-        let WebhookOutcome::Events(events) = out else { panic!("events expected") };
+        let out = plugin()
+            .parse_webhook(
+                &signed_post(&body, Some(sign(APP_SECRET, &body))),
+                &webhook_config(),
+            )
+            .unwrap()
+            .unwrap();
+        let WebhookOutcome::Events(events) = out else {
+            panic!("events expected")
+        };
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, EventKind::MessageStatus);
         assert_eq!(events[0].classification.disposition, disposition, "{name}");
@@ -181,8 +337,23 @@ fn delivered_and_read_statuses() {
     }
     doc["entry"][0]["changes"][0]["value"]["statuses"] = json!(statuses);
     let body = doc.to_string().into_bytes();
-    let WebhookOutcome::Events(events) = plugin().parse_webhook(&signed_post(&body, Some(sign(APP_SECRET, &body))), &webhook_config()).unwrap().unwrap() else { panic!() };
-    assert_eq!(events.iter().map(|e| e.classification.disposition).collect::<Vec<_>>(), vec![Disposition::Delivered, Disposition::Read]);
+    let WebhookOutcome::Events(events) = plugin()
+        .parse_webhook(
+            &signed_post(&body, Some(sign(APP_SECRET, &body))),
+            &webhook_config(),
+        )
+        .unwrap()
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.classification.disposition)
+            .collect::<Vec<_>>(),
+        vec![Disposition::Delivered, Disposition::Read]
+    );
     assert!(events[1].precedence > events[0].precedence);
 }
 
@@ -190,19 +361,45 @@ fn delivered_and_read_statuses() {
 fn webhook_signatures_are_enforced() {
     let body = fixture("webhook-status-failed-131049.json").into_bytes();
     let p = plugin();
-    assert_eq!(p.parse_webhook(&signed_post(&body, None), &webhook_config()).unwrap(), Err(WebhookError::SignatureMissing));
-    let wrong = p.parse_webhook(&signed_post(&body, Some(sign("another-secret", &body))), &webhook_config()).unwrap();
+    assert_eq!(
+        p.parse_webhook(&signed_post(&body, None), &webhook_config())
+            .unwrap(),
+        Err(WebhookError::SignatureMissing)
+    );
+    let wrong = p
+        .parse_webhook(
+            &signed_post(&body, Some(sign("another-secret", &body))),
+            &webhook_config(),
+        )
+        .unwrap();
     assert!(matches!(wrong, Err(WebhookError::SignatureInvalid(_))));
     let mut tampered = body.clone();
     let pos = tampered.iter().position(|b| *b == b'1').unwrap();
     tampered[pos] = b'2';
-    let t = p.parse_webhook(&signed_post(&tampered, Some(sign(APP_SECRET, &body))), &webhook_config()).unwrap();
+    let t = p
+        .parse_webhook(
+            &signed_post(&tampered, Some(sign(APP_SECRET, &body))),
+            &webhook_config(),
+        )
+        .unwrap();
     assert!(matches!(t, Err(WebhookError::SignatureInvalid(_))));
-    let malformed = p.parse_webhook(&signed_post(&body, Some("md5=abc".into())), &webhook_config()).unwrap();
+    let malformed = p
+        .parse_webhook(
+            &signed_post(&body, Some("md5=abc".into())),
+            &webhook_config(),
+        )
+        .unwrap();
     assert!(matches!(malformed, Err(WebhookError::SignatureInvalid(_))));
     // A unicode body signs and verifies over its raw bytes.
     let unicode = "{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\",\"changes\":[{\"field\":\"messages\",\"value\":{\"messages\":[{\"from\":\"16505551234\",\"id\":\"wamid.U\",\"timestamp\":\"1\",\"type\":\"text\",\"text\":{\"body\":\"äöå 😀 @home\"}}]}}]}]}".as_bytes();
-    assert!(matches!(p.parse_webhook(&signed_post(unicode, Some(sign(APP_SECRET, unicode))), &webhook_config()).unwrap(), Ok(WebhookOutcome::Events(_))));
+    assert!(matches!(
+        p.parse_webhook(
+            &signed_post(unicode, Some(sign(APP_SECRET, unicode))),
+            &webhook_config()
+        )
+        .unwrap(),
+        Ok(WebhookOutcome::Events(_))
+    ));
 }
 
 #[test]
@@ -210,18 +407,43 @@ fn verification_handshake() {
     let get = |token: &str| WebhookRequest {
         method: "GET".into(),
         headers: vec![],
-        query: vec![("hub.mode".into(), "subscribe".into()), ("hub.verify_token".into(), token.into()), ("hub.challenge".into(), "1158201444".into())],
+        query: vec![
+            ("hub.mode".into(), "subscribe".into()),
+            ("hub.verify_token".into(), token.into()),
+            ("hub.challenge".into(), "1158201444".into()),
+        ],
         body: vec![],
     };
-    assert_eq!(plugin().parse_webhook(&get(VERIFY_TOKEN), &webhook_config()).unwrap(), Ok(WebhookOutcome::Verification("1158201444".into())));
-    assert!(matches!(plugin().parse_webhook(&get("guess"), &webhook_config()).unwrap(), Err(WebhookError::VerificationRefused(_))));
+    assert_eq!(
+        plugin()
+            .parse_webhook(&get(VERIFY_TOKEN), &webhook_config())
+            .unwrap(),
+        Ok(WebhookOutcome::Verification("1158201444".into()))
+    );
+    assert!(matches!(
+        plugin()
+            .parse_webhook(&get("guess"), &webhook_config())
+            .unwrap(),
+        Err(WebhookError::VerificationRefused(_))
+    ));
 }
 
 #[test]
 fn arbitrary_webhook_bytes_never_trap() {
-    let off = host_harness::types::ChannelConfig { api_base: None, settings: r#"{"app_secret":null}"#.into() };
-    for body in [&b""[..], b"\xff\xff", b"{}", b"{\"entry\":7}", b"{\"entry\":[{\"changes\":[{\"value\":null}]}]}"] {
-        let r = plugin().parse_webhook(&signed_post(body, None), &off).unwrap();
+    let off = host_harness::types::ChannelConfig {
+        api_base: None,
+        settings: r#"{"app_secret":null}"#.into(),
+    };
+    for body in [
+        &b""[..],
+        b"\xff\xff",
+        b"{}",
+        b"{\"entry\":7}",
+        b"{\"entry\":[{\"changes\":[{\"value\":null}]}]}",
+    ] {
+        let r = plugin()
+            .parse_webhook(&signed_post(body, None), &off)
+            .unwrap();
         assert!(r.is_ok() || matches!(r, Err(WebhookError::Malformed(_))));
     }
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 #[test]
 fn memory_cap_traps_the_call_and_the_host_keeps_serving() {
-    let small = plugin().with_limits(Limits { memory_bytes: 4 << 20, call_timeout: Duration::from_secs(5) });
+    let small = plugin().with_limits(Limits {
+        memory_bytes: 4 << 20,
+        call_timeout: Duration::from_secs(5),
+    });
     let huge = format!("{{\"name\":\"{}\"}}", "a".repeat(16 << 20));
     match small.validate_template(&huge) {
         Err(CallError::Trap { .. }) => {}
@@ -21,9 +24,14 @@ fn memory_cap_traps_the_call_and_the_host_keeps_serving() {
 
 #[test]
 fn the_time_limit_interrupts_the_guest() {
-    let no_time = plugin().with_limits(Limits { memory_bytes: 64 << 20, call_timeout: Duration::ZERO });
+    let no_time = plugin().with_limits(Limits {
+        memory_bytes: 64 << 20,
+        call_timeout: Duration::ZERO,
+    });
     match no_time.describe() {
-        Err(CallError::Trap { message, .. }) => assert!(message.contains("time limit"), "{message}"),
+        Err(CallError::Trap { message, .. }) => {
+            assert!(message.contains("time limit"), "{message}")
+        }
         other => panic!("expected an interrupt, got {other:?}"),
     }
     assert!(plugin().describe().is_ok());

@@ -4,11 +4,11 @@
 mod common;
 
 use common::*;
+use host_harness::Plugin;
 use host_harness::cli::{DEMO_ACCESS_TOKEN, mock_services};
 use host_harness::mock::{MockApi, MockConfig};
 use host_harness::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
 use host_harness::types::{Classification, Disposition};
-use host_harness::Plugin;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -30,7 +30,14 @@ fn setup() -> Setup {
 
 impl Setup {
     fn send(&self, recipient: &str, attempt: u32) -> Classification {
-        self.plugin.send(&message(recipient, template_content()), &demo_config(Some(self.mock.base_url())), attempt).unwrap().unwrap()
+        self.plugin
+            .send(
+                &message(recipient, template_content()),
+                &demo_config(Some(self.mock.base_url())),
+                attempt,
+            )
+            .unwrap()
+            .unwrap()
     }
 }
 
@@ -39,37 +46,92 @@ fn accepted_send_reaches_the_mock_with_the_substituted_token() {
     let s = setup();
     let mut req = message("+15550100001", template_content());
     req.correlation_id = Some("flow-1/step-3".into());
-    let c = s.plugin.send(&req, &demo_config(Some(s.mock.base_url())), 1).unwrap().unwrap();
+    let c = s
+        .plugin
+        .send(&req, &demo_config(Some(s.mock.base_url())), 1)
+        .unwrap()
+        .unwrap();
     assert_eq!(c.disposition, Disposition::Accepted);
     assert!(c.provider_message_id.unwrap().starts_with("wamid."));
     let recorded = s.mock.requests();
     assert_eq!(recorded.len(), 1);
     let r = &recorded[0];
     assert_eq!(r.path, "/v23.0/106540352242922/messages");
-    let auth = r.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("authorization")).unwrap();
+    let auth = r
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .unwrap();
     assert_eq!(auth.1, format!("Bearer {DEMO_ACCESS_TOKEN}"));
     let body: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(body["to"], "+15550100001");
     assert_eq!(body["biz_opaque_callback_data"], "flow-1/step-3");
-    assert_eq!(body["template"]["components"][0]["parameters"][1]["text"], "4711");
+    assert_eq!(
+        body["template"]["components"][0]["parameters"][1]["text"],
+        "4711"
+    );
 }
 
 #[test]
 fn scenario_recipients_are_classified() {
     let s = setup();
     let cases = [
-        ("+15550100002", Disposition::Fallback, "recipient_not_on_channel", Some("131026")),
-        ("+15550100003", Disposition::Retry, "rate_limited", Some("130429")),
-        ("+15550100004", Disposition::Fallback, "outside_service_window", Some("131047")),
-        ("+15550100005", Disposition::Retry, "pair_rate_limited", Some("131056")),
-        ("+15550100006", Disposition::Retry, "provider_unavailable", Some("131000")),
-        ("+15550100007", Disposition::Retry, "provider_unavailable", None),
-        ("+15550100008", Disposition::Failed, "template_error", Some("132000")),
-        ("+15550100009", Disposition::Failed, "template_error", Some("132001")),
+        (
+            "+15550100002",
+            Disposition::Fallback,
+            "recipient_not_on_channel",
+            Some("131026"),
+        ),
+        (
+            "+15550100003",
+            Disposition::Retry,
+            "rate_limited",
+            Some("130429"),
+        ),
+        (
+            "+15550100004",
+            Disposition::Fallback,
+            "outside_service_window",
+            Some("131047"),
+        ),
+        (
+            "+15550100005",
+            Disposition::Retry,
+            "pair_rate_limited",
+            Some("131056"),
+        ),
+        (
+            "+15550100006",
+            Disposition::Retry,
+            "provider_unavailable",
+            Some("131000"),
+        ),
+        (
+            "+15550100007",
+            Disposition::Retry,
+            "provider_unavailable",
+            None,
+        ),
+        (
+            "+15550100008",
+            Disposition::Failed,
+            "template_error",
+            Some("132000"),
+        ),
+        (
+            "+15550100009",
+            Disposition::Failed,
+            "template_error",
+            Some("132001"),
+        ),
     ];
     for (to, disposition, reason, code) in cases {
         let c = s.send(to, 1);
-        assert_eq!((c.disposition, c.reason.as_str(), c.provider_code.as_deref()), (disposition, reason, code), "{to}");
+        assert_eq!(
+            (c.disposition, c.reason.as_str(), c.provider_code.as_deref()),
+            (disposition, reason, code),
+            "{to}"
+        );
     }
 }
 
@@ -84,17 +146,42 @@ fn rate_limited_then_accepted_on_retry() {
 
 #[test]
 fn wrong_token_is_an_auth_failure() {
-    let mock = MockApi::start(0, MockConfig { access_token: "the-real-one".into(), ..MockConfig::default() }).unwrap();
+    let mock = MockApi::start(
+        0,
+        MockConfig {
+            access_token: "the-real-one".into(),
+            ..MockConfig::default()
+        },
+    )
+    .unwrap();
     let plugin = plugin().with_services(Arc::new(mock_services(&mock, Log::memory()).unwrap()));
-    let c = plugin.send(&message("+15550100001", template_content()), &demo_config(Some(mock.base_url())), 1).unwrap().unwrap();
-    assert_eq!((c.disposition, c.reason.as_str(), c.provider_code.as_deref(), c.operator_action), (Disposition::Failed, "auth_error", Some("190"), true));
+    let c = plugin
+        .send(
+            &message("+15550100001", template_content()),
+            &demo_config(Some(mock.base_url())),
+            1,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            c.disposition,
+            c.reason.as_str(),
+            c.provider_code.as_deref(),
+            c.operator_action
+        ),
+        (Disposition::Failed, "auth_error", Some("190"), true)
+    );
 }
 
 #[test]
 fn a_timeout_after_sending_is_unknown_never_retry() {
     let s = setup();
     let c = s.send("+15550100011", 1);
-    assert_eq!((c.disposition, c.reason.as_str()), (Disposition::Unknown, "outcome_unknown"));
+    assert_eq!(
+        (c.disposition, c.reason.as_str()),
+        (Disposition::Unknown, "outcome_unknown")
+    );
 }
 
 #[test]
@@ -102,41 +189,104 @@ fn hosts_off_the_allowlist_are_denied_without_a_request() {
     let mock = MockApi::start(0, MockConfig::default()).unwrap();
     let mut secrets = Secrets::default();
     secrets.insert("whatsapp/access-token", DEMO_ACCESS_TOKEN);
-    let locked = HostServices::new(HttpClient::new(HttpPolicy::default().allowing(["graph.facebook.com"]).unwrap()), secrets, Log::memory());
+    let locked = HostServices::new(
+        HttpClient::new(
+            HttpPolicy::default()
+                .allowing(["graph.facebook.com"])
+                .unwrap(),
+        ),
+        secrets,
+        Log::memory(),
+    );
     let plugin = plugin().with_services(Arc::new(locked));
-    let c = plugin.send(&message("+15550100001", template_content()), &demo_config(Some(mock.base_url())), 1).unwrap().unwrap();
-    assert_eq!((c.disposition, c.reason.as_str(), c.operator_action), (Disposition::Failed, "host_policy_denied", true));
+    let c = plugin
+        .send(
+            &message("+15550100001", template_content()),
+            &demo_config(Some(mock.base_url())),
+            1,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (c.disposition, c.reason.as_str(), c.operator_action),
+        (Disposition::Failed, "host_policy_denied", true)
+    );
     assert!(mock.requests().is_empty());
 }
 
 #[test]
 fn a_missing_secret_is_denied_before_anything_is_sent() {
     let mock = MockApi::start(0, MockConfig::default()).unwrap();
-    let no_secret = HostServices::new(HttpClient::new(HttpPolicy::default().allowing([mock.base_url().as_str()]).unwrap()), Secrets::default(), Log::memory());
+    let no_secret = HostServices::new(
+        HttpClient::new(
+            HttpPolicy::default()
+                .allowing([mock.base_url().as_str()])
+                .unwrap(),
+        ),
+        Secrets::default(),
+        Log::memory(),
+    );
     let plugin = plugin().with_services(Arc::new(no_secret));
-    let c = plugin.send(&message("+15550100001", template_content()), &demo_config(Some(mock.base_url())), 1).unwrap().unwrap();
+    let c = plugin
+        .send(
+            &message("+15550100001", template_content()),
+            &demo_config(Some(mock.base_url())),
+            1,
+        )
+        .unwrap()
+        .unwrap();
     assert_eq!(c.reason, "host_policy_denied");
-    assert!(c.provider_details.unwrap().contains("FLOW_SECRET_WHATSAPP_ACCESS_TOKEN"));
+    assert!(
+        c.provider_details
+            .unwrap()
+            .contains("FLOW_SECRET_WHATSAPP_ACCESS_TOKEN")
+    );
     assert!(mock.requests().is_empty());
 }
 
 #[test]
 fn connection_refused_is_a_safe_retry() {
     // Bind then drop a listener: nothing listens on that port now.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let base = format!("http://127.0.0.1:{port}");
     let mut secrets = Secrets::default();
     secrets.insert("whatsapp/access-token", "x");
-    let services = HostServices::new(HttpClient::new(HttpPolicy::default().allowing([base.as_str()]).unwrap()), secrets, Log::memory());
+    let services = HostServices::new(
+        HttpClient::new(HttpPolicy::default().allowing([base.as_str()]).unwrap()),
+        secrets,
+        Log::memory(),
+    );
     let plugin = plugin().with_services(Arc::new(services));
-    let c = plugin.send(&message("+15550100001", template_content()), &demo_config(Some(base)), 1).unwrap().unwrap();
-    assert_eq!((c.disposition, c.reason.as_str()), (Disposition::Retry, "transport_error"));
+    let c = plugin
+        .send(
+            &message("+15550100001", template_content()),
+            &demo_config(Some(base)),
+            1,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (c.disposition, c.reason.as_str()),
+        (Disposition::Retry, "transport_error")
+    );
 }
 
 #[test]
 fn invalid_messages_are_refused_before_sending() {
     let s = setup();
-    let errs = s.plugin.send(&message("555-1234", template_content()), &demo_config(Some(s.mock.base_url())), 1).unwrap().unwrap_err();
+    let errs = s
+        .plugin
+        .send(
+            &message("555-1234", template_content()),
+            &demo_config(Some(s.mock.base_url())),
+            1,
+        )
+        .unwrap()
+        .unwrap_err();
     assert_eq!(errs[0].path, "/recipient");
     assert!(s.mock.requests().is_empty());
 }

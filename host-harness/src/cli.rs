@@ -5,8 +5,13 @@
 use crate::json;
 use crate::mock::{MockApi, MockConfig, SCENARIOS};
 use crate::runtime::{Limits, Plugin, Runtime};
-use crate::services::{ACCESS_TOKEN_NAME, APP_SECRET_NAME, HostServices, HttpClient, HttpPolicy, Log, Secrets, VERIFY_TOKEN_NAME, now_ms, parse_level};
-use crate::types::{ChannelConfig, Disposition, Header, WebhookError, WebhookOutcome, WebhookRequest};
+use crate::services::{
+    ACCESS_TOKEN_NAME, APP_SECRET_NAME, HostServices, HttpClient, HttpPolicy, Log, Secrets,
+    VERIFY_TOKEN_NAME, now_ms, parse_level,
+};
+use crate::types::{
+    ChannelConfig, Disposition, Header, WebhookError, WebhookOutcome, WebhookRequest,
+};
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
@@ -121,7 +126,11 @@ pub struct Outcome {
 
 impl Outcome {
     fn json(code: i32, v: Value) -> Outcome {
-        Outcome { code, json: Some(v), text: None }
+        Outcome {
+            code,
+            json: Some(v),
+            text: None,
+        }
     }
 }
 
@@ -152,7 +161,8 @@ fn read_input(file: &str) -> Result<Vec<u8>> {
 
 fn read_json(file: &str) -> Result<Value> {
     let bytes = read_input(file)?;
-    serde_json::from_slice(&bytes).map_err(|e| UsageError(format!("{file} is not valid JSON: {e}")).into())
+    serde_json::from_slice(&bytes)
+        .map_err(|e| UsageError(format!("{file} is not valid JSON: {e}")).into())
 }
 
 /// The embedded demo settings.
@@ -169,15 +179,22 @@ fn settings_from(path: Option<&Path>) -> Result<Value> {
 
 /// Loads the plugin the CLI was pointed at.
 pub fn load_plugin(path: Option<&Path>, services: HostServices) -> Result<Plugin> {
-    let path = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(crate::WHATSAPP_CHANNEL_WASM));
+    let path = path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(crate::WHATSAPP_CHANNEL_WASM));
     let runtime = Runtime::new()?;
-    runtime.load_file(&path, Arc::new(services), Limits::default()).map_err(|e| UsageError(format!("{e:#}")).into())
+    runtime
+        .load_file(&path, Arc::new(services), Limits::default())
+        .map_err(|e| UsageError(format!("{e:#}")).into())
 }
 
 fn log_for(cli: &Cli) -> Result<Log> {
     match parse_level(&cli.log_level) {
         Some(level) => Ok(Log::stderr(level)),
-        None => usage(format!("--log-level must be trace, debug, info, warn or error, got {:?}", cli.log_level)),
+        None => usage(format!(
+            "--log-level must be trace, debug, info, warn or error, got {:?}",
+            cli.log_level
+        )),
     }
 }
 
@@ -185,23 +202,51 @@ fn log_for(cli: &Cli) -> Result<Log> {
 pub fn run(cli: &Cli) -> Result<Outcome> {
     let log = log_for(cli)?;
     let plugin_path = cli.plugin.as_deref();
-    let pure = || HostServices::new(HttpClient::new(HttpPolicy::default()), Secrets::default(), log_for(cli).expect("checked above"));
+    let pure = || {
+        HostServices::new(
+            HttpClient::new(HttpPolicy::default()),
+            Secrets::default(),
+            log_for(cli).expect("checked above"),
+        )
+    };
     match &cli.command {
         Command::Inspect => inspect(&load_plugin(plugin_path, pure())?, plugin_path),
         Command::ValidateTemplate { file } => {
-            let text = String::from_utf8(read_input(file)?).map_err(|_| UsageError(format!("{file} is not UTF-8")))?;
+            let text = String::from_utf8(read_input(file)?)
+                .map_err(|_| UsageError(format!("{file} is not UTF-8")))?;
             validate_template(&load_plugin(plugin_path, pure())?, &text)
         }
-        Command::Build { file, config, api_base } => {
+        Command::Build {
+            file,
+            config,
+            api_base,
+        } => {
             let doc = read_json(file)?;
             let settings = settings_from(config.as_deref())?;
-            build(&load_plugin(plugin_path, pure())?, &doc, &settings, api_base.clone())
+            build(
+                &load_plugin(plugin_path, pure())?,
+                &doc,
+                &settings,
+                api_base.clone(),
+            )
         }
-        Command::Classify { file } => classify(&load_plugin(plugin_path, pure())?, &read_json(file)?),
-        Command::Webhook { file, signature, app_secret_env, verify_token_env, method, query } => {
+        Command::Classify { file } => {
+            classify(&load_plugin(plugin_path, pure())?, &read_json(file)?)
+        }
+        Command::Webhook {
+            file,
+            signature,
+            app_secret_env,
+            verify_token_env,
+            method,
+            query,
+        } => {
             let body = read_input(file)?;
             let mut secrets = Secrets::default().with_env();
-            let env = |var: &str| std::env::var(var).map_err(|_| UsageError(format!("the environment variable {var} is not set")));
+            let env = |var: &str| {
+                std::env::var(var)
+                    .map_err(|_| UsageError(format!("the environment variable {var} is not set")))
+            };
             if let Some(var) = app_secret_env {
                 secrets.insert(APP_SECRET_NAME, env(var)?);
             }
@@ -210,22 +255,53 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             }
             let signed = secrets.contains(APP_SECRET_NAME);
             if !signed {
-                eprintln!("note: no app secret configured (--app-secret-env); the signature is not checked");
+                eprintln!(
+                    "note: no app secret configured (--app-secret-env); the signature is not checked"
+                );
             }
-            let settings = if signed { json!({}) } else { json!({ "app_secret": null }) };
-            let mut headers = vec![Header { name: "content-type".into(), value: "application/json".into() }];
+            let settings = if signed {
+                json!({})
+            } else {
+                json!({ "app_secret": null })
+            };
+            let mut headers = vec![Header {
+                name: "content-type".into(),
+                value: "application/json".into(),
+            }];
             if let Some(sig) = signature {
-                headers.push(Header { name: "X-Hub-Signature-256".into(), value: sig.clone() });
+                headers.push(Header {
+                    name: "X-Hub-Signature-256".into(),
+                    value: sig.clone(),
+                });
             }
             let query = query
                 .iter()
-                .map(|q| q.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| UsageError(format!("--query takes name=value, got {q:?}"))))
+                .map(|q| {
+                    q.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| UsageError(format!("--query takes name=value, got {q:?}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            let request = WebhookRequest { method: method.to_ascii_uppercase(), headers, query, body };
-            let plugin = load_plugin(plugin_path, HostServices::new(HttpClient::new(HttpPolicy::default()), secrets, log))?;
+            let request = WebhookRequest {
+                method: method.to_ascii_uppercase(),
+                headers,
+                query,
+                body,
+            };
+            let plugin = load_plugin(
+                plugin_path,
+                HostServices::new(HttpClient::new(HttpPolicy::default()), secrets, log),
+            )?;
             webhook(&plugin, &request, &settings)
         }
-        Command::Send { file, api_base, config, allow_hosts, secrets, attempt } => {
+        Command::Send {
+            file,
+            api_base,
+            config,
+            allow_hosts,
+            secrets,
+            attempt,
+        } => {
             let doc = read_json(file)?;
             let settings = settings_from(config.as_deref())?;
             let mut allow: Vec<String> = vec![GRAPH_HOST.into()];
@@ -233,22 +309,36 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
                 allow.push(base.trim_end_matches('/').to_string());
             }
             allow.extend(allow_hosts.iter().cloned());
-            let policy = HttpPolicy::default().allowing(allow.iter().map(String::as_str)).map_err(|e| UsageError(format!("{e:#}")))?;
+            let policy = HttpPolicy::default()
+                .allowing(allow.iter().map(String::as_str))
+                .map_err(|e| UsageError(format!("{e:#}")))?;
             let mut store = Secrets::default().with_env();
             if let Some(path) = secrets {
-                store.load_file(path).map_err(|e| UsageError(format!("{e:#}")))?;
+                store
+                    .load_file(path)
+                    .map_err(|e| UsageError(format!("{e:#}")))?;
             }
-            let plugin = load_plugin(plugin_path, HostServices::new(HttpClient::new(policy), store, log))?;
+            let plugin = load_plugin(
+                plugin_path,
+                HostServices::new(HttpClient::new(policy), store, log),
+            )?;
             send(&plugin, &doc, &settings, api_base.clone(), *attempt)
         }
         Command::MockApi { port } => {
             let mock = MockApi::start(*port, MockConfig::default())?;
-            eprintln!("mock Cloud API listening on {} (token {DEMO_ACCESS_TOKEN:?}, phone number id {DEMO_PHONE_NUMBER_ID})", mock.base_url());
+            eprintln!(
+                "mock Cloud API listening on {} (token {DEMO_ACCESS_TOKEN:?}, phone number id {DEMO_PHONE_NUMBER_ID})",
+                mock.base_url()
+            );
             for s in SCENARIOS {
                 eprintln!("  {}  {}", s.recipient, s.description);
             }
             mock.wait();
-            Ok(Outcome { code: 0, json: None, text: None })
+            Ok(Outcome {
+                code: 0,
+                json: None,
+                text: None,
+            })
         }
         Command::Demo => demo(plugin_path, &mut std::io::stdout()),
         Command::Bench { iterations } => bench(plugin_path, *iterations),
@@ -257,7 +347,9 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
 
 /// `inspect`.
 pub fn inspect(plugin: &Plugin, path: Option<&Path>) -> Result<Outcome> {
-    let path = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(crate::WHATSAPP_CHANNEL_WASM));
+    let path = path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(crate::WHATSAPP_CHANNEL_WASM));
     let bytes = std::fs::read(&path)?;
     let info = plugin.describe()?;
     let ty = plugin.component().component_type();
@@ -266,7 +358,10 @@ pub fn inspect(plugin: &Plugin, path: Option<&Path>) -> Result<Outcome> {
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
     let contract = exports
         .iter()
-        .find_map(|e| e.strip_prefix("flow:channel/channel@").map(|v| format!("flow:channel@{v}")))
+        .find_map(|e| {
+            e.strip_prefix("flow:channel/channel@")
+                .map(|v| format!("flow:channel@{v}"))
+        })
         .unwrap_or_else(|| info.contract_version.clone());
     Ok(Outcome::json(
         0,
@@ -289,54 +384,101 @@ pub fn inspect(plugin: &Plugin, path: Option<&Path>) -> Result<Outcome> {
 pub fn validate_template(plugin: &Plugin, text: &str) -> Result<Outcome> {
     Ok(match plugin.validate_template(text)? {
         Ok(()) => Outcome::json(0, json!({"valid": true})),
-        Err(errors) => Outcome::json(1, json!({"valid": false, "errors": json::field_errors(&errors)})),
+        Err(errors) => Outcome::json(
+            1,
+            json!({"valid": false, "errors": json::field_errors(&errors)}),
+        ),
     })
 }
 
 fn config(settings: &Value, api_base: Option<String>) -> ChannelConfig {
-    ChannelConfig { api_base, settings: settings.to_string() }
+    ChannelConfig {
+        api_base,
+        settings: settings.to_string(),
+    }
 }
 
 /// `build`.
-pub fn build(plugin: &Plugin, doc: &Value, settings: &Value, api_base: Option<String>) -> Result<Outcome> {
+pub fn build(
+    plugin: &Plugin,
+    doc: &Value,
+    settings: &Value,
+    api_base: Option<String>,
+) -> Result<Outcome> {
     let request = json::message_request(doc, now_ms()).map_err(|e| UsageError(format!("{e:#}")))?;
-    Ok(match plugin.build_payload(&request, &config(settings, api_base))? {
-        Ok(http) => Outcome::json(0, json::http_request(&http)),
-        Err(errors) => Outcome::json(1, json!({"errors": json::field_errors(&errors)})),
-    })
+    Ok(
+        match plugin.build_payload(&request, &config(settings, api_base))? {
+            Ok(http) => Outcome::json(0, json::http_request(&http)),
+            Err(errors) => Outcome::json(1, json!({"errors": json::field_errors(&errors)})),
+        },
+    )
 }
 
 /// `classify`.
 pub fn classify(plugin: &Plugin, doc: &Value) -> Result<Outcome> {
     let (outcome, attempt) = json::send_outcome(doc).map_err(|e| UsageError(format!("{e:#}")))?;
-    Ok(Outcome::json(0, json::classification(&plugin.classify(&outcome, attempt)?)))
+    Ok(Outcome::json(
+        0,
+        json::classification(&plugin.classify(&outcome, attempt)?),
+    ))
 }
 
 /// `webhook`.
 pub fn webhook(plugin: &Plugin, request: &WebhookRequest, settings: &Value) -> Result<Outcome> {
-    Ok(match plugin.parse_webhook(request, &config(settings, None))? {
-        Ok(WebhookOutcome::Verification(challenge)) => Outcome::json(0, json!({"verification": challenge})),
-        Ok(WebhookOutcome::Events(events)) => Outcome::json(0, json!({"events": events.iter().map(json::webhook_event).collect::<Vec<_>>()})),
-        Err(WebhookError::SignatureMissing) => Outcome::json(3, json!({"error": "signature_missing", "message": "an app secret is configured but the request has no X-Hub-Signature-256 header (--signature)"})),
-        Err(WebhookError::SignatureInvalid(m)) => Outcome::json(3, json!({"error": "signature_invalid", "message": m})),
-        Err(WebhookError::VerificationRefused(m)) => Outcome::json(3, json!({"error": "verification_refused", "message": m})),
-        Err(WebhookError::SecretUnavailable(m)) => Outcome::json(2, json!({"error": "secret_unavailable", "message": m})),
-        Err(WebhookError::Malformed(errors)) => Outcome::json(1, json!({"error": "malformed", "errors": json::field_errors(&errors)})),
-    })
+    Ok(
+        match plugin.parse_webhook(request, &config(settings, None))? {
+            Ok(WebhookOutcome::Verification(challenge)) => {
+                Outcome::json(0, json!({"verification": challenge}))
+            }
+            Ok(WebhookOutcome::Events(events)) => Outcome::json(
+                0,
+                json!({"events": events.iter().map(json::webhook_event).collect::<Vec<_>>()}),
+            ),
+            Err(WebhookError::SignatureMissing) => Outcome::json(
+                3,
+                json!({"error": "signature_missing", "message": "an app secret is configured but the request has no X-Hub-Signature-256 header (--signature)"}),
+            ),
+            Err(WebhookError::SignatureInvalid(m)) => {
+                Outcome::json(3, json!({"error": "signature_invalid", "message": m}))
+            }
+            Err(WebhookError::VerificationRefused(m)) => {
+                Outcome::json(3, json!({"error": "verification_refused", "message": m}))
+            }
+            Err(WebhookError::SecretUnavailable(m)) => {
+                Outcome::json(2, json!({"error": "secret_unavailable", "message": m}))
+            }
+            Err(WebhookError::Malformed(errors)) => Outcome::json(
+                1,
+                json!({"error": "malformed", "errors": json::field_errors(&errors)}),
+            ),
+        },
+    )
 }
 
 /// `send`.
-pub fn send(plugin: &Plugin, doc: &Value, settings: &Value, api_base: Option<String>, attempt: u32) -> Result<Outcome> {
+pub fn send(
+    plugin: &Plugin,
+    doc: &Value,
+    settings: &Value,
+    api_base: Option<String>,
+    attempt: u32,
+) -> Result<Outcome> {
     let request = json::message_request(doc, now_ms()).map_err(|e| UsageError(format!("{e:#}")))?;
-    Ok(match plugin.send(&request, &config(settings, api_base), attempt)? {
-        Ok(c) => Outcome::json(0, json::classification(&c)),
-        Err(errors) => Outcome::json(1, json!({"errors": json::field_errors(&errors)})),
-    })
+    Ok(
+        match plugin.send(&request, &config(settings, api_base), attempt)? {
+            Ok(c) => Outcome::json(0, json::classification(&c)),
+            Err(errors) => Outcome::json(1, json!({"errors": json::field_errors(&errors)})),
+        },
+    )
 }
 
 /// Host services for talking to the embedded mock.
 pub fn mock_services(mock: &MockApi, log: Log) -> Result<HostServices> {
-    let policy = HttpPolicy { response_timeout: Duration::from_secs(2), ..HttpPolicy::default() }.allowing([mock.base_url().as_str()])?;
+    let policy = HttpPolicy {
+        response_timeout: Duration::from_secs(2),
+        ..HttpPolicy::default()
+    }
+    .allowing([mock.base_url().as_str()])?;
     let mut secrets = Secrets::default();
     secrets.insert(ACCESS_TOKEN_NAME, DEMO_ACCESS_TOKEN);
     Ok(HostServices::new(HttpClient::new(policy), secrets, log))
@@ -346,9 +488,18 @@ pub fn mock_services(mock: &MockApi, log: Log) -> Result<HostServices> {
 /// says so (bounded, honouring `retry_after_ms` up to 2 s so the demo stays short).
 pub fn demo(plugin_path: Option<&Path>, out: &mut dyn std::io::Write) -> Result<Outcome> {
     let mock = MockApi::start(0, MockConfig::default())?;
-    let plugin = load_plugin(plugin_path, mock_services(&mock, Log::stderr(crate::types::LogLevel::Warn))?)?;
-    let messages: Vec<Value> = serde_json::from_str(DEMO_MESSAGES).context("the embedded demo messages")?;
-    writeln!(out, "WhatsApp channel demo: {} messages to the embedded mock Cloud API at {}\n", messages.len(), mock.base_url())?;
+    let plugin = load_plugin(
+        plugin_path,
+        mock_services(&mock, Log::stderr(crate::types::LogLevel::Warn))?,
+    )?;
+    let messages: Vec<Value> =
+        serde_json::from_str(DEMO_MESSAGES).context("the embedded demo messages")?;
+    writeln!(
+        out,
+        "WhatsApp channel demo: {} messages to the embedded mock Cloud API at {}\n",
+        messages.len(),
+        mock.base_url()
+    )?;
     let cfg = config(&demo_settings(), Some(mock.base_url()));
     for m in &messages {
         let scenario = m.get("scenario").and_then(Value::as_str).unwrap_or("");
@@ -360,17 +511,44 @@ pub fn demo(plugin_path: Option<&Path>, out: &mut dyn std::io::Write) -> Result<
             match plugin.send(&request, &cfg, attempt)? {
                 Err(errors) => {
                     for e in errors {
-                        writeln!(out, "    refused before sending: {} [{}] {}", e.path, e.code, e.message)?;
+                        writeln!(
+                            out,
+                            "    refused before sending: {} [{}] {}",
+                            e.path, e.code, e.message
+                        )?;
                     }
                     break;
                 }
                 Ok(c) => {
-                    let code = c.provider_code.as_deref().map(|c| format!(" code {c}")).unwrap_or_default();
-                    let id = c.provider_message_id.as_deref().map(|i| format!(" id {i}")).unwrap_or_default();
-                    let wait = c.retry_after_ms.map(|ms| format!(" retry after {ms} ms")).unwrap_or_default();
-                    let op = if c.operator_action { " (operator action needed)" } else { "" };
-                    writeln!(out, "    attempt {attempt}: {} / {}{code}{id}{wait}{op}", json::disposition_name(c.disposition), c.reason)?;
-                    if c.disposition != Disposition::Retry || attempt == 3 || c.retry_after_ms.unwrap_or(0) > 2_000 {
+                    let code = c
+                        .provider_code
+                        .as_deref()
+                        .map(|c| format!(" code {c}"))
+                        .unwrap_or_default();
+                    let id = c
+                        .provider_message_id
+                        .as_deref()
+                        .map(|i| format!(" id {i}"))
+                        .unwrap_or_default();
+                    let wait = c
+                        .retry_after_ms
+                        .map(|ms| format!(" retry after {ms} ms"))
+                        .unwrap_or_default();
+                    let op = if c.operator_action {
+                        " (operator action needed)"
+                    } else {
+                        ""
+                    };
+                    writeln!(
+                        out,
+                        "    attempt {attempt}: {} / {}{code}{id}{wait}{op}",
+                        json::disposition_name(c.disposition),
+                        c.reason
+                    )?;
+                    if c.disposition != Disposition::Retry
+                        || attempt == 3
+                        || c.retry_after_ms.unwrap_or(0) > 2_000
+                    {
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(c.retry_after_ms.unwrap_or(0)));
@@ -379,8 +557,15 @@ pub fn demo(plugin_path: Option<&Path>, out: &mut dyn std::io::Write) -> Result<
         }
     }
     let n = mock.requests().len();
-    writeln!(out, "\nThe mock received {n} HTTP requests; the access token never entered the component.")?;
-    Ok(Outcome { code: 0, json: None, text: None })
+    writeln!(
+        out,
+        "\nThe mock received {n} HTTP requests; the access token never entered the component."
+    )?;
+    Ok(Outcome {
+        code: 0,
+        json: None,
+        text: None,
+    })
 }
 
 fn median_us(mut samples: Vec<Duration>) -> f64 {
@@ -393,7 +578,9 @@ pub fn bench(plugin_path: Option<&Path>, iterations: usize) -> Result<Outcome> {
     if iterations == 0 {
         return usage("--iterations must be at least 1");
     }
-    let path = plugin_path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(crate::WHATSAPP_CHANNEL_WASM));
+    let path = plugin_path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(crate::WHATSAPP_CHANNEL_WASM));
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let classify_input = crate::json::send_outcome(&json!({"http_status": 400, "body": serde_json::from_str::<Value>(include_str!("../../tests/fixtures/error-response-130429-rate-limit.json"))?}))?.0;
     let mut doc = serde_json::from_str::<Vec<Value>>(DEMO_MESSAGES)?[1].clone();
@@ -401,10 +588,15 @@ pub fn bench(plugin_path: Option<&Path>, iterations: usize) -> Result<Outcome> {
     let message = json::message_request(&doc, now_ms())?;
     let cfg = config(&demo_settings(), None);
     let mut report = serde_json::Map::new();
-    let mut lines = vec![format!("{} iterations, component {} ({} bytes)", iterations, path.display(), bytes.len())];
+    let mut lines = vec![format!(
+        "{} iterations, component {} ({} bytes)",
+        iterations,
+        path.display(),
+        bytes.len()
+    )];
     let mut medians = std::collections::HashMap::new();
     for pooling in [true, false] {
-        let runtime = match Runtime::with_pooling(pooling) {
+        let runtime = match Runtime::with_options(pooling, false) {
             Ok(r) => r,
             Err(e) => {
                 lines.push(format!("pooling={pooling}: unavailable ({e:#})"));
@@ -412,7 +604,11 @@ pub fn bench(plugin_path: Option<&Path>, iterations: usize) -> Result<Outcome> {
             }
         };
         let t = Instant::now();
-        let plugin = runtime.load(&bytes, Arc::new(HostServices::locked_down()), Limits::default())?;
+        let plugin = runtime.load(
+            &bytes,
+            Arc::new(HostServices::locked_down()),
+            Limits::default(),
+        )?;
         let compile_ms = t.elapsed().as_secs_f64() * 1e3;
         let mut measure = |name: &str, f: &dyn Fn() -> Result<()>| -> Result<f64> {
             f()?; // warm-up
@@ -426,19 +622,47 @@ pub fn bench(plugin_path: Option<&Path>, iterations: usize) -> Result<Outcome> {
             medians.insert((pooling, name.to_string()), m);
             Ok(m)
         };
-        let inst = measure("instantiate", &|| plugin.call(|_, _| Ok(())).map_err(|e| anyhow!("{e}")))?;
-        let describe = measure("instantiate+describe", &|| plugin.describe().map(|_| ()).map_err(|e| anyhow!("{e}")))?;
-        let classify = measure("instantiate+classify", &|| plugin.classify(&classify_input, 1).map(|_| ()).map_err(|e| anyhow!("{e}")))?;
-        let build = measure("instantiate+build-payload", &|| plugin.build_payload(&message, &cfg).map(|_| ()).map_err(|e| anyhow!("{e}")))?;
+        let inst = measure("instantiate", &|| {
+            plugin.call(|_, _| Ok(())).map_err(|e| anyhow!("{e}"))
+        })?;
+        let describe = measure("instantiate+describe", &|| {
+            plugin.describe().map(|_| ()).map_err(|e| anyhow!("{e}"))
+        })?;
+        let classify = measure("instantiate+classify", &|| {
+            plugin
+                .classify(&classify_input, 1)
+                .map(|_| ())
+                .map_err(|e| anyhow!("{e}"))
+        })?;
+        let build = measure("instantiate+build-payload", &|| {
+            plugin
+                .build_payload(&message, &cfg)
+                .map(|_| ())
+                .map_err(|e| anyhow!("{e}"))
+        })?;
         let key = if pooling { "pooling" } else { "on_demand" };
         report.insert(key.into(), json!({"compile_ms": compile_ms, "median_us": {"instantiate": inst, "instantiate+describe": describe, "instantiate+classify": classify, "instantiate+build-payload": build}}));
         lines.push(format!(
             "{key:>9}: compile {compile_ms:.1} ms | median instantiate {inst:.1} µs | +describe {describe:.1} µs | +classify {classify:.1} µs | +build-payload {build:.1} µs"
         ));
     }
-    if let (Some(p), Some(o)) = (medians.get(&(true, "instantiate+classify".to_string())), medians.get(&(false, "instantiate+classify".to_string()))) {
-        lines.push(format!("on-demand / pooling (instantiate+classify): {:.2}×", o / p));
+    if let (Some(p), Some(o)) = (
+        medians.get(&(true, "instantiate+classify".to_string())),
+        medians.get(&(false, "instantiate+classify".to_string())),
+    ) {
+        lines.push(format!(
+            "on-demand / pooling (instantiate+classify): {:.2}×",
+            o / p
+        ));
         report.insert("on_demand_over_pooling".into(), json!(o / p));
     }
-    Ok(Outcome { code: 0, json: None, text: Some(format!("{}\n{}", lines.join("\n"), serde_json::to_string_pretty(&Value::Object(report))?)) })
+    Ok(Outcome {
+        code: 0,
+        json: None,
+        text: Some(format!(
+            "{}\n{}",
+            lines.join("\n"),
+            serde_json::to_string_pretty(&Value::Object(report))?
+        )),
+    })
 }

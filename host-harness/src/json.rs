@@ -1,8 +1,8 @@
 //! The CLI's JSON formats, to and from the generated contract types.
 
 use crate::types::{
-    ChannelInfo, Classification, Disposition, EventKind, FieldError, Header, HttpRequest, HttpResponse, MessageRequest, SendOutcome,
-    TransportError, TransportErrorKind, WebhookEvent,
+    ChannelInfo, Classification, Disposition, EventKind, FieldError, Header, HttpRequest,
+    HttpResponse, MessageRequest, SendOutcome, TransportError, TransportErrorKind, WebhookEvent,
 };
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
@@ -46,7 +46,12 @@ pub fn classification(c: &Classification) -> Value {
 }
 
 pub fn field_errors(errors: &[FieldError]) -> Value {
-    Value::Array(errors.iter().map(|e| json!({"path": e.path, "code": e.code, "message": e.message})).collect())
+    Value::Array(
+        errors
+            .iter()
+            .map(|e| json!({"path": e.path, "code": e.code, "message": e.message}))
+            .collect(),
+    )
 }
 
 /// The request as JSON; a JSON body is shown as JSON, anything else as text.
@@ -55,7 +60,8 @@ pub fn http_request(r: &HttpRequest) -> Value {
     for h in &r.headers {
         headers.insert(h.name.clone(), json!(h.value));
     }
-    let body = serde_json::from_slice::<Value>(&r.body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&r.body)));
+    let body = serde_json::from_slice::<Value>(&r.body)
+        .unwrap_or_else(|_| json!(String::from_utf8_lossy(&r.body)));
     json!({"method": r.method, "url": r.url, "headers": headers, "body": body})
 }
 
@@ -92,7 +98,10 @@ pub fn channel_info(i: &ChannelInfo) -> Value {
 pub fn send_outcome(doc: &Value) -> Result<(SendOutcome, u32)> {
     let attempt = match doc.get("attempt") {
         None => 1,
-        Some(v) => v.as_u64().filter(|n| (1..=u32::MAX as u64).contains(n)).context("`attempt` must be a positive integer")? as u32,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=u32::MAX as u64).contains(n))
+            .context("`attempt` must be a positive integer")? as u32,
     };
     if let Some(kind) = doc.get("transport_error") {
         let kind = match kind.as_str() {
@@ -104,22 +113,47 @@ pub fn send_outcome(doc: &Value) -> Result<(SendOutcome, u32)> {
             Some("denied") => TransportErrorKind::Denied,
             Some("too_large") => TransportErrorKind::TooLarge,
             Some("other") => TransportErrorKind::Other,
-            _ => bail!("`transport_error` must be one of timeout, connect, dns, tls, reset, denied, too_large, other; got {kind}"),
+            _ => bail!(
+                "`transport_error` must be one of timeout, connect, dns, tls, reset, denied, too_large, other; got {kind}"
+            ),
         };
-        let request_sent = doc.get("request_sent").and_then(Value::as_bool).context("`request_sent` (true or false) is required with `transport_error`")?;
-        let message = doc.get("message").and_then(Value::as_str).unwrap_or("").to_string();
-        return Ok((SendOutcome::TransportError(TransportError { kind, request_sent, message }), attempt));
+        let request_sent = doc
+            .get("request_sent")
+            .and_then(Value::as_bool)
+            .context("`request_sent` (true or false) is required with `transport_error`")?;
+        let message = doc
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        return Ok((
+            SendOutcome::TransportError(TransportError {
+                kind,
+                request_sent,
+                message,
+            }),
+            attempt,
+        ));
     }
     let status = doc
         .get("http_status")
         .and_then(Value::as_u64)
         .filter(|s| (100..=599).contains(s))
-        .context("the input needs `http_status` (100–599) or `transport_error`")? as u16;
+        .context("the input needs `http_status` (100–599) or `transport_error`")?
+        as u16;
     let headers = match doc.get("headers") {
         None | Some(Value::Null) => vec![],
         Some(Value::Object(m)) => m
             .iter()
-            .map(|(k, v)| Ok(Header { name: k.clone(), value: v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()) }))
+            .map(|(k, v)| {
+                Ok(Header {
+                    name: k.clone(),
+                    value: v
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                })
+            })
             .collect::<Result<_>>()?,
         Some(_) => bail!("`headers` must be an object of name → value"),
     };
@@ -129,18 +163,33 @@ pub fn send_outcome(doc: &Value) -> Result<(SendOutcome, u32)> {
         Some(Value::String(s)) => s.as_bytes().to_vec(),
         Some(v) => serde_json::to_vec(v)?,
     };
-    Ok((SendOutcome::Response(HttpResponse { status, headers, body }), attempt))
+    Ok((
+        SendOutcome::Response(HttpResponse {
+            status,
+            headers,
+            body,
+        }),
+        attempt,
+    ))
 }
 
 /// Reads a message file: `{"recipient", "correlation_id"?, "last_inbound_ms"?, "content": {…}}`.
 pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest> {
-    let obj = doc.as_object().context("a message file is a JSON object with `recipient` and `content`")?;
+    let obj = doc
+        .as_object()
+        .context("a message file is a JSON object with `recipient` and `content`")?;
     for key in obj.keys() {
         if !["recipient", "correlation_id", "last_inbound_ms", "content"].contains(&key.as_str()) {
-            bail!("/{key}: unknown field; a message file has recipient, correlation_id, last_inbound_ms and content");
+            bail!(
+                "/{key}: unknown field; a message file has recipient, correlation_id, last_inbound_ms and content"
+            );
         }
     }
-    let recipient = obj.get("recipient").and_then(Value::as_str).context("/recipient: a string is required")?.to_string();
+    let recipient = obj
+        .get("recipient")
+        .and_then(Value::as_str)
+        .context("/recipient: a string is required")?
+        .to_string();
     let correlation_id = match obj.get("correlation_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -148,8 +197,19 @@ pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest> {
     };
     let last_inbound_ms = match obj.get("last_inbound_ms") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().context("/last_inbound_ms: must be milliseconds since the Unix epoch")?),
+        Some(v) => Some(
+            v.as_u64()
+                .context("/last_inbound_ms: must be milliseconds since the Unix epoch")?,
+        ),
     };
-    let content = obj.get("content").context("/content: the message content is required")?;
-    Ok(MessageRequest { recipient, correlation_id, content: content.to_string(), last_inbound_ms, now_ms })
+    let content = obj
+        .get("content")
+        .context("/content: the message content is required")?;
+    Ok(MessageRequest {
+        recipient,
+        correlation_id,
+        content: content.to_string(),
+        last_inbound_ms,
+        now_ms,
+    })
 }

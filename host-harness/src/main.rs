@@ -9,7 +9,10 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(outcome) => {
             if let Some(json) = outcome.json {
-                println!("{}", serde_json::to_string_pretty(&json).expect("JSON values serialise"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json).expect("JSON values serialise")
+                );
             }
             if let Some(text) = outcome.text {
                 println!("{text}");

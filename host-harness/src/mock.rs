@@ -38,17 +38,96 @@ pub struct Scenario {
 
 /// The scripted recipients.
 pub const SCENARIOS: &[Scenario] = &[
-    Scenario { recipient: "+15550100001", description: "accepted", behaviour: Behaviour::Accept },
-    Scenario { recipient: "+15550100002", description: "not on WhatsApp (131026)", behaviour: Behaviour::Error(400, 131026, "Message Undeliverable", "Unable to deliver message. Reasons can include: the recipient phone number is not a WhatsApp phone number") },
-    Scenario { recipient: "+15550100003", description: "throughput limit (130429)", behaviour: Behaviour::Error(400, 130429, "Rate limit hit", "Cloud API message throughput has been reached.") },
-    Scenario { recipient: "+15550100004", description: "outside the 24 h window (131047)", behaviour: Behaviour::Error(400, 131047, "Re-engagement message", "Message failed to send because more than 24 hours have passed since the customer last replied to this number.") },
-    Scenario { recipient: "+15550100005", description: "pair rate limit (131056)", behaviour: Behaviour::Error(400, 131056, "(Business Account, Consumer Account) pair rate limit hit", "Message failed to send because there were too many messages sent from this phone number to the same phone number in a short period of time.") },
-    Scenario { recipient: "+15550100006", description: "server error (131000)", behaviour: Behaviour::Error(500, 131000, "Something went wrong", "Something went wrong while sending the message.") },
-    Scenario { recipient: "+15550100007", description: "HTML 503 without a code", behaviour: Behaviour::HtmlOutage },
-    Scenario { recipient: "+15550100008", description: "template parameter count mismatch (132000)", behaviour: Behaviour::Error(400, 132000, "Number of parameters does not match the expected number of params", "body: number of localizable_params (1) does not match the expected number of params (2)") },
-    Scenario { recipient: "+15550100009", description: "template does not exist (132001)", behaviour: Behaviour::Error(404, 132001, "Template name does not exist in the translation", "template name (order_update) does not exist in en_US") },
-    Scenario { recipient: "+15550100010", description: "rate-limited once, then accepted", behaviour: Behaviour::RateLimitedOnce },
-    Scenario { recipient: "+15550100011", description: "answers after 3 s (host timeout → unknown)", behaviour: Behaviour::Slow(3_000) },
+    Scenario {
+        recipient: "+15550100001",
+        description: "accepted",
+        behaviour: Behaviour::Accept,
+    },
+    Scenario {
+        recipient: "+15550100002",
+        description: "not on WhatsApp (131026)",
+        behaviour: Behaviour::Error(
+            400,
+            131026,
+            "Message Undeliverable",
+            "Unable to deliver message. Reasons can include: the recipient phone number is not a WhatsApp phone number",
+        ),
+    },
+    Scenario {
+        recipient: "+15550100003",
+        description: "throughput limit (130429)",
+        behaviour: Behaviour::Error(
+            400,
+            130429,
+            "Rate limit hit",
+            "Cloud API message throughput has been reached.",
+        ),
+    },
+    Scenario {
+        recipient: "+15550100004",
+        description: "outside the 24 h window (131047)",
+        behaviour: Behaviour::Error(
+            400,
+            131047,
+            "Re-engagement message",
+            "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+        ),
+    },
+    Scenario {
+        recipient: "+15550100005",
+        description: "pair rate limit (131056)",
+        behaviour: Behaviour::Error(
+            400,
+            131056,
+            "(Business Account, Consumer Account) pair rate limit hit",
+            "Message failed to send because there were too many messages sent from this phone number to the same phone number in a short period of time.",
+        ),
+    },
+    Scenario {
+        recipient: "+15550100006",
+        description: "server error (131000)",
+        behaviour: Behaviour::Error(
+            500,
+            131000,
+            "Something went wrong",
+            "Something went wrong while sending the message.",
+        ),
+    },
+    Scenario {
+        recipient: "+15550100007",
+        description: "HTML 503 without a code",
+        behaviour: Behaviour::HtmlOutage,
+    },
+    Scenario {
+        recipient: "+15550100008",
+        description: "template parameter count mismatch (132000)",
+        behaviour: Behaviour::Error(
+            400,
+            132000,
+            "Number of parameters does not match the expected number of params",
+            "body: number of localizable_params (1) does not match the expected number of params (2)",
+        ),
+    },
+    Scenario {
+        recipient: "+15550100009",
+        description: "template does not exist (132001)",
+        behaviour: Behaviour::Error(
+            404,
+            132001,
+            "Template name does not exist in the translation",
+            "template name (order_update) does not exist in en_US",
+        ),
+    },
+    Scenario {
+        recipient: "+15550100010",
+        description: "rate-limited once, then accepted",
+        behaviour: Behaviour::RateLimitedOnce,
+    },
+    Scenario {
+        recipient: "+15550100011",
+        description: "answers after 3 s (host timeout → unknown)",
+        behaviour: Behaviour::Slow(3_000),
+    },
 ];
 
 /// A request the mock received.
@@ -71,7 +150,10 @@ pub struct MockConfig {
 
 impl Default for MockConfig {
     fn default() -> Self {
-        MockConfig { access_token: crate::cli::DEMO_ACCESS_TOKEN.into(), phone_number_id: crate::cli::DEMO_PHONE_NUMBER_ID.into() }
+        MockConfig {
+            access_token: crate::cli::DEMO_ACCESS_TOKEN.into(),
+            phone_number_id: crate::cli::DEMO_PHONE_NUMBER_ID.into(),
+        }
     }
 }
 
@@ -95,10 +177,19 @@ const WORKERS: usize = 4;
 impl MockApi {
     /// Starts on `127.0.0.1:port` (0 picks a free port).
     pub fn start(port: u16, config: MockConfig) -> Result<MockApi> {
-        let server = tiny_http::Server::http(("127.0.0.1", port)).map_err(|e| anyhow!("starting the mock Cloud API on port {port}: {e}"))?;
-        let addr = server.server_addr().to_ip().context("the mock listens on an IP address")?;
+        let server = tiny_http::Server::http(("127.0.0.1", port))
+            .map_err(|e| anyhow!("starting the mock Cloud API on port {port}: {e}"))?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .context("the mock listens on an IP address")?;
         let server = Arc::new(server);
-        let state = Arc::new(State { config, recorded: Mutex::default(), attempts: Mutex::default(), next_id: AtomicU64::new(1) });
+        let state = Arc::new(State {
+            config,
+            recorded: Mutex::default(),
+            attempts: Mutex::default(),
+            next_id: AtomicU64::new(1),
+        });
         let workers = (0..WORKERS)
             .map(|i| {
                 let server = server.clone();
@@ -113,7 +204,12 @@ impl MockApi {
                     .expect("spawning a mock worker")
             })
             .collect();
-        Ok(MockApi { addr, server, workers, state })
+        Ok(MockApi {
+            addr,
+            server,
+            workers,
+            state,
+        })
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -127,7 +223,11 @@ impl MockApi {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state.recorded.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.state
+            .recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Blocks until the process is stopped (for `mock-api`).
@@ -168,16 +268,30 @@ fn handle(state: &State, mut request: tiny_http::Request) {
     let recorded = Recorded {
         method: request.method().to_string(),
         path: request.url().to_string(),
-        headers: request.headers().iter().map(|h| (h.field.to_string(), h.value.to_string())).collect(),
+        headers: request
+            .headers()
+            .iter()
+            .map(|h| (h.field.to_string(), h.value.to_string()))
+            .collect(),
         body,
     };
     let (status, answer) = answer(state, &recorded);
-    state.recorded.lock().unwrap_or_else(|p| p.into_inner()).push(recorded);
+    state
+        .recorded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(recorded);
     let response = match answer {
-        Answer::Json(v) => tiny_http::Response::from_string(v.to_string())
-            .with_header("Content-Type: application/json".parse::<tiny_http::Header>().expect("static header")),
-        Answer::Html(s) => tiny_http::Response::from_string(s)
-            .with_header("Content-Type: text/html".parse::<tiny_http::Header>().expect("static header")),
+        Answer::Json(v) => tiny_http::Response::from_string(v.to_string()).with_header(
+            "Content-Type: application/json"
+                .parse::<tiny_http::Header>()
+                .expect("static header"),
+        ),
+        Answer::Html(s) => tiny_http::Response::from_string(s).with_header(
+            "Content-Type: text/html"
+                .parse::<tiny_http::Header>()
+                .expect("static header"),
+        ),
     };
     let _ = request.respond(response.with_status_code(status));
 }
@@ -195,67 +309,149 @@ fn answer(state: &State, req: &Recorded) -> (u16, Answer) {
         let (s, v) = graph_error(status, code, title, details, trace);
         (s, Answer::Json(v))
     };
-    let header = |name: &str| req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
 
     // POST /{version}/{phone-number-id}/messages
-    let parts: Vec<&str> = req.path.split('?').next().unwrap_or("").trim_matches('/').split('/').collect();
+    let parts: Vec<&str> = req
+        .path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .trim_matches('/')
+        .split('/')
+        .collect();
     let [version, phone_id, "messages"] = parts.as_slice() else {
-        return err(400, 100, "Unsupported post request", &format!("unknown path {}", req.path));
+        return err(
+            400,
+            100,
+            "Unsupported post request",
+            &format!("unknown path {}", req.path),
+        );
     };
     if !version.starts_with('v') {
-        return err(400, 100, "Invalid parameter", &format!("{version} is not a Graph API version"));
+        return err(
+            400,
+            100,
+            "Invalid parameter",
+            &format!("{version} is not a Graph API version"),
+        );
     }
     if header("authorization") != Some(format!("Bearer {}", state.config.access_token).as_str()) {
-        return err(401, 190, "Invalid OAuth access token - Cannot parse access token", "the bearer token is missing or wrong");
+        return err(
+            401,
+            190,
+            "Invalid OAuth access token - Cannot parse access token",
+            "the bearer token is missing or wrong",
+        );
     }
     if *phone_id != state.config.phone_number_id {
-        return err(400, 100, "Invalid parameter", &format!("Unsupported post request. Object with ID '{phone_id}' does not exist"));
+        return err(
+            400,
+            100,
+            "Invalid parameter",
+            &format!("Unsupported post request. Object with ID '{phone_id}' does not exist"),
+        );
     }
     if req.method != "POST" {
         return err(400, 100, "Invalid parameter", "messages are sent with POST");
     }
     if !header("content-type").is_some_and(|c| c.starts_with("application/json")) {
-        return err(400, 100, "Invalid parameter", "Content-Type must be application/json");
+        return err(
+            400,
+            100,
+            "Invalid parameter",
+            "Content-Type must be application/json",
+        );
     }
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
-        return err(400, 100, "Invalid parameter", "the request body is not JSON");
+        return err(
+            400,
+            100,
+            "Invalid parameter",
+            "the request body is not JSON",
+        );
     };
     if body.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
-        return err(400, 100, "Invalid parameter", "messaging_product must be \"whatsapp\"");
+        return err(
+            400,
+            100,
+            "Invalid parameter",
+            "messaging_product must be \"whatsapp\"",
+        );
     }
     // Mark as read.
     if body.get("status").and_then(Value::as_str) == Some("read") {
         return (200, Answer::Json(json!({"success": true})));
     }
     let Some(to) = body.get("to").and_then(Value::as_str) else {
-        return err(400, 131008, "Required parameter is missing", "Parameter 'to' is required");
+        return err(
+            400,
+            131008,
+            "Required parameter is missing",
+            "Parameter 'to' is required",
+        );
     };
     let Some(kind) = body.get("type").and_then(Value::as_str) else {
-        return err(400, 131008, "Required parameter is missing", "Parameter 'type' is required");
+        return err(
+            400,
+            131008,
+            "Required parameter is missing",
+            "Parameter 'type' is required",
+        );
     };
     if body.get(kind).is_none() {
-        return err(400, 131008, "Required parameter is missing", &format!("Parameter '{kind}' is required for type {kind}"));
+        return err(
+            400,
+            131008,
+            "Required parameter is missing",
+            &format!("Parameter '{kind}' is required for type {kind}"),
+        );
     }
     let digits: String = to.chars().filter(char::is_ascii_digit).collect();
-    let scenario = SCENARIOS.iter().find(|s| s.recipient.trim_start_matches('+') == digits);
+    let scenario = SCENARIOS
+        .iter()
+        .find(|s| s.recipient.trim_start_matches('+') == digits);
     match scenario.map(|s| s.behaviour).unwrap_or(Behaviour::Accept) {
         Behaviour::Accept => {}
         Behaviour::Error(status, code, title, details) => return err(status, code, title, details),
-        Behaviour::HtmlOutage => return (503, Answer::Html("<html><body><h1>503 Service Unavailable</h1></body></html>".into())),
+        Behaviour::HtmlOutage => {
+            return (
+                503,
+                Answer::Html("<html><body><h1>503 Service Unavailable</h1></body></html>".into()),
+            );
+        }
         Behaviour::RateLimitedOnce => {
             let mut attempts = state.attempts.lock().unwrap_or_else(|p| p.into_inner());
             let n = attempts.entry(digits.clone()).or_insert(0);
             *n += 1;
             if *n == 1 {
-                return err(400, 130429, "Rate limit hit", "Cloud API message throughput has been reached.");
+                return err(
+                    400,
+                    130429,
+                    "Rate limit hit",
+                    "Cloud API message throughput has been reached.",
+                );
             }
         }
         Behaviour::Slow(ms) => std::thread::sleep(Duration::from_millis(ms)),
     }
-    let id = format!("wamid.MOCK{:012}", state.next_id.fetch_add(1, Ordering::Relaxed));
+    let id = format!(
+        "wamid.MOCK{:012}",
+        state.next_id.fetch_add(1, Ordering::Relaxed)
+    );
     let mut message = json!({ "id": id });
     if kind == "template" {
         message["message_status"] = json!("accepted");
     }
-    (200, Answer::Json(json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": digits}], "messages": [message]})))
+    (
+        200,
+        Answer::Json(
+            json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": digits}], "messages": [message]}),
+        ),
+    )
 }

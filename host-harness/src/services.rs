@@ -20,7 +20,9 @@
 //! character other than a letter or digit turned into `_`: `whatsapp/access-token` →
 //! `FLOW_SECRET_WHATSAPP_ACCESS_TOKEN`).
 
-use crate::bindings::flow::channel::types::{Header, HttpRequest, HttpResponse, LogLevel, SecretError, TransportError, TransportErrorKind};
+use crate::bindings::flow::channel::types::{
+    Header, HttpRequest, HttpResponse, LogLevel, SecretError, TransportError, TransportErrorKind,
+};
 use anyhow::{Context, Result, bail};
 use hmac::{Hmac, Mac};
 use std::collections::HashMap;
@@ -36,7 +38,10 @@ pub const VERIFY_TOKEN_NAME: &str = "whatsapp/verify-token";
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Everything a plugin can reach through the host.
@@ -53,7 +58,11 @@ impl HostServices {
 
     /// No network, no secrets, logs to stderr at `warn`: what a host starts from.
     pub fn locked_down() -> Self {
-        HostServices::new(HttpClient::new(HttpPolicy::default()), Secrets::default(), Log::stderr(LogLevel::Warn))
+        HostServices::new(
+            HttpClient::new(HttpPolicy::default()),
+            Secrets::default(),
+            Log::stderr(LogLevel::Warn),
+        )
     }
 }
 
@@ -80,9 +89,14 @@ impl Secrets {
 
     /// Reads `{"name": "value", …}` from a file.
     pub fn load_file(&mut self, path: &std::path::Path) -> Result<()> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading secrets from {}", path.display()))?;
-        let map: HashMap<String, String> = serde_json::from_str(&text)
-            .with_context(|| format!("{} must be a JSON object of secret name → string value", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading secrets from {}", path.display()))?;
+        let map: HashMap<String, String> = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} must be a JSON object of secret name → string value",
+                path.display()
+            )
+        })?;
         self.values.extend(map);
         Ok(())
     }
@@ -90,7 +104,13 @@ impl Secrets {
     /// The environment variable a secret name maps to.
     pub fn env_var_name(name: &str) -> String {
         let mut var = String::from("FLOW_SECRET_");
-        var.extend(name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }));
+        var.extend(name.chars().map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        }));
         var
     }
 
@@ -99,7 +119,9 @@ impl Secrets {
             return Some(v.clone());
         }
         if self.from_env {
-            return std::env::var(Self::env_var_name(name)).ok().filter(|v| !v.is_empty());
+            return std::env::var(Self::env_var_name(name))
+                .ok()
+                .filter(|v| !v.is_empty());
         }
         None
     }
@@ -109,9 +131,15 @@ impl Secrets {
     }
 
     /// Constant-time HMAC-SHA256 check.
-    pub fn hmac_sha256_verify(&self, name: &str, data: &[u8], mac: &[u8]) -> Result<bool, SecretError> {
+    pub fn hmac_sha256_verify(
+        &self,
+        name: &str,
+        data: &[u8],
+        mac: &[u8],
+    ) -> Result<bool, SecretError> {
         let secret = self.get(name).ok_or(SecretError::NotFound)?;
-        let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| SecretError::Denied)?;
+        let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+            .map_err(|_| SecretError::Denied)?;
         m.update(data);
         Ok(m.verify_slice(mac).is_ok())
     }
@@ -129,10 +157,15 @@ impl Secrets {
         while let Some(start) = rest.find("${secret:") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 9..];
-            let end = after.find('}').ok_or_else(|| "an unterminated ${secret:…} reference".to_string())?;
+            let end = after
+                .find('}')
+                .ok_or_else(|| "an unterminated ${secret:…} reference".to_string())?;
             let name = &after[..end];
             let secret = self.get(name).ok_or_else(|| {
-                format!("the secret {name:?} is not configured (set {} or add it to the secrets file)", Self::env_var_name(name))
+                format!(
+                    "the secret {name:?} is not configured (set {} or add it to the secrets file)",
+                    Self::env_var_name(name)
+                )
             })?;
             out.push_str(&secret);
             rest = &after[end + 1..];
@@ -169,20 +202,34 @@ impl AllowRule {
         }
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) if !h.contains(']') || h.ends_with(']') => {
-                let port = p.parse::<u16>().with_context(|| format!("allowlist entry {entry:?}: bad port {p:?}"))?;
+                let port = p
+                    .parse::<u16>()
+                    .with_context(|| format!("allowlist entry {entry:?}: bad port {p:?}"))?;
                 (h.to_string(), Some(port))
             }
             _ => (rest.to_string(), None),
         };
-        if host.is_empty() || (host.contains('*') && !(host.starts_with("*.") && !host[2..].contains('*'))) {
+        let valid_host = match host.strip_prefix("*.") {
+            Some(domain) => !domain.is_empty() && !domain.contains('*'),
+            None => !host.is_empty() && !host.contains('*'),
+        };
+        if !valid_host {
             bail!("allowlist entry {entry:?}: the host must be a name, or *.domain");
         }
-        Ok(AllowRule { scheme, host: host.to_ascii_lowercase(), port })
+        Ok(AllowRule {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
     }
 
     fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
         let host_ok = match self.host.strip_prefix("*.") {
-            Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(suffix) && host[..host.len() - suffix.len()].ends_with('.'),
+            Some(suffix) => {
+                host.len() > suffix.len() + 1
+                    && host.ends_with(suffix)
+                    && host[..host.len() - suffix.len()].ends_with('.')
+            }
             None => self.host == host,
         };
         self.scheme == scheme && host_ok && self.port.is_none_or(|p| p == port)
@@ -222,7 +269,18 @@ impl HttpPolicy {
 }
 
 /// Headers a plugin may not set: they belong to the transport (and `host` could redirect).
-const FORBIDDEN_HEADERS: &[&str] = &["host", "connection", "keep-alive", "proxy-authorization", "proxy-connection", "transfer-encoding", "upgrade", "content-length", "te", "trailer"];
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "te",
+    "trailer",
+];
 
 /// A real HTTP client (rustls) enforcing an [`HttpPolicy`].
 pub struct HttpClient {
@@ -231,7 +289,11 @@ pub struct HttpClient {
 }
 
 fn denied(message: String) -> TransportError {
-    TransportError { kind: TransportErrorKind::Denied, request_sent: false, message }
+    TransportError {
+        kind: TransportErrorKind::Denied,
+        request_sent: false,
+        message,
+    }
 }
 
 impl HttpClient {
@@ -252,38 +314,64 @@ impl HttpClient {
 
     /// Checks a URL against the allowlist.
     pub fn check_url(&self, url: &str) -> Result<ureq::http::Uri, TransportError> {
-        let uri: ureq::http::Uri = url.parse().map_err(|e| denied(format!("{url:?} is not a valid URL: {e}")))?;
+        let uri: ureq::http::Uri = url
+            .parse()
+            .map_err(|e| denied(format!("{url:?} is not a valid URL: {e}")))?;
         let scheme = uri.scheme_str().unwrap_or("");
         if scheme != "https" && scheme != "http" {
             return Err(denied(format!("{url:?}: only http and https are allowed")));
         }
         let host = uri.host().unwrap_or("").to_ascii_lowercase();
-        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
-        if !self.policy.allow.iter().any(|r| r.allows(scheme, &host, port)) {
-            return Err(denied(format!("{scheme}://{host}:{port} is not on the host's allowlist")));
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        if !self
+            .policy
+            .allow
+            .iter()
+            .any(|r| r.allows(scheme, &host, port))
+        {
+            return Err(denied(format!(
+                "{scheme}://{host}:{port} is not on the host's allowlist"
+            )));
         }
         Ok(uri)
     }
 
     /// Performs a plugin's request.
-    pub fn send(&self, request: &HttpRequest, secrets: &Secrets) -> Result<HttpResponse, TransportError> {
+    pub fn send(
+        &self,
+        request: &HttpRequest,
+        secrets: &Secrets,
+    ) -> Result<HttpResponse, TransportError> {
         let uri = self.check_url(&request.url)?;
-        let method: ureq::http::Method = request.method.parse().map_err(|_| denied(format!("{:?} is not an HTTP method", request.method)))?;
+        let method: ureq::http::Method = request
+            .method
+            .parse()
+            .map_err(|_| denied(format!("{:?} is not an HTTP method", request.method)))?;
         let mut builder = ureq::http::Request::builder().method(method).uri(uri);
         for h in &request.headers {
             if FORBIDDEN_HEADERS.contains(&h.name.to_ascii_lowercase().as_str()) {
-                return Err(denied(format!("a plugin may not set the {:?} header", h.name)));
+                return Err(denied(format!(
+                    "a plugin may not set the {:?} header",
+                    h.name
+                )));
             }
             let value = secrets.substitute(&h.value).map_err(denied)?;
             builder = builder.header(h.name.as_str(), value);
         }
-        let http_request = builder.body(request.body.clone()).map_err(|e| denied(format!("invalid request: {e}")))?;
+        let http_request = builder
+            .body(request.body.clone())
+            .map_err(|e| denied(format!("invalid request: {e}")))?;
         let mut response = self.agent.run(http_request).map_err(transport_error)?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
-            .map(|(n, v)| Header { name: n.as_str().to_string(), value: String::from_utf8_lossy(v.as_bytes()).into_owned() })
+            .map(|(n, v)| Header {
+                name: n.as_str().to_string(),
+                value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            })
             .collect();
         let body = response
             .body_mut()
@@ -294,11 +382,18 @@ impl HttpClient {
                 ureq::Error::BodyExceedsLimit(_) => TransportError {
                     kind: TransportErrorKind::TooLarge,
                     request_sent: true,
-                    message: format!("the response body is larger than the host's cap of {} bytes", self.policy.max_response_bytes),
+                    message: format!(
+                        "the response body is larger than the host's cap of {} bytes",
+                        self.policy.max_response_bytes
+                    ),
                 },
                 other => transport_error(other),
             })?;
-        Ok(HttpResponse { status, headers, body })
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -314,18 +409,26 @@ fn transport_error(e: ureq::Error) -> TransportError {
         ureq::Error::Timeout(_) => (TransportErrorKind::Timeout, true),
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) => (TransportErrorKind::Tls, false),
         ureq::Error::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
-                (TransportErrorKind::Connect, false)
+            std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::AddrNotAvailable
+            | std::io::ErrorKind::HostUnreachable
+            | std::io::ErrorKind::NetworkUnreachable => (TransportErrorKind::Connect, false),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                (TransportErrorKind::Timeout, true)
             }
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => (TransportErrorKind::Timeout, true),
-            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof => {
-                (TransportErrorKind::Reset, true)
-            }
+            std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::UnexpectedEof => (TransportErrorKind::Reset, true),
             _ => (TransportErrorKind::Other, true),
         },
         _ => (TransportErrorKind::Other, true),
     };
-    TransportError { kind, request_sent, message }
+    TransportError {
+        kind,
+        request_sent,
+        message,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -367,7 +470,10 @@ impl Log {
 
     /// Every line kept in memory (tests read them back).
     pub fn memory() -> Self {
-        Log { min: LogLevel::Trace, memory: Some(Mutex::new(Vec::new())) }
+        Log {
+            min: LogLevel::Trace,
+            memory: Some(Mutex::new(Vec::new())),
+        }
     }
 
     pub fn write(&self, level: LogLevel, message: &str) {
@@ -375,7 +481,10 @@ impl Log {
             return;
         }
         match &self.memory {
-            Some(m) => m.lock().unwrap_or_else(|p| p.into_inner()).push((level, message.to_string())),
+            Some(m) => m
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((level, message.to_string())),
             None => {
                 let _ = writeln!(std::io::stderr(), "[plugin {level:?}] {message}");
             }
@@ -384,7 +493,10 @@ impl Log {
 
     /// The lines kept so far (empty for stderr logs).
     pub fn lines(&self) -> Vec<(LogLevel, String)> {
-        self.memory.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).clone()).unwrap_or_default()
+        self.memory
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default()
     }
 }
 
@@ -395,11 +507,29 @@ mod tests {
     #[test]
     fn allowlist_is_deny_by_default_and_exact() {
         let none = HttpClient::new(HttpPolicy::default());
-        assert!(none.check_url("https://graph.facebook.com/v23.0/1/messages").is_err());
-        let client = HttpClient::new(HttpPolicy::default().allowing(["graph.facebook.com", "*.example.com", "http://127.0.0.1"]).unwrap());
-        assert!(client.check_url("https://graph.facebook.com/v23.0/1/messages").is_ok());
-        assert!(client.check_url("http://graph.facebook.com/x").is_err(), "http needs an explicit entry");
-        assert!(client.check_url("https://graph.facebook.com.evil.io/x").is_err());
+        assert!(
+            none.check_url("https://graph.facebook.com/v23.0/1/messages")
+                .is_err()
+        );
+        let client = HttpClient::new(
+            HttpPolicy::default()
+                .allowing(["graph.facebook.com", "*.example.com", "http://127.0.0.1"])
+                .unwrap(),
+        );
+        assert!(
+            client
+                .check_url("https://graph.facebook.com/v23.0/1/messages")
+                .is_ok()
+        );
+        assert!(
+            client.check_url("http://graph.facebook.com/x").is_err(),
+            "http needs an explicit entry"
+        );
+        assert!(
+            client
+                .check_url("https://graph.facebook.com.evil.io/x")
+                .is_err()
+        );
         assert!(client.check_url("https://api.example.com/x").is_ok());
         assert!(client.check_url("https://example.com/x").is_err());
         assert!(client.check_url("https://evilexample.com/x").is_err());
@@ -413,11 +543,22 @@ mod tests {
     fn secrets_are_substituted_and_compared() {
         let mut s = Secrets::default();
         s.insert("whatsapp/access-token", "EAAG");
-        assert_eq!(s.substitute("Bearer ${secret:whatsapp/access-token}").unwrap(), "Bearer EAAG");
-        assert!(s.substitute("Bearer ${secret:other}").unwrap_err().contains("FLOW_SECRET_OTHER"));
+        assert_eq!(
+            s.substitute("Bearer ${secret:whatsapp/access-token}")
+                .unwrap(),
+            "Bearer EAAG"
+        );
+        assert!(
+            s.substitute("Bearer ${secret:other}")
+                .unwrap_err()
+                .contains("FLOW_SECRET_OTHER")
+        );
         assert_eq!(s.equals("whatsapp/access-token", "EAAG"), Ok(true));
         assert_eq!(s.equals("whatsapp/access-token", "EAAH"), Ok(false));
         assert_eq!(s.equals("missing", "x"), Err(SecretError::NotFound));
-        assert_eq!(Secrets::env_var_name("whatsapp/app-secret"), "FLOW_SECRET_WHATSAPP_APP_SECRET");
+        assert_eq!(
+            Secrets::env_var_name("whatsapp/app-secret"),
+            "FLOW_SECRET_WHATSAPP_APP_SECRET"
+        );
     }
 }

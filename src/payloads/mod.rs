@@ -10,7 +10,9 @@ mod text;
 use crate::config::Settings;
 use crate::field_errors::{Errors, Fields, excerpt, parse_json};
 use crate::host::Host;
-use crate::{ChannelConfig, Classification, FieldError, Header, HttpRequest, MessageRequest, SendOutcome};
+use crate::{
+    ChannelConfig, Classification, FieldError, Header, HttpRequest, MessageRequest, SendOutcome,
+};
 use serde_json::{Map, Value, json};
 
 /// Meta's limit on `biz_opaque_callback_data`.
@@ -25,7 +27,10 @@ pub fn template_button_sub_types() -> &'static [&'static str] {
 }
 
 /// Builds the HTTP request for a message.
-pub fn build(request: &MessageRequest, config: &ChannelConfig) -> Result<HttpRequest, Vec<FieldError>> {
+pub fn build(
+    request: &MessageRequest,
+    config: &ChannelConfig,
+) -> Result<HttpRequest, Vec<FieldError>> {
     let settings = Settings::parse(config);
     let body = build_body(request);
     let (settings, body) = match (settings, body) {
@@ -41,8 +46,14 @@ pub fn build(request: &MessageRequest, config: &ChannelConfig) -> Result<HttpReq
         method: "POST".into(),
         url,
         headers: vec![
-            Header { name: "authorization".into(), value: format!("Bearer ${{secret:{}}}", settings.access_token_secret) },
-            Header { name: "content-type".into(), value: "application/json".into() },
+            Header {
+                name: "authorization".into(),
+                value: format!("Bearer ${{secret:{}}}", settings.access_token_secret),
+            },
+            Header {
+                name: "content-type".into(),
+                value: "application/json".into(),
+            },
         ],
         body: serde_json::to_vec(&body).expect("a JSON value always serialises"),
     })
@@ -93,7 +104,15 @@ pub fn build_body(request: &MessageRequest) -> Result<Value, Vec<FieldError>> {
             "template" => template::build(&c, &mut errors),
             "text" => text::build(&c, &mut errors),
             other => {
-                errors.add("/content/type", "unsupported_type", format!("message type {} is not supported; expected one of: {}", excerpt(other), SUPPORTED_TYPES.join(", ")));
+                errors.add(
+                    "/content/type",
+                    "unsupported_type",
+                    format!(
+                        "message type {} is not supported; expected one of: {}",
+                        excerpt(other),
+                        SUPPORTED_TYPES.join(", ")
+                    ),
+                );
                 None
             }
         };
@@ -110,7 +129,12 @@ pub fn build_body(request: &MessageRequest) -> Result<Value, Vec<FieldError>> {
 }
 
 /// Builds, has the host send, classifies.
-pub fn send(request: &MessageRequest, config: &ChannelConfig, attempt: u32, host: &dyn Host) -> Result<Classification, Vec<FieldError>> {
+pub fn send(
+    request: &MessageRequest,
+    config: &ChannelConfig,
+    attempt: u32,
+    host: &dyn Host,
+) -> Result<Classification, Vec<FieldError>> {
     let http = build(request, config)?;
     let outcome = match host.http_send(&http) {
         Ok(resp) => SendOutcome::Response(resp),
@@ -129,7 +153,11 @@ fn type_object<'a>(content: &Fields<'a>, kind: &str, errors: &mut Errors) -> Opt
     match content.get(kind) {
         Some(v) => Fields::of(v, content.path_of(kind), &format!("`{kind}`"), errors),
         None => {
-            errors.add(content.path_of(kind), "missing", format!("a {kind} message needs a `{kind}` object"));
+            errors.add(
+                content.path_of(kind),
+                "missing",
+                format!("a {kind} message needs a `{kind}` object"),
+            );
             None
         }
     }
@@ -169,17 +197,27 @@ pub(crate) mod tests {
 
     #[test]
     fn builds_the_request_with_a_secret_reference() {
-        let cfg = ChannelConfig { api_base: Some("http://127.0.0.1:9".into()), settings: r#"{"phone_number_id":"106540352242922"}"#.into() };
+        let cfg = ChannelConfig {
+            api_base: Some("http://127.0.0.1:9".into()),
+            settings: r#"{"phone_number_id":"106540352242922"}"#.into(),
+        };
         let req = build(&request(json!({"type":"text","text":{"body":"hi"}})), &cfg).unwrap();
         assert_eq!(req.url, "http://127.0.0.1:9/v23.0/106540352242922/messages");
-        assert!(req.headers.iter().any(|h| h.value == "Bearer ${secret:whatsapp/access-token}"));
+        assert!(
+            req.headers
+                .iter()
+                .any(|h| h.value == "Bearer ${secret:whatsapp/access-token}")
+        );
     }
 
     #[test]
     fn correlation_id_travels_as_opaque_callback_data() {
         let mut r = request(json!({"type":"text","text":{"body":"hi"}}));
         r.correlation_id = Some("flow-7/step-2".into());
-        assert_eq!(build_body(&r).unwrap()["biz_opaque_callback_data"], "flow-7/step-2");
+        assert_eq!(
+            build_body(&r).unwrap()["biz_opaque_callback_data"],
+            "flow-7/step-2"
+        );
         r.correlation_id = Some("x".repeat(513));
         assert_eq!(build_body(&r).unwrap_err()[0].path, "/correlation_id");
     }
@@ -189,12 +227,17 @@ pub(crate) mod tests {
         let mut r = request(json!({"type":"text","text":{"body":"hi"}}));
         r.recipient = "6505551234".into();
         let e = build_body(&r).unwrap_err();
-        assert_eq!((e[0].path.as_str(), e[0].code.as_str()), ("/recipient", "invalid_recipient"));
+        assert_eq!(
+            (e[0].path.as_str(), e[0].code.as_str()),
+            ("/recipient", "invalid_recipient")
+        );
     }
 
     #[test]
     fn contextual_reply_sample() {
-        let (full, content) = content_of(include_str!("../../tests/fixtures/send-request-contextual-reply-text.json"));
+        let (full, content) = content_of(include_str!(
+            "../../tests/fixtures/send-request-contextual-reply-text.json"
+        ));
         assert_eq!(build_body(&request(content)).unwrap(), full);
     }
 
@@ -202,7 +245,13 @@ pub(crate) mod tests {
     fn unknown_type_and_fields_are_reported() {
         let e = build_body(&request(json!({"type":"hologram","hologram":{}}))).unwrap_err();
         assert_eq!(e[0].code, "unsupported_type");
-        let e = build_body(&request(json!({"type":"text","text":{"body":"x"},"txet":1}))).unwrap_err();
-        assert_eq!((e[0].path.as_str(), e[0].code.as_str()), ("/content/txet", "unknown_field"));
+        let e = build_body(&request(
+            json!({"type":"text","text":{"body":"x"},"txet":1}),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e[0].path.as_str(), e[0].code.as_str()),
+            ("/content/txet", "unknown_field")
+        );
     }
 }

@@ -8,7 +8,15 @@ use serde_json::{Map, Value, json};
 /// Meta's limit on a copy-code coupon and on an authentication code.
 pub const COUPON_CODE_MAX: usize = 15;
 /// Button sub-types a template message may fill.
-pub const BUTTON_SUB_TYPES: &[&str] = &["quick_reply", "url", "copy_code", "flow", "catalog", "mpm", "voice_call"];
+pub const BUTTON_SUB_TYPES: &[&str] = &[
+    "quick_reply",
+    "url",
+    "copy_code",
+    "flow",
+    "catalog",
+    "mpm",
+    "voice_call",
+];
 
 pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
     let t = super::type_object(content, "template", errors)?;
@@ -35,7 +43,11 @@ pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
             None
         }
         None => {
-            errors.add(t.path_of("language"), "missing", "`language` is required (e.g. \"en_US\")");
+            errors.add(
+                t.path_of("language"),
+                "missing",
+                "`language` is required (e.g. \"en_US\")",
+            );
             None
         }
     };
@@ -47,7 +59,10 @@ pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
 
     let mut out = Map::new();
     out.insert("name".into(), json!(name.unwrap_or_default()));
-    out.insert("language".into(), json!({ "code": code.unwrap_or_default() }));
+    out.insert(
+        "language".into(),
+        json!({ "code": code.unwrap_or_default() }),
+    );
     if let Some(components) = t.array("components", false, errors) {
         let built = build_components(components, &t.path_of("components"), errors);
         out.insert("components".into(), Value::Array(built));
@@ -60,8 +75,12 @@ fn build_components(components: &[Value], list_path: &str, errors: &mut Errors) 
     let mut seen: Vec<(String, usize)> = Vec::new();
     for (i, comp) in components.iter().enumerate() {
         let path = index(list_path, i);
-        let Some(c) = Fields::of(comp, &path, "a component", errors) else { continue };
-        let Some(kind) = c.str("type", true, errors) else { continue };
+        let Some(c) = Fields::of(comp, &path, "a component", errors) else {
+            continue;
+        };
+        let Some(kind) = c.str("type", true, errors) else {
+            continue;
+        };
         let kind = kind.to_ascii_lowercase();
         let mut built = Map::new();
         built.insert("type".into(), json!(kind));
@@ -77,19 +96,39 @@ fn build_components(components: &[Value], list_path: &str, errors: &mut Errors) 
                     if BUTTON_SUB_TYPES.contains(&s.as_str()) {
                         built.insert("sub_type".into(), json!(s));
                     } else {
-                        errors.add(c.path_of("sub_type"), "invalid_sub_type", format!("button sub_type {} is not one of {}", excerpt(s), BUTTON_SUB_TYPES.join(", ")));
+                        errors.add(
+                            c.path_of("sub_type"),
+                            "invalid_sub_type",
+                            format!(
+                                "button sub_type {} is not one of {}",
+                                excerpt(s),
+                                BUTTON_SUB_TYPES.join(", ")
+                            ),
+                        );
                     }
                 }
                 // Meta's docs show the index both as "0" and 0; send the string form.
                 let idx = match c.get("index") {
-                    Some(Value::String(s)) if s.parse::<u8>().is_ok_and(|n| n < 10) => Some(s.clone()),
-                    Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n < 10) => Some(n.to_string()),
+                    Some(Value::String(s)) if s.parse::<u8>().is_ok_and(|n| n < 10) => {
+                        Some(s.clone())
+                    }
+                    Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n < 10) => {
+                        Some(n.to_string())
+                    }
                     Some(other) => {
-                        errors.add(c.path_of("index"), "invalid_index", format!("button `index` is the button's position, 0–9, got {other}"));
+                        errors.add(
+                            c.path_of("index"),
+                            "invalid_index",
+                            format!("button `index` is the button's position, 0–9, got {other}"),
+                        );
                         None
                     }
                     None => {
-                        errors.add(c.path_of("index"), "missing", "a button component needs the `index` of the button it fills");
+                        errors.add(
+                            c.path_of("index"),
+                            "missing",
+                            "a button component needs the `index` of the button it fills",
+                        );
                         None
                     }
                 };
@@ -99,16 +138,30 @@ fn build_components(components: &[Value], list_path: &str, errors: &mut Errors) 
                 format!("button:{}", idx.unwrap_or_default())
             }
             other => {
-                errors.add(c.path_of("type"), "invalid_component", format!("component type {} is not one of header, body, button", excerpt(other)));
+                errors.add(
+                    c.path_of("type"),
+                    "invalid_component",
+                    format!(
+                        "component type {} is not one of header, body, button",
+                        excerpt(other)
+                    ),
+                );
                 continue;
             }
         };
         if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
-            errors.add(c.path_of("type"), "duplicate_component", format!("this {kind} component repeats the one at {list_path}/{first}"));
+            errors.add(
+                c.path_of("type"),
+                "duplicate_component",
+                format!("this {kind} component repeats the one at {list_path}/{first}"),
+            );
         } else {
             seen.push((key, i));
         }
-        let params = c.array("parameters", kind != "button", errors).map(Vec::as_slice).unwrap_or(&[]);
+        let params = c
+            .array("parameters", kind != "button", errors)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let built_params = build_parameters(params, &c.path_of("parameters"), &kind, errors);
         built.insert("parameters".into(), Value::Array(built_params));
         out.push(Value::Object(built));
@@ -119,35 +172,75 @@ fn build_components(components: &[Value], list_path: &str, errors: &mut Errors) 
 /// Parameter types allowed in each kind of component.
 fn allowed_types(component: &str) -> &'static [&'static str] {
     match component {
-        "header" => &["text", "image", "video", "document", "location", "currency", "date_time"],
+        "header" => &[
+            "text",
+            "image",
+            "video",
+            "document",
+            "location",
+            "currency",
+            "date_time",
+        ],
         "body" => &["text", "currency", "date_time"],
         _ => &["payload", "text", "coupon_code", "action"],
     }
 }
 
-fn build_parameters(params: &[Value], list_path: &str, component: &str, errors: &mut Errors) -> Vec<Value> {
+fn build_parameters(
+    params: &[Value],
+    list_path: &str,
+    component: &str,
+    errors: &mut Errors,
+) -> Vec<Value> {
     let mut named = 0usize;
     let mut positional = 0usize;
     let mut names: Vec<&str> = Vec::new();
     let mut out = Vec::with_capacity(params.len());
     for (i, p) in params.iter().enumerate() {
         let path = index(list_path, i);
-        let Some(f) = Fields::of(p, &path, "a parameter", errors) else { continue };
-        let Some(kind) = f.str("type", true, errors) else { continue };
+        let Some(f) = Fields::of(p, &path, "a parameter", errors) else {
+            continue;
+        };
+        let Some(kind) = f.str("type", true, errors) else {
+            continue;
+        };
         let kind = kind.to_ascii_lowercase();
         if !allowed_types(component).contains(&kind.as_str()) {
-            errors.add(f.path_of("type"), "invalid_parameter_type", format!("a {component} parameter cannot be of type {}; allowed: {}", excerpt(&kind), allowed_types(component).join(", ")));
+            errors.add(
+                f.path_of("type"),
+                "invalid_parameter_type",
+                format!(
+                    "a {component} parameter cannot be of type {}; allowed: {}",
+                    excerpt(&kind),
+                    allowed_types(component).join(", ")
+                ),
+            );
             continue;
         }
         f.reject_unknown(&["type", kind.as_str(), "parameter_name"], errors);
         match f.str("parameter_name", false, errors) {
             Some(n) => {
                 named += 1;
-                if n.is_empty() || !n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-                    errors.add(f.path_of("parameter_name"), "invalid_parameter_name", format!("parameter names are lowercase letters, digits and underscores, got {}", excerpt(n)));
+                if n.is_empty()
+                    || !n
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    errors.add(
+                        f.path_of("parameter_name"),
+                        "invalid_parameter_name",
+                        format!(
+                            "parameter names are lowercase letters, digits and underscores, got {}",
+                            excerpt(n)
+                        ),
+                    );
                 }
                 if names.contains(&n) {
-                    errors.add(f.path_of("parameter_name"), "duplicate_parameter_name", format!("parameter {} is given twice", excerpt(n)));
+                    errors.add(
+                        f.path_of("parameter_name"),
+                        "duplicate_parameter_name",
+                        format!("parameter {} is given twice", excerpt(n)),
+                    );
                 }
                 names.push(n);
             }
@@ -157,11 +250,19 @@ fn build_parameters(params: &[Value], list_path: &str, component: &str, errors: 
         let value_path = f.path_of(&kind);
         let ok = match (kind.as_str(), value) {
             (_, None) => {
-                errors.add(&value_path, "missing", format!("a {kind} parameter needs its value in `{kind}`"));
+                errors.add(
+                    &value_path,
+                    "missing",
+                    format!("a {kind} parameter needs its value in `{kind}`"),
+                );
                 false
             }
-            ("text", Some(v)) | ("payload", Some(v)) => check_string(v, &value_path, &kind, None, errors),
-            ("coupon_code", Some(v)) => check_string(v, &value_path, "coupon_code", Some(COUPON_CODE_MAX), errors),
+            ("text", Some(v)) | ("payload", Some(v)) => {
+                check_string(v, &value_path, &kind, None, errors)
+            }
+            ("coupon_code", Some(v)) => {
+                check_string(v, &value_path, "coupon_code", Some(COUPON_CODE_MAX), errors)
+            }
             ("currency", Some(v)) => check_currency(v, &value_path, errors),
             ("date_time", Some(v)) => check_date_time(v, &value_path, errors),
             ("image" | "video" | "document", Some(v)) => check_media(v, &value_path, &kind, errors),
@@ -170,7 +271,14 @@ fn build_parameters(params: &[Value], list_path: &str, component: &str, errors: 
                 if v.is_object() {
                     true
                 } else {
-                    errors.add(&value_path, "expected_object", format!("`action` must be an object with flow_token / flow_action_data, got {}", type_name(v)));
+                    errors.add(
+                        &value_path,
+                        "expected_object",
+                        format!(
+                            "`action` must be an object with flow_token / flow_action_data, got {}",
+                            type_name(v)
+                        ),
+                    );
                     false
                 }
             }
@@ -186,7 +294,13 @@ fn build_parameters(params: &[Value], list_path: &str, component: &str, errors: 
     out
 }
 
-fn check_string(v: &Value, path: &str, what: &str, max: Option<usize>, errors: &mut Errors) -> bool {
+fn check_string(
+    v: &Value,
+    path: &str,
+    what: &str,
+    max: Option<usize>,
+    errors: &mut Errors,
+) -> bool {
     match v.as_str() {
         Some(s) if !s.is_empty() => max.is_none_or(|m| errors.check_len(path, what, s, m)),
         Some(_) => {
@@ -194,7 +308,11 @@ fn check_string(v: &Value, path: &str, what: &str, max: Option<usize>, errors: &
             false
         }
         None => {
-            errors.add(path, "expected_string", format!("`{what}` must be a string, got {}", type_name(v)));
+            errors.add(
+                path,
+                "expected_string",
+                format!("`{what}` must be a string, got {}", type_name(v)),
+            );
             false
         }
     }
@@ -208,12 +326,27 @@ fn check_currency(v: &Value, path: &str, errors: &mut Errors) -> bool {
         if let Some(code) = f.str("code", true, errors)
             && !(code.len() == 3 && code.chars().all(|c| c.is_ascii_uppercase()))
         {
-            errors.add(f.path_of("code"), "invalid_currency_code", format!("`code` is an ISO 4217 code such as \"USD\", got {}", excerpt(code)));
+            errors.add(
+                f.path_of("code"),
+                "invalid_currency_code",
+                format!(
+                    "`code` is an ISO 4217 code such as \"USD\", got {}",
+                    excerpt(code)
+                ),
+            );
         }
         match f.get("amount_1000") {
             Some(n) if n.as_i64().is_some() => {}
-            Some(other) => errors.add(f.path_of("amount_1000"), "expected_integer", format!("`amount_1000` is the amount × 1000 as an integer, got {other}")),
-            None => errors.add(f.path_of("amount_1000"), "missing", "`amount_1000` is required (the amount × 1000)"),
+            Some(other) => errors.add(
+                f.path_of("amount_1000"),
+                "expected_integer",
+                format!("`amount_1000` is the amount × 1000 as an integer, got {other}"),
+            ),
+            None => errors.add(
+                f.path_of("amount_1000"),
+                "missing",
+                "`amount_1000` is required (the amount × 1000)",
+            ),
         }
     }
     errors.len() == before
@@ -230,7 +363,9 @@ fn check_date_time(v: &Value, path: &str, errors: &mut Errors) -> bool {
 /// Media by uploaded `id` or hosted `link` (http/https), exactly one of them.
 pub fn check_media(v: &Value, path: &str, kind: &str, errors: &mut Errors) -> bool {
     let before = errors.len();
-    let Some(f) = Fields::of(v, path, &format!("`{kind}`"), errors) else { return false };
+    let Some(f) = Fields::of(v, path, &format!("`{kind}`"), errors) else {
+        return false;
+    };
     let mut known = vec!["id", "link"];
     if kind == "document" {
         known.push("filename");
@@ -242,11 +377,24 @@ pub fn check_media(v: &Value, path: &str, kind: &str, errors: &mut Errors) -> bo
     let id = f.text("id", false, errors);
     let link = f.text("link", false, errors);
     match (id, link) {
-        (Some(_), Some(_)) => errors.add(path, "id_and_link", format!("`{kind}` takes either `id` or `link`, not both")),
-        (None, None) => errors.add(path, "missing_media", format!("`{kind}` needs an uploaded media `id` or a `link`")),
-        (None, Some(l)) if !(l.starts_with("https://") || l.starts_with("http://")) => {
-            errors.add(f.path_of("link"), "invalid_url", format!("`link` must be an http:// or https:// URL, got {}", excerpt(l)))
-        }
+        (Some(_), Some(_)) => errors.add(
+            path,
+            "id_and_link",
+            format!("`{kind}` takes either `id` or `link`, not both"),
+        ),
+        (None, None) => errors.add(
+            path,
+            "missing_media",
+            format!("`{kind}` needs an uploaded media `id` or a `link`"),
+        ),
+        (None, Some(l)) if !(l.starts_with("https://") || l.starts_with("http://")) => errors.add(
+            f.path_of("link"),
+            "invalid_url",
+            format!(
+                "`link` must be an http:// or https:// URL, got {}",
+                excerpt(l)
+            ),
+        ),
         _ => {}
     }
     errors.len() == before
@@ -255,7 +403,9 @@ pub fn check_media(v: &Value, path: &str, kind: &str, errors: &mut Errors) -> bo
 /// Latitude and longitude as numbers or numeric strings (Meta's examples use both).
 pub fn check_location(v: &Value, path: &str, errors: &mut Errors) -> bool {
     let before = errors.len();
-    let Some(f) = Fields::of(v, path, "`location`", errors) else { return false };
+    let Some(f) = Fields::of(v, path, "`location`", errors) else {
+        return false;
+    };
     f.reject_unknown(&["latitude", "longitude", "name", "address"], errors);
     for (key, max) in [("latitude", 90.0), ("longitude", 180.0)] {
         let n = match f.get(key) {
@@ -265,8 +415,16 @@ pub fn check_location(v: &Value, path: &str, errors: &mut Errors) -> bool {
         };
         match n {
             Some(x) if x.abs() <= max => {}
-            Some(x) => errors.add(f.path_of(key), "out_of_range", format!("`{key}` must be between -{max} and {max}, got {x}")),
-            None => errors.add(f.path_of(key), "missing", format!("`{key}` is required, in decimal degrees")),
+            Some(x) => errors.add(
+                f.path_of(key),
+                "out_of_range",
+                format!("`{key}` must be between -{max} and {max}, got {x}"),
+            ),
+            None => errors.add(
+                f.path_of(key),
+                "missing",
+                format!("`{key}` is required, in decimal degrees"),
+            ),
         }
     }
     f.str("name", false, errors);
@@ -283,11 +441,16 @@ mod tests {
     #[test]
     fn meta_samples_round_trip() {
         for sample in [
-            include_str!("../../tests/fixtures/send-request-template-named-params-image-header.json"),
+            include_str!(
+                "../../tests/fixtures/send-request-template-named-params-image-header.json"
+            ),
             include_str!("../../tests/fixtures/send-request-template-authentication-otp.json"),
         ] {
             let (mut full, content) = content_of(sample);
-            full["to"] = json!(format!("+{}", full["to"].as_str().unwrap().trim_start_matches('+')));
+            full["to"] = json!(format!(
+                "+{}",
+                full["to"].as_str().unwrap().trim_start_matches('+')
+            ));
             let mut req = request(content);
             req.recipient = full["to"].as_str().unwrap().into();
             assert_eq!(build_body(&req).unwrap(), full);
@@ -296,14 +459,21 @@ mod tests {
 
     #[test]
     fn sdk_sample_with_currency_date_time_and_quick_replies() {
-        let template: Value = serde_json::from_str(include_str!("../../tests/fixtures/template-object-currency-datetime-quickreply-nodejs-sdk.json")).unwrap();
+        let template: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/template-object-currency-datetime-quickreply-nodejs-sdk.json"
+        ))
+        .unwrap();
         let mut template = template;
         template["name"] = json!("order_update");
         template["language"]["code"] = json!("en_US");
         // The SDK sample's link is a placeholder ("http(s)://URL"), which is rightly refused.
-        template["components"][0]["parameters"][0]["image"]["link"] = json!("https://example.com/a.png");
+        template["components"][0]["parameters"][0]["image"]["link"] =
+            json!("https://example.com/a.png");
         let body = build_body(&request(json!({"type":"template","template":template}))).unwrap();
-        assert_eq!(body["template"]["components"][1]["parameters"][1]["currency"]["amount_1000"], 1000);
+        assert_eq!(
+            body["template"]["components"][1]["parameters"][1]["currency"]["amount_1000"],
+            1000
+        );
         assert_eq!(body["template"]["components"][3]["index"], "1");
         assert_eq!(body["template"]["language"], json!({"code":"en_US"}));
     }
@@ -324,10 +494,34 @@ mod tests {
             {"type":"header","parameters":[{"type":"image","image":{"id":"1","link":"https://x"}}]},
             {"type":"button","sub_type":"copy_code","index":"0","parameters":[{"type":"coupon_code","coupon_code":"ABCDEFGHIJKLMNOP"}]}
         ]}}))).unwrap_err();
-        let got: Vec<_> = e.iter().map(|e| (e.path.as_str(), e.code.as_str())).collect();
-        assert!(got.contains(&("/content/template/language", "unsupported_language")), "{got:?}");
-        assert!(got.contains(&("/content/template/components/0/parameters", "mixed_parameter_formats")), "{got:?}");
-        assert!(got.contains(&("/content/template/components/1/parameters/0/image", "id_and_link")), "{got:?}");
-        assert!(got.contains(&("/content/template/components/2/parameters/0/coupon_code", "too_long")), "{got:?}");
+        let got: Vec<_> = e
+            .iter()
+            .map(|e| (e.path.as_str(), e.code.as_str()))
+            .collect();
+        assert!(
+            got.contains(&("/content/template/language", "unsupported_language")),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&(
+                "/content/template/components/0/parameters",
+                "mixed_parameter_formats"
+            )),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&(
+                "/content/template/components/1/parameters/0/image",
+                "id_and_link"
+            )),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&(
+                "/content/template/components/2/parameters/0/coupon_code",
+                "too_long"
+            )),
+            "{got:?}"
+        );
     }
 }

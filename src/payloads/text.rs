@@ -27,15 +27,28 @@ mod tests {
 
     #[test]
     fn meta_sample() {
-        let (full, content) = content_of(include_str!("../../tests/fixtures/send-request-text-preview-url.json"));
+        let (full, content) = content_of(include_str!(
+            "../../tests/fixtures/send-request-text-preview-url.json"
+        ));
         assert_eq!(build_body(&request(content)).unwrap(), full);
     }
 
     #[test]
     fn body_limit() {
-        assert!(build_body(&request(json!({"type":"text","text":{"body":"é".repeat(4096)}}))).is_ok());
-        let e = build_body(&request(json!({"type":"text","text":{"body":"é".repeat(4097)}}))).unwrap_err();
-        assert_eq!((e[0].path.as_str(), e[0].code.as_str()), ("/content/text/body", "too_long"));
+        assert!(
+            build_body(&request(
+                json!({"type":"text","text":{"body":"é".repeat(4096)}})
+            ))
+            .is_ok()
+        );
+        let e = build_body(&request(
+            json!({"type":"text","text":{"body":"é".repeat(4097)}}),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e[0].path.as_str(), e[0].code.as_str()),
+            ("/content/text/body", "too_long")
+        );
     }
 
     #[test]

@@ -16,9 +16,17 @@ pub fn plugin() -> &'static Plugin {
         let mut secrets = Secrets::default();
         secrets.insert("whatsapp/app-secret", APP_SECRET);
         secrets.insert("whatsapp/verify-token", VERIFY_TOKEN);
-        let services = HostServices::new(HttpClient::new(HttpPolicy::default()), secrets, Log::memory());
+        let services = HostServices::new(
+            HttpClient::new(HttpPolicy::default()),
+            secrets,
+            Log::memory(),
+        );
         runtime()
-            .load_file(std::path::Path::new(host_harness::WHATSAPP_CHANNEL_WASM), Arc::new(services), Limits::default())
+            .load_file(
+                std::path::Path::new(host_harness::WHATSAPP_CHANNEL_WASM),
+                Arc::new(services),
+                Limits::default(),
+            )
             .expect("the built component loads")
     })
 }
@@ -29,7 +37,11 @@ pub fn runtime() -> &'static Runtime {
 }
 
 pub fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).expect("fixture exists")
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture exists")
 }
 
 pub fn fixture_json(name: &str) -> serde_json::Value {
@@ -37,11 +49,20 @@ pub fn fixture_json(name: &str) -> serde_json::Value {
 }
 
 pub fn demo_config(api_base: Option<String>) -> ChannelConfig {
-    ChannelConfig { api_base, settings: r#"{"phone_number_id":"106540352242922"}"#.into() }
+    ChannelConfig {
+        api_base,
+        settings: r#"{"phone_number_id":"106540352242922"}"#.into(),
+    }
 }
 
 pub fn message(recipient: &str, content: serde_json::Value) -> MessageRequest {
-    MessageRequest { recipient: recipient.into(), correlation_id: None, content: content.to_string(), last_inbound_ms: None, now_ms: 1_750_000_000_000 }
+    MessageRequest {
+        recipient: recipient.into(),
+        correlation_id: None,
+        content: content.to_string(),
+        last_inbound_ms: None,
+        now_ms: 1_750_000_000_000,
+    }
 }
 
 /// `X-Hub-Signature-256` for a body, computed independently of the host.
@@ -50,5 +71,8 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
     let bytes = mac.finalize().into_bytes();
-    format!("sha256={}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }

@@ -1,0 +1,276 @@
+//! The CLI contract other tools depend on: outputs and exit codes, by running the binary.
+
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn fixture(name: &str) -> String {
+    format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-harness"));
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the binary runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[test]
+fn inspect_reports_contract_size_and_digest() {
+    let out = run(&["inspect"], None, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json_of(&out);
+    assert_eq!(v["name"], "whatsapp");
+    assert_eq!(v["contract"], "flow:channel@1.0.0");
+    assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
+    assert!(v["size_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        v["exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "flow:channel/channel@1.0.0")
+    );
+}
+
+#[test]
+fn validate_template_exit_codes() {
+    let ok = run(
+        &[
+            "validate-template",
+            &fixture("template-create-utility-named-params.json"),
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(
+        (ok.status.code(), json_of(&ok)),
+        (Some(0), serde_json::json!({"valid": true}))
+    );
+    let bad = run(
+        &["validate-template", "-"],
+        Some(r#"{"name":"x","category":"UTILITY","language":"en_US","components":[]}"#),
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let v = json_of(&bad);
+    assert_eq!(v["valid"], false);
+    let e = &v["errors"][0];
+    assert!(e["path"].is_string() && e["code"].is_string() && e["message"].is_string());
+}
+
+#[test]
+fn build_prints_the_request() {
+    let msg = r#"{"recipient":"+16505551234","content":{"type":"text","text":{"body":"hi"}}}"#;
+    let out = run(&["build", "-"], Some(msg), &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json_of(&out);
+    assert_eq!(v["method"], "POST");
+    assert_eq!(
+        v["url"],
+        "https://graph.facebook.com/v23.0/106540352242922/messages"
+    );
+    assert_eq!(
+        v["headers"]["authorization"],
+        "Bearer ${secret:whatsapp/access-token}"
+    );
+    assert_eq!(v["body"]["text"]["body"], "hi");
+    let bad = run(
+        &["build", "-"],
+        Some(r#"{"recipient":"12","content":{"type":"text","text":{"body":""}}}"#),
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(json_of(&bad)["errors"].as_array().unwrap().len() >= 2);
+}
+
+#[test]
+fn classify_contract() {
+    let body = std::fs::read_to_string(fixture("error-response-130429-rate-limit.json")).unwrap();
+    let input = format!(r#"{{"http_status":400,"headers":{{}},"body":{body}}}"#);
+    let out = run(&["classify", "-"], Some(&input), &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json_of(&out);
+    for key in [
+        "disposition",
+        "reason",
+        "provider_code",
+        "retry_after_ms",
+        "operator_action",
+        "provider_message_id",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing");
+    }
+    assert_eq!(
+        (v["disposition"].as_str(), v["provider_code"].as_str()),
+        (Some("retry"), Some("130429"))
+    );
+    let t = json_of(&run(
+        &["classify", "-"],
+        Some(r#"{"transport_error":"timeout","request_sent":true}"#),
+        &[],
+    ));
+    assert_eq!(t["disposition"], "unknown");
+    let html = json_of(&run(
+        &["classify", "-"],
+        Some(r#"{"http_status":503,"body":"<html>down</html>"}"#),
+        &[],
+    ));
+    assert_eq!(html["disposition"], "retry");
+}
+
+#[test]
+fn webhook_signature_contract() {
+    let path = fixture("webhook-status-failed-131049.json");
+    let body = std::fs::read(&path).unwrap();
+    let env = [("TEST_APP_SECRET", "abc123")];
+    let good = run(
+        &[
+            "webhook",
+            "--app-secret-env",
+            "TEST_APP_SECRET",
+            "--signature",
+            &sign("abc123", &body),
+            &path,
+        ],
+        None,
+        &env,
+    );
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let v = json_of(&good);
+    let e = &v["events"][0];
+    assert_eq!(
+        e["provider_message_id"],
+        "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI0QUQ2MjA4NEYyRkExNjMyREUA"
+    );
+    assert_eq!(e["recipient"], "+16505551234");
+    assert_eq!(e["classification"]["provider_code"], "131049");
+    let missing = run(
+        &["webhook", "--app-secret-env", "TEST_APP_SECRET", &path],
+        None,
+        &env,
+    );
+    assert_eq!(missing.status.code(), Some(3));
+    let wrong = run(
+        &[
+            "webhook",
+            "--app-secret-env",
+            "TEST_APP_SECRET",
+            "--signature",
+            &sign("other", &body),
+            &path,
+        ],
+        None,
+        &env,
+    );
+    assert_eq!(wrong.status.code(), Some(3));
+    assert!(
+        json_of(&wrong)["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not match")
+    );
+    // Without a secret the body is parsed, and stderr says the signature was not checked.
+    let unsigned = run(&["webhook", &path], None, &[]);
+    assert_eq!(unsigned.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&unsigned.stderr).contains("not checked"));
+}
+
+#[test]
+fn usage_errors_and_bad_plugins_exit_2() {
+    assert_eq!(
+        run(&["classify", "/nonexistent.json"], None, &[])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(run(&["frobnicate"], None, &[]).status.code(), Some(2));
+    let not_wasm = run(
+        &["--plugin", &fixture("send-response-text.json"), "inspect"],
+        None,
+        &[],
+    );
+    assert_eq!(not_wasm.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_wasm.stderr).contains("compiling the component"));
+}
+
+#[test]
+fn send_to_the_mock_over_loopback() {
+    let mock =
+        host_harness::mock::MockApi::start(0, host_harness::mock::MockConfig::default()).unwrap();
+    let msg = r#"{"recipient":"+15550100002","content":{"type":"template","template":{"name":"order_update","language":"en_US"}}}"#;
+    let env = [(
+        "FLOW_SECRET_WHATSAPP_ACCESS_TOKEN",
+        host_harness::cli::DEMO_ACCESS_TOKEN,
+    )];
+    let out = run(
+        &["send", "--api-base", &mock.base_url(), "-"],
+        Some(msg),
+        &env,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&out);
+    assert_eq!(
+        (v["disposition"].as_str(), v["reason"].as_str()),
+        (Some("fallback"), Some("recipient_not_on_channel"))
+    );
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[test]
+fn demo_runs_to_completion() {
+    let out = run(&["demo"], None, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("accepted / accepted"));
+    assert!(text.contains("fallback / recipient_not_on_channel code 131026"));
+    assert!(text.contains("refused before sending: /recipient"));
+}
