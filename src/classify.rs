@@ -638,6 +638,137 @@ pub const CODE_TABLE: &[CodeRule] = &[
     },
 ];
 
+/// Every `reason` this channel emits, with what it means. The README's vocabulary table is
+/// tested against this list, and every reason the code uses must be in it.
+pub const REASONS: &[(&str, &str)] = &[
+    (
+        "accepted",
+        "Meta accepted the request; statuses follow by webhook",
+    ),
+    (
+        "held_for_quality_assessment",
+        "accepted, but held by template pacing; may still fail with 132015",
+    ),
+    ("sent", "status: left Meta's servers"),
+    ("delivered", "status: reached a device"),
+    ("read", "status: opened"),
+    ("played", "status: a voice message was played"),
+    (
+        "recipient_not_on_channel",
+        "the number is not on WhatsApp (or uses an old app / has not accepted the terms)",
+    ),
+    (
+        "recipient_opted_out",
+        "the customer stopped marketing messages from this business",
+    ),
+    (
+        "recipient_identity_changed",
+        "the customer's identity key changed (identity check)",
+    ),
+    (
+        "outside_service_window",
+        "more than 24 h since the customer last wrote: only templates may be sent",
+    ),
+    (
+        "marketing_limit_reached",
+        "Meta's per-user marketing limit: do not retry on WhatsApp within 24 h",
+    ),
+    (
+        "policy_blocked",
+        "Meta will not deliver this for policy reasons (country, experiment, spam quality)",
+    ),
+    (
+        "rate_limited",
+        "a throughput or API call limit: back off and retry",
+    ),
+    (
+        "pair_rate_limited",
+        "too many messages to this one customer: back off 4^n s for this customer only",
+    ),
+    (
+        "template_error",
+        "the template is missing, disabled, not approved in that language, or its parameters do not match",
+    ),
+    (
+        "template_paused",
+        "the template is paused for quality (3 h / 6 h); fall back now",
+    ),
+    ("flow_error", "the WhatsApp Flow is blocked"),
+    (
+        "media_error",
+        "the media could not be uploaded or downloaded",
+    ),
+    (
+        "auth_error",
+        "the access token is invalid or expired, or a permission is missing",
+    ),
+    (
+        "account_restricted",
+        "the business account is restricted or locked",
+    ),
+    (
+        "channel_misconfigured",
+        "the phone number or account needs set-up (registration, display name, phone number id…)",
+    ),
+    (
+        "payment_required",
+        "the business account has a payment problem",
+    ),
+    (
+        "provider_unavailable",
+        "Meta is temporarily unavailable or overloaded",
+    ),
+    (
+        "invalid_request",
+        "the request is malformed or has an invalid parameter",
+    ),
+    (
+        "duplicate_request",
+        "Meta already has this request: do not send it again",
+    ),
+    (
+        "unknown_error",
+        "a code Meta does not document (4xx: a person looks; 5xx: retry)",
+    ),
+    (
+        "unexpected_response",
+        "a 2xx answer without a message id: may have been sent, do not resend blindly",
+    ),
+    (
+        "transport_error",
+        "the request never left the host (DNS, connect, TLS): safe to retry",
+    ),
+    (
+        "outcome_unknown",
+        "the connection failed after the request may have reached Meta: wait for a status",
+    ),
+    (
+        "host_policy_denied",
+        "the host refused the request (allowlist, missing secret)",
+    ),
+    (
+        "unknown_status",
+        "a status value this channel does not know",
+    ),
+    ("inbound_message", "event: a customer wrote"),
+    (
+        "recipient_opted_in",
+        "event: a customer resumed marketing messages",
+    ),
+    (
+        "template_approved",
+        "event: a template was approved or reinstated",
+    ),
+    (
+        "template_pending",
+        "event: a template is pending review or in appeal",
+    ),
+    (
+        "other_event",
+        "event: a webhook field this channel does not interpret",
+    ),
+];
+
 /// The rule for a code, if Meta documents it.
 pub fn rule_for(code: i64) -> Option<&'static CodeRule> {
     CODE_TABLE
@@ -1045,6 +1176,157 @@ mod tests {
             (denied.disposition, denied.operator_action),
             (Disposition::Failed, true)
         );
+    }
+
+    fn disposition_name(d: Disposition) -> &'static str {
+        match d {
+            Disposition::Accepted => "accepted",
+            Disposition::Sent => "sent",
+            Disposition::Delivered => "delivered",
+            Disposition::Read => "read",
+            Disposition::Retry => "retry",
+            Disposition::Fallback => "fallback",
+            Disposition::Failed => "failed",
+            Disposition::Unknown => "unknown",
+        }
+    }
+
+    fn backoff_text(b: Backoff) -> String {
+        let secs = |ms: u64| {
+            if ms % 3_600_000 == 0 {
+                format!("{} h", ms / 3_600_000)
+            } else if ms % 60_000 == 0 {
+                format!("{} min", ms / 60_000)
+            } else {
+                format!("{} s", ms / 1000)
+            }
+        };
+        match b {
+            Backoff::None => "—".into(),
+            Backoff::Fixed(ms) => secs(ms),
+            Backoff::Exponential { base, cap } => {
+                format!("{} doubling, ≤ {}", secs(base), secs(cap))
+            }
+            Backoff::PairRate => "max(6 s, 4^(n-1) s)".into(),
+        }
+    }
+
+    /// The README's code table, rendered from [`CODE_TABLE`].
+    fn code_table_markdown() -> String {
+        let mut out = String::from(
+            "| code | Meta's title | disposition | reason | operator action | retry after |\n|---|---|---|---|---|---|\n",
+        );
+        let mut rows: Vec<&CodeRule> = CODE_TABLE.iter().collect();
+        rows.sort_by_key(|r| r.codes.0);
+        for r in rows {
+            let code = if r.codes.0 == r.codes.1 {
+                r.codes.0.to_string()
+            } else {
+                format!("{}–{}", r.codes.0, r.codes.1)
+            };
+            out.push_str(&format!(
+                "| {code} | {} | {} | `{}` | {} | {} |\n",
+                r.title,
+                disposition_name(r.disposition),
+                r.reason,
+                if r.operator_action { "yes" } else { "no" },
+                backoff_text(r.backoff)
+            ));
+        }
+        out
+    }
+
+    fn reasons_markdown() -> String {
+        let mut out = String::from("| reason | meaning |\n|---|---|\n");
+        for (reason, meaning) in REASONS {
+            out.push_str(&format!("| `{reason}` | {meaning} |\n"));
+        }
+        out
+    }
+
+    #[test]
+    fn readme_tables_match_the_code() {
+        let readme = include_str!("../README.md");
+        let table = code_table_markdown();
+        assert!(
+            readme.contains(&table),
+            "README's code table is stale; replace it with:\n{table}"
+        );
+        let reasons = reasons_markdown();
+        assert!(
+            readme.contains(&reasons),
+            "README's reason vocabulary is stale; replace it with:\n{reasons}"
+        );
+    }
+
+    #[test]
+    fn every_reason_is_documented() {
+        let documented: Vec<&str> = REASONS.iter().map(|(r, _)| *r).collect();
+        for r in CODE_TABLE {
+            assert!(
+                documented.contains(&r.reason),
+                "{} is not in REASONS",
+                r.reason
+            );
+        }
+        // Reasons produced outside the table: every HTTP status without a body, every
+        // transport failure, successes, and the webhook parser on every fixture.
+        let mut produced: Vec<String> = (100..600)
+            .map(|s| classify_response(&resp(s, ""), 1).reason)
+            .collect();
+        produced.push(classify_response(&resp(200, r#"{"success":true}"#), 1).reason);
+        produced.push(
+            classify_response(
+                &resp(
+                    200,
+                    r#"{"messages":[{"id":"w","message_status":"held_for_quality_assessment"}]}"#,
+                ),
+                1,
+            )
+            .reason,
+        );
+        for kind in [
+            TransportErrorKind::Dns,
+            TransportErrorKind::Timeout,
+            TransportErrorKind::Denied,
+        ] {
+            for sent in [true, false] {
+                produced.push(
+                    classify_transport(
+                        &TransportError {
+                            kind,
+                            request_sent: sent,
+                            message: String::new(),
+                        },
+                        1,
+                    )
+                    .reason,
+                );
+            }
+        }
+        for body in [
+            include_str!("../tests/fixtures/webhook-status-failed-131049.json"),
+            include_str!("../tests/fixtures/webhook-inbound-text-basic.json"),
+            include_str!("../tests/fixtures/webhook-template-status-update-approved.json"),
+            include_str!(
+                "../tests/fixtures/webhook-template-status-update-rejected-invalid-format.json"
+            ),
+            include_str!("../tests/fixtures/webhook-user-preferences-resume-marketing.json"),
+            include_str!("../tests/fixtures/webhook-status-sent-v24-no-conversation.json"),
+        ] {
+            produced.extend(
+                crate::webhooks::parse_body(body.as_bytes())
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.classification.reason),
+            );
+        }
+        for reason in produced {
+            assert!(
+                documented.contains(&reason.as_str()),
+                "{reason} is not in REASONS"
+            );
+        }
     }
 
     #[test]
