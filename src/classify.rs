@@ -1193,9 +1193,9 @@ mod tests {
 
     fn backoff_text(b: Backoff) -> String {
         let secs = |ms: u64| {
-            if ms % 3_600_000 == 0 {
+            if ms.is_multiple_of(3_600_000) {
                 format!("{} h", ms / 3_600_000)
-            } else if ms % 60_000 == 0 {
+            } else if ms.is_multiple_of(60_000) {
                 format!("{} min", ms / 60_000)
             } else {
                 format!("{} s", ms / 1000)
