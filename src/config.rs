@@ -1,5 +1,6 @@
 //! The WhatsApp channel's settings (`channel-config.settings`).
 
+use crate::catalog::Catalog;
 use crate::field_errors::{Errors, Fields, parse_json};
 use crate::{ChannelConfig, FieldError};
 
@@ -28,6 +29,8 @@ pub struct Settings {
     pub app_secret: Option<String>,
     /// Host secret holding the webhook verify token.
     pub verify_token_secret: String,
+    /// Approved templates for the send-time check (empty: not checked).
+    pub catalog: Catalog,
 }
 
 const KNOWN: &[&str] = &[
@@ -36,6 +39,7 @@ const KNOWN: &[&str] = &[
     "access_token_secret",
     "app_secret",
     "verify_token_secret",
+    "templates",
 ];
 
 impl Settings {
@@ -114,6 +118,11 @@ impl Settings {
             Some(_) => f.text("app_secret", false, &mut errors).map(str::to_string),
         };
 
+        let mut catalog = Catalog::default();
+        if let Some(templates) = f.get("templates") {
+            catalog.apply(templates, "/settings/templates", &mut errors);
+        }
+
         errors.finish(Settings {
             api_base,
             phone_number_id,
@@ -121,6 +130,7 @@ impl Settings {
             access_token_secret,
             app_secret,
             verify_token_secret,
+            catalog,
         })
     }
 

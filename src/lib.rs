@@ -3,6 +3,7 @@
 //!
 //! The WhatsApp domain lives in plain modules, one concern each, tested natively:
 //! - [`templates`]: Meta's template creation rules;
+//! - [`catalog`], [`send_check`]: approved templates, and each send checked against its own;
 //! - [`payloads`]: message content → Cloud API request;
 //! - [`classify`]: send results and error codes → one [`Classification`];
 //! - [`webhooks`]: verification handshakes, signatures and status events;
@@ -11,6 +12,7 @@
 //! The wit-bindgen glue is `glue.rs`; the generated bindings stay private to it and the types
 //! the domain uses are re-exported here by name.
 
+pub mod catalog;
 pub mod classify;
 pub mod config;
 pub mod field_errors;
@@ -19,6 +21,7 @@ pub mod host;
 pub mod payloads;
 pub mod phone;
 pub mod schemas;
+pub mod send_check;
 pub mod templates;
 pub mod webhooks;
 

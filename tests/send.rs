@@ -290,3 +290,87 @@ fn invalid_messages_are_refused_before_sending() {
     assert_eq!(errs[0].path, "/recipient");
     assert!(s.mock.requests().is_empty());
 }
+
+fn text_message(last_inbound_ms: Option<u64>) -> host_harness::types::MessageRequest {
+    let mut m = message(
+        "+15550100001",
+        json!({"type":"text","text":{"body":"Your table is ready"}}),
+    );
+    m.now_ms = host_harness::services::now_ms();
+    m.last_inbound_ms = last_inbound_ms;
+    m
+}
+
+#[test]
+fn free_form_outside_the_window_falls_back_without_calling_meta() {
+    let s = setup();
+    let now = host_harness::services::now_ms();
+    let cfg = demo_config(Some(s.mock.base_url()));
+    for last in [None, Some(now - 25 * 3600 * 1000)] {
+        let c = s
+            .plugin
+            .send(&text_message(last), &cfg, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.disposition, c.reason.as_str()),
+            (Disposition::Fallback, "outside_service_window")
+        );
+    }
+    assert!(s.mock.requests().is_empty());
+    let inside = s
+        .plugin
+        .send(&text_message(Some(now - 3600 * 1000)), &cfg, 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(inside.disposition, Disposition::Accepted);
+    assert_eq!(s.mock.requests().len(), 1);
+}
+
+#[test]
+fn outside_the_window_the_named_template_goes_instead() {
+    let s = setup();
+    let mut m = text_message(None);
+    m.content = json!({"type":"text","text":{"body":"Your table is ready"},
+        "outside_window_template":{"name":"table_ready","language":"en_US","components":[{"type":"body","parameters":[{"type":"text","text":"Pablo"}]}]}}).to_string();
+    let c = s
+        .plugin
+        .send(&m, &demo_config(Some(s.mock.base_url())), 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.disposition, Disposition::Accepted);
+    let body: Value = serde_json::from_slice(&s.mock.requests()[0].body).unwrap();
+    assert_eq!(
+        (body["type"].as_str(), body["template"]["name"].as_str()),
+        (Some("template"), Some("table_ready"))
+    );
+}
+
+#[test]
+fn sends_are_checked_against_the_catalog_before_reaching_meta() {
+    let s = setup();
+    let page = json!({"data": [{"name": "order_update", "language": "en_US", "status": "APPROVED", "category": "UTILITY", "id": "77",
+        "components": [{"type": "BODY", "text": "Hi {{1}}, order {{2}} shipped. {{3}} days to go."}]}]});
+    let cfg = host_harness::types::ChannelConfig {
+        api_base: Some(s.mock.base_url()),
+        settings: json!({"phone_number_id": "106540352242922", "templates": page}).to_string(),
+    };
+    let errs = s
+        .plugin
+        .send(&message("+15550100001", template_content()), &cfg, 1)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        (errs[0].path.as_str(), errs[0].code.as_str()),
+        (
+            "/content/template/components/0/parameters",
+            "parameter_count_mismatch"
+        )
+    );
+    assert!(
+        errs[0].message.contains("3 variable(s)") && errs[0].message.contains("132000"),
+        "{}",
+        errs[0].message
+    );
+    assert!(s.mock.requests().is_empty());
+}

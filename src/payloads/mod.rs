@@ -7,6 +7,7 @@
 mod template;
 mod text;
 
+use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::field_errors::{Errors, Fields, excerpt, parse_json};
 use crate::host::Host;
@@ -32,7 +33,11 @@ pub fn build(
     config: &ChannelConfig,
 ) -> Result<HttpRequest, Vec<FieldError>> {
     let settings = Settings::parse(config);
-    let body = build_body(request);
+    let empty = Catalog::default();
+    let body = build_body_with(
+        request,
+        settings.as_ref().map(|s| &s.catalog).unwrap_or(&empty),
+    );
     let (settings, body) = match (settings, body) {
         (Ok(s), Ok(b)) => (s, b),
         (s, b) => {
@@ -59,8 +64,17 @@ pub fn build(
     })
 }
 
-/// Builds the JSON body Meta expects for a message request.
+/// Builds the JSON body for a message request, without a template catalog.
 pub fn build_body(request: &MessageRequest) -> Result<Value, Vec<FieldError>> {
+    build_body_with(request, &Catalog::default())
+}
+
+/// Builds the JSON body Meta expects for a message request; template messages are checked
+/// against `catalog` (and any `template_definition` in the content) when there is one.
+pub fn build_body_with(
+    request: &MessageRequest,
+    catalog: &Catalog,
+) -> Result<Value, Vec<FieldError>> {
     let mut errors = Errors::new();
     let to = match crate::phone::normalize_e164(&request.recipient) {
         Ok(to) => Some(to),
@@ -101,7 +115,7 @@ pub fn build_body(request: &MessageRequest) -> Result<Value, Vec<FieldError>> {
     }
     if let Some(kind) = kind {
         let payload = match kind {
-            "template" => template::build(&c, &mut errors),
+            "template" => template::build(&c, catalog, &mut errors),
             "text" => text::build(&c, &mut errors),
             other => {
                 errors.add(
@@ -116,7 +130,12 @@ pub fn build_body(request: &MessageRequest) -> Result<Value, Vec<FieldError>> {
                 None
             }
         };
-        c.reject_unknown(&["type", kind, "context"], &mut errors);
+        let extra = if kind == "template" {
+            "template_definition"
+        } else {
+            "outside_window_template"
+        };
+        c.reject_unknown(&["type", kind, "context", extra], &mut errors);
         body.insert("type".into(), json!(kind));
         if let Some(p) = payload {
             body.insert(kind.to_string(), p);
@@ -128,13 +147,81 @@ pub fn build_body(request: &MessageRequest) -> Result<Value, Vec<FieldError>> {
     errors.finish(Value::Object(body))
 }
 
-/// Builds, has the host send, classifies.
+/// The customer-service window: free-form messages only within 24 h of the customer's last
+/// message.
+pub const SERVICE_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// What `send` does about the service window.
+#[derive(Debug, PartialEq)]
+pub enum WindowDecision {
+    /// Send the request as it is (a template, or the window is open).
+    Send,
+    /// The window is closed: send this template content instead.
+    SendInstead(String),
+    /// The window is closed and there is no alternative: fall back, without calling Meta.
+    Decline(Classification),
+}
+
+/// Decides whether a message may go out now. Unreadable content is left for `build` to report.
+pub fn service_window(request: &MessageRequest) -> WindowDecision {
+    let Ok(content) = serde_json::from_str::<Value>(&request.content) else {
+        return WindowDecision::Send;
+    };
+    let kind = content
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("template");
+    let open = request
+        .last_inbound_ms
+        .is_some_and(|t| request.now_ms < t.saturating_add(SERVICE_WINDOW_MS));
+    if kind == "template" || open {
+        return WindowDecision::Send;
+    }
+    if let Some(alternative) = content.get("outside_window_template") {
+        return WindowDecision::SendInstead(
+            json!({"type": "template", "template": alternative}).to_string(),
+        );
+    }
+    let details = match request.last_inbound_ms {
+        Some(t) => format!("the customer last wrote at {t} ms; the 24 h window closed at {} ms (now {} ms); only templates may be sent", t.saturating_add(SERVICE_WINDOW_MS), request.now_ms),
+        None => "no message from this customer is known, so the 24 h window is not open; only templates may be sent".to_string(),
+    };
+    WindowDecision::Decline(Classification {
+        disposition: crate::Disposition::Fallback,
+        reason: "outside_service_window".into(),
+        provider_code: None,
+        provider_title: None,
+        provider_details: Some(details),
+        provider_trace_id: None,
+        retry_after_ms: None,
+        operator_action: false,
+        provider_message_id: None,
+    })
+}
+
+/// Enforces the service window, builds, has the host send, classifies.
 pub fn send(
     request: &MessageRequest,
     config: &ChannelConfig,
     attempt: u32,
     host: &dyn Host,
 ) -> Result<Classification, Vec<FieldError>> {
+    let alternative;
+    let request = match service_window(request) {
+        WindowDecision::Send => request,
+        WindowDecision::SendInstead(content) => {
+            host.log(
+                crate::LogLevel::Info,
+                "outside the service window: sending the outside_window_template instead",
+            );
+            alternative = MessageRequest {
+                content,
+                ..request.clone()
+            };
+            &alternative
+        }
+        WindowDecision::Decline(c) => return Ok(c),
+    };
     let http = build(request, config)?;
     let outcome = match host.http_send(&http) {
         Ok(resp) => SendOutcome::Response(resp),
@@ -193,6 +280,38 @@ pub(crate) mod tests {
             content.as_object_mut().unwrap().remove(k);
         }
         (full, content)
+    }
+
+    #[test]
+    fn service_window() {
+        let mut r = request(json!({"type":"text","text":{"body":"hi"}}));
+        r.last_inbound_ms = Some(r.now_ms - SERVICE_WINDOW_MS + 1);
+        assert_eq!(super::service_window(&r), WindowDecision::Send);
+        r.last_inbound_ms = Some(r.now_ms - SERVICE_WINDOW_MS);
+        let WindowDecision::Decline(c) = super::service_window(&r) else {
+            panic!("closed")
+        };
+        assert_eq!(
+            (c.disposition, c.reason.as_str()),
+            (crate::Disposition::Fallback, "outside_service_window")
+        );
+        r.last_inbound_ms = None;
+        assert!(matches!(
+            super::service_window(&r),
+            WindowDecision::Decline(_)
+        ));
+        let t = request(json!({"type":"template","template":{"name":"x","language":"en"}}));
+        assert_eq!(super::service_window(&t), WindowDecision::Send);
+        let alt = request(
+            json!({"type":"text","text":{"body":"hi"},"outside_window_template":{"name":"hello","language":"en_US"}}),
+        );
+        let WindowDecision::SendInstead(content) = super::service_window(&alt) else {
+            panic!("alternative")
+        };
+        assert_eq!(
+            serde_json::from_str::<Value>(&content).unwrap(),
+            json!({"type":"template","template":{"name":"hello","language":"en_US"}})
+        );
     }
 
     #[test]

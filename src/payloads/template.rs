@@ -1,7 +1,9 @@
 //! `template` messages: name, language and the parameters of each component, positional or
 //! named, every parameter type Meta documents.
 
+use crate::catalog::Catalog;
 use crate::field_errors::{Errors, Fields, excerpt, index, type_name};
+use crate::send_check::check_against_catalog;
 use crate::templates::{LANGUAGES, is_valid_name};
 use serde_json::{Map, Value, json};
 
@@ -18,7 +20,7 @@ pub const BUTTON_SUB_TYPES: &[&str] = &[
     "voice_call",
 ];
 
-pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
+pub fn build(content: &Fields, catalog: &Catalog, errors: &mut Errors) -> Option<Value> {
     let t = super::type_object(content, "template", errors)?;
     t.reject_unknown(&["name", "language", "components"], errors);
     let before = errors.len();
@@ -67,7 +69,22 @@ pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
         let built = build_components(components, &t.path_of("components"), errors);
         out.insert("components".into(), Value::Array(built));
     }
-    (errors.len() == before).then_some(Value::Object(out))
+    if errors.len() != before {
+        return None;
+    }
+    let out = Value::Object(out);
+    // The approved definition may travel with the message instead of in the settings.
+    let mut local;
+    let mut catalog = catalog;
+    if let Some(def) = content.get("template_definition") {
+        local = catalog.clone();
+        local.apply(def, &content.path_of("template_definition"), errors);
+        catalog = &local;
+    }
+    if !catalog.is_empty() {
+        check_against_catalog(&out, catalog, &t.path, errors);
+    }
+    (errors.len() == before).then_some(out)
 }
 
 fn build_components(components: &[Value], list_path: &str, errors: &mut Errors) -> Vec<Value> {
