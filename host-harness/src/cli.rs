@@ -100,6 +100,11 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         attempt: u32,
     },
+    /// Template tools.
+    Templates {
+        #[command(subcommand)]
+        action: TemplatesCommand,
+    },
     /// Run the embedded mock Cloud API.
     MockApi {
         #[arg(long, default_value_t = 8787)]
@@ -111,6 +116,22 @@ pub enum Command {
     Bench {
         #[arg(long, default_value_t = 300)]
         iterations: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TemplatesCommand {
+    /// Check a template message file against the approved templates, as Meta would at send time.
+    Check {
+        /// The message file (`{"recipient", "content": {"type": "template", …}}`), or -.
+        message: String,
+        /// Catalog documents, applied in order: pages of GET /{waba-id}/message_templates,
+        /// template definitions, or message_template_status_update webhook bodies.
+        #[arg(long, required = true)]
+        catalog: Vec<PathBuf>,
+        /// Channel settings JSON (default: the embedded demo settings).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -324,6 +345,16 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             )?;
             send(&plugin, &doc, &settings, api_base.clone(), *attempt)
         }
+        Command::Templates { action: TemplatesCommand::Check { message, catalog, config } } => {
+            let doc = read_json(message)?;
+            let mut settings = settings_from(config.as_deref())?;
+            let docs = catalog.iter().map(|p| read_json(&p.to_string_lossy())).collect::<Result<Vec<_>>>()?;
+            settings
+                .as_object_mut()
+                .ok_or_else(|| UsageError("the settings must be a JSON object".into()))?
+                .insert("templates".into(), Value::Array(docs));
+            check_template_message(&load_plugin(plugin_path, pure())?, &doc, &settings)
+        }
         Command::MockApi { port } => {
             let mock = MockApi::start(*port, MockConfig::default())?;
             eprintln!(
@@ -412,6 +443,15 @@ pub fn build(
             Err(errors) => Outcome::json(1, json!({"errors": json::field_errors(&errors)})),
         },
     )
+}
+
+/// `templates check`: build the message against the catalog and report only the verdict.
+pub fn check_template_message(plugin: &Plugin, doc: &Value, settings: &Value) -> Result<Outcome> {
+    let request = json::message_request(doc, now_ms()).map_err(|e| UsageError(format!("{e:#}")))?;
+    Ok(match plugin.build_payload(&request, &config(settings, None))? {
+        Ok(_) => Outcome::json(0, json!({"valid": true})),
+        Err(errors) => Outcome::json(1, json!({"valid": false, "errors": json::field_errors(&errors)})),
+    })
 }
 
 /// `classify`.
