@@ -1111,3 +1111,6 @@ mod tests {
         assert!(codes(&doc).len() >= 5, "{:?}", codes(&doc));
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -345,10 +345,20 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             )?;
             send(&plugin, &doc, &settings, api_base.clone(), *attempt)
         }
-        Command::Templates { action: TemplatesCommand::Check { message, catalog, config } } => {
+        Command::Templates {
+            action:
+                TemplatesCommand::Check {
+                    message,
+                    catalog,
+                    config,
+                },
+        } => {
             let doc = read_json(message)?;
             let mut settings = settings_from(config.as_deref())?;
-            let docs = catalog.iter().map(|p| read_json(&p.to_string_lossy())).collect::<Result<Vec<_>>>()?;
+            let docs = catalog
+                .iter()
+                .map(|p| read_json(&p.to_string_lossy()))
+                .collect::<Result<Vec<_>>>()?;
             settings
                 .as_object_mut()
                 .ok_or_else(|| UsageError("the settings must be a JSON object".into()))?
@@ -448,10 +458,15 @@ pub fn build(
 /// `templates check`: build the message against the catalog and report only the verdict.
 pub fn check_template_message(plugin: &Plugin, doc: &Value, settings: &Value) -> Result<Outcome> {
     let request = json::message_request(doc, now_ms()).map_err(|e| UsageError(format!("{e:#}")))?;
-    Ok(match plugin.build_payload(&request, &config(settings, None))? {
-        Ok(_) => Outcome::json(0, json!({"valid": true})),
-        Err(errors) => Outcome::json(1, json!({"valid": false, "errors": json::field_errors(&errors)})),
-    })
+    Ok(
+        match plugin.build_payload(&request, &config(settings, None))? {
+            Ok(_) => Outcome::json(0, json!({"valid": true})),
+            Err(errors) => Outcome::json(
+                1,
+                json!({"valid": false, "errors": json::field_errors(&errors)}),
+            ),
+        },
+    )
 }
 
 /// `classify`.

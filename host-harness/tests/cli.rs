@@ -284,13 +284,41 @@ fn templates_check_against_a_catalog_page() {
         "components":[{"type":"BODY","text":"Hi {{1}}, your order {{2}} shipped."}]}],"paging":{"cursors":{"after":"x"}}}"#).unwrap();
     let good = r#"{"recipient":"+16505551234","content":{"type":"template","template":{"name":"order_update","language":"en_US",
         "components":[{"type":"body","parameters":[{"type":"text","text":"Pablo"},{"type":"text","text":"4711"}]}]}}}"#;
-    let out = run(&["templates", "check", "--catalog", page.to_str().unwrap(), "-"], Some(good), &[]);
-    assert_eq!((out.status.code(), json_of(&out)["valid"].as_bool()), (Some(0), Some(true)));
+    let out = run(
+        &[
+            "templates",
+            "check",
+            "--catalog",
+            page.to_str().unwrap(),
+            "-",
+        ],
+        Some(good),
+        &[],
+    );
+    assert_eq!(
+        (out.status.code(), json_of(&out)["valid"].as_bool()),
+        (Some(0), Some(true))
+    );
     let wrong_lang = good.replace(r#""language":"en_US""#, r#""language":"pt_BR""#);
-    let out = run(&["templates", "check", "--catalog", page.to_str().unwrap(), "-"], Some(&wrong_lang), &[]);
+    let out = run(
+        &[
+            "templates",
+            "check",
+            "--catalog",
+            page.to_str().unwrap(),
+            "-",
+        ],
+        Some(&wrong_lang),
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     let v = json_of(&out);
     assert_eq!(v["errors"][0]["code"], "template_not_found");
-    assert!(v["errors"][0]["message"].as_str().unwrap().contains("en_US"));
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("en_US")
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
