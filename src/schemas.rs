@@ -8,6 +8,8 @@ pub const CAPABILITIES: &[&str] = &[
     "template",
     "text",
     "template-validation",
+    "template-send-check",
+    "service-window",
     "webhook-verification",
     "webhook-signature",
     "delivery-status",
@@ -38,7 +40,8 @@ pub fn config_schema() -> Value {
             "api_version": {"type": "string", "pattern": "^v[0-9]+\\.[0-9]+$", "default": crate::config::DEFAULT_API_VERSION},
             "access_token_secret": {"type": "string", "default": crate::config::DEFAULT_ACCESS_TOKEN_SECRET, "description": "Host secret holding the access token."},
             "app_secret": {"type": ["string", "null"], "default": crate::config::DEFAULT_APP_SECRET, "description": "Host secret holding the app secret that signs webhooks; null turns signature checks off (development only)."},
-            "verify_token_secret": {"type": "string", "default": crate::config::DEFAULT_VERIFY_TOKEN_SECRET}
+            "verify_token_secret": {"type": "string", "default": crate::config::DEFAULT_VERIFY_TOKEN_SECRET},
+            "templates": {"description": "Approved templates for the send-time check: GET /{waba-id}/message_templates pages, definitions or message_template_status_update webhook bodies (one, or an array applied in order).", "type": ["object", "array"]}
         }
     })
 }
@@ -60,6 +63,8 @@ pub fn message_schema() -> Value {
         "properties": {
             "type": {"enum": crate::payloads::SUPPORTED_TYPES},
             "context": {"type": "object", "properties": {"message_id": {"type": "string"}}, "required": ["message_id"]},
+            "template_definition": {"description": "The approved template this message names (as GET /{waba-id}/message_templates returns it), for the send-time check.", "type": "object"},
+            "outside_window_template": {"description": "For free-form types: the template (as under `template`) to send instead when the 24 h service window is closed.", "type": "object"},
             "text": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string", "maxLength": 4096}, "preview_url": {"type": "boolean"}}},
             "template": {
                 "type": "object",

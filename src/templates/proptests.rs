@@ -255,6 +255,22 @@ const MUTATIONS: &[Mutation] = &[
     ("unknown_button_type", |t, n| {
         set_buttons(t, json!([{"type": format!("TELEPORT{n}"), "text": "Go"}]))
     }),
+    ("invalid_url", |t, n| set_buttons(t, json!([{"type": "URL", "text": "Go", "url": format!("ftp://x.com/{n}")}]))),
+    ("invalid_flow_action", |t, _| set_buttons(t, json!([{"type": "FLOW", "text": "Book", "flow_id": "1", "flow_action": "teleport"}]))),
+    ("unknown_example", |t, _| {
+        t["parameter_format"] = json!("named");
+        set_body(t, "Hi {{first_name}}, thanks.", json!([{"param_name": "first_name", "example": "Ann"}, {"param_name": "last_name", "example": "Lee"}]));
+    }),
+    ("duplicate_example", |t, _| {
+        t["parameter_format"] = json!("named");
+        set_body(t, "Hi {{first_name}}, thanks.", json!([{"param_name": "first_name", "example": "Ann"}, {"param_name": "first_name", "example": "Bo"}]));
+    }),
+    ("invalid_example", |t, n| {
+        t["parameter_format"] = json!("positional");
+        let bad = if n % 2 == 0 { json!(7) } else { json!("") };
+        set_body(t, "Hi {{1}}, thanks.", json!([bad]));
+    }),
+    ("expected_array", |t, _| t["components"] = json!({"type": "BODY"})),
     ("otp_outside_authentication", |t, _| {
         set_buttons(t, json!([{"type": "OTP", "otp_type": "COPY_CODE"}]))
     }),
@@ -304,6 +320,10 @@ const AUTH_MUTATIONS: &[Mutation] = &[
     }),
     ("missing_otp_button", |t, _| {
         comps(t).retain(|c| kind_of(c) != "BUTTONS")
+    }),
+    ("invalid_supported_app", |t, _| {
+        comps(t)[2]["buttons"][0]["otp_type"] = json!("ONE_TAP");
+        comps(t)[2]["buttons"][0]["supported_apps"] = json!([{"package_name": "com.example.app"}]);
     }),
     ("invalid_otp_type", |t, n| {
         comps(t)[2]["buttons"][0]["otp_type"] = json!(format!("TWO_TAP{n}"))
@@ -412,4 +432,13 @@ pub fn arb_json() -> impl Strategy<Value = Value> {
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+#[test]
+fn gif_headers_are_marketing_only() {
+    let mut t = bases()[4].clone();
+    set_header(&mut t, json!({"type": "HEADER", "format": "GIF", "example": {"header_handle": ["4::a"]}}));
+    assert!(codes(&t).contains(&"invalid_header_format".to_string()));
+    t["category"] = json!("MARKETING");
+    assert_eq!(validate(&t), Ok(()));
 }
