@@ -255,22 +255,42 @@ const MUTATIONS: &[Mutation] = &[
     ("unknown_button_type", |t, n| {
         set_buttons(t, json!([{"type": format!("TELEPORT{n}"), "text": "Go"}]))
     }),
-    ("invalid_url", |t, n| set_buttons(t, json!([{"type": "URL", "text": "Go", "url": format!("ftp://x.com/{n}")}]))),
-    ("invalid_flow_action", |t, _| set_buttons(t, json!([{"type": "FLOW", "text": "Book", "flow_id": "1", "flow_action": "teleport"}]))),
+    ("invalid_url", |t, n| {
+        set_buttons(
+            t,
+            json!([{"type": "URL", "text": "Go", "url": format!("ftp://x.com/{n}")}]),
+        )
+    }),
+    ("invalid_flow_action", |t, _| {
+        set_buttons(
+            t,
+            json!([{"type": "FLOW", "text": "Book", "flow_id": "1", "flow_action": "teleport"}]),
+        )
+    }),
     ("unknown_example", |t, _| {
         t["parameter_format"] = json!("named");
-        set_body(t, "Hi {{first_name}}, thanks.", json!([{"param_name": "first_name", "example": "Ann"}, {"param_name": "last_name", "example": "Lee"}]));
+        set_body(
+            t,
+            "Hi {{first_name}}, thanks.",
+            json!([{"param_name": "first_name", "example": "Ann"}, {"param_name": "last_name", "example": "Lee"}]),
+        );
     }),
     ("duplicate_example", |t, _| {
         t["parameter_format"] = json!("named");
-        set_body(t, "Hi {{first_name}}, thanks.", json!([{"param_name": "first_name", "example": "Ann"}, {"param_name": "first_name", "example": "Bo"}]));
+        set_body(
+            t,
+            "Hi {{first_name}}, thanks.",
+            json!([{"param_name": "first_name", "example": "Ann"}, {"param_name": "first_name", "example": "Bo"}]),
+        );
     }),
     ("invalid_example", |t, n| {
         t["parameter_format"] = json!("positional");
         let bad = if n % 2 == 0 { json!(7) } else { json!("") };
         set_body(t, "Hi {{1}}, thanks.", json!([bad]));
     }),
-    ("expected_array", |t, _| t["components"] = json!({"type": "BODY"})),
+    ("expected_array", |t, _| {
+        t["components"] = json!({"type": "BODY"})
+    }),
     ("otp_outside_authentication", |t, _| {
         set_buttons(t, json!([{"type": "OTP", "otp_type": "COPY_CODE"}]))
     }),
@@ -437,7 +457,10 @@ pub fn arb_json() -> impl Strategy<Value = Value> {
 #[test]
 fn gif_headers_are_marketing_only() {
     let mut t = bases()[4].clone();
-    set_header(&mut t, json!({"type": "HEADER", "format": "GIF", "example": {"header_handle": ["4::a"]}}));
+    set_header(
+        &mut t,
+        json!({"type": "HEADER", "format": "GIF", "example": {"header_handle": ["4::a"]}}),
+    );
     assert!(codes(&t).contains(&"invalid_header_format".to_string()));
     t["category"] = json!("MARKETING");
     assert_eq!(validate(&t), Ok(()));
