@@ -12,6 +12,8 @@
 //! The wit-bindgen glue is `glue.rs`; the generated bindings stay private to it and the types
 //! the domain uses are re-exported here by name.
 
+#![recursion_limit = "256"]
+
 pub mod catalog;
 pub mod classify;
 pub mod config;

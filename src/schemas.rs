@@ -7,6 +7,17 @@ use serde_json::{Value, json};
 pub const CAPABILITIES: &[&str] = &[
     "template",
     "text",
+    "image",
+    "video",
+    "audio",
+    "document",
+    "sticker",
+    "interactive",
+    "location",
+    "contacts",
+    "reaction",
+    "read-receipt",
+    "contextual-reply",
     "template-validation",
     "template-send-check",
     "service-window",
@@ -46,6 +57,14 @@ pub fn config_schema() -> Value {
     })
 }
 
+fn media(caption: bool) -> Value {
+    let mut props = json!({"id": {"type": "string"}, "link": {"type": "string", "pattern": "^https?://"}, "filename": {"type": "string"}, "voice": {"type": "boolean"}});
+    if caption {
+        props["caption"] = json!({"type": "string", "maxLength": 1024});
+    }
+    json!({"type": "object", "properties": props, "oneOf": [{"required": ["id"]}, {"required": ["link"]}]})
+}
+
 pub fn message_schema() -> Value {
     let parameter = json!({
         "type": "object",
@@ -66,6 +85,26 @@ pub fn message_schema() -> Value {
             "template_definition": {"description": "The approved template this message names (as GET /{waba-id}/message_templates returns it), for the send-time check.", "type": "object"},
             "outside_window_template": {"description": "For free-form types: the template (as under `template`) to send instead when the 24 h service window is closed.", "type": "object"},
             "text": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string", "maxLength": 4096}, "preview_url": {"type": "boolean"}}},
+            "image": media(true),
+            "video": media(true),
+            "document": media(true),
+            "audio": media(false),
+            "sticker": media(false),
+            "location": {"type": "object", "required": ["latitude", "longitude"], "properties": {"latitude": {"type": ["number", "string"]}, "longitude": {"type": ["number", "string"]}, "name": {"type": "string"}, "address": {"type": "string"}}},
+            "contacts": {"type": "array", "minItems": 1, "maxItems": 257, "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "object", "required": ["formatted_name"]}, "birthday": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}}}},
+            "reaction": {"type": "object", "required": ["message_id", "emoji"], "properties": {"message_id": {"type": "string"}, "emoji": {"type": "string"}}},
+            "message_id": {"description": "For type `read`: the wamid to mark as read.", "type": "string"},
+            "interactive": {
+                "type": "object",
+                "required": ["type", "body", "action"],
+                "properties": {
+                    "type": {"enum": ["button", "list", "cta_url", "flow"]},
+                    "header": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["text", "image", "video", "document"]}, "text": {"type": "string", "maxLength": 60}}},
+                    "body": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string", "maxLength": 4096, "description": "≤ 1,024 except for lists"}}},
+                    "footer": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string", "maxLength": 60}}},
+                    "action": {"type": "object"}
+                }
+            },
             "template": {
                 "type": "object",
                 "required": ["name", "language"],

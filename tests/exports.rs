@@ -447,3 +447,59 @@ fn arbitrary_webhook_bytes_never_trap() {
         assert!(r.is_ok() || matches!(r, Err(WebhookError::Malformed(_))));
     }
 }
+
+#[test]
+fn build_payload_reproduces_every_meta_send_sample() {
+    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !name.starts_with("send-request-") {
+            continue;
+        }
+        let sample = fixture_json(&name);
+        let mut content = sample.clone();
+        for k in ["messaging_product", "recipient_type", "to"] {
+            content.as_object_mut().unwrap().remove(k);
+        }
+        let to = format!(
+            "+{}",
+            sample["to"].as_str().unwrap().trim_start_matches('+')
+        );
+        let req = plugin()
+            .build_payload(&message(&to, content), &demo_config(None))
+            .unwrap();
+        let req = req.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        // Semantically equal: `to` in E.164, and recipient_type always present.
+        let mut expected = sample.clone();
+        expected["to"] = json!(to);
+        expected["recipient_type"] = json!("individual");
+        assert_eq!(body, expected, "{name}");
+        count += 1;
+    }
+    assert_eq!(count, 14, "every send-request sample is covered");
+}
+
+#[test]
+fn readme_examples_build() {
+    let readme =
+        std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let block = readme.split("Examples, one per type").nth(1).unwrap();
+    let block = block
+        .split("```json")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let mut n = 0;
+    for line in block.lines().filter(|l| !l.trim().is_empty()) {
+        let doc: Value = serde_json::from_str(line).unwrap();
+        let req = host_harness::json::message_request(&doc, 0).unwrap();
+        let built = plugin().build_payload(&req, &demo_config(None)).unwrap();
+        assert!(built.is_ok(), "{line}: {built:?}");
+        n += 1;
+    }
+    assert!(n >= 14);
+}

@@ -322,3 +322,64 @@ fn templates_check_against_a_catalog_page() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn build_works_for_every_message_type() {
+    let dir = format!("{}/../tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let mut types = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("send-request-")
+        {
+            continue;
+        }
+        let sample: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut content = sample.clone();
+        for k in ["messaging_product", "recipient_type", "to"] {
+            content.as_object_mut().unwrap().remove(k);
+        }
+        let to = format!(
+            "+{}",
+            sample["to"].as_str().unwrap().trim_start_matches('+')
+        );
+        let file = serde_json::json!({"recipient": to, "content": content}).to_string();
+        let out = run(&["build", "-"], Some(&file), &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let v = json_of(&out);
+        assert_eq!(v["body"]["type"], sample["type"]);
+        types.push(sample["type"].as_str().unwrap().to_string());
+    }
+    let read = run(
+        &["build", "-"],
+        Some(r#"{"recipient":"","content":{"type":"read","message_id":"wamid.X"}}"#),
+        &[],
+    );
+    assert_eq!(json_of(&read)["body"]["status"], "read");
+    types.sort();
+    types.dedup();
+    assert_eq!(
+        types,
+        [
+            "audio",
+            "contacts",
+            "document",
+            "image",
+            "interactive",
+            "location",
+            "reaction",
+            "template",
+            "text",
+            "video"
+        ]
+    );
+}

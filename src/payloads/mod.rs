@@ -4,6 +4,11 @@
 //! as in Meta's examples but without `messaging_product`, `recipient_type` and `to`, which come
 //! from the message request. Each type lives in its own module.
 
+mod contacts;
+mod interactive;
+mod location;
+mod media;
+mod reaction;
 mod template;
 mod text;
 
@@ -20,7 +25,20 @@ use serde_json::{Map, Value, json};
 pub const CORRELATION_ID_MAX: usize = 512;
 
 /// The message types `build` knows, in the order the docs list them.
-pub const SUPPORTED_TYPES: &[&str] = &["template", "text"];
+pub const SUPPORTED_TYPES: &[&str] = &[
+    "template",
+    "text",
+    "image",
+    "video",
+    "audio",
+    "document",
+    "sticker",
+    "interactive",
+    "location",
+    "contacts",
+    "reaction",
+    "read",
+];
 
 /// Button sub-types a template message may fill.
 pub fn template_button_sub_types() -> &'static [&'static str] {
@@ -76,17 +94,6 @@ pub fn build_body_with(
     catalog: &Catalog,
 ) -> Result<Value, Vec<FieldError>> {
     let mut errors = Errors::new();
-    let to = match crate::phone::normalize_e164(&request.recipient) {
-        Ok(to) => Some(to),
-        Err(msg) => {
-            errors.add("/recipient", "invalid_recipient", msg);
-            None
-        }
-    };
-    if let Some(id) = &request.correlation_id {
-        errors.check_len("/correlation_id", "correlation id", id, CORRELATION_ID_MAX);
-    }
-
     let content = match parse_json(&request.content, "message content") {
         Ok(v) => v,
         Err(mut e) => {
@@ -99,6 +106,19 @@ pub fn build_body_with(
         return Err(errors.into_vec());
     };
     let kind = c.str("type", true, &mut errors);
+    if kind == Some("read") {
+        return mark_as_read(&c, request, errors);
+    }
+    let to = match crate::phone::normalize_e164(&request.recipient) {
+        Ok(to) => Some(to),
+        Err(msg) => {
+            errors.add("/recipient", "invalid_recipient", msg);
+            None
+        }
+    };
+    if let Some(id) = &request.correlation_id {
+        errors.check_len("/correlation_id", "correlation id", id, CORRELATION_ID_MAX);
+    }
     let mut body = Map::new();
     body.insert("messaging_product".into(), json!("whatsapp"));
     body.insert("recipient_type".into(), json!("individual"));
@@ -117,6 +137,13 @@ pub fn build_body_with(
         let payload = match kind {
             "template" => template::build(&c, catalog, &mut errors),
             "text" => text::build(&c, &mut errors),
+            "image" | "video" | "audio" | "document" | "sticker" => {
+                media::build(&c, kind, &mut errors)
+            }
+            "interactive" => interactive::build(&c, &mut errors),
+            "location" => location::build(&c, &mut errors),
+            "contacts" => contacts::build(&c, &mut errors),
+            "reaction" => reaction::build(&c, &mut errors),
             other => {
                 errors.add(
                     "/content/type",
@@ -143,6 +170,41 @@ pub fn build_body_with(
     }
     if let Some(id) = &request.correlation_id {
         body.insert("biz_opaque_callback_data".into(), json!(id));
+    }
+    errors.finish(Value::Object(body))
+}
+
+/// Mark-as-read: `{"type": "read", "message_id": …}` → `{"status": "read", …}`; it is not a
+/// message, so it has no recipient, context or correlation id.
+fn mark_as_read(
+    c: &Fields,
+    request: &MessageRequest,
+    mut errors: Errors,
+) -> Result<Value, Vec<FieldError>> {
+    c.reject_unknown(&["type", "message_id", "typing_indicator"], &mut errors);
+    let id = c.text("message_id", true, &mut errors);
+    if request.correlation_id.is_some() {
+        errors.add(
+            "/correlation_id",
+            "not_allowed",
+            "a read receipt carries no correlation id (Meta sends no status for it)",
+        );
+    }
+    let mut body = Map::new();
+    body.insert("messaging_product".into(), json!("whatsapp"));
+    body.insert("status".into(), json!("read"));
+    body.insert("message_id".into(), json!(id.unwrap_or_default()));
+    if let Some(t) = c.get("typing_indicator") {
+        match t.get("type").and_then(Value::as_str) {
+            Some("text") => {
+                body.insert("typing_indicator".into(), json!({"type": "text"}));
+            }
+            _ => errors.add(
+                "/content/typing_indicator",
+                "invalid_value",
+                "`typing_indicator` is {\"type\": \"text\"}",
+            ),
+        }
     }
     errors.finish(Value::Object(body))
 }
@@ -174,7 +236,7 @@ pub fn service_window(request: &MessageRequest) -> WindowDecision {
     let open = request
         .last_inbound_ms
         .is_some_and(|t| request.now_ms < t.saturating_add(SERVICE_WINDOW_MS));
-    if kind == "template" || open {
+    if kind == "template" || kind == "read" || open {
         return WindowDecision::Send;
     }
     if let Some(alternative) = content.get("outside_window_template") {
@@ -283,6 +345,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn mark_as_read() {
+        let mut r = request(json!({"type":"read","message_id":"wamid.X"}));
+        r.recipient = String::new();
+        assert_eq!(
+            build_body(&r).unwrap(),
+            json!({"messaging_product":"whatsapp","status":"read","message_id":"wamid.X"})
+        );
+        assert_eq!(super::service_window(&r), WindowDecision::Send);
+        let e = build_body(&request(json!({"type":"read"}))).unwrap_err();
+        assert_eq!(
+            (e[0].path.as_str(), e[0].code.as_str()),
+            ("/content/message_id", "missing")
+        );
+    }
+
+    #[test]
     fn service_window() {
         let mut r = request(json!({"type":"text","text":{"body":"hi"}}));
         r.last_inbound_ms = Some(r.now_ms - SERVICE_WINDOW_MS + 1);
@@ -372,5 +450,111 @@ pub(crate) mod tests {
             (e[0].path.as_str(), e[0].code.as_str()),
             ("/content/txet", "unknown_field")
         );
+    }
+}
+
+/// Every string limit: the value at the limit builds, one character past it is `too_long` at
+/// that value's path.
+#[cfg(test)]
+mod limit_tests {
+    use super::tests::request;
+    use super::*;
+
+    fn at_and_past(base: Value, pointer: &str, limit: usize) {
+        let mut at = base.clone();
+        *at.pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("{pointer} in {base}")) = json!("é".repeat(limit));
+        assert_eq!(
+            build_body(&request(at.clone())).map(|_| ()),
+            Ok(()),
+            "{pointer} at {limit}"
+        );
+        let mut past = base;
+        *past.pointer_mut(pointer).unwrap() = json!("é".repeat(limit + 1));
+        let errs = build_body(&request(past)).unwrap_err();
+        let path = format!("/content{pointer}");
+        assert!(
+            errs.iter().any(|e| e.path == path
+                && e.code == "too_long"
+                && e.message.contains(&limit.to_string())),
+            "{pointer} past {limit}: {errs:?}"
+        );
+    }
+
+    #[test]
+    fn every_string_limit() {
+        let button = json!({"type":"interactive","interactive":{"type":"button","header":{"type":"text","text":"h"},"body":{"text":"b"},"footer":{"text":"f"},
+            "action":{"buttons":[{"type":"reply","reply":{"id":"a","title":"t"}}]}}});
+        at_and_past(button.clone(), "/interactive/header/text", 60);
+        at_and_past(button.clone(), "/interactive/body/text", 1024);
+        at_and_past(button.clone(), "/interactive/footer/text", 60);
+        at_and_past(
+            button.clone(),
+            "/interactive/action/buttons/0/reply/title",
+            20,
+        );
+        at_and_past(button, "/interactive/action/buttons/0/reply/id", 256);
+        let list = json!({"type":"interactive","interactive":{"type":"list","header":{"type":"text","text":"h"},"body":{"text":"b"},"footer":{"text":"f"},
+            "action":{"button":"Pick","sections":[{"title":"s","rows":[{"id":"r","title":"t","description":"d"}]}]}}});
+        at_and_past(list.clone(), "/interactive/header/text", 60);
+        at_and_past(list.clone(), "/interactive/body/text", 4096);
+        at_and_past(list.clone(), "/interactive/footer/text", 60);
+        at_and_past(list.clone(), "/interactive/action/button", 20);
+        at_and_past(list.clone(), "/interactive/action/sections/0/title", 24);
+        at_and_past(
+            list.clone(),
+            "/interactive/action/sections/0/rows/0/id",
+            200,
+        );
+        at_and_past(
+            list.clone(),
+            "/interactive/action/sections/0/rows/0/title",
+            24,
+        );
+        at_and_past(
+            list,
+            "/interactive/action/sections/0/rows/0/description",
+            72,
+        );
+        let cta = json!({"type":"interactive","interactive":{"type":"cta_url","body":{"text":"b"},"action":{"name":"cta_url","parameters":{"display_text":"d","url":"https://x.com"}}}});
+        at_and_past(cta.clone(), "/interactive/body/text", 1024);
+        at_and_past(cta, "/interactive/action/parameters/display_text", 20);
+        let flow = json!({"type":"interactive","interactive":{"type":"flow","body":{"text":"b"},"action":{"name":"flow","parameters":{
+            "flow_message_version":"3","flow_token":"t","flow_name":"booking","flow_cta":"Go","flow_action":"data_exchange"}}}});
+        at_and_past(flow, "/interactive/action/parameters/flow_cta", 30);
+        at_and_past(
+            json!({"type":"text","text":{"body":"b"}}),
+            "/text/body",
+            4096,
+        );
+        for kind in ["image", "video", "document"] {
+            at_and_past(
+                json!({"type":kind, kind:{"id":"1","caption":"c"}}),
+                &format!("/{kind}/caption"),
+                1024,
+            );
+        }
+        let coupon = json!({"type":"template","template":{"name":"promo","language":"en","components":[
+            {"type":"button","sub_type":"copy_code","index":"0","parameters":[{"type":"coupon_code","coupon_code":"C"}]}]}});
+        at_and_past(
+            coupon,
+            "/template/components/0/parameters/0/coupon_code",
+            15,
+        );
+    }
+
+    #[test]
+    fn count_limits() {
+        let sections = |n: usize| {
+            let s: Vec<Value> = (0..n).map(|i| json!({"title": format!("s{i}"), "rows": [{"id": format!("r{i}"), "title": "t"}]})).collect();
+            json!({"type":"interactive","interactive":{"type":"list","body":{"text":"b"},"action":{"button":"Pick","sections":s}}})
+        };
+        assert!(build_body(&request(sections(10))).is_ok());
+        assert!(build_body(&request(sections(11))).is_err());
+        let mut r = request(json!({"type":"text","text":{"body":"b"}}));
+        r.correlation_id = Some("c".repeat(512));
+        assert!(build_body(&r).is_ok());
+        r.correlation_id = Some("c".repeat(513));
+        assert_eq!(build_body(&r).unwrap_err()[0].code, "too_long");
     }
 }

@@ -1,6 +1,8 @@
 //! `template` messages: name, language and the parameters of each component, positional or
 //! named, every parameter type Meta documents.
 
+use super::location::check_location;
+use super::media::check_media;
 use crate::catalog::Catalog;
 use crate::field_errors::{Errors, Fields, excerpt, index, type_name};
 use crate::send_check::check_against_catalog;
@@ -282,7 +284,9 @@ fn build_parameters(
             }
             ("currency", Some(v)) => check_currency(v, &value_path, errors),
             ("date_time", Some(v)) => check_date_time(v, &value_path, errors),
-            ("image" | "video" | "document", Some(v)) => check_media(v, &value_path, &kind, errors),
+            ("image" | "video" | "document", Some(v)) => {
+                check_media(v, &value_path, &kind, false, errors)
+            }
             ("location", Some(v)) => check_location(v, &value_path, errors),
             ("action", Some(v)) => {
                 if v.is_object() {
@@ -374,78 +378,6 @@ fn check_date_time(v: &Value, path: &str, errors: &mut Errors) -> bool {
     if let Some(f) = Fields::of(v, path, "`date_time`", errors) {
         f.text("fallback_value", true, errors);
     }
-    errors.len() == before
-}
-
-/// Media by uploaded `id` or hosted `link` (http/https), exactly one of them.
-pub fn check_media(v: &Value, path: &str, kind: &str, errors: &mut Errors) -> bool {
-    let before = errors.len();
-    let Some(f) = Fields::of(v, path, &format!("`{kind}`"), errors) else {
-        return false;
-    };
-    let mut known = vec!["id", "link"];
-    if kind == "document" {
-        known.push("filename");
-    }
-    if kind != "sticker" && kind != "audio" {
-        known.push("caption");
-    }
-    f.reject_unknown(&known, errors);
-    let id = f.text("id", false, errors);
-    let link = f.text("link", false, errors);
-    match (id, link) {
-        (Some(_), Some(_)) => errors.add(
-            path,
-            "id_and_link",
-            format!("`{kind}` takes either `id` or `link`, not both"),
-        ),
-        (None, None) => errors.add(
-            path,
-            "missing_media",
-            format!("`{kind}` needs an uploaded media `id` or a `link`"),
-        ),
-        (None, Some(l)) if !(l.starts_with("https://") || l.starts_with("http://")) => errors.add(
-            f.path_of("link"),
-            "invalid_url",
-            format!(
-                "`link` must be an http:// or https:// URL, got {}",
-                excerpt(l)
-            ),
-        ),
-        _ => {}
-    }
-    errors.len() == before
-}
-
-/// Latitude and longitude as numbers or numeric strings (Meta's examples use both).
-pub fn check_location(v: &Value, path: &str, errors: &mut Errors) -> bool {
-    let before = errors.len();
-    let Some(f) = Fields::of(v, path, "`location`", errors) else {
-        return false;
-    };
-    f.reject_unknown(&["latitude", "longitude", "name", "address"], errors);
-    for (key, max) in [("latitude", 90.0), ("longitude", 180.0)] {
-        let n = match f.get(key) {
-            Some(Value::Number(n)) => n.as_f64(),
-            Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
-            _ => None,
-        };
-        match n {
-            Some(x) if x.abs() <= max => {}
-            Some(x) => errors.add(
-                f.path_of(key),
-                "out_of_range",
-                format!("`{key}` must be between -{max} and {max}, got {x}"),
-            ),
-            None => errors.add(
-                f.path_of(key),
-                "missing",
-                format!("`{key}` is required, in decimal degrees"),
-            ),
-        }
-    }
-    f.str("name", false, errors);
-    f.str("address", false, errors);
     errors.len() == before
 }
 
