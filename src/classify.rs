@@ -628,6 +628,63 @@ pub const CODE_TABLE: &[CodeRule] = &[
         false,
         OUTAGE,
     ),
+    // Template management errors (creation), inside the 2388xxx block.
+    rule(
+        2388019,
+        "Message template count limit reached",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
+    rule(
+        2388040,
+        "Field over character limit",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
+    rule(
+        2388047,
+        "Header format invalid",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
+    rule(
+        2388072,
+        "Body format invalid",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
+    rule(
+        2388073,
+        "Footer format invalid",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
+    rule(
+        2388293,
+        "Too many variables for the length",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
+    rule(
+        2388299,
+        "Template starts or ends with a variable",
+        FAILED,
+        "template_error",
+        true,
+        B::None,
+    ),
     CodeRule {
         codes: (2388001, 2388103),
         title: "Phone-number migration error",
@@ -770,10 +827,14 @@ pub const REASONS: &[(&str, &str)] = &[
 ];
 
 /// The rule for a code, if Meta documents it.
+///
+/// A single code inside a documented range (the template-creation codes among the 2388xxx
+/// migration codes) takes precedence over the range.
 pub fn rule_for(code: i64) -> Option<&'static CodeRule> {
     CODE_TABLE
         .iter()
-        .find(|r| (r.codes.0..=r.codes.1).contains(&code))
+        .filter(|r| (r.codes.0..=r.codes.1).contains(&code))
+        .min_by_key(|r| r.codes.1 - r.codes.0)
 }
 
 /// A provider error as found in an API answer or a webhook.
@@ -1330,11 +1391,14 @@ mod tests {
     }
 
     #[test]
-    fn code_table_has_no_overlaps() {
+    fn code_table_has_no_ambiguous_overlaps() {
+        // Overlaps are allowed only between a single code and a range (the code wins).
         for (i, a) in CODE_TABLE.iter().enumerate() {
             for b in &CODE_TABLE[i + 1..] {
+                let disjoint = a.codes.1 < b.codes.0 || b.codes.1 < a.codes.0;
+                let single_in_range = (a.codes.0 == a.codes.1) != (b.codes.0 == b.codes.1);
                 assert!(
-                    a.codes.1 < b.codes.0 || b.codes.1 < a.codes.0,
+                    disjoint || single_in_range,
                     "{:?} overlaps {:?}",
                     a.codes,
                     b.codes

@@ -446,7 +446,7 @@ fn preference_event(p: &Value) -> WebhookEvent {
         EventKind::RecipientPreference,
         c,
         format!(
-            "preference:{wa_id}:{}:{}",
+            "preference:{wa_id}:{}:{value}:{}",
             str_of(p, "category").unwrap_or(""),
             p.get("timestamp")
                 .map(|t| t.to_string())

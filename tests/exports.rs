@@ -503,3 +503,96 @@ fn readme_examples_build() {
     }
     assert!(n >= 14);
 }
+
+#[test]
+fn a_batch_of_every_kind_is_one_event_each() {
+    let value = |name: &str| fixture_json(name)["entry"][0]["changes"][0].clone();
+    let mut stop = value("webhook-user-preferences-resume-marketing.json");
+    stop["value"]["user_preferences"][0]["value"] = json!("stop");
+    let body = json!({"object": "whatsapp_business_account", "entry": [
+        {"id": "1", "changes": [value("webhook-status-sent-v24-no-conversation.json"), value("webhook-errors-130429-async-rate-limit.json")]},
+        {"id": "2", "changes": [value("webhook-inbound-interactive-button-reply.json"), value("webhook-inbound-unsupported-131051.json"), stop]},
+        {"id": "3", "changes": [value("webhook-template-status-update-rejected-invalid-format.json"), value("webhook-user-preferences-resume-marketing.json")]},
+    ]})
+    .to_string()
+    .into_bytes();
+    let request = signed_post(&body, Some(sign(APP_SECRET, &body)));
+    let WebhookOutcome::Events(events) = plugin()
+        .parse_webhook(&request, &webhook_config())
+        .unwrap()
+        .unwrap()
+    else {
+        panic!()
+    };
+    let summary: Vec<(EventKind, Disposition, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.classification.disposition,
+                e.classification.reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (EventKind::MessageStatus, Disposition::Sent, "sent"),
+            (EventKind::ChannelError, Disposition::Retry, "rate_limited"),
+            (
+                EventKind::InboundMessage,
+                Disposition::Accepted,
+                "inbound_message"
+            ),
+            (
+                EventKind::InboundMessage,
+                Disposition::Accepted,
+                "invalid_request"
+            ),
+            (
+                EventKind::RecipientPreference,
+                Disposition::Fallback,
+                "recipient_opted_out"
+            ),
+            (
+                EventKind::TemplateStatus,
+                Disposition::Failed,
+                "template_error"
+            ),
+            (
+                EventKind::RecipientPreference,
+                Disposition::Accepted,
+                "recipient_opted_in"
+            ),
+        ]
+    );
+    let reply: Value = serde_json::from_str(&events[2].details).unwrap();
+    assert_eq!(
+        (reply["reply_id"].as_str(), events[2].service_window_ends_ms),
+        (Some("change-button"), Some((1_714_510_003 + 86_400) * 1000))
+    );
+    assert_eq!(
+        events[3].classification.provider_code.as_deref(),
+        Some("131051")
+    );
+    // Meta redelivers: the same body gives the same dedupe keys.
+    let WebhookOutcome::Events(again) = plugin()
+        .parse_webhook(&request, &webhook_config())
+        .unwrap()
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        events.iter().map(|e| &e.dedupe_key).collect::<Vec<_>>(),
+        again.iter().map(|e| &e.dedupe_key).collect::<Vec<_>>()
+    );
+    let mut keys: Vec<_> = events.iter().map(|e| e.dedupe_key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        events.len(),
+        "distinct events have distinct keys"
+    );
+}
