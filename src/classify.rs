@@ -879,7 +879,8 @@ impl ProviderError {
     }
 }
 
-fn base(disposition: Disposition, reason: &str) -> Classification {
+/// A classification with only a disposition and a reason; callers add the rest.
+pub fn classification(disposition: Disposition, reason: &str) -> Classification {
     Classification {
         disposition,
         reason: reason.to_string(),
@@ -901,7 +902,7 @@ pub fn classify_error(
 ) -> Classification {
     let mut c = match (err.code, err.code.and_then(rule_for)) {
         (_, Some(r)) => {
-            let mut c = base(r.disposition, r.reason);
+            let mut c = classification(r.disposition, r.reason);
             c.operator_action = r.operator_action;
             c.retry_after_ms = r.backoff.after(attempt);
             c
@@ -910,7 +911,7 @@ pub fn classify_error(
         (Some(_), None) => match http_status {
             Some(s) if s >= 500 => retry(OUTAGE, attempt, "unknown_error"),
             _ => {
-                let mut c = base(Disposition::Failed, "unknown_error");
+                let mut c = classification(Disposition::Failed, "unknown_error");
                 c.operator_action = true;
                 c
             }
@@ -925,7 +926,7 @@ pub fn classify_error(
 }
 
 fn retry(backoff: Backoff, attempt: u32, reason: &str) -> Classification {
-    let mut c = base(Disposition::Retry, reason);
+    let mut c = classification(Disposition::Retry, reason);
     c.retry_after_ms = backoff.after(attempt);
     c
 }
@@ -938,17 +939,17 @@ fn classify_status_only(status: Option<u16>, attempt: u32) -> Classification {
         Some(408) => retry(OUTAGE, attempt, "provider_unavailable"),
         Some(s) if s >= 500 => retry(OUTAGE, attempt, "provider_unavailable"),
         Some(401 | 403) => {
-            let mut c = base(Disposition::Failed, "auth_error");
+            let mut c = classification(Disposition::Failed, "auth_error");
             c.operator_action = true;
             c
         }
         Some(404) => {
-            let mut c = base(Disposition::Failed, "channel_misconfigured");
+            let mut c = classification(Disposition::Failed, "channel_misconfigured");
             c.operator_action = true;
             c
         }
         _ => {
-            let mut c = base(Disposition::Failed, "unknown_error");
+            let mut c = classification(Disposition::Failed, "unknown_error");
             c.operator_action = true;
             c
         }
@@ -999,7 +1000,7 @@ fn classify_success(body: Option<&Value>) -> Classification {
                 .and_then(|m| m.get("message_status"))
                 .and_then(Value::as_str)
                 == Some("held_for_quality_assessment");
-            let mut c = base(
+            let mut c = classification(
                 Disposition::Accepted,
                 if held {
                     "held_for_quality_assessment"
@@ -1012,11 +1013,11 @@ fn classify_success(body: Option<&Value>) -> Classification {
         }
         // Mark-as-read answers {"success": true}.
         None if body.and_then(|b| b.get("success")).and_then(Value::as_bool) == Some(true) => {
-            base(Disposition::Accepted, "accepted")
+            classification(Disposition::Accepted, "accepted")
         }
         // A 2xx we cannot read: the message may well be on its way, so never resend blindly.
         None => {
-            let mut c = base(Disposition::Unknown, "unexpected_response");
+            let mut c = classification(Disposition::Unknown, "unexpected_response");
             c.provider_details = Some("a 2xx answer without messages[0].id".into());
             c
         }
@@ -1026,11 +1027,11 @@ fn classify_success(body: Option<&Value>) -> Classification {
 /// Classifies a transport failure: safe to retry only if the request never left.
 pub fn classify_transport(err: &TransportError, attempt: u32) -> Classification {
     let mut c = if err.kind == TransportErrorKind::Denied {
-        let mut c = base(Disposition::Failed, "host_policy_denied");
+        let mut c = classification(Disposition::Failed, "host_policy_denied");
         c.operator_action = true;
         c
     } else if err.request_sent {
-        base(Disposition::Unknown, "outcome_unknown")
+        classification(Disposition::Unknown, "outcome_unknown")
     } else {
         retry(
             B::Exponential {

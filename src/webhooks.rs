@@ -12,7 +12,7 @@
 //! `sent` counts, a `failed` from another device after `delivered` does not (the message
 //! reached a device), and a late `sent` never undoes a `read`.
 
-use crate::classify::{ProviderError, classify_error};
+use crate::classify::{ProviderError, classification as plain, classify_error};
 use crate::config::Settings;
 use crate::field_errors::{Errors, excerpt};
 use crate::host::Host;
@@ -223,20 +223,6 @@ fn timestamp_ms(v: &Value, key: &str) -> Option<u64> {
         _ => return None,
     };
     secs.checked_mul(1000)
-}
-
-fn plain(disposition: Disposition, reason: &str) -> Classification {
-    Classification {
-        disposition,
-        reason: reason.to_string(),
-        provider_code: None,
-        provider_title: None,
-        provider_details: None,
-        provider_trace_id: None,
-        retry_after_ms: None,
-        operator_action: false,
-        provider_message_id: None,
-    }
 }
 
 fn event(

@@ -248,17 +248,10 @@ pub fn service_window(request: &MessageRequest) -> WindowDecision {
         Some(t) => format!("the customer last wrote at {t} ms; the 24 h window closed at {} ms (now {} ms); only templates may be sent", t.saturating_add(SERVICE_WINDOW_MS), request.now_ms),
         None => "no message from this customer is known, so the 24 h window is not open; only templates may be sent".to_string(),
     };
-    WindowDecision::Decline(Classification {
-        disposition: crate::Disposition::Fallback,
-        reason: "outside_service_window".into(),
-        provider_code: None,
-        provider_title: None,
-        provider_details: Some(details),
-        provider_trace_id: None,
-        retry_after_ms: None,
-        operator_action: false,
-        provider_message_id: None,
-    })
+    let mut c =
+        crate::classify::classification(crate::Disposition::Fallback, "outside_service_window");
+    c.provider_details = Some(details);
+    WindowDecision::Decline(c)
 }
 
 /// Enforces the service window, builds, has the host send, classifies.
