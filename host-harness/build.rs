@@ -14,7 +14,7 @@ fn main() {
         .expect("host-harness lives in the workspace")
         .to_path_buf();
     let target_dir = workspace.join("target").join("component");
-    for watched in ["src", "wit", "Cargo.toml", "Cargo.lock"] {
+    for watched in ["src", "wit", "examples/sms-channel/src", "examples/sms-channel/Cargo.toml", "Cargo.toml", "Cargo.lock"] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()
@@ -22,6 +22,8 @@ fn main() {
     }
     let wasm = build_component(&workspace, &target_dir, "whatsapp-channel");
     println!("cargo:rustc-env=WHATSAPP_CHANNEL_WASM={}", wasm.display());
+    let sms = build_component(&workspace, &target_dir, "sms-channel");
+    println!("cargo:rustc-env=SMS_CHANNEL_WASM={}", sms.display());
 }
 
 fn build_component(workspace: &Path, target_dir: &Path, package: &str) -> PathBuf {

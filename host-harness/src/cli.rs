@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 pub const DEMO_PHONE_NUMBER_ID: &str = "106540352242922";
 /// The token the embedded mock accepts.
 pub const DEMO_ACCESS_TOKEN: &str = "mock-access-token";
+/// The API key the embedded mock's SMS API accepts.
+pub const DEMO_SMS_API_KEY: &str = "mock-sms-key";
 /// Meta's Graph API host, allowed by default for `send`.
 pub const GRAPH_HOST: &str = "graph.facebook.com";
 const DEMO_MESSAGES: &str = include_str!("../defaults/demo-messages.json");

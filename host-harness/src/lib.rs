@@ -28,5 +28,8 @@ pub use services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
 /// The WhatsApp component built from this repository by `build.rs`.
 pub const WHATSAPP_CHANNEL_WASM: &str = env!("WHATSAPP_CHANNEL_WASM");
 
+/// The SMS component from `examples/sms-channel`, built by `build.rs`.
+pub const SMS_CHANNEL_WASM: &str = env!("SMS_CHANNEL_WASM");
+
 /// The contract this host serves.
 pub const CONTRACT: &str = "flow:channel@1.0.0";

@@ -26,7 +26,12 @@ pub enum Behaviour {
     HtmlOutage,
     /// Answers only after this many ms (to exercise the host's timeout).
     Slow(u64),
+    /// 200, then these statuses by webhook (status, error code), when webhooks are configured.
+    AcceptThen(&'static [(&'static str, Option<i64>)]),
 }
+
+/// What an accepted message to an unscripted recipient goes through, by webhook.
+pub const DEFAULT_STATUSES: &[(&str, Option<i64>)] = &[("sent", None), ("delivered", None), ("read", None)];
 
 /// A recipient with a scripted answer.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +133,16 @@ pub const SCENARIOS: &[Scenario] = &[
         description: "answers after 3 s (host timeout → unknown)",
         behaviour: Behaviour::Slow(3_000),
     },
+    Scenario {
+        recipient: "+15550100012",
+        description: "accepted, then a failed status: not on WhatsApp (131026)",
+        behaviour: Behaviour::AcceptThen(&[("failed", Some(131026))]),
+    },
+    Scenario {
+        recipient: "+15550100013",
+        description: "accepted and sent, never delivered",
+        behaviour: Behaviour::AcceptThen(&[("sent", None)]),
+    },
 ];
 
 /// A request the mock received.
@@ -139,6 +154,17 @@ pub struct Recorded {
     pub body: Vec<u8>,
 }
 
+/// Where the mock posts status webhooks, and the secrets it signs them with.
+#[derive(Debug, Clone)]
+pub struct WebhookTargets {
+    pub whatsapp_url: String,
+    pub whatsapp_app_secret: String,
+    pub sms_url: String,
+    pub sms_secret: String,
+    /// Pause between an answer and each following status.
+    pub step: Duration,
+}
+
 /// The mock's settings.
 #[derive(Debug, Clone)]
 pub struct MockConfig {
@@ -146,6 +172,10 @@ pub struct MockConfig {
     pub access_token: String,
     /// The only phone number id it knows.
     pub phone_number_id: String,
+    /// The SMS API key it accepts.
+    pub sms_api_key: String,
+    /// Status webhooks to post, if any.
+    pub webhooks: Option<WebhookTargets>,
 }
 
 impl Default for MockConfig {
@@ -153,6 +183,8 @@ impl Default for MockConfig {
         MockConfig {
             access_token: crate::cli::DEMO_ACCESS_TOKEN.into(),
             phone_number_id: crate::cli::DEMO_PHONE_NUMBER_ID.into(),
+            sms_api_key: crate::cli::DEMO_SMS_API_KEY.into(),
+            webhooks: None,
         }
     }
 }
@@ -316,6 +348,9 @@ fn answer(state: &State, req: &Recorded) -> (u16, Answer) {
             .map(|(_, v)| v.as_str())
     };
 
+    if req.path.split('?').next() == Some("/sms/v1/messages") {
+        return sms_answer(state, req, trace);
+    }
     // POST /{version}/{phone-number-id}/messages
     let parts: Vec<&str> = req
         .path
@@ -416,8 +451,10 @@ fn answer(state: &State, req: &Recorded) -> (u16, Answer) {
     let scenario = SCENARIOS
         .iter()
         .find(|s| s.recipient.trim_start_matches('+') == digits);
+    let mut statuses = DEFAULT_STATUSES;
     match scenario.map(|s| s.behaviour).unwrap_or(Behaviour::Accept) {
         Behaviour::Accept => {}
+        Behaviour::AcceptThen(script) => statuses = script,
         Behaviour::Error(status, code, title, details) => return err(status, code, title, details),
         Behaviour::HtmlOutage => {
             return (
@@ -448,10 +485,85 @@ fn answer(state: &State, req: &Recorded) -> (u16, Answer) {
     if kind == "template" {
         message["message_status"] = json!("accepted");
     }
+    if let Some(targets) = &state.config.webhooks {
+        let callback = body.get("biz_opaque_callback_data").and_then(Value::as_str).map(str::to_string);
+        post_whatsapp_statuses(targets.clone(), state.config.phone_number_id.clone(), id.clone(), digits.clone(), callback, statuses);
+    }
     (
         200,
         Answer::Json(
             json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": digits}], "messages": [message]}),
         ),
     )
+}
+
+/// The mock SMS API: `POST /sms/v1/messages` (see `examples/sms-channel`).
+fn sms_answer(state: &State, req: &Recorded, trace: u64) -> (u16, Answer) {
+    let error = |status: u16, code: &str, message: &str| (status, Answer::Json(json!({"error": {"code": code, "message": message}})));
+    let auth = req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.as_str());
+    if auth != Some(format!("Bearer {}", state.config.sms_api_key).as_str()) {
+        return error(401, "unauthorized", "the API key is missing or wrong");
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+        return error(400, "invalid_request", "the body is not JSON");
+    };
+    let to = body.get("to").and_then(Value::as_str).unwrap_or_default().to_string();
+    if !to.starts_with('+') || to.len() < 9 {
+        return error(400, "invalid_number", "`to` must be an E.164 number");
+    }
+    if body.get("text").and_then(Value::as_str).is_none_or(str::is_empty) {
+        return error(400, "invalid_request", "`text` is required");
+    }
+    let id = format!("sms-{trace:08}");
+    if let Some(targets) = state.config.webhooks.clone() {
+        let reference = body.get("reference").and_then(Value::as_str).map(str::to_string);
+        let id = id.clone();
+        std::thread::spawn(move || {
+            for status in ["sent", "delivered"] {
+                std::thread::sleep(targets.step);
+                let payload = json!({"id": id, "status": status, "reference": reference, "to": to, "timestamp": crate::services::now_ms() / 1000}).to_string();
+                post_signed(&targets.sms_url, "X-Signature", &targets.sms_secret, payload);
+            }
+        });
+    }
+    (202, Answer::Json(json!({"id": id, "status": "queued"})))
+}
+
+/// `sha256=<hex HMAC-SHA256>` of a body.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Posts a signed webhook; a host that is down simply misses it (Meta would retry; tests
+/// replay deliveries explicitly).
+fn post_signed(url: &str, header: &str, secret: &str, body: String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).http_status_as_error(false).build().into();
+    let _ = agent.post(url).header(header, signature(secret, body.as_bytes())).header("content-type", "application/json").send(body.as_bytes());
+}
+
+/// A status webhook as Meta posts it.
+pub fn whatsapp_status_body(phone_number_id: &str, id: &str, recipient_digits: &str, status: &str, code: Option<i64>, callback: Option<&str>) -> String {
+    let mut st = json!({"id": id, "status": status, "timestamp": (crate::services::now_ms() / 1000).to_string(), "recipient_id": recipient_digits});
+    if let Some(cb) = callback {
+        st["biz_opaque_callback_data"] = json!(cb);
+    }
+    if let Some(code) = code {
+        st["errors"] = json!([{"code": code, "title": "Message undeliverable.", "message": "Message undeliverable.", "error_data": {"details": "Message Undeliverable."}, "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"}]);
+    }
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{"value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id}, "statuses": [st]}, "field": "messages"}]}]})
+    .to_string()
+}
+
+fn post_whatsapp_statuses(targets: WebhookTargets, phone_number_id: String, id: String, digits: String, callback: Option<String>, statuses: &'static [(&'static str, Option<i64>)]) {
+    std::thread::spawn(move || {
+        for (status, code) in statuses {
+            std::thread::sleep(targets.step);
+            let body = whatsapp_status_body(&phone_number_id, &id, &digits, status, *code, callback.as_deref());
+            post_signed(&targets.whatsapp_url, "X-Hub-Signature-256", &targets.whatsapp_app_secret, body);
+        }
+    });
 }
