@@ -14,7 +14,14 @@ fn main() {
         .expect("host-harness lives in the workspace")
         .to_path_buf();
     let target_dir = workspace.join("target").join("component");
-    for watched in ["src", "wit", "examples/sms-channel/src", "examples/sms-channel/Cargo.toml", "Cargo.toml", "Cargo.lock"] {
+    for watched in [
+        "src",
+        "wit",
+        "examples/sms-channel/src",
+        "examples/sms-channel/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()

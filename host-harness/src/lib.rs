@@ -6,11 +6,14 @@
 //! the only place they are defined.
 
 pub mod cli;
+pub mod flow;
 pub mod json;
 pub mod mock;
 pub mod registry;
 pub mod runtime;
+pub mod serve;
 pub mod services;
+pub mod stack;
 
 /// Types and traits generated from `wit/channel.wit`.
 pub mod bindings {

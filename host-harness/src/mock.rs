@@ -31,7 +31,8 @@ pub enum Behaviour {
 }
 
 /// What an accepted message to an unscripted recipient goes through, by webhook.
-pub const DEFAULT_STATUSES: &[(&str, Option<i64>)] = &[("sent", None), ("delivered", None), ("read", None)];
+pub const DEFAULT_STATUSES: &[(&str, Option<i64>)] =
+    &[("sent", None), ("delivered", None), ("read", None)];
 
 /// A recipient with a scripted answer.
 #[derive(Debug, Clone, Copy)]
@@ -486,8 +487,18 @@ fn answer(state: &State, req: &Recorded) -> (u16, Answer) {
         message["message_status"] = json!("accepted");
     }
     if let Some(targets) = &state.config.webhooks {
-        let callback = body.get("biz_opaque_callback_data").and_then(Value::as_str).map(str::to_string);
-        post_whatsapp_statuses(targets.clone(), state.config.phone_number_id.clone(), id.clone(), digits.clone(), callback, statuses);
+        let callback = body
+            .get("biz_opaque_callback_data")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        post_whatsapp_statuses(
+            targets.clone(),
+            state.config.phone_number_id.clone(),
+            id.clone(),
+            digits.clone(),
+            callback,
+            statuses,
+        );
     }
     (
         200,
@@ -499,30 +510,55 @@ fn answer(state: &State, req: &Recorded) -> (u16, Answer) {
 
 /// The mock SMS API: `POST /sms/v1/messages` (see `examples/sms-channel`).
 fn sms_answer(state: &State, req: &Recorded, trace: u64) -> (u16, Answer) {
-    let error = |status: u16, code: &str, message: &str| (status, Answer::Json(json!({"error": {"code": code, "message": message}})));
-    let auth = req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.as_str());
+    let error = |status: u16, code: &str, message: &str| {
+        (
+            status,
+            Answer::Json(json!({"error": {"code": code, "message": message}})),
+        )
+    };
+    let auth = req
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.as_str());
     if auth != Some(format!("Bearer {}", state.config.sms_api_key).as_str()) {
         return error(401, "unauthorized", "the API key is missing or wrong");
     }
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
         return error(400, "invalid_request", "the body is not JSON");
     };
-    let to = body.get("to").and_then(Value::as_str).unwrap_or_default().to_string();
+    let to = body
+        .get("to")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if !to.starts_with('+') || to.len() < 9 {
         return error(400, "invalid_number", "`to` must be an E.164 number");
     }
-    if body.get("text").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if body
+        .get("text")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         return error(400, "invalid_request", "`text` is required");
     }
     let id = format!("sms-{trace:08}");
     if let Some(targets) = state.config.webhooks.clone() {
-        let reference = body.get("reference").and_then(Value::as_str).map(str::to_string);
+        let reference = body
+            .get("reference")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let id = id.clone();
         std::thread::spawn(move || {
             for status in ["sent", "delivered"] {
                 std::thread::sleep(targets.step);
                 let payload = json!({"id": id, "status": status, "reference": reference, "to": to, "timestamp": crate::services::now_ms() / 1000}).to_string();
-                post_signed(&targets.sms_url, "X-Signature", &targets.sms_secret, payload);
+                post_signed(
+                    &targets.sms_url,
+                    "X-Signature",
+                    &targets.sms_secret,
+                    payload,
+                );
             }
         });
     }
@@ -532,7 +568,8 @@ fn sms_answer(state: &State, req: &Recorded, trace: u64) -> (u16, Answer) {
 /// `sha256=<hex HMAC-SHA256>` of a body.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -540,12 +577,27 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 /// Posts a signed webhook; a host that is down simply misses it (Meta would retry; tests
 /// replay deliveries explicitly).
 fn post_signed(url: &str, header: &str, secret: &str, body: String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).http_status_as_error(false).build().into();
-    let _ = agent.post(url).header(header, signature(secret, body.as_bytes())).header("content-type", "application/json").send(body.as_bytes());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let _ = agent
+        .post(url)
+        .header(header, signature(secret, body.as_bytes()))
+        .header("content-type", "application/json")
+        .send(body.as_bytes());
 }
 
 /// A status webhook as Meta posts it.
-pub fn whatsapp_status_body(phone_number_id: &str, id: &str, recipient_digits: &str, status: &str, code: Option<i64>, callback: Option<&str>) -> String {
+pub fn whatsapp_status_body(
+    phone_number_id: &str,
+    id: &str,
+    recipient_digits: &str,
+    status: &str,
+    code: Option<i64>,
+    callback: Option<&str>,
+) -> String {
     let mut st = json!({"id": id, "status": status, "timestamp": (crate::services::now_ms() / 1000).to_string(), "recipient_id": recipient_digits});
     if let Some(cb) = callback {
         st["biz_opaque_callback_data"] = json!(cb);
@@ -558,12 +610,31 @@ pub fn whatsapp_status_body(phone_number_id: &str, id: &str, recipient_digits: &
     .to_string()
 }
 
-fn post_whatsapp_statuses(targets: WebhookTargets, phone_number_id: String, id: String, digits: String, callback: Option<String>, statuses: &'static [(&'static str, Option<i64>)]) {
+fn post_whatsapp_statuses(
+    targets: WebhookTargets,
+    phone_number_id: String,
+    id: String,
+    digits: String,
+    callback: Option<String>,
+    statuses: &'static [(&'static str, Option<i64>)],
+) {
     std::thread::spawn(move || {
         for (status, code) in statuses {
             std::thread::sleep(targets.step);
-            let body = whatsapp_status_body(&phone_number_id, &id, &digits, status, *code, callback.as_deref());
-            post_signed(&targets.whatsapp_url, "X-Hub-Signature-256", &targets.whatsapp_app_secret, body);
+            let body = whatsapp_status_body(
+                &phone_number_id,
+                &id,
+                &digits,
+                status,
+                *code,
+                callback.as_deref(),
+            );
+            post_signed(
+                &targets.whatsapp_url,
+                "X-Hub-Signature-256",
+                &targets.whatsapp_app_secret,
+                body,
+            );
         }
     });
 }

@@ -18,18 +18,34 @@ impl Guest for Component {
         crate::sms::describe()
     }
     fn validate_template(_template: String) -> Result<(), Vec<FieldError>> {
-        Err(vec![FieldError { path: String::new(), code: "templates_not_supported".into(), message: "the SMS channel has no templates".into() }])
+        Err(vec![FieldError {
+            path: String::new(),
+            code: "templates_not_supported".into(),
+            message: "the SMS channel has no templates".into(),
+        }])
     }
-    fn build_payload(request: MessageRequest, config: ChannelConfig) -> Result<HttpRequest, Vec<FieldError>> {
+    fn build_payload(
+        request: MessageRequest,
+        config: ChannelConfig,
+    ) -> Result<HttpRequest, Vec<FieldError>> {
         crate::sms::build(&request, &config)
     }
     fn classify(outcome: SendOutcome, attempt: u32) -> Classification {
         crate::sms::classify(&outcome, attempt)
     }
-    fn parse_webhook(request: WebhookRequest, config: ChannelConfig) -> Result<WebhookOutcome, WebhookError> {
-        crate::sms::parse_webhook(&request, &config, &|secret, data, mac| imports::hmac_sha256_verify(secret, data, mac))
+    fn parse_webhook(
+        request: WebhookRequest,
+        config: ChannelConfig,
+    ) -> Result<WebhookOutcome, WebhookError> {
+        crate::sms::parse_webhook(&request, &config, &|secret, data, mac| {
+            imports::hmac_sha256_verify(secret, data, mac)
+        })
     }
-    fn send(request: MessageRequest, config: ChannelConfig, attempt: u32) -> Result<Classification, Vec<FieldError>> {
+    fn send(
+        request: MessageRequest,
+        config: ChannelConfig,
+        attempt: u32,
+    ) -> Result<Classification, Vec<FieldError>> {
         let http = crate::sms::build(&request, &config)?;
         let outcome = match imports::http_send(&http) {
             Ok(r) => SendOutcome::Response(r),

@@ -1,0 +1,270 @@
+//! Fallback flows end to end over loopback HTTP: both components loaded, the mock posting
+//! signed webhooks to `serve`, state in SQLite.
+
+use host_harness::stack::{DEMO_APP_SECRET, Stack};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn db_path(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("flows-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("flows.sqlite").to_string_lossy().into_owned()
+}
+
+fn flow(id: &str, recipient: &str, within_ms: u64) -> Value {
+    json!({"id": id, "recipient": recipient, "ttl_ms": 60_000, "unknown_wait_ms": 2_000, "steps": [
+        {"channel": "whatsapp", "wait_for": "delivered", "within_ms": within_ms, "content": {"type": "template", "template": {"name": "order_update", "language": "en_US",
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}}},
+        {"channel": "sms", "wait_for": "delivered", "within_ms": 5_000, "content": {"text": "Your order shipped."}}]})
+}
+
+fn start(stack: &Stack, spec: &Value) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(&format!("{}/flows", stack.url()))
+        .send(spec.to_string().as_bytes())
+        .unwrap();
+    let body: Value = serde_json::from_slice(&resp.body_mut().read_to_vec().unwrap()).unwrap();
+    assert_eq!(resp.status().as_u16(), 201, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+fn status(stack: &Stack, id: &str) -> Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .get(&format!("{}/flows/{id}", stack.url()))
+        .call()
+        .unwrap();
+    serde_json::from_slice(&resp.body_mut().read_to_vec().unwrap()).unwrap()
+}
+
+fn wait_final(stack: &Stack, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if stack.runner.is_final(id).unwrap() {
+            return status(stack, id);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("flow {id} did not finish: {}", status(stack, id));
+}
+
+fn channels_tried(s: &Value) -> Vec<String> {
+    s["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["channel"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn timeline(s: &Value) -> String {
+    s["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["entry"].as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn delivered_on_whatsapp() {
+    let stack = Stack::start(&db_path("delivered"), Duration::from_millis(60)).unwrap();
+    let id = start(&stack, &flow("f-delivered", "+15550100001", 5_000));
+    let s = wait_final(&stack, &id);
+    assert_eq!(s["state"], "done", "{}", timeline(&s));
+    assert_eq!(channels_tried(&s), ["whatsapp"]);
+    assert!(timeline(&s).contains("whatsapp status delivered"));
+}
+
+#[test]
+fn not_on_whatsapp_falls_back_to_sms() {
+    let stack = Stack::start(&db_path("fallback"), Duration::from_millis(60)).unwrap();
+    let id = start(&stack, &flow("f-131026", "+15550100012", 5_000));
+    let s = wait_final(&stack, &id);
+    assert_eq!(s["state"], "done", "{}", timeline(&s));
+    assert_eq!(channels_tried(&s), ["whatsapp", "sms"]);
+    assert_eq!(s["attempts"][0]["last_status"], "failed");
+    assert!(
+        timeline(&s).contains("recipient_not_on_channel (code 131026)"),
+        "{}",
+        timeline(&s)
+    );
+    assert!(timeline(&s).contains("sms status delivered"));
+}
+
+#[test]
+fn rate_limited_then_delivered() {
+    let stack = Stack::start(&db_path("retry"), Duration::from_millis(60)).unwrap();
+    let id = start(&stack, &flow("f-retry", "+15550100010", 5_000));
+    let s = wait_final(&stack, &id);
+    assert_eq!(s["state"], "done", "{}", timeline(&s));
+    assert_eq!(channels_tried(&s), ["whatsapp", "whatsapp"]);
+    assert_eq!(s["attempts"][0]["reason"], "rate_limited");
+}
+
+#[test]
+fn never_delivered_falls_back_on_the_timer() {
+    let stack = Stack::start(&db_path("timer"), Duration::from_millis(60)).unwrap();
+    let id = start(&stack, &flow("f-timer", "+15550100013", 700));
+    let s = wait_final(&stack, &id);
+    assert_eq!(s["state"], "done", "{}", timeline(&s));
+    assert_eq!(channels_tried(&s), ["whatsapp", "sms"]);
+    assert!(
+        timeline(&s).contains("timer: whatsapp not delivered within 700 ms"),
+        "{}",
+        timeline(&s)
+    );
+}
+
+#[test]
+fn a_restart_mid_flow_loses_nothing() {
+    let mut stack = Stack::start(&db_path("restart"), Duration::from_millis(60)).unwrap();
+    let id = start(&stack, &flow("f-restart", "+15550100013", 1_500));
+    // WhatsApp accepted it and the timer is armed; the host goes down and comes back.
+    std::thread::sleep(Duration::from_millis(300));
+    stack.stop_server();
+    std::thread::sleep(Duration::from_millis(300));
+    stack.restart_server().unwrap();
+    let s = wait_final(&stack, &id);
+    assert_eq!(s["state"], "done", "{}", timeline(&s));
+    assert_eq!(
+        channels_tried(&s),
+        ["whatsapp", "sms"],
+        "the timer survived the restart"
+    );
+}
+
+#[test]
+fn replayed_and_out_of_order_webhooks_change_nothing() {
+    let stack = Stack::start(&db_path("replay"), Duration::from_millis(60)).unwrap();
+    let id = start(&stack, &flow("f-replay", "+15550100001", 5_000));
+    let s = wait_final(&stack, &id);
+    let wamid = s["attempts"][0]["provider_message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = s["timeline"].as_array().unwrap().len();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let post = |status: &str, code: Option<i64>| {
+        let body = host_harness::mock::whatsapp_status_body(
+            "106540352242922",
+            &wamid,
+            "15550100001",
+            status,
+            code,
+            None,
+        );
+        let sig = host_harness::mock::signature(DEMO_APP_SECRET, body.as_bytes());
+        agent
+            .post(&format!("{}/webhooks/whatsapp", stack.url()))
+            .header("X-Hub-Signature-256", sig)
+            .send(body.as_bytes())
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // A late `sent` and a `failed` from another device after `delivered`: stale.
+    assert_eq!(post("sent", None), 200);
+    assert_eq!(post("failed", Some(131026)), 200);
+    let s = status(&stack, &id);
+    assert_eq!(s["state"], "done");
+    assert_eq!(s["attempts"].as_array().unwrap().len(), 1, "no new attempt");
+    let entries: Vec<_> = s["timeline"].as_array().unwrap()[before..]
+        .iter()
+        .map(|t| t["entry"].as_str().unwrap().to_string())
+        .collect();
+    assert!(entries.iter().all(|e| e.contains("ignored")), "{entries:?}");
+    // A forged one is refused and applies nothing.
+    let body = host_harness::mock::whatsapp_status_body(
+        "106540352242922",
+        &wamid,
+        "15550100001",
+        "read",
+        None,
+        None,
+    );
+    let forged = agent
+        .post(&format!("{}/webhooks/whatsapp", stack.url()))
+        .header(
+            "X-Hub-Signature-256",
+            host_harness::mock::signature("guess", body.as_bytes()),
+        )
+        .send(body.as_bytes())
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+}
+
+#[test]
+fn a_late_delivery_after_fallback_is_reported_as_a_possible_duplicate() {
+    let stack = Stack::start(&db_path("duplicate"), Duration::from_millis(60)).unwrap();
+    let id = start(&stack, &flow("f-dup", "+15550100013", 500));
+    let s = wait_final(&stack, &id);
+    assert_eq!(channels_tried(&s), ["whatsapp", "sms"]);
+    let wamid = s["attempts"][0]["provider_message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = host_harness::mock::whatsapp_status_body(
+        "106540352242922",
+        &wamid,
+        "15550100013",
+        "delivered",
+        None,
+        None,
+    );
+    let sig = host_harness::mock::signature(DEMO_APP_SECRET, body.as_bytes());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    assert_eq!(
+        agent
+            .post(&format!("{}/webhooks/whatsapp", stack.url()))
+            .header("X-Hub-Signature-256", sig)
+            .send(body.as_bytes())
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let s = status(&stack, &id);
+    assert_eq!(s["attempts"][0]["possible_duplicate"], true);
+    assert!(timeline(&s).contains("POSSIBLE DUPLICATE"));
+}
+
+#[test]
+fn verification_handshake_through_serve() {
+    let stack = Stack::start(&db_path("verify"), Duration::from_millis(60)).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = |token: &str| {
+        format!(
+            "{}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444",
+            stack.url()
+        )
+    };
+    let mut ok = agent
+        .get(&url(host_harness::stack::DEMO_VERIFY_TOKEN))
+        .call()
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert_eq!(ok.body_mut().read_to_string().unwrap(), "1158201444");
+    assert_eq!(
+        agent.get(&url("wrong")).call().unwrap().status().as_u16(),
+        403
+    );
+}
