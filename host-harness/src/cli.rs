@@ -107,6 +107,28 @@ pub enum Command {
         #[command(subcommand)]
         action: TemplatesCommand,
     },
+    /// Run the flow runner: webhooks in, flows, timers; state in SQLite.
+    Serve {
+        #[arg(long, default_value_t = 8788)]
+        port: u16,
+        /// The SQLite file holding flows, attempts and timelines.
+        #[arg(long, default_value = "flows.sqlite")]
+        db: String,
+        /// Base URL for both channels' APIs (e.g. the mock: http://127.0.0.1:8787).
+        #[arg(long)]
+        api_base: Option<String>,
+        /// WhatsApp settings JSON (default: the embedded demo settings).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A JSON file of secret name → value (FLOW_SECRET_* variables are read too).
+        #[arg(long)]
+        secrets: Option<PathBuf>,
+    },
+    /// Flows: start one on a running `serve`, or print a flow's timeline.
+    Flow {
+        #[command(subcommand)]
+        action: FlowCommand,
+    },
     /// Run the embedded mock Cloud API.
     MockApi {
         #[arg(long, default_value_t = 8787)]
@@ -134,6 +156,25 @@ pub enum TemplatesCommand {
         /// Channel settings JSON (default: the embedded demo settings).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FlowCommand {
+    /// POST a flow file to a running `serve`.
+    Start {
+        file: String,
+        #[arg(long, default_value = "http://127.0.0.1:8788")]
+        server: String,
+    },
+    /// Print a flow's timeline from the database `serve` uses.
+    Status {
+        id: String,
+        #[arg(long, default_value = "flows.sqlite")]
+        db: String,
+        /// Print JSON instead of the readable timeline.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -366,6 +407,119 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
                 .ok_or_else(|| UsageError("the settings must be a JSON object".into()))?
                 .insert("templates".into(), Value::Array(docs));
             check_template_message(&load_plugin(plugin_path, pure())?, &doc, &settings)
+        }
+        Command::Serve {
+            port,
+            db,
+            api_base,
+            config,
+            secrets,
+        } => {
+            let base = api_base
+                .clone()
+                .unwrap_or_else(|| format!("https://{GRAPH_HOST}"));
+            let policy = HttpPolicy::default()
+                .allowing([base.as_str()])
+                .map_err(|e| UsageError(format!("{e:#}")))?;
+            let mut store = Secrets::default().with_env();
+            if let Some(path) = secrets {
+                store
+                    .load_file(path)
+                    .map_err(|e| UsageError(format!("{e:#}")))?;
+            }
+            let services = Arc::new(HostServices::new(HttpClient::new(policy), store, log));
+            let runtime = Runtime::new()?;
+            let whatsapp = match plugin_path {
+                Some(p) => runtime.load_file(p, services.clone(), Limits::default()),
+                None => runtime.load_file(
+                    Path::new(crate::WHATSAPP_CHANNEL_WASM),
+                    services.clone(),
+                    Limits::default(),
+                ),
+            }
+            .map_err(|e| UsageError(format!("{e:#}")))?;
+            let sms = runtime
+                .load_file(
+                    Path::new(crate::SMS_CHANNEL_WASM),
+                    services,
+                    Limits::default(),
+                )
+                .map_err(|e| UsageError(format!("{e:#}")))?;
+            let settings = settings_from(config.as_deref())?;
+            let mut channels = std::collections::HashMap::new();
+            channels.insert(
+                "whatsapp".to_string(),
+                crate::flow::Channel {
+                    plugin: whatsapp,
+                    config: ChannelConfig {
+                        api_base: Some(base.clone()),
+                        settings: settings.to_string(),
+                    },
+                },
+            );
+            channels.insert(
+                "sms".to_string(),
+                crate::flow::Channel {
+                    plugin: sms,
+                    config: ChannelConfig {
+                        api_base: Some(base.clone()),
+                        settings: "{}".into(),
+                    },
+                },
+            );
+            let runner = Arc::new(crate::flow::Runner::open(db, channels)?);
+            let server = crate::serve::Server::start(crate::serve::bind(*port)?, runner)?;
+            eprintln!(
+                "serving flows on {} (state in {db}; webhooks at /webhooks/whatsapp and /webhooks/sms)",
+                server.url()
+            );
+            loop {
+                std::thread::park();
+            }
+        }
+        Command::Flow {
+            action: FlowCommand::Start { file, server },
+        } => {
+            let doc = read_json(file)?;
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut resp = agent
+                .post(&format!("{}/flows", server.trim_end_matches('/')))
+                .send(doc.to_string().as_bytes())
+                .map_err(|e| UsageError(format!("cannot reach {server}: {e}")))?;
+            let body: Value =
+                serde_json::from_slice(&resp.body_mut().read_to_vec()?).unwrap_or(Value::Null);
+            Ok(Outcome::json(
+                if resp.status().is_success() { 0 } else { 1 },
+                body,
+            ))
+        }
+        Command::Flow {
+            action:
+                FlowCommand::Status {
+                    id,
+                    db,
+                    json: as_json,
+                },
+        } => {
+            if !Path::new(db).exists() {
+                return usage(format!("no flow database at {db} (see --db)"));
+            }
+            let runner = crate::flow::Runner::open(db, Default::default())?;
+            match runner.status(id)? {
+                None => Ok(Outcome::json(
+                    1,
+                    json!({"error": format!("no flow {id:?} in {db}")}),
+                )),
+                Some(s) if *as_json => Ok(Outcome::json(0, s)),
+                Some(s) => Ok(Outcome {
+                    code: 0,
+                    json: None,
+                    text: Some(crate::flow::render_timeline(&s)),
+                }),
+            }
         }
         Command::MockApi { port } => {
             let mock = MockApi::start(*port, MockConfig::default())?;
@@ -618,11 +772,76 @@ pub fn demo(plugin_path: Option<&Path>, out: &mut dyn std::io::Write) -> Result<
         out,
         "\nThe mock received {n} HTTP requests; the access token never entered the component."
     )?;
+    demo_flows(out)?;
     Ok(Outcome {
         code: 0,
         json: None,
         text: None,
     })
+}
+
+/// The demo's second part: fallback flows, with webhooks, timers and the SMS channel.
+pub fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("host-harness-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("flows.sqlite");
+    let _ = std::fs::remove_file(&db);
+    let stack = crate::stack::Stack::start(&db.to_string_lossy(), Duration::from_millis(250))?;
+    writeln!(
+        out,
+        "\nFallback flows: WhatsApp first, then SMS (serve at {}, signed webhooks from the mock)\n",
+        stack.url()
+    )?;
+    let template = json!({"type": "template", "template": {"name": "order_update", "language": "en_US", "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}});
+    let scenarios = [
+        ("delivered on WhatsApp", "+15550100001"),
+        ("not on WhatsApp (131026 by webhook) → SMS", "+15550100012"),
+        ("rate-limited, retried, delivered", "+15550100010"),
+        ("never delivered → timer → SMS", "+15550100013"),
+    ];
+    let mut ids = Vec::new();
+    for (i, (what, recipient)) in scenarios.iter().enumerate() {
+        let spec: crate::flow::FlowSpec = serde_json::from_value(json!({
+            "id": format!("demo-{}", i + 1), "recipient": recipient, "ttl_ms": 60_000, "unknown_wait_ms": 5_000,
+            "steps": [
+                {"channel": "whatsapp", "content": template, "wait_for": "delivered", "within_ms": 2_000},
+                {"channel": "sms", "content": {"text": "Your order shipped."}, "wait_for": "delivered", "within_ms": 5_000}]}))?;
+        let id = stack.runner.start(spec, now_ms())?;
+        writeln!(out, "  started {id}: {what} ({recipient})")?;
+        ids.push(id);
+    }
+    let started = Instant::now();
+    loop {
+        let done = ids
+            .iter()
+            .filter(|id| stack.runner.is_final(id).unwrap_or(true))
+            .count();
+        writeln!(
+            out,
+            "  … {done}/{} flows finished after {:.1} s",
+            ids.len(),
+            started.elapsed().as_secs_f64()
+        )?;
+        if done == ids.len() || started.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    for id in &ids {
+        if let Some(status) = stack.runner.status(id)? {
+            writeln!(
+                out,
+                "\n{}",
+                crate::flow::render_timeline(&status).trim_end()
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "\n(`host-harness flow status ID --db {}` prints a timeline again.)",
+        db.display()
+    )?;
+    Ok(())
 }
 
 fn median_us(mut samples: Vec<Duration>) -> f64 {

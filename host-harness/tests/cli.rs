@@ -273,6 +273,34 @@ fn demo_runs_to_completion() {
     assert!(text.contains("accepted / accepted"));
     assert!(text.contains("fallback / recipient_not_on_channel code 131026"));
     assert!(text.contains("refused before sending: /recipient"));
+    assert!(text.contains("4/4 flows finished"), "{text}");
+    assert!(text.contains("timer: whatsapp not delivered within 2000 ms"));
+    assert!(text.contains("falling back to sms"));
+    // The timeline can be printed again from the database the demo names.
+    let db = text
+        .split("--db ")
+        .nth(1)
+        .unwrap()
+        .split("` prints")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let again = run(&["flow", "status", "demo-2", "--db", &db], None, &[]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("delivered on sms: done"));
+    let json_status = run(
+        &["flow", "status", "demo-2", "--db", &db, "--json"],
+        None,
+        &[],
+    );
+    assert_eq!(json_of(&json_status)["attempts"][1]["channel"], "sms");
+    assert_eq!(
+        run(&["flow", "status", "nope", "--db", &db], None, &[])
+            .status
+            .code(),
+        Some(1)
+    );
 }
 
 #[test]
