@@ -268,3 +268,62 @@ fn verification_handshake_through_serve() {
         403
     );
 }
+
+#[test]
+fn an_unknown_outcome_waits_for_its_status_instead_of_resending() {
+    let stack = Stack::start(&db_path("unknown"), Duration::from_millis(60)).unwrap();
+    let mut spec = flow("f-unknown", "+15550100011", 10_000);
+    spec["unknown_wait_ms"] = json!(8_000);
+    let id = start(&stack, &spec);
+    let s = wait_final(&stack, &id);
+    assert_eq!(s["state"], "done", "{}", timeline(&s));
+    assert_eq!(
+        channels_tried(&s),
+        ["whatsapp"],
+        "no resend and no fallback: {}",
+        timeline(&s)
+    );
+    assert_eq!(s["attempts"][0]["disposition"], "unknown");
+    assert!(timeline(&s).contains("the unknown attempt did go out"));
+    assert_eq!(stack.mock.requests().len(), 1, "sent once");
+}
+
+#[test]
+fn nothing_is_sent_after_the_ttl() {
+    let stack = Stack::start(&db_path("ttl"), Duration::from_millis(60)).unwrap();
+    let mut spec = flow("f-ttl", "+15550100013", 5_000);
+    spec["ttl_ms"] = json!(400);
+    let id = start(&stack, &spec);
+    let s = wait_final(&stack, &id);
+    assert_eq!(s["state"], "expired", "{}", timeline(&s));
+    assert_eq!(channels_tried(&s), ["whatsapp"], "no SMS after the TTL");
+    assert!(timeline(&s).contains("TTL reached"));
+}
+
+#[test]
+fn bad_flow_files_are_refused_with_the_reason() {
+    let stack = Stack::start(&db_path("bad"), Duration::from_millis(60)).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    for (spec, needle) in [
+        (
+            json!({"recipient": "+15550100001", "steps": []}),
+            "at least one step",
+        ),
+        (
+            json!({"recipient": "+15550100001", "steps": [{"channel": "sms", "content": {}, "wait_for": "seen"}]}),
+            "/steps/0/wait_for",
+        ),
+        (json!({"recipient": "+15550100001", "stepz": []}), "stepz"),
+    ] {
+        let mut resp = agent
+            .post(&format!("{}/flows", stack.url()))
+            .send(spec.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400);
+        let body = resp.body_mut().read_to_string().unwrap();
+        assert!(body.contains(needle), "{body}");
+    }
+}

@@ -461,13 +461,16 @@ impl Runner {
             let Some(message_id) = &e.provider_message_id else {
                 continue;
             };
-            let found = db
-                .query_row(
-                    "SELECT id, flow_id, precedence, closed FROM attempts WHERE channel = ?1 AND provider_message_id = ?2",
-                    params![channel, message_id],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)? != 0)),
-                )
-                .optional()?;
+            let found = match Self::attempt_by_message(&db, channel, message_id)? {
+                Some(found) => Some(found),
+                None => Self::adopt_unknown_attempt(
+                    &db,
+                    channel,
+                    message_id,
+                    e.correlation_id.as_deref(),
+                    now,
+                )?,
+            };
             let Some((attempt_id, flow_id, precedence, closed)) = found else {
                 continue;
             };
@@ -543,6 +546,60 @@ impl Runner {
             )?;
         }
         Ok(())
+    }
+
+    fn attempt_by_message(
+        db: &Connection,
+        channel: &str,
+        message_id: &str,
+    ) -> Result<Option<(i64, String, i64, bool)>> {
+        Ok(db
+            .query_row(
+                "SELECT id, flow_id, precedence, closed FROM attempts WHERE channel = ?1 AND provider_message_id = ?2",
+                params![channel, message_id],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)? != 0)),
+            )
+            .optional()?)
+    }
+
+    /// A status for a message id we never learned (the send's outcome was `unknown`) finds its
+    /// attempt through the correlation id the runner sent (`{flow}/{step}`), which the provider
+    /// echoes: the attempt adopts the id, so "did it go out?" gets its answer.
+    fn adopt_unknown_attempt(
+        db: &Connection,
+        channel: &str,
+        message_id: &str,
+        correlation: Option<&str>,
+        now: u64,
+    ) -> Result<Option<(i64, String, i64, bool)>> {
+        let Some((flow_id, step)) = correlation.and_then(|c| c.rsplit_once('/')) else {
+            return Ok(None);
+        };
+        let Ok(step) = step.parse::<i64>() else {
+            return Ok(None);
+        };
+        let adopted = db
+            .query_row(
+                "SELECT id FROM attempts WHERE flow_id = ?1 AND step = ?2 AND channel = ?3 AND provider_message_id IS NULL AND disposition = 'unknown' ORDER BY id DESC LIMIT 1",
+                params![flow_id, step, channel],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?;
+        let Some(attempt_id) = adopted else {
+            return Ok(None);
+        };
+        db.execute(
+            "UPDATE attempts SET provider_message_id = ?2 WHERE id = ?1",
+            params![attempt_id, message_id],
+        )?;
+        Self::note(
+            db,
+            flow_id,
+            now,
+            Some(attempt_id),
+            &format!("{channel} status names message {message_id}: the unknown attempt did go out"),
+        )?;
+        Self::attempt_by_message(db, channel, message_id)
     }
 
     /// Fires due timers: status deadlines, retries, unknown-outcome waits, TTLs.
