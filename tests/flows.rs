@@ -19,11 +19,15 @@ fn flow(id: &str, recipient: &str, within_ms: u64) -> Value {
         {"channel": "sms", "wait_for": "delivered", "within_ms": 5_000, "content": {"text": "Your order shipped."}}]})
 }
 
-fn start(stack: &Stack, spec: &Value) -> String {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
-        .into();
+        .into()
+}
+
+fn start(stack: &Stack, spec: &Value) -> String {
+    let agent = agent();
     let mut resp = agent
         .post(&format!("{}/flows", stack.url()))
         .send(spec.to_string().as_bytes())
@@ -34,10 +38,7 @@ fn start(stack: &Stack, spec: &Value) -> String {
 }
 
 fn status(stack: &Stack, id: &str) -> Value {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent();
     let mut resp = agent
         .get(&format!("{}/flows/{id}", stack.url()))
         .call()
@@ -153,10 +154,7 @@ fn replayed_and_out_of_order_webhooks_change_nothing() {
         .unwrap()
         .to_string();
     let before = s["timeline"].as_array().unwrap().len();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent();
     let post = |status: &str, code: Option<i64>| {
         let body = host_harness::mock::whatsapp_status_body(
             "106540352242922",
@@ -225,10 +223,7 @@ fn a_late_delivery_after_fallback_is_reported_as_a_possible_duplicate() {
         None,
     );
     let sig = host_harness::mock::signature(DEMO_APP_SECRET, body.as_bytes());
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent();
     assert_eq!(
         agent
             .post(&format!("{}/webhooks/whatsapp", stack.url()))
@@ -247,10 +242,7 @@ fn a_late_delivery_after_fallback_is_reported_as_a_possible_duplicate() {
 #[test]
 fn verification_handshake_through_serve() {
     let stack = Stack::start(&db_path("verify"), Duration::from_millis(60)).unwrap();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent();
     let url = |token: &str| {
         format!(
             "{}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444",
@@ -303,10 +295,7 @@ fn nothing_is_sent_after_the_ttl() {
 #[test]
 fn bad_flow_files_are_refused_with_the_reason() {
     let stack = Stack::start(&db_path("bad"), Duration::from_millis(60)).unwrap();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent();
     for (spec, needle) in [
         (
             json!({"recipient": "+15550100001", "steps": []}),

@@ -267,14 +267,12 @@ impl Runner {
             return Self::set_state(db, id, state::EXHAUSTED, None);
         };
         let Some(channel) = self.channels.get(&step.channel) else {
-            Self::note(
+            return self.give_up_on_channel(
                 db,
                 id,
                 now,
-                None,
                 &format!("unknown channel {:?}", step.channel),
-            )?;
-            return self.move_on(db, id, now, None);
+            );
         };
         let request = MessageRequest {
             recipient: flow.spec.recipient.clone(),
@@ -290,27 +288,23 @@ impl Runner {
                     .first()
                     .map(|e| format!("{} [{}] {}", e.path, e.code, e.message))
                     .unwrap_or_default();
-                Self::note(
+                return self.give_up_on_channel(
                     db,
                     id,
                     now,
-                    None,
                     &format!(
                         "{} refused the message before sending: {first}",
                         step.channel
                     ),
-                )?;
-                return self.move_on(db, id, now, None);
+                );
             }
             Err(trap) => {
-                Self::note(
+                return self.give_up_on_channel(
                     db,
                     id,
                     now,
-                    None,
                     &format!("{} plugin failed: {trap}", step.channel),
-                )?;
-                return self.move_on(db, id, now, None);
+                );
             }
         };
         db.execute(
@@ -416,6 +410,12 @@ impl Runner {
                 self.move_on(db, id, now, Some(attempt_id))
             }
         }
+    }
+
+    /// Notes why the current channel cannot be used, and moves on.
+    fn give_up_on_channel(&self, db: &Connection, id: &str, now: u64, why: &str) -> Result<()> {
+        Self::note(db, id, now, None, why)?;
+        self.move_on(db, id, now, None)
     }
 
     /// Leaves the current channel for the next one.
