@@ -148,7 +148,15 @@ fn a_restart_mid_flow_loses_nothing() {
 fn replayed_and_out_of_order_webhooks_change_nothing() {
     let stack = Stack::start(&db_path("replay"), Duration::from_millis(60)).unwrap();
     let id = start(&stack, &flow("f-replay", "+15550100001", 5_000));
-    let s = wait_final(&stack, &id);
+    wait_final(&stack, &id);
+    // Let the mock's last status (read) land before replaying older ones.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = status(&stack, &id);
+    while s["attempts"][0]["last_status"] != "read" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        s = status(&stack, &id);
+    }
+    assert_eq!(s["attempts"][0]["last_status"], "read");
     let wamid = s["attempts"][0]["provider_message_id"]
         .as_str()
         .unwrap()
