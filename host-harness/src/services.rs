@@ -540,6 +540,61 @@ mod tests {
     }
 
     #[test]
+    fn oversized_responses_are_refused_not_truncated() {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let req = server.recv().unwrap();
+            let _ = req.respond(tiny_http::Response::from_data(vec![b'x'; 64 * 1024]));
+        });
+        let base = format!("http://127.0.0.1:{port}");
+        let policy = HttpPolicy {
+            max_response_bytes: 1024,
+            ..HttpPolicy::default()
+        }
+        .allowing([base.as_str()])
+        .unwrap();
+        let request = HttpRequest {
+            method: "GET".into(),
+            url: format!("{base}/big"),
+            headers: vec![],
+            body: vec![],
+        };
+        let err = HttpClient::new(policy)
+            .send(&request, &Secrets::default())
+            .unwrap_err();
+        assert_eq!(
+            (err.kind, err.request_sent),
+            (TransportErrorKind::TooLarge, true)
+        );
+        assert!(err.message.contains("1024"));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn plugins_cannot_set_transport_headers() {
+        let client = HttpClient::new(
+            HttpPolicy::default()
+                .allowing(["http://127.0.0.1"])
+                .unwrap(),
+        );
+        let request = HttpRequest {
+            method: "POST".into(),
+            url: "http://127.0.0.1:9/x".into(),
+            headers: vec![Header {
+                name: "Host".into(),
+                value: "evil.example".into(),
+            }],
+            body: vec![],
+        };
+        let err = client.send(&request, &Secrets::default()).unwrap_err();
+        assert_eq!(
+            (err.kind, err.request_sent),
+            (TransportErrorKind::Denied, false)
+        );
+    }
+
+    #[test]
     fn secrets_are_substituted_and_compared() {
         let mut s = Secrets::default();
         s.insert("whatsapp/access-token", "EAAG");
