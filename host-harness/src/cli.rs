@@ -602,7 +602,15 @@ pub fn build(
     settings: &Value,
     api_base: Option<String>,
 ) -> Result<Outcome> {
-    let request = json::message_request(doc, now_ms()).map_err(|e| UsageError(format!("{e:#}")))?;
+    let request = match json::message_request(doc, now_ms()) {
+        Ok(r) => r,
+        Err(errors) => {
+            return Ok(Outcome::json(
+                1,
+                json!({"errors": json::field_errors(&errors)}),
+            ));
+        }
+    };
     Ok(
         match plugin.build_payload(&request, &config(settings, api_base))? {
             Ok(http) => Outcome::json(0, json::http_request(&http)),
@@ -613,7 +621,15 @@ pub fn build(
 
 /// `templates check`: build the message against the catalog and report only the verdict.
 pub fn check_template_message(plugin: &Plugin, doc: &Value, settings: &Value) -> Result<Outcome> {
-    let request = json::message_request(doc, now_ms()).map_err(|e| UsageError(format!("{e:#}")))?;
+    let request = match json::message_request(doc, now_ms()) {
+        Ok(r) => r,
+        Err(errors) => {
+            return Ok(Outcome::json(
+                1,
+                json!({"valid": false, "errors": json::field_errors(&errors)}),
+            ));
+        }
+    };
     Ok(
         match plugin.build_payload(&request, &config(settings, None))? {
             Ok(_) => Outcome::json(0, json!({"valid": true})),
@@ -674,7 +690,15 @@ pub fn send(
     api_base: Option<String>,
     attempt: u32,
 ) -> Result<Outcome> {
-    let request = json::message_request(doc, now_ms()).map_err(|e| UsageError(format!("{e:#}")))?;
+    let request = match json::message_request(doc, now_ms()) {
+        Ok(r) => r,
+        Err(errors) => {
+            return Ok(Outcome::json(
+                1,
+                json!({"errors": json::field_errors(&errors)}),
+            ));
+        }
+    };
     Ok(
         match plugin.send(&request, &config(settings, api_base), attempt)? {
             Ok(c) => Outcome::json(0, json::classification(&c)),
@@ -716,7 +740,8 @@ pub fn demo(plugin_path: Option<&Path>, out: &mut dyn std::io::Write) -> Result<
         let scenario = m.get("scenario").and_then(Value::as_str).unwrap_or("");
         let mut doc = m.clone();
         doc.as_object_mut().map(|o| o.remove("scenario"));
-        let request = json::message_request(&doc, now_ms())?;
+        let request =
+            json::message_request(&doc, now_ms()).map_err(|e| anyhow!("demo message: {e:?}"))?;
         writeln!(out, "▸ {scenario}  →  {}", request.recipient)?;
         for attempt in 1..=3u32 {
             match plugin.send(&request, &cfg, attempt)? {
@@ -861,7 +886,8 @@ pub fn bench(plugin_path: Option<&Path>, iterations: usize) -> Result<Outcome> {
     let classify_input = crate::json::send_outcome(&json!({"http_status": 400, "body": serde_json::from_str::<Value>(include_str!("../../tests/fixtures/error-response-130429-rate-limit.json"))?}))?.0;
     let mut doc = serde_json::from_str::<Vec<Value>>(DEMO_MESSAGES)?[1].clone();
     doc.as_object_mut().map(|o| o.remove("scenario"));
-    let message = json::message_request(&doc, now_ms())?;
+    let message =
+        json::message_request(&doc, now_ms()).map_err(|e| anyhow!("bench message: {e:?}"))?;
     let cfg = config(&demo_settings(), None);
     let mut report = serde_json::Map::new();
     let mut lines = vec![format!(

@@ -173,42 +173,90 @@ pub fn send_outcome(doc: &Value) -> Result<(SendOutcome, u32)> {
     ))
 }
 
-/// Reads a message file: `{"recipient", "correlation_id"?, "last_inbound_ms"?, "content": {…}}`.
-pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest> {
-    let obj = doc
-        .as_object()
-        .context("a message file is a JSON object with `recipient` and `content`")?;
+/// A problem in a message file, as a field error.
+fn problem(path: &str, code: &str, message: &str) -> FieldError {
+    FieldError {
+        path: path.into(),
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// Reads a message file: `{"recipient", "correlation_id"?, "last_inbound_ms"?, "content": {…}}`;
+/// every problem is a field error.
+pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest, Vec<FieldError>> {
+    let Some(obj) = doc.as_object() else {
+        return Err(vec![problem(
+            "",
+            "expected_object",
+            "a message file is a JSON object with `recipient` and `content`",
+        )]);
+    };
+    let mut errors = Vec::new();
     for key in obj.keys() {
         if !["recipient", "correlation_id", "last_inbound_ms", "content"].contains(&key.as_str()) {
-            bail!(
-                "/{key}: unknown field; a message file has recipient, correlation_id, last_inbound_ms and content"
-            );
+            errors.push(problem(&format!("/{key}"), "unknown_field", &format!("`{key}` is not a field of a message file; it has recipient, correlation_id, last_inbound_ms and content")));
         }
     }
-    let recipient = obj
-        .get("recipient")
-        .and_then(Value::as_str)
-        .context("/recipient: a string is required")?
-        .to_string();
+    let recipient = match obj.get("recipient") {
+        Some(Value::String(s)) => s.clone(),
+        None => {
+            errors.push(problem(
+                "/recipient",
+                "missing",
+                "`recipient` is required (E.164, e.g. \"+16505551234\")",
+            ));
+            String::new()
+        }
+        Some(_) => {
+            errors.push(problem(
+                "/recipient",
+                "expected_string",
+                "`recipient` must be a string",
+            ));
+            String::new()
+        }
+    };
     let correlation_id = match obj.get("correlation_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => bail!("/correlation_id: must be a string"),
+        Some(_) => {
+            errors.push(problem(
+                "/correlation_id",
+                "expected_string",
+                "`correlation_id` must be a string",
+            ));
+            None
+        }
     };
     let last_inbound_ms = match obj.get("last_inbound_ms") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .context("/last_inbound_ms: must be milliseconds since the Unix epoch")?,
-        ),
+        Some(v) => match v.as_u64() {
+            Some(n) => Some(n),
+            None => {
+                errors.push(problem(
+                    "/last_inbound_ms",
+                    "expected_integer",
+                    &format!("`last_inbound_ms` is milliseconds since the Unix epoch, got {v}"),
+                ));
+                None
+            }
+        },
     };
-    let content = obj
-        .get("content")
-        .context("/content: the message content is required")?;
+    let content = match obj.get("content") {
+        Some(c) => c.to_string(),
+        None => {
+            errors.push(problem("/content", "missing", "`content` (the message, e.g. {\"type\": \"text\", \"text\": {\"body\": \"hi\"}}) is required"));
+            String::new()
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     Ok(MessageRequest {
         recipient,
         correlation_id,
-        content: content.to_string(),
+        content,
         last_inbound_ms,
         now_ms,
     })

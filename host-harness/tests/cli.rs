@@ -411,3 +411,21 @@ fn build_works_for_every_message_type() {
         ]
     );
 }
+
+#[test]
+fn a_malformed_message_file_is_invalid_input_with_paths() {
+    let out = run(
+        &["build", "-"],
+        Some(r#"{"recipient": 5, "contnt": {}}"#),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v = json_of(&out);
+    let paths: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/contnt", "/recipient", "/content"]);
+}
