@@ -969,33 +969,27 @@ fn check_otp_button(f: &Fields, auth: bool, errors: &mut Errors) {
     match otp.to_ascii_uppercase().as_str() {
         "COPY_CODE" => {}
         t @ ("ONE_TAP" | "ZERO_TAP") => {
-            let apps = f.get("supported_apps").and_then(Value::as_array);
-            match apps {
-                Some(list) if !list.is_empty() => {
+            let app_ok = |app: &Value| {
+                ["package_name", "signature_hash"].iter().all(|k| {
+                    app.get(k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| !s.is_empty())
+                })
+            };
+            match f.get("supported_apps") {
+                Some(Value::Array(list)) if !list.is_empty() => {
                     for (i, app) in list.iter().enumerate() {
-                        let ok = app
-                            .get("package_name")
-                            .and_then(Value::as_str)
-                            .is_some_and(|s| !s.is_empty())
-                            && app
-                                .get("signature_hash")
-                                .and_then(Value::as_str)
-                                .is_some_and(|s| !s.is_empty());
-                        if !ok {
-                            errors.add(
-                                index(&f.path_of("supported_apps"), i),
-                                "invalid_supported_app",
-                                "each supported app needs `package_name` and `signature_hash`",
-                            );
+                        if !app_ok(app) {
+                            errors.add(index(&f.path_of("supported_apps"), i), "invalid_supported_app", "each supported app needs `package_name` and `signature_hash`");
                         }
                     }
                 }
+                // Before v21.0 the one app was given on the button itself; Meta still accepts it.
+                None if app_ok(&Value::Object(f.obj.clone())) => {}
                 _ => errors.add(
                     f.path_of("supported_apps"),
                     "missing",
-                    format!(
-                        "{t} OTP buttons need `supported_apps` [{{package_name, signature_hash}}]"
-                    ),
+                    format!("{t} OTP buttons need `supported_apps` [{{package_name, signature_hash}}] (or, before v21.0, `package_name` and `signature_hash` on the button)"),
                 ),
             }
         }

@@ -455,6 +455,17 @@ pub fn arb_json() -> impl Strategy<Value = Value> {
 }
 
 #[test]
+fn one_tap_apps_in_either_form() {
+    let mut t = auth_base();
+    comps(&mut t)[2]["buttons"][0] = json!({"type": "OTP", "otp_type": "ONE_TAP", "text": "Copy Code", "autofill_text": "Autofill",
+        "supported_apps": [{"package_name": "com.example.luckyshrub", "signature_hash": "K8a/AINcGX7"}]});
+    assert_eq!(validate(&t), Ok(()));
+    comps(&mut t)[2]["buttons"][0] = json!({"type": "OTP", "otp_type": "ONE_TAP", "text": "Copy Code", "autofill_text": "Autofill",
+        "package_name": "com.example.luckyshrub", "signature_hash": "K8a/AINcGX7"});
+    assert_eq!(validate(&t), Ok(()), "the pre-v21 form");
+}
+
+#[test]
 fn gif_headers_are_marketing_only() {
     let mut t = bases()[4].clone();
     set_header(
