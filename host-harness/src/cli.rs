@@ -602,14 +602,9 @@ pub fn build(
     settings: &Value,
     api_base: Option<String>,
 ) -> Result<Outcome> {
-    let request = match json::message_request(doc, now_ms()) {
+    let request = match message_file(doc, false) {
         Ok(r) => r,
-        Err(errors) => {
-            return Ok(Outcome::json(
-                1,
-                json!({"errors": json::field_errors(&errors)}),
-            ));
-        }
+        Err(invalid) => return Ok(invalid),
     };
     Ok(
         match plugin.build_payload(&request, &config(settings, api_base))? {
@@ -619,16 +614,26 @@ pub fn build(
     )
 }
 
+/// Reads a message file, or gives the exit-1 outcome that lists its problems (with
+/// `"valid": false` for the check commands).
+fn message_file(
+    doc: &Value,
+    check: bool,
+) -> std::result::Result<crate::types::MessageRequest, Outcome> {
+    json::message_request(doc, now_ms()).map_err(|errors| {
+        let mut out = json!({"errors": json::field_errors(&errors)});
+        if check {
+            out["valid"] = json!(false);
+        }
+        Outcome::json(1, out)
+    })
+}
+
 /// `templates check`: build the message against the catalog and report only the verdict.
 pub fn check_template_message(plugin: &Plugin, doc: &Value, settings: &Value) -> Result<Outcome> {
-    let request = match json::message_request(doc, now_ms()) {
+    let request = match message_file(doc, true) {
         Ok(r) => r,
-        Err(errors) => {
-            return Ok(Outcome::json(
-                1,
-                json!({"valid": false, "errors": json::field_errors(&errors)}),
-            ));
-        }
+        Err(invalid) => return Ok(invalid),
     };
     Ok(
         match plugin.build_payload(&request, &config(settings, None))? {
@@ -690,14 +695,9 @@ pub fn send(
     api_base: Option<String>,
     attempt: u32,
 ) -> Result<Outcome> {
-    let request = match json::message_request(doc, now_ms()) {
+    let request = match message_file(doc, false) {
         Ok(r) => r,
-        Err(errors) => {
-            return Ok(Outcome::json(
-                1,
-                json!({"errors": json::field_errors(&errors)}),
-            ));
-        }
+        Err(invalid) => return Ok(invalid),
     };
     Ok(
         match plugin.send(&request, &config(settings, api_base), attempt)? {
