@@ -115,7 +115,7 @@ pub fn message_schema() -> Value {
                         "type": "object",
                         "required": ["type"],
                         "properties": {
-                            "type": {"enum": ["header", "body", "button"]},
+                            "type": {"enum": ["header", "body", "button", "limited_time_offer"]},
                             "sub_type": {"enum": crate::payloads::template_button_sub_types()},
                             "index": {"oneOf": [{"type": "string", "pattern": "^[0-9]$"}, {"type": "integer", "minimum": 0, "maximum": 9}]},
                             "parameters": {"type": "array", "items": parameter}

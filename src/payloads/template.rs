@@ -104,7 +104,8 @@ fn build_components(components: &[Value], list_path: &str, errors: &mut Errors) 
         let mut built = Map::new();
         built.insert("type".into(), json!(kind));
         let key = match kind.as_str() {
-            "header" | "body" => {
+            // Limited-time-offer templates carry the offer's expiry in their own component.
+            "header" | "body" | "limited_time_offer" => {
                 c.reject_unknown(&["type", "parameters"], errors);
                 kind.clone()
             }
@@ -161,7 +162,7 @@ fn build_components(components: &[Value], list_path: &str, errors: &mut Errors) 
                     c.path_of("type"),
                     "invalid_component",
                     format!(
-                        "component type {} is not one of header, body, button",
+                        "component type {} is not one of header, body, button, limited_time_offer",
                         excerpt(other)
                     ),
                 );
@@ -201,6 +202,7 @@ fn allowed_types(component: &str) -> &'static [&'static str] {
             "date_time",
         ],
         "body" => &["text", "currency", "date_time"],
+        "limited_time_offer" => &["limited_time_offer"],
         _ => &["payload", "text", "coupon_code", "action"],
     }
 }
@@ -288,6 +290,17 @@ fn build_parameters(
                 check_media(v, &value_path, &kind, false, errors)
             }
             ("location", Some(v)) => check_location(v, &value_path, errors),
+            ("limited_time_offer", Some(v)) => match v.get("expiration_time_ms") {
+                Some(ms) if ms.as_u64().is_some() => true,
+                _ => {
+                    errors.add(
+                        format!("{value_path}/expiration_time_ms"),
+                        "expected_integer",
+                        "`expiration_time_ms` is the offer's end in ms since the Unix epoch",
+                    );
+                    false
+                }
+            },
             ("action", Some(v)) => {
                 if v.is_object() {
                     true
@@ -425,6 +438,28 @@ mod tests {
         );
         assert_eq!(body["template"]["components"][3]["index"], "1");
         assert_eq!(body["template"]["language"], json!({"code":"en_US"}));
+    }
+
+    #[test]
+    fn limited_time_offer_template() {
+        // Meta's LTO example: the offer component, and a copy-code button with an integer index.
+        let body = build_body(&request(json!({"type":"template","template":{"name":"limited_offer","language":{"code":"en_US"},"components":[
+            {"type":"header","parameters":[{"type":"image","image":{"link":"https://example.com/offer.png"}}]},
+            {"type":"body","parameters":[{"type":"text","text":"Pablo"},{"type":"text","text":"CARIBE25"}]},
+            {"type":"limited_time_offer","parameters":[{"type":"limited_time_offer","limited_time_offer":{"expiration_time_ms":1209600000}}]},
+            {"type":"button","sub_type":"copy_code","index":2,"parameters":[{"type":"coupon_code","coupon_code":"CARIBE25"}]}]}})))
+        .unwrap();
+        assert_eq!(
+            body["template"]["components"][2]["parameters"][0]["limited_time_offer"]["expiration_time_ms"],
+            1209600000
+        );
+        assert_eq!(body["template"]["components"][3]["index"], "2");
+        let bad = build_body(&request(json!({"type":"template","template":{"name":"limited_offer","language":"en_US","components":[
+            {"type":"limited_time_offer","parameters":[{"type":"limited_time_offer","limited_time_offer":{"expiration_time_ms":"soon"}}]}]}}))).unwrap_err();
+        assert_eq!(
+            bad[0].path,
+            "/content/template/components/0/parameters/0/limited_time_offer/expiration_time_ms"
+        );
     }
 
     #[test]
