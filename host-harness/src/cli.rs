@@ -133,6 +133,10 @@ pub enum Command {
     MockApi {
         #[arg(long, default_value_t = 8787)]
         port: u16,
+        /// Post signed status webhooks to a running `serve` at this base URL (its
+        /// /webhooks/whatsapp and /webhooks/sms), signed with the demo secrets.
+        #[arg(long)]
+        webhooks_to: Option<String>,
     },
     /// Send the demo messages to the embedded mock and print each classification.
     Demo,
@@ -521,8 +525,31 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
                 }),
             }
         }
-        Command::MockApi { port } => {
-            let mock = MockApi::start(*port, MockConfig::default())?;
+        Command::MockApi { port, webhooks_to } => {
+            let webhooks = webhooks_to.as_ref().map(|base| {
+                let base = base.trim_end_matches('/');
+                crate::mock::WebhookTargets {
+                    whatsapp_url: format!("{base}/webhooks/whatsapp"),
+                    whatsapp_app_secret: crate::stack::DEMO_APP_SECRET.into(),
+                    sms_url: format!("{base}/webhooks/sms"),
+                    sms_secret: crate::stack::DEMO_SMS_WEBHOOK_SECRET.into(),
+                    step: Duration::from_millis(500),
+                }
+            });
+            let mock = MockApi::start(
+                *port,
+                MockConfig {
+                    webhooks,
+                    ..MockConfig::default()
+                },
+            )?;
+            if let Some(base) = webhooks_to {
+                eprintln!(
+                    "posting status webhooks to {base}, signed with {:?} (WhatsApp) and {:?} (SMS)",
+                    crate::stack::DEMO_APP_SECRET,
+                    crate::stack::DEMO_SMS_WEBHOOK_SECRET
+                );
+            }
             eprintln!(
                 "mock Cloud API listening on {} (token {DEMO_ACCESS_TOKEN:?}, phone number id {DEMO_PHONE_NUMBER_ID})",
                 mock.base_url()

@@ -429,3 +429,122 @@ fn a_malformed_message_file_is_invalid_input_with_paths() {
         .collect();
     assert_eq!(paths, ["/contnt", "/recipient", "/content"]);
 }
+
+/// A `serve` process is killed when the test ends, pass or fail.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_and_flow_commands_as_processes() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let serve_url = format!("http://127.0.0.1:{port}");
+    let mock = host_harness::mock::MockApi::start(
+        0,
+        host_harness::mock::MockConfig {
+            webhooks: Some(host_harness::mock::WebhookTargets {
+                whatsapp_url: format!("{serve_url}/webhooks/whatsapp"),
+                whatsapp_app_secret: host_harness::stack::DEMO_APP_SECRET.into(),
+                sms_url: format!("{serve_url}/webhooks/sms"),
+                sms_secret: host_harness::stack::DEMO_SMS_WEBHOOK_SECRET.into(),
+                step: std::time::Duration::from_millis(50),
+            }),
+            ..host_harness::mock::MockConfig::default()
+        },
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("serve-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("flows.sqlite");
+    let secrets = dir.join("secrets.json");
+    std::fs::write(
+        &secrets,
+        serde_json::json!({"whatsapp/access-token": "mock-access-token", "whatsapp/app-secret": host_harness::stack::DEMO_APP_SECRET,
+            "whatsapp/verify-token": "t", "sms/api-key": "mock-sms-key", "sms/webhook-secret": host_harness::stack::DEMO_SMS_WEBHOOK_SECRET})
+        .to_string(),
+    )
+    .unwrap();
+    let _serve = Child(
+        Command::new(env!("CARGO_BIN_EXE_host-harness"))
+            .args([
+                "serve",
+                "--port",
+                &port.to_string(),
+                "--db",
+                db.to_str().unwrap(),
+                "--api-base",
+                &mock.base_url(),
+                "--secrets",
+                secrets.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let flow = dir.join("flow.json");
+    std::fs::write(
+        &flow,
+        serde_json::json!({"id": "cli-flow", "recipient": "+15550100012", "steps": [
+            {"channel": "whatsapp", "within_ms": 10000, "content": {"type": "template", "template": {"name": "order_update", "language": "en_US"}}},
+            {"channel": "sms", "within_ms": 10000, "content": {"text": "Your order shipped."}}]})
+        .to_string(),
+    )
+    .unwrap();
+    // Wait for the server to listen, then start the flow.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let started = loop {
+        let out = run(
+            &[
+                "flow",
+                "start",
+                flow.to_str().unwrap(),
+                "--server",
+                &serve_url,
+            ],
+            None,
+            &[],
+        );
+        if out.status.code() == Some(0) || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(
+        json_of(&started)["id"],
+        "cli-flow",
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let done = loop {
+        let out = run(
+            &[
+                "flow",
+                "status",
+                "cli-flow",
+                "--db",
+                db.to_str().unwrap(),
+                "--json",
+            ],
+            None,
+            &[],
+        );
+        let v = json_of(&out);
+        if v["state"] == "done" || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["attempts"][1]["channel"], "sms");
+    std::fs::remove_dir_all(&dir).ok();
+}
