@@ -156,6 +156,8 @@ impl Runner {
     pub fn open(path: &str, channels: HashMap<String, Channel>) -> Result<Runner> {
         let db =
             Connection::open(path).with_context(|| format!("opening the flow database {path}"))?;
+        // `flow status` reads the file while `serve` writes it: wait for locks, don't fail.
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)
             .context("creating the flow tables")?;
         db.pragma_update(None, "journal_mode", "WAL").ok();
