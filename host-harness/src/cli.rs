@@ -245,6 +245,17 @@ fn settings_from(path: Option<&Path>) -> Result<Value> {
     }
 }
 
+/// Secrets from `FLOW_SECRET_*` variables and, if given, a JSON file of name → value.
+fn secrets_from(file: Option<&Path>) -> Result<Secrets> {
+    let mut store = Secrets::default().with_env();
+    if let Some(path) = file {
+        store
+            .load_file(path)
+            .map_err(|e| UsageError(format!("{e:#}")))?;
+    }
+    Ok(store)
+}
+
 /// Loads the plugin the CLI was pointed at.
 pub fn load_plugin(path: Option<&Path>, services: HostServices) -> Result<Plugin> {
     let path = path
@@ -380,15 +391,13 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             let policy = HttpPolicy::default()
                 .allowing(allow.iter().map(String::as_str))
                 .map_err(|e| UsageError(format!("{e:#}")))?;
-            let mut store = Secrets::default().with_env();
-            if let Some(path) = secrets {
-                store
-                    .load_file(path)
-                    .map_err(|e| UsageError(format!("{e:#}")))?;
-            }
             let plugin = load_plugin(
                 plugin_path,
-                HostServices::new(HttpClient::new(policy), store, log),
+                HostServices::new(
+                    HttpClient::new(policy),
+                    secrets_from(secrets.as_deref())?,
+                    log,
+                ),
             )?;
             send(&plugin, &doc, &settings, api_base.clone(), *attempt)
         }
@@ -425,52 +434,21 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             let policy = HttpPolicy::default()
                 .allowing([base.as_str()])
                 .map_err(|e| UsageError(format!("{e:#}")))?;
-            let mut store = Secrets::default().with_env();
-            if let Some(path) = secrets {
-                store
-                    .load_file(path)
-                    .map_err(|e| UsageError(format!("{e:#}")))?;
-            }
-            let services = Arc::new(HostServices::new(HttpClient::new(policy), store, log));
-            let runtime = Runtime::new()?;
-            let whatsapp = match plugin_path {
-                Some(p) => runtime.load_file(p, services.clone(), Limits::default()),
-                None => runtime.load_file(
-                    Path::new(crate::WHATSAPP_CHANNEL_WASM),
-                    services.clone(),
-                    Limits::default(),
-                ),
-            }
-            .map_err(|e| UsageError(format!("{e:#}")))?;
-            let sms = runtime
-                .load_file(
-                    Path::new(crate::SMS_CHANNEL_WASM),
-                    services,
-                    Limits::default(),
-                )
-                .map_err(|e| UsageError(format!("{e:#}")))?;
+            let services = Arc::new(HostServices::new(
+                HttpClient::new(policy),
+                secrets_from(secrets.as_deref())?,
+                log,
+            ));
             let settings = settings_from(config.as_deref())?;
-            let mut channels = std::collections::HashMap::new();
-            channels.insert(
-                "whatsapp".to_string(),
-                crate::flow::Channel {
-                    plugin: whatsapp,
-                    config: ChannelConfig {
-                        api_base: Some(base.clone()),
-                        settings: settings.to_string(),
-                    },
-                },
-            );
-            channels.insert(
-                "sms".to_string(),
-                crate::flow::Channel {
-                    plugin: sms,
-                    config: ChannelConfig {
-                        api_base: Some(base.clone()),
-                        settings: "{}".into(),
-                    },
-                },
-            );
+            let whatsapp_wasm = plugin_path.unwrap_or(Path::new(crate::WHATSAPP_CHANNEL_WASM));
+            let channels = crate::stack::load_channels(
+                &Runtime::new()?,
+                services,
+                whatsapp_wasm,
+                &base,
+                &settings.to_string(),
+            )
+            .map_err(|e| UsageError(format!("{e:#}")))?;
             let runner = Arc::new(crate::flow::Runner::open(db, channels)?);
             let server = crate::serve::Server::start(crate::serve::bind(*port)?, runner)?;
             eprintln!(

@@ -53,40 +53,51 @@ fn services(mock_url: &str) -> Result<HostServices> {
     ))
 }
 
-fn channels(runtime: &Runtime, mock_url: &str) -> Result<HashMap<String, Channel>> {
-    let services = Arc::new(services(mock_url)?);
-    let whatsapp = runtime.load_file(
-        Path::new(crate::WHATSAPP_CHANNEL_WASM),
-        services.clone(),
-        Limits::default(),
-    )?;
+/// Both channel components, sharing one set of host services, each pointed at `api_base`.
+pub fn load_channels(
+    runtime: &Runtime,
+    services: Arc<HostServices>,
+    whatsapp_wasm: &Path,
+    api_base: &str,
+    whatsapp_settings: &str,
+) -> Result<HashMap<String, Channel>> {
+    let whatsapp = runtime.load_file(whatsapp_wasm, services.clone(), Limits::default())?;
     let sms = runtime.load_file(
         Path::new(crate::SMS_CHANNEL_WASM),
         services,
         Limits::default(),
     )?;
+    let config = |settings: &str| ChannelConfig {
+        api_base: Some(api_base.into()),
+        settings: settings.into(),
+    };
     let mut map = HashMap::new();
     map.insert(
         "whatsapp".to_string(),
         Channel {
             plugin: whatsapp,
-            config: ChannelConfig {
-                api_base: Some(mock_url.into()),
-                settings: json!({"phone_number_id": DEMO_PHONE_NUMBER_ID}).to_string(),
-            },
+            config: config(whatsapp_settings),
         },
     );
     map.insert(
         "sms".to_string(),
         Channel {
             plugin: sms,
-            config: ChannelConfig {
-                api_base: Some(mock_url.into()),
-                settings: "{}".into(),
-            },
+            config: config("{}"),
         },
     );
     Ok(map)
+}
+
+fn channels(runtime: &Runtime, mock_url: &str) -> Result<HashMap<String, Channel>> {
+    let settings = json!({"phone_number_id": DEMO_PHONE_NUMBER_ID}).to_string();
+    load_channels(
+        runtime,
+        Arc::new(services(mock_url)?),
+        Path::new(crate::WHATSAPP_CHANNEL_WASM),
+        mock_url,
+        &settings,
+    )
 }
 
 impl Stack {
