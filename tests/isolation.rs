@@ -1,20 +1,25 @@
-//! A misbehaving call is an error, never a crash: the host keeps serving.
+//! A misbehaving call is an error, never a crash: the host keeps serving. Guest CPU, memory
+//! and wall-clock time are budgeted separately, and a call that fails after its request left
+//! says so.
 
 mod common;
 
 use common::*;
+use host_harness::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
 use host_harness::{CallError, Limits};
+use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[test]
 fn memory_cap_traps_the_call_and_the_host_keeps_serving() {
     let small = plugin().with_limits(Limits {
         memory_bytes: 4 << 20,
-        call_timeout: Duration::from_secs(5),
+        ..Limits::default()
     });
     let huge = format!("{{\"name\":\"{}\"}}", "a".repeat(16 << 20));
     match small.validate_template(&huge) {
-        Err(CallError::Trap { .. }) => {}
+        Err(CallError::Trap { request_sent, .. }) => assert!(!request_sent),
         other => panic!("expected a trap, got {other:?}"),
     }
     // Same compiled component, next call: fine.
@@ -23,14 +28,14 @@ fn memory_cap_traps_the_call_and_the_host_keeps_serving() {
 }
 
 #[test]
-fn the_time_limit_interrupts_the_guest() {
-    let no_time = plugin().with_limits(Limits {
-        memory_bytes: 64 << 20,
-        call_timeout: Duration::ZERO,
+fn the_cpu_budget_interrupts_the_guest() {
+    let starved = plugin().with_limits(Limits {
+        cpu_fuel: 10_000,
+        ..Limits::default()
     });
-    match no_time.describe() {
+    match starved.describe() {
         Err(CallError::Trap { message, .. }) => {
-            assert!(message.contains("time limit"), "{message}")
+            assert!(message.contains("CPU budget"), "{message}")
         }
         other => panic!("expected an interrupt, got {other:?}"),
     }
@@ -38,8 +43,121 @@ fn the_time_limit_interrupts_the_guest() {
 }
 
 #[test]
+fn the_wall_clock_deadline_covers_the_whole_call() {
+    let no_time = plugin().with_limits(Limits {
+        call_timeout: Duration::ZERO,
+        ..Limits::default()
+    });
+    match no_time.describe() {
+        Err(e @ CallError::Deadline { .. }) => {
+            assert!(e.to_string().contains("time limit"), "{e}");
+            assert!(!e.request_sent());
+        }
+        other => panic!("expected a deadline, got {other:?}"),
+    }
+    assert!(plugin().describe().is_ok());
+}
+
+/// A provider that reads the request, then never answers.
+fn silent_provider() -> (String, std::thread::JoinHandle<usize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 65536];
+        let n = conn.read(&mut buf).unwrap_or(0);
+        std::thread::sleep(Duration::from_secs(3));
+        let _ = conn.write_all(b"");
+        n
+    });
+    (base, handle)
+}
+
+#[test]
+fn time_waiting_on_the_provider_costs_no_guest_cpu() {
+    // The guest's CPU budget is small, but the provider takes a while: the call must not
+    // trap for CPU, because waiting is not computing.
+    let (base, provider) = silent_provider();
+    let mut secrets = Secrets::default();
+    secrets
+        .insert_for_hosts("whatsapp/access-token", "t", [base.as_str()])
+        .unwrap();
+    let services = HostServices::new(
+        HttpClient::new(HttpPolicy {
+            response_timeout: Duration::from_millis(1_500),
+            ..HttpPolicy::default().allowing([base.as_str()]).unwrap()
+        }),
+        secrets,
+        Log::memory(),
+    );
+    let plugin = plugin()
+        .with_services(Arc::new(services))
+        .with_limits(Limits {
+            cpu_fuel: 200_000_000,
+            call_timeout: Duration::from_secs(10),
+            ..Limits::default()
+        });
+    let c = plugin
+        .send(
+            &message("+15550100001", template()),
+            &demo_config(Some(base)),
+            1,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.reason, "outcome_unknown", "{c:?}");
+    assert!(
+        provider.join().unwrap() > 0,
+        "the request reached the provider"
+    );
+}
+
+#[test]
+fn a_deadline_after_the_request_left_reports_it_as_sent() {
+    let (base, provider) = silent_provider();
+    let mut secrets = Secrets::default();
+    secrets
+        .insert_for_hosts("whatsapp/access-token", "t", [base.as_str()])
+        .unwrap();
+    let services = HostServices::new(
+        HttpClient::new(HttpPolicy::default().allowing([base.as_str()]).unwrap()),
+        secrets,
+        Log::memory(),
+    );
+    let plugin = plugin()
+        .with_services(Arc::new(services))
+        .with_limits(Limits {
+            call_timeout: Duration::from_millis(700),
+            ..Limits::default()
+        });
+    let err = plugin
+        .send(
+            &message("+15550100001", template()),
+            &demo_config(Some(base)),
+            1,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::Deadline {
+                request_sent: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(provider.join().unwrap() > 0);
+}
+
+#[test]
 fn many_calls_in_a_row_each_get_a_fresh_instance() {
     for _ in 0..50 {
         assert!(plugin().validate_template("{}").unwrap().is_err());
     }
+}
+
+fn template() -> serde_json::Value {
+    serde_json::json!({"type": "template", "template": {"name": "order_update", "language": "en_US",
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}})
 }

@@ -188,7 +188,13 @@ fn a_timeout_after_sending_is_unknown_never_retry() {
 fn hosts_off_the_allowlist_are_denied_without_a_request() {
     let mock = MockApi::start(0, MockConfig::default()).unwrap();
     let mut secrets = Secrets::default();
-    secrets.insert("whatsapp/access-token", DEMO_ACCESS_TOKEN);
+    secrets
+        .insert_for_hosts(
+            "whatsapp/access-token",
+            DEMO_ACCESS_TOKEN,
+            ["graph.facebook.com"],
+        )
+        .unwrap();
     let locked = HostServices::new(
         HttpClient::new(
             HttpPolicy::default()
@@ -223,7 +229,7 @@ fn a_missing_secret_is_denied_before_anything_is_sent() {
                 .allowing([mock.base_url().as_str()])
                 .unwrap(),
         ),
-        Secrets::default(),
+        granted_but_unset(&mock.base_url()),
         Log::memory(),
     );
     let plugin = plugin().with_services(Arc::new(no_secret));
@@ -254,7 +260,9 @@ fn connection_refused_is_a_safe_retry() {
         .port();
     let base = format!("http://127.0.0.1:{port}");
     let mut secrets = Secrets::default();
-    secrets.insert("whatsapp/access-token", "x");
+    secrets
+        .insert_for_hosts("whatsapp/access-token", "x", [base.as_str()])
+        .unwrap();
     let services = HostServices::new(
         HttpClient::new(HttpPolicy::default().allowing([base.as_str()]).unwrap()),
         secrets,
@@ -373,4 +381,11 @@ fn sends_are_checked_against_the_catalog_before_reaching_meta() {
         errs[0].message
     );
     assert!(s.mock.requests().is_empty());
+}
+
+/// The access token granted for the mock, with no value configured anywhere.
+fn granted_but_unset(base: &str) -> Secrets {
+    let mut secrets = Secrets::default();
+    secrets.grant("whatsapp/access-token", [base]).unwrap();
+    secrets
 }

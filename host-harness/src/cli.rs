@@ -87,12 +87,12 @@ pub enum Command {
     /// Send a message file through the plugin and print the classification.
     Send {
         file: String,
-        /// Provider API base URL (its host is added to the allowlist).
+        /// Provider API base URL (it must be on the allowlist: see --allow-host).
         #[arg(long)]
         api_base: Option<String>,
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Extra allowlist entries.
+        /// Allowlist entries besides graph.facebook.com (e.g. http://127.0.0.1:8787).
         #[arg(long = "allow-host")]
         allow_hosts: Vec<String>,
         /// A JSON file of secret name → value (FLOW_SECRET_* variables are read too).
@@ -256,6 +256,37 @@ fn secrets_from(file: Option<&Path>) -> Result<Secrets> {
     Ok(store)
 }
 
+/// One plugin's view of the host's secrets: the names under its own prefix (`whatsapp/…` for
+/// the plugin that describes itself as `whatsapp`), which may travel in headers to `hosts`.
+pub fn scoped_secrets(store: &Secrets, plugin_name: &str, hosts: &[String]) -> Result<Secrets> {
+    let rules = hosts
+        .iter()
+        .map(|h| crate::services::AllowRule::parse(h))
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| UsageError(format!("{e:#}")))?;
+    Ok(store.scoped(vec![crate::services::SecretGrant {
+        name: format!("{plugin_name}/*"),
+        to_hosts: rules,
+    }]))
+}
+
+/// `--api-base` does not widen the allowlist: a base off the list is a usage error that
+/// names the flag to add, not a send that fails later.
+pub fn check_api_base_allowed(api_base: Option<&str>, policy: &HttpPolicy) -> Result<()> {
+    let Some(base) = api_base else {
+        return Ok(());
+    };
+    HttpClient::new(policy.clone())
+        .check_url(base)
+        .map_err(|e| {
+            UsageError(format!(
+                "--api-base {base}: {}; allow it explicitly with --allow-host",
+                e.message
+            ))
+            .into()
+        })
+}
+
 /// Loads the plugin the CLI was pointed at.
 pub fn load_plugin(path: Option<&Path>, services: HostServices) -> Result<Plugin> {
     let path = path
@@ -384,21 +415,19 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             let doc = read_json(file)?;
             let settings = settings_from(config.as_deref())?;
             let mut allow: Vec<String> = vec![GRAPH_HOST.into()];
-            if let Some(base) = api_base {
-                allow.push(base.trim_end_matches('/').to_string());
-            }
             allow.extend(allow_hosts.iter().cloned());
             let policy = HttpPolicy::default()
                 .allowing(allow.iter().map(String::as_str))
                 .map_err(|e| UsageError(format!("{e:#}")))?;
-            let plugin = load_plugin(
-                plugin_path,
-                HostServices::new(
-                    HttpClient::new(policy),
-                    secrets_from(secrets.as_deref())?,
-                    log,
-                ),
-            )?;
+            check_api_base_allowed(api_base.as_deref(), &policy)?;
+            let plugin = load_plugin(plugin_path, pure())?;
+            let name = plugin.describe()?.name;
+            let secrets = scoped_secrets(&secrets_from(secrets.as_deref())?, &name, &allow)?;
+            let plugin = plugin.with_services(Arc::new(HostServices::new(
+                HttpClient::new(policy),
+                secrets,
+                log,
+            )));
             send(&plugin, &doc, &settings, api_base.clone(), *attempt)
         }
         Command::Templates {
@@ -720,7 +749,11 @@ pub fn mock_services(mock: &MockApi, log: Log) -> Result<HostServices> {
     }
     .allowing([mock.base_url().as_str()])?;
     let mut secrets = Secrets::default();
-    secrets.insert(ACCESS_TOKEN_NAME, DEMO_ACCESS_TOKEN);
+    secrets.insert_for_hosts(
+        ACCESS_TOKEN_NAME,
+        DEMO_ACCESS_TOKEN,
+        [mock.base_url().as_str()],
+    )?;
     Ok(HostServices::new(HttpClient::new(policy), secrets, log))
 }
 
@@ -930,7 +963,7 @@ pub fn bench(plugin_path: Option<&Path>, iterations: usize) -> Result<Outcome> {
             Ok(m)
         };
         let inst = measure("instantiate", &|| {
-            plugin.call(|_, _| Ok(())).map_err(|e| anyhow!("{e}"))
+            plugin.instantiate().map_err(|e| anyhow!("{e}"))
         })?;
         let describe = measure("instantiate+describe", &|| {
             plugin.describe().map(|_| ()).map_err(|e| anyhow!("{e}"))

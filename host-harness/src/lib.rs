@@ -20,6 +20,8 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "channel-plugin",
+        imports: { default: async },
+        exports: { default: async },
         additional_derives: [PartialEq, Eq],
     });
 }

@@ -1,20 +1,33 @@
 //! Loading and calling channel components.
 //!
-//! One [`Runtime`] (one wasmtime `Engine`) per process, pooling allocator where the OS allows
-//! the reservation; one [`Plugin`] (an `InstancePre`, imports resolved once) per loaded
-//! component; a fresh `Store` per call, with a memory cap and an epoch deadline. WASI is
-//! linked because Rust's std on `wasm32-wasip2` imports it, but grants nothing: no
-//! environment, no files, no sockets; guest stdout/stderr go to the log.
+//! One [`Runtime`] (one wasmtime `Engine`, async, pooling allocator where the OS allows the
+//! reservation) per process; one [`Plugin`] (an `InstancePre`, imports resolved once) per
+//! loaded component; a fresh `Store` per call. WASI is linked because Rust's std on
+//! `wasm32-wasip2` imports it, but grants nothing: no environment, no files, no sockets; guest
+//! stdout/stderr go to the log.
 //!
-//! A trap or panic in the guest becomes a [`CallError`]; the store is dropped and the next call
-//! starts from a clean instance.
+//! ## Budgets
+//! Each call has three, counted separately ([`Limits`]):
+//! - **memory**: linear memory the guest may grow to (a failed growth traps);
+//! - **guest CPU**: fuel, i.e. instructions executed inside the guest; time the guest spends
+//!   waiting in host imports (HTTP) costs no fuel, so a slow provider never looks like a
+//!   runaway plugin;
+//! - **wall clock**: a deadline over the whole call, instantiation and host imports included.
+//!
+//! A call that fails (trap, budget, deadline) is a [`CallError`] that says whether `http-send`
+//! had already handed a request to the network ([`CallError::request_sent`]): if it had, the
+//! message may have left, and the caller must treat the attempt as `unknown`, never as
+//! "not sent". The store is dropped either way, and the next call starts from a clean instance.
 
 use crate::bindings::flow::channel::{host, types};
 use crate::bindings::{ChannelPlugin, ChannelPluginPre};
 use crate::services::HostServices;
+use crate::services::log::CallLogBudget;
 use anyhow::{Context, Result};
+use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
@@ -24,18 +37,21 @@ use wasmtime::{
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// How often the epoch advances; deadlines are counted in these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How much a guest may write to stdout/stderr in one call.
 const GUEST_OUTPUT_CAP: usize = 64 * 1024;
+/// Instances that may be alive at once in the pooling allocator (one per call in flight).
+pub const POOL_INSTANCES: u32 = 1_000;
+/// Guest instructions between cooperative yields to the async executor.
+const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
 
 /// Resource limits applied to every call.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Linear memory a guest may grow to.
     pub memory_bytes: usize,
-    /// CPU time a call may use inside the guest (host calls such as HTTP are bounded by
-    /// their own timeouts).
+    /// Instructions a call may execute inside the guest (host imports cost none).
+    pub cpu_fuel: u64,
+    /// Wall-clock deadline for the whole call, host imports included.
     pub call_timeout: Duration,
 }
 
@@ -43,7 +59,11 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             memory_bytes: 64 << 20,
-            call_timeout: Duration::from_secs(5),
+            // About a second of guest CPU; `describe`, the heaviest export, needs ~1/1000 of it.
+            cpu_fuel: 2_000_000_000,
+            // Longer than the HTTP client's own 20 s total timeout, so a slow provider ends as
+            // a transport timeout the plugin classifies, not as a deadline.
+            call_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -73,7 +93,7 @@ impl Runtime {
     pub fn with_options(pooling: bool, cache: bool) -> Result<Runtime> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.epoch_interruption(true);
+        config.consume_fuel(true);
         if cache {
             // A cache that cannot be set up (no home directory, read-only disk) only costs time.
             if let Ok(cache) = wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
@@ -82,11 +102,11 @@ impl Runtime {
         }
         if pooling {
             let mut pool = PoolingAllocationConfig::default();
-            pool.total_component_instances(64)
-                .total_core_instances(512)
-                .total_memories(64)
-                .total_tables(128)
-                .total_stacks(64)
+            pool.total_component_instances(POOL_INSTANCES)
+                .total_core_instances(POOL_INSTANCES * 8)
+                .total_memories(POOL_INSTANCES)
+                .total_tables(POOL_INSTANCES * 2)
+                .total_stacks(POOL_INSTANCES)
                 .max_memory_size(Limits::default().memory_bytes.max(256 << 20));
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
@@ -94,24 +114,12 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
         ChannelPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
             .context("linking the channel host interface")?;
-        // The ticker holds a weak reference, so it ends when the engine is dropped.
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("epoch-ticker".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })
-            .context("starting the epoch ticker")?;
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
@@ -170,8 +178,10 @@ pub struct PluginState {
     table: ResourceTable,
     limits: StoreLimits,
     services: Arc<HostServices>,
-    stderr: MemoryOutputPipe,
-    stdout: MemoryOutputPipe,
+    log_budget: CallLogBudget,
+    /// Set once `http-send` hands a request to the network; read after the call, whatever
+    /// became of it.
+    dispatched: Arc<AtomicBool>,
 }
 
 impl WasiView for PluginState {
@@ -186,14 +196,18 @@ impl WasiView for PluginState {
 impl types::Host for PluginState {}
 
 impl host::Host for PluginState {
-    fn http_send(
+    async fn http_send(
         &mut self,
         request: types::HttpRequest,
     ) -> Result<types::HttpResponse, types::TransportError> {
-        self.services.http.send(&request, &self.services.secrets)
+        let services = self.services.clone();
+        services
+            .http
+            .send(&request, &services.secrets, &self.dispatched)
+            .await
     }
 
-    fn hmac_sha256_verify(
+    async fn hmac_sha256_verify(
         &mut self,
         secret_name: String,
         data: Vec<u8>,
@@ -204,7 +218,7 @@ impl host::Host for PluginState {
             .hmac_sha256_verify(&secret_name, &data, &mac)
     }
 
-    fn secret_equals(
+    async fn secret_equals(
         &mut self,
         secret_name: String,
         candidate: String,
@@ -212,11 +226,11 @@ impl host::Host for PluginState {
         self.services.secrets.equals(&secret_name, &candidate)
     }
 
-    fn log(&mut self, level: types::LogLevel, message: String) {
-        self.services.log.write(level, &message);
+    async fn log(&mut self, level: types::LogLevel, message: String) {
+        self.log_budget.write(&self.services.log, level, &message);
     }
 
-    fn now_ms(&mut self) -> u64 {
+    async fn now_ms(&mut self) -> u64 {
         crate::services::now_ms()
     }
 }
@@ -224,13 +238,34 @@ impl host::Host for PluginState {
 /// Why a call into a plugin failed. The host stays up either way.
 #[derive(Debug)]
 pub enum CallError {
-    /// The guest trapped: a panic, a memory cap, the time limit, a bug.
+    /// The guest trapped: a panic, the memory cap, its CPU budget, a bug.
     Trap {
         message: String,
         guest_stderr: String,
+        /// Whether `http-send` had handed a request to the network before the trap.
+        request_sent: bool,
+    },
+    /// The call passed its wall-clock deadline and was abandoned.
+    Deadline {
+        limit: Duration,
+        /// Whether `http-send` had handed a request to the network before the deadline.
+        request_sent: bool,
     },
     /// The host could not set the call up.
     Host(anyhow::Error),
+}
+
+impl CallError {
+    /// Whether a request may have reached the provider: the outcome is then unknown, and
+    /// the message must not be resent or replaced blindly.
+    pub fn request_sent(&self) -> bool {
+        match self {
+            CallError::Trap { request_sent, .. } | CallError::Deadline { request_sent, .. } => {
+                *request_sent
+            }
+            CallError::Host(_) => false,
+        }
+    }
 }
 
 impl std::fmt::Display for CallError {
@@ -239,15 +274,20 @@ impl std::fmt::Display for CallError {
             CallError::Trap {
                 message,
                 guest_stderr,
+                ..
             } if guest_stderr.trim().is_empty() => write!(f, "the plugin trapped: {message}"),
             CallError::Trap {
                 message,
                 guest_stderr,
+                ..
             } => write!(
                 f,
                 "the plugin trapped: {message} (guest stderr: {})",
                 guest_stderr.trim()
             ),
+            CallError::Deadline { limit, .. } => {
+                write!(f, "the call exceeded its time limit of {limit:?}")
+            }
             CallError::Host(e) => write!(f, "host error: {e:#}"),
         }
     }
@@ -263,6 +303,30 @@ pub struct Plugin {
     pre: ChannelPluginPre<PluginState>,
     services: Arc<HostServices>,
     limits: Limits,
+}
+
+/// What a call leaves behind besides its result.
+struct CallTrace {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    dispatched: Arc<AtomicBool>,
+}
+
+/// Runs one export in a fresh store under the plugin's limits:
+/// `guest_call!(plugin, |instance, store| instance.flow_channel_channel().call_x(store, …))`.
+macro_rules! guest_call {
+    ($plugin:expr, |$instance:ident, $store:ident| $call:expr) => {{
+        let plugin: &Plugin = $plugin;
+        let (mut store, trace) = plugin.new_store()?;
+        let call = async {
+            let $instance = plugin.pre.instantiate_async(&mut store).await?;
+            let $store = &mut store;
+            $call.await
+        };
+        let outcome = tokio::time::timeout(plugin.limits.call_timeout, call).await;
+        drop(store);
+        plugin.finish(outcome, trace)
+    }};
 }
 
 impl Plugin {
@@ -298,7 +362,7 @@ impl Plugin {
         &self.services
     }
 
-    fn new_store(&self) -> Store<PluginState> {
+    fn new_store(&self) -> Result<(Store<PluginState>, CallTrace), CallError> {
         let stdout = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
         let stderr = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
         // Nothing granted: no args, env, preopened dirs or network.
@@ -313,130 +377,208 @@ impl Plugin {
             .memories(8)
             .trap_on_grow_failure(true)
             .build();
+        let dispatched = Arc::new(AtomicBool::new(false));
         let state = PluginState {
             wasi,
             table: ResourceTable::new(),
             limits,
             services: self.services.clone(),
-            stderr,
-            stdout,
+            log_budget: CallLogBudget::default(),
+            dispatched: dispatched.clone(),
         };
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limits);
-        let ticks = self
-            .limits
-            .call_timeout
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis()) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        let setup = |e: wasmtime::Error| CallError::Host(anyhow::Error::from(e));
+        store.set_fuel(self.limits.cpu_fuel).map_err(setup)?;
         store
+            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+            .map_err(setup)?;
+        Ok((
+            store,
+            CallTrace {
+                stdout,
+                stderr,
+                dispatched,
+            },
+        ))
     }
 
-    /// Instantiates the component in a fresh store and runs `f` against it.
-    pub fn call<R>(
+    /// Turns a call's outcome into the result, logging what the guest printed.
+    fn finish<R>(
         &self,
-        f: impl FnOnce(&ChannelPlugin, &mut Store<PluginState>) -> wasmtime::Result<R>,
+        outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+        trace: CallTrace,
     ) -> Result<R, CallError> {
-        let mut store = self.new_store();
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| f(&instance, &mut store));
-        let state = store.data();
-        let stdout = String::from_utf8_lossy(&state.stdout.contents()).into_owned();
-        let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
+        let request_sent = trace.dispatched.load(Ordering::SeqCst);
+        let stdout = String::from_utf8_lossy(&trace.stdout.contents()).into_owned();
+        let stderr = String::from_utf8_lossy(&trace.stderr.contents()).into_owned();
+        let mut budget = CallLogBudget::default();
+        let log = &self.services.log;
         for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
-            self.services
-                .log
-                .write(types::LogLevel::Info, &format!("guest stdout: {line}"));
+            budget.write(log, types::LogLevel::Info, &format!("guest stdout: {line}"));
         }
-        match result {
-            Ok(r) => {
+        let err = match outcome {
+            Ok(Ok(r)) => {
                 for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-                    self.services
-                        .log
-                        .write(types::LogLevel::Warn, &format!("guest stderr: {line}"));
+                    budget.write(log, types::LogLevel::Warn, &format!("guest stderr: {line}"));
                 }
-                Ok(r)
+                return Ok(r);
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 let message = match e.downcast_ref::<wasmtime::Trap>() {
-                    Some(wasmtime::Trap::Interrupt) => format!(
-                        "the call exceeded its time limit of {:?}",
-                        self.limits.call_timeout
+                    Some(wasmtime::Trap::OutOfFuel) => format!(
+                        "the call used up its CPU budget of {} guest instructions",
+                        self.limits.cpu_fuel
                     ),
                     Some(trap) => trap.to_string(),
                     None => format!("{e:#}"),
                 };
-                let err = CallError::Trap {
+                CallError::Trap {
                     message,
                     guest_stderr: stderr,
-                };
-                self.services
-                    .log
-                    .write(types::LogLevel::Error, &err.to_string());
-                Err(err)
+                    request_sent,
+                }
             }
-        }
+            Err(_) => CallError::Deadline {
+                limit: self.limits.call_timeout,
+                request_sent,
+            },
+        };
+        budget.write(log, types::LogLevel::Error, &err.to_string());
+        Err(err)
+    }
+
+    /// Instantiates the component in a fresh store and calls nothing (the bench's baseline).
+    pub async fn instantiate_async(&self) -> Result<(), CallError> {
+        guest_call!(self, |_instance, _store| async { wasmtime::Result::Ok(()) })
     }
 
     /// `describe`.
-    pub fn describe(&self) -> Result<types::ChannelInfo, CallError> {
-        self.call(|p, s| p.flow_channel_channel().call_describe(s))
+    pub async fn describe_async(&self) -> Result<types::ChannelInfo, CallError> {
+        guest_call!(self, |p, s| p.flow_channel_channel().call_describe(s))
     }
 
     /// `validate-template`.
+    pub async fn validate_template_async(
+        &self,
+        template: &str,
+    ) -> Result<Result<(), Vec<types::FieldError>>, CallError> {
+        guest_call!(self, |p, s| p
+            .flow_channel_channel()
+            .call_validate_template(s, template))
+    }
+
+    /// `build-payload`.
+    pub async fn build_payload_async(
+        &self,
+        request: &types::MessageRequest,
+        config: &types::ChannelConfig,
+    ) -> Result<Result<types::HttpRequest, Vec<types::FieldError>>, CallError> {
+        guest_call!(self, |p, s| p
+            .flow_channel_channel()
+            .call_build_payload(s, request, config))
+    }
+
+    /// `classify`.
+    pub async fn classify_async(
+        &self,
+        outcome: &types::SendOutcome,
+        attempt: u32,
+    ) -> Result<types::Classification, CallError> {
+        guest_call!(self, |p, s| p
+            .flow_channel_channel()
+            .call_classify(s, outcome, attempt))
+    }
+
+    /// `parse-webhook`.
+    pub async fn parse_webhook_async(
+        &self,
+        request: &types::WebhookRequest,
+        config: &types::ChannelConfig,
+    ) -> Result<Result<types::WebhookOutcome, types::WebhookError>, CallError> {
+        guest_call!(self, |p, s| p
+            .flow_channel_channel()
+            .call_parse_webhook(s, request, config))
+    }
+
+    /// `send`.
+    pub async fn send_async(
+        &self,
+        request: &types::MessageRequest,
+        config: &types::ChannelConfig,
+        attempt: u32,
+    ) -> Result<Result<types::Classification, Vec<types::FieldError>>, CallError> {
+        guest_call!(self, |p, s| p
+            .flow_channel_channel()
+            .call_send(s, request, config, attempt))
+    }
+
+    // Blocking forms, for the CLI and tests (not for use inside a current-thread runtime).
+
+    pub fn instantiate(&self) -> Result<(), CallError> {
+        block_on(self.instantiate_async())
+    }
+
+    pub fn describe(&self) -> Result<types::ChannelInfo, CallError> {
+        block_on(self.describe_async())
+    }
+
     pub fn validate_template(
         &self,
         template: &str,
     ) -> Result<Result<(), Vec<types::FieldError>>, CallError> {
-        self.call(|p, s| p.flow_channel_channel().call_validate_template(s, template))
+        block_on(self.validate_template_async(template))
     }
 
-    /// `build-payload`.
     pub fn build_payload(
         &self,
         request: &types::MessageRequest,
         config: &types::ChannelConfig,
     ) -> Result<Result<types::HttpRequest, Vec<types::FieldError>>, CallError> {
-        self.call(|p, s| {
-            p.flow_channel_channel()
-                .call_build_payload(s, request, config)
-        })
+        block_on(self.build_payload_async(request, config))
     }
 
-    /// `classify`.
     pub fn classify(
         &self,
         outcome: &types::SendOutcome,
         attempt: u32,
     ) -> Result<types::Classification, CallError> {
-        self.call(|p, s| p.flow_channel_channel().call_classify(s, outcome, attempt))
+        block_on(self.classify_async(outcome, attempt))
     }
 
-    /// `parse-webhook`.
     pub fn parse_webhook(
         &self,
         request: &types::WebhookRequest,
         config: &types::ChannelConfig,
     ) -> Result<Result<types::WebhookOutcome, types::WebhookError>, CallError> {
-        self.call(|p, s| {
-            p.flow_channel_channel()
-                .call_parse_webhook(s, request, config)
-        })
+        block_on(self.parse_webhook_async(request, config))
     }
 
-    /// `send`.
     pub fn send(
         &self,
         request: &types::MessageRequest,
         config: &types::ChannelConfig,
         attempt: u32,
     ) -> Result<Result<types::Classification, Vec<types::FieldError>>, CallError> {
-        self.call(|p, s| {
-            p.flow_channel_channel()
-                .call_send(s, request, config, attempt)
-        })
+        block_on(self.send_async(request, config, attempt))
+    }
+}
+
+/// Runs a future to completion from synchronous code: on the caller's multi-thread runtime if
+/// there is one, else on a small shared runtime.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    static SHARED: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => tokio::task::block_in_place(|| handle.block_on(future)),
+        Err(_) => SHARED
+            .get_or_init(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("host-harness-blocking")
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime starts")
+            })
+            .block_on(future),
     }
 }

@@ -44,7 +44,7 @@ fn services(mock_url: &str) -> Result<HostServices> {
         ("sms/api-key", DEMO_SMS_API_KEY),
         ("sms/webhook-secret", DEMO_SMS_WEBHOOK_SECRET),
     ] {
-        s.insert(k, v);
+        s.insert_for_hosts(k, v, [mock_url])?;
     }
     Ok(HostServices::new(
         HttpClient::new(policy),

@@ -241,8 +241,24 @@ fn send_to_the_mock_over_loopback() {
         "FLOW_SECRET_WHATSAPP_ACCESS_TOKEN",
         host_harness::cli::DEMO_ACCESS_TOKEN,
     )];
-    let out = run(
+    // The API base alone does not widen the allowlist.
+    let refused = run(
         &["send", "--api-base", &mock.base_url(), "-"],
+        Some(msg),
+        &env,
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--allow-host"));
+    assert!(mock.requests().is_empty());
+    let out = run(
+        &[
+            "send",
+            "--api-base",
+            &mock.base_url(),
+            "--allow-host",
+            &mock.base_url(),
+            "-",
+        ],
         Some(msg),
         &env,
     );

@@ -1,0 +1,341 @@
+//! Named secrets, resolved by the host only, and the grants that bind each one to a plugin.
+//!
+//! A plugin names a secret, never holds it. A [`Secrets`] value is one plugin's view:
+//!
+//! | use | needs |
+//! |---|---|
+//! | `hmac-sha256-verify`, `secret-equals` | the name is granted to the plugin |
+//! | `${secret:NAME}` in a request header | the name is granted **for that destination** (scheme, host, port), and the reference is the whole header value, optionally after one auth scheme word (`Bearer ${secret:NAME}`) |
+//!
+//! Anything else is `secret-error::denied`: a name outside the grant, a second reference in
+//! one header, a reference inside other text, a destination the secret is not bound to.
+//! Values come from code ([`Secrets::insert`]), a JSON file of `{"name": "value"}`, or
+//! environment variables `FLOW_SECRET_<NAME>` (upper-case, every character other than a letter
+//! or digit turned into `_`: `whatsapp/access-token` → `FLOW_SECRET_WHATSAPP_ACCESS_TOKEN`);
+//! only granted names are ever looked up, so an unrelated variable cannot leak.
+
+use super::http::AllowRule;
+use crate::types::SecretError;
+use anyhow::{Context, Result};
+use hmac::{Hmac, Mac};
+use std::collections::HashMap;
+use subtle::ConstantTimeEq;
+
+/// One grant: a secret name (or every name under a prefix, `sms/*`) and where it may be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretGrant {
+    /// An exact name, or `prefix/*`.
+    pub name: String,
+    /// Destinations a header may carry it to; empty: usable inside the host only.
+    pub to_hosts: Vec<AllowRule>,
+}
+
+impl SecretGrant {
+    fn covers(&self, name: &str) -> bool {
+        match self.name.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix) && name.len() > prefix.len(),
+            None => self.name == name,
+        }
+    }
+}
+
+/// A plugin's view of the host's secrets.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    values: HashMap<String, String>,
+    from_env: bool,
+    grants: Vec<SecretGrant>,
+}
+
+/// Where a header is going: scheme, host (lower-case) and port.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    pub scheme: &'a str,
+    pub host: &'a str,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Destination<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+impl Secrets {
+    /// Also look granted names up in `FLOW_SECRET_*` environment variables.
+    pub fn with_env(mut self) -> Self {
+        self.from_env = true;
+        self
+    }
+
+    /// Sets a value and grants its use inside the host (HMAC checks, comparisons).
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        self.grant_name(&name, &[]);
+        self.values.insert(name, value.into());
+    }
+
+    /// Sets a value that may also travel in a request header to these destinations
+    /// (allowlist syntax: `graph.facebook.com`, `http://127.0.0.1:8787`).
+    pub fn insert_for_hosts<'a>(
+        &mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+        hosts: impl IntoIterator<Item = &'a str>,
+    ) -> Result<()> {
+        let name = name.into();
+        self.grant(&name, hosts)?;
+        self.values.insert(name, value.into());
+        Ok(())
+    }
+
+    /// Grants a name (or `prefix/*`), with the destinations it may be sent to.
+    pub fn grant<'a>(
+        &mut self,
+        name: &str,
+        hosts: impl IntoIterator<Item = &'a str>,
+    ) -> Result<()> {
+        let rules = hosts
+            .into_iter()
+            .map(AllowRule::parse)
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| format!("the grant for the secret {name:?}"))?;
+        self.grant_name(name, &rules);
+        Ok(())
+    }
+
+    fn grant_name(&mut self, name: &str, rules: &[AllowRule]) {
+        match self.grants.iter_mut().find(|g| g.name == name) {
+            Some(g) => g.to_hosts.extend(rules.iter().cloned()),
+            None => self.grants.push(SecretGrant {
+                name: name.to_string(),
+                to_hosts: rules.to_vec(),
+            }),
+        }
+    }
+
+    /// The grants, for display.
+    pub fn grants(&self) -> &[SecretGrant] {
+        &self.grants
+    }
+
+    /// The same values with other grants: one plugin's view of a host-wide store.
+    pub fn scoped(&self, grants: Vec<SecretGrant>) -> Secrets {
+        Secrets {
+            values: self.values.clone(),
+            from_env: self.from_env,
+            grants,
+        }
+    }
+
+    /// Reads `{"name": "value", …}` from a file.
+    pub fn load_file(&mut self, path: &std::path::Path) -> Result<()> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading secrets from {}", path.display()))?;
+        let map: HashMap<String, String> = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} must be a JSON object of secret name → string value",
+                path.display()
+            )
+        })?;
+        self.values.extend(map);
+        Ok(())
+    }
+
+    /// The environment variable a secret name maps to.
+    pub fn env_var_name(name: &str) -> String {
+        let mut var = String::from("FLOW_SECRET_");
+        var.extend(name.chars().map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        }));
+        var
+    }
+
+    fn grant_for(&self, name: &str) -> Option<&SecretGrant> {
+        self.grants.iter().find(|g| g.covers(name))
+    }
+
+    /// The value of a secret, whatever the grants (the host's own use: API tokens).
+    pub fn value(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.values.get(name) {
+            return Some(v.clone());
+        }
+        if self.from_env {
+            return std::env::var(Self::env_var_name(name))
+                .ok()
+                .filter(|v| !v.is_empty());
+        }
+        None
+    }
+
+    fn granted_value(&self, name: &str) -> Result<String, SecretError> {
+        self.grant_for(name).ok_or(SecretError::Denied)?;
+        self.value(name).ok_or(SecretError::NotFound)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.value(name).is_some()
+    }
+
+    /// Constant-time HMAC-SHA256 check.
+    pub fn hmac_sha256_verify(
+        &self,
+        name: &str,
+        data: &[u8],
+        mac: &[u8],
+    ) -> Result<bool, SecretError> {
+        let secret = self.granted_value(name)?;
+        let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+            .map_err(|_| SecretError::Denied)?;
+        m.update(data);
+        Ok(m.verify_slice(mac).is_ok())
+    }
+
+    /// Constant-time comparison.
+    pub fn equals(&self, name: &str, candidate: &str) -> Result<bool, SecretError> {
+        let secret = self.granted_value(name)?;
+        Ok(secret.as_bytes().ct_eq(candidate.as_bytes()).into())
+    }
+
+    /// A header value with its secret reference resolved, if it has one. Refuses (with the
+    /// reason) a reference that is not the whole value after an optional scheme word, a name
+    /// outside the grant, and a destination the secret is not bound to.
+    pub fn header_value(&self, value: &str, to: Destination<'_>) -> Result<String, String> {
+        const OPEN: &str = "${secret:";
+        let Some(start) = value.find(OPEN) else {
+            return Ok(value.to_string());
+        };
+        let (prefix, reference) = value.split_at(start);
+        let name = reference[OPEN.len()..]
+            .strip_suffix('}')
+            .filter(|n| !n.contains('}') && !n.contains(OPEN) && !n.is_empty())
+            .ok_or_else(|| {
+                "a secret reference must be the whole header value, optionally after a scheme (`Bearer ${secret:NAME}`), one per header".to_string()
+            })?;
+        let scheme_ok = prefix.is_empty()
+            || prefix.strip_suffix(' ').is_some_and(|word| {
+                !word.is_empty()
+                    && word.len() <= 32
+                    && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !scheme_ok {
+            return Err(format!(
+                "a secret reference may follow only an auth scheme word, not {prefix:?}"
+            ));
+        }
+        let grant = self
+            .grant_for(name)
+            .ok_or_else(|| format!("the secret {name:?} is not granted to this plugin"))?;
+        if !grant
+            .to_hosts
+            .iter()
+            .any(|r| r.allows(to.scheme, to.host, to.port))
+        {
+            return Err(format!("the secret {name:?} may not be sent to {to}"));
+        }
+        let secret = self.value(name).ok_or_else(|| {
+            format!(
+                "the secret {name:?} is not configured (set {} or add it to the secrets file)",
+                Self::env_var_name(name)
+            )
+        })?;
+        Ok(format!("{prefix}{secret}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOCK: Destination = Destination {
+        scheme: "http",
+        host: "127.0.0.1",
+        port: 8787,
+    };
+
+    #[test]
+    fn a_granted_secret_is_substituted_for_its_destination_only() {
+        let mut s = Secrets::default();
+        s.insert_for_hosts("whatsapp/access-token", "EAAG", ["http://127.0.0.1:8787"])
+            .unwrap();
+        assert_eq!(
+            s.header_value("Bearer ${secret:whatsapp/access-token}", MOCK)
+                .unwrap(),
+            "Bearer EAAG"
+        );
+        let elsewhere = Destination { port: 9999, ..MOCK };
+        assert!(
+            s.header_value("Bearer ${secret:whatsapp/access-token}", elsewhere)
+                .unwrap_err()
+                .contains("may not be sent to http://127.0.0.1:9999")
+        );
+        assert_eq!(s.header_value("plain", elsewhere).unwrap(), "plain");
+    }
+
+    #[test]
+    fn only_one_whole_reference_per_header_is_accepted() {
+        let mut s = Secrets::default();
+        s.insert_for_hosts("a", "1", ["http://127.0.0.1"]).unwrap();
+        s.insert_for_hosts("b", "2", ["http://127.0.0.1"]).unwrap();
+        for bad in [
+            "Bearer ${secret:a} ${secret:b}",
+            "${secret:a}${secret:b}",
+            "x=${secret:a}; y",
+            "Bearer  ${secret:a}",
+            "${secret:a",
+            "${secret:}",
+        ] {
+            assert!(s.header_value(bad, MOCK).is_err(), "{bad}");
+        }
+        assert_eq!(s.header_value("${secret:a}", MOCK).unwrap(), "1");
+        assert_eq!(
+            s.header_value("Token ${secret:b}", MOCK).unwrap(),
+            "Token 2"
+        );
+    }
+
+    #[test]
+    fn names_outside_the_grant_are_denied_even_when_the_environment_has_them() {
+        // SAFETY: single-threaded test; the name is unique to it.
+        unsafe { std::env::set_var("FLOW_SECRET_UNRELATED_GRANT_TEST", "leak") };
+        let mut s = Secrets::default().with_env();
+        s.grant("sms/*", ["http://127.0.0.1"]).unwrap();
+        assert_eq!(
+            s.equals("unrelated/grant-test", "leak"),
+            Err(SecretError::Denied)
+        );
+        assert!(
+            s.header_value("${secret:unrelated/grant-test}", MOCK)
+                .unwrap_err()
+                .contains("not granted")
+        );
+        assert!(
+            s.header_value("Bearer ${secret:sms/api-key}", MOCK)
+                .unwrap_err()
+                .contains("FLOW_SECRET_SMS_API_KEY")
+        );
+    }
+
+    #[test]
+    fn in_host_secrets_are_compared_not_sent() {
+        let mut s = Secrets::default();
+        s.insert("whatsapp/app-secret", "s3cret");
+        assert_eq!(s.equals("whatsapp/app-secret", "s3cret"), Ok(true));
+        assert_eq!(s.equals("whatsapp/app-secret", "guess"), Ok(false));
+        assert!(
+            s.header_value("${secret:whatsapp/app-secret}", MOCK)
+                .is_err()
+        );
+        assert_eq!(s.equals("missing", "x"), Err(SecretError::Denied));
+        s.grant("missing", []).unwrap();
+        assert_eq!(s.equals("missing", "x"), Err(SecretError::NotFound));
+        assert_eq!(
+            Secrets::env_var_name("whatsapp/app-secret"),
+            "FLOW_SECRET_WHATSAPP_APP_SECRET"
+        );
+    }
+}
