@@ -1,7 +1,7 @@
 //! Fallback flows end to end over loopback HTTP: both components loaded, the mock posting
 //! signed webhooks to `serve`, state in SQLite.
 
-use host_harness::stack::{DEMO_APP_SECRET, Stack};
+use host_harness::stack::{DEMO_API_TOKEN, DEMO_APP_SECRET, Stack};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,7 @@ fn start(stack: &Stack, spec: &Value) -> String {
     let agent = agent();
     let mut resp = agent
         .post(&format!("{}/flows", stack.url()))
+        .header("authorization", &format!("Bearer {DEMO_API_TOKEN}"))
         .send(spec.to_string().as_bytes())
         .unwrap();
     let body: Value = serde_json::from_slice(&resp.body_mut().read_to_vec().unwrap()).unwrap();
@@ -41,6 +42,7 @@ fn status(stack: &Stack, id: &str) -> Value {
     let agent = agent();
     let mut resp = agent
         .get(&format!("{}/flows/{id}", stack.url()))
+        .header("authorization", &format!("Bearer {DEMO_API_TOKEN}"))
         .call()
         .unwrap();
     serde_json::from_slice(&resp.body_mut().read_to_vec().unwrap()).unwrap()
@@ -284,7 +286,11 @@ fn an_unknown_outcome_waits_for_its_status_instead_of_resending() {
         timeline(&s)
     );
     assert_eq!(s["attempts"][0]["disposition"], "unknown");
-    assert!(timeline(&s).contains("the unknown attempt did go out"));
+    assert!(
+        timeline(&s).contains("the attempt did go out"),
+        "{}",
+        timeline(&s)
+    );
     assert_eq!(stack.mock.requests().len(), 1, "sent once");
 }
 
@@ -317,6 +323,7 @@ fn bad_flow_files_are_refused_with_the_reason() {
     ] {
         let mut resp = agent
             .post(&format!("{}/flows", stack.url()))
+            .header("authorization", &format!("Bearer {DEMO_API_TOKEN}"))
             .send(spec.to_string().as_bytes())
             .unwrap();
         assert_eq!(resp.status().as_u16(), 400);

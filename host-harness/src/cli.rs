@@ -107,27 +107,12 @@ pub enum Command {
         #[command(subcommand)]
         action: TemplatesCommand,
     },
-    /// Run the flow runner: webhooks in, flows, timers; state in SQLite.
-    Serve {
-        #[arg(long, default_value_t = 8788)]
-        port: u16,
-        /// The SQLite file holding flows, attempts and timelines.
-        #[arg(long, default_value = "flows.sqlite")]
-        db: String,
-        /// Base URL for both channels' APIs (e.g. the mock: http://127.0.0.1:8787).
-        #[arg(long)]
-        api_base: Option<String>,
-        /// WhatsApp settings JSON (default: the embedded demo settings).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// A JSON file of secret name → value (FLOW_SECRET_* variables are read too).
-        #[arg(long)]
-        secrets: Option<PathBuf>,
-    },
+    /// Run the flow runner: flows and webhooks in, timers, pacing; state in SQLite.
+    Serve(crate::commands::serve::ServeArgs),
     /// Flows: start one on a running `serve`, or print a flow's timeline.
     Flow {
         #[command(subcommand)]
-        action: FlowCommand,
+        action: crate::commands::flow::FlowCommand,
     },
     /// Run the embedded mock Cloud API.
     MockApi {
@@ -163,25 +148,6 @@ pub enum TemplatesCommand {
     },
 }
 
-#[derive(Subcommand, Debug)]
-pub enum FlowCommand {
-    /// POST a flow file to a running `serve`.
-    Start {
-        file: String,
-        #[arg(long, default_value = "http://127.0.0.1:8788")]
-        server: String,
-    },
-    /// Print a flow's timeline from the database `serve` uses.
-    Status {
-        id: String,
-        #[arg(long, default_value = "flows.sqlite")]
-        db: String,
-        /// Print JSON instead of the readable timeline.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 /// What a command produced.
 #[derive(Debug)]
 pub struct Outcome {
@@ -193,10 +159,27 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn json(code: i32, v: Value) -> Outcome {
+    pub fn json(code: i32, v: Value) -> Outcome {
         Outcome {
             code,
             json: Some(v),
+            text: None,
+        }
+    }
+
+    pub fn text(text: String) -> Outcome {
+        Outcome {
+            code: 0,
+            json: None,
+            text: Some(text),
+        }
+    }
+
+    /// Nothing to print (the command reported on stderr as it went).
+    pub fn none() -> Outcome {
+        Outcome {
+            code: 0,
+            json: None,
             text: None,
         }
     }
@@ -227,7 +210,7 @@ fn read_input(file: &str) -> Result<Vec<u8>> {
     }
 }
 
-fn read_json(file: &str) -> Result<Value> {
+pub fn read_json(file: &str) -> Result<Value> {
     let bytes = read_input(file)?;
     serde_json::from_slice(&bytes)
         .map_err(|e| UsageError(format!("{file} is not valid JSON: {e}")).into())
@@ -246,7 +229,7 @@ fn settings_from(path: Option<&Path>) -> Result<Value> {
 }
 
 /// Secrets from `FLOW_SECRET_*` variables and, if given, a JSON file of name → value.
-fn secrets_from(file: Option<&Path>) -> Result<Secrets> {
+pub fn secrets_from(file: Option<&Path>) -> Result<Secrets> {
     let mut store = Secrets::default().with_env();
     if let Some(path) = file {
         store
@@ -298,14 +281,18 @@ pub fn load_plugin(path: Option<&Path>, services: HostServices) -> Result<Plugin
         .map_err(|e| UsageError(format!("{e:#}")).into())
 }
 
-fn log_for(cli: &Cli) -> Result<Log> {
+fn log_level(cli: &Cli) -> Result<crate::types::LogLevel> {
     match parse_level(&cli.log_level) {
-        Some(level) => Ok(Log::stderr(level)),
+        Some(level) => Ok(level),
         None => usage(format!(
             "--log-level must be trace, debug, info, warn or error, got {:?}",
             cli.log_level
         )),
     }
+}
+
+fn log_for(cli: &Cli) -> Result<Log> {
+    log_level(cli).map(Log::stderr)
 }
 
 /// Runs a parsed command line.
@@ -450,88 +437,8 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
                 .insert("templates".into(), Value::Array(docs));
             check_template_message(&load_plugin(plugin_path, pure())?, &doc, &settings)
         }
-        Command::Serve {
-            port,
-            db,
-            api_base,
-            config,
-            secrets,
-        } => {
-            let base = api_base
-                .clone()
-                .unwrap_or_else(|| format!("https://{GRAPH_HOST}"));
-            let policy = HttpPolicy::default()
-                .allowing([base.as_str()])
-                .map_err(|e| UsageError(format!("{e:#}")))?;
-            let services = Arc::new(HostServices::new(
-                HttpClient::new(policy),
-                secrets_from(secrets.as_deref())?,
-                log,
-            ));
-            let settings = settings_from(config.as_deref())?;
-            let whatsapp_wasm = plugin_path.unwrap_or(Path::new(crate::WHATSAPP_CHANNEL_WASM));
-            let channels = crate::stack::load_channels(
-                &Runtime::new()?,
-                services,
-                whatsapp_wasm,
-                &base,
-                &settings.to_string(),
-            )
-            .map_err(|e| UsageError(format!("{e:#}")))?;
-            let runner = Arc::new(crate::flow::Runner::open(db, channels)?);
-            let server = crate::serve::Server::start(crate::serve::bind(*port)?, runner)?;
-            eprintln!(
-                "serving flows on {} (state in {db}; webhooks at /webhooks/whatsapp and /webhooks/sms)",
-                server.url()
-            );
-            loop {
-                std::thread::park();
-            }
-        }
-        Command::Flow {
-            action: FlowCommand::Start { file, server },
-        } => {
-            let doc = read_json(file)?;
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .into();
-            let mut resp = agent
-                .post(&format!("{}/flows", server.trim_end_matches('/')))
-                .send(doc.to_string().as_bytes())
-                .map_err(|e| UsageError(format!("cannot reach {server}: {e}")))?;
-            let body: Value =
-                serde_json::from_slice(&resp.body_mut().read_to_vec()?).unwrap_or(Value::Null);
-            Ok(Outcome::json(
-                if resp.status().is_success() { 0 } else { 1 },
-                body,
-            ))
-        }
-        Command::Flow {
-            action:
-                FlowCommand::Status {
-                    id,
-                    db,
-                    json: as_json,
-                },
-        } => {
-            if !Path::new(db).exists() {
-                return usage(format!("no flow database at {db} (see --db)"));
-            }
-            let runner = crate::flow::Runner::open(db, Default::default())?;
-            match runner.status(id)? {
-                None => Ok(Outcome::json(
-                    1,
-                    json!({"error": format!("no flow {id:?} in {db}")}),
-                )),
-                Some(s) if *as_json => Ok(Outcome::json(0, s)),
-                Some(s) => Ok(Outcome {
-                    code: 0,
-                    json: None,
-                    text: Some(crate::flow::render_timeline(&s)),
-                }),
-            }
-        }
+        Command::Serve(args) => args.run(plugin_path, log_level(cli)?),
+        Command::Flow { action } => action.run(),
         Command::MockApi { port, webhooks_to } => {
             let webhooks = webhooks_to.as_ref().map(|base| {
                 let base = base.trim_end_matches('/');
@@ -869,7 +776,12 @@ pub fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
             "steps": [
                 {"channel": "whatsapp", "content": template, "wait_for": "delivered", "within_ms": 2_000},
                 {"channel": "sms", "content": {"text": "Your order shipped."}, "wait_for": "delivered", "within_ms": 5_000}]}))?;
-        let id = stack.runner.start(spec, now_ms())?;
+        let id = stack
+            .runner
+            .submit(vec![spec], now_ms())
+            .map_err(|e| anyhow!("starting a demo flow: {e:?}"))?
+            .remove(0)
+            .id;
         writeln!(out, "  started {id}: {what} ({recipient})")?;
         ids.push(id);
     }

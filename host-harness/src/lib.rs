@@ -5,28 +5,20 @@
 //! The host works with the types `bindgen!` generates from `wit/` directly; [`bindings`] is
 //! the only place they are defined.
 
+pub mod channels;
 pub mod cli;
+pub mod commands;
+pub mod contract;
 pub mod flow;
-pub mod json;
 pub mod mock;
 pub mod registry;
 pub mod runtime;
-pub mod serve;
+pub mod server;
 pub mod services;
 pub mod stack;
 
-/// Types and traits generated from `wit/channel.wit`.
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "channel-plugin",
-        imports: { default: async },
-        exports: { default: async },
-        additional_derives: [PartialEq, Eq],
-    });
-}
-
 pub use bindings::flow::channel::types;
+pub use contract::{bindings, json};
 pub use runtime::{CallError, Limits, Plugin, Runtime};
 pub use services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
 

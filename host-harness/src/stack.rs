@@ -1,24 +1,27 @@
 //! The whole reference stack on loopback, for the demo and the end-to-end tests: the mock
-//! (Cloud API + SMS API, posting signed status webhooks), both channel components, the flow
-//! runner and its HTTP server.
+//! (Cloud API + SMS API, posting signed status webhooks), both channel components with their
+//! own grants, the flow runner and its HTTP server.
 
+use crate::channels::{ChannelSetup, load_channels};
 use crate::cli::{DEMO_ACCESS_TOKEN, DEMO_PHONE_NUMBER_ID, DEMO_SMS_API_KEY};
-use crate::flow::{Channel, Runner};
+use crate::flow::pacing::ChannelPacing;
+use crate::flow::{Runner, RunnerOptions};
 use crate::mock::{MockApi, MockConfig, WebhookTargets};
-use crate::runtime::{Limits, Runtime};
-use crate::serve::{self, Server};
-use crate::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
-use crate::types::{ChannelConfig, LogLevel};
+use crate::runtime::Runtime;
+use crate::server::{self, Server, ServerOptions};
+use crate::services::Secrets;
+use crate::types::LogLevel;
 use anyhow::Result;
 use serde_json::json;
-use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub const DEMO_APP_SECRET: &str = "demo-app-secret";
 pub const DEMO_VERIFY_TOKEN: &str = "demo-verify-token";
 pub const DEMO_SMS_WEBHOOK_SECRET: &str = "demo-sms-webhook-secret";
+/// The bearer token of the demo stack's flow API.
+pub const DEMO_API_TOKEN: &str = "demo-api-token";
 
 /// The running stack.
 pub struct Stack {
@@ -28,14 +31,11 @@ pub struct Stack {
     port: u16,
     db: String,
     runtime: Runtime,
+    options: RunnerOptions,
 }
 
-fn services(mock_url: &str) -> Result<HostServices> {
-    let policy = HttpPolicy {
-        response_timeout: Duration::from_secs(2),
-        ..HttpPolicy::default()
-    }
-    .allowing([mock_url])?;
+/// The demo secrets, as a host's secret store holds them.
+pub fn demo_secrets() -> Secrets {
     let mut s = Secrets::default();
     for (k, v) in [
         ("whatsapp/access-token", DEMO_ACCESS_TOKEN),
@@ -43,68 +43,44 @@ fn services(mock_url: &str) -> Result<HostServices> {
         ("whatsapp/verify-token", DEMO_VERIFY_TOKEN),
         ("sms/api-key", DEMO_SMS_API_KEY),
         ("sms/webhook-secret", DEMO_SMS_WEBHOOK_SECRET),
+        ("flow/api-token", DEMO_API_TOKEN),
     ] {
-        s.insert_for_hosts(k, v, [mock_url])?;
+        s.insert(k, v);
     }
-    Ok(HostServices::new(
-        HttpClient::new(policy),
-        s,
-        Log::stderr(LogLevel::Error),
-    ))
+    s
 }
 
-/// Both channel components, sharing one set of host services, each pointed at `api_base`.
-pub fn load_channels(
-    runtime: &Runtime,
-    services: Arc<HostServices>,
-    whatsapp_wasm: &Path,
-    api_base: &str,
-    whatsapp_settings: &str,
-) -> Result<HashMap<String, Channel>> {
-    let whatsapp = runtime.load_file(whatsapp_wasm, services.clone(), Limits::default())?;
-    let sms = runtime.load_file(
-        Path::new(crate::SMS_CHANNEL_WASM),
-        services,
-        Limits::default(),
-    )?;
-    let config = |settings: &str| ChannelConfig {
-        api_base: Some(api_base.into()),
-        settings: settings.into(),
+/// Both channels pointed at one API base (the mock), each allowed only that host.
+pub fn demo_setups(api_base: &str, rate_per_number: f64) -> Vec<ChannelSetup> {
+    let setup = |name: &str, wasm: &str, settings: String, pacing| ChannelSetup {
+        name: name.into(),
+        wasm: PathBuf::from(wasm),
+        api_base: api_base.into(),
+        settings,
+        allow_hosts: vec![api_base.trim_end_matches('/').into()],
+        pacing,
+        http_timeout: Duration::from_secs(2),
     };
-    let mut map = HashMap::new();
-    map.insert(
-        "whatsapp".to_string(),
-        Channel {
-            plugin: whatsapp,
-            config: config(whatsapp_settings),
-        },
-    );
-    map.insert(
-        "sms".to_string(),
-        Channel {
-            plugin: sms,
-            config: config("{}"),
-        },
-    );
-    Ok(map)
-}
-
-fn channels(runtime: &Runtime, mock_url: &str) -> Result<HashMap<String, Channel>> {
-    let settings = json!({"phone_number_id": DEMO_PHONE_NUMBER_ID}).to_string();
-    load_channels(
-        runtime,
-        Arc::new(services(mock_url)?),
-        Path::new(crate::WHATSAPP_CHANNEL_WASM),
-        mock_url,
-        &settings,
-    )
+    vec![
+        setup(
+            "whatsapp",
+            crate::WHATSAPP_CHANNEL_WASM,
+            json!({"phone_number_id": DEMO_PHONE_NUMBER_ID}).to_string(),
+            Some(ChannelPacing::whatsapp(rate_per_number)),
+        ),
+        setup("sms", crate::SMS_CHANNEL_WASM, "{}".into(), None),
+    ]
 }
 
 impl Stack {
     /// Starts everything; the mock posts each status `step` after the previous one.
     pub fn start(db: &str, step: Duration) -> Result<Stack> {
-        let http = serve::bind(0)?;
-        let port = http.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
+        Self::start_with(db, step, RunnerOptions::default())
+    }
+
+    pub fn start_with(db: &str, step: Duration, options: RunnerOptions) -> Result<Stack> {
+        let listener = server::bind(0)?;
+        let port = listener.local_addr()?.port();
         let url = format!("http://127.0.0.1:{port}");
         let mock = MockApi::start(
             0,
@@ -120,36 +96,66 @@ impl Stack {
             },
         )?;
         let runtime = Runtime::new()?;
-        let runner = Arc::new(Runner::open(db, channels(&runtime, &mock.base_url())?)?);
-        let server = Server::start(http, runner.clone())?;
-        Ok(Stack {
+        let mut stack = Stack {
+            runner: Arc::new(Self::runner(&runtime, db, &mock.base_url(), &options)?),
             mock,
-            server: Some(server),
-            runner,
+            server: None,
             port,
             db: db.to_string(),
             runtime,
-        })
+            options,
+        };
+        stack.server = Some(Server::start(
+            listener,
+            stack.runner.clone(),
+            ServerOptions::new(DEMO_API_TOKEN),
+        )?);
+        Ok(stack)
+    }
+
+    fn runner(
+        runtime: &Runtime,
+        db: &str,
+        mock_url: &str,
+        options: &RunnerOptions,
+    ) -> Result<Runner> {
+        let secrets = demo_secrets();
+        let channels = load_channels(
+            runtime,
+            &secrets,
+            LogLevel::Error,
+            &demo_setups(mock_url, 1_000.0),
+        )?;
+        Runner::open_with(db, channels, options.clone(), &secrets)
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Stops the server (webhooks posted meanwhile are lost, as when a host is down).
+    /// Stops the server gracefully (webhooks posted meanwhile are lost, as when a host is
+    /// down).
     pub fn stop_server(&mut self) {
-        self.server = None;
+        if let Some(s) = self.server.take() {
+            let _ = s.stop();
+        }
     }
 
     /// A new runner and server on the same database and port: nothing in flight is lost.
     pub fn restart_server(&mut self) -> Result<()> {
-        self.server = None;
-        let runner = Arc::new(Runner::open(
+        self.stop_server();
+        let runner = Arc::new(Self::runner(
+            &self.runtime,
             &self.db,
-            channels(&self.runtime, &self.mock.base_url())?,
+            &self.mock.base_url(),
+            &self.options,
         )?);
-        let http = serve::bind(self.port)?;
-        self.server = Some(Server::start(http, runner.clone())?);
+        let listener = server::bind(self.port)?;
+        self.server = Some(Server::start(
+            listener,
+            runner.clone(),
+            ServerOptions::new(DEMO_API_TOKEN),
+        )?);
         self.runner = runner;
         Ok(())
     }

@@ -485,7 +485,8 @@ fn serve_and_flow_commands_as_processes() {
     std::fs::write(
         &secrets,
         serde_json::json!({"whatsapp/access-token": "mock-access-token", "whatsapp/app-secret": host_harness::stack::DEMO_APP_SECRET,
-            "whatsapp/verify-token": "t", "sms/api-key": "mock-sms-key", "sms/webhook-secret": host_harness::stack::DEMO_SMS_WEBHOOK_SECRET})
+            "whatsapp/verify-token": "t", "sms/api-key": "mock-sms-key", "sms/webhook-secret": host_harness::stack::DEMO_SMS_WEBHOOK_SECRET,
+            "flow/api-token": "cli-token"})
         .to_string(),
     )
     .unwrap();
@@ -498,6 +499,8 @@ fn serve_and_flow_commands_as_processes() {
                 "--db",
                 db.to_str().unwrap(),
                 "--api-base",
+                &mock.base_url(),
+                "--allow-host",
                 &mock.base_url(),
                 "--secrets",
                 secrets.to_str().unwrap(),
@@ -526,6 +529,8 @@ fn serve_and_flow_commands_as_processes() {
                 flow.to_str().unwrap(),
                 "--server",
                 &serve_url,
+                "--secrets",
+                secrets.to_str().unwrap(),
             ],
             None,
             &[],
@@ -562,5 +567,41 @@ fn serve_and_flow_commands_as_processes() {
     };
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(done["attempts"][1]["channel"], "sms");
+    // Without the token the API refuses, and nothing starts.
+    let refused = run(
+        &[
+            "flow",
+            "start",
+            flow.to_str().unwrap(),
+            "--server",
+            &serve_url,
+        ],
+        None,
+        &[("FLOW_SECRET_FLOW_API_TOKEN", "guess")],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(json_of(&refused)["error"], "unauthorized");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn serve_refuses_to_start_without_an_api_token_or_with_an_unlisted_api_base() {
+    let out = run(&["serve", "--port", "0", "--db", ":memory:"], None, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("flow/api-token"));
+    let out = run(
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--db",
+            ":memory:",
+            "--api-base",
+            "http://127.0.0.1:9",
+        ],
+        None,
+        &[("FLOW_SECRET_FLOW_API_TOKEN", "t")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-host"));
 }

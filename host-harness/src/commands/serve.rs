@@ -1,0 +1,161 @@
+//! `host-harness serve`: the flow runner behind HTTP until SIGTERM or ctrl-c.
+
+use crate::channels::{ChannelSetup, load_channels};
+use crate::cli::{
+    GRAPH_HOST, Outcome, UsageError, check_api_base_allowed, demo_settings, secrets_from,
+};
+use crate::flow::pacing::ChannelPacing;
+use crate::flow::{Runner, RunnerOptions};
+use crate::runtime::Runtime;
+use crate::server::{self, Server, ServerOptions};
+use crate::services::{AllowRule, HttpPolicy};
+use crate::types::LogLevel;
+use anyhow::Result;
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The host secret holding the flow API's bearer token.
+pub const API_TOKEN_SECRET: &str = "flow/api-token";
+
+/// Run the flow runner: flows in over an authenticated API, webhooks in, timers, pacing;
+/// state in SQLite, so a restart (or a crash) carries on where the last run stopped.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[arg(long, default_value_t = 8788)]
+    pub port: u16,
+    /// The SQLite file holding flows, attempts and timelines.
+    #[arg(long, default_value = "flows.sqlite")]
+    pub db: String,
+    /// Base URL for both channels' APIs (e.g. the mock: http://127.0.0.1:8787); it must be on
+    /// the allowlist (--allow-host).
+    #[arg(long)]
+    pub api_base: Option<String>,
+    /// WhatsApp settings JSON (default: the embedded demo settings).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A JSON file of secret name → value (FLOW_SECRET_* variables are read too). Needs
+    /// `flow/api-token`; each channel may use only the secrets under its own name.
+    #[arg(long)]
+    pub secrets: Option<PathBuf>,
+    /// Allowlist entries for the channels besides graph.facebook.com (e.g. http://127.0.0.1:8787).
+    #[arg(long = "allow-host")]
+    pub allow_hosts: Vec<String>,
+    /// Messages per second per sending number (Meta: 80 by default, up to 1,000).
+    #[arg(long, default_value_t = 80.0)]
+    pub rate_per_number: f64,
+    /// Sends in flight at once.
+    #[arg(long, default_value_t = 512)]
+    pub max_in_flight: usize,
+    /// Open flows beyond which POST /flows answers 429.
+    #[arg(long, default_value_t = 200_000)]
+    pub max_queued: u64,
+    /// Connections served at once.
+    #[arg(long, default_value_t = 1_024)]
+    pub max_connections: usize,
+    /// Hosts flows may name as `callback_url` (deny by default).
+    #[arg(long = "allow-callback-host")]
+    pub callback_hosts: Vec<String>,
+}
+
+impl ServeArgs {
+    pub fn run(&self, plugin: Option<&Path>, log: LogLevel) -> Result<Outcome> {
+        let secrets = secrets_from(self.secrets.as_deref())?;
+        let token = secrets.value(API_TOKEN_SECRET).ok_or_else(|| {
+            UsageError(format!(
+                "serve needs the host secret {API_TOKEN_SECRET} for its API (set FLOW_SECRET_FLOW_API_TOKEN or add it to --secrets)"
+            ))
+        })?;
+        if !(self.rate_per_number > 0.0 && self.rate_per_number <= 10_000.0) {
+            return Err(UsageError(format!(
+                "--rate-per-number must be between 0 and 10000, got {}",
+                self.rate_per_number
+            ))
+            .into());
+        }
+        let base = self
+            .api_base
+            .clone()
+            .unwrap_or_else(|| format!("https://{GRAPH_HOST}"));
+        let mut allow = vec![GRAPH_HOST.to_string()];
+        allow.extend(self.allow_hosts.iter().cloned());
+        let policy = HttpPolicy::default()
+            .allowing(allow.iter().map(String::as_str))
+            .map_err(|e| UsageError(format!("{e:#}")))?;
+        check_api_base_allowed(Some(&base), &policy)?;
+        let options = RunnerOptions {
+            max_in_flight: self.max_in_flight.clamp(1, 100_000),
+            max_open_flows: self.max_queued,
+            callback_hosts: self
+                .callback_hosts
+                .iter()
+                .map(|h| AllowRule::parse(h))
+                .collect::<Result<_>>()
+                .map_err(|e| UsageError(format!("--allow-callback-host: {e:#}")))?,
+            ..RunnerOptions::default()
+        };
+        let channels = load_channels(
+            &Runtime::new()?,
+            &secrets,
+            log,
+            &self.setups(plugin, &base, &allow)?,
+        )
+        .map_err(|e| UsageError(format!("{e:#}")))?;
+        let runner = Arc::new(Runner::open_with(&self.db, channels, options, &secrets)?);
+        let server_options = ServerOptions {
+            max_connections: self.max_connections.max(1),
+            ..ServerOptions::new(token)
+        };
+        let server = Server::start(server::bind(self.port)?, runner, server_options)?;
+        eprintln!(
+            "serving flows on {} (state in {}; webhooks at /webhooks/whatsapp and /webhooks/sms)",
+            server.url(),
+            self.db
+        );
+        server.run_until_signal()?;
+        Ok(Outcome::none())
+    }
+
+    fn setups(
+        &self,
+        plugin: Option<&Path>,
+        base: &str,
+        allow: &[String],
+    ) -> Result<Vec<ChannelSetup>> {
+        let settings = match &self.config {
+            None => demo_settings(),
+            Some(p) => crate::cli::read_json(&p.to_string_lossy())?,
+        };
+        let setup = |name: &str, wasm: PathBuf, settings: String, allow: Vec<String>, pacing| {
+            ChannelSetup {
+                name: name.into(),
+                wasm,
+                api_base: base.into(),
+                settings,
+                allow_hosts: allow,
+                pacing,
+                http_timeout: Duration::from_secs(20),
+            }
+        };
+        Ok(vec![
+            setup(
+                "whatsapp",
+                plugin.map_or_else(
+                    || PathBuf::from(crate::WHATSAPP_CHANNEL_WASM),
+                    Path::to_path_buf,
+                ),
+                settings.to_string(),
+                allow.to_vec(),
+                Some(ChannelPacing::whatsapp(self.rate_per_number)),
+            ),
+            setup(
+                "sms",
+                PathBuf::from(crate::SMS_CHANNEL_WASM),
+                "{}".into(),
+                self.allow_hosts.clone(),
+                Some(ChannelPacing::rate_only(self.rate_per_number)),
+            ),
+        ])
+    }
+}

@@ -1,0 +1,258 @@
+//! Pacing to the provider's limits: a token bucket per sending number, a minimum gap per
+//! customer, and back-offs the provider asks for.
+//!
+//! | limit | default | source |
+//! |---|---|---|
+//! | messages per second per sending number | 80 (`serve --rate-per-number`; up to 1,000 as Meta raises it; 20 for numbers also on the Business app) | Meta's throughput tiers (130429 when exceeded) |
+//! | messages per customer | one per 6 s (WhatsApp) | Meta's pair rate limit (131056 when exceeded) |
+//! | after a 131056 | that customer only waits 4^n s (n = consecutive hits) | Meta's guidance |
+//! | after a 130429 or a `Retry-After` | the whole number waits as long as asked | |
+//!
+//! The pacer only says *when*; work that must wait stays in the store (its wake-up time moves),
+//! so nothing queues in memory and one slow customer never holds up the others.
+
+use std::collections::HashMap;
+
+/// One channel's limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChannelPacing {
+    /// Sends per second per sending number; 0 for unlimited.
+    pub rate_per_second: f64,
+    /// Minimum gap between two messages to one customer.
+    pub customer_gap_ms: u64,
+}
+
+impl ChannelPacing {
+    /// WhatsApp: `rate` per second per number, one message per 6 s per customer.
+    pub fn whatsapp(rate: f64) -> Self {
+        ChannelPacing {
+            rate_per_second: rate,
+            customer_gap_ms: 6_000,
+        }
+    }
+
+    /// A channel with only a per-sender rate.
+    pub fn rate_only(rate: f64) -> Self {
+        ChannelPacing {
+            rate_per_second: rate,
+            customer_gap_ms: 0,
+        }
+    }
+}
+
+/// Why a send has to wait, and until when (ms since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferral {
+    /// The sending number has no slot before `until`; nothing for it goes before then.
+    Sender { until: u64 },
+    /// This customer must not get another message before `until`.
+    Customer { until: u64 },
+}
+
+/// A sending number's schedule: the next free slot, spaced exactly `1 / rate` apart (the
+/// generic cell rate algorithm with no burst), so no window of one second holds more than
+/// the rate.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sender {
+    next_slot_ms: f64,
+    paused_until: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Customer {
+    next_ok_ms: u64,
+    pair_limit_hits: u32,
+}
+
+/// The pacing state of one node.
+#[derive(Debug, Default)]
+pub struct Pacer {
+    limits: HashMap<String, ChannelPacing>,
+    senders: HashMap<String, Sender>,
+    customers: HashMap<(String, String), Customer>,
+}
+
+impl Pacer {
+    pub fn new(limits: HashMap<String, ChannelPacing>) -> Self {
+        Pacer {
+            limits,
+            ..Pacer::default()
+        }
+    }
+
+    /// Books a slot for a message on `channel` to `customer`: the time (≥ `now`, at most
+    /// `horizon_ms` ahead) at which it may leave, or until when it must wait. A refused
+    /// booking takes nothing.
+    pub fn try_take(
+        &mut self,
+        channel: &str,
+        customer: &str,
+        now: u64,
+        horizon_ms: u64,
+    ) -> Result<u64, Deferral> {
+        let Some(limits) = self.limits.get(channel).copied() else {
+            return Ok(now);
+        };
+        let key = (channel.to_string(), customer.to_string());
+        if let Some(c) = self.customers.get(&key)
+            && c.next_ok_ms > now
+        {
+            return Err(Deferral::Customer {
+                until: c.next_ok_ms,
+            });
+        }
+        let mut slot = now;
+        if limits.rate_per_second > 0.0 {
+            let sender = self.senders.entry(channel.to_string()).or_default();
+            if sender.paused_until > now {
+                return Err(Deferral::Sender {
+                    until: sender.paused_until,
+                });
+            }
+            let at = sender.next_slot_ms.max(now as f64);
+            if at > now.saturating_add(horizon_ms) as f64 {
+                return Err(Deferral::Sender {
+                    until: (at.ceil() as u64).saturating_sub(horizon_ms),
+                });
+            }
+            sender.next_slot_ms = at + 1_000.0 / limits.rate_per_second;
+            slot = at.ceil() as u64;
+        }
+        if limits.customer_gap_ms > 0 {
+            let c = self.customers.entry(key).or_default();
+            c.next_ok_ms = slot.saturating_add(limits.customer_gap_ms);
+        }
+        Ok(slot)
+    }
+
+    /// How many sends `channel` can still book within `horizon_ms` of `now`.
+    pub fn capacity(&self, channel: &str, now: u64, horizon_ms: u64) -> usize {
+        let Some(limits) = self.limits.get(channel) else {
+            return usize::MAX;
+        };
+        if limits.rate_per_second <= 0.0 {
+            return usize::MAX;
+        }
+        let sender = self.senders.get(channel).copied().unwrap_or_default();
+        if sender.paused_until > now {
+            return 0;
+        }
+        let start = sender.next_slot_ms.max(now as f64);
+        let end = now.saturating_add(horizon_ms) as f64;
+        if start > end {
+            return 0;
+        }
+        ((end - start) * limits.rate_per_second / 1_000.0).floor() as usize + 1
+    }
+
+    /// The provider said this customer gets too many messages (131056): only they wait,
+    /// 4^n seconds for the n-th hit in a row. Returns until when.
+    pub fn pair_limit_hit(&mut self, channel: &str, customer: &str, now: u64) -> u64 {
+        let c = self
+            .customers
+            .entry((channel.to_string(), customer.to_string()))
+            .or_default();
+        c.pair_limit_hits = c.pair_limit_hits.saturating_add(1);
+        let wait_ms = 4u64
+            .saturating_pow(c.pair_limit_hits.min(8))
+            .saturating_mul(1_000);
+        c.next_ok_ms = c.next_ok_ms.max(now.saturating_add(wait_ms));
+        c.next_ok_ms
+    }
+
+    /// A message to this customer went through: their back-off starts again from 1.
+    pub fn customer_ok(&mut self, channel: &str, customer: &str) {
+        if let Some(c) = self
+            .customers
+            .get_mut(&(channel.to_string(), customer.to_string()))
+        {
+            c.pair_limit_hits = 0;
+        }
+    }
+
+    /// The provider asked the whole sending number to wait (130429, `Retry-After`).
+    pub fn pause_sender(&mut self, channel: &str, until: u64) {
+        let s = self.senders.entry(channel.to_string()).or_default();
+        s.paused_until = s.paused_until.max(until);
+    }
+
+    /// Drops customers whose gap has passed (keeps memory flat on long campaigns).
+    pub fn forget_idle(&mut self, now: u64) {
+        self.customers
+            .retain(|_, c| c.next_ok_ms > now || c.pair_limit_hits > 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pacer(rate: f64) -> Pacer {
+        Pacer::new(HashMap::from([
+            ("whatsapp".to_string(), ChannelPacing::whatsapp(rate)),
+            ("sms".to_string(), ChannelPacing::rate_only(0.0)),
+        ]))
+    }
+
+    #[test]
+    fn the_bucket_never_lets_more_than_the_rate_through_in_any_second() {
+        let mut p = pacer(80.0);
+        let mut sent_at = Vec::new();
+        let mut now = 1_000_000;
+        let mut customer = 0u64;
+        while now < 1_000_000 + 10_000 {
+            match p.try_take("whatsapp", &format!("+1{customer}"), now, 50) {
+                Ok(slot) => {
+                    assert!(slot >= now && slot <= now + 50);
+                    sent_at.push(slot);
+                    customer += 1;
+                }
+                Err(Deferral::Sender { until }) => now = until,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        for w in sent_at.windows(81) {
+            assert!(w[80] - w[0] >= 1_000, "81 sends within {} ms", w[80] - w[0]);
+        }
+        assert!(sent_at.len() >= 790, "{} sends in 10 s", sent_at.len());
+    }
+
+    #[test]
+    fn one_customer_gets_one_message_per_six_seconds_without_holding_others() {
+        let mut p = pacer(80.0);
+        assert_eq!(p.try_take("whatsapp", "+1", 0, 0), Ok(0));
+        assert_eq!(
+            p.try_take("whatsapp", "+1", 10, 0),
+            Err(Deferral::Customer { until: 6_000 })
+        );
+        assert_eq!(p.try_take("whatsapp", "+2", 13, 0), Ok(13));
+        assert_eq!(p.try_take("whatsapp", "+1", 6_000, 0), Ok(6_000));
+        assert_eq!(
+            p.try_take("sms", "+1", 6_001, 0),
+            Ok(6_001),
+            "sms has no gap"
+        );
+    }
+
+    #[test]
+    fn pair_limit_backoff_grows_per_customer() {
+        let mut p = pacer(80.0);
+        assert_eq!(p.pair_limit_hit("whatsapp", "+1", 0), 4_000);
+        assert_eq!(p.pair_limit_hit("whatsapp", "+1", 4_000), 4_000 + 16_000);
+        assert!(p.try_take("whatsapp", "+2", 100, 0).is_ok());
+        p.customer_ok("whatsapp", "+1");
+        assert_eq!(p.pair_limit_hit("whatsapp", "+1", 20_000), 24_000);
+    }
+
+    #[test]
+    fn a_paused_number_waits_as_asked() {
+        let mut p = pacer(80.0);
+        assert!(p.try_take("whatsapp", "+1", 0, 0).is_ok());
+        p.pause_sender("whatsapp", 5_000);
+        assert_eq!(
+            p.try_take("whatsapp", "+2", 100, 0),
+            Err(Deferral::Sender { until: 5_000 })
+        );
+        assert!(p.try_take("whatsapp", "+2", 5_000, 0).is_ok());
+    }
+}

@@ -1,0 +1,469 @@
+//! The flow runner: a dispatcher that claims due work from the store, sends it with no lock
+//! or transaction held, at most `max_in_flight` at a time, and records each answer; webhook
+//! statuses applied in one transaction each batch; callbacks delivered from the outbox.
+
+use super::pacing::{ChannelPacing, Pacer};
+use super::policy::FlowState;
+use super::spec::{FlowSpec, SpecError, valid_id};
+use super::store::{Claim, OutboxItem, SendResult, Store, Submitted};
+use crate::runtime::Plugin;
+use crate::services::{AllowRule, Secrets, now_ms};
+use crate::types::{ChannelConfig, Classification, MessageRequest, WebhookEvent};
+use anyhow::Result;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, watch};
+
+/// The host secret that signs callbacks (`X-Flow-Signature: sha256=<hex>`).
+pub const CALLBACK_SECRET_NAME: &str = "flow/callback-secret";
+
+/// A channel the runner can send on.
+pub struct Channel {
+    pub plugin: Plugin,
+    pub config: ChannelConfig,
+    /// Its pacing; `None` sends as fast as the in-flight bound allows.
+    pub pacing: Option<ChannelPacing>,
+}
+
+/// How the runner behaves under load.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Sends in flight at once.
+    pub max_in_flight: usize,
+    /// Flows not yet final beyond which `submit` refuses new ones (the API answers 429).
+    pub max_open_flows: u64,
+    /// How far ahead a send may book its pacing slot (it then waits for it).
+    pub pacing_horizon_ms: u64,
+    /// How often the dispatcher looks for due work when nothing wakes it.
+    pub idle_tick: Duration,
+    /// Hosts callbacks may be posted to (deny by default).
+    pub callback_hosts: Vec<AllowRule>,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            max_in_flight: 512,
+            max_open_flows: 200_000,
+            pacing_horizon_ms: 50,
+            idle_tick: Duration::from_millis(20),
+            callback_hosts: Vec::new(),
+        }
+    }
+}
+
+/// Why flows were not accepted.
+#[derive(Debug)]
+pub enum SubmitError {
+    /// Field errors, per flow index (for a batch) with pointers inside that flow.
+    Invalid(Vec<(usize, Vec<SpecError>)>),
+    /// Too much work waiting: try again after this many seconds.
+    Busy {
+        retry_after_s: u64,
+        open: u64,
+    },
+    Store(anyhow::Error),
+}
+
+/// The outcome of one accepted flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: String,
+    /// False when the same flow (same id and spec) had been submitted before.
+    pub created: bool,
+}
+
+/// Runs flows.
+pub struct Runner {
+    store: Arc<Store>,
+    channels: HashMap<String, Channel>,
+    channel_names: Vec<String>,
+    pacer: Arc<Mutex<Pacer>>,
+    in_flight: Arc<Semaphore>,
+    wake: Notify,
+    options: RunnerOptions,
+    open_flows: AtomicU64,
+    callback_secret: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Runner {
+    /// Opens the store and recovers what a crash left behind: attempts cut off while
+    /// sending become `unknown` (never resent blindly); every non-final flow carries on.
+    pub fn open(path: &str, channels: HashMap<String, Channel>) -> Result<Runner> {
+        Self::open_with(
+            path,
+            channels,
+            RunnerOptions::default(),
+            &Secrets::default(),
+        )
+    }
+
+    pub fn open_with(
+        path: &str,
+        channels: HashMap<String, Channel>,
+        options: RunnerOptions,
+        secrets: &Secrets,
+    ) -> Result<Runner> {
+        let store = Store::open(path)?;
+        let recovered = store.recover(now_ms())?;
+        if recovered > 0 {
+            eprintln!("recovered {recovered} send(s) cut off by a stop: their outcome is unknown");
+        }
+        let limits = channels
+            .iter()
+            .filter_map(|(name, c)| c.pacing.map(|p| (name.clone(), p)))
+            .collect();
+        let mut channel_names: Vec<String> = channels.keys().cloned().collect();
+        channel_names.sort();
+        let open = store.open_flows()?;
+        Ok(Runner {
+            store: Arc::new(store),
+            channels,
+            channel_names,
+            pacer: Arc::new(Mutex::new(Pacer::new(limits))),
+            in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
+            wake: Notify::new(),
+            open_flows: AtomicU64::new(open),
+            callback_secret: secrets.value(CALLBACK_SECRET_NAME),
+            options,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("a plain client builds"),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A channel by name.
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.get(name)
+    }
+
+    /// Checks and stores flows (all or none), due at once; wakes the dispatcher.
+    pub fn submit(&self, specs: Vec<FlowSpec>, now: u64) -> Result<Vec<Accepted>, SubmitError> {
+        let names: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
+        let mut invalid = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let mut errors = spec.check(&names);
+            if let Some(url) = &spec.callback_url
+                && !self.callback_allowed(url)
+            {
+                errors.push(SpecError {
+                    path: "/callback_url".into(),
+                    code: "callback_host_denied",
+                    message: format!("{url:?} is not on serve's --allow-callback-host list"),
+                });
+            }
+            if !errors.is_empty() {
+                invalid.push((i, errors));
+            }
+        }
+        if !invalid.is_empty() {
+            return Err(SubmitError::Invalid(invalid));
+        }
+        let open = self.open_flows.load(Ordering::Relaxed);
+        if open.saturating_add(specs.len() as u64) > self.options.max_open_flows {
+            return Err(SubmitError::Busy {
+                retry_after_s: 5,
+                open,
+            });
+        }
+        let with_ids: Vec<(String, FlowSpec)> = specs
+            .into_iter()
+            .map(|s| {
+                let id =
+                    s.id.clone()
+                        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+                (id, s)
+            })
+            .collect();
+        let results = self
+            .store
+            .submit(&with_ids, now)
+            .map_err(SubmitError::Store)?;
+        let mut accepted = Vec::new();
+        let mut conflicts = Vec::new();
+        for (i, ((id, _), r)) in with_ids.iter().zip(&results).enumerate() {
+            match r {
+                Submitted::Created => accepted.push(Accepted {
+                    id: id.clone(),
+                    created: true,
+                }),
+                Submitted::AlreadyExists => accepted.push(Accepted {
+                    id: id.clone(),
+                    created: false,
+                }),
+                Submitted::Conflict => conflicts.push((
+                    i,
+                    vec![SpecError {
+                        path: "/id".into(),
+                        code: "id_in_use",
+                        message: format!("a different flow with id {id:?} exists already"),
+                    }],
+                )),
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(SubmitError::Invalid(conflicts));
+        }
+        let created = accepted.iter().filter(|a| a.created).count() as u64;
+        self.open_flows.fetch_add(created, Ordering::Relaxed);
+        self.wake.notify_one();
+        Ok(accepted)
+    }
+
+    fn callback_allowed(&self, url: &str) -> bool {
+        let Ok(u) = reqwest::Url::parse(url) else {
+            return false;
+        };
+        let host = u.host_str().unwrap_or("").to_ascii_lowercase();
+        let port = u.port_or_known_default().unwrap_or(0);
+        self.options
+            .callback_hosts
+            .iter()
+            .any(|r| r.allows(u.scheme(), &host, port))
+    }
+
+    /// Applies a channel's status events.
+    pub async fn on_events(&self, channel: &str, events: Vec<WebhookEvent>) -> Result<()> {
+        let store = self.store.clone();
+        let channel = channel.to_string();
+        tokio::task::spawn_blocking(move || store.apply_statuses(&channel, &events, now_ms()))
+            .await??;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The flow's state, attempts and timeline.
+    pub fn status(&self, id: &str) -> Result<Option<Value>> {
+        self.store.status(id)
+    }
+
+    /// Whether a flow reached a final state.
+    pub fn is_final(&self, id: &str) -> Result<bool> {
+        Ok(self.store.state(id)?.is_some_and(FlowState::is_final))
+    }
+
+    /// Runs the dispatcher and the callback sender until `stop` turns true, then lets every
+    /// send in flight finish and be recorded.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let outbox = tokio::spawn(self.clone().deliver_callbacks(stop.clone()));
+        let mut last_refresh = now_ms();
+        while !*stop.borrow() {
+            let claimed = self.dispatch_round().await?;
+            let now = now_ms();
+            if now.saturating_sub(last_refresh) > 1_000 {
+                last_refresh = now;
+                self.refresh_counts();
+            }
+            if claimed == 0 {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.options.idle_tick) => {}
+                    _ = stop.changed() => {}
+                }
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+        // Graceful stop: every send already claimed finishes and is recorded.
+        let all = u32::try_from(self.options.max_in_flight.max(1)).unwrap_or(u32::MAX);
+        let _drained = self.in_flight.acquire_many(all).await;
+        outbox.abort();
+        Ok(())
+    }
+
+    fn refresh_counts(&self) {
+        if let Ok(open) = self.store.open_flows() {
+            self.open_flows.store(open, Ordering::Relaxed);
+        }
+        let now = now_ms();
+        self.pacer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget_idle(now);
+    }
+
+    /// One claim round; returns how many sends it started.
+    async fn dispatch_round(self: &Arc<Self>) -> Result<usize> {
+        let room = self.in_flight.available_permits().min(256);
+        if room == 0 {
+            // Wait for one send to finish instead of spinning.
+            let permit = self.in_flight.acquire().await?;
+            drop(permit);
+            return Ok(0);
+        }
+        let (store, pacer, names, horizon) = (
+            self.store.clone(),
+            self.pacer.clone(),
+            self.channel_names.clone(),
+            self.options.pacing_horizon_ms,
+        );
+        let claims = tokio::task::spawn_blocking(move || {
+            store.claim_due(now_ms(), room, &names, &pacer, horizon)
+        })
+        .await??;
+        let n = claims.len();
+        for claim in claims {
+            let permit = self.in_flight.clone().acquire_owned().await?;
+            let runner = self.clone();
+            tokio::spawn(async move {
+                runner.send_one(claim).await;
+                drop(permit);
+            });
+        }
+        Ok(n)
+    }
+
+    /// Sends one claimed attempt at its slot and records the answer.
+    async fn send_one(self: Arc<Self>, claim: Claim) {
+        let wait = claim.slot_ms.saturating_sub(now_ms());
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+        let result = match self.channels.get(&claim.channel) {
+            None => SendResult::NotSent(format!("unknown channel {:?}", claim.channel)),
+            Some(channel) => self.call_channel(channel, &claim).await,
+        };
+        if let SendResult::Classified(c) = &result {
+            self.pace_after(&claim, c);
+        }
+        for delay_ms in [0u64, 100, 500, 2_000, 5_000] {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            let store = self.store.clone();
+            let (id, r) = (claim.attempt_id, result.clone());
+            match tokio::task::spawn_blocking(move || store.record(id, &r, now_ms())).await {
+                Ok(Ok(())) => {
+                    self.wake.notify_one();
+                    return;
+                }
+                Ok(Err(e)) => eprintln!("recording attempt {}: {e:#}", claim.attempt_id),
+                Err(e) => eprintln!("recording attempt {}: {e}", claim.attempt_id),
+            }
+        }
+        // Left `sending`: the next start's recovery makes it unknown, never resends it.
+        eprintln!(
+            "attempt {} of flow {} could not be recorded; it stays `sending` until the next start",
+            claim.attempt_id, claim.flow_id
+        );
+    }
+
+    async fn call_channel(&self, channel: &Channel, claim: &Claim) -> SendResult {
+        let request = MessageRequest {
+            recipient: claim.recipient.clone(),
+            correlation_id: Some(claim.correlation_id.clone()),
+            content: claim.content.clone(),
+            last_inbound_ms: claim.last_inbound_ms,
+            now_ms: now_ms(),
+        };
+        match channel
+            .plugin
+            .send_async(&request, &channel.config, claim.attempt)
+            .await
+        {
+            Ok(Ok(c)) => SendResult::Classified(c),
+            Ok(Err(errors)) => SendResult::NotSent(
+                errors
+                    .first()
+                    .map(|e| format!("{} [{}] {}", e.path, e.code, e.message))
+                    .unwrap_or_else(|| "field errors".into()),
+            ),
+            // The request may have left: never treat it as not sent.
+            Err(e) if e.request_sent() => {
+                SendResult::MaybeSent(format!("{} plugin: {e}", claim.channel))
+            }
+            Err(e) => SendResult::NotSent(format!(
+                "{} plugin failed before sending: {e}",
+                claim.channel
+            )),
+        }
+    }
+
+    /// Feeds the provider's rate answers back into pacing.
+    fn pace_after(&self, claim: &Claim, c: &Classification) {
+        let now = now_ms();
+        let mut pacer = self.pacer.lock().unwrap_or_else(|p| p.into_inner());
+        match c.reason.as_str() {
+            "pair_rate_limited" => {
+                pacer.pair_limit_hit(&claim.channel, &claim.recipient, now);
+            }
+            "rate_limited" => {
+                let wait = c.retry_after_ms.unwrap_or(1_000);
+                pacer.pause_sender(&claim.channel, now.saturating_add(wait));
+            }
+            _ if super::policy::reached(c.disposition).is_some() => {
+                pacer.customer_ok(&claim.channel, &claim.recipient)
+            }
+            _ => {}
+        }
+    }
+
+    /// Posts outbox events to their callback URLs, signed, at least once, with back-off.
+    async fn deliver_callbacks(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let store = self.store.clone();
+            let due = tokio::task::spawn_blocking(move || store.outbox_due(now_ms(), 64))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            let idle = due.is_empty();
+            let posts = due.into_iter().map(|item| self.deliver_one(item));
+            futures::future::join_all(posts).await;
+            if idle {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+
+    async fn deliver_one(&self, item: OutboxItem) {
+        let mut request = self
+            .http
+            .post(&item.url)
+            .header("content-type", "application/json")
+            .header("x-flow-event-id", &item.event_id);
+        if let Some(secret) = &self.callback_secret {
+            request = request.header("x-flow-signature", sign(secret, item.body.as_bytes()));
+        }
+        let outcome = match request.body(item.body.clone()).send().await {
+            Ok(r) if r.status().is_success() => None,
+            Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
+            Err(e) => Some(e.to_string()),
+        };
+        let now = now_ms();
+        // 1 s, 2 s, 4 s … up to 5 min between tries; given up after a day's worth.
+        let retry_at = (item.tries < 300).then(|| {
+            now.saturating_add(1_000u64.saturating_mul(1 << item.tries.min(8)).min(300_000))
+        });
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            store.outbox_result(item.id, now, retry_at, outcome.as_deref())
+        })
+        .await;
+    }
+}
+
+/// `sha256=<hex HMAC-SHA256>` of a body.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Whether a string is acceptable as a flow id (for routes).
+pub fn is_flow_id(id: &str) -> bool {
+    valid_id(id)
+}

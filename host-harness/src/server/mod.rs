@@ -1,0 +1,198 @@
+//! `serve`: the flow runner behind HTTP (axum on hyper, tokio).
+//!
+//! | route | auth | what |
+//! |---|---|---|
+//! | `GET /webhooks/{channel}` | the provider's verify token | the verification handshake, through the channel's `parse-webhook` |
+//! | `POST /webhooks/{channel}` | the provider's signature | status webhooks → the runner (401 on a bad signature, nothing applied) |
+//! | `POST /flows` | `Authorization: Bearer <flow/api-token>` | one flow (JSON object), or a batch (JSON array or NDJSON, ≤ 10,000) → 201 `{"id"}` / `{"ids"}` |
+//! | `GET /flows/{id}` | bearer | the flow's state, attempts and timeline |
+//! | `GET /health` | none | `{"ok": true}` |
+//!
+//! Limits: bodies (413 past [`ServerOptions::max_body_bytes`]), header read time, body read
+//! time (408), connections (further ones wait in the kernel's backlog), in-flight sends and
+//! queued flows (429 with `Retry-After`). Error bodies carry a code and a message, never
+//! internals; a 500 logs its details under an id it returns. SIGTERM / ctrl-c stop accepting,
+//! finish the requests and sends in flight, then exit.
+
+mod routes;
+
+use crate::flow::Runner;
+use anyhow::{Context, Result};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+/// Limits of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest request body (a batch of 10,000 flows fits; Meta's webhooks are ≤ 3 MB).
+    pub max_body_bytes: usize,
+    /// Most flows in one `POST /flows`.
+    pub max_batch: usize,
+    /// Time a client has to send the request headers.
+    pub header_read_timeout: Duration,
+    /// Time a client has to send the body.
+    pub body_read_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// The bearer token of the flow API (the host secret `flow/api-token`).
+    pub api_token: String,
+}
+
+impl ServerOptions {
+    pub fn new(api_token: impl Into<String>) -> Self {
+        ServerOptions {
+            max_body_bytes: 32 << 20,
+            max_batch: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 1_024,
+            api_token: api_token.into(),
+        }
+    }
+}
+
+/// A running server with its runner; stops (gracefully) when dropped or on [`Server::stop`].
+pub struct Server {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+/// Binds first (so others can learn the URL), serves later.
+pub fn bind(port: u16) -> Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+impl Server {
+    /// Serves on its own tokio runtime (a thread of this process) until stopped.
+    pub fn start(
+        listener: std::net::TcpListener,
+        runner: Arc<Runner>,
+        options: ServerOptions,
+    ) -> Result<Server> {
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("serve".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("serve-worker")
+                    .enable_all()
+                    .build()?;
+                rt.block_on(serve(listener, runner, options, stopped))
+            })?;
+        Ok(Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, finishes what is in flight, and returns.
+    pub fn stop(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        let _ = self.stop.send(true);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("the server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Blocks until SIGTERM or ctrl-c, then stops gracefully.
+    pub fn run_until_signal(mut self) -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(shutdown_signal());
+        eprintln!("stopping: finishing requests and sends in flight");
+        self.shutdown()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The accept loop: one task per connection, at most `max_connections`, each under the
+/// header read timeout; on stop, connections finish their request and close.
+async fn serve(
+    listener: std::net::TcpListener,
+    runner: Arc<Runner>,
+    options: ServerOptions,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    let dispatcher = tokio::spawn(runner.clone().run(stopped.clone()));
+    let app = routes::router(runner, options.clone());
+    let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .keep_alive(true);
+    loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => p?,
+            _ = stopped.changed() => break,
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Requests in flight get a while to finish; then the dispatcher drains its sends.
+    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    dispatcher.await.context("the dispatcher task")??;
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! One small handler per route; every error goes through [`ApiError`].
+
+use super::ServerOptions;
+use crate::contract::WebhookErrorAnswer;
+use crate::flow::runner::is_flow_id;
+use crate::flow::spec::{FlowSpec, SpecError, errors_json};
+use crate::flow::{Runner, SubmitError};
+use crate::types::{Header, WebhookOutcome, WebhookRequest};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+#[derive(Clone)]
+struct App {
+    runner: Arc<Runner>,
+    options: Arc<ServerOptions>,
+}
+
+pub(super) fn router(runner: Arc<Runner>, options: ServerOptions) -> Router {
+    let app = App {
+        runner,
+        options: Arc::new(options),
+    };
+    Router::new()
+        .route("/flows", post(start_flows))
+        .route("/flows/{id}", get(flow_status))
+        .route("/webhooks/{channel}", get(webhook).post(webhook))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+/// An error answer: a status, a stable code, a message and optional details.
+#[derive(Debug)]
+pub(super) struct ApiError {
+    status: StatusCode,
+    body: Value,
+    retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: json!({"error": code, "message": message.into()}),
+            retry_after_s: None,
+        }
+    }
+
+    /// A failure of ours: logged in full under an id, answered without internals.
+    fn internal(context: &str, e: impl std::fmt::Display) -> Self {
+        let id = uuid::Uuid::now_v7();
+        eprintln!("error {id}: {context}: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            format!("the server failed to handle this request (error id {id})"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, axum::Json(self.body)).into_response();
+        if let Some(s) = self.retry_after_s {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = app.options.api_token.as_bytes();
+    if given.is_empty() || !bool::from(given.as_bytes().ct_eq(expected)) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this API needs `Authorization: Bearer <token>` (the host secret flow/api-token)",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a body within the size and time limits: 413 past the size, 408 past the time.
+async fn read_body(app: &App, body: Body) -> Result<Bytes, ApiError> {
+    let limit = app.options.max_body_bytes;
+    let read = axum::body::to_bytes(body, limit);
+    match tokio::time::timeout(app.options.body_read_timeout, read).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the body did not arrive within {} s",
+                app.options.body_read_timeout.as_secs()
+            ),
+        )),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_length_limit(&e) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than the limit of {limit} bytes"),
+        )),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "body_unreadable",
+            format!("the body could not be read: {e}"),
+        )),
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// A flow document: one object, a JSON array, or NDJSON (one object per line).
+fn parse_flows(body: &[u8], max: usize) -> Result<(Vec<FlowSpec>, bool), ApiError> {
+    let text = std::str::from_utf8(body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body is not UTF-8",
+        )
+    })?;
+    let trimmed = text.trim_start();
+    let (docs, batch): (Vec<Value>, bool) = if trimmed.starts_with('[') {
+        let docs = serde_json::from_str(text).map_err(|e| invalid_json(&e.to_string()))?;
+        (docs, true)
+    } else {
+        let mut docs = Vec::new();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            docs.push(
+                serde_json::from_str(line)
+                    .map_err(|e| invalid_json(&format!("line {}: {e}", i + 1)))?,
+            );
+        }
+        let batch = docs.len() != 1;
+        (docs, batch)
+    };
+    if docs.is_empty() || docs.len() > max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_batch",
+            format!("a request carries 1 to {max} flows, got {}", docs.len()),
+        ));
+    }
+    let mut specs = Vec::with_capacity(docs.len());
+    let mut invalid = Vec::new();
+    for (i, doc) in docs.into_iter().enumerate() {
+        match FlowSpec::from_value(doc) {
+            Ok(s) => specs.push(s),
+            Err(e) => invalid.push((i, e)),
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(invalid_flows(invalid, batch));
+    }
+    Ok((specs, batch))
+}
+
+fn invalid_json(message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+}
+
+fn invalid_flows(invalid: Vec<(usize, Vec<SpecError>)>, batch: bool) -> ApiError {
+    let body = if batch {
+        let errors: Vec<Value> = invalid
+            .iter()
+            .flat_map(|(i, errs)| {
+                errs.iter().map(move |e| {
+                    json!({"index": i, "path": format!("/{i}{}", e.path), "code": e.code, "message": e.message})
+                })
+            })
+            .collect();
+        json!({"error": "invalid_flows", "message": format!("{} flow(s) in the batch are invalid; none was started", invalid.len()), "errors": errors})
+    } else {
+        let mut v = errors_json(&invalid[0].1);
+        v["message"] = v["error"].clone();
+        v["error"] = json!("invalid_flow");
+        v
+    };
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        body,
+        retry_after_s: None,
+    }
+}
+
+async fn start_flows(State(app): State<App>, request: Request) -> Result<Response, ApiError> {
+    authorize(&app, request.headers())?;
+    let body = read_body(&app, request.into_body()).await?;
+    let (specs, batch) = parse_flows(&body, app.options.max_batch)?;
+    let runner = app.runner.clone();
+    let now = crate::services::now_ms();
+    let accepted = match tokio::task::spawn_blocking(move || runner.submit(specs, now)).await {
+        Err(e) => return Err(ApiError::internal("submitting flows", e)),
+        Ok(Err(SubmitError::Invalid(invalid))) => return Err(invalid_flows(invalid, batch)),
+        Ok(Err(SubmitError::Busy {
+            retry_after_s,
+            open,
+        })) => {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                format!("{open} flows are still open; try again later"),
+            );
+            e.retry_after_s = Some(retry_after_s);
+            return Err(e);
+        }
+        Ok(Err(SubmitError::Store(e))) => return Err(ApiError::internal("storing flows", e)),
+        Ok(Ok(a)) => a,
+    };
+    let created = accepted.iter().filter(|a| a.created).count();
+    let status = if created == 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let body = if batch {
+        json!({"ids": accepted.iter().map(|a| &a.id).collect::<Vec<_>>(), "created": created})
+    } else {
+        json!({"id": accepted[0].id, "created": accepted[0].created})
+    };
+    Ok((status, axum::Json(body)).into_response())
+}
+
+async fn flow_status(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&app, &headers)?;
+    if !is_flow_id(&id) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_flow",
+            "no such flow",
+        ));
+    }
+    let runner = app.runner.clone();
+    match tokio::task::spawn_blocking(move || runner.status(&id)).await {
+        Ok(Ok(Some(v))) => Ok(axum::Json(v).into_response()),
+        Ok(Ok(None)) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_flow",
+            "no such flow",
+        )),
+        Ok(Err(e)) => Err(ApiError::internal("reading a flow", e)),
+        Err(e) => Err(ApiError::internal("reading a flow", e)),
+    }
+}
+
+fn webhook_request(
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<String>,
+    body: Bytes,
+) -> WebhookRequest {
+    let headers = headers
+        .iter()
+        .map(|(n, v)| Header {
+            name: n.as_str().to_string(),
+            value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        })
+        .collect();
+    let query = query
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    WebhookRequest {
+        method: method.as_str().to_string(),
+        headers,
+        query,
+        // The signature covers these exact bytes: they are passed on untouched.
+        body: body.to_vec(),
+    }
+}
+
+async fn webhook(
+    State(app): State<App>,
+    Path(channel): Path<String>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let Some(ch) = app.runner.channel(&channel) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_channel",
+            format!("no channel {channel:?}"),
+        ));
+    };
+    let (parts, body) = request.into_parts();
+    let body = read_body(&app, body).await?;
+    let hook = webhook_request(&parts.method, &parts.headers, query, body);
+    let outcome = ch
+        .plugin
+        .parse_webhook_async(&hook, &ch.config)
+        .await
+        .map_err(|e| ApiError::internal("parsing a webhook", e))?;
+    match outcome {
+        Ok(WebhookOutcome::Verification(challenge)) => {
+            Ok(([(header::CONTENT_TYPE, "text/plain")], challenge).into_response())
+        }
+        Ok(WebhookOutcome::Events(events)) => {
+            // A 500 makes the provider redeliver later; dedupe keys make that safe.
+            app.runner
+                .on_events(&channel, events)
+                .await
+                .map_err(|e| ApiError::internal("applying webhook events", e))?;
+            Ok(([(header::CONTENT_TYPE, "text/plain")], "ok").into_response())
+        }
+        Err(e) => {
+            let answer = WebhookErrorAnswer::of(&e);
+            let status = StatusCode::from_u16(answer.http_status)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Ok((status, axum::Json(answer.body)).into_response())
+        }
+    }
+}
+
+async fn health() -> Response {
+    axum::Json(json!({"ok": true})).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
