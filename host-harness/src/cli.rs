@@ -3,7 +3,7 @@
 //! 2 usage or plugin load errors, 3 webhook signature or verification refused.
 
 use crate::json;
-use crate::mock::{MockApi, MockConfig, SCENARIOS};
+use crate::mock::{MockApi, MockConfig};
 use crate::runtime::{Limits, Plugin, Runtime};
 use crate::services::{
     ACCESS_TOKEN_NAME, APP_SECRET_NAME, HostServices, HttpClient, HttpPolicy, Log, Secrets,
@@ -114,15 +114,8 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::commands::flow::FlowCommand,
     },
-    /// Run the embedded mock Cloud API.
-    MockApi {
-        #[arg(long, default_value_t = 8787)]
-        port: u16,
-        /// Post signed status webhooks to a running `serve` at this base URL (its
-        /// /webhooks/whatsapp and /webhooks/sms), signed with the demo secrets.
-        #[arg(long)]
-        webhooks_to: Option<String>,
-    },
+    /// Run the embedded mock Cloud API (and SMS API).
+    MockApi(crate::commands::mock_api::MockApiArgs),
     /// Send the demo messages to the embedded mock and print each classification.
     Demo,
     /// Measure compile, instantiate and call times.
@@ -439,45 +432,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         }
         Command::Serve(args) => args.run(plugin_path, log_level(cli)?),
         Command::Flow { action } => action.run(),
-        Command::MockApi { port, webhooks_to } => {
-            let webhooks = webhooks_to.as_ref().map(|base| {
-                let base = base.trim_end_matches('/');
-                crate::mock::WebhookTargets {
-                    whatsapp_url: format!("{base}/webhooks/whatsapp"),
-                    whatsapp_app_secret: crate::stack::DEMO_APP_SECRET.into(),
-                    sms_url: format!("{base}/webhooks/sms"),
-                    sms_secret: crate::stack::DEMO_SMS_WEBHOOK_SECRET.into(),
-                    step: Duration::from_millis(500),
-                }
-            });
-            let mock = MockApi::start(
-                *port,
-                MockConfig {
-                    webhooks,
-                    ..MockConfig::default()
-                },
-            )?;
-            if let Some(base) = webhooks_to {
-                eprintln!(
-                    "posting status webhooks to {base}, signed with {:?} (WhatsApp) and {:?} (SMS)",
-                    crate::stack::DEMO_APP_SECRET,
-                    crate::stack::DEMO_SMS_WEBHOOK_SECRET
-                );
-            }
-            eprintln!(
-                "mock Cloud API listening on {} (token {DEMO_ACCESS_TOKEN:?}, phone number id {DEMO_PHONE_NUMBER_ID})",
-                mock.base_url()
-            );
-            for s in SCENARIOS {
-                eprintln!("  {}  {}", s.recipient, s.description);
-            }
-            mock.wait();
-            Ok(Outcome {
-                code: 0,
-                json: None,
-                text: None,
-            })
-        }
+        Command::MockApi(args) => args.run(),
         Command::Demo => demo(plugin_path, &mut std::io::stdout()),
         Command::Bench { iterations } => bench(plugin_path, *iterations),
     }

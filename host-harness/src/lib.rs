@@ -10,17 +10,17 @@ pub mod cli;
 pub mod commands;
 pub mod contract;
 pub mod flow;
-pub mod mock;
 pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod services;
-pub mod stack;
+pub mod testkit;
 
 pub use bindings::flow::channel::types;
 pub use contract::{bindings, json};
 pub use runtime::{CallError, Limits, Plugin, Runtime};
 pub use services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
+pub use testkit::{mock, stack};
 
 /// The WhatsApp component built from this repository by `build.rs`.
 pub const WHATSAPP_CHANNEL_WASM: &str = env!("WHATSAPP_CHANNEL_WASM");

@@ -41,12 +41,7 @@ fn json_of(out: &Output) -> Value {
     })
 }
 
-fn sign(secret: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
+use host_harness::testkit::signing::signature as sign;
 
 #[test]
 fn inspect_reports_contract_size_and_digest() {

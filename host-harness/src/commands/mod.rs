@@ -1,4 +1,5 @@
 //! Subcommands with their own module: a documented clap struct and `run`.
 
 pub mod flow;
+pub mod mock_api;
 pub mod serve;

@@ -10,7 +10,6 @@ use crate::runtime::Plugin;
 use crate::services::{AllowRule, Secrets, now_ms};
 use crate::types::{ChannelConfig, Classification, MessageRequest, WebhookEvent};
 use anyhow::Result;
-use hmac::{Hmac, Mac};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -435,7 +434,10 @@ impl Runner {
             .header("content-type", "application/json")
             .header("x-flow-event-id", &item.event_id);
         if let Some(secret) = &self.callback_secret {
-            request = request.header("x-flow-signature", sign(secret, item.body.as_bytes()));
+            request = request.header(
+                "x-flow-signature",
+                crate::testkit::signing::signature(secret, item.body.as_bytes()),
+            );
         }
         let outcome = match request.body(item.body.clone()).send().await {
             Ok(r) if r.status().is_success() => None,
@@ -453,14 +455,6 @@ impl Runner {
         })
         .await;
     }
-}
-
-/// `sha256=<hex HMAC-SHA256>` of a body.
-pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Whether a string is acceptable as a flow id (for routes).
