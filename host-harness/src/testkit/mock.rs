@@ -538,7 +538,7 @@ fn answer(state: &State, req: &Recorded, trace: u64) -> Reply {
     }
     match check_graph_request(state, req, path, trace) {
         Ok(body) => whatsapp_answer(state, &body, trace),
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     }
 }
 
@@ -549,9 +549,10 @@ fn check_graph_request(
     req: &Recorded,
     path: &str,
     trace: u64,
-) -> Result<Value, Reply> {
-    let err =
-        |status, code, title: &str, details: &str| graph_error(status, code, title, details, trace);
+) -> Result<Value, Box<Reply>> {
+    let err = |status, code, title: &str, details: &str| {
+        Box::new(graph_error(status, code, title, details, trace))
+    };
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let [version, phone_id, "messages"] = parts.as_slice() else {
         return Err(err(

@@ -1,0 +1,302 @@
+//! Faults injected from outside the process: `serve` is SIGKILLed while sends are in flight
+//! (between send and record), while a retry is in flight, and while a fallback send is in
+//! flight, then restarted on the same database. The mock provider (its own runtime, not
+//! killed) counts every request per correlation id: nothing may be sent twice, and every flow
+//! must end.
+
+use host_harness::mock::{Latency, MockApi, MockConfig, WebhookTargets};
+use host_harness::stack::{DEMO_APP_SECRET, DEMO_SMS_WEBHOOK_SECRET};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "fault-test-token";
+
+struct Serve {
+    child: std::process::Child,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    /// SIGKILL: no shutdown, no flush, nothing finished.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+struct Rig {
+    dir: PathBuf,
+    port: u16,
+    mock: MockApi,
+    agent: ureq::Agent,
+}
+
+impl Rig {
+    fn new(name: &str, latency_ms: u64) -> Rig {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mock = MockApi::start(
+            0,
+            MockConfig {
+                webhooks: Some(WebhookTargets {
+                    whatsapp_url: format!("{url}/webhooks/whatsapp"),
+                    whatsapp_app_secret: DEMO_APP_SECRET.into(),
+                    sms_url: format!("{url}/webhooks/sms"),
+                    sms_secret: DEMO_SMS_WEBHOOK_SECRET.into(),
+                    step: Duration::from_millis(100),
+                }),
+                latency: Latency::Fixed(latency_ms),
+                ..MockConfig::default()
+            },
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("faults-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("secrets.json"),
+            json!({"whatsapp/access-token": "mock-access-token", "whatsapp/app-secret": DEMO_APP_SECRET,
+                "whatsapp/verify-token": "t", "sms/api-key": "mock-sms-key",
+                "sms/webhook-secret": DEMO_SMS_WEBHOOK_SECRET, "flow/api-token": TOKEN})
+            .to_string(),
+        )
+        .unwrap();
+        Rig {
+            dir,
+            port,
+            mock,
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build()
+                .into(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts `serve` and waits until it answers.
+    fn serve(&self, run: usize) -> Serve {
+        let log = std::fs::File::create(self.dir.join(format!("serve-{run}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_host-harness"))
+            .args(["serve", "--port", &self.port.to_string(), "--db"])
+            .arg(self.dir.join("flows.sqlite"))
+            .args([
+                "--api-base",
+                &self.mock.base_url(),
+                "--allow-host",
+                &self.mock.base_url(),
+            ])
+            .arg("--secrets")
+            .arg(self.dir.join("secrets.json"))
+            .args(["--rate-per-number", "1000"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let serve = Serve { child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.agent.get(&format!("{}/health", self.url())).call()
+                && r.status() == 200
+            {
+                return serve;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("serve did not start: {}", self.log(run));
+    }
+
+    fn log(&self, run: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("serve-{run}.log"))).unwrap_or_default()
+    }
+
+    fn start(&self, flows: &[Value]) {
+        let body = flows
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut r = self
+            .agent
+            .post(&format!("{}/flows", self.url()))
+            .header("authorization", &format!("Bearer {TOKEN}"))
+            .header("content-type", "application/x-ndjson")
+            .send(body.as_bytes())
+            .unwrap();
+        let status = r.status().as_u16();
+        assert_eq!(status, 201, "{}", r.body_mut().read_to_string().unwrap());
+    }
+
+    fn status(&self, id: &str) -> Value {
+        let mut r = self
+            .agent
+            .get(&format!("{}/flows/{id}", self.url()))
+            .header("authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .unwrap();
+        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap()
+    }
+
+    /// Waits until the mock has received `n` requests (they are in flight: latency).
+    fn wait_requests(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.mock.counters()["requests"].as_u64().unwrap() < n {
+            assert!(Instant::now() < deadline, "{}", self.mock.counters());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn wait_final(&self, ids: &[String]) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        ids.iter()
+            .map(|id| {
+                loop {
+                    let s = self.status(id);
+                    if matches!(s["state"].as_str(), Some("done" | "exhausted" | "expired")) {
+                        break s;
+                    }
+                    assert!(Instant::now() < deadline, "flow {id} did not finish: {s}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+            .collect()
+    }
+
+    /// No correlation id reached the provider twice.
+    fn assert_nothing_sent_twice(&self) {
+        let c = self.mock.counters();
+        assert_eq!(
+            c["correlation_ids_sent_more_than_once"],
+            json!({}),
+            "sent twice: {c}"
+        );
+    }
+}
+
+fn flow(id: &str, recipient: &str) -> Value {
+    json!({"id": id, "recipient": recipient, "unknown_wait_ms": 30_000, "max_attempts": 3, "steps": [
+        {"channel": "whatsapp", "wait_for": "delivered", "within_ms": 30_000, "content": {"type": "template",
+            "template": {"name": "order_update", "language": "en_US",
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}}},
+        {"channel": "sms", "wait_for": "delivered", "within_ms": 30_000, "content": {"text": "Your order shipped."}}]})
+}
+
+fn channels(s: &Value) -> Vec<&str> {
+    s["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["channel"].as_str().unwrap())
+        .collect()
+}
+
+fn timeline(s: &Value) -> String {
+    s["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["entry"].as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn killed_between_send_and_record_nothing_is_resent_and_every_flow_ends() {
+    let rig = Rig::new("in-flight", 3_000);
+    let serve = rig.serve(1);
+    let ids: Vec<String> = (0..40).map(|i| format!("inflight-{i}")).collect();
+    let flows: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| flow(id, &format!("+1555020{i:04}")))
+        .collect();
+    rig.start(&flows);
+    // Every request reached the provider, none has been answered: kill.
+    rig.wait_requests(40);
+    serve.kill();
+    let _serve = rig.serve(2);
+    let finals = rig.wait_final(&ids);
+    for s in &finals {
+        assert_eq!(s["state"], "done", "{}", timeline(s));
+        assert_eq!(
+            channels(s),
+            ["whatsapp"],
+            "no resend, no fallback: {}",
+            timeline(s)
+        );
+        assert_eq!(s["attempts"][0]["disposition"], "unknown");
+        assert!(timeline(s).contains("host stopped"), "{}", timeline(s));
+    }
+    rig.assert_nothing_sent_twice();
+    assert_eq!(rig.mock.counters()["requests"], 40);
+}
+
+#[test]
+fn killed_during_a_retry_the_retry_is_not_sent_again() {
+    // +15550100010 is rate-limited once (130429), then accepted.
+    let rig = Rig::new("retry", 1_500);
+    let serve = rig.serve(1);
+    rig.start(&[flow("retry-1", "+15550100010")]);
+    // The first attempt is answered 130429 after 1.5 s; the retry follows; once it is in
+    // flight, kill.
+    rig.wait_requests(2);
+    serve.kill();
+    let _serve = rig.serve(2);
+    let s = &rig.wait_final(&["retry-1".to_string()])[0];
+    assert_eq!(s["state"], "done", "{}", timeline(s));
+    assert_eq!(channels(s), ["whatsapp", "whatsapp"], "{}", timeline(s));
+    assert_eq!(s["attempts"][1]["disposition"], "unknown");
+    rig.assert_nothing_sent_twice();
+    assert_eq!(rig.mock.counters()["requests"], 2, "no third attempt");
+}
+
+#[test]
+fn killed_during_a_fallback_send_the_fallback_is_not_sent_again() {
+    // +15550100002 is not on WhatsApp (131026): the flow falls back to SMS.
+    let rig = Rig::new("fallback", 1_500);
+    let serve = rig.serve(1);
+    rig.start(&[flow("fallback-1", "+15550100002")]);
+    rig.wait_requests(2);
+    serve.kill();
+    let _serve = rig.serve(2);
+    let s = &rig.wait_final(&["fallback-1".to_string()])[0];
+    assert_eq!(s["state"], "done", "{}", timeline(s));
+    assert_eq!(channels(s), ["whatsapp", "sms"], "{}", timeline(s));
+    assert_eq!(s["attempts"][1]["disposition"], "unknown");
+    assert!(
+        timeline(s).contains("sms status delivered"),
+        "{}",
+        timeline(s)
+    );
+    rig.assert_nothing_sent_twice();
+}
+
+#[test]
+fn a_provider_slower_than_the_call_budget_never_turns_into_a_second_channel() {
+    // The old host trapped a call that waited on the provider past its 5 s CPU deadline and
+    // fell back to SMS although WhatsApp had the message. Here the provider answers after
+    // 6 s: the host waits (waiting costs no guest CPU), and the flow ends on WhatsApp alone.
+    let rig = Rig::new("slow", 6_000);
+    let _serve = rig.serve(1);
+    rig.start(&[flow("slow-1", "+15550100001")]);
+    let s = &rig.wait_final(&["slow-1".to_string()])[0];
+    assert_eq!(channels(s), ["whatsapp"], "{}", timeline(s));
+    assert_eq!(s["state"], "done", "{}", timeline(s));
+    rig.assert_nothing_sent_twice();
+    assert_eq!(rig.mock.counters()["requests"], 1);
+}
