@@ -98,8 +98,16 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Reads a body within the size and time limits: 413 past the size, 408 past the time.
-async fn read_body(app: &App, body: Body) -> Result<Bytes, ApiError> {
+async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let limit = app.options.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        // Refused before reading a byte of it.
+        return Err(too_large(limit, Some(n)));
+    }
     let read = axum::body::to_bytes(body, limit);
     match tokio::time::timeout(app.options.body_read_timeout, read).await {
         Err(_) => Err(ApiError::new(
@@ -111,17 +119,22 @@ async fn read_body(app: &App, body: Body) -> Result<Bytes, ApiError> {
             ),
         )),
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) if is_length_limit(&e) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the body is larger than the limit of {limit} bytes"),
-        )),
+        Ok(Err(e)) if is_length_limit(&e) => Err(too_large(limit, None)),
         Ok(Err(e)) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "body_unreadable",
             format!("the body could not be read: {e}"),
         )),
     }
+}
+
+fn too_large(limit: usize, declared: Option<u64>) -> ApiError {
+    let actual = declared.map_or_else(String::new, |n| format!(" ({n} bytes)"));
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the body{actual} is larger than the limit of {limit} bytes"),
+    )
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
@@ -214,7 +227,8 @@ fn invalid_flows(invalid: Vec<(usize, Vec<SpecError>)>, batch: bool) -> ApiError
 
 async fn start_flows(State(app): State<App>, request: Request) -> Result<Response, ApiError> {
     authorize(&app, request.headers())?;
-    let body = read_body(&app, request.into_body()).await?;
+    let (parts, body) = request.into_parts();
+    let body = read_body(&app, &parts.headers, body).await?;
     let (specs, batch) = parse_flows(&body, app.options.max_batch)?;
     let runner = app.runner.clone();
     let now = crate::services::now_ms();
@@ -319,7 +333,7 @@ async fn webhook(
         ));
     };
     let (parts, body) = request.into_parts();
-    let body = read_body(&app, body).await?;
+    let body = read_body(&app, &parts.headers, body).await?;
     let hook = webhook_request(&parts.method, &parts.headers, query, body);
     let outcome = ch
         .plugin
