@@ -6,7 +6,7 @@ use crate::channels::{ChannelSetup, load_channels};
 use crate::cli::{DEMO_ACCESS_TOKEN, DEMO_PHONE_NUMBER_ID, DEMO_SMS_API_KEY};
 use crate::flow::pacing::ChannelPacing;
 use crate::flow::{Runner, RunnerOptions};
-use crate::mock::{MockApi, MockConfig, WebhookTargets};
+use crate::mock::{Latency, MockApi, MockConfig, MockLimits, WebhookTargets};
 use crate::runtime::Runtime;
 use crate::server::{self, Server, ServerOptions};
 use crate::services::Secrets;
@@ -22,6 +22,32 @@ pub const DEMO_VERIFY_TOKEN: &str = "demo-verify-token";
 pub const DEMO_SMS_WEBHOOK_SECRET: &str = "demo-sms-webhook-secret";
 /// The bearer token of the demo stack's flow API.
 pub const DEMO_API_TOKEN: &str = "demo-api-token";
+/// The secret the demo stack signs flow callbacks with.
+pub const DEMO_CALLBACK_SECRET: &str = "demo-callback-secret";
+
+/// How the stack is set up.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// Pause between the mock's answer and each status webhook.
+    pub step: Duration,
+    pub runner: RunnerOptions,
+    /// WhatsApp pacing (per number, per customer).
+    pub whatsapp_pacing: ChannelPacing,
+    pub mock_latency: Latency,
+    pub mock_limits: Option<MockLimits>,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        StackConfig {
+            step: Duration::from_millis(60),
+            runner: RunnerOptions::default(),
+            whatsapp_pacing: ChannelPacing::whatsapp(1_000.0),
+            mock_latency: Latency::None,
+            mock_limits: None,
+        }
+    }
+}
 
 /// The running stack.
 pub struct Stack {
@@ -31,7 +57,7 @@ pub struct Stack {
     port: u16,
     db: String,
     runtime: Runtime,
-    options: RunnerOptions,
+    config: StackConfig,
 }
 
 /// The demo secrets, as a host's secret store holds them.
@@ -44,6 +70,7 @@ pub fn demo_secrets() -> Secrets {
         ("sms/api-key", DEMO_SMS_API_KEY),
         ("sms/webhook-secret", DEMO_SMS_WEBHOOK_SECRET),
         ("flow/api-token", DEMO_API_TOKEN),
+        ("flow/callback-secret", DEMO_CALLBACK_SECRET),
     ] {
         s.insert(k, v);
     }
@@ -78,7 +105,18 @@ impl Stack {
         Self::start_with(db, step, RunnerOptions::default())
     }
 
-    pub fn start_with(db: &str, step: Duration, options: RunnerOptions) -> Result<Stack> {
+    pub fn start_with(db: &str, step: Duration, runner: RunnerOptions) -> Result<Stack> {
+        Self::start_config(
+            db,
+            StackConfig {
+                step,
+                runner,
+                ..StackConfig::default()
+            },
+        )
+    }
+
+    pub fn start_config(db: &str, config: StackConfig) -> Result<Stack> {
         let listener = server::bind(0)?;
         let port = listener.local_addr()?.port();
         let url = format!("http://127.0.0.1:{port}");
@@ -90,20 +128,22 @@ impl Stack {
                     whatsapp_app_secret: DEMO_APP_SECRET.into(),
                     sms_url: format!("{url}/webhooks/sms"),
                     sms_secret: DEMO_SMS_WEBHOOK_SECRET.into(),
-                    step,
+                    step: config.step,
                 }),
+                latency: config.mock_latency,
+                limits: config.mock_limits,
                 ..MockConfig::default()
             },
         )?;
         let runtime = Runtime::new()?;
         let mut stack = Stack {
-            runner: Arc::new(Self::runner(&runtime, db, &mock.base_url(), &options)?),
+            runner: Arc::new(Self::runner(&runtime, db, &mock.base_url(), &config)?),
             mock,
             server: None,
             port,
             db: db.to_string(),
             runtime,
-            options,
+            config,
         };
         stack.server = Some(Server::start(
             listener,
@@ -113,20 +153,12 @@ impl Stack {
         Ok(stack)
     }
 
-    fn runner(
-        runtime: &Runtime,
-        db: &str,
-        mock_url: &str,
-        options: &RunnerOptions,
-    ) -> Result<Runner> {
+    fn runner(runtime: &Runtime, db: &str, mock_url: &str, config: &StackConfig) -> Result<Runner> {
         let secrets = demo_secrets();
-        let channels = load_channels(
-            runtime,
-            &secrets,
-            LogLevel::Error,
-            &demo_setups(mock_url, 1_000.0),
-        )?;
-        Runner::open_with(db, channels, options.clone(), &secrets)
+        let mut setups = demo_setups(mock_url, 1_000.0);
+        setups[0].pacing = Some(config.whatsapp_pacing);
+        let channels = load_channels(runtime, &secrets, LogLevel::Error, &setups)?;
+        Runner::open_with(db, channels, config.runner.clone(), &secrets)
     }
 
     pub fn url(&self) -> String {
@@ -148,7 +180,7 @@ impl Stack {
             &self.runtime,
             &self.db,
             &self.mock.base_url(),
-            &self.options,
+            &self.config,
         )?);
         let listener = server::bind(self.port)?;
         self.server = Some(Server::start(

@@ -1,0 +1,110 @@
+//! Secrets and hosts are granted per plugin: through the real components, a channel whose
+//! settings name another channel's secret, or whose base URL points at another channel's
+//! provider, sends nothing.
+
+use host_harness::channels::{ChannelSetup, load_channels};
+use host_harness::mock::{MockApi, MockConfig};
+use host_harness::runtime::Runtime;
+use host_harness::stack::{demo_secrets, demo_setups};
+use host_harness::types::{Disposition, LogLevel, MessageRequest};
+use serde_json::json;
+use std::time::Duration;
+
+fn sms_message() -> MessageRequest {
+    MessageRequest {
+        recipient: "+15550100001".into(),
+        correlation_id: Some("grant-test/0/1".into()),
+        content: json!({"text": "hi"}).to_string(),
+        last_inbound_ms: None,
+        now_ms: host_harness::services::now_ms(),
+    }
+}
+
+fn sms_setup(mock: &MockApi, settings: serde_json::Value) -> ChannelSetup {
+    let mut setup = demo_setups(&mock.base_url(), 80.0).remove(1);
+    assert_eq!(setup.name, "sms");
+    setup.settings = settings.to_string();
+    setup
+}
+
+#[test]
+fn the_sms_plugin_cannot_use_the_whatsapp_token() {
+    let mock = MockApi::start(0, MockConfig::default()).unwrap();
+    let setup = sms_setup(&mock, json!({"api_key_secret": "whatsapp/access-token"}));
+    let channels = load_channels(
+        &Runtime::new().unwrap(),
+        &demo_secrets(),
+        LogLevel::Error,
+        &[setup],
+    )
+    .unwrap();
+    let sms = &channels["sms"];
+    let c = sms
+        .plugin
+        .send(&sms_message(), &sms.config, 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (c.disposition, c.reason.as_str()),
+        (Disposition::Failed, "host_policy_denied"),
+        "{c:?}"
+    );
+    assert!(mock.requests().is_empty(), "nothing left the host");
+}
+
+#[test]
+fn the_sms_plugin_cannot_reach_the_whatsapp_host() {
+    let sms_api = MockApi::start(0, MockConfig::default()).unwrap();
+    let graph = MockApi::start(0, MockConfig::default()).unwrap();
+    // The SMS channel is allowed its own API only; its base URL is pointed at "Meta".
+    let mut setup = sms_setup(&sms_api, json!({}));
+    setup.api_base = graph.base_url();
+    let channels = load_channels(
+        &Runtime::new().unwrap(),
+        &demo_secrets(),
+        LogLevel::Error,
+        &[setup],
+    )
+    .unwrap();
+    let sms = &channels["sms"];
+    let c = sms
+        .plugin
+        .send(&sms_message(), &sms.config, 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.reason, "host_policy_denied", "{c:?}");
+    assert!(graph.requests().is_empty() && sms_api.requests().is_empty());
+}
+
+#[test]
+fn the_whatsapp_plugin_cannot_verify_webhooks_with_the_sms_secret() {
+    let mock = MockApi::start(0, MockConfig::default()).unwrap();
+    let mut setup = demo_setups(&mock.base_url(), 80.0).remove(0);
+    setup.settings =
+        json!({"phone_number_id": "106540352242922", "app_secret": "sms/webhook-secret"})
+            .to_string();
+    setup.http_timeout = Duration::from_secs(2);
+    let channels = load_channels(
+        &Runtime::new().unwrap(),
+        &demo_secrets(),
+        LogLevel::Error,
+        &[setup],
+    )
+    .unwrap();
+    let wa = &channels["whatsapp"];
+    let body = br#"{"object":"whatsapp_business_account","entry":[]}"#.to_vec();
+    let request = host_harness::types::WebhookRequest {
+        method: "POST".into(),
+        headers: vec![host_harness::types::Header {
+            name: "X-Hub-Signature-256".into(),
+            value: host_harness::testkit::signing::signature("demo-sms-webhook-secret", &body),
+        }],
+        query: vec![],
+        body,
+    };
+    let outcome = wa.plugin.parse_webhook(&request, &wa.config).unwrap();
+    assert!(
+        outcome.is_err(),
+        "a secret outside the grant verifies nothing: {outcome:?}"
+    );
+}
