@@ -122,7 +122,15 @@ pub enum Command {
     Bench {
         #[arg(long, default_value_t = 300)]
         iterations: usize,
+        #[command(subcommand)]
+        load: Option<BenchCommand>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// The flow runtime under load: one serve process against the mock on loopback.
+    Load(crate::commands::bench_load::LoadArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -434,7 +442,11 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Flow { action } => action.run(),
         Command::MockApi(args) => args.run(),
         Command::Demo => demo(plugin_path, &mut std::io::stdout()),
-        Command::Bench { iterations } => bench(plugin_path, *iterations),
+        Command::Bench {
+            load: Some(BenchCommand::Load(args)),
+            ..
+        } => args.run(plugin_path),
+        Command::Bench { iterations, .. } => bench(plugin_path, *iterations),
     }
 }
 

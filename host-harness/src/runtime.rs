@@ -40,7 +40,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// How much a guest may write to stdout/stderr in one call.
 const GUEST_OUTPUT_CAP: usize = 64 * 1024;
 /// Instances that may be alive at once in the pooling allocator (one per call in flight).
-pub const POOL_INSTANCES: u32 = 1_000;
+pub const POOL_INSTANCES: u32 = 2_048;
 /// Guest instructions between cooperative yields to the async executor.
 const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
 
@@ -251,7 +251,7 @@ pub enum CallError {
         /// Whether `http-send` had handed a request to the network before the deadline.
         request_sent: bool,
     },
-    /// The host could not set the call up.
+    /// The host could not set the call up (e.g. every pooled instance busy): nothing ran.
     Host(anyhow::Error),
 }
 
@@ -305,6 +305,13 @@ pub struct Plugin {
     limits: Limits,
 }
 
+/// Where a call failed: setting the instance up (pool exhausted, a start trap: nothing of the
+/// export ran) or in the export.
+enum Stage {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
 /// What a call leaves behind besides its result.
 struct CallTrace {
     stdout: MemoryOutputPipe,
@@ -319,9 +326,13 @@ macro_rules! guest_call {
         let plugin: &Plugin = $plugin;
         let (mut store, trace) = plugin.new_store()?;
         let call = async {
-            let $instance = plugin.pre.instantiate_async(&mut store).await?;
+            let $instance = plugin
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(Stage::Instantiate)?;
             let $store = &mut store;
-            $call.await
+            $call.await.map_err(Stage::Call)
         };
         let outcome = tokio::time::timeout(plugin.limits.call_timeout, call).await;
         drop(store);
@@ -406,7 +417,7 @@ impl Plugin {
     /// Turns a call's outcome into the result, logging what the guest printed.
     fn finish<R>(
         &self,
-        outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+        outcome: Result<Result<R, Stage>, tokio::time::error::Elapsed>,
         trace: CallTrace,
     ) -> Result<R, CallError> {
         let request_sent = trace.dispatched.load(Ordering::SeqCst);
@@ -424,7 +435,10 @@ impl Plugin {
                 }
                 return Ok(r);
             }
-            Ok(Err(e)) => {
+            Ok(Err(Stage::Instantiate(e))) => {
+                CallError::Host(anyhow::Error::from(e).context("instantiating the plugin"))
+            }
+            Ok(Err(Stage::Call(e))) => {
                 let message = match e.downcast_ref::<wasmtime::Trap>() {
                     Some(wasmtime::Trap::OutOfFuel) => format!(
                         "the call used up its CPU budget of {} guest instructions",

@@ -1,5 +1,6 @@
 //! Subcommands with their own module: a documented clap struct and `run`.
 
+pub mod bench_load;
 pub mod flow;
 pub mod mock_api;
 pub mod serve;

@@ -45,7 +45,7 @@ pub struct ServeArgs {
     /// Messages per second per sending number (Meta: 80 by default, up to 1,000).
     #[arg(long, default_value_t = 80.0)]
     pub rate_per_number: f64,
-    /// Sends in flight at once.
+    /// Sends in flight at once (at most half the instance pool, 1,024).
     #[arg(long, default_value_t = 512)]
     pub max_in_flight: usize,
     /// Open flows beyond which POST /flows answers 429.
@@ -85,7 +85,10 @@ impl ServeArgs {
             .map_err(|e| UsageError(format!("{e:#}")))?;
         check_api_base_allowed(Some(&base), &policy)?;
         let options = RunnerOptions {
-            max_in_flight: self.max_in_flight.clamp(1, 100_000),
+            // Half the instance pool: webhooks need instances too.
+            max_in_flight: self
+                .max_in_flight
+                .clamp(1, crate::runtime::POOL_INSTANCES as usize / 2),
             max_open_flows: self.max_queued,
             callback_hosts: self
                 .callback_hosts

@@ -6,7 +6,7 @@ use super::pacing::{ChannelPacing, Pacer};
 use super::policy::FlowState;
 use super::spec::{FlowSpec, SpecError, valid_id};
 use super::store::{Claim, OutboxItem, SendResult, Store, Submitted};
-use crate::runtime::Plugin;
+use crate::runtime::{CallError, Plugin};
 use crate::services::{AllowRule, Secrets, now_ms};
 use crate::types::{ChannelConfig, Classification, MessageRequest, WebhookEvent};
 use anyhow::Result;
@@ -331,7 +331,13 @@ impl Runner {
         }
         let result = match self.channels.get(&claim.channel) {
             None => SendResult::NotSent(format!("unknown channel {:?}", claim.channel)),
-            Some(channel) => self.call_channel(channel, &claim).await,
+            Some(channel) => {
+                if !self.mark_sending(&claim).await {
+                    // Still `claimed` in the store: the next start sends it, once.
+                    return;
+                }
+                self.call_channel(channel, &claim).await
+            }
         };
         if let SendResult::Classified(c) = &result {
             self.pace_after(&claim, c);
@@ -354,6 +360,25 @@ impl Runner {
             "attempt {} of flow {} could not be recorded; it stays `sending` until the next start",
             claim.attempt_id, claim.flow_id
         );
+    }
+
+    /// Records that the send is handed over (after a crash it is then `unknown`).
+    async fn mark_sending(&self, claim: &Claim) -> bool {
+        for delay_ms in [0u64, 50, 200, 1_000] {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            let store = self.store.clone();
+            let id = claim.attempt_id;
+            match tokio::task::spawn_blocking(move || store.mark_sending(id, now_ms())).await {
+                Ok(Ok(marked)) => return marked,
+                Ok(Err(e)) => eprintln!("marking attempt {id} as sending: {e:#}"),
+                Err(e) => eprintln!("marking attempt {id} as sending: {e}"),
+            }
+        }
+        eprintln!(
+            "attempt {} of flow {} was not sent: the store is unavailable; it is sent after the next start",
+            claim.attempt_id, claim.flow_id
+        );
+        false
     }
 
     async fn call_channel(&self, channel: &Channel, claim: &Claim) -> SendResult {
@@ -380,6 +405,9 @@ impl Runner {
             Err(e) if e.request_sent() => {
                 SendResult::MaybeSent(format!("{} plugin: {e}", claim.channel))
             }
+            // The host could not run the plugin now (busy): nothing ran, so try again soon,
+            // on the same channel, as a new attempt.
+            Err(e @ CallError::Host(_)) => SendResult::Classified(host_busy(&e)),
             Err(e) => SendResult::NotSent(format!(
                 "{} plugin failed before sending: {e}",
                 claim.channel
@@ -454,6 +482,21 @@ impl Runner {
             store.outbox_result(item.id, now, retry_at, outcome.as_deref())
         })
         .await;
+    }
+}
+
+/// A retry classification for a send the host could not start.
+fn host_busy(e: &CallError) -> Classification {
+    Classification {
+        disposition: crate::types::Disposition::Retry,
+        reason: "host_busy".into(),
+        provider_code: None,
+        provider_title: None,
+        provider_details: Some(e.to_string()),
+        provider_trace_id: None,
+        retry_after_ms: Some(250),
+        operator_action: false,
+        provider_message_id: None,
     }
 }
 

@@ -3,10 +3,11 @@
 //! outbox together. Nothing here does network I/O, so no lock or transaction is ever held
 //! across a send.
 //!
-//! A send is claimed in one transaction (the attempt row is written as `sending`, with its
-//! correlation id, before the request can leave) and recorded in another. An attempt still
-//! `sending` when the store is opened was cut off by a crash: it becomes `unknown`, never
-//! "not sent" ([`Store::recover`]).
+//! A send is claimed in one transaction (the attempt row is written as `claimed`, with its
+//! correlation id), marked `sending` in another just before it is handed to the plugin (from
+//! then on the request may leave), and recorded in a third. After a crash
+//! ([`Store::recover`]) an attempt left `sending` becomes `unknown` — never "not sent", never
+//! resent; one left `claimed` never left the host, and is sent again as a new attempt.
 
 use super::pacing::{Deferral, Pacer};
 use super::policy::{self, FlowState, Next, Position};
@@ -31,12 +32,13 @@ CREATE TABLE IF NOT EXISTS attempts (
   id INTEGER PRIMARY KEY AUTOINCREMENT, flow_id TEXT NOT NULL, step INTEGER NOT NULL,
   channel TEXT NOT NULL, attempt INTEGER NOT NULL, correlation_id TEXT NOT NULL UNIQUE,
   phase TEXT NOT NULL, slot_ms INTEGER NOT NULL, provider_message_id TEXT, sent_ms INTEGER NOT NULL,
+  recorded_ms INTEGER,
   disposition TEXT, reason TEXT, provider_code TEXT, precedence INTEGER NOT NULL DEFAULT 0,
   status TEXT, status_disposition TEXT, closed INTEGER NOT NULL DEFAULT 0,
   possible_duplicate INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS attempts_by_message ON attempts(channel, provider_message_id);
 CREATE INDEX IF NOT EXISTS attempts_by_flow ON attempts(flow_id);
-CREATE INDEX IF NOT EXISTS attempts_sending ON attempts(phase) WHERE phase = 'sending';
+CREATE INDEX IF NOT EXISTS attempts_open ON attempts(phase) WHERE phase <> 'recorded';
 CREATE TABLE IF NOT EXISTS timeline (
   id INTEGER PRIMARY KEY AUTOINCREMENT, flow_id TEXT NOT NULL, at_ms INTEGER NOT NULL,
   attempt_id INTEGER, entry TEXT NOT NULL);
@@ -63,6 +65,37 @@ fn lane_for(spec: &FlowSpec, step: usize, state: FlowState) -> Option<&str> {
         ),
         FlowState::WaitingStatus | FlowState::WaitingUnknown => Some(TIMER_LANE),
         _ => None,
+    }
+}
+
+/// Where an attempt is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptPhase {
+    /// Booked by the dispatcher (pacing slot, correlation id); nothing handed over yet.
+    Claimed,
+    /// Handed to the plugin: the request may leave at any moment.
+    Sending,
+    /// The answer (or the crash rule) is recorded.
+    Recorded,
+}
+
+impl AttemptPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptPhase::Claimed => "claimed",
+            AttemptPhase::Sending => "sending",
+            AttemptPhase::Recorded => "recorded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AttemptPhase> {
+        [
+            AttemptPhase::Claimed,
+            AttemptPhase::Sending,
+            AttemptPhase::Recorded,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
     }
 }
 
@@ -95,6 +128,8 @@ pub enum SendResult {
     NotSent(String),
     /// The call failed after the request may have left: the outcome is unknown.
     MaybeSent(String),
+    /// The host stopped before handing the request over: it never left; send it again.
+    NeverLeft(String),
 }
 
 /// Outcome of submitting one flow.
@@ -154,7 +189,7 @@ struct AttemptRow {
     flow_id: String,
     channel: String,
     attempt: u32,
-    phase: String,
+    phase: AttemptPhase,
     precedence: i64,
     closed: bool,
     status_disposition: Option<String>,
@@ -220,17 +255,21 @@ impl Store {
     /// `unknown` and its flow waits for a status. Returns how many.
     pub fn recover(&self, now: u64) -> Result<usize> {
         self.with_tx(now, |t| {
-            let ids: Vec<i64> =
-                t.tx.prepare("SELECT id FROM attempts WHERE phase = 'sending'")?
-                    .query_map([], |r| r.get(0))?
+            let open: Vec<(i64, String)> =
+                t.tx.prepare("SELECT id, phase FROM attempts WHERE phase <> 'recorded'")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
-            for id in &ids {
-                t.record(
-                    *id,
-                    &SendResult::MaybeSent("the host stopped while this send was in flight".into()),
-                )?;
+            for (id, phase) in &open {
+                let result = if AttemptPhase::parse(phase) == Some(AttemptPhase::Claimed) {
+                    SendResult::NeverLeft(
+                        "the host stopped before this send was handed over".into(),
+                    )
+                } else {
+                    SendResult::MaybeSent("the host stopped while this send was in flight".into())
+                };
+                t.record(*id, &result)?;
             }
-            Ok(ids.len())
+            Ok(open.len())
         })
     }
 
@@ -266,6 +305,21 @@ impl Store {
                 }
             }
             Ok(claims)
+        })
+    }
+
+    /// Marks a claimed send as handed over: from now on, after a crash it is `unknown`.
+    /// False if it was no longer claimed.
+    pub fn mark_sending(&self, attempt_id: i64, now: u64) -> Result<bool> {
+        self.with_tx(now, |t| {
+            let n =
+                t.tx.prepare_cached("UPDATE attempts SET phase = ?2 WHERE id = ?1 AND phase = ?3")?
+                    .execute(params![
+                        attempt_id,
+                        AttemptPhase::Sending.as_str(),
+                        AttemptPhase::Claimed.as_str()
+                    ])?;
+            Ok(n == 1)
         })
     }
 
@@ -542,7 +596,7 @@ impl Tx<'_> {
         let correlation_id = format!("{}/{}/{}", flow.id, flow.step, flow.attempt);
         self.tx
             .prepare_cached(
-                "INSERT INTO attempts (flow_id, step, channel, attempt, correlation_id, phase, slot_ms, sent_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'sending', ?6, ?6)",
+                "INSERT INTO attempts (flow_id, step, channel, attempt, correlation_id, phase, slot_ms, sent_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'claimed', ?6, ?6)",
             )?
             .execute(params![flow.id, flow.step as i64, step.channel, flow.attempt, correlation_id, ms(slot)])?;
         let attempt_id = self.tx.last_insert_rowid();
@@ -581,7 +635,8 @@ impl Tx<'_> {
                     flow_id: r.get(1)?,
                     channel: r.get(2)?,
                     attempt: r.get::<_, i64>(3)? as u32,
-                    phase: r.get(4)?,
+                    phase: AttemptPhase::parse(&r.get::<_, String>(4)?)
+                        .unwrap_or(AttemptPhase::Recorded),
                     precedence: r.get(5)?,
                     closed: r.get::<_, i64>(6)? != 0,
                     status_disposition: r.get(7)?,
@@ -594,7 +649,7 @@ impl Tx<'_> {
         let Some(a) = self.load_attempt("id = ?1", params![attempt_id])? else {
             return Ok(());
         };
-        if a.phase != "sending" {
+        if a.phase == AttemptPhase::Recorded {
             return Ok(()); // recorded already
         }
         let (disposition, reason, code, message_id, retry_after) = match result {
@@ -613,18 +668,22 @@ impl Tx<'_> {
                 None,
                 None,
             ),
+            SendResult::NeverLeft(_) => {
+                (Disposition::Failed, "never_sent".into(), None, None, None)
+            }
         };
         self.tx
             .prepare_cached(
-                "UPDATE attempts SET phase = 'recorded', disposition = ?2, reason = ?3, provider_code = ?4, provider_message_id = coalesce(provider_message_id, ?5) WHERE id = ?1",
+                "UPDATE attempts SET phase = 'recorded', disposition = ?2, reason = ?3, provider_code = ?4, provider_message_id = coalesce(provider_message_id, ?5), recorded_ms = ?6 WHERE id = ?1",
             )?
-            .execute(params![a.id, disposition_name(disposition), reason, code, message_id])?;
+            .execute(params![a.id, disposition_name(disposition), reason, code, message_id, ms(self.now)])?;
         let what = match result {
             SendResult::Classified(c) => describe(c),
             SendResult::NotSent(why) => format!("not sent: {why}"),
             SendResult::MaybeSent(why) => format!(
                 "unknown / outcome_unknown: {why}; the request may have left, so it is never resent blindly"
             ),
+            SendResult::NeverLeft(why) => format!("not sent: {why}; it is sent again"),
         };
         self.note(
             &a.flow_id,
@@ -646,6 +705,11 @@ impl Tx<'_> {
         let next = match result {
             SendResult::NotSent(why) => Next::MoveOn {
                 why: format!("{} refused the message before sending: {why}", a.channel),
+            },
+            // A host stop is not the customer's attempt: the same channel, at once.
+            SendResult::NeverLeft(_) => Next::Retry {
+                attempt: a.attempt.saturating_add(1),
+                at: self.now,
             },
             _ => {
                 // A status that overtook the answer (the webhook came first) is newer news.
@@ -766,7 +830,7 @@ impl Tx<'_> {
             "UPDATE attempts SET provider_message_id = ?2 WHERE id = ?1",
             params![a.id, message_id],
         )?;
-        let how = if a.phase == "sending" {
+        let how = if a.phase != AttemptPhase::Recorded {
             "before its answer was recorded"
         } else {
             "the attempt did go out"
@@ -930,4 +994,217 @@ fn status_json(conn: &Connection, id: &str) -> Result<Option<Value>> {
         json!({"id": id, "recipient": recipient, "state": state, "step": step,
         "attempts": attempts, "timeline": timeline}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::pacing::ChannelPacing;
+    use std::collections::HashMap;
+
+    const NOW: u64 = 1_800_000_000_000;
+    const STATUS_NAMES: [&str; 5] = ["accepted", "sent", "failed", "delivered", "read"];
+
+    fn store() -> Store {
+        Store::open(":memory:").unwrap()
+    }
+
+    fn pacer() -> Mutex<Pacer> {
+        Mutex::new(Pacer::new(HashMap::from([(
+            "whatsapp".to_string(),
+            ChannelPacing::whatsapp(1_000.0),
+        )])))
+    }
+
+    fn spec() -> FlowSpec {
+        FlowSpec::from_value(
+            json!({"recipient": "+15550100001", "unknown_wait_ms": 5_000, "steps": [
+            {"channel": "whatsapp", "content": {}, "wait_for": "delivered", "within_ms": 10_000},
+            {"channel": "sms", "content": {}, "wait_for": "delivered"}]}),
+        )
+        .unwrap()
+    }
+
+    fn channels() -> Vec<String> {
+        vec!["sms".into(), "whatsapp".into()]
+    }
+
+    fn classification(d: Disposition, reason: &str, id: Option<&str>) -> Classification {
+        Classification {
+            disposition: d,
+            reason: reason.into(),
+            provider_code: None,
+            provider_title: None,
+            provider_details: None,
+            provider_trace_id: None,
+            retry_after_ms: None,
+            operator_action: false,
+            provider_message_id: id.map(str::to_string),
+        }
+    }
+
+    fn status(message_id: &str, correlation: &str, d: Disposition, precedence: u8) -> WebhookEvent {
+        WebhookEvent {
+            kind: EventKind::MessageStatus,
+            provider_message_id: Some(message_id.into()),
+            recipient: None,
+            correlation_id: Some(correlation.into()),
+            occurred_at_ms: None,
+            classification: classification(d, "status", None),
+            precedence,
+            dedupe_key: format!("{message_id}:{precedence}"),
+            service_window_ends_ms: None,
+            details: json!({ "status": STATUS_NAMES[precedence as usize] }).to_string(),
+        }
+    }
+
+    fn claim_one(s: &Store, now: u64) -> Claim {
+        let mut claims = s.claim_due(now, 10, &channels(), &pacer(), 0).unwrap();
+        assert_eq!(claims.len(), 1, "{claims:?}");
+        claims.remove(0)
+    }
+
+    fn state(s: &Store) -> FlowState {
+        s.state("f").unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_claim_cut_off_before_it_was_handed_over_is_sent_again_once() {
+        let s = store();
+        s.submit(&[("f".into(), spec())], NOW).unwrap();
+        let first = claim_one(&s, NOW);
+        assert_eq!(first.correlation_id, "f/0/1");
+        assert_eq!(s.recover(NOW + 1).unwrap(), 1);
+        assert_eq!(state(&s), FlowState::WaitingRetry);
+        let again = claim_one(&s, NOW + 2);
+        assert_eq!(
+            (again.channel.as_str(), again.correlation_id.as_str()),
+            ("whatsapp", "f/0/2")
+        );
+        let status = s.status("f").unwrap().unwrap();
+        assert_eq!(status["attempts"][0]["reason"], "never_sent");
+    }
+
+    #[test]
+    fn a_send_cut_off_after_it_was_handed_over_becomes_unknown_and_is_not_resent() {
+        let s = store();
+        s.submit(&[("f".into(), spec())], NOW).unwrap();
+        let c = claim_one(&s, NOW);
+        assert!(s.mark_sending(c.attempt_id, NOW).unwrap());
+        assert_eq!(s.recover(NOW + 1).unwrap(), 1);
+        assert_eq!(state(&s), FlowState::WaitingUnknown);
+        // Nothing is due before the unknown wait ends: no resend.
+        assert!(
+            s.claim_due(NOW + 4_000, 10, &channels(), &pacer(), 0)
+                .unwrap()
+                .is_empty()
+        );
+        // A status naming the correlation id settles it.
+        s.apply_statuses(
+            "whatsapp",
+            &[status("wamid.1", "f/0/1", Disposition::Delivered, 3)],
+            NOW + 4_500,
+        )
+        .unwrap();
+        assert_eq!(state(&s), FlowState::Done);
+    }
+
+    #[test]
+    fn a_status_that_overtakes_the_answer_is_applied_when_the_answer_is_recorded() {
+        let s = store();
+        s.submit(&[("f".into(), spec())], NOW).unwrap();
+        let c = claim_one(&s, NOW);
+        s.mark_sending(c.attempt_id, NOW).unwrap();
+        // Meta's `failed` (not on WhatsApp) arrives before our HTTP answer is recorded.
+        s.apply_statuses(
+            "whatsapp",
+            &[status("wamid.1", "f/0/1", Disposition::Fallback, 2)],
+            NOW + 5,
+        )
+        .unwrap();
+        assert_eq!(state(&s), FlowState::Sending);
+        let accepted = classification(Disposition::Accepted, "accepted", Some("wamid.1"));
+        s.record(c.attempt_id, &SendResult::Classified(accepted), NOW + 10)
+            .unwrap();
+        // The flow moved on to SMS rather than waiting on WhatsApp.
+        let next = claim_one(&s, NOW + 10);
+        assert_eq!(next.channel, "sms");
+    }
+
+    #[test]
+    fn a_timer_never_fires_for_a_step_already_moved_past() {
+        let s = store();
+        s.submit(&[("f".into(), spec())], NOW).unwrap();
+        let c = claim_one(&s, NOW);
+        s.mark_sending(c.attempt_id, NOW).unwrap();
+        let accepted = classification(Disposition::Accepted, "accepted", Some("wamid.1"));
+        s.record(c.attempt_id, &SendResult::Classified(accepted), NOW + 10)
+            .unwrap();
+        assert_eq!(state(&s), FlowState::WaitingStatus);
+        s.apply_statuses(
+            "whatsapp",
+            &[status("wamid.1", "f/0/1", Disposition::Delivered, 3)],
+            NOW + 20,
+        )
+        .unwrap();
+        assert_eq!(state(&s), FlowState::Done);
+        // The step's 10 s deadline passes: nothing happens.
+        assert!(
+            s.claim_due(NOW + 20_000, 10, &channels(), &pacer(), 0)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(state(&s), FlowState::Done);
+        let status = s.status("f").unwrap().unwrap();
+        assert_eq!(status["attempts"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_status_for_an_attempt_moved_on_from_is_a_possible_duplicate() {
+        let s = store();
+        s.submit(&[("f".into(), spec())], NOW).unwrap();
+        let c = claim_one(&s, NOW);
+        s.mark_sending(c.attempt_id, NOW).unwrap();
+        s.record(
+            c.attempt_id,
+            &SendResult::MaybeSent("deadline".into()),
+            NOW + 10,
+        )
+        .unwrap();
+        // No status within the unknown wait: on to SMS.
+        let sms = claim_one(&s, NOW + 5_010);
+        assert_eq!(sms.channel, "sms");
+        s.apply_statuses(
+            "whatsapp",
+            &[status("wamid.9", "f/0/1", Disposition::Delivered, 3)],
+            NOW + 6_000,
+        )
+        .unwrap();
+        let v = s.status("f").unwrap().unwrap();
+        assert_eq!(v["attempts"][0]["possible_duplicate"], true, "{v}");
+        assert!(v["timeline"].to_string().contains("POSSIBLE DUPLICATE"));
+    }
+
+    #[test]
+    fn redelivered_and_stale_statuses_change_nothing() {
+        let s = store();
+        s.submit(&[("f".into(), spec())], NOW).unwrap();
+        let c = claim_one(&s, NOW);
+        s.mark_sending(c.attempt_id, NOW).unwrap();
+        let accepted = classification(Disposition::Accepted, "accepted", Some("wamid.1"));
+        s.record(c.attempt_id, &SendResult::Classified(accepted), NOW + 10)
+            .unwrap();
+        let read = status("wamid.1", "f/0/1", Disposition::Read, 4);
+        s.apply_statuses("whatsapp", &[read.clone(), read], NOW + 20)
+            .unwrap();
+        s.apply_statuses(
+            "whatsapp",
+            &[status("wamid.1", "f/0/1", Disposition::Fallback, 2)],
+            NOW + 30,
+        )
+        .unwrap();
+        assert_eq!(state(&s), FlowState::Done);
+        let v = s.status("f").unwrap().unwrap();
+        assert_eq!(v["attempts"][0]["last_status"], "read");
+    }
 }

@@ -1,0 +1,379 @@
+//! `host-harness bench load`: one `serve` process against the mock on loopback, measured from
+//! outside: sustained sends per second, latency from `POST /flows` to `accepted`, the most the
+//! mock saw in any second, its 130429/131056 answers, `serve`'s peak RSS, and — with
+//! `--kill-after-ms` — a SIGKILL mid-run and a restart, after which no correlation id may have
+//! reached the provider twice.
+
+use crate::cli::{DEMO_ACCESS_TOKEN, DEMO_SMS_API_KEY, Outcome, UsageError};
+use crate::mock::{Latency, MockApi, MockConfig, MockLimits, WebhookTargets};
+use crate::stack::{DEMO_APP_SECRET, DEMO_SMS_WEBHOOK_SECRET};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bench-token";
+
+/// Measure the runtime under load (see the README's figures).
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Flows in the campaign (each one WhatsApp send waiting for `accepted`).
+    #[arg(long, default_value_t = 10_000)]
+    pub flows: usize,
+    /// The sending number's rate (serve paces to it; the mock enforces it).
+    #[arg(long, default_value_t = 1_000)]
+    pub rate: u32,
+    /// The mock's answer latency: `200` or `100-300` ms.
+    #[arg(long, default_value = "200")]
+    pub latency_ms: String,
+    /// Distinct customers; fewer than flows makes customers repeat (1 per 6 s each).
+    #[arg(long)]
+    pub customers: Option<usize>,
+    /// Only queue the flows (at a rate of 1/s nothing much is sent) and report serve's RSS.
+    #[arg(long)]
+    pub queue_only: bool,
+    /// SIGKILL serve this long after the flows were submitted, then restart it.
+    #[arg(long)]
+    pub kill_after_ms: Option<u64>,
+    /// Submit the flows at this many per second (in tenth-of-a-second batches) instead of all
+    /// at once: latency then shows the runtime, not the queue.
+    #[arg(long)]
+    pub arrival_rate: Option<u32>,
+    /// Sends in flight at once in serve.
+    #[arg(long, default_value_t = 1_024)]
+    pub max_in_flight: usize,
+}
+
+struct ServeProcess {
+    child: Child,
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServeProcess {
+    /// CPU time used so far (user + system), seconds.
+    fn cpu_s(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / 100.0)
+    }
+
+    /// Peak resident memory (VmHWM), bytes.
+    fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    }
+}
+
+struct Bench<'a> {
+    args: &'a LoadArgs,
+    dir: PathBuf,
+    port: u16,
+    mock: MockApi,
+    agent: ureq::Agent,
+}
+
+impl LoadArgs {
+    pub fn run(&self, plugin: Option<&Path>) -> Result<Outcome> {
+        if self.flows == 0 || self.flows > 1_000_000 || self.rate == 0 {
+            return Err(
+                UsageError("--flows must be 1 to 1000000 and --rate at least 1".into()).into(),
+            );
+        }
+        let latency = Latency::parse(&self.latency_ms).map_err(|e| UsageError(format!("{e:#}")))?;
+        let bench = Bench::new(self, latency)?;
+        let report = bench.run(plugin)?;
+        let text = render(&report);
+        Ok(Outcome {
+            code: 0,
+            json: Some(report),
+            text: Some(text),
+        })
+    }
+}
+
+impl<'a> Bench<'a> {
+    fn new(args: &'a LoadArgs, latency: Latency) -> Result<Bench<'a>> {
+        let dir = std::env::temp_dir().join(format!("bench-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mock = MockApi::start(
+            0,
+            MockConfig {
+                latency,
+                limits: Some(MockLimits {
+                    rate_per_number: args.rate,
+                    pair_gap_ms: 6_000,
+                }),
+                record: false,
+                // One status per message: enough to settle sends a kill left unknown.
+                webhooks: Some(WebhookTargets {
+                    whatsapp_url: format!("http://127.0.0.1:{port}/webhooks/whatsapp"),
+                    whatsapp_app_secret: DEMO_APP_SECRET.into(),
+                    sms_url: format!("http://127.0.0.1:{port}/webhooks/sms"),
+                    sms_secret: DEMO_SMS_WEBHOOK_SECRET.into(),
+                    step: Duration::from_millis(500),
+                }),
+                statuses: &[("delivered", None)],
+                ..MockConfig::default()
+            },
+        )?;
+        Ok(Bench {
+            args,
+            dir,
+            port,
+            mock,
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(120)))
+                .build()
+                .into(),
+        })
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.join("flows.sqlite")
+    }
+
+    fn serve(&self, plugin: Option<&Path>, rate: u32) -> Result<ServeProcess> {
+        let exe = std::env::current_exe()?;
+        let mut cmd = Command::new(exe);
+        if let Some(p) = plugin {
+            cmd.arg("--plugin").arg(p);
+        }
+        let log = std::fs::File::create(self.dir.join("serve.log"))?;
+        cmd.args(["serve", "--port", &self.port.to_string(), "--db"])
+            .arg(self.db())
+            .args([
+                "--api-base",
+                &self.mock.base_url(),
+                "--allow-host",
+                &self.mock.base_url(),
+            ])
+            .args(["--rate-per-number", &rate.to_string()])
+            .args(["--max-in-flight", &self.args.max_in_flight.to_string()])
+            .args(["--max-queued", "2000000"])
+            .env("FLOW_SECRET_FLOW_API_TOKEN", TOKEN)
+            .env("FLOW_SECRET_WHATSAPP_ACCESS_TOKEN", DEMO_ACCESS_TOKEN)
+            .env("FLOW_SECRET_SMS_API_KEY", DEMO_SMS_API_KEY)
+            .env("FLOW_SECRET_WHATSAPP_APP_SECRET", DEMO_APP_SECRET)
+            .env("FLOW_SECRET_SMS_WEBHOOK_SECRET", DEMO_SMS_WEBHOOK_SECRET)
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = ServeProcess {
+            child: cmd.spawn().context("starting serve")?,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(r) = self
+                .agent
+                .get(&format!("http://127.0.0.1:{}/health", self.port))
+                .call()
+                && r.status() == 200
+            {
+                return Ok(child);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "serve did not start (see {})",
+            self.dir.join("serve.log").display()
+        )
+    }
+
+    fn flows(&self) -> Vec<String> {
+        let customers = self.args.customers.unwrap_or(self.args.flows).max(1);
+        (0..self.args.flows)
+            .map(|i| {
+                json!({"id": format!("load-{i}"), "recipient": format!("+1555{:07}", i % customers),
+                    "unknown_wait_ms": 60_000, "steps": [{"channel": "whatsapp", "wait_for": "accepted",
+                    "content": {"type": "template", "template": {"name": "order_update", "language": "en_US"}}}]})
+                .to_string()
+            })
+            .collect()
+    }
+
+    /// Submits in batches of 10,000 (NDJSON), or at `--arrival-rate`; returns the time it took.
+    fn submit(&self) -> Result<Duration> {
+        let started = Instant::now();
+        let batch = self
+            .args
+            .arrival_rate
+            .map_or(10_000, |r| (r as usize / 10).clamp(1, 10_000));
+        for (i, chunk) in self.flows().chunks(batch).enumerate() {
+            if self.args.arrival_rate.is_some() {
+                let due = started + Duration::from_millis(100 * i as u64);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
+            let mut r = self
+                .agent
+                .post(&format!("http://127.0.0.1:{}/flows", self.port))
+                .header("authorization", &format!("Bearer {TOKEN}"))
+                .header("content-type", "application/x-ndjson")
+                .send(chunk.join("\n").as_bytes())?;
+            if r.status() != 201 {
+                bail!(
+                    "POST /flows: {} {}",
+                    r.status(),
+                    r.body_mut().read_to_string()?
+                );
+            }
+        }
+        Ok(started.elapsed())
+    }
+
+    fn open_flows(&self) -> Result<u64> {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.db(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(conn.query_row(
+            "SELECT count(*) FROM flows WHERE state NOT IN ('done', 'exhausted', 'expired')",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    fn wait_all_final(&self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        while self.open_flows()? > 0 {
+            if Instant::now() > deadline {
+                bail!("{} flows still open after {limit:?}", self.open_flows()?);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    fn run(&self, plugin: Option<&Path>) -> Result<Value> {
+        let rate = if self.args.queue_only {
+            1
+        } else {
+            self.args.rate
+        };
+        let mut serve = self.serve(plugin, rate)?;
+        let submit = self.submit()?;
+        if self.args.queue_only {
+            std::thread::sleep(Duration::from_secs(2));
+            return Ok(
+                json!({"flows_queued": self.args.flows, "submit_s": submit.as_secs_f64(),
+                "serve_peak_rss_bytes": serve.peak_rss(), "open_flows": self.open_flows()?}),
+            );
+        }
+        let mut killed = None;
+        if let Some(after) = self.args.kill_after_ms {
+            std::thread::sleep(Duration::from_millis(after));
+            let open = self.open_flows()?;
+            serve.child.kill()?;
+            serve.child.wait()?;
+            killed = Some(json!({"after_ms": after, "open_flows_at_kill": open}));
+            serve = self.serve(plugin, rate)?;
+        }
+        let minutes = (self.args.flows as u64 / u64::from(self.args.rate)).max(1) * 3 + 60;
+        self.wait_all_final(Duration::from_secs(minutes))?;
+        let mut report = self.figures()?;
+        report["submit_s"] = json!(submit.as_secs_f64());
+        report["serve_peak_rss_bytes"] = json!(serve.peak_rss());
+        report["serve_cpu_s"] = json!(serve.cpu_s());
+        report["killed"] = killed.unwrap_or(Value::Null);
+        report["mock"] = self.mock.counters();
+        report["mock"]
+            .as_object_mut()
+            .map(|m| m.remove("per_second"));
+        Ok(report)
+    }
+
+    /// Throughput and latency from the store: creation to the recorded answer.
+    fn figures(&self) -> Result<Value> {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.db(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        let mut stmt = conn.prepare(
+            "SELECT f.created_ms, a.recorded_ms FROM flows f JOIN attempts a ON a.flow_id = f.id
+             WHERE a.disposition = 'accepted' AND a.recorded_ms IS NOT NULL",
+        )?;
+        let rows: Vec<(i64, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut latencies: Vec<i64> = rows.iter().map(|(c, r)| r - c).collect();
+        latencies.sort_unstable();
+        let pct = |p: f64| {
+            latencies
+                .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+                .copied()
+        };
+        // Sustained rate: answers recorded per second between the first and the last one.
+        let first = rows.iter().map(|r| r.1).min().unwrap_or(0);
+        let last = rows.iter().map(|r| r.1).max().unwrap_or(0);
+        let span_s = (last - first).max(1) as f64 / 1_000.0;
+        let states: Vec<(String, i64)> = conn
+            .prepare("SELECT state, count(*) FROM flows GROUP BY state")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(json!({
+            "flows": self.args.flows, "rate": self.args.rate, "latency_ms": self.args.latency_ms,
+            "arrival_rate": self.args.arrival_rate,
+            "accepted": rows.len(),
+            "sends_per_s": rows.len().saturating_sub(1) as f64 / span_s,
+            "p50_ms_post_to_accepted": pct(0.50), "p99_ms_post_to_accepted": pct(0.99),
+            "states": states.into_iter().map(|(s, n)| (s, json!(n))).collect::<serde_json::Map<String, Value>>(),
+        }))
+    }
+}
+
+fn render(r: &Value) -> String {
+    if r.get("flows_queued").is_some() {
+        return format!(
+            "queued {} flows in {:.1} s; serve peak RSS {:.0} MB",
+            r["flows_queued"],
+            r["submit_s"].as_f64().unwrap_or(0.0),
+            r["serve_peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e6
+        );
+    }
+    format!(
+        "{} flows at rate {} (mock latency {} ms): {:.0} sends/s sustained; POST→accepted p50 {} ms, p99 {} ms; mock max {} in one second, 130429×{}, 131056×{}; correlation ids sent twice: {}; serve peak RSS {:.0} MB{}",
+        r["flows"],
+        r["rate"],
+        r["latency_ms"].as_str().unwrap_or(""),
+        r["sends_per_s"].as_f64().unwrap_or(0.0),
+        r["p50_ms_post_to_accepted"],
+        r["p99_ms_post_to_accepted"],
+        r["mock"]["max_per_second"],
+        r["mock"]["by_code"]["130429"].as_u64().unwrap_or(0),
+        r["mock"]["by_code"]["131056"].as_u64().unwrap_or(0),
+        r["mock"]["correlation_ids_sent_more_than_once"]
+            .as_object()
+            .map_or(0, |m| m.len()),
+        r["serve_peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        if r["killed"].is_null() {
+            String::new()
+        } else {
+            format!(
+                "; SIGKILLed at {} ms with {} open, restarted",
+                r["killed"]["after_ms"], r["killed"]["open_flows_at_kill"]
+            )
+        },
+    )
+}
