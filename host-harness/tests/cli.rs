@@ -600,3 +600,19 @@ fn serve_refuses_to_start_without_an_api_token_or_with_an_unlisted_api_base() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-host"));
 }
+
+#[test]
+fn a_reader_that_closes_early_is_not_a_panic() {
+    // `host-harness inspect | head -c 1`: the pipe closes before the output is written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_host-harness"))
+        .arg("inspect")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

@@ -25,6 +25,19 @@ impl Drop for Serve {
 }
 
 impl Serve {
+    /// SIGTERM, then wait for the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.child.wait().unwrap()
+    }
+
     /// SIGKILL: no shutdown, no flush, nothing finished.
     fn kill(mut self) {
         self.child.kill().unwrap();
@@ -299,4 +312,32 @@ fn a_provider_slower_than_the_call_budget_never_turns_into_a_second_channel() {
     assert_eq!(s["state"], "done", "{}", timeline(s));
     rig.assert_nothing_sent_twice();
     assert_eq!(rig.mock.counters()["requests"], 1);
+}
+
+#[test]
+fn sigterm_finishes_the_sends_in_flight_before_exiting() {
+    let rig = Rig::new("sigterm", 1_500);
+    let serve = rig.serve(1);
+    let ids: Vec<String> = (0..10).map(|i| format!("term-{i}")).collect();
+    let flows: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| flow(id, &format!("+1555040{i:04}")))
+        .collect();
+    rig.start(&flows);
+    rig.wait_requests(10);
+    let status = serve.terminate();
+    assert!(status.success(), "{status:?}: {}", rig.log(1));
+    // Every answer was recorded before the exit: nothing is unknown after the restart.
+    let _serve = rig.serve(2);
+    for s in rig.wait_final(&ids) {
+        assert_eq!(
+            s["attempts"][0]["disposition"],
+            "accepted",
+            "{}",
+            timeline(&s)
+        );
+        assert_eq!(s["state"], "done");
+    }
+    rig.assert_nothing_sent_twice();
 }
