@@ -170,6 +170,18 @@ impl Pacer {
         }
     }
 
+    /// The provider refused the message outright: the customer got nothing, so the gap
+    /// booked for it is given back (a back-off for that customer stays).
+    pub fn release_customer(&mut self, channel: &str, customer: &str) {
+        if let Some(c) = self
+            .customers
+            .get_mut(&(channel.to_string(), customer.to_string()))
+            && c.pair_limit_hits == 0
+        {
+            c.next_ok_ms = 0;
+        }
+    }
+
     /// The provider asked the whole sending number to wait (130429, `Retry-After`).
     pub fn pause_sender(&mut self, channel: &str, until: u64) {
         let s = self.senders.entry(channel.to_string()).or_default();
@@ -242,6 +254,18 @@ mod tests {
         assert!(p.try_take("whatsapp", "+2", 100, 0).is_ok());
         p.customer_ok("whatsapp", "+1");
         assert_eq!(p.pair_limit_hit("whatsapp", "+1", 20_000), 24_000);
+    }
+
+    #[test]
+    fn a_refused_message_owes_the_customer_no_gap() {
+        let mut p = pacer(80.0);
+        assert!(p.try_take("whatsapp", "+1", 0, 0).is_ok());
+        p.release_customer("whatsapp", "+1");
+        assert!(p.try_take("whatsapp", "+1", 100, 0).is_ok());
+        // A pair-limit back-off is not given back.
+        p.pair_limit_hit("whatsapp", "+1", 200);
+        p.release_customer("whatsapp", "+1");
+        assert!(p.try_take("whatsapp", "+1", 300, 0).is_err());
     }
 
     #[test]

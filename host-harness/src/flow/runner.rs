@@ -8,7 +8,7 @@ use super::spec::{FlowSpec, SpecError, valid_id};
 use super::store::{Claim, OutboxItem, SendResult, Store, Submitted};
 use crate::runtime::{CallError, Plugin};
 use crate::services::{AllowRule, Secrets, now_ms};
-use crate::types::{ChannelConfig, Classification, MessageRequest, WebhookEvent};
+use crate::types::{ChannelConfig, Classification, Disposition, MessageRequest, WebhookEvent};
 use anyhow::Result;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -419,16 +419,21 @@ impl Runner {
     fn pace_after(&self, claim: &Claim, c: &Classification) {
         let now = now_ms();
         let mut pacer = self.pacer.lock().unwrap_or_else(|p| p.into_inner());
-        match c.reason.as_str() {
-            "pair_rate_limited" => {
+        match (c.reason.as_str(), c.disposition) {
+            ("pair_rate_limited", _) => {
                 pacer.pair_limit_hit(&claim.channel, &claim.recipient, now);
             }
-            "rate_limited" => {
+            ("rate_limited", _) => {
                 let wait = c.retry_after_ms.unwrap_or(1_000);
                 pacer.pause_sender(&claim.channel, now.saturating_add(wait));
+                // Refused at the door: the customer got nothing, so no gap is owed.
+                pacer.release_customer(&claim.channel, &claim.recipient);
             }
-            _ if super::policy::reached(c.disposition).is_some() => {
+            (_, d) if super::policy::reached(d).is_some() => {
                 pacer.customer_ok(&claim.channel, &claim.recipient)
+            }
+            (_, Disposition::Retry | Disposition::Fallback | Disposition::Failed) => {
+                pacer.release_customer(&claim.channel, &claim.recipient)
             }
             _ => {}
         }

@@ -589,6 +589,15 @@ impl Tx<'_> {
             // The number is at its rate: the flow stays due and goes in a later round.
             Err(Deferral::Sender { .. }) => return Ok(None),
             Err(Deferral::Customer { until }) => {
+                self.note(
+                    &flow.id,
+                    None,
+                    &format!(
+                        "pacing: the next {} message to this customer may go in {} ms",
+                        step.channel,
+                        until.saturating_sub(self.now)
+                    ),
+                )?;
                 self.set_state(flow, flow.state, Some(until))?;
                 return Ok(None);
             }
