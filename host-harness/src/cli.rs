@@ -9,9 +9,7 @@ use crate::services::{
     ACCESS_TOKEN_NAME, APP_SECRET_NAME, HostServices, HttpClient, HttpPolicy, Log, Secrets,
     VERIFY_TOKEN_NAME, now_ms, parse_level,
 };
-use crate::types::{
-    ChannelConfig, Disposition, Header, WebhookError, WebhookOutcome, WebhookRequest,
-};
+use crate::types::{ChannelConfig, Disposition, Header, WebhookOutcome, WebhookRequest};
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
@@ -338,60 +336,18 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             verify_token_env,
             method,
             query,
-        } => {
-            let body = read_input(file)?;
-            let mut secrets = Secrets::default().with_env();
-            let env = |var: &str| {
-                std::env::var(var)
-                    .map_err(|_| UsageError(format!("the environment variable {var} is not set")))
-            };
-            if let Some(var) = app_secret_env {
-                secrets.insert(APP_SECRET_NAME, env(var)?);
-            }
-            if let Some(var) = verify_token_env {
-                secrets.insert(VERIFY_TOKEN_NAME, env(var)?);
-            }
-            let signed = secrets.contains(APP_SECRET_NAME);
-            if !signed {
-                eprintln!(
-                    "note: no app secret configured (--app-secret-env); the signature is not checked"
-                );
-            }
-            let settings = if signed {
-                json!({})
-            } else {
-                json!({ "app_secret": null })
-            };
-            let mut headers = vec![Header {
-                name: "content-type".into(),
-                value: "application/json".into(),
-            }];
-            if let Some(sig) = signature {
-                headers.push(Header {
-                    name: "X-Hub-Signature-256".into(),
-                    value: sig.clone(),
-                });
-            }
-            let query = query
-                .iter()
-                .map(|q| {
-                    q.split_once('=')
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .ok_or_else(|| UsageError(format!("--query takes name=value, got {q:?}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let request = WebhookRequest {
-                method: method.to_ascii_uppercase(),
-                headers,
+        } => webhook_command(
+            plugin_path,
+            log,
+            WebhookArgs {
+                file,
+                signature: signature.as_deref(),
+                app_secret_env: app_secret_env.as_deref(),
+                verify_token_env: verify_token_env.as_deref(),
+                method,
                 query,
-                body,
-            };
-            let plugin = load_plugin(
-                plugin_path,
-                HostServices::new(HttpClient::new(HttpPolicy::default()), secrets, log),
-            )?;
-            webhook(&plugin, &request, &settings)
-        }
+            },
+        ),
         Command::Send {
             file,
             api_base,
@@ -400,22 +356,15 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             secrets,
             attempt,
         } => {
-            let doc = read_json(file)?;
-            let settings = settings_from(config.as_deref())?;
-            let mut allow: Vec<String> = vec![GRAPH_HOST.into()];
-            allow.extend(allow_hosts.iter().cloned());
-            let policy = HttpPolicy::default()
-                .allowing(allow.iter().map(String::as_str))
-                .map_err(|e| UsageError(format!("{e:#}")))?;
-            check_api_base_allowed(api_base.as_deref(), &policy)?;
             let plugin = load_plugin(plugin_path, pure())?;
-            let name = plugin.describe()?.name;
-            let secrets = scoped_secrets(&secrets_from(secrets.as_deref())?, &name, &allow)?;
-            let plugin = plugin.with_services(Arc::new(HostServices::new(
-                HttpClient::new(policy),
-                secrets,
+            let (doc, settings) = (read_json(file)?, settings_from(config.as_deref())?);
+            let plugin = with_send_grants(
+                plugin,
                 log,
-            )));
+                api_base.as_deref(),
+                allow_hosts,
+                secrets.as_deref(),
+            )?;
             send(&plugin, &doc, &settings, api_base.clone(), *attempt)
         }
         Command::Templates {
@@ -448,6 +397,98 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         } => args.run(plugin_path),
         Command::Bench { iterations, .. } => bench(plugin_path, *iterations),
     }
+}
+
+/// The `webhook` command's arguments.
+struct WebhookArgs<'a> {
+    file: &'a str,
+    signature: Option<&'a str>,
+    app_secret_env: Option<&'a str>,
+    verify_token_env: Option<&'a str>,
+    method: &'a str,
+    query: &'a [String],
+}
+
+/// `webhook`: secrets from the named environment variables, then the plugin's verdict.
+fn webhook_command(plugin_path: Option<&Path>, log: Log, args: WebhookArgs<'_>) -> Result<Outcome> {
+    let body = read_input(args.file)?;
+    let mut secrets = Secrets::default().with_env();
+    let env = |var: &str| {
+        std::env::var(var)
+            .map_err(|_| UsageError(format!("the environment variable {var} is not set")))
+    };
+    if let Some(var) = args.app_secret_env {
+        secrets.insert(APP_SECRET_NAME, env(var)?);
+    }
+    if let Some(var) = args.verify_token_env {
+        secrets.insert(VERIFY_TOKEN_NAME, env(var)?);
+    }
+    let signed = secrets.contains(APP_SECRET_NAME);
+    if !signed {
+        eprintln!(
+            "note: no app secret configured (--app-secret-env); the signature is not checked"
+        );
+    }
+    let settings = if signed {
+        json!({})
+    } else {
+        json!({ "app_secret": null })
+    };
+    let mut headers = vec![Header {
+        name: "content-type".into(),
+        value: "application/json".into(),
+    }];
+    if let Some(sig) = args.signature {
+        headers.push(Header {
+            name: "X-Hub-Signature-256".into(),
+            value: sig.to_string(),
+        });
+    }
+    let query = args
+        .query
+        .iter()
+        .map(|q| {
+            q.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| UsageError(format!("--query takes name=value, got {q:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let request = WebhookRequest {
+        method: args.method.to_ascii_uppercase(),
+        headers,
+        query,
+        body,
+    };
+    let plugin = load_plugin(
+        plugin_path,
+        HostServices::new(HttpClient::new(HttpPolicy::default()), secrets, log),
+    )?;
+    webhook(&plugin, &request, &settings)
+}
+
+/// The plugin with `send`'s services: the allowlist (graph.facebook.com and `--allow-host`,
+/// which the API base must be on), and the secrets under the plugin's own name, sendable
+/// only there.
+fn with_send_grants(
+    plugin: Plugin,
+    log: Log,
+    api_base: Option<&str>,
+    allow_hosts: &[String],
+    secrets: Option<&Path>,
+) -> Result<Plugin> {
+    let mut allow: Vec<String> = vec![GRAPH_HOST.into()];
+    allow.extend(allow_hosts.iter().cloned());
+    let policy = HttpPolicy::default()
+        .allowing(allow.iter().map(String::as_str))
+        .map_err(|e| UsageError(format!("{e:#}")))?;
+    check_api_base_allowed(api_base, &policy)?;
+    let name = plugin.describe()?.name;
+    let secrets = scoped_secrets(&secrets_from(secrets)?, &name, &allow)?;
+    Ok(plugin.with_services(Arc::new(HostServices::new(
+        HttpClient::new(policy),
+        secrets,
+        log,
+    ))))
 }
 
 /// `inspect`.
@@ -574,23 +615,10 @@ pub fn webhook(plugin: &Plugin, request: &WebhookRequest, settings: &Value) -> R
                 0,
                 json!({"events": events.iter().map(json::webhook_event).collect::<Vec<_>>()}),
             ),
-            Err(WebhookError::SignatureMissing) => Outcome::json(
-                3,
-                json!({"error": "signature_missing", "message": "an app secret is configured but the request has no X-Hub-Signature-256 header (--signature)"}),
-            ),
-            Err(WebhookError::SignatureInvalid(m)) => {
-                Outcome::json(3, json!({"error": "signature_invalid", "message": m}))
+            Err(e) => {
+                let answer = crate::contract::WebhookErrorAnswer::of(&e);
+                Outcome::json(answer.exit_code, answer.body)
             }
-            Err(WebhookError::VerificationRefused(m)) => {
-                Outcome::json(3, json!({"error": "verification_refused", "message": m}))
-            }
-            Err(WebhookError::SecretUnavailable(m)) => {
-                Outcome::json(2, json!({"error": "secret_unavailable", "message": m}))
-            }
-            Err(WebhookError::Malformed(errors)) => Outcome::json(
-                1,
-                json!({"error": "malformed", "errors": json::field_errors(&errors)}),
-            ),
         },
     )
 }

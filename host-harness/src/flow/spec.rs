@@ -197,6 +197,25 @@ impl FlowSpec {
                 ),
             ));
         }
+        self.check_steps(channels, &mut errors);
+        self.check_numbers(&mut errors);
+        if let Some(url) = &self.callback_url {
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || url.len() > 2_000 {
+                errors.push(SpecError::new(
+                    "/callback_url",
+                    "invalid_url",
+                    format!(
+                        "must be an http(s) URL of at most 2000 characters, got {} characters",
+                        url.len()
+                    ),
+                ));
+            }
+        }
+        errors
+    }
+
+    fn check_steps(&self, channels: &[&str], errors: &mut Vec<SpecError>) {
         for (i, s) in self.steps.iter().enumerate() {
             if !channels.is_empty() && !channels.contains(&s.channel.as_str()) {
                 errors.push(SpecError::new(
@@ -207,7 +226,7 @@ impl FlowSpec {
             }
             if let Some(w) = s.within_ms {
                 check_range(
-                    &mut errors,
+                    errors,
                     &format!("/steps/{i}/within_ms"),
                     w,
                     1,
@@ -223,18 +242,21 @@ impl FlowSpec {
                 ));
             }
         }
+    }
+
+    fn check_numbers(&self, errors: &mut Vec<SpecError>) {
         check_range(
-            &mut errors,
+            errors,
             "/max_attempts",
             self.max_attempts.into(),
             1,
             MAX_ATTEMPTS.into(),
         );
         if let Some(t) = self.ttl_ms {
-            check_range(&mut errors, "/ttl_ms", t, 1, MAX_DURATION_MS);
+            check_range(errors, "/ttl_ms", t, 1, MAX_DURATION_MS);
         }
         check_range(
-            &mut errors,
+            errors,
             "/unknown_wait_ms",
             self.unknown_wait_ms,
             0,
@@ -242,22 +264,8 @@ impl FlowSpec {
         );
         if let Some(t) = self.last_inbound_ms {
             // Any real timestamp fits i64 milliseconds; larger ones are nonsense.
-            check_range(&mut errors, "/last_inbound_ms", t, 0, i64::MAX as u64);
+            check_range(errors, "/last_inbound_ms", t, 0, i64::MAX as u64);
         }
-        if let Some(url) = &self.callback_url {
-            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-            if !scheme_ok || url.len() > 2_000 {
-                errors.push(SpecError::new(
-                    "/callback_url",
-                    "invalid_url",
-                    format!(
-                        "must be an http(s) URL of at most 2000 characters, got {} characters",
-                        url.len()
-                    ),
-                ));
-            }
-        }
-        errors
     }
 }
 

@@ -696,6 +696,19 @@ fn whatsapp_answer(state: &State, body: &Value, trace: u64) -> Reply {
         }
         Behaviour::Slow(ms) => delay = Duration::from_millis(ms),
     }
+    accepted(state, body, kind, to, digits, statuses, delay)
+}
+
+/// Meta's 200 for a message, with the statuses to post after it.
+fn accepted(
+    state: &State,
+    body: &Value,
+    kind: &str,
+    to: &str,
+    digits: String,
+    statuses: &'static [(&'static str, Option<i64>)],
+    delay: Duration,
+) -> Reply {
     let id = format!(
         "wamid.MOCK{:012}",
         state.next_id.fetch_add(1, Ordering::Relaxed)
