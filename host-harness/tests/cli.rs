@@ -462,13 +462,10 @@ fn serve_and_flow_commands_as_processes() {
     let mock = host_harness::mock::MockApi::start(
         0,
         host_harness::mock::MockConfig {
-            webhooks: Some(host_harness::mock::WebhookTargets {
-                whatsapp_url: format!("{serve_url}/webhooks/whatsapp"),
-                whatsapp_app_secret: host_harness::stack::DEMO_APP_SECRET.into(),
-                sms_url: format!("{serve_url}/webhooks/sms"),
-                sms_secret: host_harness::stack::DEMO_SMS_WEBHOOK_SECRET.into(),
-                step: std::time::Duration::from_millis(50),
-            }),
+            webhooks: Some(host_harness::mock::WebhookTargets::demo_serve(
+                &serve_url,
+                std::time::Duration::from_millis(50),
+            )),
             ..host_harness::mock::MockConfig::default()
         },
     )

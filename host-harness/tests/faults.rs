@@ -63,13 +63,7 @@ impl Rig {
         let mock = MockApi::start(
             0,
             MockConfig {
-                webhooks: Some(WebhookTargets {
-                    whatsapp_url: format!("{url}/webhooks/whatsapp"),
-                    whatsapp_app_secret: DEMO_APP_SECRET.into(),
-                    sms_url: format!("{url}/webhooks/sms"),
-                    sms_secret: DEMO_SMS_WEBHOOK_SECRET.into(),
-                    step: Duration::from_millis(100),
-                }),
+                webhooks: Some(WebhookTargets::demo_serve(&url, Duration::from_millis(100))),
                 latency: Latency::Fixed(latency_ms),
                 ..MockConfig::default()
             },

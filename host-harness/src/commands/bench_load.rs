@@ -127,13 +127,10 @@ impl<'a> Bench<'a> {
                 }),
                 record: false,
                 // One status per message: enough to settle sends a kill left unknown.
-                webhooks: Some(WebhookTargets {
-                    whatsapp_url: format!("http://127.0.0.1:{port}/webhooks/whatsapp"),
-                    whatsapp_app_secret: DEMO_APP_SECRET.into(),
-                    sms_url: format!("http://127.0.0.1:{port}/webhooks/sms"),
-                    sms_secret: DEMO_SMS_WEBHOOK_SECRET.into(),
-                    step: Duration::from_millis(500),
-                }),
+                webhooks: Some(WebhookTargets::demo_serve(
+                    &format!("http://127.0.0.1:{port}"),
+                    Duration::from_millis(500),
+                )),
                 statuses: &[("delivered", None)],
                 ..MockConfig::default()
             },

@@ -43,13 +43,7 @@ impl MockApiArgs {
         };
         let webhooks = self.webhooks_to.as_ref().map(|base| {
             let base = base.trim_end_matches('/');
-            WebhookTargets {
-                whatsapp_url: format!("{base}/webhooks/whatsapp"),
-                whatsapp_app_secret: DEMO_APP_SECRET.into(),
-                sms_url: format!("{base}/webhooks/sms"),
-                sms_secret: DEMO_SMS_WEBHOOK_SECRET.into(),
-                step: Duration::from_millis(self.status_step_ms),
-            }
+            WebhookTargets::demo_serve(base, Duration::from_millis(self.status_step_ms))
         });
         let limits = self.rate_per_number.map(|rate| MockLimits {
             rate_per_number: rate,

@@ -174,6 +174,21 @@ pub struct WebhookTargets {
     pub step: Duration,
 }
 
+impl WebhookTargets {
+    /// A `serve` at `base` (its `/webhooks/whatsapp` and `/webhooks/sms`), signed with the
+    /// demo secrets, a status every `step`.
+    pub fn demo_serve(base: &str, step: Duration) -> WebhookTargets {
+        let base = base.trim_end_matches('/');
+        WebhookTargets {
+            whatsapp_url: format!("{base}/webhooks/whatsapp"),
+            whatsapp_app_secret: crate::stack::DEMO_APP_SECRET.into(),
+            sms_url: format!("{base}/webhooks/sms"),
+            sms_secret: crate::stack::DEMO_SMS_WEBHOOK_SECRET.into(),
+            step,
+        }
+    }
+}
+
 /// How long the mock takes to answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Latency {

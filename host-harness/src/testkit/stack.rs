@@ -123,13 +123,7 @@ impl Stack {
         let mock = MockApi::start(
             0,
             MockConfig {
-                webhooks: Some(WebhookTargets {
-                    whatsapp_url: format!("{url}/webhooks/whatsapp"),
-                    whatsapp_app_secret: DEMO_APP_SECRET.into(),
-                    sms_url: format!("{url}/webhooks/sms"),
-                    sms_secret: DEMO_SMS_WEBHOOK_SECRET.into(),
-                    step: config.step,
-                }),
+                webhooks: Some(WebhookTargets::demo_serve(&url, config.step)),
                 latency: config.mock_latency,
                 limits: config.mock_limits,
                 ..MockConfig::default()
