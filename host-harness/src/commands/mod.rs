@@ -1,6 +1,9 @@
 //! Subcommands with their own module: a documented clap struct and `run`.
 
+pub mod bench;
 pub mod bench_load;
+pub mod demo;
 pub mod flow;
 pub mod mock_api;
+pub mod plugin;
 pub mod serve;

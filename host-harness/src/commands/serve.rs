@@ -126,10 +126,11 @@ impl ServeArgs {
         base: &str,
         allow: &[String],
     ) -> Result<Vec<ChannelSetup>> {
-        let settings = match &self.config {
+        let mut settings = match &self.config {
             None => demo_settings(),
             Some(p) => crate::cli::read_json(&p.to_string_lossy())?,
         };
+        let rate = number_rate(&mut settings)?.unwrap_or(self.rate_per_number);
         let setup = |name: &str, wasm: PathBuf, settings: String, allow: Vec<String>, pacing| {
             ChannelSetup {
                 name: name.into(),
@@ -150,7 +151,7 @@ impl ServeArgs {
                 ),
                 settings.to_string(),
                 allow.to_vec(),
-                Some(ChannelPacing::whatsapp(self.rate_per_number)),
+                Some(ChannelPacing::whatsapp(rate)),
             ),
             setup(
                 "sms",
@@ -160,5 +161,41 @@ impl ServeArgs {
                 Some(ChannelPacing::rate_only(self.rate_per_number)),
             ),
         ])
+    }
+}
+
+/// The host's own key in the WhatsApp settings: `rate_per_second`, this number's rate (Meta
+/// raises it per number). Taken out before the plugin sees the settings.
+fn number_rate(settings: &mut serde_json::Value) -> Result<Option<f64>> {
+    let Some(v) = settings
+        .as_object_mut()
+        .and_then(|o| o.remove("rate_per_second"))
+    else {
+        return Ok(None);
+    };
+    match v.as_f64() {
+        Some(r) if r > 0.0 && r <= 10_000.0 => Ok(Some(r)),
+        _ => Err(UsageError(format!(
+            "/rate_per_second in the WhatsApp settings must be a number between 0 and 10000, got {v}"
+        ))
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_number_rate_is_read_from_the_settings_and_hidden_from_the_plugin() {
+        let mut s = json!({"phone_number_id": "1", "rate_per_second": 250});
+        assert_eq!(number_rate(&mut s).unwrap(), Some(250.0));
+        assert_eq!(s, json!({"phone_number_id": "1"}));
+        assert_eq!(number_rate(&mut s).unwrap(), None);
+        for bad in [json!(0), json!(-3), json!("fast"), json!(1e9)] {
+            let mut s = json!({ "rate_per_second": bad });
+            assert!(number_rate(&mut s).is_err(), "{s}");
+        }
     }
 }
