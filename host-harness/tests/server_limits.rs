@@ -3,7 +3,7 @@
 //! and error bodies that reveal nothing.
 
 use host_harness::flow::RunnerOptions;
-use host_harness::stack::{DEMO_API_TOKEN, Stack};
+use host_harness::stack::{DEMO_API_TOKEN, Stack, StackConfig};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -284,4 +284,42 @@ fn a_failure_answer_reveals_no_internals() {
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
     assert!(!answer.contains("wasm backtrace"), "{answer}");
+}
+
+#[test]
+fn clients_too_slow_to_send_are_cut_off() {
+    let config = StackConfig {
+        header_read_timeout: Duration::from_millis(500),
+        body_read_timeout: Duration::from_millis(500),
+        ..StackConfig::default()
+    };
+    let stack = Stack::start_config(&db("timeouts"), config).unwrap();
+    let addr = stack.url().trim_start_matches("http://").to_string();
+    // Headers that never end: the connection is closed.
+    let mut headers = TcpStream::connect(&addr).unwrap();
+    headers
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    headers
+        .write_all(b"POST /flows HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = headers.read_to_end(&mut buf);
+    assert!(
+        !String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 2"),
+        "{buf:?}"
+    );
+    // A body that stops half-way: 408.
+    let mut body = TcpStream::connect(&addr).unwrap();
+    body.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        body,
+        "POST /flows HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {DEMO_API_TOKEN}\r\nContent-Length: 100\r\n\r\n{{\"recip"
+    )
+    .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = body.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }

@@ -35,6 +35,19 @@ pub struct StackConfig {
     pub whatsapp_pacing: ChannelPacing,
     pub mock_latency: Latency,
     pub mock_limits: Option<MockLimits>,
+    /// Time a client has to send its headers, and its body.
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+}
+
+impl StackConfig {
+    fn server_options(&self) -> ServerOptions {
+        ServerOptions {
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            ..ServerOptions::new(DEMO_API_TOKEN)
+        }
+    }
 }
 
 impl Default for StackConfig {
@@ -45,6 +58,8 @@ impl Default for StackConfig {
             whatsapp_pacing: ChannelPacing::whatsapp(1_000.0),
             mock_latency: Latency::None,
             mock_limits: None,
+            header_read_timeout: ServerOptions::new("").header_read_timeout,
+            body_read_timeout: ServerOptions::new("").body_read_timeout,
         }
     }
 }
@@ -142,7 +157,7 @@ impl Stack {
         stack.server = Some(Server::start(
             listener,
             stack.runner.clone(),
-            ServerOptions::new(DEMO_API_TOKEN),
+            stack.config.server_options(),
         )?);
         Ok(stack)
     }
@@ -180,7 +195,7 @@ impl Stack {
         self.server = Some(Server::start(
             listener,
             runner.clone(),
-            ServerOptions::new(DEMO_API_TOKEN),
+            self.config.server_options(),
         )?);
         self.runner = runner;
         Ok(())
