@@ -6,7 +6,7 @@
 use crate::flow::Channel;
 use crate::flow::pacing::ChannelPacing;
 use crate::runtime::{Limits, Runtime};
-use crate::services::{AllowRule, HostServices, HttpClient, HttpPolicy, Log, SecretGrant, Secrets};
+use crate::services::{HostServices, HttpClient, HttpPolicy, Log, SecretGrant, Secrets};
 use crate::types::{ChannelConfig, LogLevel};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -81,14 +81,4 @@ pub fn load_channels(
         );
     }
     Ok(channels)
-}
-
-/// Whether a URL's destination is on an allowlist.
-pub fn url_allowed(url: &str, rules: &[AllowRule]) -> bool {
-    HttpClient::new(HttpPolicy {
-        allow: rules.to_vec(),
-        ..HttpPolicy::default()
-    })
-    .check_url(url)
-    .is_ok()
 }

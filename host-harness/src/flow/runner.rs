@@ -221,15 +221,8 @@ impl Runner {
     }
 
     fn callback_allowed(&self, url: &str) -> bool {
-        let Ok(u) = reqwest::Url::parse(url) else {
-            return false;
-        };
-        let host = u.host_str().unwrap_or("").to_ascii_lowercase();
-        let port = u.port_or_known_default().unwrap_or(0);
-        self.options
-            .callback_hosts
-            .iter()
-            .any(|r| r.allows(u.scheme(), &host, port))
+        reqwest::Url::parse(url)
+            .is_ok_and(|u| crate::services::http::url_allowed(&self.options.callback_hosts, &u))
     }
 
     /// Applies a channel's status events.

@@ -87,6 +87,13 @@ impl std::fmt::Display for AllowRule {
     }
 }
 
+/// Whether an allowlist lets a URL's destination (scheme, host, port) through.
+pub fn url_allowed(rules: &[AllowRule], url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+    let port = url.port_or_known_default().unwrap_or(0);
+    rules.iter().any(|r| r.allows(url.scheme(), &host, port))
+}
+
 /// The host's rules for plugin HTTP.
 #[derive(Debug, Clone)]
 pub struct HttpPolicy {
@@ -189,12 +196,7 @@ impl HttpClient {
         }
         let host = parsed.host_str().unwrap_or("").to_ascii_lowercase();
         let port = parsed.port_or_known_default().unwrap_or(0);
-        if !self
-            .policy
-            .allow
-            .iter()
-            .any(|r| r.allows(&scheme, &host, port))
-        {
+        if !url_allowed(&self.policy.allow, &parsed) {
             return Err(denied(format!(
                 "{scheme}://{host}:{port} is not on the host's allowlist"
             )));
