@@ -290,6 +290,20 @@ fn log_for(cli: &Cli) -> Result<Log> {
     log_level(cli).map(Log::stderr)
 }
 
+/// The settings with the catalog documents as their `templates` (for `templates check`).
+fn settings_with_catalog(config: Option<&Path>, catalog: &[PathBuf]) -> Result<Value> {
+    let mut settings = settings_from(config)?;
+    let docs = catalog
+        .iter()
+        .map(|p| read_json(&p.to_string_lossy()))
+        .collect::<Result<Vec<_>>>()?;
+    settings
+        .as_object_mut()
+        .ok_or_else(|| UsageError("the settings must be a JSON object".into()))?
+        .insert("templates".into(), Value::Array(docs));
+    Ok(settings)
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: &Cli) -> Result<Outcome> {
     let log = log_for(cli)?;
@@ -372,15 +386,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
                 },
         } => {
             let doc = read_json(message)?;
-            let mut settings = settings_from(config.as_deref())?;
-            let docs = catalog
-                .iter()
-                .map(|p| read_json(&p.to_string_lossy()))
-                .collect::<Result<Vec<_>>>()?;
-            settings
-                .as_object_mut()
-                .ok_or_else(|| UsageError("the settings must be a JSON object".into()))?
-                .insert("templates".into(), Value::Array(docs));
+            let settings = settings_with_catalog(config.as_deref(), catalog)?;
             check_template_message(&load_plugin(plugin_path, pure())?, &doc, &settings)
         }
         Command::Serve(args) => args.run(plugin_path, log_level(cli)?),

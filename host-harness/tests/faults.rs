@@ -6,6 +6,7 @@
 
 use host_harness::mock::{Latency, MockApi, MockConfig, WebhookTargets};
 use host_harness::stack::{DEMO_APP_SECRET, DEMO_SMS_WEBHOOK_SECRET};
+use host_harness::testkit::{attempt_channels as channels, timeline_text as timeline};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -201,25 +202,6 @@ fn flow(id: &str, recipient: &str) -> Value {
             "template": {"name": "order_update", "language": "en_US",
             "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}}},
         {"channel": "sms", "wait_for": "delivered", "within_ms": 30_000, "content": {"text": "Your order shipped."}}]})
-}
-
-fn channels(s: &Value) -> Vec<&str> {
-    s["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["channel"].as_str().unwrap())
-        .collect()
-}
-
-fn timeline(s: &Value) -> String {
-    s["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["entry"].as_str().unwrap())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! signed webhooks to `serve`, state in SQLite.
 
 use host_harness::stack::{DEMO_API_TOKEN, DEMO_APP_SECRET, Stack};
+use host_harness::testkit::{attempt_channels as channels_tried, timeline_text as timeline};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -57,25 +58,6 @@ fn wait_final(stack: &Stack, id: &str) -> Value {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("flow {id} did not finish: {}", status(stack, id));
-}
-
-fn channels_tried(s: &Value) -> Vec<String> {
-    s["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["channel"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn timeline(s: &Value) -> String {
-    s["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["entry"].as_str().unwrap())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]

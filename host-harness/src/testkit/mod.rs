@@ -5,3 +5,26 @@ pub mod defaults;
 pub mod mock;
 pub mod signing;
 pub mod stack;
+
+use serde_json::Value;
+
+/// The channels a flow's attempts went to, in order (from `GET /flows/{id}`).
+pub fn attempt_channels(status: &Value) -> Vec<String> {
+    status["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["channel"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// A flow's timeline entries, one per line (from `GET /flows/{id}`).
+pub fn timeline_text(status: &Value) -> String {
+    status["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["entry"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
