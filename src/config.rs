@@ -7,7 +7,7 @@ use crate::{ChannelConfig, FieldError};
 /// Meta's Graph API host.
 pub const DEFAULT_API_BASE: &str = "https://graph.facebook.com";
 /// The Graph API version used when the settings do not pin one.
-pub const DEFAULT_API_VERSION: &str = "v23.0";
+pub const DEFAULT_API_VERSION: &str = crate::graph_versions::NEWEST;
 /// Default host secret names.
 pub const DEFAULT_ACCESS_TOKEN_SECRET: &str = "whatsapp/access-token";
 pub const DEFAULT_APP_SECRET: &str = "whatsapp/app-secret";
@@ -94,7 +94,7 @@ impl Settings {
             errors.add(
                 "/settings/api_version",
                 "invalid_format",
-                format!("api_version must look like \"v23.0\", got {api_version:?}"),
+                format!("api_version must look like \"v26.0\", got {api_version:?}"),
             );
         }
 
@@ -175,11 +175,11 @@ mod tests {
     #[test]
     fn defaults_apply() {
         let s = Settings::parse(&cfg(r#"{"phone_number_id":"106540352242922"}"#)).unwrap();
-        assert_eq!(s.api_version, "v23.0");
+        assert_eq!(s.api_version, "v26.0");
         assert_eq!(s.app_secret.as_deref(), Some("whatsapp/app-secret"));
         assert_eq!(
             s.messages_url().unwrap(),
-            "https://graph.facebook.com/v23.0/106540352242922/messages"
+            "https://graph.facebook.com/v26.0/106540352242922/messages"
         );
     }
 

@@ -19,6 +19,7 @@ pub mod classify;
 pub mod config;
 pub mod field_errors;
 mod glue;
+pub mod graph_versions;
 pub mod host;
 pub mod payloads;
 pub mod phone;

@@ -102,7 +102,7 @@ fn build_payload_for_meta_template_samples() {
         assert_eq!(req.method, "POST");
         assert_eq!(
             req.url,
-            "https://graph.facebook.com/v23.0/106540352242922/messages"
+            "https://graph.facebook.com/v26.0/106540352242922/messages"
         );
         let auth = req
             .headers
@@ -595,4 +595,37 @@ fn a_batch_of_every_kind_is_one_event_each() {
         events.len(),
         "distinct events have distinct keys"
     );
+}
+
+#[test]
+fn build_defaults_to_graph_v26_and_refuses_a_retired_version_with_its_date() {
+    let content = json!({"type": "text", "text": {"body": "hi"}});
+    let mut m = message("+15550100001", content);
+    m.last_inbound_ms = Some(m.now_ms);
+    let req = plugin()
+        .build_payload(&m, &demo_config(None))
+        .unwrap()
+        .unwrap();
+    assert!(req.url.contains("/v26.0/"), "{}", req.url);
+    let cfg = |version: &str| host_harness::types::ChannelConfig {
+        api_base: None,
+        settings: json!({"phone_number_id": "106540352242922", "api_version": version}).to_string(),
+    };
+    // 2026-11-25: v20.0 ended on 2026-09-24, v21.0 is still available.
+    m.now_ms = 1_795_600_000_000;
+    m.last_inbound_ms = Some(m.now_ms);
+    let errs = plugin()
+        .build_payload(&m, &cfg("v20.0"))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        (errs[0].path.as_str(), errs[0].code.as_str()),
+        ("/settings/api_version", "api_version_retired")
+    );
+    assert!(
+        errs[0].message.contains("2026-09-24"),
+        "{}",
+        errs[0].message
+    );
+    assert!(plugin().build_payload(&m, &cfg("v21.0")).unwrap().is_ok());
 }

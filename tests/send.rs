@@ -56,7 +56,7 @@ fn accepted_send_reaches_the_mock_with_the_substituted_token() {
     let recorded = s.mock.requests();
     assert_eq!(recorded.len(), 1);
     let r = &recorded[0];
-    assert_eq!(r.path, "/v23.0/106540352242922/messages");
+    assert_eq!(r.path, "/v26.0/106540352242922/messages");
     let auth = r
         .headers
         .iter()

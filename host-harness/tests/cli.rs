@@ -96,7 +96,7 @@ fn build_prints_the_request() {
     assert_eq!(v["method"], "POST");
     assert_eq!(
         v["url"],
-        "https://graph.facebook.com/v23.0/106540352242922/messages"
+        "https://graph.facebook.com/v26.0/106540352242922/messages"
     );
     assert_eq!(
         v["headers"]["authorization"],

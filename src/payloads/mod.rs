@@ -64,6 +64,13 @@ pub fn build(
             return Err(all);
         }
     };
+    if let Some(why) = crate::graph_versions::retired(&settings.api_version, request.now_ms) {
+        return Err(vec![FieldError {
+            path: "/settings/api_version".into(),
+            code: "api_version_retired".into(),
+            message: why,
+        }]);
+    }
     let url = settings.messages_url()?;
     Ok(HttpRequest {
         method: "POST".into(),
@@ -392,7 +399,7 @@ pub(crate) mod tests {
             settings: r#"{"phone_number_id":"106540352242922"}"#.into(),
         };
         let req = build(&request(json!({"type":"text","text":{"body":"hi"}})), &cfg).unwrap();
-        assert_eq!(req.url, "http://127.0.0.1:9/v23.0/106540352242922/messages");
+        assert_eq!(req.url, "http://127.0.0.1:9/v26.0/106540352242922/messages");
         assert!(
             req.headers
                 .iter()
