@@ -93,7 +93,7 @@ pub fn message_schema() -> Value {
             "location": {"type": "object", "required": ["latitude", "longitude"], "properties": {"latitude": {"type": ["number", "string"]}, "longitude": {"type": ["number", "string"]}, "name": {"type": "string"}, "address": {"type": "string"}}},
             "contacts": {"type": "array", "minItems": 1, "maxItems": 257, "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "object", "required": ["formatted_name"]}, "birthday": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}}}},
             "reaction": {"type": "object", "required": ["message_id", "emoji"], "properties": {"message_id": {"type": "string"}, "emoji": {"type": "string"}}},
-            "message_id": {"description": "For type `read`: the wamid to mark as read.", "type": "string"},
+            "message_id": {"description": "For types `read` and `typing`: the wamid of the customer's message to mark as read (and answer with a typing indicator).", "type": "string"},
             "interactive": {
                 "type": "object",
                 "required": ["type", "body", "action"],

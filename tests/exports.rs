@@ -629,3 +629,23 @@ fn build_defaults_to_graph_v26_and_refuses_a_retired_version_with_its_date() {
     );
     assert!(plugin().build_payload(&m, &cfg("v21.0")).unwrap().is_ok());
 }
+
+#[test]
+fn a_typing_indicator_marks_the_message_read_with_meta_s_shape() {
+    let m = message(
+        "+15550100001",
+        json!({"type": "typing", "message_id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA="}),
+    );
+    let req = plugin()
+        .build_payload(&m, &demo_config(None))
+        .unwrap()
+        .unwrap();
+    let body: Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"messaging_product": "whatsapp", "status": "read",
+            "message_id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=",
+            "typing_indicator": {"type": "text"}})
+    );
+    assert!(req.url.ends_with("/messages"));
+}

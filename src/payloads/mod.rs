@@ -38,6 +38,7 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "contacts",
     "reaction",
     "read",
+    "typing",
 ];
 
 /// Button sub-types a template message may fill.
@@ -116,6 +117,9 @@ pub fn build_body_with(
     if kind == Some("read") {
         return mark_as_read(&c, request, errors);
     }
+    if kind == Some("typing") {
+        return typing(&c, request, errors);
+    }
     let to = match crate::phone::normalize_e164(&request.recipient) {
         Ok(to) => Some(to),
         Err(msg) => {
@@ -181,6 +185,27 @@ pub fn build_body_with(
     errors.finish(Value::Object(body))
 }
 
+/// Typing indicator: `{"type": "typing", "message_id": …}` → Meta's mark-as-read with
+/// `typing_indicator: {"type": "text"}` (the customer sees "typing…" for up to 25 s, or until
+/// the next message).
+fn typing(
+    c: &Fields,
+    request: &MessageRequest,
+    mut errors: Errors,
+) -> Result<Value, Vec<FieldError>> {
+    c.reject_unknown(&["type", "message_id"], &mut errors);
+    let id = c.text("message_id", true, &mut errors);
+    if request.correlation_id.is_some() {
+        errors.add(
+            "/correlation_id",
+            "not_allowed",
+            "a typing indicator carries no correlation id (Meta sends no status for it)",
+        );
+    }
+    errors.finish(json!({"messaging_product": "whatsapp", "status": "read",
+        "message_id": id.unwrap_or_default(), "typing_indicator": {"type": "text"}}))
+}
+
 /// Mark-as-read: `{"type": "read", "message_id": …}` → `{"status": "read", …}`; it is not a
 /// message, so it has no recipient, context or correlation id.
 fn mark_as_read(
@@ -243,7 +268,7 @@ pub fn service_window(request: &MessageRequest) -> WindowDecision {
     let open = request
         .last_inbound_ms
         .is_some_and(|t| request.now_ms < t.saturating_add(SERVICE_WINDOW_MS));
-    if kind == "template" || kind == "read" || open {
+    if kind == "template" || kind == "read" || kind == "typing" || open {
         return WindowDecision::Send;
     }
     if let Some(alternative) = content.get("outside_window_template") {
@@ -342,6 +367,23 @@ pub(crate) mod tests {
             content.as_object_mut().unwrap().remove(k);
         }
         (full, content)
+    }
+
+    #[test]
+    fn typing_indicator() {
+        let r = request(json!({"type": "typing", "message_id": "wamid.X"}));
+        assert_eq!(
+            build_body(&r).unwrap(),
+            json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.X",
+                "typing_indicator": {"type": "text"}})
+        );
+        let e = build_body(&request(json!({"type": "typing"}))).unwrap_err();
+        assert_eq!(e[0].path, "/content/message_id");
+        let e = build_body(&request(
+            json!({"type": "typing", "message_id": "w", "text": {}}),
+        ))
+        .unwrap_err();
+        assert_eq!(e[0].code, "unknown_field");
     }
 
     #[test]
