@@ -46,6 +46,49 @@ pub fn normalize_e164(input: &str) -> Result<String, String> {
     Ok(format!("+{digits}"))
 }
 
+/// Who a message goes to: a phone number, or a business-scoped user id (BSUID) for a customer
+/// known only by their WhatsApp username.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// E.164, `+<digits>`.
+    Phone(String),
+    /// `CC.` + up to 128 alphanumerics, or a parent BSUID `CC.ENT.` + …
+    Bsuid(String),
+}
+
+/// Longest id part of a BSUID (Meta: "up to 128 alphanumeric characters").
+pub const BSUID_MAX_ID: usize = 128;
+
+/// Whether `s` is a BSUID or a parent BSUID (`US.13491208655302741918`,
+/// `US.ENT.11815799212886844830`): an ISO 3166 alpha-2 code, a dot, then alphanumerics.
+pub fn is_bsuid(s: &str) -> bool {
+    let Some((country, rest)) = s.split_once('.') else {
+        return false;
+    };
+    let id = rest.strip_prefix("ENT.").unwrap_or(rest);
+    country.len() == 2
+        && country.chars().all(|c| c.is_ascii_uppercase())
+        && !id.is_empty()
+        && id.len() <= BSUID_MAX_ID
+        && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Reads a recipient: a BSUID as it is (never rewritten like a phone number), else an E.164
+/// phone number.
+pub fn parse_recipient(input: &str) -> Result<Recipient, String> {
+    let trimmed = input.trim();
+    if is_bsuid(trimmed) {
+        return Ok(Recipient::Bsuid(trimmed.to_string()));
+    }
+    normalize_e164(input).map(Recipient::Phone).map_err(|e| {
+        if trimmed.contains('.') && trimmed.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+            format!("{e}; nor is it a business-scoped user id (CC. + 1 to {BSUID_MAX_ID} letters or digits, e.g. \"US.13491208655302741918\")")
+        } else {
+            e
+        }
+    })
+}
+
 /// A WhatsApp id (`wa_id`, `recipient_id`, `from`: digits without `+`) in E.164 form.
 pub fn from_wa_id(wa_id: &str) -> String {
     if wa_id.starts_with('+') || !wa_id.chars().all(|c| c.is_ascii_digit()) || wa_id.is_empty() {
@@ -58,6 +101,31 @@ pub fn from_wa_id(wa_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn business_scoped_user_ids_are_recipients_as_they_are() {
+        for ok in [
+            "US.13491208655302741918",
+            "US.ENT.11815799212886844830",
+            "BR.abcDEF123",
+        ] {
+            assert_eq!(parse_recipient(ok), Ok(Recipient::Bsuid(ok.into())), "{ok}");
+        }
+        assert_eq!(
+            parse_recipient("+1 650 555 1234"),
+            Ok(Recipient::Phone("+16505551234".into()))
+        );
+        for bad in [
+            "us.123",
+            "USA.123",
+            "US.",
+            "US.12-3",
+            &format!("US.{}", "1".repeat(129)),
+        ] {
+            let e = parse_recipient(bad).unwrap_err();
+            assert!(e.contains("business-scoped"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn accepts_formatted_international_numbers() {

@@ -389,3 +389,50 @@ fn granted_but_unset(base: &str) -> Secrets {
     secrets.grant("whatsapp/access-token", [base]).unwrap();
     secrets
 }
+
+#[test]
+fn a_business_scoped_user_id_is_sent_in_recipient_and_accepted() {
+    let s = setup();
+    let c = s.send("US.13491208655302741918", 1);
+    assert_eq!(c.disposition, Disposition::Accepted, "{c:?}");
+    let body: Value = serde_json::from_slice(&s.mock.requests()[0].body).unwrap();
+    assert_eq!(body["recipient"], "US.13491208655302741918");
+    assert_eq!(body["recipient_type"], "individual");
+    assert!(body.get("to").is_none(), "never both: Meta lets `to` win");
+}
+
+#[test]
+fn an_authentication_template_to_a_business_scoped_user_id_is_refused_before_sending() {
+    let s = setup();
+    let content = json!({"type": "template",
+        "template": {"name": "verification_code", "language": "en_US", "components": [
+            {"type": "body", "parameters": [{"type": "text", "text": "123456"}]},
+            {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "123456"}]}]},
+        "template_definition": {"name": "verification_code", "language": "en_US", "status": "APPROVED",
+            "category": "AUTHENTICATION", "components": [
+            {"type": "BODY", "text": "*{{1}}* is your verification code.", "add_security_recommendation": true},
+            {"type": "BUTTONS", "buttons": [{"type": "OTP", "otp_type": "COPY_CODE", "text": "Copy code"}]}]}});
+    let errs = s
+        .plugin
+        .send(
+            &message("US.13491208655302741918", content.clone()),
+            &demo_config(Some(s.mock.base_url())),
+            1,
+        )
+        .unwrap()
+        .unwrap_err();
+    let e = errs
+        .iter()
+        .find(|e| e.code == "bsuid_not_supported")
+        .unwrap_or_else(|| panic!("{errs:?}"));
+    assert_eq!(e.path, "/recipient");
+    assert!(e.message.contains("131062"));
+    assert!(s.mock.requests().is_empty());
+    // The same template to a phone number builds.
+    assert!(
+        s.plugin
+            .build_payload(&message("+15550100001", content), &demo_config(None))
+            .unwrap()
+            .is_ok()
+    );
+}

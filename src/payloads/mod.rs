@@ -16,6 +16,7 @@ use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::field_errors::{Errors, Fields, excerpt, parse_json};
 use crate::host::Host;
+use crate::phone::Recipient;
 use crate::{
     ChannelConfig, Classification, FieldError, Header, HttpRequest, MessageRequest, SendOutcome,
 };
@@ -120,8 +121,8 @@ pub fn build_body_with(
     if kind == Some("typing") {
         return typing(&c, request, errors);
     }
-    let to = match crate::phone::normalize_e164(&request.recipient) {
-        Ok(to) => Some(to),
+    let recipient = match crate::phone::parse_recipient(&request.recipient) {
+        Ok(r) => Some(r),
         Err(msg) => {
             errors.add("/recipient", "invalid_recipient", msg);
             None
@@ -133,7 +134,13 @@ pub fn build_body_with(
     let mut body = Map::new();
     body.insert("messaging_product".into(), json!("whatsapp"));
     body.insert("recipient_type".into(), json!("individual"));
-    body.insert("to".into(), json!(to.unwrap_or_default()));
+    // A BSUID goes in `recipient` (Meta: with both, `to` wins, so never both).
+    match &recipient {
+        Some(Recipient::Bsuid(id)) => body.insert("recipient".into(), json!(id)),
+        Some(Recipient::Phone(to)) => body.insert("to".into(), json!(to)),
+        None => body.insert("to".into(), json!("")),
+    };
+    let to_bsuid = matches!(recipient, Some(Recipient::Bsuid(_)));
 
     if let Some(context) = c.get("context") {
         let cf = Fields::of(context, "/content/context", "`context`", &mut errors);
@@ -146,7 +153,7 @@ pub fn build_body_with(
     }
     if let Some(kind) = kind {
         let payload = match kind {
-            "template" => template::build(&c, catalog, &mut errors),
+            "template" => template::build(&c, catalog, to_bsuid, &mut errors),
             "text" => text::build(&c, &mut errors),
             "image" | "video" | "audio" | "document" | "sticker" => {
                 media::build(&c, kind, &mut errors)

@@ -22,7 +22,12 @@ pub const BUTTON_SUB_TYPES: &[&str] = &[
     "voice_call",
 ];
 
-pub fn build(content: &Fields, catalog: &Catalog, errors: &mut Errors) -> Option<Value> {
+pub fn build(
+    content: &Fields,
+    catalog: &Catalog,
+    to_bsuid: bool,
+    errors: &mut Errors,
+) -> Option<Value> {
     let t = super::type_object(content, "template", errors)?;
     t.reject_unknown(&["name", "language", "components"], errors);
     let before = errors.len();
@@ -85,6 +90,18 @@ pub fn build(content: &Fields, catalog: &Catalog, errors: &mut Errors) -> Option
     }
     if !catalog.is_empty() {
         check_against_catalog(&out, catalog, &t.path, errors);
+    }
+    if to_bsuid
+        && let (Some(n), Some(c)) = (name, code)
+        && catalog
+            .find(n, c)
+            .is_some_and(|d| d.category == "AUTHENTICATION")
+    {
+        errors.add(
+            "/recipient",
+            "bsuid_not_supported",
+            format!("{n:?} is an authentication template; copy-code, one-tap and zero-tap templates need a phone number, and Meta answers 131062 for a business-scoped user id"),
+        );
     }
     (errors.len() == before).then_some(out)
 }

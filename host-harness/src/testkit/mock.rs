@@ -649,12 +649,17 @@ fn whatsapp_answer(state: &State, body: &Value, trace: u64) -> Reply {
     if body.get("status").and_then(Value::as_str) == Some("read") {
         return reply(200, json!({"success": true}));
     }
-    let Some(to) = body.get("to").and_then(Value::as_str) else {
+    // A phone number in `to`, or a business-scoped user id in `recipient` (`to` wins).
+    let Some(to) = body
+        .get("to")
+        .or_else(|| body.get("recipient"))
+        .and_then(Value::as_str)
+    else {
         return err(
             400,
             131008,
             "Required parameter is missing",
-            "Parameter 'to' is required",
+            "Parameter 'to' or 'recipient' is required",
         );
     };
     let Some(kind) = body.get("type").and_then(Value::as_str) else {
@@ -739,7 +744,7 @@ fn accepted(
     Reply {
         status: 200,
         answer: Answer::Json(json!({"messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": digits}], "messages": [message]})),
+            "contacts": [contact(to, &digits)], "messages": [message]})),
         delay,
         then: Some(FollowUp::WhatsApp {
             id,
@@ -747,6 +752,16 @@ fn accepted(
             callback,
             statuses,
         }),
+    }
+}
+
+/// The answer's contact: `wa_id` for a phone number, `user_id` for a BSUID (Meta omits the
+/// `wa_id` then).
+fn contact(input: &str, digits: &str) -> Value {
+    if input.starts_with('+') || input.chars().all(|c| c.is_ascii_digit()) {
+        json!({"input": input, "wa_id": digits})
+    } else {
+        json!({"input": input, "user_id": input})
     }
 }
 
