@@ -182,7 +182,7 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<WebhookEvent>, Vec<crate::FieldErro
             match field {
                 "messages" => {
                     for s in array(value, "statuses") {
-                        events.push(status_event(s));
+                        events.push(status_event(s, value));
                     }
                     for m in array(value, "messages") {
                         events.push(inbound_event(m, value));
@@ -257,7 +257,65 @@ pub fn status_precedence(status: &str) -> u8 {
     }
 }
 
-fn status_event(s: &Value) -> WebhookEvent {
+/// Who a status or inbound message is about. Since June 2026 Meta leaves the phone number
+/// out for customers with a username and no recent exchange, and always adds their
+/// business-scoped user id: the event names the customer by phone when it has one (the host
+/// needs it for SMS), else by BSUID, and its details carry every identifier present.
+struct Customer {
+    phone: Option<String>,
+    user_id: Option<String>,
+    parent_user_id: Option<String>,
+    username: Option<String>,
+}
+
+impl Customer {
+    /// From an event's own fields and the matching `contacts[]` entry of its change value.
+    fn read(phone_field: Option<&str>, user_id_field: Option<&str>, value: &Value) -> Customer {
+        let contacts = array(value, "contacts");
+        let contact = contacts
+            .iter()
+            .find(|c| {
+                phone_field.is_some_and(|p| str_of(c, "wa_id") == Some(p))
+                    || user_id_field.is_some_and(|u| str_of(c, "user_id") == Some(u))
+            })
+            .or(if contacts.len() == 1 {
+                contacts.first()
+            } else {
+                None
+            });
+        let from_contact = |key: &str| contact.and_then(|c| str_of(c, key)).map(str::to_string);
+        Customer {
+            phone: phone_field
+                .filter(|p| !p.is_empty())
+                .map(from_wa_id)
+                .or_else(|| from_contact("wa_id").map(|w| from_wa_id(&w))),
+            user_id: user_id_field
+                .filter(|u| !u.is_empty())
+                .map(str::to_string)
+                .or_else(|| from_contact("user_id")),
+            parent_user_id: from_contact("parent_user_id"),
+            username: contact
+                .and_then(|c| c.pointer("/profile/username").or_else(|| c.get("username")))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        }
+    }
+
+    /// Phone first, BSUID otherwise.
+    fn key(&self) -> Option<String> {
+        self.phone.clone().or_else(|| self.user_id.clone())
+    }
+
+    fn insert_into(&self, details: &mut Map<String, Value>) {
+        details.insert(
+            "customer".into(),
+            json!({"phone": self.phone, "user_id": self.user_id,
+                "parent_user_id": self.parent_user_id, "username": self.username}),
+        );
+    }
+}
+
+fn status_event(s: &Value, value: &Value) -> WebhookEvent {
     let id = str_of(s, "id").unwrap_or_default();
     let status = str_of(s, "status").unwrap_or_default();
     let mut c = match status {
@@ -286,13 +344,19 @@ fn status_event(s: &Value) -> WebhookEvent {
             details.insert(key.into(), v.clone());
         }
     }
+    let customer = Customer::read(
+        str_of(s, "recipient_id"),
+        str_of(s, "recipient_user_id"),
+        value,
+    );
+    customer.insert_into(&mut details);
     let mut e = event(
         EventKind::MessageStatus,
         c,
         format!("status:{id}:{status}"),
         Value::Object(details),
     );
-    e.recipient = str_of(s, "recipient_id").map(from_wa_id);
+    e.recipient = customer.key();
     e.correlation_id = str_of(s, "biz_opaque_callback_data").map(str::to_string);
     e.occurred_at_ms = timestamp_ms(s, "timestamp");
     e.precedence = status_precedence(status);
@@ -347,13 +411,15 @@ fn inbound_event(m: &Value, value: &Value) -> WebhookEvent {
         None => plain(Disposition::Accepted, "inbound_message"),
     };
     c.provider_message_id = Some(id.to_string());
+    let customer = Customer::read(str_of(m, "from"), str_of(m, "from_user_id"), value);
+    customer.insert_into(&mut details);
     let mut e = event(
         EventKind::InboundMessage,
         c,
         format!("inbound:{id}"),
         Value::Object(details),
     );
-    e.recipient = str_of(m, "from").map(from_wa_id);
+    e.recipient = customer.key();
     e.occurred_at_ms = timestamp_ms(m, "timestamp");
     e.service_window_ends_ms = e.occurred_at_ms.map(|t| t + SERVICE_WINDOW_MS);
     e

@@ -649,3 +649,75 @@ fn a_typing_indicator_marks_the_message_read_with_meta_s_shape() {
     );
     assert!(req.url.ends_with("/messages"));
 }
+
+fn events_of(doc: &Value) -> Vec<host_harness::types::WebhookEvent> {
+    let body = doc.to_string().into_bytes();
+    match plugin()
+        .parse_webhook(
+            &signed_post(&body, Some(sign(APP_SECRET, &body))),
+            &webhook_config(),
+        )
+        .unwrap()
+        .unwrap()
+    {
+        WebhookOutcome::Events(events) => events,
+        other => panic!("events expected, got {other:?}"),
+    }
+}
+
+fn customer(e: &host_harness::types::WebhookEvent) -> Value {
+    serde_json::from_str::<Value>(&e.details).unwrap()["customer"].clone()
+}
+
+#[test]
+fn a_status_carries_both_the_phone_and_the_business_scoped_user_id() {
+    let events = events_of(&fixture_json(
+        "webhook-status-failed-130472-pywa-fixture.json",
+    ));
+    assert_eq!(events[0].recipient.as_deref(), Some("+972987654321"));
+    assert_eq!(
+        customer(&events[0]),
+        json!({"phone": "+972987654321", "user_id": "US.13491208655302741918",
+            "parent_user_id": "US.ENT.11815799212886844830", "username": null})
+    );
+}
+
+#[test]
+fn a_status_without_a_phone_names_the_customer_by_bsuid() {
+    // Since June 2026: a username user with no exchange in 30 days has no `recipient_id`.
+    let mut doc = fixture_json("webhook-status-sent-v24-no-conversation.json");
+    let value = &mut doc["entry"][0]["changes"][0]["value"];
+    let status = &mut value["statuses"][0];
+    status.as_object_mut().unwrap().remove("recipient_id");
+    status["recipient_user_id"] = json!("US.13491208655302741918");
+    value["contacts"] = json!([{"profile": {"name": "Pablo", "username": "@pablo"},
+        "user_id": "US.13491208655302741918"}]);
+    let events = events_of(&doc);
+    assert_eq!(
+        events[0].recipient.as_deref(),
+        Some("US.13491208655302741918")
+    );
+    assert_eq!(customer(&events[0])["username"], "@pablo");
+    assert_eq!(customer(&events[0])["phone"], Value::Null);
+}
+
+#[test]
+fn an_inbound_message_from_a_username_user_still_opens_the_window() {
+    let mut doc = fixture_json("webhook-inbound-text-basic.json");
+    let value = &mut doc["entry"][0]["changes"][0]["value"];
+    let m = &mut value["messages"][0];
+    m.as_object_mut().unwrap().remove("from");
+    m["from_user_id"] = json!("BR.8a7f3c");
+    value["contacts"] = json!([{"profile": {"name": "Ana", "username": "@ana"}, "user_id": "BR.8a7f3c",
+        "parent_user_id": "BR.ENT.99"}]);
+    let events = events_of(&doc);
+    let e = &events[0];
+    assert_eq!(e.kind, EventKind::InboundMessage);
+    assert_eq!(
+        e.recipient.as_deref(),
+        Some("BR.8a7f3c"),
+        "who wrote is known"
+    );
+    assert!(e.service_window_ends_ms.is_some());
+    assert_eq!(customer(e)["parent_user_id"], "BR.ENT.99");
+}
