@@ -313,3 +313,55 @@ fn bad_flow_files_are_refused_with_the_reason() {
         assert!(body.contains(needle), "{body}");
     }
 }
+
+/// A text (free-form) flow: WhatsApp only inside the 24 h window, else SMS.
+fn text_flow(id: &str, recipient: &str) -> Value {
+    json!({"id": id, "recipient": recipient, "ttl_ms": 60_000, "steps": [
+        {"channel": "whatsapp", "wait_for": "accepted", "content": {"type": "text", "text": {"body": "Your table is ready"}}},
+        {"channel": "sms", "wait_for": "accepted", "content": {"text": "Your table is ready"}}]})
+}
+
+#[test]
+fn a_customer_who_wrote_gets_free_form_whatsapp_without_the_flow_saying_so() {
+    let stack = Stack::start(&db_path("window"), Duration::from_millis(60)).unwrap();
+    // Nobody wrote yet: the window is closed, the text goes by SMS.
+    let closed = wait_final(
+        &stack,
+        &start(&stack, &text_flow("w-closed", "+15550100021")),
+    );
+    assert_eq!(
+        channels_tried(&closed),
+        ["whatsapp", "sms"],
+        "{}",
+        timeline(&closed)
+    );
+    // The customer writes (a signed inbound webhook); the next text goes on WhatsApp.
+    let mut doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/webhook-inbound-text-basic.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let now_s = host_harness::services::now_ms() / 1000;
+    let value = &mut doc["entry"][0]["changes"][0]["value"];
+    value["messages"][0]["from"] = json!("15550100021");
+    value["messages"][0]["timestamp"] = json!(now_s.to_string());
+    value["contacts"][0]["wa_id"] = json!("15550100021");
+    let body = doc.to_string();
+    let status = agent()
+        .post(&format!("{}/webhooks/whatsapp", stack.url()))
+        .header(
+            "X-Hub-Signature-256",
+            host_harness::mock::signature(DEMO_APP_SECRET, body.as_bytes()),
+        )
+        .send(body.as_bytes())
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 200);
+    let open = wait_final(&stack, &start(&stack, &text_flow("w-open", "+15550100021")));
+    assert_eq!(channels_tried(&open), ["whatsapp"], "{}", timeline(&open));
+    assert_eq!(open["state"], "done");
+}

@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS timeline (
   attempt_id INTEGER, entry TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS timeline_by_flow ON timeline(flow_id);
 CREATE TABLE IF NOT EXISTS seen_events (dedupe_key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS inbound (
+  channel TEXT NOT NULL, customer TEXT NOT NULL, last_ms INTEGER NOT NULL,
+  PRIMARY KEY (channel, customer));
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, flow_id TEXT NOT NULL,
   url TEXT NOT NULL, body TEXT NOT NULL, tries INTEGER NOT NULL DEFAULT 0,
@@ -332,8 +335,12 @@ impl Store {
     /// of lower precedence than the attempt holds change nothing.
     pub fn apply_statuses(&self, channel: &str, events: &[WebhookEvent], now: u64) -> Result<()> {
         self.with_tx(now, |t| {
-            for e in events.iter().filter(|e| e.kind == EventKind::MessageStatus) {
-                t.apply_status(channel, e)?;
+            for e in events {
+                match e.kind {
+                    EventKind::MessageStatus => t.apply_status(channel, e)?,
+                    EventKind::InboundMessage => t.note_inbound(channel, e)?,
+                    _ => {}
+                }
             }
             Ok(())
         })
@@ -457,6 +464,34 @@ impl Tx<'_> {
             )?
             .execute(params![event_id, flow.id, url, body.to_string(), ms(self.now)])?;
         Ok(())
+    }
+
+    /// A customer wrote: their service window is open from then (keyed by phone, or BSUID).
+    fn note_inbound(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
+        let Some(customer) = e.recipient.as_deref().map(customer_key) else {
+            return Ok(());
+        };
+        let at = e.occurred_at_ms.unwrap_or(self.now);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO inbound (channel, customer, last_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (channel, customer) DO UPDATE SET last_ms = max(last_ms, excluded.last_ms)",
+            )?
+            .execute(params![channel, customer, ms(at)])?;
+        Ok(())
+    }
+
+    /// The later of what the flow says and what the channel's webhooks told us.
+    fn last_inbound(&self, channel: &str, spec: &FlowSpec) -> Result<Option<u64>> {
+        let seen: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT last_ms FROM inbound WHERE channel = ?1 AND customer = ?2")?
+            .query_row(params![channel, customer_key(&spec.recipient)], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let seen = seen.map(|v| v.max(0) as u64);
+        Ok(spec.last_inbound_ms.max(seen))
     }
 
     fn submit(&self, id: &str, spec: &FlowSpec) -> Result<Submitted> {
@@ -622,7 +657,7 @@ impl Tx<'_> {
             correlation_id,
             recipient: flow.spec.recipient.clone(),
             content: step.content.to_string(),
-            last_inbound_ms: flow.spec.last_inbound_ms,
+            last_inbound_ms: self.last_inbound(&step.channel, &flow.spec)?,
             slot_ms: slot,
         }))
     }
@@ -940,6 +975,21 @@ impl Tx<'_> {
     }
 }
 
+/// One key per customer whatever the spelling: `+<digits>` for a phone number (as webhooks
+/// give it), the id itself otherwise (a BSUID).
+fn customer_key(recipient: &str) -> String {
+    let r = recipient.trim();
+    match r.strip_prefix('+').or_else(|| r.strip_prefix("00")) {
+        Some(rest) => format!(
+            "+{}",
+            rest.chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+        ),
+        None => r.to_string(),
+    }
+}
+
 fn parse_disposition(s: &str) -> Option<Disposition> {
     use Disposition::*;
     [
@@ -1192,6 +1242,20 @@ mod tests {
         let v = s.status("f").unwrap().unwrap();
         assert_eq!(v["attempts"][0]["possible_duplicate"], true, "{v}");
         assert!(v["timeline"].to_string().contains("POSSIBLE DUPLICATE"));
+    }
+
+    #[test]
+    fn a_customer_who_wrote_has_an_open_window_for_later_sends() {
+        let s = store();
+        let mut inbound = status("wamid.in", "x", Disposition::Accepted, 0);
+        inbound.kind = EventKind::InboundMessage;
+        inbound.recipient = Some("+15550100001".into());
+        inbound.occurred_at_ms = Some(NOW - 60_000);
+        s.apply_statuses("whatsapp", &[inbound], NOW).unwrap();
+        let mut spec = spec();
+        spec.recipient = "+1 555 010 0001".into();
+        s.submit(&[("f".into(), spec)], NOW).unwrap();
+        assert_eq!(claim_one(&s, NOW).last_inbound_ms, Some(NOW - 60_000));
     }
 
     #[test]
