@@ -315,6 +315,24 @@ impl Customer {
     }
 }
 
+/// Meta's `pricing` in one shape: `billable` (absent in v24+: derived as `type == "regular"`),
+/// `category` (`marketing`, `marketing_lite`, `utility`, `authentication`, `service`,
+/// `group_*`, `general_purpose_ai`, … passed through lower-cased), `type` (also sent as
+/// `pricing_type`) and `model`.
+fn normalised_pricing(p: &Value) -> Value {
+    let kind = str_of(p, "type").or_else(|| str_of(p, "pricing_type"));
+    let billable = p
+        .get("billable")
+        .and_then(Value::as_bool)
+        .or_else(|| kind.map(|t| t.eq_ignore_ascii_case("regular")));
+    json!({
+        "billable": billable,
+        "category": str_of(p, "category").map(str::to_ascii_lowercase),
+        "type": kind.map(str::to_ascii_lowercase),
+        "model": str_of(p, "pricing_model"),
+    })
+}
+
 fn status_event(s: &Value, value: &Value) -> WebhookEvent {
     let id = str_of(s, "id").unwrap_or_default();
     let status = str_of(s, "status").unwrap_or_default();
@@ -343,6 +361,9 @@ fn status_event(s: &Value, value: &Value) -> WebhookEvent {
         if let Some(v) = s.get(key) {
             details.insert(key.into(), v.clone());
         }
+    }
+    if let Some(p) = s.get("pricing") {
+        details.insert("cost".into(), normalised_pricing(p));
     }
     let customer = Customer::read(
         str_of(s, "recipient_id"),

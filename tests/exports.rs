@@ -721,3 +721,24 @@ fn an_inbound_message_from_a_username_user_still_opens_the_window() {
     assert!(e.service_window_ends_ms.is_some());
     assert_eq!(customer(e)["parent_user_id"], "BR.ENT.99");
 }
+
+#[test]
+fn status_pricing_is_normalised_whatever_the_api_version() {
+    let events = events_of(&fixture_json(
+        "webhook-status-sent-marketing-pmp-with-conversation.json",
+    ));
+    let details: Value = serde_json::from_str(&events[0].details).unwrap();
+    assert_eq!(
+        details["cost"],
+        json!({"billable": true, "category": "marketing", "type": "regular", "model": "PMP"})
+    );
+    // v24+: no `billable`, `pricing_type` instead of `type`, newer categories.
+    let mut doc = fixture_json("webhook-status-sent-v24-no-conversation.json");
+    doc["entry"][0]["changes"][0]["value"]["statuses"][0]["pricing"] = json!({"pricing_model": "PMP", "pricing_type": "free_customer_service", "category": "general_purpose_ai"});
+    let events = events_of(&doc);
+    let details: Value = serde_json::from_str(&events[0].details).unwrap();
+    assert_eq!(
+        details["cost"],
+        json!({"billable": false, "category": "general_purpose_ai", "type": "free_customer_service", "model": "PMP"})
+    );
+}
