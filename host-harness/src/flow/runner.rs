@@ -4,7 +4,7 @@
 
 use super::pacing::{ChannelPacing, Pacer};
 use super::policy::FlowState;
-use super::spec::{FlowSpec, SpecError, valid_id};
+use super::spec::{FlowSpec, SpecError};
 use super::store::{Claim, OutboxItem, SendResult, Store, Submitted};
 use crate::runtime::{CallError, Plugin};
 use crate::services::{AllowRule, Secrets, now_ms};
@@ -138,10 +138,6 @@ impl Runner {
         })
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// A channel by name.
     pub fn channel(&self, name: &str) -> Option<&Channel> {
         self.channels.get(name)
@@ -225,12 +221,38 @@ impl Runner {
             .is_ok_and(|u| crate::services::http::url_allowed(&self.options.callback_hosts, &u))
     }
 
+    /// Runs a store operation on the blocking pool, off the async workers.
+    async fn on_store<R: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Store) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || op(&store)).await?
+    }
+
+    /// A store operation retried after each of `delays_ms` while the store fails (each
+    /// failure logged); `None` once every try failed.
+    async fn on_store_retrying<R: Send + 'static>(
+        &self,
+        what: &str,
+        delays_ms: &[u64],
+        op: impl Fn(&Store) -> Result<R> + Send + Sync + Clone + 'static,
+    ) -> Option<R> {
+        for delay_ms in delays_ms {
+            tokio::time::sleep(Duration::from_millis(*delay_ms)).await;
+            match self.on_store(op.clone()).await {
+                Ok(r) => return Some(r),
+                Err(e) => eprintln!("{what}: {e:#}"),
+            }
+        }
+        None
+    }
+
     /// Applies a channel's status events.
     pub async fn on_events(&self, channel: &str, events: Vec<WebhookEvent>) -> Result<()> {
-        let store = self.store.clone();
         let channel = channel.to_string();
-        tokio::task::spawn_blocking(move || store.apply_statuses(&channel, &events, now_ms()))
-            .await??;
+        self.on_store(move |store| store.apply_statuses(&channel, &events, now_ms()))
+            .await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -294,16 +316,14 @@ impl Runner {
             drop(permit);
             return Ok(0);
         }
-        let (store, pacer, names, horizon) = (
-            self.store.clone(),
+        let (pacer, names, horizon) = (
             self.pacer.clone(),
             self.channel_names.clone(),
             self.options.pacing_horizon_ms,
         );
-        let claims = tokio::task::spawn_blocking(move || {
-            store.claim_due(now_ms(), room, &names, &pacer, horizon)
-        })
-        .await??;
+        let claims = self
+            .on_store(move |store| store.claim_due(now_ms(), room, &names, &pacer, horizon))
+            .await?;
         let n = claims.len();
         for claim in claims {
             let permit = self.in_flight.clone().acquire_owned().await?;
@@ -335,18 +355,18 @@ impl Runner {
         if let SendResult::Classified(c) = &result {
             self.pace_after(&claim, c);
         }
-        for delay_ms in [0u64, 100, 500, 2_000, 5_000] {
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            let store = self.store.clone();
-            let (id, r) = (claim.attempt_id, result.clone());
-            match tokio::task::spawn_blocking(move || store.record(id, &r, now_ms())).await {
-                Ok(Ok(())) => {
-                    self.wake.notify_one();
-                    return;
-                }
-                Ok(Err(e)) => eprintln!("recording attempt {}: {e:#}", claim.attempt_id),
-                Err(e) => eprintln!("recording attempt {}: {e}", claim.attempt_id),
-            }
+        let (id, what) = (
+            claim.attempt_id,
+            format!("recording attempt {}", claim.attempt_id),
+        );
+        let recorded = self
+            .on_store_retrying(&what, &[0, 100, 500, 2_000, 5_000], move |store| {
+                store.record(id, &result, now_ms())
+            })
+            .await;
+        if recorded.is_some() {
+            self.wake.notify_one();
+            return;
         }
         // Left `sending`: the next start's recovery makes it unknown, never resends it.
         eprintln!(
@@ -357,15 +377,15 @@ impl Runner {
 
     /// Records that the send is handed over (after a crash it is then `unknown`).
     async fn mark_sending(&self, claim: &Claim) -> bool {
-        for delay_ms in [0u64, 50, 200, 1_000] {
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            let store = self.store.clone();
-            let id = claim.attempt_id;
-            match tokio::task::spawn_blocking(move || store.mark_sending(id, now_ms())).await {
-                Ok(Ok(marked)) => return marked,
-                Ok(Err(e)) => eprintln!("marking attempt {id} as sending: {e:#}"),
-                Err(e) => eprintln!("marking attempt {id} as sending: {e}"),
-            }
+        let id = claim.attempt_id;
+        let what = format!("marking attempt {id} as sending");
+        if let Some(marked) = self
+            .on_store_retrying(&what, &[0, 50, 200, 1_000], move |store| {
+                store.mark_sending(id, now_ms())
+            })
+            .await
+        {
+            return marked;
         }
         eprintln!(
             "attempt {} of flow {} was not sent: the store is unavailable; it is sent after the next start",
@@ -435,12 +455,13 @@ impl Runner {
     /// Posts outbox events to their callback URLs, signed, at least once, with back-off.
     async fn deliver_callbacks(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
-            let store = self.store.clone();
-            let due = tokio::task::spawn_blocking(move || store.outbox_due(now_ms(), 64))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
+            let due = match self.on_store(|store| store.outbox_due(now_ms(), 64)).await {
+                Ok(due) => due,
+                Err(e) => {
+                    eprintln!("reading the callback outbox: {e:#}");
+                    Vec::new()
+                }
+            };
             let idle = due.is_empty();
             let posts = due.into_iter().map(|item| self.deliver_one(item));
             futures::future::join_all(posts).await;
@@ -475,11 +496,14 @@ impl Runner {
         let retry_at = (item.tries < 300).then(|| {
             now.saturating_add(1_000u64.saturating_mul(1 << item.tries.min(8)).min(300_000))
         });
-        let store = self.store.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            store.outbox_result(item.id, now, retry_at, outcome.as_deref())
-        })
-        .await;
+        let id = item.id;
+        if let Err(e) = self
+            .on_store(move |store| store.outbox_result(id, now, retry_at, outcome.as_deref()))
+            .await
+        {
+            // The event stays due: it is posted again (at least once, never lost).
+            eprintln!("recording callback {}: {e:#}", item.event_id);
+        }
     }
 }
 
@@ -496,9 +520,4 @@ fn host_busy(e: &CallError) -> Classification {
         operator_action: false,
         provider_message_id: None,
     }
-}
-
-/// Whether a string is acceptable as a flow id (for routes).
-pub fn is_flow_id(id: &str) -> bool {
-    valid_id(id)
 }

@@ -346,18 +346,6 @@ impl Store {
         })
     }
 
-    /// When the next flow wakes up, if any does.
-    pub fn next_wake(&self) -> Result<Option<u64>> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(conn
-            .query_row(
-                "SELECT min(wake_at) FROM flows WHERE wake_at IS NOT NULL",
-                [],
-                |r| r.get::<_, Option<i64>>(0),
-            )?
-            .map(|v| v.max(0) as u64))
-    }
-
     /// A flow's state.
     pub fn state(&self, id: &str) -> Result<Option<FlowState>> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());

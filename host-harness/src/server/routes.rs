@@ -2,8 +2,7 @@
 
 use super::ServerOptions;
 use crate::contract::WebhookErrorAnswer;
-use crate::flow::runner::is_flow_id;
-use crate::flow::spec::{FlowSpec, SpecError, errors_json};
+use crate::flow::spec::{FlowSpec, SpecError, errors_json, valid_id};
 use crate::flow::{Runner, SubmitError};
 use crate::types::{Header, WebhookOutcome, WebhookRequest};
 use axum::Router;
@@ -270,7 +269,7 @@ async fn flow_status(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&app, &headers)?;
-    if !is_flow_id(&id) {
+    if !valid_id(&id) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_such_flow",
