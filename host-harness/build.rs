@@ -17,6 +17,7 @@ fn main() {
     for watched in [
         "src",
         "wit",
+        "wit-history",
         "examples/sms-channel/src",
         "examples/sms-channel/Cargo.toml",
         "Cargo.toml",

@@ -1,5 +1,5 @@
 //! WhatsApp Business (Cloud API) channel for the flow engine, built as a WebAssembly component
-//! implementing the `flow:channel@1.0.0` contract (`wit/channel.wit`).
+//! implementing the `flow:channel@1.1.0` contract (`wit/channel.wit`).
 //!
 //! The WhatsApp domain lives in plain modules, one concern each, tested natively:
 //! - [`templates`]: Meta's template creation rules;
@@ -35,7 +35,7 @@ pub use glue::types::{
 };
 
 /// The contract this component implements.
-pub const CONTRACT: &str = "flow:channel@1.0.0";
+pub const CONTRACT: &str = "flow:channel@1.1.0";
 /// The channel's name in `describe`.
 pub const CHANNEL_NAME: &str = "whatsapp";
 /// This component's version.

@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn describe_names_the_contract() {
         let info = super::describe();
-        assert_eq!(info.contract_version, "flow:channel@1.0.0");
+        assert_eq!(info.contract_version, "flow:channel@1.1.0");
         for schema in [
             &info.config_schema,
             &info.message_schema,

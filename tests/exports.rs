@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 fn describe_names_channel_versions_and_schemas() {
     let info = plugin().describe().unwrap();
     assert_eq!(info.name, "whatsapp");
-    assert_eq!(info.contract_version, "flow:channel@1.0.0");
+    assert_eq!(info.contract_version, "flow:channel@1.1.0");
     assert!(semver_like(&info.plugin_version), "{}", info.plugin_version);
     assert!(info.capabilities.iter().any(|c| c == "template"));
     for schema in [

@@ -18,7 +18,7 @@ fn registers_the_component_and_resolves_by_semver() {
         .unwrap();
     assert_eq!(
         (entry.name.as_str(), entry.contract.as_str()),
-        ("whatsapp", "flow:channel@1.0.0")
+        ("whatsapp", "flow:channel@1.1.0")
     );
     let version = entry.version.clone();
     // The same bytes again: idempotent.
@@ -58,4 +58,63 @@ fn a_directory_with_a_bad_file_still_loads_the_good_ones() {
     assert!(failures[0].0.ends_with("broken.wasm"));
     assert_eq!(registry.list().count(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Two contract versions in one host: the SMS component is built against the frozen
+/// `flow:channel@1.0.0` (wit-history/1.0.0), the WhatsApp one against 1.1.0.
+#[test]
+fn components_of_both_served_contract_versions_load_side_by_side() {
+    use host_harness::contract::ContractVersion;
+    let services = Arc::new(HostServices::locked_down());
+    let rt = runtime();
+    let sms = rt
+        .load_file(
+            std::path::Path::new(host_harness::SMS_CHANNEL_WASM),
+            services.clone(),
+            Limits::default(),
+        )
+        .unwrap();
+    let whatsapp = rt
+        .load_file(
+            std::path::Path::new(host_harness::WHATSAPP_CHANNEL_WASM),
+            services,
+            Limits::default(),
+        )
+        .unwrap();
+    assert_eq!(sms.contract(), ContractVersion::V1_0);
+    assert_eq!(whatsapp.contract(), ContractVersion::V1_1);
+    assert_eq!(
+        sms.describe().unwrap().contract_version,
+        "flow:channel@1.0.0"
+    );
+    assert_eq!(
+        whatsapp.describe().unwrap().contract_version,
+        "flow:channel@1.1.0"
+    );
+}
+
+/// A component exporting a contract version the host does not serve is refused with both
+/// versions named.
+#[test]
+fn a_contract_version_the_host_does_not_serve_is_refused_naming_both() {
+    let services = Arc::new(HostServices::locked_down());
+    for (exported, says) in [
+        ("2.0.0", "another major version"),
+        ("1.7.0", "upgrade the host"),
+    ] {
+        let wat = format!(
+            r#"(component (instance $i) (export "flow:channel/channel@{exported}" (instance $i)))"#
+        );
+        let err = runtime()
+            .load(wat.as_bytes(), services.clone(), Limits::default())
+            .err()
+            .expect("refused");
+        let msg = format!("{err:#}");
+        assert!(msg.contains(&format!("flow:channel@{exported}")), "{msg}");
+        assert!(
+            msg.contains("flow:channel@1.0.0 to flow:channel@1.1.0"),
+            "{msg}"
+        );
+        assert!(msg.contains(says), "{msg}");
+    }
 }

@@ -43,6 +43,7 @@ fn the_sms_component_implements_the_same_world() {
         content: json!({"text": "hi"}).to_string(),
         last_inbound_ms: None,
         now_ms: 0,
+        opted_out: vec![],
     };
     let http = plugin.build_payload(&req, &cfg).unwrap().unwrap();
     assert!(

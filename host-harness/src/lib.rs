@@ -29,4 +29,4 @@ pub const WHATSAPP_CHANNEL_WASM: &str = env!("WHATSAPP_CHANNEL_WASM");
 pub const SMS_CHANNEL_WASM: &str = env!("SMS_CHANNEL_WASM");
 
 /// The contract this host serves.
-pub const CONTRACT: &str = "flow:channel@1.0.0";
+pub const CONTRACT: &str = "flow:channel@1.1.0";

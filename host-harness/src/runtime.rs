@@ -21,6 +21,8 @@
 
 use crate::bindings::flow::channel::{host, types};
 use crate::bindings::{ChannelPlugin, ChannelPluginPre};
+use crate::contract::since_v1_0::{self, Convert, bindings::flow::channel::types as old_types};
+use crate::contract::{CHANNEL_EXPORT, ContractVersion};
 use crate::services::HostServices;
 use crate::services::log::CallLogBudget;
 use anyhow::{Context, Result};
@@ -120,6 +122,12 @@ impl Runtime {
         ChannelPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
             .context("linking the channel host interface")?;
+        since_v1_0::bindings::ChannelPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(anyhow::Error::from)
+        .context("linking the 1.0.0 channel host interface")?;
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
@@ -154,22 +162,67 @@ impl Runtime {
         let component = Component::new(&self.engine, bytes)
             .map_err(anyhow::Error::from)
             .context("compiling the component")?;
+        let contract = self.contract_of(&component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .context("the component's imports do not match what this host provides (flow:channel@1 host + WASI p2)")?;
-        let pre = ChannelPluginPre::new(pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not export flow:channel/channel@1")?;
+            .with_context(|| format!("the component's imports do not match what this host provides ({} host + WASI p2)", contract.name()))?;
+        let not_exported = || {
+            format!(
+                "the component does not export {CHANNEL_EXPORT} as {}",
+                contract.name()
+            )
+        };
+        let exports = match contract {
+            ContractVersion::V1_1 => Exports::V1_1(
+                ChannelPluginPre::new(pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(not_exported)?,
+            ),
+            ContractVersion::V1_0 => Exports::V1_0(
+                since_v1_0::bindings::ChannelPluginPre::new(pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(not_exported)?,
+            ),
+        };
         Ok(Plugin {
             runtime: self.clone(),
             component,
-            pre,
+            exports,
             services,
             limits,
         })
     }
+
+    /// The contract version a component was built against, read from the version of the
+    /// channel interface it exports.
+    fn contract_of(&self, component: &Component) -> Result<ContractVersion> {
+        let exported: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let prefix = format!("{CHANNEL_EXPORT}@");
+        let Some(version) = exported.iter().find_map(|n| n.strip_prefix(&prefix)) else {
+            anyhow::bail!(
+                "the component exports no {CHANNEL_EXPORT} interface (it exports: {})",
+                if exported.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    exported.join(", ")
+                }
+            );
+        };
+        ContractVersion::of_export(version).map_err(anyhow::Error::msg)
+    }
+}
+
+/// A component's exports, pre-linked, by the contract version it was built against.
+#[derive(Clone)]
+enum Exports {
+    V1_0(since_v1_0::bindings::ChannelPluginPre<PluginState>),
+    V1_1(ChannelPluginPre<PluginState>),
 }
 
 /// Per-call state inside a store.
@@ -194,6 +247,8 @@ impl WasiView for PluginState {
 }
 
 impl types::Host for PluginState {}
+
+impl since_v1_0::bindings::flow::channel::types::Host for PluginState {}
 
 impl host::Host for PluginState {
     async fn http_send(
@@ -232,6 +287,47 @@ impl host::Host for PluginState {
 
     async fn now_ms(&mut self) -> u64 {
         crate::services::now_ms()
+    }
+}
+
+/// 1.0.0 imports are the same functions over twin types: served by the latest ones.
+impl since_v1_0::bindings::flow::channel::host::Host for PluginState {
+    async fn http_send(
+        &mut self,
+        request: old_types::HttpRequest,
+    ) -> Result<old_types::HttpResponse, old_types::TransportError> {
+        host::Host::http_send(self, request.convert())
+            .await
+            .convert()
+    }
+
+    async fn hmac_sha256_verify(
+        &mut self,
+        secret_name: String,
+        data: Vec<u8>,
+        mac: Vec<u8>,
+    ) -> Result<bool, old_types::SecretError> {
+        host::Host::hmac_sha256_verify(self, secret_name, data, mac)
+            .await
+            .convert()
+    }
+
+    async fn secret_equals(
+        &mut self,
+        secret_name: String,
+        candidate: String,
+    ) -> Result<bool, old_types::SecretError> {
+        host::Host::secret_equals(self, secret_name, candidate)
+            .await
+            .convert()
+    }
+
+    async fn log(&mut self, level: old_types::LogLevel, message: String) {
+        host::Host::log(self, level.convert(), message).await
+    }
+
+    async fn now_ms(&mut self) -> u64 {
+        host::Host::now_ms(self).await
     }
 }
 
@@ -300,7 +396,7 @@ impl std::error::Error for CallError {}
 pub struct Plugin {
     runtime: Runtime,
     component: Component,
-    pre: ChannelPluginPre<PluginState>,
+    exports: Exports,
     services: Arc<HostServices>,
     limits: Limits,
 }
@@ -320,14 +416,13 @@ struct CallTrace {
 }
 
 /// Runs one export in a fresh store under the plugin's limits:
-/// `guest_call!(plugin, |instance, store| instance.flow_channel_channel().call_x(store, …))`.
+/// `guest_call!(plugin, pre, |instance, store| instance.flow_channel_channel().call_x(store, …))`.
 macro_rules! guest_call {
-    ($plugin:expr, |$instance:ident, $store:ident| $call:expr) => {{
+    ($plugin:expr, $pre:expr, |$instance:ident, $store:ident| $call:expr) => {{
         let plugin: &Plugin = $plugin;
         let (mut store, trace) = plugin.new_store()?;
         let call = async {
-            let $instance = plugin
-                .pre
+            let $instance = $pre
                 .instantiate_async(&mut store)
                 .await
                 .map_err(Stage::Instantiate)?;
@@ -340,7 +435,28 @@ macro_rules! guest_call {
     }};
 }
 
+/// [`guest_call!`] for an export whose signature is the same in every served version.
+macro_rules! any_version_call {
+    ($plugin:expr, |$instance:ident, $store:ident| $call:expr) => {{
+        let plugin: &Plugin = $plugin;
+        match &plugin.exports {
+            Exports::V1_1(pre) => guest_call!(plugin, pre, |$instance, $store| $call),
+            Exports::V1_0(pre) => {
+                guest_call!(plugin, pre, |$instance, $store| $call).map(Convert::convert)
+            }
+        }
+    }};
+}
+
 impl Plugin {
+    /// The contract version the component was built against.
+    pub fn contract(&self) -> ContractVersion {
+        match self.exports {
+            Exports::V1_0(_) => ContractVersion::V1_0,
+            Exports::V1_1(_) => ContractVersion::V1_1,
+        }
+    }
+
     pub fn component(&self) -> &Component {
         &self.component
     }
@@ -464,12 +580,19 @@ impl Plugin {
 
     /// Instantiates the component in a fresh store and calls nothing (the bench's baseline).
     pub async fn instantiate_async(&self) -> Result<(), CallError> {
-        guest_call!(self, |_instance, _store| async { wasmtime::Result::Ok(()) })
+        match &self.exports {
+            Exports::V1_1(pre) => guest_call!(self, pre, |_instance, _store| async {
+                wasmtime::Result::Ok(())
+            }),
+            Exports::V1_0(pre) => guest_call!(self, pre, |_instance, _store| async {
+                wasmtime::Result::Ok(())
+            }),
+        }
     }
 
     /// `describe`.
     pub async fn describe_async(&self) -> Result<types::ChannelInfo, CallError> {
-        guest_call!(self, |p, s| p.flow_channel_channel().call_describe(s))
+        any_version_call!(self, |p, s| p.flow_channel_channel().call_describe(s))
     }
 
     /// `validate-template`.
@@ -477,7 +600,7 @@ impl Plugin {
         &self,
         template: &str,
     ) -> Result<Result<(), Vec<types::FieldError>>, CallError> {
-        guest_call!(self, |p, s| p
+        any_version_call!(self, |p, s| p
             .flow_channel_channel()
             .call_validate_template(s, template))
     }
@@ -488,9 +611,18 @@ impl Plugin {
         request: &types::MessageRequest,
         config: &types::ChannelConfig,
     ) -> Result<Result<types::HttpRequest, Vec<types::FieldError>>, CallError> {
-        guest_call!(self, |p, s| p
-            .flow_channel_channel()
-            .call_build_payload(s, request, config))
+        match &self.exports {
+            Exports::V1_1(pre) => guest_call!(self, pre, |p, s| p
+                .flow_channel_channel()
+                .call_build_payload(s, request, config)),
+            Exports::V1_0(pre) => {
+                let (request, config) = (request.convert(), config.clone().convert());
+                guest_call!(self, pre, |p, s| p
+                    .flow_channel_channel()
+                    .call_build_payload(s, &request, &config))
+                .map(Convert::convert)
+            }
+        }
     }
 
     /// `classify`.
@@ -499,9 +631,18 @@ impl Plugin {
         outcome: &types::SendOutcome,
         attempt: u32,
     ) -> Result<types::Classification, CallError> {
-        guest_call!(self, |p, s| p
-            .flow_channel_channel()
-            .call_classify(s, outcome, attempt))
+        match &self.exports {
+            Exports::V1_1(pre) => guest_call!(self, pre, |p, s| p
+                .flow_channel_channel()
+                .call_classify(s, outcome, attempt)),
+            Exports::V1_0(pre) => {
+                let outcome = outcome.clone().convert();
+                guest_call!(self, pre, |p, s| p
+                    .flow_channel_channel()
+                    .call_classify(s, &outcome, attempt))
+                .map(Convert::convert)
+            }
+        }
     }
 
     /// `parse-webhook`.
@@ -510,9 +651,18 @@ impl Plugin {
         request: &types::WebhookRequest,
         config: &types::ChannelConfig,
     ) -> Result<Result<types::WebhookOutcome, types::WebhookError>, CallError> {
-        guest_call!(self, |p, s| p
-            .flow_channel_channel()
-            .call_parse_webhook(s, request, config))
+        match &self.exports {
+            Exports::V1_1(pre) => guest_call!(self, pre, |p, s| p
+                .flow_channel_channel()
+                .call_parse_webhook(s, request, config)),
+            Exports::V1_0(pre) => {
+                let (request, config) = (request.clone().convert(), config.clone().convert());
+                guest_call!(self, pre, |p, s| p
+                    .flow_channel_channel()
+                    .call_parse_webhook(s, &request, &config))
+                .map(Convert::convert)
+            }
+        }
     }
 
     /// `send`.
@@ -522,9 +672,18 @@ impl Plugin {
         config: &types::ChannelConfig,
         attempt: u32,
     ) -> Result<Result<types::Classification, Vec<types::FieldError>>, CallError> {
-        guest_call!(self, |p, s| p
-            .flow_channel_channel()
-            .call_send(s, request, config, attempt))
+        match &self.exports {
+            Exports::V1_1(pre) => guest_call!(self, pre, |p, s| p
+                .flow_channel_channel()
+                .call_send(s, request, config, attempt)),
+            Exports::V1_0(pre) => {
+                let (request, config) = (request.convert(), config.clone().convert());
+                guest_call!(self, pre, |p, s| p
+                    .flow_channel_channel()
+                    .call_send(s, &request, &config, attempt))
+                .map(Convert::convert)
+            }
+        }
     }
 
     // Blocking forms, for the CLI and tests (not for use inside a current-thread runtime).

@@ -17,6 +17,7 @@ fn sms_message() -> MessageRequest {
         content: json!({"text": "hi"}).to_string(),
         last_inbound_ms: None,
         now_ms: host_harness::services::now_ms(),
+        opted_out: vec![],
     }
 }
 

@@ -363,6 +363,7 @@ pub(crate) mod tests {
             content: content.to_string(),
             last_inbound_ms: None,
             now_ms: 1_750_000_000_000,
+            opted_out: vec![],
         }
     }
 

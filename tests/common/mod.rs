@@ -62,6 +62,7 @@ pub fn message(recipient: &str, content: serde_json::Value) -> MessageRequest {
         content: content.to_string(),
         last_inbound_ms: None,
         now_ms: 1_750_000_000_000,
+        opted_out: vec![],
     }
 }
 

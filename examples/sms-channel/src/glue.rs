@@ -1,7 +1,8 @@
 //! wit-bindgen glue: the generated bindings stay here.
 
 mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "channel-plugin" });
+    // Built against the frozen 1.0.0 contract: the host serves it beside the newer one.
+    wit_bindgen::generate!({ path: "../../wit-history/1.0.0", world: "channel-plugin" });
 }
 
 pub use bindings::flow::channel::types;

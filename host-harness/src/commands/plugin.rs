@@ -124,13 +124,8 @@ pub fn inspect(plugin: &Plugin, path: Option<&Path>) -> Result<Outcome> {
     let engine = plugin.engine();
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-    let contract = exports
-        .iter()
-        .find_map(|e| {
-            e.strip_prefix("flow:channel/channel@")
-                .map(|v| format!("flow:channel@{v}"))
-        })
-        .unwrap_or_else(|| info.contract_version.clone());
+    // The version the component was linked as (read from its exports when it loaded).
+    let contract = plugin.contract().name();
     Ok(Outcome::json(
         0,
         json!({

@@ -27,6 +27,14 @@ pub fn event_kind_name(k: EventKind) -> &'static str {
         EventKind::ChannelError => "channel_error",
         EventKind::RecipientPreference => "recipient_preference",
         EventKind::TemplateStatus => "template_status",
+        EventKind::IdentityChange => "identity_change",
+        EventKind::Handover => "handover",
+        EventKind::Call => "call",
+        EventKind::TemplateCategoryChange => "template_category_change",
+        EventKind::TemplateQualityChange => "template_quality_change",
+        EventKind::TemplateComponentsChange => "template_components_change",
+        EventKind::AccountUpdate => "account_update",
+        EventKind::SenderQualityChange => "sender_quality_change",
         EventKind::Other => "other",
     }
 }
@@ -243,6 +251,21 @@ pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest, Vec<F
             }
         },
     };
+    let opted_out = match obj.get("opted_out") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(v) => {
+            errors.push(problem(
+                "/opted_out",
+                "expected_array",
+                &format!("`opted_out` is a list of message kinds (e.g. [\"marketing\"]), got {v}"),
+            ));
+            Vec::new()
+        }
+    };
     let content = match obj.get("content") {
         Some(c) => c.to_string(),
         None => {
@@ -259,5 +282,6 @@ pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest, Vec<F
         content,
         last_inbound_ms,
         now_ms,
+        opted_out,
     })
 }

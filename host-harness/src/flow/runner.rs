@@ -396,6 +396,7 @@ impl Runner {
 
     async fn call_channel(&self, channel: &Channel, claim: &Claim) -> SendResult {
         let request = MessageRequest {
+            opted_out: Vec::new(),
             recipient: claim.recipient.clone(),
             correlation_id: Some(claim.correlation_id.clone()),
             content: claim.content.clone(),
