@@ -394,19 +394,21 @@ pub const CODE_TABLE: &[CodeRule] = &[
         true,
         B::None,
     ),
+    // Authentication templates still need a phone number: another channel (with the
+    // customer's phone from elsewhere) is the way on, nobody has to fix anything.
     rule(
         131062,
         "Business-scoped user ID recipients not supported",
-        FAILED,
-        "invalid_request",
-        true,
+        FALLBACK,
+        "bsuid_not_supported",
+        false,
         B::None,
     ),
     rule(
         131063,
         "Marketing templates disabled for Cloud API",
         FAILED,
-        "channel_misconfigured",
+        "marketing_messages_api_required",
         true,
         B::None,
     ),
@@ -819,6 +821,67 @@ pub const REASONS: &[(&str, &str)] = &[
     (
         "template_pending",
         "event: a template is pending review or in appeal",
+    ),
+    (
+        "bsuid_not_supported",
+        "this message (an authentication template) cannot go to a business-scoped user id: it needs a phone number",
+    ),
+    (
+        "marketing_messages_api_required",
+        "marketing templates are off on Cloud API for this account: set `marketing_messages_api: true` to send them through the Marketing Messages API",
+    ),
+    (
+        "business_app_reply",
+        "event: a person answered this customer from the WhatsApp Business app (handover)",
+    ),
+    (
+        "handled_by_another_app",
+        "event: another handler owns this conversation (standby); the customer's message still opens the window",
+    ),
+    (
+        "customer_call",
+        "event: the customer called (opens the window)",
+    ),
+    ("business_call", "event: a call the business placed"),
+    (
+        "customer_identity_changed",
+        "event: the customer has a new phone number or business-scoped user id",
+    ),
+    (
+        "template_category_changed",
+        "event: Meta re-categorised a template (operator action when it became MARKETING)",
+    ),
+    (
+        "template_quality_changed",
+        "event: a template's quality score changed (operator action at RED)",
+    ),
+    (
+        "template_components_changed",
+        "event: an approved template's components changed",
+    ),
+    (
+        "account_updated",
+        "event: an account update that needs nothing (verification, partner changes…)",
+    ),
+    (
+        "sender_quality_flagged",
+        "event: the sending number was flagged for quality",
+    ),
+    (
+        "sender_limit_downgraded",
+        "event: the sending number's messaging limit went down",
+    ),
+    (
+        "sender_quality_restored",
+        "event: the sending number is no longer flagged",
+    ),
+    (
+        "sender_limit_upgraded",
+        "event: the sending number's messaging limit or throughput went up",
+    ),
+    (
+        "sender_quality_changed",
+        "event: another quality or limit change of the sending number",
     ),
     (
         "other_event",

@@ -31,6 +31,9 @@ pub struct Settings {
     pub verify_token_secret: String,
     /// Approved templates for the send-time check (empty: not checked).
     pub catalog: Catalog,
+    /// Send MARKETING templates through the Marketing Messages API
+    /// (`/{phone-number-id}/marketing_messages`) instead of `/messages`.
+    pub marketing_messages_api: bool,
 }
 
 const KNOWN: &[&str] = &[
@@ -40,6 +43,7 @@ const KNOWN: &[&str] = &[
     "app_secret",
     "verify_token_secret",
     "templates",
+    "marketing_messages_api",
 ];
 
 impl Settings {
@@ -122,6 +126,9 @@ impl Settings {
         if let Some(templates) = f.get("templates") {
             catalog.apply(templates, "/settings/templates", &mut errors);
         }
+        let marketing_messages_api = f
+            .bool("marketing_messages_api", &mut errors)
+            .unwrap_or(false);
 
         errors.finish(Settings {
             api_base,
@@ -131,7 +138,19 @@ impl Settings {
             app_secret,
             verify_token_secret,
             catalog,
+            marketing_messages_api,
         })
+    }
+
+    /// The endpoint for a message: `/marketing_messages` for a MARKETING template when the
+    /// Marketing Messages API is on, `/messages` otherwise.
+    pub fn endpoint_url(&self, template_category: Option<&str>) -> Result<String, Vec<FieldError>> {
+        let url = self.messages_url()?;
+        if self.marketing_messages_api && template_category == Some("MARKETING") {
+            let base = url.strip_suffix("/messages").unwrap_or(&url);
+            return Ok(format!("{base}/marketing_messages"));
+        }
+        Ok(url)
     }
 
     /// The messages endpoint, once a phone number id is configured.

@@ -52,7 +52,8 @@ pub fn config_schema() -> Value {
             "access_token_secret": {"type": "string", "default": crate::config::DEFAULT_ACCESS_TOKEN_SECRET, "description": "Host secret holding the access token."},
             "app_secret": {"type": ["string", "null"], "default": crate::config::DEFAULT_APP_SECRET, "description": "Host secret holding the app secret that signs webhooks; null turns signature checks off (development only)."},
             "verify_token_secret": {"type": "string", "default": crate::config::DEFAULT_VERIFY_TOKEN_SECRET},
-            "templates": {"description": "Approved templates for the send-time check: GET /{waba-id}/message_templates pages, definitions or message_template_status_update webhook bodies (one, or an array applied in order).", "type": ["object", "array"]}
+            "templates": {"description": "Approved templates for the send-time check: GET /{waba-id}/message_templates pages, definitions or message_template_status_update webhook bodies (one, or an array applied in order).", "type": ["object", "array"]},
+            "marketing_messages_api": {"type": "boolean", "default": false, "description": "Send templates whose approved category is MARKETING to POST /{phone-number-id}/marketing_messages (Meta's Marketing Messages API; needed when Meta answers 131063)."}
         }
     })
 }

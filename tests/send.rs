@@ -436,3 +436,103 @@ fn an_authentication_template_to_a_business_scoped_user_id_is_refused_before_sen
             .is_ok()
     );
 }
+
+/// `order_update` as an approved template of the given category, with the body it needs.
+fn approved(category: &str) -> Value {
+    json!({"data": [{"name": "order_update", "language": "en_US", "status": "APPROVED", "category": category, "id": "77",
+        "components": [{"type": "BODY", "text": "Hi {{1}}, order {{2}} shipped."}]}]})
+}
+
+fn settings_with(s: &Setup, extra: Value) -> host_harness::types::ChannelConfig {
+    let mut settings = json!({"phone_number_id": "106540352242922"});
+    settings
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    host_harness::types::ChannelConfig {
+        api_base: Some(s.mock.base_url()),
+        settings: settings.to_string(),
+    }
+}
+
+#[test]
+fn marketing_templates_go_to_the_marketing_messages_api_when_it_is_on() {
+    let s = setup();
+    let on = settings_with(
+        &s,
+        json!({"marketing_messages_api": true, "templates": approved("MARKETING")}),
+    );
+    let c = s
+        .plugin
+        .send(&message("+15550100001", template_content()), &on, 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.disposition, Disposition::Accepted, "{c:?}");
+    assert_eq!(
+        s.mock.requests()[0].path,
+        "/v26.0/106540352242922/marketing_messages"
+    );
+    // Utility templates, and marketing ones with the setting off, keep /messages.
+    for cfg in [
+        settings_with(
+            &s,
+            json!({"marketing_messages_api": true, "templates": approved("UTILITY")}),
+        ),
+        settings_with(&s, json!({"templates": approved("MARKETING")})),
+    ] {
+        let http = s
+            .plugin
+            .build_payload(&message("+15550100001", template_content()), &cfg)
+            .unwrap()
+            .unwrap();
+        assert!(
+            http.url.ends_with("/106540352242922/messages"),
+            "{}",
+            http.url
+        );
+    }
+}
+
+#[test]
+fn meta_s_131063_tells_the_operator_to_switch_to_the_marketing_messages_api() {
+    let c = plugin()
+        .classify(
+            &host_harness::types::SendOutcome::Response(host_harness::types::HttpResponse {
+                status: 400,
+                headers: vec![],
+                body: json!({"error": {"message": "(#131063) Marketing templates disabled", "type": "OAuthException", "code": 131063, "fbtrace_id": "A1"}}).to_string().into_bytes(),
+            }),
+            1,
+        )
+        .unwrap();
+    assert_eq!(
+        (c.disposition, c.reason.as_str(), c.operator_action),
+        (Disposition::Failed, "marketing_messages_api_required", true)
+    );
+}
+
+#[test]
+fn a_customer_who_stopped_marketing_gets_no_marketing_template_but_still_gets_utility() {
+    let s = setup();
+    let mut request = message("+15550100001", template_content());
+    request.opted_out = vec!["marketing".into()];
+    let marketing = settings_with(&s, json!({"templates": approved("MARKETING")}));
+    let c = s.plugin.send(&request, &marketing, 1).unwrap().unwrap();
+    assert_eq!(
+        (c.disposition, c.reason.as_str()),
+        (Disposition::Fallback, "recipient_opted_out")
+    );
+    assert!(s.mock.requests().is_empty(), "nothing reached Meta");
+    let errs = s
+        .plugin
+        .build_payload(&request, &marketing)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        (errs[0].path.as_str(), errs[0].code.as_str()),
+        ("/opted_out", "recipient_opted_out")
+    );
+    let utility = settings_with(&s, json!({"templates": approved("UTILITY")}));
+    let c = s.plugin.send(&request, &utility, 1).unwrap().unwrap();
+    assert_eq!(c.disposition, Disposition::Accepted, "{c:?}");
+}

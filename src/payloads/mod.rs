@@ -73,7 +73,15 @@ pub fn build(
             message: why,
         }]);
     }
-    let url = settings.messages_url()?;
+    let category = template_category(&body, request, &settings.catalog);
+    if let Some(why) = opted_out_of(category.as_deref(), request) {
+        return Err(vec![FieldError {
+            path: "/opted_out".into(),
+            code: "recipient_opted_out".into(),
+            message: why,
+        }]);
+    }
+    let url = settings.endpoint_url(category.as_deref())?;
     Ok(HttpRequest {
         method: "POST".into(),
         url,
@@ -89,6 +97,43 @@ pub fn build(
         ],
         body: serde_json::to_vec(&body).expect("a JSON value always serialises"),
     })
+}
+
+/// The approved category of a template message (see [`template::approved_category`]); the
+/// definition may travel in the request's content rather than in the built body.
+fn template_category(body: &Value, request: &MessageRequest, catalog: &Catalog) -> Option<String> {
+    let content: Value = serde_json::from_str(&request.content).ok()?;
+    let mut probe = content.clone();
+    if let Some(t) = body.get("template") {
+        probe["template"] = t.clone();
+    }
+    template::approved_category(&probe, catalog)
+}
+
+/// Why the customer does not want this message: its template category (lower-case, e.g.
+/// `marketing`) is in `opted-out`.
+fn opted_out_of(category: Option<&str>, request: &MessageRequest) -> Option<String> {
+    let category = category?.to_ascii_lowercase();
+    request
+        .opted_out
+        .iter()
+        .any(|kind| kind.eq_ignore_ascii_case(&category))
+        .then(|| format!("the customer stopped {category} messages on WhatsApp (opted-out: {:?}); this {} template is not sent until they resume", request.opted_out, category.to_ascii_uppercase()))
+}
+
+/// A send declined because the customer opted out of its kind: fall back without calling Meta.
+fn opt_out_decline(request: &MessageRequest, config: &ChannelConfig) -> Option<Classification> {
+    if request.opted_out.is_empty() {
+        return None;
+    }
+    let settings = Settings::parse(config).ok()?;
+    let content: Value = serde_json::from_str(&request.content).ok()?;
+    let category = template::approved_category(&content, &settings.catalog);
+    let why = opted_out_of(category.as_deref(), request)?;
+    let mut c =
+        crate::classify::classification(crate::Disposition::Fallback, "recipient_opted_out");
+    c.provider_details = Some(why);
+    Some(c)
 }
 
 /// Builds the JSON body for a message request, without a template catalog.
@@ -300,6 +345,9 @@ pub fn send(
     attempt: u32,
     host: &dyn Host,
 ) -> Result<Classification, Vec<FieldError>> {
+    if let Some(declined) = opt_out_decline(request, config) {
+        return Ok(declined);
+    }
     let alternative;
     let request = match service_window(request) {
         WindowDecision::Send => request,

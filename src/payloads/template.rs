@@ -22,6 +22,28 @@ pub const BUTTON_SUB_TYPES: &[&str] = &[
     "voice_call",
 ];
 
+/// The approved category (upper-case) of a template message, from the catalog or the
+/// content's own `template_definition`; `None` for other messages or unknown templates.
+pub fn approved_category(content: &Value, catalog: &Catalog) -> Option<String> {
+    let template = content.get("template")?;
+    let name = template.get("name")?.as_str()?;
+    let language = match template.get("language")? {
+        Value::String(code) => code.as_str(),
+        other => other.get("code")?.as_str()?,
+    };
+    let mut local;
+    let mut catalog = catalog;
+    if let Some(def) = content.get("template_definition") {
+        local = catalog.clone();
+        local.apply(def, "", &mut Errors::new());
+        catalog = &local;
+    }
+    catalog
+        .find(name, language)
+        .map(|d| d.category.clone())
+        .filter(|c| !c.is_empty())
+}
+
 pub fn build(
     content: &Fields,
     catalog: &Catalog,

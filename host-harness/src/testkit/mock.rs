@@ -561,7 +561,7 @@ fn answer(state: &State, req: &Recorded, trace: u64) -> Reply {
     }
 }
 
-/// `POST /{version}/{phone-number-id}/messages` with the token, content type and body Meta
+/// `POST /{version}/{phone-number-id}/messages` (or `/marketing_messages`) with the token, content type and body Meta
 /// requires; the parsed body, or Meta's error.
 fn check_graph_request(
     state: &State,
@@ -573,7 +573,13 @@ fn check_graph_request(
         Box::new(graph_error(status, code, title, details, trace))
     };
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let [version, phone_id, "messages"] = parts.as_slice() else {
+    // `/messages`, or Meta's Marketing Messages API (`/marketing_messages`), templates only.
+    let [
+        version,
+        phone_id,
+        endpoint @ ("messages" | "marketing_messages"),
+    ] = parts.as_slice()
+    else {
         return Err(err(
             400,
             100,
@@ -631,6 +637,16 @@ fn check_graph_request(
             "the request body is not JSON",
         ));
     };
+    if *endpoint == "marketing_messages"
+        && body.get("type").and_then(Value::as_str) != Some("template")
+    {
+        return Err(err(
+            400,
+            100,
+            "Invalid parameter",
+            "the Marketing Messages API sends template messages only",
+        ));
+    }
     if body.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
         return Err(err(
             400,

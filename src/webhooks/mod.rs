@@ -23,6 +23,9 @@ use crate::{
 };
 use serde_json::{Map, Value, json};
 
+mod conversation;
+mod platform;
+
 /// The customer-service window an inbound message opens.
 pub const SERVICE_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
 /// The header Meta signs POSTs with.
@@ -171,37 +174,64 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<WebhookEvent>, Vec<crate::FieldErro
     };
     let mut events = Vec::new();
     for entry in entries {
-        let Some(changes) = entry.get("changes").and_then(Value::as_array) else {
-            continue;
-        };
-        for change in changes {
+        // The WhatsApp Business Account: template and account webhooks have no phone number id.
+        let waba_id = str_of(entry, "id").unwrap_or_default();
+        for change in array(entry, "changes") {
             let field = change.get("field").and_then(Value::as_str).unwrap_or("");
-            let Some(value) = change.get("value") else {
-                continue;
-            };
-            match field {
-                "messages" => {
-                    for s in array(value, "statuses") {
-                        events.push(status_event(s, value));
-                    }
-                    for m in array(value, "messages") {
-                        events.push(inbound_event(m, value));
-                    }
-                    for e in array(value, "errors") {
-                        events.push(channel_error_event(e, value));
-                    }
-                }
-                "message_template_status_update" => events.push(template_status_event(value)),
-                "user_preferences" => {
-                    for p in array(value, "user_preferences") {
-                        events.push(preference_event(p));
-                    }
-                }
-                other => events.push(other_event(other, value)),
+            if let Some(value) = change.get("value") {
+                events.extend(change_events(field, value, waba_id));
             }
         }
     }
     Ok(events)
+}
+
+/// Reads one change value (with the WABA id of its entry) into events.
+type FieldReader = fn(&Value, &str) -> Vec<WebhookEvent>;
+
+/// How one webhook `field` is read: the README's event table is generated from this.
+pub struct FieldRule {
+    pub field: &'static str,
+    /// The event kinds it yields, as the README shows them.
+    pub kinds: &'static str,
+    read: FieldReader,
+    pub meaning: &'static str,
+}
+
+#[rustfmt::skip]
+pub const FIELDS: &[FieldRule] = &[
+    FieldRule { field: "messages", kinds: "`message-status`, `inbound-message`, `identity-change`, `channel-error`", read: messages_events, meaning: "statuses of our messages; customer messages (open the window); `user_changed_number` / `user_changed_user_id` system messages (old and new ids); errors not tied to a message" },
+    FieldRule { field: "smb_message_echoes", kinds: "`handover`", read: |v, _| conversation::echo_events(v), meaning: "a person answered the customer from the WhatsApp Business app: the host pauses the flow" },
+    FieldRule { field: "standby", kinds: "`handover`", read: |v, _| conversation::standby_events(v), meaning: "another handler (e.g. Meta's Business Agent) owns the thread; the customer's message still opens the window" },
+    FieldRule { field: "calls", kinds: "`call`", read: |v, _| conversation::call_events(v), meaning: "call events; a call the customer placed opens the window" },
+    FieldRule { field: "message_template_status_update", kinds: "`template-status`", read: |v, _| vec![template_status_event(v)], meaning: "approved, rejected, paused, disabled…" },
+    FieldRule { field: "template_category_update", kinds: "`template-category-change`", read: |v, w| vec![platform::category_event(v, w)], meaning: "Meta re-categorised a template (or announces it): previous and new category; the host updates its catalog" },
+    FieldRule { field: "message_template_quality_update", kinds: "`template-quality-change`", read: |v, w| vec![platform::quality_event(v, w)], meaning: "previous and new quality score" },
+    FieldRule { field: "message_template_components_update", kinds: "`template-components-change`", read: |v, w| vec![platform::components_event(v, w)], meaning: "an approved template's text or buttons changed" },
+    FieldRule { field: "account_update", kinds: "`account-update`", read: |v, w| vec![platform::account_event(v, w)], meaning: "violations, restrictions, bans (operator action) and other account changes" },
+    FieldRule { field: "phone_number_quality_update", kinds: "`sender-quality-change`", read: |v, w| vec![platform::sender_quality_event(v, w)], meaning: "the number was flagged or its messaging limit or throughput changed" },
+    FieldRule { field: "user_preferences", kinds: "`recipient-preference`", read: |v, _| array(v, "user_preferences").iter().map(preference_event).collect(), meaning: "the customer stopped or resumed marketing messages (`details.category: marketing`)" },
+];
+
+/// The events of one `entry[].changes[]` item, by its `field`; unknown fields are `other`.
+fn change_events(field: &str, value: &Value, waba_id: &str) -> Vec<WebhookEvent> {
+    match FIELDS.iter().find(|rule| rule.field == field) {
+        Some(rule) => (rule.read)(value, waba_id),
+        None => vec![other_event(field, value)],
+    }
+}
+
+fn messages_events(value: &Value, _waba_id: &str) -> Vec<WebhookEvent> {
+    let statuses = array(value, "statuses")
+        .iter()
+        .map(|s| status_event(s, value));
+    let messages = array(value, "messages").iter().map(|m| {
+        conversation::identity_change_event(m, value).unwrap_or_else(|| inbound_event(m, value))
+    });
+    let errors = array(value, "errors")
+        .iter()
+        .map(|e| channel_error_event(e, value));
+    statuses.chain(messages).chain(errors).collect()
 }
 
 fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
@@ -399,6 +429,10 @@ fn inbound_event(m: &Value, value: &Value) -> WebhookEvent {
             details.insert("button_text".into(), json!(m.pointer("/button/text")));
         }
         "interactive" => {
+            // The customer's answer to a call-permission request (accept/reject, permanent?).
+            if let Some(answer) = m.pointer("/interactive/call_permission_reply") {
+                details.insert("call_permission".into(), answer.clone());
+            }
             let reply = m
                 .pointer("/interactive/button_reply")
                 .or_else(|| m.pointer("/interactive/list_reply"));
@@ -515,6 +549,14 @@ fn preference_event(p: &Value) -> WebhookEvent {
         _ => plain(Disposition::Accepted, "recipient_opted_in"),
     };
     let wa_id = str_of(p, "wa_id").unwrap_or_default();
+    // The kind of message the customer stopped or resumed, in the contract's words
+    // (`marketing` for Meta's `marketing_messages`); Meta's own value stays alongside.
+    let mut details = p.as_object().cloned().unwrap_or_default();
+    if let Some(provider) = str_of(p, "category") {
+        let category = provider.strip_suffix("_messages").unwrap_or(provider);
+        details.insert("provider_category".into(), json!(provider));
+        details.insert("category".into(), json!(category));
+    }
     let mut e = event(
         EventKind::RecipientPreference,
         c,
@@ -525,7 +567,7 @@ fn preference_event(p: &Value) -> WebhookEvent {
                 .map(|t| t.to_string())
                 .unwrap_or_default()
         ),
-        p.clone(),
+        Value::Object(details),
     );
     e.recipient = Some(from_wa_id(wa_id));
     e.occurred_at_ms = timestamp_ms(p, "timestamp");
@@ -639,7 +681,7 @@ pub(crate) mod tests {
 
     #[test]
     fn signatures_are_required_and_checked_over_raw_bytes() {
-        let body = include_bytes!("../tests/fixtures/webhook-status-failed-131049.json");
+        let body = include_bytes!("../../tests/fixtures/webhook-status-failed-131049.json");
         assert!(matches!(
             parse(&post(body, Some(sign("s3cret", body))), &cfg(), &HOST),
             Ok(WebhookOutcome::Events(_))
@@ -673,7 +715,7 @@ pub(crate) mod tests {
     #[test]
     fn failed_status_is_classified_by_its_code() {
         let e = &events(include_str!(
-            "../tests/fixtures/webhook-status-failed-131049.json"
+            "../../tests/fixtures/webhook-status-failed-131049.json"
         ))[0];
         assert_eq!(e.kind, EventKind::MessageStatus);
         assert_eq!(e.classification.disposition, Disposition::Fallback);
@@ -688,9 +730,9 @@ pub(crate) mod tests {
     fn sent_status_samples() {
         for sample in [
             include_str!(
-                "../tests/fixtures/webhook-status-sent-marketing-pmp-with-conversation.json"
+                "../../tests/fixtures/webhook-status-sent-marketing-pmp-with-conversation.json"
             ),
-            include_str!("../tests/fixtures/webhook-status-sent-v24-no-conversation.json"),
+            include_str!("../../tests/fixtures/webhook-status-sent-v24-no-conversation.json"),
         ] {
             let e = &events(sample)[0];
             assert_eq!(
@@ -714,7 +756,7 @@ pub(crate) mod tests {
     #[test]
     fn inbound_message_opens_the_window() {
         let e = &events(include_str!(
-            "../tests/fixtures/webhook-inbound-text-basic.json"
+            "../../tests/fixtures/webhook-inbound-text-basic.json"
         ))[0];
         assert_eq!(e.kind, EventKind::InboundMessage);
         assert_eq!(
@@ -722,12 +764,31 @@ pub(crate) mod tests {
             Some(1_749_416_383_000 + SERVICE_WINDOW_MS)
         );
         let button = &events(include_str!(
-            "../tests/fixtures/webhook-inbound-template-quick-reply-button.json"
+            "../../tests/fixtures/webhook-inbound-template-quick-reply-button.json"
         ))[0];
         assert!(
             button
                 .details
                 .contains("\"button_payload\":\"Unsubscribe\"")
+        );
+    }
+
+    #[test]
+    fn readme_event_table_matches_the_code() {
+        let mut table =
+            String::from("| webhook field | event kinds | what it means |\n|---|---|---|\n");
+        for rule in FIELDS {
+            table.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                rule.field, rule.kinds, rule.meaning
+            ));
+        }
+        table.push_str(
+            "| any other field | `other` | passed through in `details` (`other_event`) |\n",
+        );
+        assert!(
+            include_str!("../../README.md").contains(&table),
+            "README's event table is stale; replace it with:\n{table}"
         );
     }
 
