@@ -3,8 +3,10 @@
 //! It is built from documents as Meta produces them, applied in order:
 //! - pages of `GET /{waba-id}/message_templates` (`{"data": [definitions…], "paging": …}`),
 //! - single template definitions (`{"name", "language", "status", "components", …}`),
-//! - `message_template_status_update` webhook bodies, which change a known template's status
-//!   (matched by id, else by name and language).
+//! - `message_template_status_update` and `template_category_update` webhook bodies, which
+//!   change a known template's status or category (matched by id, else by name and language),
+//! - the `details` of this channel's `template-status` and `template-category-change` events
+//!   (the same change, as the host keeps it: a host appends them to its cached catalog).
 //!
 //! The host fetches and caches these; the channel only reads them.
 
@@ -73,14 +75,20 @@ impl Catalog {
                     .map(Vec::as_slice)
                     .unwrap_or(&[])
                 {
-                    if change.get("field").and_then(Value::as_str)
-                        == Some("message_template_status_update")
-                        && let Some(value) = change.get("value")
+                    let field = change.get("field").and_then(Value::as_str);
+                    if matches!(
+                        field,
+                        Some("message_template_status_update" | "template_category_update")
+                    ) && let Some(value) = change.get("value")
                     {
-                        self.apply_status_update(value);
+                        self.apply_update(value);
                     }
                 }
             }
+        } else if doc.get("message_template_id").is_some()
+            || doc.get("message_template_name").is_some()
+        {
+            self.apply_update(doc);
         } else if let Some(list) = doc.as_array() {
             for (i, item) in list.iter().enumerate() {
                 self.apply(item, &index(path, i), errors);
@@ -124,10 +132,13 @@ impl Catalog {
         self.templates.push(def);
     }
 
-    fn apply_status_update(&mut self, value: &Value) {
-        let Some(status) = text(value, "event") else {
+    /// A status (`event`) or category (`new_category`) change of a known template.
+    fn apply_update(&mut self, value: &Value) {
+        let status = text(value, "event").map(|s| s.to_ascii_uppercase());
+        let category = text(value, "new_category").map(|c| c.to_ascii_uppercase());
+        if status.is_none() && category.is_none() {
             return;
-        };
+        }
         let id = text(value, "message_template_id");
         let name = text(value, "message_template_name");
         let language = text(value, "message_template_language").map(|l| normalize_language(&l));
@@ -137,7 +148,12 @@ impl Catalog {
                 _ => Some(&t.name) == name.as_ref() && Some(&t.language) == language.as_ref(),
             };
             if same {
-                t.status = status.to_ascii_uppercase();
+                if let Some(s) = &status {
+                    t.status = s.clone();
+                }
+                if let Some(c) = &category {
+                    t.category = c.clone();
+                }
             }
         }
     }

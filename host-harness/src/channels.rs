@@ -70,14 +70,14 @@ pub fn load_channels(
         let plugin = runtime.load_file(&setup.wasm, services, limits)?;
         channels.insert(
             setup.name.clone(),
-            Channel {
+            Channel::new(
                 plugin,
-                config: ChannelConfig {
+                ChannelConfig {
                     api_base: Some(setup.api_base.clone()),
                     settings: setup.settings.clone(),
                 },
-                pacing: setup.pacing,
-            },
+                setup.pacing,
+            ),
         );
     }
     Ok(channels)

@@ -42,7 +42,7 @@ fn the_sms_plugin_cannot_use_the_whatsapp_token() {
     let sms = &channels["sms"];
     let c = sms
         .plugin
-        .send(&sms_message(), &sms.config, 1)
+        .send(&sms_message(), &sms.config(), 1)
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -70,7 +70,7 @@ fn the_sms_plugin_cannot_reach_the_whatsapp_host() {
     let sms = &channels["sms"];
     let c = sms
         .plugin
-        .send(&sms_message(), &sms.config, 1)
+        .send(&sms_message(), &sms.config(), 1)
         .unwrap()
         .unwrap();
     assert_eq!(c.reason, "host_policy_denied", "{c:?}");
@@ -103,7 +103,7 @@ fn the_whatsapp_plugin_cannot_verify_webhooks_with_the_sms_secret() {
         query: vec![],
         body,
     };
-    let outcome = wa.plugin.parse_webhook(&request, &wa.config).unwrap();
+    let outcome = wa.plugin.parse_webhook(&request, &wa.config()).unwrap();
     assert!(
         outcome.is_err(),
         "a secret outside the grant verifies nothing: {outcome:?}"

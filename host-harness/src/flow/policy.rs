@@ -31,10 +31,12 @@ pub enum FlowState {
     Done,
     Exhausted,
     Expired,
+    /// A person (or another handler) took the conversation over: nothing more is sent.
+    HandedOver,
 }
 
 impl FlowState {
-    pub const ALL: [FlowState; 8] = [
+    pub const ALL: [FlowState; 9] = [
         FlowState::Ready,
         FlowState::Sending,
         FlowState::WaitingStatus,
@@ -43,6 +45,7 @@ impl FlowState {
         FlowState::Done,
         FlowState::Exhausted,
         FlowState::Expired,
+        FlowState::HandedOver,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl FlowState {
             FlowState::Done => "done",
             FlowState::Exhausted => "exhausted",
             FlowState::Expired => "expired",
+            FlowState::HandedOver => "handed_over",
         }
     }
 
@@ -65,7 +69,7 @@ impl FlowState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            FlowState::Done | FlowState::Exhausted | FlowState::Expired
+            FlowState::Done | FlowState::Exhausted | FlowState::Expired | FlowState::HandedOver
         )
     }
 }
@@ -317,6 +321,7 @@ mod tests {
             FlowState::Done,
             FlowState::Exhausted,
             FlowState::Expired,
+            FlowState::HandedOver,
             FlowState::Sending,
         ] {
             assert_eq!(on_timer(st, at(&s, 0, 1), 100_000), None);

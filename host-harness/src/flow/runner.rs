@@ -8,7 +8,9 @@ use super::spec::{FlowSpec, SpecError};
 use super::store::{Claim, OutboxItem, SendResult, Store, Submitted};
 use crate::runtime::{CallError, Plugin};
 use crate::services::{AllowRule, Secrets, now_ms};
-use crate::types::{ChannelConfig, Classification, Disposition, MessageRequest, WebhookEvent};
+use crate::types::{
+    ChannelConfig, Classification, Disposition, EventKind, MessageRequest, WebhookEvent,
+};
 use anyhow::Result;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -23,9 +25,65 @@ pub const CALLBACK_SECRET_NAME: &str = "flow/callback-secret";
 /// A channel the runner can send on.
 pub struct Channel {
     pub plugin: Plugin,
-    pub config: ChannelConfig,
+    /// Its settings, including the cached template catalog that template webhooks update.
+    config: std::sync::RwLock<Arc<ChannelConfig>>,
     /// Its pacing; `None` sends as fast as the in-flight bound allows.
     pub pacing: Option<ChannelPacing>,
+}
+
+/// Where a channel's settings keep the cached template catalog.
+const CATALOG_KEY: &str = "templates";
+
+impl Channel {
+    pub fn new(plugin: Plugin, config: ChannelConfig, pacing: Option<ChannelPacing>) -> Channel {
+        Channel {
+            plugin,
+            config: std::sync::RwLock::new(Arc::new(config)),
+            pacing,
+        }
+    }
+
+    /// The settings as they stand now.
+    pub fn config(&self) -> Arc<ChannelConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Template events (status, category changes) change the cached catalog: their
+    /// `details` are appended to the settings' `templates` documents, which the channel
+    /// applies in order (the WhatsApp channel reads them as status and category updates).
+    fn update_catalog(&self, events: &[&WebhookEvent]) {
+        let documents: Vec<Value> = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::TemplateStatus | EventKind::TemplateCategoryChange
+                )
+            })
+            .filter_map(|e| serde_json::from_str(&e.details).ok())
+            .collect();
+        if documents.is_empty() {
+            return;
+        }
+        let mut guard = self.config.write().unwrap_or_else(|p| p.into_inner());
+        let Ok(Value::Object(mut settings)) = serde_json::from_str::<Value>(&guard.settings) else {
+            return;
+        };
+        let mut catalog = match settings.remove(CATALOG_KEY) {
+            Some(Value::Array(docs)) => docs,
+            Some(doc) => vec![doc],
+            None => Vec::new(),
+        };
+        catalog.extend(documents);
+        settings.insert(CATALOG_KEY.into(), Value::Array(catalog));
+        *guard = Arc::new(ChannelConfig {
+            api_base: guard.api_base.clone(),
+            settings: Value::Object(settings).to_string(),
+        });
+    }
 }
 
 /// How the runner behaves under load.
@@ -250,9 +308,17 @@ impl Runner {
 
     /// Applies a channel's status events.
     pub async fn on_events(&self, channel: &str, events: Vec<WebhookEvent>) -> Result<()> {
-        let channel = channel.to_string();
-        self.on_store(move |store| store.apply_statuses(&channel, &events, now_ms()))
+        let name = channel.to_string();
+        let (events, fresh) = self
+            .on_store(move |store| {
+                let fresh = store.apply_statuses(&name, &events, now_ms())?;
+                Ok((events, fresh))
+            })
             .await?;
+        if let Some(ch) = self.channels.get(channel) {
+            let fresh: Vec<&WebhookEvent> = fresh.iter().map(|&i| &events[i]).collect();
+            ch.update_catalog(&fresh);
+        }
         self.wake.notify_one();
         Ok(())
     }
@@ -396,16 +462,16 @@ impl Runner {
 
     async fn call_channel(&self, channel: &Channel, claim: &Claim) -> SendResult {
         let request = MessageRequest {
-            opted_out: Vec::new(),
             recipient: claim.recipient.clone(),
             correlation_id: Some(claim.correlation_id.clone()),
             content: claim.content.clone(),
             last_inbound_ms: claim.last_inbound_ms,
             now_ms: now_ms(),
+            opted_out: claim.opted_out.clone(),
         };
         match channel
             .plugin
-            .send_async(&request, &channel.config, claim.attempt)
+            .send_async(&request, &channel.config(), claim.attempt)
             .await
         {
             Ok(Ok(c)) => SendResult::Classified(c),

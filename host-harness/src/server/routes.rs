@@ -336,7 +336,7 @@ async fn webhook(
     let hook = webhook_request(&parts.method, &parts.headers, query, body);
     let outcome = ch
         .plugin
-        .parse_webhook_async(&hook, &ch.config)
+        .parse_webhook_async(&hook, &ch.config())
         .await
         .map_err(|e| ApiError::internal("parsing a webhook", e))?;
     match outcome {

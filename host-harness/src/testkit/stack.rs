@@ -12,7 +12,7 @@ use crate::server::{self, Server, ServerOptions};
 use crate::services::Secrets;
 use crate::types::LogLevel;
 use anyhow::Result;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +38,8 @@ pub struct StackConfig {
     /// Time a client has to send its headers, and its body.
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
+    /// The WhatsApp channel's cached template catalog (`templates` in its settings).
+    pub whatsapp_templates: Option<Value>,
 }
 
 impl StackConfig {
@@ -60,6 +62,7 @@ impl Default for StackConfig {
             mock_limits: None,
             header_read_timeout: ServerOptions::new("").header_read_timeout,
             body_read_timeout: ServerOptions::new("").body_read_timeout,
+            whatsapp_templates: None,
         }
     }
 }
@@ -166,12 +169,69 @@ impl Stack {
         let secrets = demo_secrets();
         let mut setups = demo_setups(mock_url, 1_000.0);
         setups[0].pacing = Some(config.whatsapp_pacing);
+        if let Some(templates) = &config.whatsapp_templates {
+            setups[0].settings =
+                json!({"phone_number_id": DEMO_PHONE_NUMBER_ID, "templates": templates})
+                    .to_string();
+        }
         let channels = load_channels(runtime, &secrets, LogLevel::Error, &setups)?;
         Runner::open_with(db, channels, config.runner.clone(), &secrets)
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into()
+    }
+
+    /// `POST /flows` with the API token: the status code and the JSON answer.
+    pub fn post_flows(&self, body: &Value) -> Result<(u16, Value)> {
+        let mut resp = Self::agent()
+            .post(&format!("{}/flows", self.url()))
+            .header("authorization", &format!("Bearer {DEMO_API_TOKEN}"))
+            .send(body.to_string().as_bytes())?;
+        let answer = serde_json::from_slice(&resp.body_mut().read_to_vec()?)?;
+        Ok((resp.status().as_u16(), answer))
+    }
+
+    /// `GET /flows/{id}`.
+    pub fn flow_status(&self, id: &str) -> Result<Value> {
+        let mut resp = Self::agent()
+            .get(&format!("{}/flows/{id}", self.url()))
+            .header("authorization", &format!("Bearer {DEMO_API_TOKEN}"))
+            .call()?;
+        Ok(serde_json::from_slice(&resp.body_mut().read_to_vec()?)?)
+    }
+
+    /// The flow's status once it is final (an error after `within`).
+    pub fn wait_final(&self, id: &str, within: Duration) -> Result<Value> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if self.runner.is_final(id)? {
+                return self.flow_status(id);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        anyhow::bail!("flow {id} did not finish: {}", self.flow_status(id)?)
+    }
+
+    /// A WhatsApp notification, signed with the demo app secret as Meta signs it, posted to
+    /// `/webhooks/whatsapp`: the HTTP status.
+    pub fn post_whatsapp_webhook(&self, doc: &Value) -> Result<u16> {
+        let body = doc.to_string();
+        let resp = Self::agent()
+            .post(&format!("{}/webhooks/whatsapp", self.url()))
+            .header(
+                "X-Hub-Signature-256",
+                crate::testkit::signing::signature(DEMO_APP_SECRET, body.as_bytes()),
+            )
+            .send(body.as_bytes())?;
+        Ok(resp.status().as_u16())
     }
 
     /// Stops the server gracefully (webhooks posted meanwhile are lost, as when a host is

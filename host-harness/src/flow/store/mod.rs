@@ -19,8 +19,12 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde_json::{Value, json};
 use std::sync::Mutex;
 
+mod customers;
+
 /// Bumped when the tables change; an older file is refused with a clear message.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
+/// Older schemas this one upgrades in place (each only added tables).
+const UPGRADABLE_FROM: &[i64] = &[2];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS flows (
@@ -28,6 +32,7 @@ CREATE TABLE IF NOT EXISTS flows (
   step INTEGER NOT NULL, attempt INTEGER NOT NULL, wake_at INTEGER, created_ms INTEGER NOT NULL,
   expires_ms INTEGER, current_attempt INTEGER, callback_url TEXT, lane TEXT);
 CREATE INDEX IF NOT EXISTS flows_due ON flows(lane, wake_at) WHERE wake_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flows_by_recipient ON flows(recipient);
 CREATE TABLE IF NOT EXISTS attempts (
   id INTEGER PRIMARY KEY AUTOINCREMENT, flow_id TEXT NOT NULL, step INTEGER NOT NULL,
   channel TEXT NOT NULL, attempt INTEGER NOT NULL, correlation_id TEXT NOT NULL UNIQUE,
@@ -47,6 +52,9 @@ CREATE TABLE IF NOT EXISTS seen_events (dedupe_key TEXT PRIMARY KEY, at_ms INTEG
 CREATE TABLE IF NOT EXISTS inbound (
   channel TEXT NOT NULL, customer TEXT NOT NULL, last_ms INTEGER NOT NULL,
   PRIMARY KEY (channel, customer));
+CREATE TABLE IF NOT EXISTS opt_outs (
+  channel TEXT NOT NULL, customer TEXT NOT NULL, category TEXT NOT NULL, since_ms INTEGER NOT NULL,
+  PRIMARY KEY (channel, customer, category));
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, flow_id TEXT NOT NULL,
   url TEXT NOT NULL, body TEXT NOT NULL, tries INTEGER NOT NULL DEFAULT 0,
@@ -118,6 +126,8 @@ pub struct Claim {
     pub recipient: String,
     pub content: String,
     pub last_inbound_ms: Option<u64>,
+    /// Kinds of message the customer stopped on this channel (e.g. `marketing`).
+    pub opted_out: Vec<String>,
     /// When the pacer lets it leave (ms since the epoch).
     pub slot_ms: u64,
 }
@@ -225,7 +235,7 @@ impl Store {
             [],
             |r| r.get::<_, i64>(0).map(|n| n > 0),
         )?;
-        if has_flows && version != SCHEMA_VERSION {
+        if has_flows && version != SCHEMA_VERSION && !UPGRADABLE_FROM.contains(&version) {
             bail!(
                 "{path} was written by another version of host-harness (schema {version}, this one uses {SCHEMA_VERSION}); use a new --db file"
             );
@@ -331,18 +341,43 @@ impl Store {
         self.with_tx(now, |t| t.record(attempt_id, result))
     }
 
-    /// Applies status webhooks from one channel. Redeliveries (same dedupe key) and statuses
-    /// of lower precedence than the attempt holds change nothing.
-    pub fn apply_statuses(&self, channel: &str, events: &[WebhookEvent], now: u64) -> Result<()> {
+    /// Applies webhook events from one channel. Redeliveries (same dedupe key) and statuses
+    /// of lower precedence than the attempt holds change nothing. Besides statuses: any event
+    /// that opens the service window records the customer's last inbound time; a handover
+    /// stops the customer's open flows; opt-outs and resumes are kept per customer and
+    /// category; an identity change moves what is kept to the new identifier.
+    /// Returns the indices of the events seen for the first time.
+    pub fn apply_statuses(
+        &self,
+        channel: &str,
+        events: &[WebhookEvent],
+        now: u64,
+    ) -> Result<Vec<usize>> {
         self.with_tx(now, |t| {
-            for e in events {
+            let mut fresh = Vec::new();
+            for (i, e) in events.iter().enumerate() {
+                if !t.first_sight(channel, e)? {
+                    continue; // a redelivery: already applied
+                }
+                fresh.push(i);
+                if e.kind == EventKind::MessageStatus {
+                    t.apply_status(channel, e)?;
+                    t.note_classified_opt_out(channel, e.recipient.as_deref(), &e.classification)?;
+                    continue;
+                }
+                // Inbound messages, and anything else that opens the window (a customer's
+                // call, a message handled by another app).
+                if e.kind == EventKind::InboundMessage || e.service_window_ends_ms.is_some() {
+                    t.note_inbound(channel, e)?;
+                }
                 match e.kind {
-                    EventKind::MessageStatus => t.apply_status(channel, e)?,
-                    EventKind::InboundMessage => t.note_inbound(channel, e)?,
+                    EventKind::Handover => t.hand_over(channel, e)?,
+                    EventKind::RecipientPreference => t.note_preference(channel, e)?,
+                    EventKind::IdentityChange => t.rekey(channel, e)?,
                     _ => {}
                 }
             }
-            Ok(())
+            Ok(fresh)
         })
     }
 
@@ -454,34 +489,6 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// A customer wrote: their service window is open from then (keyed by phone, or BSUID).
-    fn note_inbound(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
-        let Some(customer) = e.recipient.as_deref().map(customer_key) else {
-            return Ok(());
-        };
-        let at = e.occurred_at_ms.unwrap_or(self.now);
-        self.tx
-            .prepare_cached(
-                "INSERT INTO inbound (channel, customer, last_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (channel, customer) DO UPDATE SET last_ms = max(last_ms, excluded.last_ms)",
-            )?
-            .execute(params![channel, customer, ms(at)])?;
-        Ok(())
-    }
-
-    /// The later of what the flow says and what the channel's webhooks told us.
-    fn last_inbound(&self, channel: &str, spec: &FlowSpec) -> Result<Option<u64>> {
-        let seen: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT last_ms FROM inbound WHERE channel = ?1 AND customer = ?2")?
-            .query_row(params![channel, customer_key(&spec.recipient)], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        let seen = seen.map(|v| v.max(0) as u64);
-        Ok(spec.last_inbound_ms.max(seen))
-    }
-
     fn submit(&self, id: &str, spec: &FlowSpec) -> Result<Submitted> {
         let text = serde_json::to_string(spec)?;
         let existing: Option<String> = self
@@ -502,7 +509,8 @@ impl Tx<'_> {
             .prepare_cached(
                 "INSERT INTO flows (id, spec, recipient, state, step, attempt, wake_at, created_ms, expires_ms, callback_url, lane) VALUES (?1, ?2, ?3, ?4, 0, 1, ?5, ?5, ?6, ?7, ?8)",
             )?
-            .execute(params![id, text, spec.recipient, FlowState::Ready.as_str(), ms(self.now), expires.map(ms), spec.callback_url, lane_for(spec, 0, FlowState::Ready)])?;
+            // The column holds the customer key (what webhooks name), the spec the address as given.
+            .execute(params![id, text, customer_key(&spec.recipient), FlowState::Ready.as_str(), ms(self.now), expires.map(ms), spec.callback_url, lane_for(spec, 0, FlowState::Ready)])?;
         self.note(
             id,
             None,
@@ -646,6 +654,7 @@ impl Tx<'_> {
             recipient: flow.spec.recipient.clone(),
             content: step.content.to_string(),
             last_inbound_ms: self.last_inbound(&step.channel, &flow.spec)?,
+            opted_out: self.opted_out(&step.channel, &flow.spec.recipient)?,
             slot_ms: slot,
         }))
     }
@@ -725,6 +734,9 @@ impl Tx<'_> {
         let Some(flow) = self.load(&a.flow_id)? else {
             return Ok(());
         };
+        if let SendResult::Classified(c) = result {
+            self.note_classified_opt_out(&a.channel, Some(&flow.spec.recipient), c)?;
+        }
         if flow.state != FlowState::Sending || flow.current_attempt != Some(a.id) {
             return Ok(());
         }
@@ -875,16 +887,19 @@ impl Tx<'_> {
         Ok(Some(a))
     }
 
-    fn apply_status(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
+    /// Whether this is the first time the event is seen (its dedupe key is then kept).
+    fn first_sight(&self, channel: &str, e: &WebhookEvent) -> Result<bool> {
         let fresh = self
             .tx
             .prepare_cached(
                 "INSERT OR IGNORE INTO seen_events (dedupe_key, at_ms) VALUES (?1, ?2)",
             )?
             .execute(params![format!("{channel}:{}", e.dedupe_key), ms(self.now)])?;
-        if fresh == 0 {
-            return Ok(()); // a redelivery: already applied
-        }
+        Ok(fresh > 0)
+    }
+
+    /// Applies a status seen for the first time.
+    fn apply_status(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
         let Some(a) = self.attempt_for(channel, e)? else {
             return Ok(());
         };
@@ -1009,14 +1024,15 @@ pub fn describe(c: &Classification) -> String {
 fn status_json(conn: &Connection, id: &str) -> Result<Option<Value>> {
     let flow: Option<(String, String, i64)> = conn
         .query_row(
-            "SELECT recipient, state, step FROM flows WHERE id = ?1",
+            "SELECT spec, state, step FROM flows WHERE id = ?1",
             params![id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let Some((recipient, state, step)) = flow else {
+    let Some((spec, state, step)) = flow else {
         return Ok(None);
     };
+    let recipient = serde_json::from_str::<FlowSpec>(&spec)?.recipient;
     let mut stmt = conn.prepare_cached("SELECT id, channel, attempt, provider_message_id, sent_ms, disposition, reason, provider_code, status, closed, possible_duplicate, correlation_id, phase FROM attempts WHERE flow_id = ?1 ORDER BY id")?;
     let attempts: Vec<Value> = stmt
         .query_map(params![id], |r| {
@@ -1244,6 +1260,26 @@ mod tests {
         spec.recipient = "+1 555 010 0001".into();
         s.submit(&[("f".into(), spec)], NOW).unwrap();
         assert_eq!(claim_one(&s, NOW).last_inbound_ms, Some(NOW - 60_000));
+    }
+
+    #[test]
+    fn a_131050_refusal_stops_marketing_for_that_customer_until_a_resume() {
+        let s = store();
+        let mut refused = status("wamid.m", "x", Disposition::Fallback, 2);
+        refused.recipient = Some("+15550100001".into());
+        refused.classification.reason = "recipient_opted_out".into();
+        refused.classification.provider_code = Some("131050".into());
+        s.apply_statuses("whatsapp", &[refused], NOW).unwrap();
+        s.submit(&[("f".into(), spec())], NOW).unwrap();
+        assert_eq!(claim_one(&s, NOW).opted_out, ["marketing"]);
+        let mut resume = status("pref", "x", Disposition::Accepted, 0);
+        resume.kind = EventKind::RecipientPreference;
+        resume.recipient = Some("+15550100001".into());
+        resume.classification.reason = "recipient_opted_in".into();
+        resume.details = json!({"category": "marketing"}).to_string();
+        s.apply_statuses("whatsapp", &[resume], NOW).unwrap();
+        s.submit(&[("g".into(), spec())], NOW).unwrap();
+        assert!(claim_one(&s, NOW).opted_out.is_empty());
     }
 
     #[test]

@@ -1,0 +1,197 @@
+//! What the store keeps per customer and channel, learnt from webhooks: the last time the
+//! customer wrote (the service window), the kinds of message they stopped, and who handles
+//! the conversation. A customer is keyed by phone number or, without one, by the channel's
+//! own user id (WhatsApp's BSUID): an event names both when it knows both, and what it says
+//! is kept under each.
+
+use super::{FlowState, Tx, customer_key, ms};
+use crate::types::{Classification, WebhookEvent};
+use anyhow::Result;
+use rusqlite::{OptionalExtension, params};
+use serde_json::{Value, json};
+
+/// The reason channels give when a customer stopped a kind of message.
+const OPTED_OUT: &str = "recipient_opted_out";
+/// The reason channels give when a customer resumed it.
+const OPTED_IN: &str = "recipient_opted_in";
+/// What a 131050-style refusal (no preference event, just a refused send) stops.
+const MARKETING: &str = "marketing";
+
+/// Every key an event names the customer by: its `recipient`, and the phone and user id in
+/// `details.customer` (WhatsApp's form; other channels give only `recipient`).
+fn keys_of(e: &WebhookEvent) -> Vec<String> {
+    let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
+    let mut keys: Vec<String> = [
+        e.recipient.as_deref(),
+        details.pointer("/customer/phone").and_then(Value::as_str),
+        details.pointer("/customer/user_id").and_then(Value::as_str),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|k| !k.trim().is_empty())
+    .map(customer_key)
+    .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+impl Tx<'_> {
+    /// The customer wrote (or called): their service window is open from then.
+    pub(super) fn note_inbound(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
+        let at = e.occurred_at_ms.unwrap_or(self.now);
+        for customer in keys_of(e) {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO inbound (channel, customer, last_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (channel, customer) DO UPDATE SET last_ms = max(last_ms, excluded.last_ms)",
+                )?
+                .execute(params![channel, customer, ms(at)])?;
+        }
+        Ok(())
+    }
+
+    /// The later of what the flow says and what the channel's webhooks told us.
+    pub(super) fn last_inbound(
+        &self,
+        channel: &str,
+        spec: &super::FlowSpec,
+    ) -> Result<Option<u64>> {
+        let seen: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT last_ms FROM inbound WHERE channel = ?1 AND customer = ?2")?
+            .query_row(params![channel, customer_key(&spec.recipient)], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let seen = seen.map(|v| v.max(0) as u64);
+        Ok(spec.last_inbound_ms.max(seen))
+    }
+
+    /// The kinds of message the customer stopped on this channel.
+    pub(super) fn opted_out(&self, channel: &str, recipient: &str) -> Result<Vec<String>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT category FROM opt_outs WHERE channel = ?1 AND customer = ?2 ORDER BY category",
+        )?;
+        let rows = stmt.query_map(params![channel, customer_key(recipient)], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
+    fn set_opt_out(&self, channel: &str, customer: &str, category: &str, stop: bool) -> Result<()> {
+        if stop {
+            self.tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO opt_outs (channel, customer, category, since_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![channel, customer, category, ms(self.now)])?;
+        } else {
+            self.tx
+                .prepare_cached(
+                    "DELETE FROM opt_outs WHERE channel = ?1 AND customer = ?2 AND category = ?3",
+                )?
+                .execute(params![channel, customer, category])?;
+        }
+        Ok(())
+    }
+
+    /// A preference event: stop or resume the kind it names (`details.category`).
+    pub(super) fn note_preference(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
+        let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
+        let Some(category) = details.get("category").and_then(Value::as_str) else {
+            return Ok(());
+        };
+        let stop = match e.classification.reason.as_str() {
+            OPTED_OUT => true,
+            OPTED_IN => false,
+            _ => return Ok(()),
+        };
+        for customer in keys_of(e) {
+            self.set_opt_out(channel, &customer, category, stop)?;
+        }
+        Ok(())
+    }
+
+    /// A send refused because the customer stopped marketing (Meta's 131050, synchronous or
+    /// in a status) counts as a marketing stop until the customer resumes.
+    pub(super) fn note_classified_opt_out(
+        &self,
+        channel: &str,
+        recipient: Option<&str>,
+        c: &Classification,
+    ) -> Result<()> {
+        // Our own refusal (nothing sent, no provider code) only repeats what is known.
+        if c.reason != OPTED_OUT || c.provider_code.is_none() {
+            return Ok(());
+        }
+        match recipient {
+            Some(r) => self.set_opt_out(channel, &customer_key(r), MARKETING, true),
+            None => Ok(()),
+        }
+    }
+
+    /// Someone else handles the conversation: every open flow to this customer stops, with
+    /// `handed_over` in its timeline and a callback, whatever step it is on.
+    pub(super) fn hand_over(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
+        let keys = keys_of(e);
+        let mut open = Vec::new();
+        for key in &keys {
+            let mut stmt = self
+                .tx
+                .prepare_cached("SELECT id, state FROM flows WHERE recipient = ?1")?;
+            let rows = stmt.query_map(params![key], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                let (id, state) = row?;
+                if FlowState::parse(&state).is_some_and(|s| !s.is_final()) {
+                    open.push(id);
+                }
+            }
+        }
+        let why = format!(
+            "handed_over: {channel} {} ({}); no more automatic sends",
+            e.classification.reason,
+            if e.classification.reason == "business_app_reply" {
+                "a person answered from the Business app"
+            } else {
+                "another handler owns the conversation"
+            }
+        );
+        for id in open {
+            let Some(flow) = self.load(&id)? else {
+                continue;
+            };
+            self.note(&flow.id, None, &why)?;
+            self.tx.execute(
+                "UPDATE attempts SET closed = 1 WHERE flow_id = ?1 AND step = ?2",
+                params![flow.id, flow.step as i64],
+            )?;
+            self.set_state(&flow, FlowState::HandedOver, None)?;
+            self.emit(
+                &flow,
+                "handed_over",
+                json!({"channel": channel, "reason": e.classification.reason}),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The customer's identifier changed: what is kept under the old one moves to the new one.
+    pub(super) fn rekey(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
+        let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
+        let new = ["/new/phone", "/new/user_id"]
+            .iter()
+            .find_map(|p| details.pointer(p).and_then(Value::as_str))
+            .map(customer_key);
+        let (Some(old), Some(new)) = (e.recipient.as_deref().map(customer_key), new) else {
+            return Ok(());
+        };
+        for table in ["inbound", "opt_outs"] {
+            self.tx.execute(
+                &format!("UPDATE OR IGNORE {table} SET customer = ?3 WHERE channel = ?1 AND customer = ?2"),
+                params![channel, old, new],
+            )?;
+        }
+        Ok(())
+    }
+}
