@@ -21,6 +21,7 @@ pub mod field_errors;
 mod glue;
 pub mod graph_versions;
 pub mod host;
+pub mod meta_limits;
 pub mod payloads;
 pub mod phone;
 pub mod schemas;

@@ -56,8 +56,7 @@ pub enum Recipient {
     Bsuid(String),
 }
 
-/// Longest id part of a BSUID (Meta: "up to 128 alphanumeric characters").
-pub const BSUID_MAX_ID: usize = 128;
+pub use crate::meta_limits::BSUID_MAX_ID;
 
 /// Whether `s` is a BSUID or a parent BSUID (`US.13491208655302741918`,
 /// `US.ENT.11815799212886844830`): an ISO 3166 alpha-2 code, a dot, then alphanumerics.

@@ -9,9 +9,9 @@ use crate::templates::{Variable, limits, scan_variables};
 use serde_json::Value;
 
 /// Meta's limit on a hydrated body when the template has only a body.
-pub const BODY_ONLY_HYDRATED_MAX: usize = 32_768;
+pub use crate::meta_limits::template_sends::BODY_ONLY_HYDRATED as BODY_ONLY_HYDRATED_MAX;
 /// Meta's limit on an authentication code.
-pub const OTP_MAX: usize = 15;
+pub use crate::meta_limits::template_sends::OTP as OTP_MAX;
 
 /// Finds the definition a template message names and checks the message against it.
 pub fn check_against_catalog(template: &Value, catalog: &Catalog, path: &str, errors: &mut Errors) {

@@ -20,23 +20,8 @@ pub const LANGUAGES: &[&str] = &[
     "es_ES", "es_UY", "sw", "sv", "ta", "te", "th", "tr", "uk", "ur", "uz", "vi", "zu",
 ];
 
-/// Template limits from Meta's components page.
-pub mod limits {
-    pub const NAME: usize = 512;
-    pub const HEADER_TEXT: usize = 60;
-    pub const BODY_TEXT: usize = 1024;
-    pub const FOOTER_TEXT: usize = 60;
-    pub const BUTTONS: usize = 10;
-    pub const QUICK_REPLY_BUTTONS: usize = 10;
-    pub const URL_BUTTONS: usize = 2;
-    pub const PHONE_BUTTONS: usize = 1;
-    pub const COPY_CODE_BUTTONS: usize = 1;
-    pub const BUTTON_LABEL: usize = 25;
-    pub const BUTTON_URL: usize = 2000;
-    pub const BUTTON_PHONE: usize = 20;
-    pub const COPY_CODE_EXAMPLE: usize = 15;
-    pub const CODE_EXPIRATION_MINUTES: (i64, i64) = (1, 90);
-}
+/// Template limits (Meta's components page).
+pub use crate::meta_limits::templates as limits;
 
 /// Template category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use crate::field_errors::{Errors, Fields, index, type_name};
 use serde_json::Value;
 
 /// Meta's limit on contacts per message.
-pub const CONTACTS_MAX: usize = 257;
+pub use crate::meta_limits::messages::CONTACTS as CONTACTS_MAX;
 
 const CONTACT_FIELDS: &[&str] = &[
     "addresses",

@@ -4,25 +4,7 @@
 use crate::field_errors::{Errors, Fields, excerpt, index};
 use serde_json::Value;
 
-pub mod limits {
-    pub const HEADER_TEXT: usize = 60;
-    pub const FOOTER_TEXT: usize = 60;
-    pub const BODY_TEXT: usize = 1024;
-    pub const LIST_BODY_TEXT: usize = 4096;
-    pub const REPLY_BUTTONS: usize = 3;
-    pub const BUTTON_TITLE: usize = 20;
-    pub const BUTTON_ID: usize = 256;
-    pub const LIST_BUTTON: usize = 20;
-    pub const SECTIONS: usize = 10;
-    pub const ROWS: usize = 10;
-    pub const SECTION_TITLE: usize = 24;
-    pub const ROW_ID: usize = 200;
-    pub const ROW_TITLE: usize = 24;
-    pub const ROW_DESCRIPTION: usize = 72;
-    pub const CTA_DISPLAY_TEXT: usize = 20;
-    /// Meta's pages disagree (20 without emoji; "advised 30 or less"); the larger is enforced.
-    pub const FLOW_CTA: usize = 30;
-}
+pub use crate::meta_limits::interactive as limits;
 
 /// The interactive variants this channel sends.
 pub const VARIANTS: &[&str] = &["button", "list", "cta_url", "flow"];

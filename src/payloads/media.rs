@@ -6,7 +6,7 @@ use crate::field_errors::{Errors, Fields, excerpt};
 use serde_json::Value;
 
 /// Meta's limit on a media caption.
-pub const CAPTION_MAX: usize = 1024;
+pub use crate::meta_limits::messages::CAPTION as CAPTION_MAX;
 
 /// Whether a media message of this kind may carry a caption.
 fn takes_caption(kind: &str) -> bool {

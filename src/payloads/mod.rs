@@ -23,7 +23,7 @@ use crate::{
 use serde_json::{Map, Value, json};
 
 /// Meta's limit on `biz_opaque_callback_data`.
-pub const CORRELATION_ID_MAX: usize = 512;
+pub use crate::meta_limits::CORRELATION_ID_MAX;
 
 /// The message types `build` knows, in the order the docs list them.
 pub const SUPPORTED_TYPES: &[&str] = &[
@@ -295,7 +295,7 @@ fn mark_as_read(
 
 /// The customer-service window: free-form messages only within 24 h of the customer's last
 /// message.
-pub const SERVICE_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
+pub use crate::meta_limits::SERVICE_WINDOW_MS;
 
 /// What `send` does about the service window.
 #[derive(Debug, PartialEq)]

@@ -10,7 +10,7 @@ use crate::templates::{LANGUAGES, is_valid_name};
 use serde_json::{Map, Value, json};
 
 /// Meta's limit on a copy-code coupon and on an authentication code.
-pub const COUPON_CODE_MAX: usize = 15;
+pub use crate::meta_limits::template_sends::COUPON_CODE as COUPON_CODE_MAX;
 /// Button sub-types a template message may fill.
 pub const BUTTON_SUB_TYPES: &[&str] = &[
     "quick_reply",

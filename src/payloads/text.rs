@@ -5,7 +5,7 @@ use crate::field_errors::{Errors, Fields};
 use serde_json::{Value, json};
 
 /// Meta's limit on `text.body`.
-pub const BODY_MAX: usize = 4096;
+pub use crate::meta_limits::messages::TEXT_BODY as BODY_MAX;
 
 pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
     let text = super::type_object(content, "text", errors)?;

@@ -27,7 +27,7 @@ mod conversation;
 mod platform;
 
 /// The customer-service window an inbound message opens.
-pub const SERVICE_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
+pub use crate::meta_limits::SERVICE_WINDOW_MS;
 /// The header Meta signs POSTs with.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
