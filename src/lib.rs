@@ -25,8 +25,9 @@ pub mod meta_limits;
 pub mod payloads;
 pub mod phone;
 pub mod schemas;
-pub mod send_check;
+
 pub mod templates;
+pub use templates::send_check;
 pub mod webhooks;
 
 pub use glue::types::{

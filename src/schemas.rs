@@ -71,7 +71,7 @@ pub fn message_schema() -> Value {
         "type": "object",
         "required": ["type"],
         "properties": {
-            "type": {"enum": ["text", "currency", "date_time", "image", "video", "document", "location", "payload", "coupon_code", "action"]},
+            "type": {"enum": ["text", "currency", "date_time", "image", "video", "document", "location", "product", "payload", "coupon_code", "action", "limited_time_offer"]},
             "parameter_name": {"type": "string", "pattern": "^[a-z0-9_]+$"}
         }
     });
@@ -116,7 +116,8 @@ pub fn message_schema() -> Value {
                         "type": "object",
                         "required": ["type"],
                         "properties": {
-                            "type": {"enum": ["header", "body", "button", "limited_time_offer"]},
+                            "type": {"enum": ["header", "body", "button", "limited_time_offer", "carousel"]},
+                            "cards": {"description": "For `carousel`: exactly the approved number of cards, each {card_index, components}.", "type": "array", "minItems": 2, "maxItems": 10, "items": {"type": "object", "required": ["card_index", "components"], "properties": {"card_index": {"type": "integer", "minimum": 0, "maximum": 9}, "components": {"type": "array"}}}},
                             "sub_type": {"enum": crate::payloads::template_button_sub_types()},
                             "index": {"oneOf": [{"type": "string", "pattern": "^[0-9]$"}, {"type": "integer", "minimum": 0, "maximum": 9}]},
                             "parameters": {"type": "array", "items": parameter}
@@ -140,7 +141,7 @@ pub fn template_schema() -> Value {
             "language": {"enum": crate::templates::LANGUAGES},
             "parameter_format": {"enum": ["positional", "named"], "default": "positional"},
             "message_send_ttl_seconds": {"type": "integer"},
-            "components": {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["HEADER", "BODY", "FOOTER", "BUTTONS", "header", "body", "footer", "buttons"]}}}}
+            "components": {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["HEADER", "BODY", "FOOTER", "BUTTONS", "CAROUSEL", "LIMITED_TIME_OFFER", "header", "body", "footer", "buttons", "carousel", "limited_time_offer"]}}}}
         }
     })
 }

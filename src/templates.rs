@@ -1,7 +1,12 @@
 //! Meta's template creation rules (`POST /{waba-id}/message_templates`), checked before a
 //! template goes to a review that can take 24 h. Every problem is reported, not the first.
 //!
-//! The rule table with codes and examples is in the README ("Template rules").
+//! The rule table with codes and examples is in the README ("Template rules"). The rules of
+//! marketing-only template kinds (carousels, limited-time offers, product cards) are in
+//! [`marketing`]; the check of a send against its approved template is [`send_check`].
+
+pub mod marketing;
+pub mod send_check;
 
 use crate::FieldError;
 use crate::field_errors::{Errors, Fields, excerpt, index, parse_json, pointer, type_name};
@@ -380,15 +385,20 @@ fn check_components(components: &[Value], ctx: &Ctx, errors: &mut Errors) {
             "FOOTER" if auth => check_auth_footer(&c, errors),
             "FOOTER" => check_footer(&c, errors),
             "BUTTONS" => check_buttons(&c, ctx, errors),
+            "CAROUSEL" => marketing::check_carousel(&c, ctx, errors),
+            "LIMITED_TIME_OFFER" => marketing::check_offer_component(&c, ctx, errors),
             _ => errors.add(
                 pointer(&path, "type"),
                 "unknown_component",
                 format!(
-                    "component type {} is not one of HEADER, BODY, FOOTER, BUTTONS",
+                    "component type {} is not one of HEADER, BODY, FOOTER, BUTTONS, CAROUSEL, LIMITED_TIME_OFFER",
                     excerpt(kind)
                 ),
             ),
         }
+    }
+    if seen.iter().any(|(k, _)| k == "LIMITED_TIME_OFFER") {
+        marketing::check_offer_template(components, errors);
     }
     if !seen.iter().any(|(k, _)| k == "BODY") {
         errors.add(
@@ -641,6 +651,19 @@ fn check_header(c: &Fields, ctx: &Ctx, errors: &mut Errors) {
                 );
             }
         }
+        // Single-product templates show a catalog product (with an SPM button).
+        "PRODUCT" => {
+            if matches!(
+                ctx.category,
+                Some(Category::Authentication | Category::Utility)
+            ) {
+                errors.add(
+                    c.path_of("format"),
+                    "invalid_header_format",
+                    "PRODUCT headers are only for MARKETING templates",
+                );
+            }
+        }
         "LOCATION" => {
             if !matches!(
                 ctx.category,
@@ -657,7 +680,7 @@ fn check_header(c: &Fields, ctx: &Ctx, errors: &mut Errors) {
             c.path_of("format"),
             "invalid_header_format",
             format!(
-                "header format {} is not one of TEXT, IMAGE, VIDEO, DOCUMENT, LOCATION",
+                "header format {} is not one of TEXT, IMAGE, VIDEO, DOCUMENT, GIF, LOCATION, PRODUCT",
                 excerpt(format)
             ),
         ),

@@ -140,6 +140,21 @@ fn build_components(components: &[Value], list_path: &str, errors: &mut Errors) 
             continue;
         };
         let kind = kind.to_ascii_lowercase();
+        if kind == "carousel" {
+            c.reject_unknown(&["type", "cards"], errors);
+            if seen.iter().any(|(k, _)| k == "carousel") {
+                errors.add(
+                    c.path_of("type"),
+                    "duplicate_component",
+                    "a template message has one carousel component",
+                );
+            }
+            seen.push(("carousel".into(), i));
+            if let Some(cards) = c.array("cards", true, errors) {
+                out.push(json!({"type": "carousel", "cards": build_cards(cards, &c.path_of("cards"), errors)}));
+            }
+            continue;
+        }
         let mut built = Map::new();
         built.insert("type".into(), json!(kind));
         let key = match kind.as_str() {
@@ -201,7 +216,7 @@ fn build_components(components: &[Value], list_path: &str, errors: &mut Errors) 
                     c.path_of("type"),
                     "invalid_component",
                     format!(
-                        "component type {} is not one of header, body, button, limited_time_offer",
+                        "component type {} is not one of header, body, button, limited_time_offer, carousel",
                         excerpt(other)
                     ),
                 );
@@ -228,6 +243,58 @@ fn build_components(components: &[Value], list_path: &str, errors: &mut Errors) 
     out
 }
 
+/// The cards of a carousel template message: 2–10, each `card_index` once, each card's
+/// components built like a template's.
+fn build_cards(cards: &[Value], list_path: &str, errors: &mut Errors) -> Vec<Value> {
+    let (lo, hi) = crate::meta_limits::templates::CAROUSEL_CARDS;
+    if !(lo..=hi).contains(&cards.len()) {
+        errors.add(
+            list_path,
+            "card_count",
+            format!("a carousel has {lo}–{hi} cards, got {}", cards.len()),
+        );
+    }
+    let mut indices: Vec<u64> = Vec::new();
+    let mut out = Vec::with_capacity(cards.len());
+    for (i, card) in cards.iter().enumerate() {
+        let path = index(list_path, i);
+        let Some(f) = Fields::of(card, &path, "a carousel card", errors) else {
+            continue;
+        };
+        f.reject_unknown(&["card_index", "components"], errors);
+        let card_index = match f.get("card_index").and_then(Value::as_u64) {
+            Some(n) if n < hi as u64 => n,
+            other => {
+                errors.add(
+                    f.path_of("card_index"),
+                    "invalid_card_index",
+                    format!(
+                        "`card_index` is the card's position, 0–{}, got {}",
+                        hi - 1,
+                        other.map_or("none".into(), |n| n.to_string())
+                    ),
+                );
+                continue;
+            }
+        };
+        if indices.contains(&card_index) {
+            errors.add(
+                f.path_of("card_index"),
+                "duplicate_card_index",
+                format!("card_index {card_index} is given twice"),
+            );
+        }
+        indices.push(card_index);
+        let components = f
+            .array("components", true, errors)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let built = build_components(components, &f.path_of("components"), errors);
+        out.push(json!({"card_index": card_index, "components": built}));
+    }
+    out
+}
+
 /// Parameter types allowed in each kind of component.
 fn allowed_types(component: &str) -> &'static [&'static str] {
     match component {
@@ -239,6 +306,7 @@ fn allowed_types(component: &str) -> &'static [&'static str] {
             "location",
             "currency",
             "date_time",
+            "product",
         ],
         "body" => &["text", "currency", "date_time"],
         "limited_time_offer" => &["limited_time_offer"],
@@ -329,6 +397,22 @@ fn build_parameters(
                 check_media(v, &value_path, &kind, false, errors)
             }
             ("location", Some(v)) => check_location(v, &value_path, errors),
+            // A product card's header: the catalog product it shows.
+            ("product", Some(v)) => {
+                let ok = ["product_retailer_id", "catalog_id"].iter().all(|k| {
+                    v.get(k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| !s.is_empty())
+                });
+                if !ok {
+                    errors.add(
+                        &value_path,
+                        "invalid_product",
+                        "a product parameter is {\"product_retailer_id\", \"catalog_id\"}",
+                    );
+                }
+                ok
+            }
             ("limited_time_offer", Some(v)) => match v.get("expiration_time_ms") {
                 Some(ms) if ms.as_u64().is_some() => true,
                 _ => {

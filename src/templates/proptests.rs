@@ -356,6 +356,139 @@ const AUTH_MUTATIONS: &[Mutation] = &[
     }),
 ];
 
+fn carousel_base() -> Value {
+    serde_json::from_str(include_str!(
+        "../../tests/fixtures/template-create-marketing-media-card-carousel.json"
+    ))
+    .unwrap()
+}
+
+fn offer_base() -> Value {
+    serde_json::from_str(include_str!(
+        "../../tests/fixtures/template-create-marketing-limited-time-offer.json"
+    ))
+    .unwrap()
+}
+
+fn cards(t: &mut Value) -> &mut Vec<Value> {
+    comps(t)
+        .iter_mut()
+        .find(|c| kind_of(c) == "CAROUSEL")
+        .unwrap()["cards"]
+        .as_array_mut()
+        .unwrap()
+}
+
+/// The components of every card.
+fn each_card(t: &mut Value, f: impl Fn(&mut Vec<Value>)) {
+    for card in cards(t) {
+        f(card["components"].as_array_mut().unwrap());
+    }
+}
+
+const CAROUSEL_MUTATIONS: &[Mutation] = &[
+    ("card_count", |t, n| {
+        let c = cards(t);
+        if n % 2 == 0 {
+            c.truncate(1);
+        } else {
+            let card = c[0].clone();
+            c.resize(11 + n % 5, card);
+        }
+    }),
+    ("marketing_only", |t, n| {
+        t["category"] = json!(["UTILITY", "utility", "AUTHENTICATION"][n % 3])
+    }),
+    ("cards_not_uniform", |t, _| {
+        cards(t)[1]["components"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|c| kind_of(c) != "BODY")
+    }),
+    ("too_long", |t, n| {
+        each_card(t, |c| {
+            c[1] = json!({"type": "body", "text": format!("Fresh {}.", "x".repeat(160))});
+        });
+        let _ = n;
+    }),
+    ("invalid_card_header", |t, n| {
+        let format = ["TEXT", "DOCUMENT", "LOCATION", "AUDIO"][n % 4];
+        each_card(t, |c| c[0]["format"] = json!(format));
+    }),
+    ("missing_example", |t, _| {
+        cards(t)[0]["components"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("example");
+    }),
+    ("too_many_buttons", |t, _| {
+        each_card(t, |c| {
+            c[2]["buttons"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "quick_reply", "text": "More"}))
+        })
+    }),
+    ("invalid_card_button", |t, _| {
+        each_card(t, |c| {
+            c[2]["buttons"][0] = json!({"type": "COPY_CODE", "example": "SAVE10"})
+        })
+    }),
+    ("missing_card_buttons", |t, _| {
+        each_card(t, |c| c.retain(|x| kind_of(x) != "BUTTONS"))
+    }),
+    ("missing_card_header", |t, _| {
+        each_card(t, |c| c.retain(|x| kind_of(x) != "HEADER"))
+    }),
+];
+
+const OFFER_MUTATIONS: &[Mutation] = &[
+    ("too_long", |t, n| {
+        let c = comps(t)
+            .iter_mut()
+            .find(|c| kind_of(c) == "LIMITED_TIME_OFFER")
+            .unwrap();
+        c["limited_time_offer"]["text"] = json!("x".repeat(17 + n));
+    }),
+    ("marketing_only", |t, n| {
+        t["category"] = json!(["UTILITY", "utility"][n % 2])
+    }),
+    ("not_allowed_in_offer", |t, _| {
+        comps(t).push(json!({"type": "FOOTER", "text": "Terms apply"}))
+    }),
+    ("too_long", |t, n| {
+        let text = format!(
+            "Good news, {{{{1}}}}! Code {{{{2}}}} {}.",
+            "x".repeat(600 + n)
+        );
+        set_body(t, &text, json!(["Pablo", "CARIBE25"]));
+    }),
+    ("invalid_header_format", |t, n| {
+        let header = [
+            json!({"type": "HEADER", "format": "TEXT", "text": "Hello"}),
+            json!({"type": "HEADER", "format": "DOCUMENT", "example": {"header_handle": ["4::x"]}}),
+        ][n % 2]
+            .clone();
+        set_header(t, header);
+    }),
+    ("missing_offer_url_button", |t, _| {
+        set_buttons(t, json!([{"type": "COPY_CODE", "example": "CARIBE25"}]))
+    }),
+    ("not_allowed_in_offer", |t, n| {
+        set_buttons(
+            t,
+            json!([qr(n), {"type": "URL", "text": "Book", "url": "https://x.com"}]),
+        )
+    }),
+    ("missing", |t, _| {
+        let c = comps(t)
+            .iter_mut()
+            .find(|c| kind_of(c) == "LIMITED_TIME_OFFER")
+            .unwrap();
+        c.as_object_mut().unwrap().remove("limited_time_offer");
+    }),
+];
+
 fn codes(t: &Value) -> Vec<String> {
     validate(t)
         .err()
@@ -367,7 +500,10 @@ fn codes(t: &Value) -> Vec<String> {
 
 #[test]
 fn every_base_is_valid() {
-    for b in bases().iter().chain([auth_base()].iter()) {
+    for b in bases()
+        .iter()
+        .chain([auth_base(), carousel_base(), offer_base()].iter())
+    {
         assert_eq!(validate(b), Ok(()), "{b}");
     }
 }
@@ -391,6 +527,24 @@ proptest! {
         mutate(&mut t, n);
         let got = codes(&t);
         prop_assert!(got.iter().any(|c| c == code), "auth mutation {m} should report {code}, got {got:?} for {t}");
+    }
+
+    #[test]
+    fn breaking_one_carousel_rule_reports_its_code(m in 0..CAROUSEL_MUTATIONS.len(), n in 1usize..40) {
+        let mut t = carousel_base();
+        let (code, mutate) = CAROUSEL_MUTATIONS[m];
+        mutate(&mut t, n);
+        let got = codes(&t);
+        prop_assert!(got.iter().any(|c| c == code), "carousel mutation {m} should report {code}, got {got:?} for {t}");
+    }
+
+    #[test]
+    fn breaking_one_offer_rule_reports_its_code(m in 0..OFFER_MUTATIONS.len(), n in 1usize..40) {
+        let mut t = offer_base();
+        let (code, mutate) = OFFER_MUTATIONS[m];
+        mutate(&mut t, n);
+        let got = codes(&t);
+        prop_assert!(got.iter().any(|c| c == code), "offer mutation {m} should report {code}, got {got:?} for {t}");
     }
 
     #[test]

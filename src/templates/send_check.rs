@@ -3,9 +3,12 @@
 //! 132005 (hydrated text too long), 132012 (parameter format), 132015 (paused) and 132016
 //! (disabled) before anything is sent.
 
+mod carousel;
+
 use crate::catalog::{Catalog, Definition};
 use crate::field_errors::{Errors, excerpt, index};
-use crate::templates::{Variable, limits, scan_variables};
+use crate::meta_limits::templates as limits;
+use crate::templates::{Variable, scan_variables};
 use serde_json::Value;
 
 /// Meta's limit on a hydrated body when the template has only a body.
@@ -49,14 +52,6 @@ enum HeaderNeed {
     Text { vars: Vec<Variable>, text: String },
     Media(String),
     Location,
-}
-
-fn component<'a>(def: &'a Definition, kind: &str) -> Option<&'a Value> {
-    def.components.iter().find(|c| {
-        c.get("type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t.eq_ignore_ascii_case(kind))
-    })
 }
 
 fn distinct(vars: Vec<Variable>) -> Vec<Variable> {
@@ -104,6 +99,42 @@ fn hydrate(text: &str, values: &[(Variable, String)]) -> String {
     out
 }
 
+/// What a message is checked against: one approved component list (the template's, or one
+/// carousel card's) and how its variables are written.
+struct Shape<'a> {
+    /// `template "name" (language)`, or that plus `card N`.
+    who: String,
+    components: &'a [Value],
+    named: bool,
+    auth: bool,
+    /// Hydrated body limit; `None` where Meta states none (carousel cards).
+    body_max: Option<usize>,
+}
+
+impl Shape<'_> {
+    fn component(&self, kind: &str) -> Option<&Value> {
+        self.components.iter().find(|c| {
+            c.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case(kind))
+        })
+    }
+}
+
+/// A message's component list and where it is.
+struct Given<'a> {
+    components: Vec<&'a Value>,
+    path: String,
+}
+
+impl Given<'_> {
+    fn find(&self, kind: &str) -> Option<usize> {
+        self.components
+            .iter()
+            .position(|c| str_of(c, "type") == Some(kind))
+    }
+}
+
 /// Checks a message's template object against a definition.
 pub fn check(template: &Value, def: &Definition, path: &str, errors: &mut Errors) {
     let who = format!("template {:?} ({})", def.name, def.language);
@@ -113,139 +144,167 @@ pub fn check(template: &Value, def: &Definition, path: &str, errors: &mut Errors
         "DISABLED" => errors.add(format!("{path}/name"), "template_disabled", format!("{who} is disabled (Meta would answer 132016); create a new template")),
         other => errors.add(format!("{path}/name"), "template_not_approved", format!("{who} is {other}, not APPROVED; only approved templates can be sent (Meta would answer 132001)")),
     }
+    let given = Given {
+        components: template
+            .get("components")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default(),
+        path: format!("{path}/components"),
+    };
+    let body_only = def
+        .components
+        .iter()
+        .all(|c| str_of(c, "type").is_some_and(|t| t.eq_ignore_ascii_case("BODY")));
+    let shape = Shape {
+        who,
+        components: &def.components,
+        named: def.named,
+        auth: def.category == "AUTHENTICATION",
+        body_max: Some(if body_only {
+            BODY_ONLY_HYDRATED_MAX
+        } else {
+            limits::BODY_TEXT
+        }),
+    };
+    check_parts(&given, &shape, errors);
+    carousel::check(&given, &shape, errors);
+}
 
-    let comps: Vec<&Value> = template
-        .get("components")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    let comps_path = format!("{path}/components");
-    let find = |kind: &str| comps.iter().position(|c| str_of(c, "type") == Some(kind));
-    let auth = def.category == "AUTHENTICATION";
+/// The header, body and buttons of one component list.
+fn check_parts(given: &Given, shape: &Shape, errors: &mut Errors) {
+    check_header(given, shape, errors);
+    let otp = check_body(given, shape, errors);
+    check_buttons(given, shape, otp.as_deref(), errors);
+}
 
-    // Header.
-    let header_need = component(def, "HEADER").and_then(|h| {
-        match str_of(h, "format")
-            .unwrap_or("TEXT")
-            .to_ascii_uppercase()
-            .as_str()
-        {
-            "TEXT" => {
-                let text = str_of(h, "text").unwrap_or_default().to_string();
-                let vars = distinct(scan_variables(&text).variables);
-                (!vars.is_empty()).then_some(HeaderNeed::Text { vars, text })
-            }
-            "LOCATION" => Some(HeaderNeed::Location),
-            other => Some(HeaderNeed::Media(other.to_ascii_lowercase())),
+fn header_need(shape: &Shape) -> Option<HeaderNeed> {
+    let h = shape.component("HEADER")?;
+    match str_of(h, "format")
+        .unwrap_or("TEXT")
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "TEXT" => {
+            let text = str_of(h, "text").unwrap_or_default().to_string();
+            let vars = distinct(scan_variables(&text).variables);
+            (!vars.is_empty()).then_some(HeaderNeed::Text { vars, text })
         }
-    });
-    let header_at = find("header");
-    match (&header_need, header_at) {
-        (None, Some(i)) => errors.add(index(&comps_path, i), "unexpected_component", format!("{who} has no header parameters; remove this header component (Meta would answer 132000)")),
+        "LOCATION" => Some(HeaderNeed::Location),
+        other => Some(HeaderNeed::Media(other.to_ascii_lowercase())),
+    }
+}
+
+fn check_header(given: &Given, shape: &Shape, errors: &mut Errors) {
+    let who = &shape.who;
+    let comps_path = &given.path;
+    let need = header_need(shape);
+    match (&need, given.find("header")) {
+        (None, Some(i)) => errors.add(index(comps_path, i), "unexpected_component", format!("{who} has no header parameters; remove this header component (Meta would answer 132000)")),
         (Some(need), None) => {
             let want = match need {
                 HeaderNeed::Text { .. } => "a header component with 1 text parameter".to_string(),
                 HeaderNeed::Media(kind) => format!("a header component with 1 {kind} parameter"),
                 HeaderNeed::Location => "a header component with 1 location parameter".to_string(),
             };
-            errors.add(&comps_path, "missing_component", format!("{who} needs {want} (Meta would answer 132000)"));
+            errors.add(comps_path, "missing_component", format!("{who} needs {want} (Meta would answer 132000)"));
         }
         (Some(need), Some(i)) => {
-            let p = index(&comps_path, i);
-            let params = params_of(comps[i]);
+            let p = index(comps_path, i);
+            let params = params_of(given.components[i]);
             if params.len() != 1 {
                 errors.add(format!("{p}/parameters"), "parameter_count_mismatch", format!("{who}'s header takes 1 parameter, got {} (Meta would answer 132000)", params.len()));
-            } else {
-                let got = str_of(params[0], "type").unwrap_or_default();
-                let want = match need {
-                    HeaderNeed::Text { .. } => "text",
-                    HeaderNeed::Media(kind) => kind.as_str(),
-                    HeaderNeed::Location => "location",
-                };
-                if got != want {
-                    errors.add(format!("{p}/parameters/0/type"), "parameter_type_mismatch", format!("{who}'s header is {}, so its parameter must be of type {want}, got {got} (Meta would answer 132012)", want.to_ascii_uppercase()));
-                } else if let HeaderNeed::Text { vars, text } = need {
-                    check_names(&[params[0]], vars, def.named, &format!("{p}/parameters"), &who, "header", errors);
-                    let hydrated = hydrate(text, &[(vars[0].clone(), param_text(params[0]))]);
-                    let n = hydrated.chars().count();
-                    if n > limits::HEADER_TEXT {
-                        errors.add(format!("{p}/parameters/0"), "hydrated_text_too_long", format!("{who}'s header with this value is {n} characters; the limit is {} (Meta would answer 132005)", limits::HEADER_TEXT));
-                    }
+                return;
+            }
+            let got = str_of(params[0], "type").unwrap_or_default();
+            let want = match need {
+                HeaderNeed::Text { .. } => "text",
+                HeaderNeed::Media(kind) => kind.as_str(),
+                HeaderNeed::Location => "location",
+            };
+            if got != want {
+                errors.add(format!("{p}/parameters/0/type"), "parameter_type_mismatch", format!("{who}'s header is {}, so its parameter must be of type {want}, got {got} (Meta would answer 132012)", want.to_ascii_uppercase()));
+            } else if let HeaderNeed::Text { vars, text } = need {
+                check_names(&[params[0]], vars, shape.named, &format!("{p}/parameters"), who, "header", errors);
+                let hydrated = hydrate(text, &[(vars[0].clone(), param_text(params[0]))]);
+                let n = hydrated.chars().count();
+                if n > limits::HEADER_TEXT {
+                    errors.add(format!("{p}/parameters/0"), "hydrated_text_too_long", format!("{who}'s header with this value is {n} characters; the limit is {} (Meta would answer 132005)", limits::HEADER_TEXT));
                 }
             }
         }
         (None, None) => {}
     }
+}
 
-    // Body.
-    let body_text = component(def, "BODY")
+/// Checks the body's parameters; returns the authentication code it carries, if any.
+fn check_body(given: &Given, shape: &Shape, errors: &mut Errors) -> Option<String> {
+    let who = &shape.who;
+    let body_text = shape
+        .component("BODY")
         .and_then(|b| str_of(b, "text"))
         .map(str::to_string);
     // An authentication body is fixed ("{{1}} is your verification code."): one code.
     let body_vars = match &body_text {
         Some(t) => distinct(scan_variables(t).variables),
-        None if auth => vec![Variable::Positional(1)],
+        None if shape.auth => vec![Variable::Positional(1)],
         None => vec![],
     };
-    let body_at = find("body");
-    let body_params: Vec<&Value> = body_at.map(|i| params_of(comps[i])).unwrap_or_default();
-    let body_path = body_at.map(|i| format!("{}/parameters", index(&comps_path, i)));
+    let body_at = given.find("body");
+    let body_params: Vec<&Value> = body_at
+        .map(|i| params_of(given.components[i]))
+        .unwrap_or_default();
+    let Some(bp) = body_at.map(|i| format!("{}/parameters", index(&given.path, i))) else {
+        if !body_vars.is_empty() {
+            errors.add(&given.path, "parameter_count_mismatch", format!("{who}'s body has {} variable(s) but the message gives 0 parameter(s) (Meta would answer 132000)", body_vars.len()));
+        }
+        return None;
+    };
     if body_params.len() != body_vars.len() {
-        let at = body_path.clone().unwrap_or_else(|| comps_path.clone());
-        errors.add(at, "parameter_count_mismatch", format!("{who}'s body has {} variable(s) but the message gives {} parameter(s) (Meta would answer 132000)", body_vars.len(), body_params.len()));
-    } else if let Some(bp) = &body_path {
-        check_names(
-            &body_params,
-            &body_vars,
-            def.named,
-            bp,
-            &who,
-            "body",
-            errors,
-        );
-        if let Some(text) = &body_text {
-            let values: Vec<(Variable, String)> = if def.named {
-                body_params
-                    .iter()
-                    .map(|p| {
-                        (
-                            Variable::Named(
-                                str_of(p, "parameter_name").unwrap_or_default().to_string(),
-                            ),
-                            param_text(p),
-                        )
-                    })
-                    .collect()
-            } else {
-                body_vars
-                    .iter()
-                    .cloned()
-                    .zip(body_params.iter().map(|p| param_text(p)))
-                    .collect()
-            };
-            let n = hydrate(text, &values).chars().count();
-            let body_only = def
-                .components
+        errors.add(&bp, "parameter_count_mismatch", format!("{who}'s body has {} variable(s) but the message gives {} parameter(s) (Meta would answer 132000)", body_vars.len(), body_params.len()));
+        return None;
+    }
+    check_names(
+        &body_params,
+        &body_vars,
+        shape.named,
+        &bp,
+        who,
+        "body",
+        errors,
+    );
+    if let (Some(text), Some(max)) = (&body_text, shape.body_max) {
+        let values: Vec<(Variable, String)> = if shape.named {
+            body_params
                 .iter()
-                .all(|c| str_of(c, "type").is_some_and(|t| t.eq_ignore_ascii_case("BODY")));
-            let max = if body_only {
-                BODY_ONLY_HYDRATED_MAX
-            } else {
-                limits::BODY_TEXT
-            };
-            if n > max {
-                errors.add(bp, "hydrated_text_too_long", format!("{who}'s body with these values is {n} characters; the limit is {max} (Meta would answer 132005)"));
-            }
+                .map(|p| {
+                    let name = str_of(p, "parameter_name").unwrap_or_default().to_string();
+                    (Variable::Named(name), param_text(p))
+                })
+                .collect()
+        } else {
+            body_vars
+                .iter()
+                .cloned()
+                .zip(body_params.iter().map(|p| param_text(p)))
+                .collect()
+        };
+        let n = hydrate(text, &values).chars().count();
+        if n > max {
+            errors.add(&bp, "hydrated_text_too_long", format!("{who}'s body with these values is {n} characters; the limit is {max} (Meta would answer 132005)"));
         }
     }
-    let otp = auth
-        .then(|| body_params.first().map(|p| param_text(p)))
-        .flatten();
-    if let (Some(code), Some(bp)) = (&otp, &body_path)
-        && code.chars().count() > OTP_MAX
-    {
+    let code = shape
+        .auth
+        .then(|| body_params.first().map(|p| param_text(p)))??;
+    check_otp_length(&code, &bp, errors);
+    Some(code)
+}
+
+fn check_otp_length(code: &str, body_path: &str, errors: &mut Errors) {
+    if code.chars().count() > OTP_MAX {
         errors.add(
-            format!("{bp}/0"),
+            format!("{body_path}/0"),
             "otp_too_long",
             format!(
                 "an authentication code is at most {OTP_MAX} characters, got {}",
@@ -253,19 +312,36 @@ pub fn check(template: &Value, def: &Definition, path: &str, errors: &mut Errors
             ),
         );
     }
+}
 
-    // Buttons.
-    let def_buttons: Vec<&Value> = component(def, "BUTTONS")
+/// What a message's button component must be for one approved button:
+/// (sub_type, min and max parameters, parameter type).
+fn button_need(kind: &str, url: &str, auth: bool) -> (&'static str, usize, usize, &'static str) {
+    match kind {
+        "URL" if auth => ("url", 1, 1, "text"),
+        "URL" if url.contains("{{") => ("url", 1, 1, "text"),
+        "URL" => ("url", 0, 0, "text"),
+        "OTP" => ("url", 1, 1, "text"),
+        "QUICK_REPLY" => ("quick_reply", 0, 1, "payload"),
+        "COPY_CODE" => ("copy_code", 1, 1, "coupon_code"),
+        "FLOW" => ("flow", 0, 1, "action"),
+        _ => ("", 0, 0, ""),
+    }
+}
+
+fn check_buttons(given: &Given, shape: &Shape, otp: Option<&str>, errors: &mut Errors) {
+    let def_buttons: Vec<&Value> = shape
+        .component("BUTTONS")
         .and_then(|b| b.get("buttons"))
         .and_then(Value::as_array)
         .map(|a| a.iter().collect())
         .unwrap_or_default();
     let mut covered = vec![false; def_buttons.len()];
-    for (i, c) in comps.iter().enumerate() {
+    for (i, c) in given.components.iter().enumerate() {
         if str_of(c, "type") != Some("button") {
             continue;
         }
-        let p = index(&comps_path, i);
+        let p = index(&given.path, i);
         let idx: usize = str_of(c, "index")
             .and_then(|s| s.parse().ok())
             .unwrap_or(usize::MAX);
@@ -274,7 +350,8 @@ pub fn check(template: &Value, def: &Definition, path: &str, errors: &mut Errors
                 format!("{p}/index"),
                 "unknown_button",
                 format!(
-                    "{who} has {} button(s); there is no button at index {}",
+                    "{} has {} button(s); there is no button at index {}",
+                    shape.who,
                     def_buttons.len(),
                     str_of(c, "index").unwrap_or("?")
                 ),
@@ -282,81 +359,14 @@ pub fn check(template: &Value, def: &Definition, path: &str, errors: &mut Errors
             continue;
         };
         covered[idx] = true;
-        let kind = str_of(button, "type")
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        let sub = str_of(c, "sub_type").unwrap_or_default();
-        let url = str_of(button, "url").unwrap_or_default();
-        let (want_sub, min, max, param_type) = match kind.as_str() {
-            "URL" if auth => ("url", 1, 1, "text"),
-            "URL" if url.contains("{{") => ("url", 1, 1, "text"),
-            "URL" => ("url", 0, 0, "text"),
-            "OTP" => ("url", 1, 1, "text"),
-            "QUICK_REPLY" => ("quick_reply", 0, 1, "payload"),
-            "COPY_CODE" => ("copy_code", 1, 1, "coupon_code"),
-            "FLOW" => ("flow", 0, 1, "action"),
-            _ => ("", 0, 0, ""),
-        };
-        if sub != want_sub {
-            let expected = if want_sub.is_empty() {
-                "no parameters".to_string()
-            } else {
-                format!("sub_type {want_sub:?}")
-            };
-            errors.add(
-                format!("{p}/sub_type"),
-                "button_mismatch",
-                format!(
-                    "{who}'s button {idx} is {kind}, which takes {expected}; got sub_type {sub:?}"
-                ),
-            );
-            continue;
-        }
-        let params = params_of(c);
-        if params.len() < min || params.len() > max {
-            let want = if min == max {
-                format!("{min}")
-            } else {
-                format!("{min}–{max}")
-            };
-            errors.add(format!("{p}/parameters"), "parameter_count_mismatch", format!("{who}'s {kind} button {idx} takes {want} {param_type} parameter(s), got {} (Meta would answer 132000)", params.len()));
-            continue;
-        }
-        for (j, param) in params.iter().enumerate() {
-            let got = str_of(param, "type").unwrap_or_default();
-            if got != param_type {
-                errors.add(format!("{p}/parameters/{j}/type"), "parameter_type_mismatch", format!("{who}'s {kind} button {idx} takes a {param_type} parameter, got {got} (Meta would answer 132012)"));
-            }
-        }
-        if kind == "URL" && want_sub == "url" && min == 1 && !auth {
-            let value = params.first().map(|p| param_text(p)).unwrap_or_default();
-            let n = url.replace("{{1}}", &value).chars().count();
-            if n > limits::BUTTON_URL {
-                errors.add(
-                    format!("{p}/parameters/0"),
-                    "hydrated_text_too_long",
-                    format!(
-                        "the button URL with this value is {n} characters; the limit is {}",
-                        limits::BUTTON_URL
-                    ),
-                );
-            }
-        }
-        if let Some(code) = &otp
-            && (auth && want_sub == "url")
-        {
-            let given = params.first().map(|p| param_text(p)).unwrap_or_default();
-            if &given != code {
-                errors.add(format!("{p}/parameters/0"), "otp_mismatch", "an authentication template carries the same code in the body and in the button".to_string());
-            }
-        }
+        check_button(c, button, idx, &p, shape, otp, errors);
     }
     for (idx, button) in def_buttons.iter().enumerate() {
         let kind = str_of(button, "type")
             .unwrap_or_default()
             .to_ascii_uppercase();
         let needs = match kind.as_str() {
-            "URL" => auth || str_of(button, "url").unwrap_or_default().contains("{{"),
+            "URL" => shape.auth || str_of(button, "url").unwrap_or_default().contains("{{"),
             "OTP" | "COPY_CODE" => true,
             _ => false,
         };
@@ -366,7 +376,83 @@ pub fn check(template: &Value, def: &Definition, path: &str, errors: &mut Errors
             } else {
                 "url"
             };
-            errors.add(&comps_path, "missing_component", format!("{who}'s {kind} button {idx} needs a value: add {{\"type\":\"button\",\"sub_type\":\"{sub}\",\"index\":\"{idx}\",\"parameters\":[…]}} (Meta would answer 132000)"));
+            errors.add(&given.path, "missing_component", format!("{}'s {kind} button {idx} needs a value: add {{\"type\":\"button\",\"sub_type\":\"{sub}\",\"index\":\"{idx}\",\"parameters\":[…]}} (Meta would answer 132000)", shape.who));
+        }
+    }
+}
+
+/// One button component against the approved button at its index.
+fn check_button(
+    c: &Value,
+    button: &Value,
+    idx: usize,
+    p: &str,
+    shape: &Shape,
+    otp: Option<&str>,
+    errors: &mut Errors,
+) {
+    let who = &shape.who;
+    let kind = str_of(button, "type")
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    let sub = str_of(c, "sub_type").unwrap_or_default();
+    let url = str_of(button, "url").unwrap_or_default();
+    let (want_sub, min, max, param_type) = button_need(&kind, url, shape.auth);
+    if sub != want_sub {
+        let expected = if want_sub.is_empty() {
+            "no parameters".to_string()
+        } else {
+            format!("sub_type {want_sub:?}")
+        };
+        errors.add(
+            format!("{p}/sub_type"),
+            "button_mismatch",
+            format!("{who}'s button {idx} is {kind}, which takes {expected}; got sub_type {sub:?}"),
+        );
+        return;
+    }
+    let params = params_of(c);
+    if params.len() < min || params.len() > max {
+        let want = if min == max {
+            format!("{min}")
+        } else {
+            format!("{min}–{max}")
+        };
+        errors.add(format!("{p}/parameters"), "parameter_count_mismatch", format!("{who}'s {kind} button {idx} takes {want} {param_type} parameter(s), got {} (Meta would answer 132000)", params.len()));
+        return;
+    }
+    for (j, param) in params.iter().enumerate() {
+        let got = str_of(param, "type").unwrap_or_default();
+        if got != param_type {
+            errors.add(format!("{p}/parameters/{j}/type"), "parameter_type_mismatch", format!("{who}'s {kind} button {idx} takes a {param_type} parameter, got {got} (Meta would answer 132012)"));
+        }
+    }
+    if kind == "URL" && want_sub == "url" && min == 1 && !shape.auth {
+        let value = params.first().map(|p| param_text(p)).unwrap_or_default();
+        let n = url.replace("{{1}}", &value).chars().count();
+        if n > limits::BUTTON_URL {
+            errors.add(
+                format!("{p}/parameters/0"),
+                "hydrated_text_too_long",
+                format!(
+                    "the button URL with this value is {n} characters; the limit is {}",
+                    limits::BUTTON_URL
+                ),
+            );
+        }
+    }
+    if let Some(code) = otp
+        && shape.auth
+        && want_sub == "url"
+    {
+        let given = params.first().map(|p| param_text(p)).unwrap_or_default();
+        if given != code {
+            errors.add(
+                format!("{p}/parameters/0"),
+                "otp_mismatch",
+                "an authentication template carries the same code in the body and in the button"
+                    .to_string(),
+            );
         }
     }
 }
@@ -431,7 +517,7 @@ mod tests {
 
     fn order_confirmation() -> Definition {
         let mut t: Value = serde_json::from_str(include_str!(
-            "../tests/fixtures/template-create-utility-positional-document-header.json"
+            "../../tests/fixtures/template-create-utility-positional-document-header.json"
         ))
         .unwrap();
         t["status"] = json!("APPROVED");
@@ -489,13 +575,13 @@ mod tests {
     #[test]
     fn named_parameters_must_match_by_name() {
         let mut t: Value = serde_json::from_str(include_str!(
-            "../tests/fixtures/template-create-utility-named-params.json"
+            "../../tests/fixtures/template-create-utility-named-params.json"
         ))
         .unwrap();
         t["status"] = json!("APPROVED");
         let d = def(t);
         let sample: Value = serde_json::from_str(include_str!(
-            "../tests/fixtures/send-request-template-named-params-image-header.json"
+            "../../tests/fixtures/send-request-template-named-params-image-header.json"
         ))
         .unwrap();
         assert_eq!(codes(sample["template"].clone(), &d), vec![]);
@@ -527,7 +613,7 @@ mod tests {
             {"type":"BUTTONS","buttons":[{"type":"URL","text":"Copy code","url":"https://www.whatsapp.com/otp/code/?otp_type=COPY_CODE&code_expiration_minutes=10&code={{1}}"}]}]}),
         );
         let sample: Value = serde_json::from_str(include_str!(
-            "../tests/fixtures/send-request-template-authentication-otp.json"
+            "../../tests/fixtures/send-request-template-authentication-otp.json"
         ))
         .unwrap();
         assert_eq!(codes(sample["template"].clone(), &d), vec![]);
