@@ -99,7 +99,7 @@ pub fn message_schema() -> Value {
                 "type": "object",
                 "required": ["type", "body", "action"],
                 "properties": {
-                    "type": {"enum": ["button", "list", "cta_url", "flow"]},
+                    "type": {"enum": ["button", "list", "cta_url", "flow", "carousel", "call_permission_request"]},
                     "header": {"type": "object", "required": ["type"], "properties": {"type": {"enum": ["text", "image", "video", "document"]}, "text": {"type": "string", "maxLength": 60}}},
                     "body": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string", "maxLength": 4096, "description": "≤ 1,024 except for lists"}}},
                     "footer": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string", "maxLength": 60}}},

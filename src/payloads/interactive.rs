@@ -7,7 +7,16 @@ use serde_json::Value;
 pub use crate::meta_limits::interactive as limits;
 
 /// The interactive variants this channel sends.
-pub const VARIANTS: &[&str] = &["button", "list", "cta_url", "flow"];
+pub const VARIANTS: &[&str] = &[
+    "button",
+    "list",
+    "cta_url",
+    "flow",
+    "carousel",
+    "call_permission_request",
+];
+
+mod carousel;
 
 pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
     let i = super::type_object(content, "interactive", errors)?;
@@ -26,8 +35,15 @@ pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
         );
         return None;
     }
-    if let Some(h) = i.get("header") {
-        check_header(h, &i.path_of("header"), kind == "list", errors);
+    match i.get("header") {
+        // A carousel's media are on its cards.
+        Some(_) if kind == "carousel" => errors.add(
+            i.path_of("header"),
+            "not_allowed",
+            "a carousel has no header: each card has its own",
+        ),
+        Some(h) => check_header(h, &i.path_of("header"), kind == "list", errors),
+        None => {}
     }
     let body_max = if kind == "list" {
         limits::LIST_BODY_TEXT
@@ -69,6 +85,8 @@ pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
                     "button" => check_buttons(&a, errors),
                     "list" => check_list(&a, errors),
                     "cta_url" => check_cta(&a, errors),
+                    "carousel" => carousel::check_carousel(&a, errors),
+                    "call_permission_request" => carousel::check_call_permission(&a, errors),
                     _ => check_flow(&a, errors),
                 }
             }
@@ -514,6 +532,88 @@ mod tests {
             errs(two)
                 .iter()
                 .any(|(p, c)| p.ends_with("/sections/1/title") && c == "missing")
+        );
+    }
+
+    fn card(i: usize, kind: &str, buttons: usize) -> Value {
+        let action = if kind == "cta_url" {
+            json!({"name": "cta_url", "parameters": {"display_text": "Buy", "url": "https://example.com"}})
+        } else {
+            let b: Vec<Value> = (0..buttons)
+                .map(|j| json!({"type": "quick_reply", "quick_reply": {"id": format!("c{i}b{j}"), "title": "More"}}))
+                .collect();
+            json!({ "buttons": b })
+        };
+        json!({"card_index": i, "type": kind, "header": {"type": "image", "image": {"id": "1"}},
+            "body": {"text": "Fresh"}, "action": action})
+    }
+
+    fn carousel(cards: Vec<Value>) -> Value {
+        json!({"type": "interactive", "interactive": {"type": "carousel", "body": {"text": "Picks"},
+            "action": {"cards": cards}}})
+    }
+
+    #[test]
+    fn carousel_limits() {
+        assert_eq!(
+            errs(carousel(vec![card(0, "cta_url", 1), card(1, "cta_url", 1)])),
+            vec![]
+        );
+        assert_eq!(
+            errs(carousel(vec![card(0, "button", 2), card(1, "button", 2)])),
+            vec![]
+        );
+        let p = "/content/interactive/action/cards";
+        assert_eq!(
+            errs(carousel(vec![card(0, "cta_url", 1)])),
+            vec![(p.into(), "card_count".into())]
+        );
+        let eleven = (0..11).map(|i| card(i % 10, "cta_url", 1)).collect();
+        assert!(errs(carousel(eleven)).contains(&(p.into(), "card_count".into())));
+        assert!(
+            errs(carousel(vec![card(0, "cta_url", 1), card(1, "button", 1)]))
+                .contains(&(format!("{p}/1/action"), "cards_not_uniform".into()))
+        );
+        assert!(
+            errs(carousel(vec![card(0, "button", 1), card(1, "button", 2)]))
+                .contains(&(format!("{p}/1/action"), "cards_not_uniform".into()))
+        );
+        assert!(
+            errs(carousel(vec![card(0, "button", 3), card(1, "button", 3)]))
+                .contains(&(format!("{p}/0/action/buttons"), "invalid_count".into()))
+        );
+        assert!(
+            errs(carousel(vec![card(0, "cta_url", 1), card(0, "cta_url", 1)]))
+                .contains(&(format!("{p}/1/card_index"), "duplicate_card_index".into()))
+        );
+        let mut doc = carousel(vec![card(0, "cta_url", 1), card(1, "cta_url", 1)]);
+        doc["interactive"]["action"]["cards"][1]["header"] =
+            json!({"type": "document", "document": {"id": "1"}});
+        doc["interactive"]["action"]["cards"][0]["body"]["text"] = json!("x".repeat(161));
+        let got = errs(doc);
+        assert!(
+            got.contains(&(format!("{p}/1/header"), "invalid_header_type".into())),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&(format!("{p}/0/body/text"), "too_long".into())),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn call_permission_request() {
+        let ok = json!({"type": "interactive", "interactive": {"type": "call_permission_request",
+            "body": {"text": "May we call you?"}, "action": {"name": "call_permission_request"}}});
+        assert_eq!(errs(ok.clone()), vec![]);
+        let mut bad = ok;
+        bad["interactive"]["action"]["name"] = json!("call_me");
+        assert_eq!(
+            errs(bad),
+            vec![(
+                "/content/interactive/action/name".into(),
+                "invalid_action".into()
+            )]
         );
     }
 
