@@ -194,3 +194,37 @@ fn every_fact_sheet_code_as_a_failed_status_webhook() {
         );
     }
 }
+
+/// Every code in pywa's error table (pywa/errors.py at 2026-08-12; `range(200, 300)` as 200):
+/// a well-kept peer library knows them, so this channel does too.
+const PEER_LIBRARY_CODES: &[i64] = &[
+    0, 3, 4, 10, 190, 200, 368, 613, 80007, 130429, 130472, 130497, 131000, 131005, 131008, 131009,
+    131016, 131020, 131021, 131026, 131030, 131031, 131037, 131041, 131042, 131044, 131045, 131047,
+    131048, 131049, 131050, 131051, 131052, 131053, 131056, 131057, 131059, 131062, 131063, 131064,
+    131201, 131202, 131204, 131207, 131208, 131209, 131210, 131211, 131212, 131213, 131214, 131215,
+    132000, 132001, 132005, 132007, 132008, 132012, 132015, 132016, 132068, 132069, 133016, 135000,
+    137000, 138000, 138001, 138002, 138003, 138004, 138005, 138006, 138007, 138009, 138012, 138013,
+    138018, 139000, 139001, 139002, 139003, 139004, 139100, 139101, 139102, 139103, 147001, 147002,
+    147003, 147004, 147005, 2388012, 2388019, 2388040, 2388047, 2388073, 2388091, 2388093, 2388103,
+    2388293, 2388299, 2494100, 2494164, 2494165, 2494166, 2494167, 2494168, 2494176, 2494177,
+    2494179,
+];
+
+#[test]
+fn every_code_a_peer_library_knows_is_classified() {
+    let unknown: Vec<i64> = PEER_LIBRARY_CODES
+        .iter()
+        .copied()
+        .filter(|&code| {
+            let body = json!({"error": {"message": "m", "type": "OAuthException", "code": code, "fbtrace_id": "t"}});
+            let outcome = SendOutcome::Response(HttpResponse {
+                status: 400,
+                headers: vec![],
+                body: body.to_string().into_bytes(),
+            });
+            plugin().classify(&outcome, 1).unwrap().reason == "unknown_error"
+        })
+        .collect();
+    assert_eq!(unknown, Vec::<i64>::new(), "codes still unknown_error");
+    assert_eq!(PEER_LIBRARY_CODES.len(), 110);
+}
