@@ -220,69 +220,11 @@ pub fn validate(doc: &Value) -> Result<(), Vec<FieldError>> {
         &mut errors,
     );
 
-    if let Some(name) = t.str("name", true, &mut errors) {
-        if name.is_empty() {
-            errors.add("/name", "empty", "`name` must not be empty");
-        } else if name.chars().count() > limits::NAME {
-            errors.add(
-                "/name",
-                "too_long",
-                format!(
-                    "`name` is {} characters long; the limit is {}",
-                    name.chars().count(),
-                    limits::NAME
-                ),
-            );
-        } else if !is_valid_name(name) {
-            errors.add(
-                "/name",
-                "invalid_name",
-                format!(
-                    "`name` may contain only lowercase letters, digits and underscores, got {}",
-                    excerpt(name)
-                ),
-            );
-        }
-    }
+    check_name(&t, &mut errors);
 
-    let category =
-        t.str("category", true, &mut errors)
-            .and_then(|c| match c.to_ascii_uppercase().as_str() {
-                "AUTHENTICATION" => Some(Category::Authentication),
-                "MARKETING" => Some(Category::Marketing),
-                "UTILITY" => Some(Category::Utility),
-                _ => {
-                    errors.add(
-                        "/category",
-                        "invalid_category",
-                        format!(
-                            "`category` must be AUTHENTICATION, MARKETING or UTILITY, got {}",
-                            excerpt(c)
-                        ),
-                    );
-                    None
-                }
-            });
+    let category = category_of(&t, &mut errors);
 
-    if let Some(lang) = t.str("language", true, &mut errors)
-        && !LANGUAGES.contains(&lang)
-    {
-        let hint = LANGUAGES
-            .iter()
-            .find(|l| l.eq_ignore_ascii_case(&lang.replace('-', "_")));
-        let msg = match hint {
-            Some(h) => format!(
-                "`language` {} is not a supported code; did you mean {h:?}?",
-                excerpt(lang)
-            ),
-            None => format!(
-                "`language` {} is not one of the {} supported codes (e.g. en_US, pt_BR)",
-                excerpt(lang),
-                LANGUAGES.len()
-            ),
-        };
-        errors.add("/language", "unsupported_language", msg);
-    }
+    check_language(&t, &mut errors);
 
     let format = match t.str("parameter_format", false, &mut errors) {
         None => ParameterFormat::Positional,
@@ -312,6 +254,75 @@ pub fn validate(doc: &Value) -> Result<(), Vec<FieldError>> {
         check_components(components, &ctx, &mut errors);
     }
     errors.finish(())
+}
+
+fn check_name(t: &Fields, errors: &mut Errors) {
+    if let Some(name) = t.str("name", true, errors) {
+        if name.is_empty() {
+            errors.add("/name", "empty", "`name` must not be empty");
+        } else if name.chars().count() > limits::NAME {
+            errors.add(
+                "/name",
+                "too_long",
+                format!(
+                    "`name` is {} characters long; the limit is {}",
+                    name.chars().count(),
+                    limits::NAME
+                ),
+            );
+        } else if !is_valid_name(name) {
+            errors.add(
+                "/name",
+                "invalid_name",
+                format!(
+                    "`name` may contain only lowercase letters, digits and underscores, got {}",
+                    excerpt(name)
+                ),
+            );
+        }
+    }
+}
+
+fn category_of(t: &Fields, errors: &mut Errors) -> Option<Category> {
+    t.str("category", true, errors)
+        .and_then(|c| match c.to_ascii_uppercase().as_str() {
+            "AUTHENTICATION" => Some(Category::Authentication),
+            "MARKETING" => Some(Category::Marketing),
+            "UTILITY" => Some(Category::Utility),
+            _ => {
+                errors.add(
+                    "/category",
+                    "invalid_category",
+                    format!(
+                        "`category` must be AUTHENTICATION, MARKETING or UTILITY, got {}",
+                        excerpt(c)
+                    ),
+                );
+                None
+            }
+        })
+}
+
+fn check_language(t: &Fields, errors: &mut Errors) {
+    if let Some(lang) = t.str("language", true, errors)
+        && !LANGUAGES.contains(&lang)
+    {
+        let hint = LANGUAGES
+            .iter()
+            .find(|l| l.eq_ignore_ascii_case(&lang.replace('-', "_")));
+        let msg = match hint {
+            Some(h) => format!(
+                "`language` {} is not a supported code; did you mean {h:?}?",
+                excerpt(lang)
+            ),
+            None => format!(
+                "`language` {} is not one of the {} supported codes (e.g. en_US, pt_BR)",
+                excerpt(lang),
+                LANGUAGES.len()
+            ),
+        };
+        errors.add("/language", "unsupported_language", msg);
+    }
 }
 
 fn check_ttl(ttl: &Value, category: Option<Category>, errors: &mut Errors) {
@@ -469,8 +480,8 @@ fn check_examples(
     let ExampleKeys {
         positional: positional_key,
         named: named_key,
-        nested,
         what,
+        ..
     } = keys;
     let ex = example(c, errors);
     let ex_path = c.path_of("example");
@@ -494,109 +505,145 @@ fn check_examples(
         return;
     };
     match format {
-        ParameterFormat::Positional => {
-            let path = pointer(&ex_path, positional_key);
-            let Some(values) = ex.obj.get(positional_key) else {
-                errors.add(path, "missing_example", format!("{what} has {} variable(s); give their examples in `example.{positional_key}`", vars.len()));
+        ParameterFormat::Positional => check_positional_examples(&ex, &ex_path, vars, keys, errors),
+        ParameterFormat::Named => check_named_examples(&ex, &ex_path, vars, keys, errors),
+    }
+}
+
+/// `example.body_text` (nested: one array of strings) or `header_text`: one value per variable.
+fn check_positional_examples(
+    ex: &Fields,
+    ex_path: &str,
+    vars: &[&Variable],
+    keys: ExampleKeys,
+    errors: &mut Errors,
+) {
+    let ExampleKeys {
+        positional: positional_key,
+        nested,
+        what,
+        ..
+    } = keys;
+    let path = pointer(ex_path, positional_key);
+    let Some(values) = ex.obj.get(positional_key) else {
+        errors.add(
+            path,
+            "missing_example",
+            format!(
+                "{what} has {} variable(s); give their examples in `example.{positional_key}`",
+                vars.len()
+            ),
+        );
+        return;
+    };
+    let (list, list_path) = if nested {
+        match values.as_array().and_then(|a| a.first()) {
+            Some(inner) => (inner, index(&path, 0)),
+            None => {
+                errors.add(path, "invalid_example", format!("`example.{positional_key}` must be an array holding one array of {} strings", vars.len()));
                 return;
-            };
-            let (list, list_path) = if nested {
-                match values.as_array().and_then(|a| a.first()) {
-                    Some(inner) => (inner, index(&path, 0)),
-                    None => {
-                        errors.add(path, "invalid_example", format!("`example.{positional_key}` must be an array holding one array of {} strings", vars.len()));
-                        return;
-                    }
-                }
-            } else {
-                (values, path.clone())
-            };
-            match list.as_array() {
-                None => errors.add(
-                    list_path,
-                    "invalid_example",
-                    format!(
-                        "examples must be an array of {} strings, got {}",
-                        vars.len(),
-                        type_name(list)
-                    ),
-                ),
-                Some(items) => {
-                    if items.len() != vars.len() {
-                        errors.add(
-                            list_path.clone(),
-                            "example_count_mismatch",
-                            format!(
-                                "{what} has {} variable(s) but {} example value(s)",
-                                vars.len(),
-                                items.len()
-                            ),
-                        );
-                    }
-                    for (j, item) in items.iter().enumerate() {
-                        if item.as_str().is_none_or(|s| s.trim().is_empty()) {
-                            errors.add(
-                                index(&list_path, j),
-                                "invalid_example",
-                                format!(
-                                    "example values must be non-empty strings, got {}",
-                                    type_name(item)
-                                ),
-                            );
-                        }
-                    }
-                }
             }
         }
-        ParameterFormat::Named => {
-            let path = pointer(&ex_path, named_key);
-            let Some(values) = ex.obj.get(named_key).and_then(Value::as_array) else {
-                errors.add(path, "missing_example", format!("{what} has named variables; give `example.{named_key}` as [{{\"param_name\": …, \"example\": …}}]"));
-                return;
-            };
-            let mut named: Vec<&str> = Vec::new();
-            for (j, item) in values.iter().enumerate() {
-                let p = index(&path, j);
-                let name = item.get("param_name").and_then(Value::as_str);
-                let value = item.get("example").and_then(Value::as_str);
-                match (name, value) {
-                    (Some(n), Some(v)) if !v.trim().is_empty() => {
-                        if named.contains(&n) {
-                            errors.add(
-                                p,
-                                "duplicate_example",
-                                format!("the example for {{{{{n}}}}} is given twice"),
-                            );
-                        } else if !vars
-                            .iter()
-                            .any(|v| matches!(v, Variable::Named(x) if x == n))
-                        {
-                            errors.add(
-                                p,
-                                "unknown_example",
-                                format!("example for {{{{{n}}}}}, which {what} does not use"),
-                            );
-                        }
-                        named.push(n);
-                    }
-                    _ => errors.add(
-                        p,
-                        "invalid_example",
-                        "each named example needs a `param_name` and a non-empty `example` string",
+    } else {
+        (values, path.clone())
+    };
+    match list.as_array() {
+        None => errors.add(
+            list_path,
+            "invalid_example",
+            format!(
+                "examples must be an array of {} strings, got {}",
+                vars.len(),
+                type_name(list)
+            ),
+        ),
+        Some(items) => {
+            if items.len() != vars.len() {
+                errors.add(
+                    list_path.clone(),
+                    "example_count_mismatch",
+                    format!(
+                        "{what} has {} variable(s) but {} example value(s)",
+                        vars.len(),
+                        items.len()
                     ),
-                }
+                );
             }
-            for v in vars {
-                if let Variable::Named(n) = v
-                    && !named.contains(&n.as_str())
-                {
+            for (j, item) in items.iter().enumerate() {
+                if item.as_str().is_none_or(|s| s.trim().is_empty()) {
                     errors.add(
-                        path.clone(),
-                        "missing_example",
-                        format!("{what} uses {{{{{n}}}}} but has no example for it"),
+                        index(&list_path, j),
+                        "invalid_example",
+                        format!(
+                            "example values must be non-empty strings, got {}",
+                            type_name(item)
+                        ),
                     );
                 }
             }
+        }
+    }
+}
+
+/// `example.*_named_params`: `[{"param_name", "example"}]`, one per variable, none unknown.
+fn check_named_examples(
+    ex: &Fields,
+    ex_path: &str,
+    vars: &[&Variable],
+    keys: ExampleKeys,
+    errors: &mut Errors,
+) {
+    let ExampleKeys {
+        named: named_key,
+        what,
+        ..
+    } = keys;
+    let path = pointer(ex_path, named_key);
+    let Some(values) = ex.obj.get(named_key).and_then(Value::as_array) else {
+        errors.add(path, "missing_example", format!("{what} has named variables; give `example.{named_key}` as [{{\"param_name\": …, \"example\": …}}]"));
+        return;
+    };
+    let mut named: Vec<&str> = Vec::new();
+    for (j, item) in values.iter().enumerate() {
+        let p = index(&path, j);
+        let name = item.get("param_name").and_then(Value::as_str);
+        let value = item.get("example").and_then(Value::as_str);
+        match (name, value) {
+            (Some(n), Some(v)) if !v.trim().is_empty() => {
+                if named.contains(&n) {
+                    errors.add(
+                        p,
+                        "duplicate_example",
+                        format!("the example for {{{{{n}}}}} is given twice"),
+                    );
+                } else if !vars
+                    .iter()
+                    .any(|v| matches!(v, Variable::Named(x) if x == n))
+                {
+                    errors.add(
+                        p,
+                        "unknown_example",
+                        format!("example for {{{{{n}}}}}, which {what} does not use"),
+                    );
+                }
+                named.push(n);
+            }
+            _ => errors.add(
+                p,
+                "invalid_example",
+                "each named example needs a `param_name` and a non-empty `example` string",
+            ),
+        }
+    }
+    for v in vars {
+        if let Variable::Named(n) = v
+            && !named.contains(&n.as_str())
+        {
+            errors.add(
+                path.clone(),
+                "missing_example",
+                format!("{what} uses {{{{{n}}}}} but has no example for it"),
+            );
         }
     }
 }
@@ -789,78 +836,11 @@ fn check_buttons(c: &Fields, ctx: &Ctx, errors: &mut Errors) {
             ),
         );
     }
-    let mut kinds: Vec<String> = Vec::new();
-    for (i, b) in buttons.iter().enumerate() {
-        let path = index(&list_path, i);
-        let Some(f) = Fields::of(b, &path, "a button", errors) else {
-            continue;
-        };
-        let Some(kind) = f.str("type", true, errors) else {
-            continue;
-        };
-        let kind = kind.to_ascii_uppercase();
-        kinds.push(kind.clone());
-        let label = f.str(
-            "text",
-            !matches!(
-                kind.as_str(),
-                "OTP" | "COPY_CODE" | "MPM" | "CATALOG" | "SPM"
-            ),
-            errors,
-        );
-        if let Some(label) = label {
-            errors.check_len(
-                &f.path_of("text"),
-                "button label",
-                label,
-                limits::BUTTON_LABEL,
-            );
-            if auth && has_emoji(label) {
-                errors.add(
-                    f.path_of("text"),
-                    "not_allowed_in_authentication",
-                    "authentication templates cannot contain emojis",
-                );
-            }
-        }
-        if auth && kind != "OTP" {
-            errors.add(
-                f.path_of("type"),
-                "not_allowed_in_authentication",
-                format!("authentication templates take OTP buttons only, got {kind}"),
-            );
-            continue;
-        }
-        match kind.as_str() {
-            "QUICK_REPLY" => {}
-            "URL" => check_url_button(&f, errors),
-            "PHONE_NUMBER" => {
-                if let Some(p) = f.text("phone_number", true, errors) {
-                    errors.check_len(&f.path_of("phone_number"), "phone_number", p, limits::BUTTON_PHONE);
-                }
-            }
-            "COPY_CODE" => match f.get("example") {
-                Some(Value::String(s)) if !s.is_empty() => {
-                    errors.check_len(&f.path_of("example"), "copy code example", s, limits::COPY_CODE_EXAMPLE);
-                }
-                _ => errors.add(f.path_of("example"), "missing_example", format!("a COPY_CODE button needs an `example` code of at most {} characters", limits::COPY_CODE_EXAMPLE)),
-            },
-            "OTP" => check_otp_button(&f, auth, errors),
-            "FLOW" => {
-                let ids = ["flow_id", "flow_name", "flow_json"].iter().filter(|k| f.get(k).is_some()).count();
-                if ids != 1 {
-                    errors.add(&path, "invalid_flow_button", format!("a FLOW button needs exactly one of flow_id, flow_name, flow_json, got {ids}"));
-                }
-                if let Some(a) = f.str("flow_action", false, errors)
-                    && !matches!(a.to_ascii_lowercase().as_str(), "navigate" | "data_exchange")
-                {
-                    errors.add(f.path_of("flow_action"), "invalid_flow_action", format!("`flow_action` must be navigate or data_exchange, got {}", excerpt(a)));
-                }
-            }
-            "MPM" | "CATALOG" | "SPM" | "VOICE_CALL" => {}
-            other => errors.add(f.path_of("type"), "unknown_button_type", format!("button type {} is not one of QUICK_REPLY, URL, PHONE_NUMBER, COPY_CODE, OTP, FLOW, MPM, CATALOG, VOICE_CALL", excerpt(other))),
-        }
-    }
+    let kinds: Vec<String> = buttons
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| check_button(b, &index(&list_path, i), auth, errors))
+        .collect();
     let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
     for (k, max) in [
         ("QUICK_REPLY", limits::QUICK_REPLY_BUTTONS),
@@ -901,6 +881,74 @@ fn check_buttons(c: &Fields, ctx: &Ctx, errors: &mut Errors) {
     {
         errors.add(&list_path, "quick_replies_not_grouped", format!("quick reply buttons must be grouped together (all before or all after the others), got {}", kinds.join(", ")));
     }
+}
+
+/// One button of a BUTTONS component; returns its upper-case type.
+fn check_button(b: &Value, path: &str, auth: bool, errors: &mut Errors) -> Option<String> {
+    let f = Fields::of(b, path, "a button", errors)?;
+    let kind = f.str("type", true, errors)?;
+    let kind = kind.to_ascii_uppercase();
+    let label = f.str(
+        "text",
+        !matches!(
+            kind.as_str(),
+            "OTP" | "COPY_CODE" | "MPM" | "CATALOG" | "SPM"
+        ),
+        errors,
+    );
+    if let Some(label) = label {
+        errors.check_len(
+            &f.path_of("text"),
+            "button label",
+            label,
+            limits::BUTTON_LABEL,
+        );
+        if auth && has_emoji(label) {
+            errors.add(
+                f.path_of("text"),
+                "not_allowed_in_authentication",
+                "authentication templates cannot contain emojis",
+            );
+        }
+    }
+    if auth && kind != "OTP" {
+        errors.add(
+            f.path_of("type"),
+            "not_allowed_in_authentication",
+            format!("authentication templates take OTP buttons only, got {kind}"),
+        );
+        return Some(kind);
+    }
+    match kind.as_str() {
+        "QUICK_REPLY" => {}
+        "URL" => check_url_button(&f, errors),
+        "PHONE_NUMBER" => {
+            if let Some(p) = f.text("phone_number", true, errors) {
+                errors.check_len(&f.path_of("phone_number"), "phone_number", p, limits::BUTTON_PHONE);
+            }
+        }
+        "COPY_CODE" => match f.get("example") {
+            Some(Value::String(s)) if !s.is_empty() => {
+                errors.check_len(&f.path_of("example"), "copy code example", s, limits::COPY_CODE_EXAMPLE);
+            }
+            _ => errors.add(f.path_of("example"), "missing_example", format!("a COPY_CODE button needs an `example` code of at most {} characters", limits::COPY_CODE_EXAMPLE)),
+        },
+        "OTP" => check_otp_button(&f, auth, errors),
+        "FLOW" => {
+            let ids = ["flow_id", "flow_name", "flow_json"].iter().filter(|k| f.get(k).is_some()).count();
+            if ids != 1 {
+                errors.add(path, "invalid_flow_button", format!("a FLOW button needs exactly one of flow_id, flow_name, flow_json, got {ids}"));
+            }
+            if let Some(a) = f.str("flow_action", false, errors)
+                && !matches!(a.to_ascii_lowercase().as_str(), "navigate" | "data_exchange")
+            {
+                errors.add(f.path_of("flow_action"), "invalid_flow_action", format!("`flow_action` must be navigate or data_exchange, got {}", excerpt(a)));
+            }
+        }
+        "MPM" | "CATALOG" | "SPM" | "VOICE_CALL" => {}
+        other => errors.add(f.path_of("type"), "unknown_button_type", format!("button type {} is not one of QUICK_REPLY, URL, PHONE_NUMBER, COPY_CODE, OTP, FLOW, MPM, CATALOG, VOICE_CALL", excerpt(other))),
+    }
+    Some(kind)
 }
 
 fn check_url_button(f: &Fields, errors: &mut Errors) {

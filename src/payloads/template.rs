@@ -163,54 +163,7 @@ fn build_components(components: &[Value], list_path: &str, errors: &mut Errors) 
                 c.reject_unknown(&["type", "parameters"], errors);
                 kind.clone()
             }
-            "button" => {
-                c.reject_unknown(&["type", "sub_type", "index", "parameters"], errors);
-                let sub = c.str("sub_type", true, errors).map(str::to_ascii_lowercase);
-                if let Some(s) = &sub {
-                    if BUTTON_SUB_TYPES.contains(&s.as_str()) {
-                        built.insert("sub_type".into(), json!(s));
-                    } else {
-                        errors.add(
-                            c.path_of("sub_type"),
-                            "invalid_sub_type",
-                            format!(
-                                "button sub_type {} is not one of {}",
-                                excerpt(s),
-                                BUTTON_SUB_TYPES.join(", ")
-                            ),
-                        );
-                    }
-                }
-                // Meta's docs show the index both as "0" and 0; send the string form.
-                let idx = match c.get("index") {
-                    Some(Value::String(s)) if s.parse::<u8>().is_ok_and(|n| n < 10) => {
-                        Some(s.clone())
-                    }
-                    Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n < 10) => {
-                        Some(n.to_string())
-                    }
-                    Some(other) => {
-                        errors.add(
-                            c.path_of("index"),
-                            "invalid_index",
-                            format!("button `index` is the button's position, 0–9, got {other}"),
-                        );
-                        None
-                    }
-                    None => {
-                        errors.add(
-                            c.path_of("index"),
-                            "missing",
-                            "a button component needs the `index` of the button it fills",
-                        );
-                        None
-                    }
-                };
-                if let Some(idx) = &idx {
-                    built.insert("index".into(), json!(idx));
-                }
-                format!("button:{}", idx.unwrap_or_default())
-            }
+            "button" => build_button(&c, &mut built, errors),
             other => {
                 errors.add(
                     c.path_of("type"),
@@ -241,6 +194,52 @@ fn build_components(components: &[Value], list_path: &str, errors: &mut Errors) 
         out.push(Value::Object(built));
     }
     out
+}
+
+/// A button component's `sub_type` and `index` into `built`; its key for duplicate checks.
+fn build_button(c: &Fields, built: &mut Map<String, Value>, errors: &mut Errors) -> String {
+    c.reject_unknown(&["type", "sub_type", "index", "parameters"], errors);
+    let sub = c.str("sub_type", true, errors).map(str::to_ascii_lowercase);
+    if let Some(s) = &sub {
+        if BUTTON_SUB_TYPES.contains(&s.as_str()) {
+            built.insert("sub_type".into(), json!(s));
+        } else {
+            errors.add(
+                c.path_of("sub_type"),
+                "invalid_sub_type",
+                format!(
+                    "button sub_type {} is not one of {}",
+                    excerpt(s),
+                    BUTTON_SUB_TYPES.join(", ")
+                ),
+            );
+        }
+    }
+    // Meta's docs show the index both as "0" and 0; send the string form.
+    let idx = match c.get("index") {
+        Some(Value::String(s)) if s.parse::<u8>().is_ok_and(|n| n < 10) => Some(s.clone()),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n < 10) => Some(n.to_string()),
+        Some(other) => {
+            errors.add(
+                c.path_of("index"),
+                "invalid_index",
+                format!("button `index` is the button's position, 0–9, got {other}"),
+            );
+            None
+        }
+        None => {
+            errors.add(
+                c.path_of("index"),
+                "missing",
+                "a button component needs the `index` of the button it fills",
+            );
+            None
+        }
+    };
+    if let Some(idx) = &idx {
+        built.insert("index".into(), json!(idx));
+    }
+    format!("button:{}", idx.unwrap_or_default())
 }
 
 /// The cards of a carousel template message: 2–10, each `card_index` once, each card's
@@ -374,73 +373,7 @@ fn build_parameters(
             }
             None => positional += 1,
         }
-        let value = f.get(&kind);
-        let value_path = f.path_of(&kind);
-        let ok = match (kind.as_str(), value) {
-            (_, None) => {
-                errors.add(
-                    &value_path,
-                    "missing",
-                    format!("a {kind} parameter needs its value in `{kind}`"),
-                );
-                false
-            }
-            ("text", Some(v)) | ("payload", Some(v)) => {
-                check_string(v, &value_path, &kind, None, errors)
-            }
-            ("coupon_code", Some(v)) => {
-                check_string(v, &value_path, "coupon_code", Some(COUPON_CODE_MAX), errors)
-            }
-            ("currency", Some(v)) => check_currency(v, &value_path, errors),
-            ("date_time", Some(v)) => check_date_time(v, &value_path, errors),
-            ("image" | "video" | "document", Some(v)) => {
-                check_media(v, &value_path, &kind, false, errors)
-            }
-            ("location", Some(v)) => check_location(v, &value_path, errors),
-            // A product card's header: the catalog product it shows.
-            ("product", Some(v)) => {
-                let ok = ["product_retailer_id", "catalog_id"].iter().all(|k| {
-                    v.get(k)
-                        .and_then(Value::as_str)
-                        .is_some_and(|s| !s.is_empty())
-                });
-                if !ok {
-                    errors.add(
-                        &value_path,
-                        "invalid_product",
-                        "a product parameter is {\"product_retailer_id\", \"catalog_id\"}",
-                    );
-                }
-                ok
-            }
-            ("limited_time_offer", Some(v)) => match v.get("expiration_time_ms") {
-                Some(ms) if ms.as_u64().is_some() => true,
-                _ => {
-                    errors.add(
-                        format!("{value_path}/expiration_time_ms"),
-                        "expected_integer",
-                        "`expiration_time_ms` is the offer's end in ms since the Unix epoch",
-                    );
-                    false
-                }
-            },
-            ("action", Some(v)) => {
-                if v.is_object() {
-                    true
-                } else {
-                    errors.add(
-                        &value_path,
-                        "expected_object",
-                        format!(
-                            "`action` must be an object with flow_token / flow_action_data, got {}",
-                            type_name(v)
-                        ),
-                    );
-                    false
-                }
-            }
-            _ => true,
-        };
+        let ok = check_parameter_value(&kind, f.get(&kind), &f.path_of(&kind), errors);
         if ok {
             out.push(p.clone());
         }
@@ -449,6 +382,78 @@ fn build_parameters(
         errors.add(list_path, "mixed_parameter_formats", format!("parameters must be all named (with `parameter_name`) or all positional; got {named} named and {positional} positional"));
     }
     out
+}
+
+/// Checks a parameter's value (under the key named by its type); whether it is usable.
+fn check_parameter_value(
+    kind: &str,
+    value: Option<&Value>,
+    value_path: &str,
+    errors: &mut Errors,
+) -> bool {
+    match (kind, value) {
+        (_, None) => {
+            errors.add(
+                value_path,
+                "missing",
+                format!("a {kind} parameter needs its value in `{kind}`"),
+            );
+            false
+        }
+        ("text", Some(v)) | ("payload", Some(v)) => check_string(v, value_path, kind, None, errors),
+        ("coupon_code", Some(v)) => {
+            check_string(v, value_path, "coupon_code", Some(COUPON_CODE_MAX), errors)
+        }
+        ("currency", Some(v)) => check_currency(v, value_path, errors),
+        ("date_time", Some(v)) => check_date_time(v, value_path, errors),
+        ("image" | "video" | "document", Some(v)) => {
+            check_media(v, value_path, kind, false, errors)
+        }
+        ("location", Some(v)) => check_location(v, value_path, errors),
+        // A product card's header: the catalog product it shows.
+        ("product", Some(v)) => {
+            let ok = ["product_retailer_id", "catalog_id"].iter().all(|k| {
+                v.get(k)
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+            });
+            if !ok {
+                errors.add(
+                    value_path,
+                    "invalid_product",
+                    "a product parameter is {\"product_retailer_id\", \"catalog_id\"}",
+                );
+            }
+            ok
+        }
+        ("limited_time_offer", Some(v)) => match v.get("expiration_time_ms") {
+            Some(ms) if ms.as_u64().is_some() => true,
+            _ => {
+                errors.add(
+                    format!("{value_path}/expiration_time_ms"),
+                    "expected_integer",
+                    "`expiration_time_ms` is the offer's end in ms since the Unix epoch",
+                );
+                false
+            }
+        },
+        ("action", Some(v)) => {
+            if v.is_object() {
+                true
+            } else {
+                errors.add(
+                    value_path,
+                    "expected_object",
+                    format!(
+                        "`action` must be an object with flow_token / flow_action_data, got {}",
+                        type_name(v)
+                    ),
+                );
+                false
+            }
+        }
+        _ => true,
+    }
 }
 
 fn check_string(
