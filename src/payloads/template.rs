@@ -19,6 +19,7 @@ pub const BUTTON_SUB_TYPES: &[&str] = &[
     "flow",
     "catalog",
     "mpm",
+    "spm",
     "voice_call",
 ];
 

@@ -325,6 +325,10 @@ fn button_need(kind: &str, url: &str, auth: bool) -> (&'static str, usize, usize
         "QUICK_REPLY" => ("quick_reply", 0, 1, "payload"),
         "COPY_CODE" => ("copy_code", 1, 1, "coupon_code"),
         "FLOW" => ("flow", 0, 1, "action"),
+        // Catalog buttons: the product(s) shown travel as an `action` parameter.
+        "MPM" => ("mpm", 1, 1, "action"),
+        "CATALOG" => ("catalog", 0, 1, "action"),
+        "SPM" => ("spm", 0, 1, "action"),
         _ => ("", 0, 0, ""),
     }
 }
@@ -528,6 +532,29 @@ mod tests {
         json!({"name":"order_confirmation","language":{"code":"en_US"},"components":[
             {"type":"header","parameters":[{"type":"document","document":{"id":"1"}}]},
             {"type":"body","parameters":[{"type":"text","text":"Pablo"},{"type":"text","text":"860198"}]}]})
+    }
+
+    #[test]
+    fn catalog_buttons_take_their_product_action() {
+        let d = def(
+            json!({"name": "spring_catalog", "language": "en_US", "status": "APPROVED", "category": "MARKETING",
+            "components": [{"type": "BODY", "text": "Our spring picks are in."},
+                {"type": "BUTTONS", "buttons": [{"type": "MPM", "text": "View items"}]}]}),
+        );
+        let msg = |params: Value| {
+            json!({"name": "spring_catalog", "language": {"code": "en_US"}, "components": [
+            {"type": "button", "sub_type": "mpm", "index": "0", "parameters": params}]})
+        };
+        let action = json!([{"type": "action", "action": {"thumbnail_product_retailer_id": "sku-1",
+            "sections": [{"title": "Picks", "product_items": [{"product_retailer_id": "sku-1"}]}]}}]);
+        assert_eq!(codes(msg(action), &d), vec![]);
+        assert_eq!(
+            codes(msg(json!([])), &d),
+            vec![(
+                "/content/template/components/0/parameters".into(),
+                "parameter_count_mismatch".into()
+            )]
+        );
     }
 
     #[test]

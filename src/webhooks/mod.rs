@@ -210,7 +210,7 @@ pub const FIELDS: &[FieldRule] = &[
     FieldRule { field: "message_template_components_update", kinds: "`template-components-change`", read: |v, w| vec![platform::components_event(v, w)], meaning: "an approved template's text or buttons changed" },
     FieldRule { field: "account_update", kinds: "`account-update`", read: |v, w| vec![platform::account_event(v, w)], meaning: "violations, restrictions, bans (operator action) and other account changes" },
     FieldRule { field: "phone_number_quality_update", kinds: "`sender-quality-change`", read: |v, w| vec![platform::sender_quality_event(v, w)], meaning: "the number was flagged or its messaging limit or throughput changed" },
-    FieldRule { field: "user_preferences", kinds: "`recipient-preference`", read: |v, _| array(v, "user_preferences").iter().map(preference_event).collect(), meaning: "the customer stopped or resumed marketing messages (`details.category: marketing`)" },
+    FieldRule { field: "user_preferences", kinds: "`recipient-preference`", read: |v, _| array(v, "user_preferences").iter().map(|p| preference_event(p, v)).collect(), meaning: "the customer stopped or resumed marketing messages (`details.category: marketing`)" },
 ];
 
 /// The events of one `entry[].changes[]` item, by its `field`; unknown fields are `other`.
@@ -542,7 +542,7 @@ fn template_status_event(value: &Value) -> WebhookEvent {
     )
 }
 
-fn preference_event(p: &Value) -> WebhookEvent {
+fn preference_event(p: &Value, change: &Value) -> WebhookEvent {
     let value = str_of(p, "value").unwrap_or_default();
     let c = match value {
         "stop" => plain(Disposition::Fallback, "recipient_opted_out"),
@@ -569,7 +569,9 @@ fn preference_event(p: &Value) -> WebhookEvent {
         ),
         Value::Object(details),
     );
-    e.recipient = Some(from_wa_id(wa_id));
+    // By phone, or by BSUID for a customer Meta names only that way.
+    let customer = Customer::read(str_of(p, "wa_id"), str_of(p, "user_id"), change);
+    e.recipient = customer.key();
     e.occurred_at_ms = timestamp_ms(p, "timestamp");
     e
 }
