@@ -3,6 +3,7 @@
 
 pub mod defaults;
 pub mod mock;
+pub mod postgres;
 pub mod signing;
 pub mod stack;
 

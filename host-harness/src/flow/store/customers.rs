@@ -5,9 +5,9 @@
 //! is kept under each.
 
 use super::{FlowState, Tx, customer_key, ms};
+use crate::args;
 use crate::types::{Classification, WebhookEvent};
 use anyhow::Result;
-use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
 /// The reason channels give when a customer stopped a kind of message.
@@ -36,17 +36,16 @@ fn keys_of(e: &WebhookEvent) -> Vec<String> {
     keys
 }
 
-impl Tx<'_> {
+impl Tx<'_, '_> {
     /// The customer wrote (or called): their service window is open from then.
     pub(super) fn note_inbound(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
         let at = e.occurred_at_ms.unwrap_or(self.now);
         for customer in keys_of(e) {
-            self.tx
-                .prepare_cached(
-                    "INSERT INTO inbound (channel, customer, last_ms) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (channel, customer) DO UPDATE SET last_ms = max(last_ms, excluded.last_ms)",
-                )?
-                .execute(params![channel, customer, ms(at)])?;
+            self.db.exec(
+                "INSERT INTO inbound (channel, customer, last_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (channel, customer) DO UPDATE SET last_ms = CASE WHEN excluded.last_ms > inbound.last_ms THEN excluded.last_ms ELSE inbound.last_ms END",
+                args![channel, customer, ms(at)],
+            )?;
         }
         Ok(())
     }
@@ -57,39 +56,39 @@ impl Tx<'_> {
         channel: &str,
         spec: &super::FlowSpec,
     ) -> Result<Option<u64>> {
-        let seen: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT last_ms FROM inbound WHERE channel = ?1 AND customer = ?2")?
-            .query_row(params![channel, customer_key(&spec.recipient)], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        let seen = seen.map(|v| v.max(0) as u64);
+        let seen = match self.db.query_opt(
+            "SELECT last_ms FROM inbound WHERE channel = ?1 AND customer = ?2",
+            args![channel, customer_key(&spec.recipient)],
+        )? {
+            Some(r) => Some(r.int(0)?.max(0) as u64),
+            None => None,
+        };
         Ok(spec.last_inbound_ms.max(seen))
     }
 
     /// The kinds of message the customer stopped on this channel.
     pub(super) fn opted_out(&self, channel: &str, recipient: &str) -> Result<Vec<String>> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT category FROM opt_outs WHERE channel = ?1 AND customer = ?2 ORDER BY category",
-        )?;
-        let rows = stmt.query_map(params![channel, customer_key(recipient)], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        self.db
+            .query(
+                "SELECT category FROM opt_outs WHERE channel = ?1 AND customer = ?2 ORDER BY category",
+                args![channel, customer_key(recipient)],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect()
     }
 
     fn set_opt_out(&self, channel: &str, customer: &str, category: &str, stop: bool) -> Result<()> {
         if stop {
-            self.tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO opt_outs (channel, customer, category, since_ms) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![channel, customer, category, ms(self.now)])?;
+            self.db.exec(
+                "INSERT OR IGNORE INTO opt_outs (channel, customer, category, since_ms) VALUES (?1, ?2, ?3, ?4)",
+                args![channel, customer, category, ms(self.now)],
+            )?;
         } else {
-            self.tx
-                .prepare_cached(
-                    "DELETE FROM opt_outs WHERE channel = ?1 AND customer = ?2 AND category = ?3",
-                )?
-                .execute(params![channel, customer, category])?;
+            self.db.exec(
+                "DELETE FROM opt_outs WHERE channel = ?1 AND customer = ?2 AND category = ?3",
+                args![channel, customer, category],
+            )?;
         }
         Ok(())
     }
@@ -135,16 +134,13 @@ impl Tx<'_> {
         let keys = keys_of(e);
         let mut open = Vec::new();
         for key in &keys {
-            let mut stmt = self
-                .tx
-                .prepare_cached("SELECT id, state FROM flows WHERE recipient = ?1")?;
-            let rows = stmt.query_map(params![key], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            for row in rows {
-                let (id, state) = row?;
-                if FlowState::parse(&state).is_some_and(|s| !s.is_final()) {
-                    open.push(id);
+            let rows = self.db.query(
+                "SELECT id, state FROM flows WHERE recipient = ?1",
+                args![key],
+            )?;
+            for r in &rows {
+                if FlowState::parse(&r.text(1)?).is_some_and(|s| !s.is_final()) {
+                    open.push(r.text(0)?);
                 }
             }
         }
@@ -162,9 +158,9 @@ impl Tx<'_> {
                 continue;
             };
             self.note(&flow.id, None, &why)?;
-            self.tx.execute(
+            self.db.exec(
                 "UPDATE attempts SET closed = 1 WHERE flow_id = ?1 AND step = ?2",
-                params![flow.id, flow.step as i64],
+                args![flow.id, flow.step as i64],
             )?;
             self.set_state(&flow, FlowState::HandedOver, None)?;
             self.emit(
@@ -186,12 +182,15 @@ impl Tx<'_> {
         let (Some(old), Some(new)) = (e.recipient.as_deref().map(customer_key), new) else {
             return Ok(());
         };
-        for table in ["inbound", "opt_outs"] {
-            self.tx.execute(
-                &format!("UPDATE OR IGNORE {table} SET customer = ?3 WHERE channel = ?1 AND customer = ?2"),
-                params![channel, old, new],
-            )?;
-        }
+        // Where the new id already has a row, it wins (it is the newer news).
+        self.db.exec(
+            "UPDATE inbound SET customer = ?3 WHERE channel = ?1 AND customer = ?2 AND NOT EXISTS (SELECT 1 FROM inbound n WHERE n.channel = ?1 AND n.customer = ?3)",
+            args![channel, &old, &new],
+        )?;
+        self.db.exec(
+            "UPDATE opt_outs SET customer = ?3 WHERE channel = ?1 AND customer = ?2 AND NOT EXISTS (SELECT 1 FROM opt_outs n WHERE n.channel = ?1 AND n.customer = ?3 AND n.category = opt_outs.category)",
+            args![channel, &old, &new],
+        )?;
         Ok(())
     }
 }

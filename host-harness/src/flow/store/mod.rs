@@ -14,53 +14,16 @@ use super::policy::{self, FlowState, Next, Position};
 use super::spec::FlowSpec;
 use crate::json::disposition_name;
 use crate::types::{Classification, Disposition, EventKind, WebhookEvent};
-use anyhow::{Context, Result, bail};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod customers;
+pub mod db;
 
-/// Bumped when the tables change; an older file is refused with a clear message.
-const SCHEMA_VERSION: i64 = 3;
-/// Older schemas this one upgrades in place (each only added tables).
-const UPGRADABLE_FROM: &[i64] = &[2];
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS flows (
-  id TEXT PRIMARY KEY, spec TEXT NOT NULL, recipient TEXT NOT NULL, state TEXT NOT NULL,
-  step INTEGER NOT NULL, attempt INTEGER NOT NULL, wake_at INTEGER, created_ms INTEGER NOT NULL,
-  expires_ms INTEGER, current_attempt INTEGER, callback_url TEXT, lane TEXT);
-CREATE INDEX IF NOT EXISTS flows_due ON flows(lane, wake_at) WHERE wake_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS flows_by_recipient ON flows(recipient);
-CREATE TABLE IF NOT EXISTS attempts (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, flow_id TEXT NOT NULL, step INTEGER NOT NULL,
-  channel TEXT NOT NULL, attempt INTEGER NOT NULL, correlation_id TEXT NOT NULL UNIQUE,
-  phase TEXT NOT NULL, slot_ms INTEGER NOT NULL, provider_message_id TEXT, sent_ms INTEGER NOT NULL,
-  recorded_ms INTEGER,
-  disposition TEXT, reason TEXT, provider_code TEXT, precedence INTEGER NOT NULL DEFAULT 0,
-  status TEXT, status_disposition TEXT, closed INTEGER NOT NULL DEFAULT 0,
-  possible_duplicate INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS attempts_by_message ON attempts(channel, provider_message_id);
-CREATE INDEX IF NOT EXISTS attempts_by_flow ON attempts(flow_id);
-CREATE INDEX IF NOT EXISTS attempts_open ON attempts(phase) WHERE phase <> 'recorded';
-CREATE TABLE IF NOT EXISTS timeline (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, flow_id TEXT NOT NULL, at_ms INTEGER NOT NULL,
-  attempt_id INTEGER, entry TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS timeline_by_flow ON timeline(flow_id);
-CREATE TABLE IF NOT EXISTS seen_events (dedupe_key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS inbound (
-  channel TEXT NOT NULL, customer TEXT NOT NULL, last_ms INTEGER NOT NULL,
-  PRIMARY KEY (channel, customer));
-CREATE TABLE IF NOT EXISTS opt_outs (
-  channel TEXT NOT NULL, customer TEXT NOT NULL, category TEXT NOT NULL, since_ms INTEGER NOT NULL,
-  PRIMARY KEY (channel, customer, category));
-CREATE TABLE IF NOT EXISTS outbox (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, flow_id TEXT NOT NULL,
-  url TEXT NOT NULL, body TEXT NOT NULL, tries INTEGER NOT NULL DEFAULT 0,
-  next_at INTEGER, delivered_ms INTEGER, last_error TEXT);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_at) WHERE next_at IS NOT NULL;
-";
+use crate::args;
+use db::{Backend, Conn};
 
 /// The lane of flows waiting only for time (status deadlines, unknown outcomes); flows that
 /// wait to send are in their channel's lane, so a channel at its rate never holds up timers
@@ -208,53 +171,88 @@ struct AttemptRow {
     status_disposition: Option<String>,
 }
 
-/// The SQLite flow store.
+/// The flow store: SQLite (embedded, one node) or PostgreSQL (several nodes), the same
+/// transitions on both.
 pub struct Store {
-    conn: Mutex<Connection>,
+    /// One connection for SQLite (its writers queue anyway), a few for PostgreSQL.
+    conns: Vec<Mutex<Conn>>,
+    next_conn: AtomicUsize,
+    backend: Backend,
+    /// This node's name in leases.
+    node: String,
+    /// How long a claimed send belongs to this node before another may take it over.
+    lease_ms: u64,
 }
 
+/// Connections a PostgreSQL store keeps.
+const POSTGRES_CONNECTIONS: usize = 4;
+/// How long a claim is leased when nobody says otherwise: past the longest plugin call.
+pub const DEFAULT_LEASE_MS: u64 = 120_000;
+
 /// One transaction with the helpers every transition uses.
-struct Tx<'a> {
-    tx: Transaction<'a>,
+struct Tx<'a, 'c> {
+    db: &'a db::Tx<'c>,
     now: u64,
+    backend: Backend,
+    node: &'a str,
+    lease_ms: u64,
 }
 
 impl Store {
-    /// Opens (or creates) the database. `:memory:` keeps it in memory.
-    pub fn open(path: &str) -> Result<Store> {
-        let conn =
-            Connection::open(path).with_context(|| format!("opening the flow database {path}"))?;
-        // `flow status` reads the file while `serve` writes it: wait for locks, don't fail.
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL").ok();
-        // WAL + NORMAL: a committed transaction survives the process being killed.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let has_flows: bool = conn.query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'flows'",
-            [],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if has_flows && version != SCHEMA_VERSION && !UPGRADABLE_FROM.contains(&version) {
-            bail!(
-                "{path} was written by another version of host-harness (schema {version}, this one uses {SCHEMA_VERSION}); use a new --db file"
-            );
+    /// Opens (or creates) the store: a `postgres://` URL, or a SQLite file (`:memory:` keeps
+    /// it in memory). Migrations are applied first.
+    pub fn open(location: &str) -> Result<Store> {
+        Self::open_with(location, DEFAULT_LEASE_MS)
+    }
+
+    /// [`Store::open`] with the lease of claimed sends.
+    pub fn open_with(location: &str, lease_ms: u64) -> Result<Store> {
+        let first = Conn::open(location)?;
+        let backend = first.backend();
+        let mut conns = vec![Mutex::new(first)];
+        if backend == Backend::Postgres {
+            for _ in 1..POSTGRES_CONNECTIONS {
+                conns.push(Mutex::new(Conn::open(location)?));
+            }
         }
-        conn.execute_batch(SCHEMA)
-            .context("creating the flow tables")?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            conns,
+            next_conn: AtomicUsize::new(0),
+            backend,
+            node: format!("node-{}", uuid::Uuid::now_v7()),
+            lease_ms,
         })
     }
 
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// This node's name in leases.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     fn with_tx<R>(&self, now: u64, f: impl FnOnce(&Tx) -> Result<R>) -> Result<R> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let t = Tx { tx, now };
-        let r = f(&t)?;
-        t.tx.commit()?;
-        Ok(r)
+        let start = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let n = self.conns.len();
+        // A free connection if there is one, else wait for the next in turn.
+        let mut conn = (0..n)
+            .find_map(|i| self.conns[(start + i) % n].try_lock().ok())
+            .unwrap_or_else(|| {
+                self.conns[start % n]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+            });
+        conn.transaction(|db| {
+            f(&Tx {
+                db,
+                now,
+                backend: self.backend,
+                node: &self.node,
+                lease_ms: self.lease_ms,
+            })
+        })
     }
 
     /// Stores new flows, due at once, in one transaction.
@@ -269,9 +267,13 @@ impl Store {
     pub fn recover(&self, now: u64) -> Result<usize> {
         self.with_tx(now, |t| {
             let open: Vec<(i64, String)> =
-                t.tx.prepare("SELECT id, phase FROM attempts WHERE phase <> 'recorded'")?
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<_, _>>()?;
+                t.db.query(
+                    "SELECT id, phase FROM attempts WHERE phase <> 'recorded'",
+                    &[],
+                )?
+                .iter()
+                .map(|r| Ok((r.int(0)?, r.text(1)?)))
+                .collect::<Result<_>>()?;
             for (id, phase) in &open {
                 let result = if AttemptPhase::parse(phase) == Some(AttemptPhase::Claimed) {
                     SendResult::NeverLeft(
@@ -325,13 +327,14 @@ impl Store {
     /// False if it was no longer claimed.
     pub fn mark_sending(&self, attempt_id: i64, now: u64) -> Result<bool> {
         self.with_tx(now, |t| {
-            let n =
-                t.tx.prepare_cached("UPDATE attempts SET phase = ?2 WHERE id = ?1 AND phase = ?3")?
-                    .execute(params![
-                        attempt_id,
-                        AttemptPhase::Sending.as_str(),
-                        AttemptPhase::Claimed.as_str()
-                    ])?;
+            let n = t.db.exec(
+                "UPDATE attempts SET phase = ?2 WHERE id = ?1 AND phase = ?3",
+                args![
+                    attempt_id,
+                    AttemptPhase::Sending.as_str(),
+                    AttemptPhase::Claimed.as_str()
+                ],
+            )?;
             Ok(n == 1)
         })
     }
@@ -383,25 +386,24 @@ impl Store {
 
     /// A flow's state.
     pub fn state(&self, id: &str) -> Result<Option<FlowState>> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let s: Option<String> = conn
-            .query_row("SELECT state FROM flows WHERE id = ?1", params![id], |r| {
-                r.get(0)
+        self.with_tx(0, |t| {
+            let row =
+                t.db.query_opt("SELECT state FROM flows WHERE id = ?1", args![id])?;
+            Ok(match row {
+                Some(r) => FlowState::parse(&r.text(0)?),
+                None => None,
             })
-            .optional()?;
-        Ok(s.and_then(|s| FlowState::parse(&s)))
+        })
     }
 
     /// How many flows are in each state.
     pub fn counts(&self) -> Result<Vec<(String, u64)>> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare("SELECT state, count(*) FROM flows GROUP BY state")?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        self.with_tx(0, |t| {
+            t.db.query("SELECT state, count(*) FROM flows GROUP BY state", &[])?
+                .iter()
+                .map(|r| Ok((r.text(0)?, r.int(1)?.max(0) as u64)))
+                .collect()
+        })
     }
 
     /// Flows not yet final.
@@ -416,28 +418,35 @@ impl Store {
 
     /// The flow's state, attempts and timeline, as `GET /flows/{id}` answers.
     pub fn status(&self, id: &str) -> Result<Option<Value>> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        status_json(&conn, id)
+        self.with_tx(0, |t| status_json(t.db, id))
     }
 
-    /// Callback deliveries due now.
+    /// Callback deliveries due now, leased to this node (another node skips them until the
+    /// lease passes, so each goes out from one node; at least once if this node dies).
     pub fn outbox_due(&self, now: u64, limit: usize) -> Result<Vec<OutboxItem>> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, event_id, url, body, tries FROM outbox WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at LIMIT ?2",
-        )?;
-        let items = stmt
-            .query_map(params![ms(now), limit as i64], |r| {
-                Ok(OutboxItem {
-                    id: r.get(0)?,
-                    event_id: r.get(1)?,
-                    url: r.get(2)?,
-                    body: r.get(3)?,
-                    tries: r.get::<_, i64>(4)? as u32,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(items)
+        self.with_tx(now, |t| {
+            let lock = t.skip_locked();
+            let rows = t.db.query(
+                &format!("SELECT id, event_id, url, body, tries FROM outbox WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at LIMIT ?2{lock}"),
+                args![ms(now), limit as i64],
+            )?;
+            let mut items = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let item = OutboxItem {
+                    id: r.int(0)?,
+                    event_id: r.text(1)?,
+                    url: r.text(2)?,
+                    body: r.text(3)?,
+                    tries: u32::try_from(r.int(4)?).unwrap_or(u32::MAX),
+                };
+                t.db.exec(
+                    "UPDATE outbox SET next_at = ?2 WHERE id = ?1",
+                    args![item.id, ms(now.saturating_add(t.lease_ms))],
+                )?;
+                items.push(item);
+            }
+            Ok(items)
+        })
     }
 
     /// Marks a callback delivered, or schedules its next try (`None`: give up).
@@ -448,28 +457,28 @@ impl Store {
         retry_at: Option<u64>,
         error: Option<&str>,
     ) -> Result<()> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        match error {
-            None => conn.execute(
-                "UPDATE outbox SET delivered_ms = ?2, next_at = NULL, tries = tries + 1 WHERE id = ?1",
-                params![id, ms(now)],
-            )?,
-            Some(e) => conn.execute(
-                "UPDATE outbox SET next_at = ?2, tries = tries + 1, last_error = ?3 WHERE id = ?1",
-                params![id, retry_at.map(ms), e],
-            )?,
-        };
-        Ok(())
+        self.with_tx(now, |t| {
+            match error {
+                None => t.db.exec(
+                    "UPDATE outbox SET delivered_ms = ?2, next_at = NULL, tries = tries + 1 WHERE id = ?1",
+                    args![id, ms(now)],
+                )?,
+                Some(e) => t.db.exec(
+                    "UPDATE outbox SET next_at = ?2, tries = tries + 1, last_error = ?3 WHERE id = ?1",
+                    args![id, retry_at.map(ms), e],
+                )?,
+            };
+            Ok(())
+        })
     }
 }
 
-impl Tx<'_> {
+impl Tx<'_, '_> {
     fn note(&self, flow: &str, attempt: Option<i64>, entry: &str) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO timeline (flow_id, at_ms, attempt_id, entry) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![flow, ms(self.now), attempt, entry])?;
+        self.db.exec(
+            "INSERT INTO timeline (flow_id, at_ms, attempt_id, entry) VALUES (?1, ?2, ?3, ?4)",
+            args![flow, ms(self.now), attempt, entry],
+        )?;
         Ok(())
     }
 
@@ -481,22 +490,22 @@ impl Tx<'_> {
         let event_id = uuid::Uuid::now_v7().to_string();
         let body = json!({"event_id": event_id, "flow_id": flow.id, "kind": kind,
             "at_ms": self.now, "detail": detail});
-        self.tx
-            .prepare_cached(
+        self.db.exec(
                 "INSERT INTO outbox (event_id, flow_id, url, body, next_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![event_id, flow.id, url, body.to_string(), ms(self.now)])?;
+                args![event_id, flow.id, url, body.to_string(), ms(self.now)],
+            )?;
         Ok(())
     }
 
     fn submit(&self, id: &str, spec: &FlowSpec) -> Result<Submitted> {
         let text = serde_json::to_string(spec)?;
-        let existing: Option<String> = self
-            .tx
-            .query_row("SELECT spec FROM flows WHERE id = ?1", params![id], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let existing = match self
+            .db
+            .query_opt("SELECT spec FROM flows WHERE id = ?1", args![id])?
+        {
+            Some(r) => Some(r.text(0)?),
+            None => None,
+        };
         if let Some(stored) = existing {
             return Ok(if stored == text {
                 Submitted::AlreadyExists
@@ -505,12 +514,11 @@ impl Tx<'_> {
             });
         }
         let expires = spec.ttl_ms.map(|t| self.now.saturating_add(t));
-        self.tx
-            .prepare_cached(
+        // The column holds the customer key (what webhooks name), the spec the address as given.
+        self.db.exec(
                 "INSERT INTO flows (id, spec, recipient, state, step, attempt, wake_at, created_ms, expires_ms, callback_url, lane) VALUES (?1, ?2, ?3, ?4, 0, 1, ?5, ?5, ?6, ?7, ?8)",
-            )?
-            // The column holds the customer key (what webhooks name), the spec the address as given.
-            .execute(params![id, text, customer_key(&spec.recipient), FlowState::Ready.as_str(), ms(self.now), expires.map(ms), spec.callback_url, lane_for(spec, 0, FlowState::Ready)])?;
+                args![id, text, customer_key(&spec.recipient), FlowState::Ready.as_str(), ms(self.now), expires.map(ms), spec.callback_url, lane_for(spec, 0, FlowState::Ready)],
+            )?;
         self.note(
             id,
             None,
@@ -524,23 +532,22 @@ impl Tx<'_> {
     }
 
     fn load(&self, id: &str) -> Result<Option<FlowRow>> {
-        let row = self
-            .tx
-            .prepare_cached(
-                "SELECT spec, state, step, attempt, expires_ms, current_attempt, callback_url FROM flows WHERE id = ?1",
-            )?
-            .query_row(params![id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, Option<i64>>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                ))
-            })
-            .optional()?;
+        let row = self.db.query_opt(
+            "SELECT spec, state, step, attempt, expires_ms, current_attempt, callback_url FROM flows WHERE id = ?1",
+            args![id],
+        )?;
+        let row = match row {
+            Some(r) => Some((
+                r.text(0)?,
+                r.text(1)?,
+                r.int(2)?,
+                r.int(3)?,
+                r.opt_int(4)?,
+                r.opt_int(5)?,
+                r.opt_text(6)?,
+            )),
+            None => None,
+        };
         let Some((spec, state, step, attempt, expires, current, callback)) = row else {
             return Ok(None);
         };
@@ -559,21 +566,24 @@ impl Tx<'_> {
 
     fn set_state(&self, flow: &FlowRow, state: FlowState, wake_at: Option<u64>) -> Result<()> {
         let lane = lane_for(&flow.spec, flow.step, state);
-        self.tx
-            .prepare_cached("UPDATE flows SET state = ?2, wake_at = ?3, lane = ?4 WHERE id = ?1")?
-            .execute(params![flow.id, state.as_str(), wake_at.map(ms), lane])?;
+        self.db.exec(
+            "UPDATE flows SET state = ?2, wake_at = ?3, lane = ?4 WHERE id = ?1",
+            args![flow.id, state.as_str(), wake_at.map(ms), lane],
+        )?;
         Ok(())
     }
 
     fn due(&self, lane: &str, limit: usize) -> Result<Vec<String>> {
-        let ids = self
-            .tx
-            .prepare_cached(
-                "SELECT id FROM flows WHERE lane = ?1 AND wake_at IS NOT NULL AND wake_at <= ?2 ORDER BY wake_at LIMIT ?3",
+        // Other nodes skip the rows this transaction holds (PostgreSQL).
+        let lock = self.skip_locked();
+        self.db
+            .query(
+                &format!("SELECT id FROM flows WHERE lane = ?1 AND wake_at IS NOT NULL AND wake_at <= ?2 ORDER BY wake_at LIMIT ?3{lock}"),
+                args![lane, ms(self.now), limit as i64],
             )?
-            .query_map(params![lane, ms(self.now), limit as i64], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(ids)
+            .iter()
+            .map(|r| r.text(0))
+            .collect()
     }
 
     /// A due flow: fire its timer, or claim its send.
@@ -584,9 +594,9 @@ impl Tx<'_> {
         match policy::on_timer(flow.state, flow.position(), self.now) {
             None => {
                 // Not a timer state (final, or sending): it should not be due.
-                self.tx.execute(
+                self.db.exec(
                     "UPDATE flows SET wake_at = NULL, lane = NULL WHERE id = ?1",
-                    params![id],
+                    args![id],
                 )?;
                 Ok(None)
             }
@@ -634,17 +644,18 @@ impl Tx<'_> {
             }
         };
         let correlation_id = format!("{}/{}/{}", flow.id, flow.step, flow.attempt);
-        self.tx
-            .prepare_cached(
-                "INSERT INTO attempts (flow_id, step, channel, attempt, correlation_id, phase, slot_ms, sent_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'claimed', ?6, ?6)",
+        let attempt_id = self
+            .db
+            .query_one(
+                "INSERT INTO attempts (flow_id, step, channel, attempt, correlation_id, phase, slot_ms, sent_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'claimed', ?6, ?6) RETURNING id",
+                args![&flow.id, flow.step as i64, &step.channel, flow.attempt, &correlation_id, ms(slot)],
             )?
-            .execute(params![flow.id, flow.step as i64, step.channel, flow.attempt, correlation_id, ms(slot)])?;
-        let attempt_id = self.tx.last_insert_rowid();
-        self.tx
-            .prepare_cached(
-                "UPDATE flows SET state = ?2, wake_at = NULL, lane = NULL, current_attempt = ?3 WHERE id = ?1",
-            )?
-            .execute(params![flow.id, FlowState::Sending.as_str(), attempt_id])?;
+            .int(0)?;
+        // The flow is this node's until the lease passes.
+        self.db.exec(
+            "UPDATE flows SET state = ?2, wake_at = NULL, lane = NULL, current_attempt = ?3, lease_owner = ?4, lease_until = ?5 WHERE id = ?1",
+            args![&flow.id, FlowState::Sending.as_str(), attempt_id, self.node, ms(self.now.saturating_add(self.lease_ms))],
+        )?;
         Ok(Some(Claim {
             flow_id: flow.id.clone(),
             attempt_id,
@@ -659,35 +670,36 @@ impl Tx<'_> {
         }))
     }
 
-    fn load_attempt(
-        &self,
-        sql_where: &str,
-        args: impl rusqlite::Params,
-    ) -> Result<Option<AttemptRow>> {
+    fn load_attempt(&self, sql_where: &str, args: &[db::Arg]) -> Result<Option<AttemptRow>> {
         let sql = format!(
             "SELECT id, flow_id, channel, attempt, phase, precedence, closed, status_disposition FROM attempts WHERE {sql_where}"
         );
-        Ok(self
-            .tx
-            .prepare_cached(&sql)?
-            .query_row(args, |r| {
-                Ok(AttemptRow {
-                    id: r.get(0)?,
-                    flow_id: r.get(1)?,
-                    channel: r.get(2)?,
-                    attempt: r.get::<_, i64>(3)? as u32,
-                    phase: AttemptPhase::parse(&r.get::<_, String>(4)?)
-                        .unwrap_or(AttemptPhase::Recorded),
-                    precedence: r.get(5)?,
-                    closed: r.get::<_, i64>(6)? != 0,
-                    status_disposition: r.get(7)?,
-                })
-            })
-            .optional()?)
+        let Some(r) = self.db.query_opt(&sql, args)? else {
+            return Ok(None);
+        };
+        Ok(Some(AttemptRow {
+            id: r.int(0)?,
+            flow_id: r.text(1)?,
+            channel: r.text(2)?,
+            attempt: u32::try_from(r.int(3)?).unwrap_or(u32::MAX),
+            phase: AttemptPhase::parse(&r.text(4)?).unwrap_or(AttemptPhase::Recorded),
+            precedence: r.int(5)?,
+            closed: r.int(6)? != 0,
+            status_disposition: r.opt_text(7)?,
+        }))
+    }
+
+    /// ` FOR UPDATE SKIP LOCKED` where several nodes claim from one table; SQLite's
+    /// immediate transactions already exclude each other.
+    fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
     }
 
     fn record(&self, attempt_id: i64, result: &SendResult) -> Result<()> {
-        let Some(a) = self.load_attempt("id = ?1", params![attempt_id])? else {
+        let Some(a) = self.load_attempt("id = ?1", args![attempt_id])? else {
             return Ok(());
         };
         if a.phase == AttemptPhase::Recorded {
@@ -713,11 +725,10 @@ impl Tx<'_> {
                 (Disposition::Failed, "never_sent".into(), None, None, None)
             }
         };
-        self.tx
-            .prepare_cached(
+        self.db.exec(
                 "UPDATE attempts SET phase = 'recorded', disposition = ?2, reason = ?3, provider_code = ?4, provider_message_id = coalesce(provider_message_id, ?5), recorded_ms = ?6 WHERE id = ?1",
-            )?
-            .execute(params![a.id, disposition_name(disposition), reason, code, message_id, ms(self.now)])?;
+                args![a.id, disposition_name(disposition), reason, code, message_id, ms(self.now)],
+            )?;
         let what = match result {
             SendResult::Classified(c) => describe(c),
             SendResult::NotSent(why) => format!("not sent: {why}"),
@@ -792,10 +803,10 @@ impl Tx<'_> {
                 )?;
                 let wake = flow.expires_ms.map_or(at, |e| e.min(at));
                 let lane = lane_for(&flow.spec, flow.step, FlowState::WaitingRetry);
-                self.tx.execute(
-                    "UPDATE flows SET state = ?2, attempt = ?3, wake_at = ?4, lane = ?5 WHERE id = ?1",
-                    params![flow.id, FlowState::WaitingRetry.as_str(), n, ms(wake), lane],
-                )?;
+                self.db.exec(
+                "UPDATE flows SET state = ?2, attempt = ?3, wake_at = ?4, lane = ?5 WHERE id = ?1",
+                args![flow.id, FlowState::WaitingRetry.as_str(), n, ms(wake), lane],
+            )?;
                 Ok(())
             }
             Next::MoveOn { why } => self.move_on(flow, &why, attempt),
@@ -811,9 +822,9 @@ impl Tx<'_> {
     fn move_on(&self, flow: &FlowRow, why: &str, attempt: Option<i64>) -> Result<()> {
         self.note(&flow.id, attempt, why)?;
         // Every attempt on the step being left is one the flow moved on from.
-        self.tx.execute(
+        self.db.exec(
             "UPDATE attempts SET closed = 1 WHERE flow_id = ?1 AND step = ?2",
-            params![flow.id, flow.step as i64],
+            args![flow.id, flow.step as i64],
         )?;
         let next_step = flow.step + 1;
         match flow.spec.steps.get(next_step) {
@@ -823,10 +834,10 @@ impl Tx<'_> {
                     attempt,
                     &format!("falling back to {}", next.channel),
                 )?;
-                self.tx.execute(
-                    "UPDATE flows SET step = ?2, attempt = 1, state = ?3, wake_at = ?4, lane = ?5, current_attempt = NULL WHERE id = ?1",
-                    params![flow.id, next_step as i64, FlowState::Ready.as_str(), ms(self.now), next.channel],
-                )?;
+                self.db.exec(
+                "UPDATE flows SET step = ?2, attempt = 1, state = ?3, wake_at = ?4, lane = ?5, current_attempt = NULL WHERE id = ?1",
+                args![flow.id, next_step as i64, FlowState::Ready.as_str(), ms(self.now), next.channel],
+            )?;
                 self.emit(
                     flow,
                     "falling_back",
@@ -839,10 +850,10 @@ impl Tx<'_> {
                     attempt,
                     "no channel left: the message could not be delivered",
                 )?;
-                self.tx.execute(
-                    "UPDATE flows SET step = ?2, state = ?3, wake_at = NULL, lane = NULL, current_attempt = NULL WHERE id = ?1",
-                    params![flow.id, next_step as i64, FlowState::Exhausted.as_str()],
-                )?;
+                self.db.exec(
+                "UPDATE flows SET step = ?2, state = ?3, wake_at = NULL, lane = NULL, current_attempt = NULL WHERE id = ?1",
+                args![flow.id, next_step as i64, FlowState::Exhausted.as_str()],
+            )?;
                 self.emit(flow, "exhausted", json!({"why": why}))
             }
         }
@@ -856,7 +867,7 @@ impl Tx<'_> {
         };
         if let Some(a) = self.load_attempt(
             "channel = ?1 AND provider_message_id = ?2",
-            params![channel, message_id],
+            args![channel, message_id],
         )? {
             return Ok(Some(a));
         }
@@ -865,14 +876,14 @@ impl Tx<'_> {
         };
         let Some(a) = self.load_attempt(
             "correlation_id = ?1 AND channel = ?2 AND provider_message_id IS NULL",
-            params![correlation, channel],
+            args![correlation, channel],
         )?
         else {
             return Ok(None);
         };
-        self.tx.execute(
+        self.db.exec(
             "UPDATE attempts SET provider_message_id = ?2 WHERE id = ?1",
-            params![a.id, message_id],
+            args![a.id, message_id],
         )?;
         let how = if a.phase != AttemptPhase::Recorded {
             "before its answer was recorded"
@@ -889,12 +900,10 @@ impl Tx<'_> {
 
     /// Whether this is the first time the event is seen (its dedupe key is then kept).
     fn first_sight(&self, channel: &str, e: &WebhookEvent) -> Result<bool> {
-        let fresh = self
-            .tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO seen_events (dedupe_key, at_ms) VALUES (?1, ?2)",
-            )?
-            .execute(params![format!("{channel}:{}", e.dedupe_key), ms(self.now)])?;
+        let fresh = self.db.exec(
+            "INSERT OR IGNORE INTO seen_events (dedupe_key, at_ms) VALUES (?1, ?2)",
+            args![format!("{channel}:{}", e.dedupe_key), ms(self.now)],
+        )?;
         Ok(fresh > 0)
     }
 
@@ -912,10 +921,10 @@ impl Tx<'_> {
             );
         }
         let disposition = disposition_name(e.classification.disposition);
-        self.tx.execute(
-            "UPDATE attempts SET precedence = ?2, status = ?3, status_disposition = ?4 WHERE id = ?1",
-            params![a.id, e.precedence, status, disposition],
-        )?;
+        self.db.exec(
+                "UPDATE attempts SET precedence = ?2, status = ?3, status_disposition = ?4 WHERE id = ?1",
+                args![a.id, e.precedence, status, disposition],
+            )?;
         self.note(
             &a.flow_id,
             Some(a.id),
@@ -961,9 +970,9 @@ impl Tx<'_> {
         if policy::reached(e.classification.disposition).is_none() {
             return Ok(());
         }
-        self.tx.execute(
+        self.db.exec(
             "UPDATE attempts SET possible_duplicate = 1 WHERE id = ?1",
-            params![a.id],
+            args![a.id],
         )?;
         self.note(
             &flow.id,
@@ -1021,38 +1030,39 @@ pub fn describe(c: &Classification) -> String {
     s
 }
 
-fn status_json(conn: &Connection, id: &str) -> Result<Option<Value>> {
-    let flow: Option<(String, String, i64)> = conn
-        .query_row(
-            "SELECT spec, state, step FROM flows WHERE id = ?1",
-            params![id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((spec, state, step)) = flow else {
+fn status_json(db: &db::Tx, id: &str) -> Result<Option<Value>> {
+    let Some(flow) = db.query_opt(
+        "SELECT spec, state, step FROM flows WHERE id = ?1",
+        args![id],
+    )?
+    else {
         return Ok(None);
     };
-    let recipient = serde_json::from_str::<FlowSpec>(&spec)?.recipient;
-    let mut stmt = conn.prepare_cached("SELECT id, channel, attempt, provider_message_id, sent_ms, disposition, reason, provider_code, status, closed, possible_duplicate, correlation_id, phase FROM attempts WHERE flow_id = ?1 ORDER BY id")?;
-    let attempts: Vec<Value> = stmt
-        .query_map(params![id], |r| {
+    let recipient = serde_json::from_str::<FlowSpec>(&flow.text(0)?)?.recipient;
+    let (state, step) = (flow.text(1)?, flow.int(2)?);
+    let attempts: Vec<Value> = db
+        .query("SELECT id, channel, attempt, provider_message_id, sent_ms, disposition, reason, provider_code, status, closed, possible_duplicate, correlation_id, phase FROM attempts WHERE flow_id = ?1 ORDER BY id", args![id])?
+        .iter()
+        .map(|r| {
             Ok(json!({
-                "attempt_id": r.get::<_, i64>(0)?, "channel": r.get::<_, String>(1)?, "attempt": r.get::<_, i64>(2)?,
-                "provider_message_id": r.get::<_, Option<String>>(3)?, "sent_ms": r.get::<_, i64>(4)?,
-                "disposition": r.get::<_, Option<String>>(5)?.unwrap_or_else(|| "sending".into()),
-                "reason": r.get::<_, Option<String>>(6)?, "provider_code": r.get::<_, Option<String>>(7)?,
-                "last_status": r.get::<_, Option<String>>(8)?, "moved_on": r.get::<_, i64>(9)? != 0,
-                "possible_duplicate": r.get::<_, i64>(10)? != 0, "correlation_id": r.get::<_, String>(11)?,
-                "phase": r.get::<_, String>(12)?,
+                "attempt_id": r.int(0)?, "channel": r.text(1)?, "attempt": r.int(2)?,
+                "provider_message_id": r.opt_text(3)?, "sent_ms": r.int(4)?,
+                "disposition": r.opt_text(5)?.unwrap_or_else(|| "sending".into()),
+                "reason": r.opt_text(6)?, "provider_code": r.opt_text(7)?,
+                "last_status": r.opt_text(8)?, "moved_on": r.int(9)? != 0,
+                "possible_duplicate": r.int(10)? != 0, "correlation_id": r.text(11)?,
+                "phase": r.text(12)?,
             }))
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT at_ms, attempt_id, entry FROM timeline WHERE flow_id = ?1 ORDER BY id",
-    )?;
-    let timeline: Vec<Value> = stmt
-        .query_map(params![id], |r| Ok(json!({"at_ms": r.get::<_, i64>(0)?, "attempt_id": r.get::<_, Option<i64>>(1)?, "entry": r.get::<_, String>(2)?})))?
-        .collect::<Result<_, _>>()?;
+        })
+        .collect::<Result<_>>()?;
+    let timeline: Vec<Value> = db
+        .query(
+            "SELECT at_ms, attempt_id, entry FROM timeline WHERE flow_id = ?1 ORDER BY id",
+            args![id],
+        )?
+        .iter()
+        .map(|r| Ok(json!({"at_ms": r.int(0)?, "attempt_id": r.opt_int(1)?, "entry": r.text(2)?})))
+        .collect::<Result<_>>()?;
     Ok(Some(
         json!({"id": id, "recipient": recipient, "state": state, "step": step,
         "attempts": attempts, "timeline": timeline}),
@@ -1068,9 +1078,36 @@ mod tests {
     const NOW: u64 = 1_800_000_000_000;
     const STATUS_NAMES: [&str; 5] = ["accepted", "sent", "failed", "delivered", "read"];
 
-    fn store() -> Store {
+    fn sqlite_store() -> Store {
         Store::open(":memory:").unwrap()
     }
+
+    fn postgres_store() -> Store {
+        Store::open(&crate::testkit::postgres::fresh_database()).unwrap()
+    }
+
+    /// Each behavioural test runs against SQLite and against PostgreSQL.
+    macro_rules! on_both_stores {
+        ($($name:ident),* $(,)?) => {
+            mod sqlite {
+                $(#[test] fn $name() { super::$name(super::sqlite_store()) })*
+            }
+            mod postgres {
+                $(#[test] fn $name() { super::$name(super::postgres_store()) })*
+            }
+        };
+    }
+
+    on_both_stores!(
+        a_claim_cut_off_before_it_was_handed_over_is_sent_again_once,
+        a_send_cut_off_after_it_was_handed_over_becomes_unknown_and_is_not_resent,
+        a_status_that_overtakes_the_answer_is_applied_when_the_answer_is_recorded,
+        a_timer_never_fires_for_a_step_already_moved_past,
+        a_status_for_an_attempt_moved_on_from_is_a_possible_duplicate,
+        a_customer_who_wrote_has_an_open_window_for_later_sends,
+        a_131050_refusal_stops_marketing_for_that_customer_until_a_resume,
+        redelivered_and_stale_statuses_change_nothing,
+    );
 
     fn pacer() -> Mutex<Pacer> {
         Mutex::new(Pacer::new(HashMap::from([(
@@ -1131,9 +1168,7 @@ mod tests {
         s.state("f").unwrap().unwrap()
     }
 
-    #[test]
-    fn a_claim_cut_off_before_it_was_handed_over_is_sent_again_once() {
-        let s = store();
+    fn a_claim_cut_off_before_it_was_handed_over_is_sent_again_once(s: Store) {
         s.submit(&[("f".into(), spec())], NOW).unwrap();
         let first = claim_one(&s, NOW);
         assert_eq!(first.correlation_id, "f/0/1");
@@ -1148,9 +1183,7 @@ mod tests {
         assert_eq!(status["attempts"][0]["reason"], "never_sent");
     }
 
-    #[test]
-    fn a_send_cut_off_after_it_was_handed_over_becomes_unknown_and_is_not_resent() {
-        let s = store();
+    fn a_send_cut_off_after_it_was_handed_over_becomes_unknown_and_is_not_resent(s: Store) {
         s.submit(&[("f".into(), spec())], NOW).unwrap();
         let c = claim_one(&s, NOW);
         assert!(s.mark_sending(c.attempt_id, NOW).unwrap());
@@ -1172,9 +1205,7 @@ mod tests {
         assert_eq!(state(&s), FlowState::Done);
     }
 
-    #[test]
-    fn a_status_that_overtakes_the_answer_is_applied_when_the_answer_is_recorded() {
-        let s = store();
+    fn a_status_that_overtakes_the_answer_is_applied_when_the_answer_is_recorded(s: Store) {
         s.submit(&[("f".into(), spec())], NOW).unwrap();
         let c = claim_one(&s, NOW);
         s.mark_sending(c.attempt_id, NOW).unwrap();
@@ -1194,9 +1225,7 @@ mod tests {
         assert_eq!(next.channel, "sms");
     }
 
-    #[test]
-    fn a_timer_never_fires_for_a_step_already_moved_past() {
-        let s = store();
+    fn a_timer_never_fires_for_a_step_already_moved_past(s: Store) {
         s.submit(&[("f".into(), spec())], NOW).unwrap();
         let c = claim_one(&s, NOW);
         s.mark_sending(c.attempt_id, NOW).unwrap();
@@ -1222,9 +1251,7 @@ mod tests {
         assert_eq!(status["attempts"].as_array().unwrap().len(), 1);
     }
 
-    #[test]
-    fn a_status_for_an_attempt_moved_on_from_is_a_possible_duplicate() {
-        let s = store();
+    fn a_status_for_an_attempt_moved_on_from_is_a_possible_duplicate(s: Store) {
         s.submit(&[("f".into(), spec())], NOW).unwrap();
         let c = claim_one(&s, NOW);
         s.mark_sending(c.attempt_id, NOW).unwrap();
@@ -1248,9 +1275,7 @@ mod tests {
         assert!(v["timeline"].to_string().contains("POSSIBLE DUPLICATE"));
     }
 
-    #[test]
-    fn a_customer_who_wrote_has_an_open_window_for_later_sends() {
-        let s = store();
+    fn a_customer_who_wrote_has_an_open_window_for_later_sends(s: Store) {
         let mut inbound = status("wamid.in", "x", Disposition::Accepted, 0);
         inbound.kind = EventKind::InboundMessage;
         inbound.recipient = Some("+15550100001".into());
@@ -1262,9 +1287,7 @@ mod tests {
         assert_eq!(claim_one(&s, NOW).last_inbound_ms, Some(NOW - 60_000));
     }
 
-    #[test]
-    fn a_131050_refusal_stops_marketing_for_that_customer_until_a_resume() {
-        let s = store();
+    fn a_131050_refusal_stops_marketing_for_that_customer_until_a_resume(s: Store) {
         let mut refused = status("wamid.m", "x", Disposition::Fallback, 2);
         refused.recipient = Some("+15550100001".into());
         refused.classification.reason = "recipient_opted_out".into();
@@ -1282,9 +1305,7 @@ mod tests {
         assert!(claim_one(&s, NOW).opted_out.is_empty());
     }
 
-    #[test]
-    fn redelivered_and_stale_statuses_change_nothing() {
-        let s = store();
+    fn redelivered_and_stale_statuses_change_nothing(s: Store) {
         s.submit(&[("f".into(), spec())], NOW).unwrap();
         let c = claim_one(&s, NOW);
         s.mark_sending(c.attempt_id, NOW).unwrap();
