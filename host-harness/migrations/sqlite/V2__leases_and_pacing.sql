@@ -5,4 +5,4 @@ ALTER TABLE flows ADD COLUMN lease_until INTEGER;
 CREATE INDEX IF NOT EXISTS flows_leased ON flows(lease_until) WHERE lease_until IS NOT NULL;
 -- Pacing watermarks shared by every node: the next free slot per sending number, the earliest
 -- next message per customer.
-CREATE TABLE IF NOT EXISTS pacing (key TEXT PRIMARY KEY, next_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pacing (key TEXT PRIMARY KEY, next_us INTEGER NOT NULL);

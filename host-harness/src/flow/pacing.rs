@@ -188,6 +188,39 @@ impl Pacer {
         s.paused_until = s.paused_until.max(until);
     }
 
+    /// The sending number's next free slot, in µs since the epoch (what nodes sharing one
+    /// database exchange: see [`Pacer::adopt_sender_next`]).
+    pub fn sender_next_us(&self, channel: &str) -> i64 {
+        let s = self.senders.get(channel).copied().unwrap_or_default();
+        (s.next_slot_ms * 1_000.0) as i64
+    }
+
+    /// Another node booked slots up to `next_us`: ours start after them.
+    pub fn adopt_sender_next(&mut self, channel: &str, next_us: i64) {
+        let s = self.senders.entry(channel.to_string()).or_default();
+        s.next_slot_ms = s.next_slot_ms.max(next_us as f64 / 1_000.0);
+    }
+
+    /// The customer's earliest next message, in µs since the epoch.
+    pub fn customer_next_us(&self, channel: &str, customer: &str) -> i64 {
+        self.customers
+            .get(&(channel.to_string(), customer.to_string()))
+            .map_or(0, |c| (c.next_ok_ms as i64).saturating_mul(1_000))
+    }
+
+    /// Another node sent to this customer: the gap runs from its message.
+    pub fn adopt_customer_next(&mut self, channel: &str, customer: &str, next_us: i64) {
+        let next_ms = u64::try_from(next_us / 1_000).unwrap_or(0);
+        if next_ms == 0 {
+            return;
+        }
+        let c = self
+            .customers
+            .entry((channel.to_string(), customer.to_string()))
+            .or_default();
+        c.next_ok_ms = c.next_ok_ms.max(next_ms);
+    }
+
     /// Drops customers whose gap has passed (keeps memory flat on long campaigns).
     pub fn forget_idle(&mut self, now: u64) {
         self.customers

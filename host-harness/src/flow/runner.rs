@@ -5,6 +5,7 @@
 use super::pacing::{ChannelPacing, Pacer};
 use super::policy::FlowState;
 use super::spec::{FlowSpec, SpecError};
+use super::store::db::Backend;
 use super::store::{Claim, OutboxItem, SendResult, Store, Submitted};
 use crate::runtime::{CallError, Plugin};
 use crate::services::{AllowRule, Secrets, now_ms};
@@ -99,6 +100,9 @@ pub struct RunnerOptions {
     pub idle_tick: Duration,
     /// Hosts callbacks may be posted to (deny by default).
     pub callback_hosts: Vec<AllowRule>,
+    /// How long a claimed send belongs to this node: with several nodes on PostgreSQL,
+    /// another takes it over (crash rule) once it has passed. Longer than any plugin call.
+    pub lease_ms: u64,
 }
 
 impl Default for RunnerOptions {
@@ -109,6 +113,7 @@ impl Default for RunnerOptions {
             pacing_horizon_ms: 50,
             idle_tick: Duration::from_millis(20),
             callback_hosts: Vec::new(),
+            lease_ms: crate::flow::store::DEFAULT_LEASE_MS,
         }
     }
 }
@@ -166,7 +171,7 @@ impl Runner {
         options: RunnerOptions,
         secrets: &Secrets,
     ) -> Result<Runner> {
-        let store = Store::open(path)?;
+        let store = Store::open_with(path, options.lease_ms)?;
         let recovered = store.recover(now_ms())?;
         if recovered > 0 {
             eprintln!("recovered {recovered} send(s) cut off by a stop: their outcome is unknown");
@@ -338,12 +343,27 @@ impl Runner {
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<()> {
         let outbox = tokio::spawn(self.clone().deliver_callbacks(stop.clone()));
         let mut last_refresh = now_ms();
+        let mut last_takeover = now_ms();
         while !*stop.borrow() {
-            let claimed = self.dispatch_round().await?;
+            // A store that went away (PostgreSQL restarting) costs a pause, never the runner.
+            let claimed = match self.dispatch_round().await {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("dispatch: {e:#}; trying again shortly");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    0
+                }
+            };
             let now = now_ms();
             if now.saturating_sub(last_refresh) > 1_000 {
                 last_refresh = now;
                 self.refresh_counts();
+            }
+            if self.store.backend() == Backend::Postgres
+                && now.saturating_sub(last_takeover) > (self.options.lease_ms / 4).max(1_000)
+            {
+                last_takeover = now;
+                self.take_over_expired().await;
             }
             if claimed == 0 {
                 tokio::select! {
@@ -360,6 +380,19 @@ impl Runner {
         let _drained = self.in_flight.acquire_many(all).await;
         outbox.abort();
         Ok(())
+    }
+
+    /// Sends whose node let its lease pass (it died, or lost the database) are taken over
+    /// with the crash rule: never handed over → sent again once; maybe sent → unknown.
+    async fn take_over_expired(&self) {
+        match self.on_store(|store| store.recover(now_ms())).await {
+            Ok(0) => {}
+            Ok(n) => {
+                eprintln!("took over {n} send(s) whose node's lease had passed");
+                self.wake.notify_one();
+            }
+            Err(e) => eprintln!("taking over expired leases: {e:#}"),
+        }
     }
 
     fn refresh_counts(&self) {

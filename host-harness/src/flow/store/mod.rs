@@ -262,15 +262,24 @@ impl Store {
         })
     }
 
-    /// After a crash: every attempt left `sending` may have gone out, so it becomes
-    /// `unknown` and its flow waits for a status. Returns how many.
+    /// After a crash (or, on PostgreSQL, once another node's lease has passed): every
+    /// attempt left `sending` may have gone out, so it becomes `unknown` and its flow waits
+    /// for a status; one left `claimed` never left, and is sent again once. Returns how many.
     pub fn recover(&self, now: u64) -> Result<usize> {
         self.with_tx(now, |t| {
-            let open: Vec<(i64, String)> =
-                t.db.query(
+            // SQLite has one node: at its start, everything unrecorded was its own. On
+            // PostgreSQL a send is taken over only once its node's lease has passed.
+            let rows = match t.backend {
+                Backend::Sqlite => t.db.query(
                     "SELECT id, phase FROM attempts WHERE phase <> 'recorded'",
                     &[],
-                )?
+                )?,
+                Backend::Postgres => t.db.query(
+                    "SELECT a.id, a.phase FROM attempts a JOIN flows f ON f.current_attempt = a.id WHERE a.phase <> 'recorded' AND f.lease_until < ?1 FOR UPDATE OF f SKIP LOCKED",
+                    args![ms(now)],
+                )?,
+            };
+            let open: Vec<(i64, String)> = rows
                 .iter()
                 .map(|r| Ok((r.int(0)?, r.text(1)?)))
                 .collect::<Result<_>>()?;
@@ -625,7 +634,15 @@ impl Tx<'_, '_> {
             )?;
             return Ok(None);
         };
-        let slot = match pacer.try_take(&step.channel, &flow.spec.recipient, self.now, horizon_ms) {
+        let shared = self.backend == Backend::Postgres;
+        if shared {
+            self.adopt_shared_pacing(&step.channel, &flow.spec.recipient, pacer)?;
+        }
+        let taken = pacer.try_take(&step.channel, &flow.spec.recipient, self.now, horizon_ms);
+        if shared && taken.is_ok() {
+            self.share_pacing(&step.channel, &flow.spec.recipient, pacer)?;
+        }
+        let slot = match taken {
             Ok(slot) => slot,
             // The number is at its rate: the flow stays due and goes in a later round.
             Err(Deferral::Sender { .. }) => return Ok(None),
@@ -687,6 +704,49 @@ impl Tx<'_, '_> {
             closed: r.int(6)? != 0,
             status_disposition: r.opt_text(7)?,
         }))
+    }
+
+    /// Nodes sharing PostgreSQL share the pacing schedule: the sender's and the customer's
+    /// watermarks are locked (sender first, always, so two claims never wait on each other
+    /// crosswise) and adopted before booking, and written back after.
+    fn adopt_shared_pacing(&self, channel: &str, customer: &str, pacer: &mut Pacer) -> Result<()> {
+        let keys = pacing_keys(channel, customer);
+        for key in &keys {
+            self.db.exec(
+                "INSERT OR IGNORE INTO pacing (key, next_us) VALUES (?1, 0)",
+                args![key],
+            )?;
+        }
+        let sender = self
+            .db
+            .query_one(
+                "SELECT next_us FROM pacing WHERE key = ?1 FOR UPDATE",
+                args![&keys[0]],
+            )?
+            .int(0)?;
+        pacer.adopt_sender_next(channel, sender);
+        let next = self
+            .db
+            .query_one(
+                "SELECT next_us FROM pacing WHERE key = ?1 FOR UPDATE",
+                args![&keys[1]],
+            )?
+            .int(0)?;
+        pacer.adopt_customer_next(channel, customer, next);
+        Ok(())
+    }
+
+    fn share_pacing(&self, channel: &str, customer: &str, pacer: &Pacer) -> Result<()> {
+        let keys = pacing_keys(channel, customer);
+        self.db.exec(
+            "UPDATE pacing SET next_us = ?2 WHERE key = ?1",
+            args![&keys[0], pacer.sender_next_us(channel)],
+        )?;
+        self.db.exec(
+            "UPDATE pacing SET next_us = ?2 WHERE key = ?1",
+            args![&keys[1], pacer.customer_next_us(channel, customer)],
+        )?;
+        Ok(())
     }
 
     /// ` FOR UPDATE SKIP LOCKED` where several nodes claim from one table; SQLite's
@@ -987,6 +1047,14 @@ impl Tx<'_, '_> {
     }
 }
 
+/// The pacing rows of a send: its sending number's, its customer's.
+fn pacing_keys(channel: &str, customer: &str) -> [String; 2] {
+    [
+        format!("sender:{channel}"),
+        format!("customer:{channel}:{}", customer_key(customer)),
+    ]
+}
+
 /// One key per customer whatever the spelling: `+<digits>` for a phone number (as webhooks
 /// give it), the id itself otherwise (a BSUID).
 fn customer_key(recipient: &str) -> String {
@@ -1076,6 +1144,8 @@ mod tests {
     use std::collections::HashMap;
 
     const NOW: u64 = 1_800_000_000_000;
+    /// Past the lease of anything claimed at `NOW`.
+    const AFTER_LEASE: u64 = NOW + DEFAULT_LEASE_MS + 1;
     const STATUS_NAMES: [&str; 5] = ["accepted", "sent", "failed", "delivered", "read"];
 
     fn sqlite_store() -> Store {
@@ -1098,7 +1168,53 @@ mod tests {
         };
     }
 
+    /// Two nodes on one PostgreSQL database, each with its own pacer: together they keep one
+    /// sender rate and one gap per customer.
+    #[test]
+    fn two_nodes_share_the_sender_rate_and_the_customer_gap() {
+        let url = crate::testkit::postgres::fresh_database();
+        let (a, b) = (Store::open(&url).unwrap(), Store::open(&url).unwrap());
+        let ten_per_second = || {
+            Mutex::new(Pacer::new(HashMap::from([(
+                "whatsapp".to_string(),
+                ChannelPacing::whatsapp(10.0),
+            )])))
+        };
+        let (pa, pb) = (ten_per_second(), ten_per_second());
+        let flows: Vec<(String, FlowSpec)> = (0..40)
+            .map(|i| {
+                let mut f = spec();
+                f.recipient = format!("+1555010{i:04}");
+                (format!("f{i}"), f)
+            })
+            .collect();
+        a.submit(&flows, NOW).unwrap();
+        let mut slots = Vec::new();
+        for round in 0..6 {
+            let (store, pacer) = if round % 2 == 0 { (&a, &pa) } else { (&b, &pb) };
+            for c in store.claim_due(NOW, 100, &channels(), pacer, 1_000).unwrap() {
+                slots.push(c.slot_ms);
+            }
+        }
+        slots.sort();
+        // 10 per second, spaced 100 ms, whichever node booked them: 11 fit in [NOW, NOW + 1 s].
+        assert_eq!(slots.len(), 11, "{slots:?}");
+        assert!(slots.windows(2).all(|w| w[1] - w[0] >= 100), "{slots:?}");
+        // One customer, two flows, two nodes: the second waits the customer's 6 s.
+        let url = crate::testkit::postgres::fresh_database();
+        let (a, b) = (Store::open(&url).unwrap(), Store::open(&url).unwrap());
+        let mut same = spec();
+        same.recipient = "+15550109999".into();
+        a.submit(&[("s1".into(), same.clone()), ("s2".into(), same)], NOW + 10_000)
+            .unwrap();
+        let first = a.claim_due(NOW + 10_000, 1, &channels(), &pa, 0).unwrap();
+        let second = b.claim_due(NOW + 10_000, 100, &channels(), &pb, 0).unwrap();
+        let to_same = |cs: &[Claim]| cs.iter().filter(|c| c.recipient == "+15550109999").count();
+        assert_eq!(to_same(&first) + to_same(&second), 1);
+    }
+
     on_both_stores!(
+        a_send_is_taken_over_only_once_its_lease_has_passed,
         a_claim_cut_off_before_it_was_handed_over_is_sent_again_once,
         a_send_cut_off_after_it_was_handed_over_becomes_unknown_and_is_not_resent,
         a_status_that_overtakes_the_answer_is_applied_when_the_answer_is_recorded,
@@ -1168,13 +1284,42 @@ mod tests {
         s.state("f").unwrap().unwrap()
     }
 
+    fn a_send_is_taken_over_only_once_its_lease_has_passed(s: Store) {
+        s.submit(&[("f".into(), spec())], NOW).unwrap();
+        let c = claim_one(&s, NOW);
+        assert!(s.mark_sending(c.attempt_id, NOW).unwrap());
+        match s.backend() {
+            // One node: when it starts, everything unrecorded was its own.
+            Backend::Sqlite => assert_eq!(s.recover(NOW + 1).unwrap(), 1),
+            // Several nodes: the sending node's lease still holds, then it passes.
+            Backend::Postgres => {
+                assert_eq!(s.recover(NOW + 1).unwrap(), 0);
+                assert_eq!(state(&s), FlowState::Sending);
+                assert_eq!(s.recover(AFTER_LEASE).unwrap(), 1);
+            }
+        }
+        assert_eq!(state(&s), FlowState::WaitingUnknown);
+        // The node that had it records late: nothing changes (never a second transition).
+        s.record(
+            c.attempt_id,
+            &SendResult::Classified(classification(
+                Disposition::Accepted,
+                "accepted",
+                Some("wamid.late"),
+            )),
+            AFTER_LEASE + 1,
+        )
+        .unwrap();
+        assert_eq!(state(&s), FlowState::WaitingUnknown);
+    }
+
     fn a_claim_cut_off_before_it_was_handed_over_is_sent_again_once(s: Store) {
         s.submit(&[("f".into(), spec())], NOW).unwrap();
         let first = claim_one(&s, NOW);
         assert_eq!(first.correlation_id, "f/0/1");
-        assert_eq!(s.recover(NOW + 1).unwrap(), 1);
+        assert_eq!(s.recover(AFTER_LEASE).unwrap(), 1);
         assert_eq!(state(&s), FlowState::WaitingRetry);
-        let again = claim_one(&s, NOW + 2);
+        let again = claim_one(&s, AFTER_LEASE + 1);
         assert_eq!(
             (again.channel.as_str(), again.correlation_id.as_str()),
             ("whatsapp", "f/0/2")
@@ -1187,11 +1332,11 @@ mod tests {
         s.submit(&[("f".into(), spec())], NOW).unwrap();
         let c = claim_one(&s, NOW);
         assert!(s.mark_sending(c.attempt_id, NOW).unwrap());
-        assert_eq!(s.recover(NOW + 1).unwrap(), 1);
+        assert_eq!(s.recover(AFTER_LEASE).unwrap(), 1);
         assert_eq!(state(&s), FlowState::WaitingUnknown);
         // Nothing is due before the unknown wait ends: no resend.
         assert!(
-            s.claim_due(NOW + 4_000, 10, &channels(), &pacer(), 0)
+            s.claim_due(AFTER_LEASE + 4_000, 10, &channels(), &pacer(), 0)
                 .unwrap()
                 .is_empty()
         );
@@ -1199,7 +1344,7 @@ mod tests {
         s.apply_statuses(
             "whatsapp",
             &[status("wamid.1", "f/0/1", Disposition::Delivered, 3)],
-            NOW + 4_500,
+            AFTER_LEASE + 4_500,
         )
         .unwrap();
         assert_eq!(state(&s), FlowState::Done);
@@ -1302,7 +1447,8 @@ mod tests {
         resume.details = json!({"category": "marketing"}).to_string();
         s.apply_statuses("whatsapp", &[resume], NOW).unwrap();
         s.submit(&[("g".into(), spec())], NOW).unwrap();
-        assert!(claim_one(&s, NOW).opted_out.is_empty());
+        // After the customer's 6 s gap (kept in the database when nodes share it).
+        assert!(claim_one(&s, NOW + 7_000).opted_out.is_empty());
     }
 
     fn redelivered_and_stale_statuses_change_nothing(s: Store) {
