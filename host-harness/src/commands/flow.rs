@@ -23,7 +23,8 @@ pub enum FlowCommand {
     /// Print a flow's timeline from the database `serve` uses.
     Status {
         id: String,
-        #[arg(long, default_value = "flows.sqlite")]
+        /// A SQLite file or a `postgres://` URL, as for `serve`.
+        #[arg(long, env = "DATABASE_URL", default_value = "flows.sqlite")]
         db: String,
         /// Print JSON instead of the readable timeline.
         #[arg(long)]
@@ -70,13 +71,13 @@ fn start(file: &str, server: &str, secrets: Option<&Path>) -> Result<Outcome> {
 }
 
 fn status(id: &str, db: &str, as_json: bool) -> Result<Outcome> {
-    if !Path::new(db).exists() {
+    if !crate::flow::store::db::is_postgres_url(db) && !Path::new(db).exists() {
         return Err(UsageError(format!("no flow database at {db} (see --db)")).into());
     }
     match Store::open(db)?.status(id)? {
         None => Ok(Outcome::json(
             1,
-            json!({"error": format!("no flow {id:?} in {db}")}),
+            json!({"error": format!("no flow {id:?} in {}", crate::flow::store::db::redact(db))}),
         )),
         Some(s) if as_json => Ok(Outcome::json(0, s)),
         Some(s) => Ok(Outcome::text(crate::flow::render_timeline(&s))),

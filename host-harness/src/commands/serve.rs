@@ -20,14 +20,21 @@ use std::time::Duration;
 pub const API_TOKEN_SECRET: &str = "flow/api-token";
 
 /// Run the flow runner: flows in over an authenticated API, webhooks in, timers, pacing;
-/// state in SQLite, so a restart (or a crash) carries on where the last run stopped.
+/// state in SQLite or PostgreSQL, so a restart (or a crash) carries on where the last run
+/// stopped. Several nodes may share one PostgreSQL database.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     #[arg(long, default_value_t = 8788)]
     pub port: u16,
-    /// The SQLite file holding flows, attempts and timelines.
-    #[arg(long, default_value = "flows.sqlite")]
+    /// Where flows, attempts and timelines live: a SQLite file, or a `postgres://` URL that
+    /// several nodes share.
+    #[arg(long, env = "DATABASE_URL", default_value = "flows.sqlite")]
     pub db: String,
+    /// How long a claimed send belongs to this node; with several nodes, another takes it
+    /// over (outcome unknown, never resent blindly) once it has passed. Must exceed the
+    /// longest plugin call (30 s).
+    #[arg(long, default_value_t = crate::flow::store::DEFAULT_LEASE_MS)]
+    pub lease_ms: u64,
     /// Base URL for both channels' APIs (e.g. the mock: http://127.0.0.1:8787); it must be on
     /// the allowlist (--allow-host).
     #[arg(long)]
@@ -96,8 +103,16 @@ impl ServeArgs {
                 .map(|h| AllowRule::parse(h))
                 .collect::<Result<_>>()
                 .map_err(|e| UsageError(format!("--allow-callback-host: {e:#}")))?,
+            lease_ms: self.lease_ms,
             ..RunnerOptions::default()
         };
+        if self.lease_ms < 35_000 {
+            return Err(UsageError(format!(
+                "--lease-ms must exceed the longest plugin call (30 s) with room to record it: at least 35000, got {}",
+                self.lease_ms
+            ))
+            .into());
+        }
         let channels = load_channels(
             &Runtime::new()?,
             &secrets,
@@ -114,7 +129,7 @@ impl ServeArgs {
         eprintln!(
             "serving flows on {} (state in {}; webhooks at /webhooks/whatsapp and /webhooks/sms)",
             server.url(),
-            self.db
+            crate::flow::store::db::redact(&self.db)
         );
         server.run_until_signal()?;
         Ok(Outcome::none())
