@@ -158,6 +158,17 @@ pub struct PgConn {
     statements: HashMap<String, postgres::Statement>,
 }
 
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // Closing blocks on the driver's runtime: never on a thread that drives tasks.
+        if let Some(client) = self.client.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            std::thread::spawn(move || drop(client));
+        }
+    }
+}
+
 impl PgConn {
     fn ensure_connected(&mut self) -> Result<()> {
         if self.client.as_ref().is_none_or(postgres::Client::is_closed) {

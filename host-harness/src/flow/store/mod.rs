@@ -207,6 +207,18 @@ impl Store {
 
     /// [`Store::open`] with the lease of claimed sends.
     pub fn open_with(location: &str, lease_ms: u64) -> Result<Store> {
+        if db::is_postgres_url(location) && tokio::runtime::Handle::try_current().is_ok() {
+            // See `with_tx`: the driver may not block a thread that drives tasks.
+            return std::thread::scope(|s| {
+                s.spawn(|| Self::open_with_here(location, lease_ms))
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+        }
+        Self::open_with_here(location, lease_ms)
+    }
+
+    fn open_with_here(location: &str, lease_ms: u64) -> Result<Store> {
         let first = Conn::open(location)?;
         let backend = first.backend();
         let mut conns = vec![Mutex::new(first)];
@@ -233,7 +245,7 @@ impl Store {
         &self.node
     }
 
-    fn with_tx<R>(&self, now: u64, f: impl FnOnce(&Tx) -> Result<R>) -> Result<R> {
+    fn with_tx<R: Send>(&self, now: u64, f: impl FnOnce(&Tx) -> Result<R> + Send) -> Result<R> {
         let start = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let n = self.conns.len();
         // A free connection if there is one, else wait for the next in turn.
@@ -244,15 +256,30 @@ impl Store {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
             });
-        conn.transaction(|db| {
-            f(&Tx {
-                db,
-                now,
-                backend: self.backend,
-                node: &self.node,
-                lease_ms: self.lease_ms,
+        let conn: &mut Conn = &mut conn;
+        let run = move || {
+            conn.transaction(|db| {
+                f(&Tx {
+                    db,
+                    now,
+                    backend: self.backend,
+                    node: &self.node,
+                    lease_ms: self.lease_ms,
+                })
             })
-        })
+        };
+        // The PostgreSQL driver blocks on a runtime of its own, which tokio forbids on a
+        // thread that drives tasks: there, the transaction runs on a thread of its own.
+        if self.backend == Backend::Postgres && tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(run)
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+        } else {
+            run()
+        }
     }
 
     /// Stores new flows, due at once, in one transaction.
@@ -1192,7 +1219,10 @@ mod tests {
         let mut slots = Vec::new();
         for round in 0..6 {
             let (store, pacer) = if round % 2 == 0 { (&a, &pa) } else { (&b, &pb) };
-            for c in store.claim_due(NOW, 100, &channels(), pacer, 1_000).unwrap() {
+            for c in store
+                .claim_due(NOW, 100, &channels(), pacer, 1_000)
+                .unwrap()
+            {
                 slots.push(c.slot_ms);
             }
         }
@@ -1205,8 +1235,11 @@ mod tests {
         let (a, b) = (Store::open(&url).unwrap(), Store::open(&url).unwrap());
         let mut same = spec();
         same.recipient = "+15550109999".into();
-        a.submit(&[("s1".into(), same.clone()), ("s2".into(), same)], NOW + 10_000)
-            .unwrap();
+        a.submit(
+            &[("s1".into(), same.clone()), ("s2".into(), same)],
+            NOW + 10_000,
+        )
+        .unwrap();
         let first = a.claim_due(NOW + 10_000, 1, &channels(), &pa, 0).unwrap();
         let second = b.claim_due(NOW + 10_000, 100, &channels(), &pb, 0).unwrap();
         let to_same = |cs: &[Claim]| cs.iter().filter(|c| c.recipient == "+15550109999").count();

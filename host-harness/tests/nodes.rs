@@ -1,0 +1,314 @@
+//! Several `serve` nodes on one PostgreSQL database, faults injected from outside: a node
+//! SIGKILLed mid-campaign and another restarted, PostgreSQL itself restarted mid-run. The mock
+//! provider counts every request per correlation id: nothing may be sent twice, every flow
+//! must end, and every status webhook is applied once whichever node receives it.
+
+use host_harness::mock::{Latency, MockApi, MockConfig, WebhookTargets};
+use host_harness::stack::{DEMO_APP_SECRET, DEMO_SMS_WEBHOOK_SECRET};
+use host_harness::testkit::{postgres, timeline_text as timeline};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "nodes-test-token";
+
+/// One test at a time: one of them restarts the PostgreSQL server the other uses.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The shortest lease `serve` accepts: a killed node's sends are taken over after it.
+const LEASE_MS: &str = "35000";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+struct Cluster {
+    dir: PathBuf,
+    db: String,
+    ports: Vec<u16>,
+    nodes: Vec<Option<Child>>,
+    mock: MockApi,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.nodes.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Cluster {
+    /// `n` nodes on a fresh database; the provider's webhooks go to the last node.
+    fn new(name: &str, n: usize, latency_ms: u64) -> Cluster {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let webhook_node = format!("http://127.0.0.1:{}", ports[n - 1]);
+        let mock = MockApi::start(
+            0,
+            MockConfig {
+                webhooks: Some(WebhookTargets::demo_serve(
+                    &webhook_node,
+                    Duration::from_millis(100),
+                )),
+                latency: Latency::Fixed(latency_ms),
+                ..MockConfig::default()
+            },
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("nodes-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("secrets.json"),
+            json!({"whatsapp/access-token": "mock-access-token", "whatsapp/app-secret": DEMO_APP_SECRET,
+                "whatsapp/verify-token": "t", "sms/api-key": "mock-sms-key",
+                "sms/webhook-secret": DEMO_SMS_WEBHOOK_SECRET, "flow/api-token": TOKEN})
+            .to_string(),
+        )
+        .unwrap();
+        let mut cluster = Cluster {
+            dir,
+            db: postgres::fresh_database(),
+            ports,
+            nodes: (0..n).map(|_| None).collect(),
+            mock,
+        };
+        for i in 0..n {
+            cluster.start(i);
+        }
+        cluster
+    }
+
+    fn url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[i])
+    }
+
+    fn start(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{i}.log")))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_host-harness"))
+            .args(["serve", "--port", &self.ports[i].to_string()])
+            .args(["--db", &self.db, "--lease-ms", LEASE_MS])
+            .args(["--api-base", &self.mock.base_url()])
+            .args(["--allow-host", &self.mock.base_url()])
+            .arg("--secrets")
+            .arg(self.dir.join("secrets.json"))
+            .args(["--rate-per-number", "1000"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.nodes[i] = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = agent().get(&format!("{}/health", self.url(i))).call()
+                && r.status() == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("node {i} did not start: {}", self.log(i));
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("node-{i}.log"))).unwrap_or_default()
+    }
+
+    /// SIGKILL: nothing finished, nothing flushed, its leases left behind.
+    fn kill(&mut self, i: usize) {
+        let mut child = self.nodes[i].take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM and start again on the same port and database.
+    fn restart(&mut self, i: usize) {
+        let mut child = self.nodes[i].take().expect("running");
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(child.wait().unwrap().success(), "{}", self.log(i));
+        self.start(i);
+    }
+
+    fn submit(&self, i: usize, flows: &[Value]) {
+        let body: Vec<String> = flows.iter().map(Value::to_string).collect();
+        let mut r = agent()
+            .post(&format!("{}/flows", self.url(i)))
+            .header("authorization", &format!("Bearer {TOKEN}"))
+            .header("content-type", "application/x-ndjson")
+            .send(body.join("\n").as_bytes())
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            201,
+            "{}",
+            r.body_mut().read_to_string().unwrap()
+        );
+    }
+
+    fn status(&self, i: usize, id: &str) -> Option<Value> {
+        let mut r = agent()
+            .get(&format!("{}/flows/{id}", self.url(i)))
+            .header("authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .ok()?;
+        serde_json::from_slice(&r.body_mut().read_to_vec().ok()?).ok()
+    }
+
+    fn wait_requests(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.mock.counters()["requests"].as_u64().unwrap() < n {
+            assert!(Instant::now() < deadline, "{}", self.mock.counters());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every flow's final status, asked of node `i`.
+    fn wait_final(&self, i: usize, ids: &[String], within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        ids.iter()
+            .map(|id| {
+                loop {
+                    let s = self.status(i, id);
+                    if let Some(s) = &s
+                        && matches!(s["state"].as_str(), Some("done" | "exhausted" | "expired"))
+                    {
+                        break s.clone();
+                    }
+                    assert!(Instant::now() < deadline, "flow {id} did not finish: {s:?}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+            .collect()
+    }
+
+    fn assert_nothing_sent_twice(&self) {
+        let c = self.mock.counters();
+        assert_eq!(
+            c["correlation_ids_sent_more_than_once"],
+            json!({}),
+            "sent twice: {c}"
+        );
+    }
+}
+
+fn flow(id: &str, recipient: &str) -> Value {
+    json!({"id": id, "recipient": recipient, "unknown_wait_ms": 60_000, "max_attempts": 3, "steps": [
+        {"channel": "whatsapp", "wait_for": "delivered", "within_ms": 60_000, "content": {"type": "template",
+            "template": {"name": "order_update", "language": "en_US",
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}}},
+        {"channel": "sms", "wait_for": "delivered", "within_ms": 60_000, "content": {"text": "Your order shipped."}}]})
+}
+
+fn campaign(prefix: &str, n: usize) -> (Vec<String>, Vec<Value>) {
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    let flows = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| flow(id, &format!("+1555030{i:04}")))
+        .collect();
+    (ids, flows)
+}
+
+/// No status was applied twice: each attempt's timeline names each status at most once.
+fn assert_each_status_applied_once(s: &Value) {
+    let mut seen = std::collections::HashSet::new();
+    for entry in s["timeline"].as_array().unwrap() {
+        let text = entry["entry"].as_str().unwrap_or_default();
+        if text.contains(" status ") && !text.contains("arrived late") {
+            let key = (entry["attempt_id"].clone().to_string(), text.to_string());
+            assert!(seen.insert(key), "applied twice: {}", timeline(s));
+        }
+    }
+}
+
+#[test]
+fn a_node_killed_mid_campaign_loses_nothing_and_sends_nothing_twice() {
+    let _one_at_a_time = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cluster = Cluster::new("kill", 3, 200);
+    let (ids, flows) = campaign("k", 300);
+    // Flows go in through two nodes; any node may claim them.
+    cluster.submit(0, &flows[..150]);
+    cluster.submit(1, &flows[150..]);
+    cluster.wait_requests(100);
+    // Node 0 dies with sends in flight; node 1 restarts gracefully.
+    cluster.kill(0);
+    cluster.restart(1);
+    // Node 2 answers for every flow, whichever node ran it; node 0's sends are taken over
+    // once its lease passes.
+    let finals = cluster.wait_final(2, &ids, Duration::from_secs(150));
+    for s in &finals {
+        assert_eq!(s["state"], "done", "{}", timeline(s));
+        assert_each_status_applied_once(s);
+    }
+    cluster.assert_nothing_sent_twice();
+    let requests = cluster.mock.counters()["requests"].as_u64().unwrap();
+    assert!(requests >= 300, "every flow sent: {requests}");
+    let log = cluster.log(2) + &cluster.log(1);
+    assert!(
+        log.contains("took over") || finals.iter().all(|s| !timeline(s).contains("unknown")),
+        "a killed node's sends were taken over: {log}"
+    );
+}
+
+#[test]
+fn postgres_restarted_mid_run_the_nodes_reconnect_and_lose_nothing() {
+    let _one_at_a_time = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let ctl = std::env::var("FLOW_TEST_POSTGRES_CTL").unwrap_or_else(|_| {
+        panic!("FLOW_TEST_POSTGRES_CTL is not set: run the tests with scripts/test.sh, which starts PostgreSQL and says how to restart it")
+    });
+    let cluster = Cluster::new("pg-restart", 2, 200);
+    let (ids, flows) = campaign("p", 200);
+    cluster.submit(0, &flows);
+    cluster.wait_requests(50);
+    let mut args: Vec<&str> = ctl.split_whitespace().collect();
+    args.extend(["-m", "fast", "-w", "restart"]);
+    let as_user = std::env::var("FLOW_TEST_POSTGRES_AS_USER").unwrap_or_default();
+    let status = if as_user.is_empty() {
+        Command::new(args[0])
+            .args(&args[1..])
+            .stdout(Stdio::null())
+            .status()
+    } else {
+        Command::new("runuser")
+            .args(["-u", &as_user, "--"])
+            .args(&args)
+            .stdout(Stdio::null())
+            .status()
+    }
+    .unwrap();
+    assert!(status.success(), "restarting PostgreSQL");
+    let finals = cluster.wait_final(1, &ids, Duration::from_secs(150));
+    for s in &finals {
+        assert!(
+            matches!(s["state"].as_str(), Some("done")),
+            "{}",
+            timeline(s)
+        );
+        assert_each_status_applied_once(s);
+    }
+    cluster.assert_nothing_sent_twice();
+}
