@@ -1,5 +1,5 @@
-//! `host-harness bench load`: one `serve` process against the mock on loopback, measured from
-//! outside: sustained sends per second, latency from `POST /flows` to `accepted`, the most the
+//! `host-harness bench load`: `serve` processes (one, or `--nodes N` sharing a PostgreSQL
+//! `--db`) against the mock on loopback, measured from outside: sustained sends per second, latency from `POST /flows` to `accepted`, the most the
 //! mock saw in any second, its 130429/131056 answers, `serve`'s peak RSS, and — with
 //! `--kill-after-ms` — a SIGKILL mid-run and a restart, after which no correlation id may have
 //! reached the provider twice.
@@ -44,7 +44,20 @@ pub struct LoadArgs {
     /// Sends in flight at once in serve.
     #[arg(long, default_value_t = 1_024)]
     pub max_in_flight: usize,
+    /// The store: a SQLite file (default: a new one in a temporary directory) or a
+    /// `postgres://` URL (an empty database: the bench counts every flow in it).
+    #[arg(long)]
+    pub db: Option<String>,
+    /// `serve` nodes sharing `--db` (PostgreSQL for more than one). Flows are submitted
+    /// round-robin; webhooks go to the first node; `--kill-after-ms` kills the last node
+    /// (and, with one node, restarts it).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
 }
+
+/// The lease a bench node holds on a send: the shortest serve accepts, so a killed node's
+/// sends are taken over soon.
+const BENCH_LEASE_MS: &str = "35000";
 
 struct ServeProcess {
     child: Child,
@@ -85,7 +98,10 @@ impl ServeProcess {
 struct Bench<'a> {
     args: &'a LoadArgs,
     dir: PathBuf,
-    port: u16,
+    ports: Vec<u16>,
+    db: String,
+    /// Opened once the nodes have created the schema.
+    store: std::cell::OnceCell<crate::flow::store::Store>,
     mock: MockApi,
     agent: ureq::Agent,
 }
@@ -96,6 +112,16 @@ impl LoadArgs {
             return Err(
                 UsageError("--flows must be 1 to 1000000 and --rate at least 1".into()).into(),
             );
+        }
+        let shared = self
+            .db
+            .as_deref()
+            .is_some_and(crate::flow::store::db::is_postgres_url);
+        if !(1..=16).contains(&self.nodes) || (self.nodes > 1 && !shared) {
+            return Err(UsageError(
+                "--nodes must be 1 to 16, and more than one needs a postgres:// --db".into(),
+            )
+            .into());
         }
         let latency = Latency::parse(&self.latency_ms).map_err(|e| UsageError(format!("{e:#}")))?;
         let bench = Bench::new(self, latency)?;
@@ -114,9 +140,18 @@ impl<'a> Bench<'a> {
         let dir = std::env::temp_dir().join(format!("bench-load-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let ports = (0..args.nodes)
+            .map(|_| {
+                Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port())
+            })
+            .collect::<Result<Vec<u16>>>()?;
+        let port = ports[0];
+        let db = args
+            .db
+            .clone()
+            .unwrap_or_else(|| dir.join("flows.sqlite").to_string_lossy().into_owned());
         let mock = MockApi::start(
             0,
             MockConfig {
@@ -138,7 +173,9 @@ impl<'a> Bench<'a> {
         Ok(Bench {
             args,
             dir,
-            port,
+            ports,
+            db,
+            store: std::cell::OnceCell::new(),
             mock,
             agent: ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -148,19 +185,33 @@ impl<'a> Bench<'a> {
         })
     }
 
-    fn db(&self) -> PathBuf {
-        self.dir.join("flows.sqlite")
+    fn store(&self) -> Result<&crate::flow::store::Store> {
+        if let Some(s) = self.store.get() {
+            return Ok(s);
+        }
+        let opened = crate::flow::store::Store::open(&self.db)?;
+        Ok(self.store.get_or_init(|| opened))
     }
 
-    fn serve(&self, plugin: Option<&Path>, rate: u32) -> Result<ServeProcess> {
+    fn serve_all(&self, plugin: Option<&Path>, rate: u32) -> Result<Vec<ServeProcess>> {
+        (0..self.ports.len())
+            .map(|i| self.serve(plugin, rate, i))
+            .collect()
+    }
+
+    fn serve(&self, plugin: Option<&Path>, rate: u32, node: usize) -> Result<ServeProcess> {
+        let port = self.ports[node];
         let exe = std::env::current_exe()?;
         let mut cmd = Command::new(exe);
         if let Some(p) = plugin {
             cmd.arg("--plugin").arg(p);
         }
-        let log = std::fs::File::create(self.dir.join("serve.log"))?;
-        cmd.args(["serve", "--port", &self.port.to_string(), "--db"])
-            .arg(self.db())
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("serve-{node}.log")))?;
+        cmd.args(["serve", "--port", &port.to_string(), "--db", &self.db])
+            .args(["--lease-ms", BENCH_LEASE_MS])
             .args([
                 "--api-base",
                 &self.mock.base_url(),
@@ -184,7 +235,7 @@ impl<'a> Bench<'a> {
         while Instant::now() < deadline {
             if let Ok(r) = self
                 .agent
-                .get(&format!("http://127.0.0.1:{}/health", self.port))
+                .get(&format!("http://127.0.0.1:{port}/health"))
                 .call()
                 && r.status() == 200
             {
@@ -194,7 +245,7 @@ impl<'a> Bench<'a> {
         }
         bail!(
             "serve did not start (see {})",
-            self.dir.join("serve.log").display()
+            self.dir.join(format!("serve-{node}.log")).display()
         )
     }
 
@@ -222,9 +273,10 @@ impl<'a> Bench<'a> {
                 let due = started + Duration::from_millis(100 * i as u64);
                 std::thread::sleep(due.saturating_duration_since(Instant::now()));
             }
+            let port = self.ports[i % self.ports.len()];
             let mut r = self
                 .agent
-                .post(&format!("http://127.0.0.1:{}/flows", self.port))
+                .post(&format!("http://127.0.0.1:{port}/flows"))
                 .header("authorization", &format!("Bearer {TOKEN}"))
                 .header("content-type", "application/x-ndjson")
                 .send(chunk.join("\n").as_bytes())?;
@@ -240,16 +292,25 @@ impl<'a> Bench<'a> {
     }
 
     fn open_flows(&self) -> Result<u64> {
-        let conn = rusqlite::Connection::open_with_flags(
-            self.db(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        Ok(conn.query_row(
-            "SELECT count(*) FROM flows WHERE state NOT IN ('done', 'exhausted', 'expired')",
-            [],
-            |r| r.get::<_, i64>(0),
-        )? as u64)
+        self.store()?.open_flows()
+    }
+
+    /// Store statements and transactions of every node still running.
+    fn store_work(&self) -> (u64, u64) {
+        let mut total = (0, 0);
+        for port in &self.ports {
+            if let Ok(mut r) = self
+                .agent
+                .get(&format!("http://127.0.0.1:{port}/health"))
+                .call()
+                && let Ok(v) =
+                    serde_json::from_slice::<Value>(&r.body_mut().read_to_vec().unwrap_or_default())
+            {
+                total.0 += v["store"]["statements"].as_u64().unwrap_or(0);
+                total.1 += v["store"]["transactions"].as_u64().unwrap_or(0);
+            }
+        }
+        total
     }
 
     fn wait_all_final(&self, limit: Duration) -> Result<()> {
@@ -269,30 +330,41 @@ impl<'a> Bench<'a> {
         } else {
             self.args.rate
         };
-        let mut serve = self.serve(plugin, rate)?;
+        let mut nodes = self.serve_all(plugin, rate)?;
         let submit = self.submit()?;
         if self.args.queue_only {
             std::thread::sleep(Duration::from_secs(2));
             return Ok(
                 json!({"flows_queued": self.args.flows, "submit_s": submit.as_secs_f64(),
-                "serve_peak_rss_bytes": serve.peak_rss(), "open_flows": self.open_flows()?}),
+                "serve_peak_rss_bytes": nodes[0].peak_rss(), "open_flows": self.open_flows()?}),
             );
         }
         let mut killed = None;
         if let Some(after) = self.args.kill_after_ms {
             std::thread::sleep(Duration::from_millis(after));
             let open = self.open_flows()?;
-            serve.child.kill()?;
-            serve.child.wait()?;
-            killed = Some(json!({"after_ms": after, "open_flows_at_kill": open}));
-            serve = self.serve(plugin, rate)?;
+            let last = nodes.len() - 1;
+            nodes[last].child.kill()?;
+            nodes[last].child.wait()?;
+            killed = Some(json!({"after_ms": after, "open_flows_at_kill": open, "node": last}));
+            if nodes.len() == 1 {
+                nodes[0] = self.serve(plugin, rate, 0)?;
+            } else {
+                nodes.pop();
+            }
         }
         let minutes = (self.args.flows as u64 / u64::from(self.args.rate)).max(1) * 3 + 60;
         self.wait_all_final(Duration::from_secs(minutes))?;
         let mut report = self.figures()?;
+        let (statements, transactions) = self.store_work();
+        let flows = self.args.flows as f64;
+        report["nodes"] = json!(self.ports.len());
+        report["store"] = json!({"statements": statements, "transactions": transactions,
+            "round_trips_per_flow": (statements + 2 * transactions) as f64 / flows});
         report["submit_s"] = json!(submit.as_secs_f64());
-        report["serve_peak_rss_bytes"] = json!(serve.peak_rss());
-        report["serve_cpu_s"] = json!(serve.cpu_s());
+        report["serve_peak_rss_bytes"] =
+            json!(nodes.iter().filter_map(ServeProcess::peak_rss).max());
+        report["serve_cpu_s"] = json!(nodes.iter().filter_map(ServeProcess::cpu_s).sum::<f64>());
         report["killed"] = killed.unwrap_or(Value::Null);
         report["mock"] = self.mock.counters();
         report["mock"]
@@ -303,17 +375,8 @@ impl<'a> Bench<'a> {
 
     /// Throughput and latency from the store: creation to the recorded answer.
     fn figures(&self) -> Result<Value> {
-        let conn = rusqlite::Connection::open_with_flags(
-            self.db(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )?;
-        let mut stmt = conn.prepare(
-            "SELECT f.created_ms, a.recorded_ms FROM flows f JOIN attempts a ON a.flow_id = f.id
-             WHERE a.disposition = 'accepted' AND a.recorded_ms IS NOT NULL",
-        )?;
-        let rows: Vec<(i64, i64)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+        let store = self.store()?;
+        let rows = store.accepted_sends()?;
         let mut latencies: Vec<i64> = rows.iter().map(|(c, r)| r - c).collect();
         latencies.sort_unstable();
         let pct = |p: f64| {
@@ -325,10 +388,7 @@ impl<'a> Bench<'a> {
         let first = rows.iter().map(|r| r.1).min().unwrap_or(0);
         let last = rows.iter().map(|r| r.1).max().unwrap_or(0);
         let span_s = (last - first).max(1) as f64 / 1_000.0;
-        let states: Vec<(String, i64)> = conn
-            .prepare("SELECT state, count(*) FROM flows GROUP BY state")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+        let states = store.counts()?;
         Ok(json!({
             "flows": self.args.flows, "rate": self.args.rate, "latency_ms": self.args.latency_ms,
             "arrival_rate": self.args.arrival_rate,
@@ -350,11 +410,13 @@ fn render(r: &Value) -> String {
         );
     }
     format!(
-        "{} flows at rate {} (mock latency {} ms): {:.0} sends/s sustained; POST→accepted p50 {} ms, p99 {} ms; mock max {} in one second, 130429×{}, 131056×{}; correlation ids sent twice: {}; serve peak RSS {:.0} MB{}",
+        "{} flows on {} node(s) at rate {} (mock latency {} ms): {:.0} sends/s sustained, {:.1} store round trips per flow; POST→accepted p50 {} ms, p99 {} ms; mock max {} in one second, 130429×{}, 131056×{}; correlation ids sent twice: {}; serve peak RSS {:.0} MB{}",
         r["flows"],
+        r["nodes"],
         r["rate"],
         r["latency_ms"].as_str().unwrap_or(""),
         r["sends_per_s"].as_f64().unwrap_or(0.0),
+        r["store"]["round_trips_per_flow"].as_f64().unwrap_or(0.0),
         r["p50_ms_post_to_accepted"],
         r["p99_ms_post_to_accepted"],
         r["mock"]["max_per_second"],
@@ -368,8 +430,15 @@ fn render(r: &Value) -> String {
             String::new()
         } else {
             format!(
-                "; SIGKILLed at {} ms with {} open, restarted",
-                r["killed"]["after_ms"], r["killed"]["open_flows_at_kill"]
+                "; node {} SIGKILLed at {} ms with {} flows open, {}",
+                r["killed"]["node"],
+                r["killed"]["after_ms"],
+                r["killed"]["open_flows_at_kill"],
+                if r["nodes"].as_u64() == Some(1) {
+                    "restarted on the same store"
+                } else {
+                    "not restarted: the others took its sends over (its store work is not counted)"
+                }
             )
         },
     )

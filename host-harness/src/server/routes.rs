@@ -361,7 +361,11 @@ async fn webhook(
 }
 
 async fn health() -> Response {
-    axum::Json(json!({"ok": true})).into_response()
+    use crate::flow::store::db::{STATEMENTS, TRANSACTIONS};
+    use std::sync::atomic::Ordering::Relaxed;
+    axum::Json(json!({"ok": true, "store": {
+        "transactions": TRANSACTIONS.load(Relaxed), "statements": STATEMENTS.load(Relaxed)}}))
+    .into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -8,7 +8,14 @@
 use anyhow::{Context, Result, anyhow, bail};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Statements and transactions this process ran against its store (each statement is one
+/// round trip to PostgreSQL; a transaction adds two, BEGIN and COMMIT). `GET /health`
+/// reports them, so a bench can divide by the flows it ran.
+pub static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+pub static TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
 
 mod sqlite_migrations {
     refinery::embed_migrations!("migrations/sqlite");
@@ -248,6 +255,7 @@ impl Conn {
     /// failing; PostgreSQL: read committed, with row locks where the SQL takes them), committed
     /// when `f` succeeds.
     pub fn transaction<R>(&mut self, f: impl FnOnce(&Tx) -> Result<R>) -> Result<R> {
+        TRANSACTIONS.fetch_add(1, Ordering::Relaxed);
         match self {
             Conn::Sqlite(conn) => {
                 let tx =
@@ -350,6 +358,7 @@ fn postgres_row(row: &postgres::Row) -> Result<Row> {
 impl Tx<'_> {
     /// Runs a statement; the number of rows it changed.
     pub fn exec(&self, sql: &str, args: &[Arg]) -> Result<u64> {
+        STATEMENTS.fetch_add(1, Ordering::Relaxed);
         match &mut *self.inner.borrow_mut() {
             TxInner::Sqlite(tx) => {
                 let mut stmt = tx.prepare_cached(sql)?;
@@ -365,6 +374,7 @@ impl Tx<'_> {
 
     /// Runs a query; every row.
     pub fn query(&self, sql: &str, args: &[Arg]) -> Result<Vec<Row>> {
+        STATEMENTS.fetch_add(1, Ordering::Relaxed);
         match &mut *self.inner.borrow_mut() {
             TxInner::Sqlite(tx) => {
                 let mut stmt = tx.prepare_cached(sql)?;

@@ -457,6 +457,20 @@ impl Store {
         self.with_tx(0, |t| status_json(t.db, id))
     }
 
+    /// Every send answered `accepted`: when its flow was created and when the answer was
+    /// recorded (ms since the epoch), for the load bench.
+    pub fn accepted_sends(&self) -> Result<Vec<(i64, i64)>> {
+        self.with_tx(0, |t| {
+            t.db.query(
+                "SELECT f.created_ms, a.recorded_ms FROM flows f JOIN attempts a ON a.flow_id = f.id WHERE a.disposition = 'accepted' AND a.recorded_ms IS NOT NULL",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.int(0)?, r.int(1)?)))
+            .collect()
+        })
+    }
+
     /// Callback deliveries due now, leased to this node (another node skips them until the
     /// lease passes, so each goes out from one node; at least once if this node dies).
     pub fn outbox_due(&self, now: u64, limit: usize) -> Result<Vec<OutboxItem>> {
