@@ -60,9 +60,8 @@ fn wait_final(stack: &Stack, id: &str) -> Value {
     panic!("flow {id} did not finish: {}", status(stack, id));
 }
 
-#[test]
-fn delivered_on_whatsapp() {
-    let stack = Stack::start(&db_path("delivered"), Duration::from_millis(60)).unwrap();
+fn delivered_on_whatsapp(db: &str) {
+    let stack = Stack::start(db, Duration::from_millis(60)).unwrap();
     let id = start(&stack, &flow("f-delivered", "+15550100001", 5_000));
     let s = wait_final(&stack, &id);
     assert_eq!(s["state"], "done", "{}", timeline(&s));
@@ -70,9 +69,8 @@ fn delivered_on_whatsapp() {
     assert!(timeline(&s).contains("whatsapp status delivered"));
 }
 
-#[test]
-fn not_on_whatsapp_falls_back_to_sms() {
-    let stack = Stack::start(&db_path("fallback"), Duration::from_millis(60)).unwrap();
+fn not_on_whatsapp_falls_back_to_sms(db: &str) {
+    let stack = Stack::start(db, Duration::from_millis(60)).unwrap();
     let id = start(&stack, &flow("f-131026", "+15550100012", 5_000));
     let s = wait_final(&stack, &id);
     assert_eq!(s["state"], "done", "{}", timeline(&s));
@@ -86,9 +84,8 @@ fn not_on_whatsapp_falls_back_to_sms() {
     assert!(timeline(&s).contains("sms status delivered"));
 }
 
-#[test]
-fn rate_limited_then_delivered() {
-    let stack = Stack::start(&db_path("retry"), Duration::from_millis(60)).unwrap();
+fn rate_limited_then_delivered(db: &str) {
+    let stack = Stack::start(db, Duration::from_millis(60)).unwrap();
     let id = start(&stack, &flow("f-retry", "+15550100010", 5_000));
     let s = wait_final(&stack, &id);
     assert_eq!(s["state"], "done", "{}", timeline(&s));
@@ -96,9 +93,8 @@ fn rate_limited_then_delivered() {
     assert_eq!(s["attempts"][0]["reason"], "rate_limited");
 }
 
-#[test]
-fn never_delivered_falls_back_on_the_timer() {
-    let stack = Stack::start(&db_path("timer"), Duration::from_millis(60)).unwrap();
+fn never_delivered_falls_back_on_the_timer(db: &str) {
+    let stack = Stack::start(db, Duration::from_millis(60)).unwrap();
     let id = start(&stack, &flow("f-timer", "+15550100013", 700));
     let s = wait_final(&stack, &id);
     assert_eq!(s["state"], "done", "{}", timeline(&s));
@@ -110,9 +106,8 @@ fn never_delivered_falls_back_on_the_timer() {
     );
 }
 
-#[test]
-fn a_restart_mid_flow_loses_nothing() {
-    let mut stack = Stack::start(&db_path("restart"), Duration::from_millis(60)).unwrap();
+fn a_restart_mid_flow_loses_nothing(db: &str) {
+    let mut stack = Stack::start(db, Duration::from_millis(60)).unwrap();
     let id = start(&stack, &flow("f-restart", "+15550100013", 1_500));
     // WhatsApp accepted it and the timer is armed; the host goes down and comes back.
     std::thread::sleep(Duration::from_millis(300));
@@ -128,9 +123,8 @@ fn a_restart_mid_flow_loses_nothing() {
     );
 }
 
-#[test]
-fn replayed_and_out_of_order_webhooks_change_nothing() {
-    let stack = Stack::start(&db_path("replay"), Duration::from_millis(60)).unwrap();
+fn replayed_and_out_of_order_webhooks_change_nothing(db: &str) {
+    let stack = Stack::start(db, Duration::from_millis(60)).unwrap();
     let id = start(&stack, &flow("f-replay", "+15550100001", 5_000));
     wait_final(&stack, &id);
     // Let the mock's last status (read) land before replaying older ones.
@@ -196,9 +190,8 @@ fn replayed_and_out_of_order_webhooks_change_nothing() {
     assert_eq!(forged.status().as_u16(), 401);
 }
 
-#[test]
-fn a_late_delivery_after_fallback_is_reported_as_a_possible_duplicate() {
-    let stack = Stack::start(&db_path("duplicate"), Duration::from_millis(60)).unwrap();
+fn a_late_delivery_after_fallback_is_reported_as_a_possible_duplicate(db: &str) {
+    let stack = Stack::start(db, Duration::from_millis(60)).unwrap();
     let id = start(&stack, &flow("f-dup", "+15550100013", 500));
     let s = wait_final(&stack, &id);
     assert_eq!(channels_tried(&s), ["whatsapp", "sms"]);
@@ -231,9 +224,8 @@ fn a_late_delivery_after_fallback_is_reported_as_a_possible_duplicate() {
     assert!(timeline(&s).contains("POSSIBLE DUPLICATE"));
 }
 
-#[test]
-fn verification_handshake_through_serve() {
-    let stack = Stack::start(&db_path("verify"), Duration::from_millis(60)).unwrap();
+fn verification_handshake_through_serve(db: &str) {
+    let stack = Stack::start(db, Duration::from_millis(60)).unwrap();
     let agent = agent();
     let url = |token: &str| {
         format!(
@@ -253,9 +245,8 @@ fn verification_handshake_through_serve() {
     );
 }
 
-#[test]
-fn an_unknown_outcome_waits_for_its_status_instead_of_resending() {
-    let stack = Stack::start(&db_path("unknown"), Duration::from_millis(60)).unwrap();
+fn an_unknown_outcome_waits_for_its_status_instead_of_resending(db: &str) {
+    let stack = Stack::start(db, Duration::from_millis(60)).unwrap();
     let mut spec = flow("f-unknown", "+15550100011", 10_000);
     spec["unknown_wait_ms"] = json!(8_000);
     let id = start(&stack, &spec);
@@ -276,9 +267,8 @@ fn an_unknown_outcome_waits_for_its_status_instead_of_resending() {
     assert_eq!(stack.mock.requests().len(), 1, "sent once");
 }
 
-#[test]
-fn nothing_is_sent_after_the_ttl() {
-    let stack = Stack::start(&db_path("ttl"), Duration::from_millis(60)).unwrap();
+fn nothing_is_sent_after_the_ttl(db: &str) {
+    let stack = Stack::start(db, Duration::from_millis(60)).unwrap();
     let mut spec = flow("f-ttl", "+15550100013", 5_000);
     spec["ttl_ms"] = json!(400);
     let id = start(&stack, &spec);
@@ -288,9 +278,8 @@ fn nothing_is_sent_after_the_ttl() {
     assert!(timeline(&s).contains("TTL reached"));
 }
 
-#[test]
-fn bad_flow_files_are_refused_with_the_reason() {
-    let stack = Stack::start(&db_path("bad"), Duration::from_millis(60)).unwrap();
+fn bad_flow_files_are_refused_with_the_reason(db: &str) {
+    let stack = Stack::start(db, Duration::from_millis(60)).unwrap();
     let agent = agent();
     for (spec, needle) in [
         (
@@ -321,9 +310,8 @@ fn text_flow(id: &str, recipient: &str) -> Value {
         {"channel": "sms", "wait_for": "accepted", "content": {"text": "Your table is ready"}}]})
 }
 
-#[test]
-fn a_customer_who_wrote_gets_free_form_whatsapp_without_the_flow_saying_so() {
-    let stack = Stack::start(&db_path("window"), Duration::from_millis(60)).unwrap();
+fn a_customer_who_wrote_gets_free_form_whatsapp_without_the_flow_saying_so(db: &str) {
+    let stack = Stack::start(db, Duration::from_millis(60)).unwrap();
     // Nobody wrote yet: the window is closed, the text goes by SMS.
     let closed = wait_final(
         &stack,
@@ -365,3 +353,31 @@ fn a_customer_who_wrote_gets_free_form_whatsapp_without_the_flow_saying_so() {
     assert_eq!(channels_tried(&open), ["whatsapp"], "{}", timeline(&open));
     assert_eq!(open["state"], "done");
 }
+
+/// Every scenario runs on SQLite (the embedded default) and on PostgreSQL (the scale-out
+/// store), through the same server.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(&super::db_path(stringify!($name))) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(&host_harness::testkit::postgres::fresh_database()) })*
+        }
+    };
+}
+
+on_both_stores!(
+    delivered_on_whatsapp,
+    not_on_whatsapp_falls_back_to_sms,
+    rate_limited_then_delivered,
+    never_delivered_falls_back_on_the_timer,
+    a_restart_mid_flow_loses_nothing,
+    replayed_and_out_of_order_webhooks_change_nothing,
+    a_late_delivery_after_fallback_is_reported_as_a_possible_duplicate,
+    verification_handshake_through_serve,
+    an_unknown_outcome_waits_for_its_status_instead_of_resending,
+    nothing_is_sent_after_the_ttl,
+    bad_flow_files_are_refused_with_the_reason,
+    a_customer_who_wrote_gets_free_form_whatsapp_without_the_flow_saying_so,
+);
