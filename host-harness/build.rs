@@ -1,11 +1,20 @@
-//! Builds the channel components for `wasm32-wasip2` before the host compiles, so
-//! `cargo run -p host-harness` and `cargo test` work from a fresh clone with no manual step.
+//! Builds the channel components before the host compiles, so `cargo run -p host-harness` and
+//! `cargo test` work from a fresh clone with no manual step.
+//!
+//! Each channel crate is compiled for `wasm32-unknown-unknown` (no WASI: the component then
+//! imports exactly the `flow:channel` contract and nothing else), turned into a component with
+//! `wit-component`, and stamped with its metadata (name, version, description, licence,
+//! revision) with `wasm-metadata`, the conventions `wasm-tools metadata show` reads. One cargo
+//! call per crate, so the bytes depend only on the commit, not on how many crates were built
+//! together.
 //!
 //! The nested cargo gets its own target dir: sharing the outer one would deadlock on its lock.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+const TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -28,13 +37,67 @@ fn main() {
             workspace.join(watched).display()
         );
     }
-    let wasm = build_component(&workspace, &target_dir, "whatsapp-channel");
+    let revision = git_revision(&workspace);
+    let wasm = build_component(&workspace, &target_dir, "whatsapp-channel", ".", &revision);
     println!("cargo:rustc-env=WHATSAPP_CHANNEL_WASM={}", wasm.display());
-    let sms = build_component(&workspace, &target_dir, "sms-channel");
+    let sms = build_component(
+        &workspace,
+        &target_dir,
+        "sms-channel",
+        "examples/sms-channel",
+        &revision,
+    );
     println!("cargo:rustc-env=SMS_CHANNEL_WASM={}", sms.display());
 }
 
-fn build_component(workspace: &Path, target_dir: &Path, package: &str) -> PathBuf {
+/// The commit the components are built from (`unknown` outside a git checkout).
+fn git_revision(workspace: &Path) -> String {
+    // A commit moves the branch HEAD points at, not HEAD itself.
+    let head = workspace.join(".git/HEAD");
+    println!("cargo:rerun-if-changed={}", head.display());
+    if let Ok(text) = std::fs::read_to_string(&head)
+        && let Some(branch) = text.trim().strip_prefix("ref: ")
+    {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(".git").join(branch).display()
+        );
+    }
+    Command::new("git")
+        .current_dir(workspace)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn build_component(
+    workspace: &Path,
+    target_dir: &Path,
+    package: &str,
+    crate_dir: &str,
+    revision: &str,
+) -> PathBuf {
+    let core = build_core_module(workspace, target_dir, package);
+    let bytes = std::fs::read(&core).unwrap_or_else(|e| panic!("reading {}: {e}", core.display()));
+    let component = wit_component::ComponentEncoder::default()
+        .module(&bytes)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .unwrap_or_else(|e| panic!("making a component of {package}: {e:#}"));
+    let stamped = metadata(workspace, crate_dir, package, revision)
+        .to_wasm(&component)
+        .unwrap_or_else(|e| panic!("adding metadata to {package}: {e:#}"));
+    let out_dir = target_dir.join("components");
+    std::fs::create_dir_all(&out_dir).expect("creating target/component/components");
+    let out = out_dir.join(format!("{}.wasm", package.replace('-', "_")));
+    std::fs::write(&out, stamped).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+    out
+}
+
+fn build_core_module(workspace: &Path, target_dir: &Path, package: &str) -> PathBuf {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
@@ -42,7 +105,7 @@ fn build_component(workspace: &Path, target_dir: &Path, package: &str) -> PathBu
             "build",
             "--release",
             "--target",
-            "wasm32-wasip2",
+            TARGET,
             "-p",
             package,
             "--target-dir",
@@ -68,10 +131,54 @@ fn build_component(workspace: &Path, target_dir: &Path, package: &str) -> PathBu
         .unwrap_or_else(|e| panic!("could not run cargo to build {package}: {e}"));
     if !output.status.success() {
         panic!(
-            "building the {package} component failed (is the target installed? `rustup target add wasm32-wasip2`):\n{}",
+            "building the {package} component failed (is the target installed? `rustup target add {TARGET}`):\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let file = format!("{}.wasm", package.replace('-', "_"));
-    target_dir.join("wasm32-wasip2").join("release").join(file)
+    target_dir
+        .join(TARGET)
+        .join("release")
+        .join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+/// The crate's name, version and description, the workspace licence, and the revision.
+fn metadata(
+    workspace: &Path,
+    crate_dir: &str,
+    package: &str,
+    revision: &str,
+) -> wasm_metadata::AddMetadata {
+    let manifest = std::fs::read_to_string(workspace.join(crate_dir).join("Cargo.toml"))
+        .expect("the crate's Cargo.toml");
+    let workspace_manifest =
+        std::fs::read_to_string(workspace.join("Cargo.toml")).expect("the workspace Cargo.toml");
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+            })
+            .filter(|v| !v.starts_with('{') && !v.contains(".workspace"))
+    };
+    let mut meta = wasm_metadata::AddMetadata::default();
+    meta.name = wasm_metadata::AddMetadataField::Set(package.to_string());
+    if let Some(v) = field(&manifest, "version") {
+        meta.version = wasm_metadata::AddMetadataField::Set(wasm_metadata::Version::new(v));
+    }
+    if let Some(d) = field(&manifest, "description") {
+        meta.description = wasm_metadata::AddMetadataField::Set(wasm_metadata::Description::new(d));
+    }
+    if let Some(l) = field(&manifest, "license").or_else(|| field(&workspace_manifest, "license")) {
+        meta.licenses = wasm_metadata::Licenses::new(&l)
+            .map(wasm_metadata::AddMetadataField::Set)
+            .unwrap_or(wasm_metadata::AddMetadataField::Keep);
+    }
+    if let Some(repo) = field(&workspace_manifest, "repository")
+        && let Ok(source) = wasm_metadata::Source::new(&repo)
+    {
+        meta.source = wasm_metadata::AddMetadataField::Set(source);
+    }
+    meta.revision =
+        wasm_metadata::AddMetadataField::Set(wasm_metadata::Revision::new(revision.to_string()));
+    meta
 }

@@ -44,12 +44,28 @@ impl crate::host::Host for ImportedHost {
 
 struct Component;
 
+/// A panic is reported through the contract's `log` before the call traps: the component has
+/// no stderr (it imports nothing but the contract).
+fn report_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            imports::log(
+                LogLevel::Error,
+                &format!("whatsapp channel panicked: {info}"),
+            );
+        }));
+    });
+}
+
 impl Guest for Component {
     fn describe() -> ChannelInfo {
+        report_panics();
         crate::schemas::describe()
     }
 
     fn validate_template(template: String) -> Result<(), Vec<FieldError>> {
+        report_panics();
         crate::templates::validate_json(&template)
     }
 
@@ -57,10 +73,12 @@ impl Guest for Component {
         request: MessageRequest,
         config: ChannelConfig,
     ) -> Result<HttpRequest, Vec<FieldError>> {
+        report_panics();
         crate::payloads::build(&request, &config)
     }
 
     fn classify(outcome: SendOutcome, attempt: u32) -> Classification {
+        report_panics();
         crate::classify::classify_outcome(&outcome, attempt)
     }
 
@@ -68,6 +86,7 @@ impl Guest for Component {
         request: WebhookRequest,
         config: ChannelConfig,
     ) -> Result<WebhookOutcome, WebhookError> {
+        report_panics();
         crate::webhooks::parse(&request, &config, &ImportedHost)
     }
 
@@ -76,6 +95,7 @@ impl Guest for Component {
         config: ChannelConfig,
         attempt: u32,
     ) -> Result<Classification, Vec<FieldError>> {
+        report_panics();
         crate::payloads::send(&request, &config, attempt, &ImportedHost)
     }
 }

@@ -742,3 +742,24 @@ fn status_pricing_is_normalised_whatever_the_api_version() {
         json!({"billable": false, "category": "general_purpose_ai", "type": "free_customer_service", "model": "PMP"})
     );
 }
+
+/// The component needs nothing a flow engine does not implement: it imports the contract's
+/// interfaces and nothing else (no WASI), and carries its metadata.
+#[test]
+fn the_component_imports_exactly_the_contract_and_carries_its_metadata() {
+    let p = plugin();
+    let ty = p.component().component_type();
+    let mut imports: Vec<String> = ty.imports(p.engine()).map(|(n, _)| n.to_string()).collect();
+    imports.sort();
+    assert_eq!(
+        imports,
+        ["flow:channel/host@1.1.0", "flow:channel/types@1.1.0"]
+    );
+    let bytes = std::fs::read(host_harness::WHATSAPP_CHANNEL_WASM).unwrap();
+    let meta = host_harness::commands::plugin::component_metadata(&bytes);
+    assert_eq!(meta["name"], "whatsapp-channel");
+    assert_eq!(meta["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(meta["licenses"], "Apache-2.0");
+    assert!(meta["description"].as_str().unwrap().contains("WhatsApp"));
+    assert!(meta["revision"].as_str().is_some_and(|r| !r.is_empty()));
+}

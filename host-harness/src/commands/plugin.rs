@@ -113,6 +113,24 @@ pub fn with_send_grants(
     ))))
 }
 
+/// The metadata a component carries (`wasm-tools metadata show` conventions): name, version,
+/// description, licences, source, revision.
+pub fn component_metadata(bytes: &[u8]) -> Value {
+    let Ok(payload) = wasm_metadata::Payload::from_binary(bytes) else {
+        return Value::Null;
+    };
+    let m = payload.metadata();
+    let text = |v: Option<String>| v.map_or(Value::Null, Value::String);
+    json!({
+        "name": m.name,
+        "version": text(m.version.as_ref().map(ToString::to_string)),
+        "description": text(m.description.as_ref().map(ToString::to_string)),
+        "licenses": text(m.licenses.as_ref().map(ToString::to_string)),
+        "source": text(m.source.as_ref().map(ToString::to_string)),
+        "revision": text(m.revision.as_ref().map(ToString::to_string)),
+    })
+}
+
 /// `inspect`.
 pub fn inspect(plugin: &Plugin, path: Option<&Path>) -> Result<Outcome> {
     let path = path
@@ -136,6 +154,7 @@ pub fn inspect(plugin: &Plugin, path: Option<&Path>) -> Result<Outcome> {
             "capabilities": info.capabilities,
             "imports": imports,
             "exports": exports,
+            "metadata": component_metadata(&bytes),
             "path": path.display().to_string(),
             "size_bytes": bytes.len(),
             "sha256": hex::encode(sha2::Sha256::digest(&bytes)),
