@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-unknown-unknown";
+/// The cargo profile of the component builds (workspace `Cargo.toml`).
+const PROFILE: &str = "component";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -103,7 +105,8 @@ fn build_core_module(workspace: &Path, target_dir: &Path, package: &str) -> Path
     cmd.current_dir(workspace)
         .args([
             "build",
-            "--release",
+            "--profile",
+            PROFILE,
             "--target",
             TARGET,
             "-p",
@@ -137,7 +140,7 @@ fn build_core_module(workspace: &Path, target_dir: &Path, package: &str) -> Path
     }
     target_dir
         .join(TARGET)
-        .join("release")
+        .join(PROFILE)
         .join(format!("{}.wasm", package.replace('-', "_")))
 }
 
