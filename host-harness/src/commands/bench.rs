@@ -72,7 +72,9 @@ pub fn bench(plugin_path: Option<&Path>, iterations: usize) -> Result<Outcome> {
             plugin.instantiate().map_err(|e| anyhow!("{e}"))
         })?;
         let describe = measure("instantiate+describe", &|| {
-            plugin.describe().map(|_| ()).map_err(|e| anyhow!("{e}"))
+            crate::runtime::block_on(plugin.describe_uncached())
+                .map(|_| ())
+                .map_err(|e| anyhow!("{e}"))
         })?;
         let classify = measure("instantiate+classify", &|| {
             plugin
