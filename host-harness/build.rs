@@ -31,6 +31,7 @@ fn main() {
         "wit-history",
         "examples/sms-channel/src",
         "examples/sms-channel/Cargo.toml",
+        "tests/fixtures/hostile-channel",
         "Cargo.toml",
         "Cargo.lock",
     ] {
@@ -50,6 +51,14 @@ fn main() {
         &revision,
     );
     println!("cargo:rustc-env=SMS_CHANNEL_WASM={}", sms.display());
+    let hostile = build_component(
+        &workspace,
+        &target_dir,
+        "hostile-channel",
+        "tests/fixtures/hostile-channel",
+        &revision,
+    );
+    println!("cargo:rustc-env=HOSTILE_CHANNEL_WASM={}", hostile.display());
 }
 
 /// The commit the components are built from (`unknown` outside a git checkout).

@@ -28,5 +28,8 @@ pub const WHATSAPP_CHANNEL_WASM: &str = env!("WHATSAPP_CHANNEL_WASM");
 /// The SMS component from `examples/sms-channel`, built by `build.rs`.
 pub const SMS_CHANNEL_WASM: &str = env!("SMS_CHANNEL_WASM");
 
+/// A test fixture that misbehaves on request (`tests/fixtures/hostile-channel`).
+pub const HOSTILE_CHANNEL_WASM: &str = env!("HOSTILE_CHANNEL_WASM");
+
 /// The contract this host serves.
 pub const CONTRACT: &str = "flow:channel@1.1.0";
