@@ -1,0 +1,134 @@
+//! The same domain functions called natively and through the component in wasmtime (a fresh
+//! instance per call, pooling allocator), side by side in one run: the price of the sandbox.
+//! `cargo bench -p whatsapp-channel --bench native_vs_wasm` (release build of both).
+
+use host_harness::{HostServices, Limits, Runtime};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ITERATIONS: usize = 2_000;
+
+fn median_us(f: &mut dyn FnMut()) -> f64 {
+    f();
+    let mut samples: Vec<Duration> = (0..ITERATIONS)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2].as_secs_f64() * 1e6
+}
+
+fn main() {
+    let body = include_bytes!("../tests/fixtures/error-response-130429-rate-limit.json").to_vec();
+    let template: Value = serde_json::from_str(include_str!(
+        "../tests/fixtures/template-create-marketing-media-card-carousel.json"
+    ))
+    .unwrap();
+    let template_text = template.to_string();
+    let message = json!({"type": "template", "template": {"name": "order_update", "language": "en_US",
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}, {"type": "text", "text": "4711"}]}]}})
+    .to_string();
+
+    let runtime = Runtime::with_options(true, true).expect("pooling engine");
+    let plugin = runtime
+        .load_file(
+            std::path::Path::new(host_harness::WHATSAPP_CHANNEL_WASM),
+            Arc::new(HostServices::locked_down()),
+            Limits::default(),
+        )
+        .unwrap();
+    let host_response =
+        host_harness::types::SendOutcome::Response(host_harness::types::HttpResponse {
+            status: 400,
+            headers: vec![],
+            body: body.clone(),
+        });
+    let native_response = whatsapp_channel::HttpResponse {
+        status: 400,
+        headers: vec![],
+        body: body.clone(),
+    };
+    let host_request = host_harness::types::MessageRequest {
+        recipient: "+16505551234".into(),
+        correlation_id: None,
+        content: message.clone(),
+        last_inbound_ms: None,
+        now_ms: 1_750_000_000_000,
+        opted_out: vec![],
+    };
+    let native_request = whatsapp_channel::MessageRequest {
+        recipient: "+16505551234".into(),
+        correlation_id: None,
+        content: message.clone(),
+        last_inbound_ms: None,
+        now_ms: 1_750_000_000_000,
+        opted_out: vec![],
+    };
+    let settings = json!({"phone_number_id": "106540352242922"}).to_string();
+    let host_config = host_harness::types::ChannelConfig {
+        api_base: None,
+        settings: settings.clone(),
+    };
+    let native_config = whatsapp_channel::ChannelConfig {
+        api_base: None,
+        settings,
+    };
+
+    let instantiate = median_us(&mut || plugin.instantiate().unwrap());
+    let rows = [
+        (
+            "classify (Meta's 130429 body)",
+            median_us(&mut || {
+                std::hint::black_box(whatsapp_channel::classify::classify_response(
+                    &native_response,
+                    1,
+                ));
+            }),
+            median_us(&mut || {
+                std::hint::black_box(plugin.classify(&host_response, 1).unwrap());
+            }),
+        ),
+        (
+            "build-payload (template)",
+            median_us(&mut || {
+                std::hint::black_box(
+                    whatsapp_channel::payloads::build(&native_request, &native_config).unwrap(),
+                );
+            }),
+            median_us(&mut || {
+                std::hint::black_box(
+                    plugin
+                        .build_payload(&host_request, &host_config)
+                        .unwrap()
+                        .unwrap(),
+                );
+            }),
+        ),
+        (
+            "validate-template (carousel)",
+            median_us(&mut || {
+                std::hint::black_box(
+                    whatsapp_channel::templates::validate_json(&template_text).unwrap(),
+                );
+            }),
+            median_us(&mut || {
+                std::hint::black_box(plugin.validate_template(&template_text).unwrap().unwrap());
+            }),
+        ),
+    ];
+    println!(
+        "median of {ITERATIONS}; wasm = a fresh instance per call (instantiate alone: {instantiate:.1} µs)"
+    );
+    println!("| call | native | instantiate + call in wasm | ratio |");
+    println!("|---|---|---|---|");
+    for (name, native, wasm) in rows {
+        println!(
+            "| {name} | {native:.1} µs | {wasm:.1} µs | {:.1}× |",
+            wasm / native
+        );
+    }
+}
