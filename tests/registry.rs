@@ -118,3 +118,29 @@ fn a_contract_version_the_host_does_not_serve_is_refused_naming_both() {
         assert!(msg.contains(says), "{msg}");
     }
 }
+
+/// Compiled components are kept by (sha256 of the component, engine compatibility hash) and
+/// loaded instead of compiled the next time.
+#[test]
+fn compiled_components_are_cached_by_digest_and_engine() {
+    use sha2::Digest;
+    let dir = std::env::temp_dir().join(format!("precompiled-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rt = host_harness::Runtime::with_options(false, false)
+        .unwrap()
+        .with_precompiled_cache(dir.clone());
+    let bytes = std::fs::read(host_harness::SMS_CHANNEL_WASM).unwrap();
+    let services = Arc::new(HostServices::locked_down());
+    let first = rt
+        .load(&bytes, services.clone(), Limits::default())
+        .unwrap();
+    let digest = hex::encode(sha2::Sha256::digest(&bytes));
+    let cached: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].starts_with(&digest) && cached[0].ends_with(".cwasm"));
+    let again = rt.load(&bytes, services, Limits::default()).unwrap();
+    assert_eq!(first.describe().unwrap(), again.describe().unwrap());
+}

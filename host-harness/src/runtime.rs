@@ -77,12 +77,76 @@ pub struct Runtime {
     linker: Arc<Linker<PluginState>>,
     /// Whether the pooling allocator was available.
     pub pooling: bool,
+    /// Where compiled components are kept (`None`: compile every time).
+    precompiled: Option<PrecompiledCache>,
+}
+
+/// Compiled components on disk, keyed by the component's sha256 and the engine's
+/// compatibility hash (wasmtime version and every setting that changes code), so a changed
+/// component or engine never loads stale code.
+#[derive(Clone, Debug)]
+pub struct PrecompiledCache {
+    dir: std::path::PathBuf,
+}
+
+impl PrecompiledCache {
+    /// `$HOST_HARNESS_CACHE`, else `$XDG_CACHE_HOME/host-harness`, else `~/.cache/host-harness`.
+    fn default_dir() -> Option<PrecompiledCache> {
+        let dir = std::env::var_os("HOST_HARNESS_CACHE")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME")
+                    .map(|d| std::path::PathBuf::from(d).join("host-harness"))
+            })
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|h| std::path::PathBuf::from(h).join(".cache/host-harness"))
+            })?;
+        Some(PrecompiledCache { dir })
+    }
+
+    fn path(&self, engine: &Engine, bytes: &[u8]) -> std::path::PathBuf {
+        use sha2::Digest;
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let digest = hex::encode(sha2::Sha256::digest(bytes));
+        self.dir.join(format!("{digest}-{:016x}.cwasm", h.finish()))
+    }
+
+    /// The component, from its compiled artifact if there is one, else compiled (and the
+    /// artifact written for next time; a cache that cannot be written only costs time).
+    fn load(&self, engine: &Engine, bytes: &[u8]) -> Result<Component> {
+        let path = self.path(engine, bytes);
+        if path.exists() {
+            // SAFETY: the file was written by `precompile_component` of an engine with this
+            // very compatibility hash, under a name that is the sha256 of the component it
+            // came from, in a directory only this user writes.
+            if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
+                return Ok(c);
+            }
+        }
+        let compiled = engine
+            .precompile_component(bytes)
+            .map_err(anyhow::Error::from)
+            .context("compiling the component")?;
+        if std::fs::create_dir_all(&self.dir).is_ok() {
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, &compiled).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+        // SAFETY: `compiled` was produced just now by this engine.
+        unsafe { Component::deserialize(engine, &compiled) }
+            .map_err(anyhow::Error::from)
+            .context("loading the compiled component")
+    }
 }
 
 impl Runtime {
     /// An engine with the pooling allocator if the OS allows it (else on-demand allocation)
-    /// and wasmtime's on-disk compilation cache, so a CLI call does not recompile an
-    /// unchanged component.
+    /// and the precompiled-artifact cache, so a CLI call does not recompile an unchanged
+    /// component.
     pub fn new() -> Result<Runtime> {
         match Self::with_options(true, true) {
             Ok(rt) => Ok(rt),
@@ -90,18 +154,12 @@ impl Runtime {
         }
     }
 
-    /// An engine with or without the pooling allocator and the compilation cache (the bench
-    /// compares allocators and measures compilation without the cache).
+    /// An engine with or without the pooling allocator and the precompiled-artifact cache
+    /// (the bench compares allocators and measures compilation without the cache).
     pub fn with_options(pooling: bool, cache: bool) -> Result<Runtime> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.consume_fuel(true);
-        if cache {
-            // A cache that cannot be set up (no home directory, read-only disk) only costs time.
-            if let Ok(cache) = wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
-                config.cache(Some(cache));
-            }
-        }
         if pooling {
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(POOL_INSTANCES)
@@ -128,15 +186,38 @@ impl Runtime {
         )
         .map_err(anyhow::Error::from)
         .context("linking the 1.0.0 channel host interface")?;
+        let precompiled = cache.then(PrecompiledCache::default_dir).flatten();
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
             pooling,
+            precompiled,
         })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// This runtime with its compiled components kept in `dir`.
+    pub fn with_precompiled_cache(mut self, dir: std::path::PathBuf) -> Runtime {
+        self.precompiled = Some(PrecompiledCache { dir });
+        self
+    }
+
+    /// How long compiling a component takes, and loading its precompiled artifact instead
+    /// (what the cache saves), for the bench.
+    pub fn compile_and_load_times(&self, bytes: &[u8]) -> Result<(Duration, Duration)> {
+        let t = std::time::Instant::now();
+        let compiled = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(anyhow::Error::from)?;
+        let compile = t.elapsed();
+        let t = std::time::Instant::now();
+        // SAFETY: `compiled` was produced just now by this engine.
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(anyhow::Error::from)?;
+        Ok((compile, t.elapsed()))
     }
 
     /// Loads a component from a file.
@@ -159,9 +240,12 @@ impl Runtime {
         services: Arc<HostServices>,
         limits: Limits,
     ) -> Result<Plugin> {
-        let component = Component::new(&self.engine, bytes)
-            .map_err(anyhow::Error::from)
-            .context("compiling the component")?;
+        let component = match &self.precompiled {
+            Some(cache) => cache.load(&self.engine, bytes)?,
+            None => Component::new(&self.engine, bytes)
+                .map_err(anyhow::Error::from)
+                .context("compiling the component")?,
+        };
         let contract = self.contract_of(&component)?;
         let pre = self
             .linker
