@@ -5,61 +5,28 @@
 //! must end.
 
 use host_harness::mock::{Latency, MockApi, MockConfig, WebhookTargets};
-use host_harness::stack::{DEMO_APP_SECRET, DEMO_SMS_WEBHOOK_SECRET};
+use host_harness::testkit::process::{
+    FlowClient, ServeProcess, assert_nothing_sent_twice, free_port, wait_requests,
+    write_demo_secrets,
+};
 use host_harness::testkit::{attempt_channels as channels, timeline_text as timeline};
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const TOKEN: &str = "fault-test-token";
-
-struct Serve {
-    child: std::process::Child,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Serve {
-    /// SIGTERM, then wait for the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        self.child.wait().unwrap()
-    }
-
-    /// SIGKILL: no shutdown, no flush, nothing finished.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
 
 struct Rig {
     dir: PathBuf,
     port: u16,
     mock: MockApi,
-    agent: ureq::Agent,
+    client: FlowClient,
 }
 
 impl Rig {
     fn new(name: &str, latency_ms: u64) -> Rig {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port().unwrap();
         let url = format!("http://127.0.0.1:{port}");
         let mock = MockApi::start(
             0,
@@ -73,60 +40,28 @@ impl Rig {
         let dir = std::env::temp_dir().join(format!("faults-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("secrets.json"),
-            json!({"whatsapp/access-token": "mock-access-token", "whatsapp/app-secret": DEMO_APP_SECRET,
-                "whatsapp/verify-token": "t", "sms/api-key": "mock-sms-key",
-                "sms/webhook-secret": DEMO_SMS_WEBHOOK_SECRET, "flow/api-token": TOKEN})
-            .to_string(),
-        )
-        .unwrap();
+        write_demo_secrets(&dir, TOKEN).unwrap();
         Rig {
             dir,
             port,
             mock,
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(10)))
-                .build()
-                .into(),
+            client: FlowClient::new(port, TOKEN),
         }
     }
 
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts `serve` and waits until it answers.
-    fn serve(&self, run: usize) -> Serve {
+    /// Starts `serve` on the rig's database and waits until it answers.
+    fn serve(&self, run: usize) -> ServeProcess {
         let log = std::fs::File::create(self.dir.join(format!("serve-{run}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_host-harness"))
-            .args(["serve", "--port", &self.port.to_string(), "--db"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-harness"));
+        cmd.args(["serve", "--port", &self.port.to_string(), "--db"])
             .arg(self.dir.join("flows.sqlite"))
-            .args([
-                "--api-base",
-                &self.mock.base_url(),
-                "--allow-host",
-                &self.mock.base_url(),
-            ])
+            .args(["--api-base", &self.mock.base_url()])
+            .args(["--allow-host", &self.mock.base_url()])
             .arg("--secrets")
             .arg(self.dir.join("secrets.json"))
             .args(["--rate-per-number", "1000"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let serve = Serve { child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = self.agent.get(&format!("{}/health", self.url())).call()
-                && r.status() == 200
-            {
-                return serve;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("serve did not start: {}", self.log(run));
+            .stderr(log);
+        ServeProcess::start(cmd, self.port).unwrap_or_else(|e| panic!("{e:#}: {}", self.log(run)))
     }
 
     fn log(&self, run: usize) -> String {
@@ -134,65 +69,22 @@ impl Rig {
     }
 
     fn start(&self, flows: &[Value]) {
-        let body = flows
-            .iter()
-            .map(Value::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
-        let mut r = self
-            .agent
-            .post(&format!("{}/flows", self.url()))
-            .header("authorization", &format!("Bearer {TOKEN}"))
-            .header("content-type", "application/x-ndjson")
-            .send(body.as_bytes())
-            .unwrap();
-        let status = r.status().as_u16();
-        assert_eq!(status, 201, "{}", r.body_mut().read_to_string().unwrap());
-    }
-
-    fn status(&self, id: &str) -> Value {
-        let mut r = self
-            .agent
-            .get(&format!("{}/flows/{id}", self.url()))
-            .header("authorization", &format!("Bearer {TOKEN}"))
-            .call()
-            .unwrap();
-        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap()
+        let lines: Vec<String> = flows.iter().map(Value::to_string).collect();
+        self.client.submit(&lines).unwrap();
     }
 
     /// Waits until the mock has received `n` requests (they are in flight: latency).
     fn wait_requests(&self, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.mock.counters()["requests"].as_u64().unwrap() < n {
-            assert!(Instant::now() < deadline, "{}", self.mock.counters());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_requests(&self.mock, n, Duration::from_secs(30));
     }
 
     fn wait_final(&self, ids: &[String]) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        ids.iter()
-            .map(|id| {
-                loop {
-                    let s = self.status(id);
-                    if matches!(s["state"].as_str(), Some("done" | "exhausted" | "expired")) {
-                        break s;
-                    }
-                    assert!(Instant::now() < deadline, "flow {id} did not finish: {s}");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            })
-            .collect()
+        self.client.wait_final(ids, Duration::from_secs(60))
     }
 
     /// No correlation id reached the provider twice.
     fn assert_nothing_sent_twice(&self) {
-        let c = self.mock.counters();
-        assert_eq!(
-            c["correlation_ids_sent_more_than_once"],
-            json!({}),
-            "sent twice: {c}"
-        );
+        assert_nothing_sent_twice(&self.mock);
     }
 }
 
@@ -217,7 +109,7 @@ fn killed_between_send_and_record_nothing_is_resent_and_every_flow_ends() {
     rig.start(&flows);
     // Every request reached the provider, none has been answered: kill.
     rig.wait_requests(40);
-    serve.kill();
+    serve.kill().unwrap();
     let _serve = rig.serve(2);
     let finals = rig.wait_final(&ids);
     for s in &finals {
@@ -244,7 +136,7 @@ fn killed_during_a_retry_the_retry_is_not_sent_again() {
     // The first attempt is answered 130429 after 1.5 s; the retry follows; once it is in
     // flight, kill.
     rig.wait_requests(2);
-    serve.kill();
+    serve.kill().unwrap();
     let _serve = rig.serve(2);
     let s = &rig.wait_final(&["retry-1".to_string()])[0];
     assert_eq!(s["state"], "done", "{}", timeline(s));
@@ -261,7 +153,7 @@ fn killed_during_a_fallback_send_the_fallback_is_not_sent_again() {
     let serve = rig.serve(1);
     rig.start(&[flow("fallback-1", "+15550100002")]);
     rig.wait_requests(2);
-    serve.kill();
+    serve.kill().unwrap();
     let _serve = rig.serve(2);
     let s = &rig.wait_final(&["fallback-1".to_string()])[0];
     assert_eq!(s["state"], "done", "{}", timeline(s));
@@ -302,7 +194,7 @@ fn sigterm_finishes_the_sends_in_flight_before_exiting() {
         .collect();
     rig.start(&flows);
     rig.wait_requests(10);
-    let status = serve.terminate();
+    let status = serve.terminate().unwrap();
     assert!(status.success(), "{status:?}: {}", rig.log(1));
     // Every answer was recorded before the exit: nothing is unknown after the restart.
     let _serve = rig.serve(2);

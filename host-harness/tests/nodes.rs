@@ -4,57 +4,36 @@
 //! must end, and every status webhook is applied once whichever node receives it.
 
 use host_harness::mock::{Latency, MockApi, MockConfig, WebhookTargets};
-use host_harness::stack::{DEMO_APP_SECRET, DEMO_SMS_WEBHOOK_SECRET};
+use host_harness::testkit::process::{
+    FlowClient, ServeProcess, assert_nothing_sent_twice, free_port, wait_requests,
+    write_demo_secrets,
+};
 use host_harness::testkit::{postgres, timeline_text as timeline};
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const TOKEN: &str = "nodes-test-token";
 
 /// One test at a time: one of them restarts the PostgreSQL server the other uses.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The shortest lease `serve` accepts: a killed node's sends are taken over after it.
 const LEASE_MS: &str = "35000";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
 
 struct Cluster {
     dir: PathBuf,
     db: String,
     ports: Vec<u16>,
-    nodes: Vec<Option<Child>>,
+    nodes: Vec<Option<ServeProcess>>,
     mock: MockApi,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in self.nodes.iter_mut().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 impl Cluster {
     /// `n` nodes on a fresh database; the provider's webhooks go to the last node.
     fn new(name: &str, n: usize, latency_ms: u64) -> Cluster {
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..n).map(|_| free_port().unwrap()).collect();
         let webhook_node = format!("http://127.0.0.1:{}", ports[n - 1]);
         let mock = MockApi::start(
             0,
@@ -71,14 +50,7 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("nodes-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("secrets.json"),
-            json!({"whatsapp/access-token": "mock-access-token", "whatsapp/app-secret": DEMO_APP_SECRET,
-                "whatsapp/verify-token": "t", "sms/api-key": "mock-sms-key",
-                "sms/webhook-secret": DEMO_SMS_WEBHOOK_SECRET, "flow/api-token": TOKEN})
-            .to_string(),
-        )
-        .unwrap();
+        write_demo_secrets(&dir, TOKEN).unwrap();
         let mut cluster = Cluster {
             dir,
             db: postgres::fresh_database(),
@@ -92,8 +64,8 @@ impl Cluster {
         cluster
     }
 
-    fn url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.ports[i])
+    fn client(&self, i: usize) -> FlowClient {
+        FlowClient::new(self.ports[i], TOKEN)
     }
 
     fn start(&mut self, i: usize) {
@@ -102,29 +74,18 @@ impl Cluster {
             .append(true)
             .open(self.dir.join(format!("node-{i}.log")))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_host-harness"))
-            .args(["serve", "--port", &self.ports[i].to_string()])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-harness"));
+        cmd.args(["serve", "--port", &self.ports[i].to_string()])
             .args(["--db", &self.db, "--lease-ms", LEASE_MS])
             .args(["--api-base", &self.mock.base_url()])
             .args(["--allow-host", &self.mock.base_url()])
             .arg("--secrets")
             .arg(self.dir.join("secrets.json"))
             .args(["--rate-per-number", "1000"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.nodes[i] = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = agent().get(&format!("{}/health", self.url(i))).call()
-                && r.status() == 200
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("node {i} did not start: {}", self.log(i));
+            .stderr(log);
+        let node = ServeProcess::start(cmd, self.ports[i])
+            .unwrap_or_else(|e| panic!("node {i}: {e:#}: {}", self.log(i)));
+        self.nodes[i] = Some(node);
     }
 
     fn log(&self, i: usize) -> String {
@@ -133,85 +94,32 @@ impl Cluster {
 
     /// SIGKILL: nothing finished, nothing flushed, its leases left behind.
     fn kill(&mut self, i: usize) {
-        let mut child = self.nodes[i].take().expect("running");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        self.nodes[i].take().expect("running").kill().unwrap();
     }
 
     /// SIGTERM and start again on the same port and database.
     fn restart(&mut self, i: usize) {
-        let mut child = self.nodes[i].take().expect("running");
-        let pid = child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        assert!(child.wait().unwrap().success(), "{}", self.log(i));
+        let status = self.nodes[i].take().expect("running").terminate().unwrap();
+        assert!(status.success(), "{}", self.log(i));
         self.start(i);
     }
 
     fn submit(&self, i: usize, flows: &[Value]) {
-        let body: Vec<String> = flows.iter().map(Value::to_string).collect();
-        let mut r = agent()
-            .post(&format!("{}/flows", self.url(i)))
-            .header("authorization", &format!("Bearer {TOKEN}"))
-            .header("content-type", "application/x-ndjson")
-            .send(body.join("\n").as_bytes())
-            .unwrap();
-        assert_eq!(
-            r.status().as_u16(),
-            201,
-            "{}",
-            r.body_mut().read_to_string().unwrap()
-        );
-    }
-
-    fn status(&self, i: usize, id: &str) -> Option<Value> {
-        let mut r = agent()
-            .get(&format!("{}/flows/{id}", self.url(i)))
-            .header("authorization", &format!("Bearer {TOKEN}"))
-            .call()
-            .ok()?;
-        serde_json::from_slice(&r.body_mut().read_to_vec().ok()?).ok()
+        let lines: Vec<String> = flows.iter().map(Value::to_string).collect();
+        self.client(i).submit(&lines).unwrap();
     }
 
     fn wait_requests(&self, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.mock.counters()["requests"].as_u64().unwrap() < n {
-            assert!(Instant::now() < deadline, "{}", self.mock.counters());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_requests(&self.mock, n, Duration::from_secs(60));
     }
 
     /// Every flow's final status, asked of node `i`.
     fn wait_final(&self, i: usize, ids: &[String], within: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + within;
-        ids.iter()
-            .map(|id| {
-                loop {
-                    let s = self.status(i, id);
-                    if let Some(s) = &s
-                        && matches!(s["state"].as_str(), Some("done" | "exhausted" | "expired"))
-                    {
-                        break s.clone();
-                    }
-                    assert!(Instant::now() < deadline, "flow {id} did not finish: {s:?}");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            })
-            .collect()
+        self.client(i).wait_final(ids, within)
     }
 
     fn assert_nothing_sent_twice(&self) {
-        let c = self.mock.counters();
-        assert_eq!(
-            c["correlation_ids_sent_more_than_once"],
-            json!({}),
-            "sent twice: {c}"
-        );
+        assert_nothing_sent_twice(&self.mock);
     }
 }
 

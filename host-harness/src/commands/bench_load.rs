@@ -7,11 +7,12 @@
 use crate::cli::{DEMO_ACCESS_TOKEN, DEMO_SMS_API_KEY, Outcome, UsageError};
 use crate::mock::{Latency, MockApi, MockConfig, MockLimits, WebhookTargets};
 use crate::stack::{DEMO_APP_SECRET, DEMO_SMS_WEBHOOK_SECRET};
+use crate::testkit::process::{FlowClient, ServeProcess};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench-token";
@@ -59,42 +60,6 @@ pub struct LoadArgs {
 /// sends are taken over soon.
 const BENCH_LEASE_MS: &str = "35000";
 
-struct ServeProcess {
-    child: Child,
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl ServeProcess {
-    /// CPU time used so far (user + system), seconds.
-    fn cpu_s(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks: f64 =
-            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-        Some(ticks / 100.0)
-    }
-
-    /// Peak resident memory (VmHWM), bytes.
-    fn peak_rss(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
-    }
-}
-
 struct Bench<'a> {
     args: &'a LoadArgs,
     dir: PathBuf,
@@ -103,7 +68,6 @@ struct Bench<'a> {
     /// Opened once the nodes have created the schema.
     store: std::cell::OnceCell<crate::flow::store::Store>,
     mock: MockApi,
-    agent: ureq::Agent,
 }
 
 impl LoadArgs {
@@ -177,11 +141,6 @@ impl<'a> Bench<'a> {
             db,
             store: std::cell::OnceCell::new(),
             mock,
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(120)))
-                .build()
-                .into(),
         })
     }
 
@@ -226,27 +185,13 @@ impl<'a> Bench<'a> {
             .env("FLOW_SECRET_SMS_API_KEY", DEMO_SMS_API_KEY)
             .env("FLOW_SECRET_WHATSAPP_APP_SECRET", DEMO_APP_SECRET)
             .env("FLOW_SECRET_SMS_WEBHOOK_SECRET", DEMO_SMS_WEBHOOK_SECRET)
-            .stdout(Stdio::null())
             .stderr(log);
-        let child = ServeProcess {
-            child: cmd.spawn().context("starting serve")?,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(r) = self
-                .agent
-                .get(&format!("http://127.0.0.1:{port}/health"))
-                .call()
-                && r.status() == 200
-            {
-                return Ok(child);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!(
-            "serve did not start (see {})",
-            self.dir.join(format!("serve-{node}.log")).display()
-        )
+        ServeProcess::start(cmd, port).with_context(|| {
+            format!(
+                "see {}",
+                self.dir.join(format!("serve-{node}.log")).display()
+            )
+        })
     }
 
     fn flows(&self) -> Vec<String> {
@@ -273,20 +218,7 @@ impl<'a> Bench<'a> {
                 let due = started + Duration::from_millis(100 * i as u64);
                 std::thread::sleep(due.saturating_duration_since(Instant::now()));
             }
-            let port = self.ports[i % self.ports.len()];
-            let mut r = self
-                .agent
-                .post(&format!("http://127.0.0.1:{port}/flows"))
-                .header("authorization", &format!("Bearer {TOKEN}"))
-                .header("content-type", "application/x-ndjson")
-                .send(chunk.join("\n").as_bytes())?;
-            if r.status() != 201 {
-                bail!(
-                    "POST /flows: {} {}",
-                    r.status(),
-                    r.body_mut().read_to_string()?
-                );
-            }
+            FlowClient::new(self.ports[i % self.ports.len()], TOKEN).submit(chunk)?;
         }
         Ok(started.elapsed())
     }
@@ -299,13 +231,7 @@ impl<'a> Bench<'a> {
     fn store_work(&self) -> (u64, u64) {
         let mut total = (0, 0);
         for port in &self.ports {
-            if let Ok(mut r) = self
-                .agent
-                .get(&format!("http://127.0.0.1:{port}/health"))
-                .call()
-                && let Ok(v) =
-                    serde_json::from_slice::<Value>(&r.body_mut().read_to_vec().unwrap_or_default())
-            {
+            if let Some(v) = FlowClient::new(*port, TOKEN).health() {
                 total.0 += v["store"]["statements"].as_u64().unwrap_or(0);
                 total.1 += v["store"]["transactions"].as_u64().unwrap_or(0);
             }
@@ -344,13 +270,10 @@ impl<'a> Bench<'a> {
             std::thread::sleep(Duration::from_millis(after));
             let open = self.open_flows()?;
             let last = nodes.len() - 1;
-            nodes[last].child.kill()?;
-            nodes[last].child.wait()?;
+            nodes.pop().expect("a node").kill()?;
             killed = Some(json!({"after_ms": after, "open_flows_at_kill": open, "node": last}));
-            if nodes.len() == 1 {
-                nodes[0] = self.serve(plugin, rate, 0)?;
-            } else {
-                nodes.pop();
+            if last == 0 {
+                nodes.push(self.serve(plugin, rate, 0)?);
             }
         }
         let minutes = (self.args.flows as u64 / u64::from(self.args.rate)).max(1) * 3 + 60;

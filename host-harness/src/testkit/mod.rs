@@ -4,6 +4,7 @@
 pub mod defaults;
 pub mod mock;
 pub mod postgres;
+pub mod process;
 pub mod signing;
 pub mod stack;
 
