@@ -4,6 +4,7 @@
 
 use host_harness::{HostServices, Limits, Runtime};
 use serde_json::{Value, json};
+use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,17 +23,69 @@ fn median_us(f: &mut dyn FnMut()) -> f64 {
     samples[samples.len() / 2].as_secs_f64() * 1e6
 }
 
-fn main() {
+/// The inputs, in the component's own types and in the host's.
+struct Inputs {
+    native_response: whatsapp_channel::HttpResponse,
+    host_response: host_harness::types::SendOutcome,
+    native_request: whatsapp_channel::MessageRequest,
+    host_request: host_harness::types::MessageRequest,
+    native_config: whatsapp_channel::ChannelConfig,
+    host_config: host_harness::types::ChannelConfig,
+    template: String,
+}
+
+fn inputs() -> Inputs {
     let body = include_bytes!("../tests/fixtures/error-response-130429-rate-limit.json").to_vec();
     let template: Value = serde_json::from_str(include_str!(
         "../tests/fixtures/template-create-marketing-media-card-carousel.json"
     ))
     .unwrap();
-    let template_text = template.to_string();
-    let message = json!({"type": "template", "template": {"name": "order_update", "language": "en_US",
+    let content = json!({"type": "template", "template": {"name": "order_update", "language": "en_US",
         "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}, {"type": "text", "text": "4711"}]}]}})
     .to_string();
+    let settings = json!({"phone_number_id": "106540352242922"}).to_string();
+    Inputs {
+        native_response: whatsapp_channel::HttpResponse {
+            status: 400,
+            headers: vec![],
+            body: body.clone(),
+        },
+        host_response: host_harness::types::SendOutcome::Response(
+            host_harness::types::HttpResponse {
+                status: 400,
+                headers: vec![],
+                body,
+            },
+        ),
+        native_request: whatsapp_channel::MessageRequest {
+            recipient: "+16505551234".into(),
+            correlation_id: None,
+            content: content.clone(),
+            last_inbound_ms: None,
+            now_ms: 1_750_000_000_000,
+            opted_out: vec![],
+        },
+        host_request: host_harness::types::MessageRequest {
+            recipient: "+16505551234".into(),
+            correlation_id: None,
+            content,
+            last_inbound_ms: None,
+            now_ms: 1_750_000_000_000,
+            opted_out: vec![],
+        },
+        native_config: whatsapp_channel::ChannelConfig {
+            api_base: None,
+            settings: settings.clone(),
+        },
+        host_config: host_harness::types::ChannelConfig {
+            api_base: None,
+            settings,
+        },
+        template: template.to_string(),
+    }
+}
 
+fn main() {
     let runtime = Runtime::with_options(true, true).expect("pooling engine");
     let plugin = runtime
         .load_file(
@@ -41,68 +94,32 @@ fn main() {
             Limits::default(),
         )
         .unwrap();
-    let host_response =
-        host_harness::types::SendOutcome::Response(host_harness::types::HttpResponse {
-            status: 400,
-            headers: vec![],
-            body: body.clone(),
-        });
-    let native_response = whatsapp_channel::HttpResponse {
-        status: 400,
-        headers: vec![],
-        body: body.clone(),
-    };
-    let host_request = host_harness::types::MessageRequest {
-        recipient: "+16505551234".into(),
-        correlation_id: None,
-        content: message.clone(),
-        last_inbound_ms: None,
-        now_ms: 1_750_000_000_000,
-        opted_out: vec![],
-    };
-    let native_request = whatsapp_channel::MessageRequest {
-        recipient: "+16505551234".into(),
-        correlation_id: None,
-        content: message.clone(),
-        last_inbound_ms: None,
-        now_ms: 1_750_000_000_000,
-        opted_out: vec![],
-    };
-    let settings = json!({"phone_number_id": "106540352242922"}).to_string();
-    let host_config = host_harness::types::ChannelConfig {
-        api_base: None,
-        settings: settings.clone(),
-    };
-    let native_config = whatsapp_channel::ChannelConfig {
-        api_base: None,
-        settings,
-    };
-
+    let i = inputs();
     let instantiate = median_us(&mut || plugin.instantiate().unwrap());
     let rows = [
         (
             "classify (Meta's 130429 body)",
             median_us(&mut || {
-                std::hint::black_box(whatsapp_channel::classify::classify_response(
-                    &native_response,
+                black_box(whatsapp_channel::classify::classify_response(
+                    &i.native_response,
                     1,
                 ));
             }),
             median_us(&mut || {
-                std::hint::black_box(plugin.classify(&host_response, 1).unwrap());
+                black_box(plugin.classify(&i.host_response, 1).unwrap());
             }),
         ),
         (
             "build-payload (template)",
             median_us(&mut || {
-                std::hint::black_box(
-                    whatsapp_channel::payloads::build(&native_request, &native_config).unwrap(),
+                black_box(
+                    whatsapp_channel::payloads::build(&i.native_request, &i.native_config).unwrap(),
                 );
             }),
             median_us(&mut || {
-                std::hint::black_box(
+                black_box(
                     plugin
-                        .build_payload(&host_request, &host_config)
+                        .build_payload(&i.host_request, &i.host_config)
                         .unwrap()
                         .unwrap(),
                 );
@@ -111,17 +128,10 @@ fn main() {
         (
             "validate-template (carousel)",
             median_us(&mut || {
-                assert!(
-                    std::hint::black_box(whatsapp_channel::templates::validate_json(
-                        &template_text
-                    ))
-                    .is_ok()
-                );
+                assert!(black_box(whatsapp_channel::templates::validate_json(&i.template)).is_ok());
             }),
             median_us(&mut || {
-                assert!(
-                    std::hint::black_box(plugin.validate_template(&template_text).unwrap()).is_ok()
-                );
+                assert!(black_box(plugin.validate_template(&i.template).unwrap()).is_ok());
             }),
         ),
     ];
