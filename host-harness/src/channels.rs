@@ -9,6 +9,7 @@ use crate::runtime::{Limits, Runtime};
 use crate::services::{HostServices, HttpClient, HttpPolicy, Log, SecretGrant, Secrets};
 use crate::types::{ChannelConfig, LogLevel};
 use anyhow::{Context, Result};
+use sha2::Digest;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +29,38 @@ pub struct ChannelSetup {
     pub pacing: Option<ChannelPacing>,
     /// Total time for one provider request.
     pub http_timeout: Duration,
+    /// Secrets its plugin may use (names, or `prefix/*`); empty: those under its own name.
+    pub secrets: Vec<String>,
+    /// The artifact's `sha256:<hex>`, checked before it is compiled (from a lock file).
+    pub digest: Option<String>,
+    /// The plugin version the lock file pins, checked against `describe`.
+    pub version: Option<String>,
+}
+
+impl ChannelSetup {
+    /// A channel with the default grants (its own secrets, its own allowlist), unpinned.
+    pub fn new(name: &str, wasm: PathBuf, api_base: &str, settings: String) -> ChannelSetup {
+        ChannelSetup {
+            name: name.into(),
+            wasm,
+            api_base: api_base.into(),
+            settings,
+            allow_hosts: Vec::new(),
+            pacing: None,
+            http_timeout: Duration::from_secs(20),
+            secrets: Vec::new(),
+            digest: None,
+            version: None,
+        }
+    }
+
+    fn secret_names(&self) -> Vec<String> {
+        if self.secrets.is_empty() {
+            vec![format!("{}/*", self.name)]
+        } else {
+            self.secrets.clone()
+        }
+    }
 }
 
 /// The host services of one channel.
@@ -42,13 +75,17 @@ pub fn services_for(
     }
     .allowing(setup.allow_hosts.iter().map(String::as_str))
     .with_context(|| format!("the {} channel's allowlist", setup.name))?;
-    let grant = SecretGrant {
-        name: format!("{}/*", setup.name),
-        to_hosts: policy.allow.clone(),
-    };
+    let grants = setup
+        .secret_names()
+        .into_iter()
+        .map(|name| SecretGrant {
+            name,
+            to_hosts: policy.allow.clone(),
+        })
+        .collect();
     Ok(HostServices::new(
         HttpClient::new(policy),
-        secrets.scoped(vec![grant]),
+        secrets.scoped(grants),
         Log::stderr(log),
     ))
 }
@@ -67,7 +104,31 @@ pub fn load_channels(
             call_timeout: setup.http_timeout + Duration::from_secs(10),
             ..Limits::default()
         };
-        let plugin = runtime.load_file(&setup.wasm, services, limits)?;
+        let bytes = std::fs::read(&setup.wasm)
+            .with_context(|| format!("reading the plugin {}", setup.wasm.display()))?;
+        if let Some(pinned) = &setup.digest {
+            let actual = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+            if !actual.eq_ignore_ascii_case(pinned) {
+                anyhow::bail!(
+                    "the {} plugin at {} is {actual}, but the lock file pins {pinned}: refusing to load it",
+                    setup.name,
+                    setup.wasm.display()
+                );
+            }
+        }
+        let plugin = runtime
+            .load(&bytes, services, limits)
+            .with_context(|| format!("loading the plugin {}", setup.wasm.display()))?;
+        if let Some(pinned) = &setup.version {
+            let info = plugin.describe()?;
+            if &info.plugin_version != pinned {
+                anyhow::bail!(
+                    "the {} plugin describes itself as version {}, but the lock file pins {pinned}",
+                    setup.name,
+                    info.plugin_version
+                );
+            }
+        }
         channels.insert(
             setup.name.clone(),
             Channel::new(

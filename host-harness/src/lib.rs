@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod contract;
 pub mod flow;
+pub mod lockfile;
 pub mod registry;
 pub mod runtime;
 pub mod server;

@@ -109,3 +109,118 @@ fn the_whatsapp_plugin_cannot_verify_webhooks_with_the_sms_secret() {
         "a secret outside the grant verifies nothing: {outcome:?}"
     );
 }
+
+/// A lock file next to copies of the built components, SMS pointed at `api_base`.
+fn lock_dir(name: &str, api_base: &str, sms_secrets: serde_json::Value) -> std::path::PathBuf {
+    use sha2::Digest;
+    let dir = std::env::temp_dir().join(format!("lock-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut entries = Vec::new();
+    for (channel, wasm, file) in [
+        (
+            "whatsapp",
+            host_harness::WHATSAPP_CHANNEL_WASM,
+            "whatsapp_channel.wasm",
+        ),
+        ("sms", host_harness::SMS_CHANNEL_WASM, "sms_channel.wasm"),
+    ] {
+        let bytes = std::fs::read(wasm).unwrap();
+        std::fs::write(dir.join(file), &bytes).unwrap();
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+        let mut entry = json!({"name": channel, "version": "0.1.0", "digest": digest, "path": file,
+            "registry": "file:.", "api_base": api_base, "allowed_hosts": [api_base]});
+        if channel == "sms" {
+            entry["secrets"] = sms_secrets.clone();
+            entry["settings"] = json!({"api_key_secret": "whatsapp/access-token"});
+        }
+        entries.push(entry);
+    }
+    std::fs::write(
+        dir.join("plugins.lock"),
+        json!({ "plugins": entries }).to_string(),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn grants_come_from_the_lock_file_and_nothing_more_is_granted() {
+    use host_harness::lockfile::LockFile;
+    let mock = MockApi::start(0, MockConfig::default()).unwrap();
+    let dir = lock_dir("grants", &mock.base_url(), json!(["sms/*"]));
+    let lock_path = dir.join("plugins.lock");
+    let setups = LockFile::read(&lock_path)
+        .unwrap()
+        .setups(&lock_path)
+        .unwrap();
+    let channels = load_channels(
+        &Runtime::new().unwrap(),
+        &demo_secrets(),
+        LogLevel::Error,
+        &setups,
+    )
+    .unwrap();
+    // The SMS plugin's settings name the WhatsApp token: its lock entry grants `sms/*` only.
+    let sms = &channels["sms"];
+    let c = sms
+        .plugin
+        .send(&sms_message(), &sms.config(), 1)
+        .unwrap()
+        .unwrap();
+    assert_ne!(c.disposition, Disposition::Accepted, "{c:?}");
+    assert!(mock.requests().is_empty(), "nothing reached the provider");
+    // Granting it explicitly in the lock entry is what it would take.
+    let dir = lock_dir(
+        "granted",
+        &mock.base_url(),
+        json!(["sms/*", "whatsapp/access-token"]),
+    );
+    let lock_path = dir.join("plugins.lock");
+    let setups = LockFile::read(&lock_path)
+        .unwrap()
+        .setups(&lock_path)
+        .unwrap();
+    assert!(
+        setups[1]
+            .secrets
+            .contains(&"whatsapp/access-token".to_string())
+    );
+}
+
+#[test]
+fn a_lock_file_refuses_an_artifact_whose_digest_or_version_differs() {
+    use host_harness::lockfile::LockFile;
+    let dir = lock_dir("digest", "http://127.0.0.1:9", json!([]));
+    let lock_path = dir.join("plugins.lock");
+    // Another artifact under the pinned name.
+    std::fs::copy(
+        host_harness::SMS_CHANNEL_WASM,
+        dir.join("whatsapp_channel.wasm"),
+    )
+    .unwrap();
+    let setups = LockFile::read(&lock_path)
+        .unwrap()
+        .setups(&lock_path)
+        .unwrap();
+    let err = load_channels(
+        &Runtime::new().unwrap(),
+        &demo_secrets(),
+        LogLevel::Error,
+        &setups,
+    )
+    .err()
+    .expect("refused");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("lock file pins sha256:") && msg.contains("is sha256:"),
+        "{msg}"
+    );
+    // A malformed lock file names where.
+    std::fs::write(&lock_path, r#"{"plugins": [{"name": "x"}]}"#).unwrap();
+    let msg = format!("{:#}", LockFile::read(&lock_path).err().unwrap());
+    assert!(
+        msg.contains("/plugins") && msg.contains("missing field"),
+        "{msg}"
+    );
+}

@@ -6,6 +6,7 @@ use crate::cli::{
 };
 use crate::flow::pacing::ChannelPacing;
 use crate::flow::{Runner, RunnerOptions};
+use crate::lockfile::LockFile;
 use crate::runtime::Runtime;
 use crate::server::{self, Server, ServerOptions};
 use crate::services::{AllowRule, HttpPolicy};
@@ -14,7 +15,6 @@ use anyhow::Result;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The host secret holding the flow API's bearer token.
 pub const API_TOKEN_SECRET: &str = "flow/api-token";
@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Hosts flows may name as `callback_url` (deny by default).
     #[arg(long = "allow-callback-host")]
     pub callback_hosts: Vec<String>,
+    /// Load exactly the plugins of this lock file (pinned by version and sha256, each with
+    /// its allowed hosts and secrets) instead of the two built-in channels.
+    #[arg(long, conflicts_with_all = ["config", "api_base", "allow_hosts"])]
+    pub plugins: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -113,13 +117,14 @@ impl ServeArgs {
             ))
             .into());
         }
-        let channels = load_channels(
-            &Runtime::new()?,
-            &secrets,
-            log,
-            &self.setups(plugin, &base, &allow)?,
-        )
-        .map_err(|e| UsageError(format!("{e:#}")))?;
+        let setups = match &self.plugins {
+            Some(lock) => LockFile::read(lock)
+                .and_then(|l| l.setups(lock))
+                .map_err(|e| UsageError(format!("{e:#}")))?,
+            None => self.setups(plugin, &base, &allow)?,
+        };
+        let channels = load_channels(&Runtime::new()?, &secrets, log, &setups)
+            .map_err(|e| UsageError(format!("{e:#}")))?;
         let runner = Arc::new(Runner::open_with(&self.db, channels, options, &secrets)?);
         let server_options = ServerOptions {
             max_connections: self.max_connections.max(1),
@@ -148,13 +153,9 @@ impl ServeArgs {
         let rate = number_rate(&mut settings)?.unwrap_or(self.rate_per_number);
         let setup = |name: &str, wasm: PathBuf, settings: String, allow: Vec<String>, pacing| {
             ChannelSetup {
-                name: name.into(),
-                wasm,
-                api_base: base.into(),
-                settings,
                 allow_hosts: allow,
                 pacing,
-                http_timeout: Duration::from_secs(20),
+                ..ChannelSetup::new(name, wasm, base, settings)
             }
         };
         Ok(vec![

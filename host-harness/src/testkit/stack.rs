@@ -98,13 +98,10 @@ pub fn demo_secrets() -> Secrets {
 /// Both channels pointed at one API base (the mock), each allowed only that host.
 pub fn demo_setups(api_base: &str, rate_per_number: f64) -> Vec<ChannelSetup> {
     let setup = |name: &str, wasm: &str, settings: String, pacing| ChannelSetup {
-        name: name.into(),
-        wasm: PathBuf::from(wasm),
-        api_base: api_base.into(),
-        settings,
         allow_hosts: vec![api_base.trim_end_matches('/').into()],
         pacing,
         http_timeout: Duration::from_secs(2),
+        ..ChannelSetup::new(name, PathBuf::from(wasm), api_base, settings)
     };
     vec![
         setup(
