@@ -81,6 +81,11 @@ impl LockFile {
         Ok(lock)
     }
 
+    /// Reads a lock file and returns the channels it sets up.
+    pub fn setups_from(path: &Path) -> Result<Vec<ChannelSetup>> {
+        Self::read(path)?.setups(path)
+    }
+
     /// The channels to load, artifacts found next to the lock file.
     pub fn setups(&self, lock_path: &Path) -> Result<Vec<ChannelSetup>> {
         let dir = lock_path.parent().unwrap_or(Path::new("."));

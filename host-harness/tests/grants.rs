@@ -144,23 +144,26 @@ fn lock_dir(name: &str, api_base: &str, sms_secrets: serde_json::Value) -> std::
     dir
 }
 
+/// The locked channels, with the demo secrets.
+fn load_locked(
+    setups: &[ChannelSetup],
+) -> anyhow::Result<std::collections::HashMap<String, host_harness::flow::Channel>> {
+    load_channels(
+        &Runtime::new().unwrap(),
+        &demo_secrets(),
+        LogLevel::Error,
+        setups,
+    )
+}
+
 #[test]
 fn grants_come_from_the_lock_file_and_nothing_more_is_granted() {
     use host_harness::lockfile::LockFile;
     let mock = MockApi::start(0, MockConfig::default()).unwrap();
     let dir = lock_dir("grants", &mock.base_url(), json!(["sms/*"]));
     let lock_path = dir.join("plugins.lock");
-    let setups = LockFile::read(&lock_path)
-        .unwrap()
-        .setups(&lock_path)
-        .unwrap();
-    let channels = load_channels(
-        &Runtime::new().unwrap(),
-        &demo_secrets(),
-        LogLevel::Error,
-        &setups,
-    )
-    .unwrap();
+    let setups = LockFile::setups_from(&lock_path).unwrap();
+    let channels = load_locked(&setups).unwrap();
     // The SMS plugin's settings name the WhatsApp token: its lock entry grants `sms/*` only.
     let sms = &channels["sms"];
     let c = sms
@@ -177,10 +180,7 @@ fn grants_come_from_the_lock_file_and_nothing_more_is_granted() {
         json!(["sms/*", "whatsapp/access-token"]),
     );
     let lock_path = dir.join("plugins.lock");
-    let setups = LockFile::read(&lock_path)
-        .unwrap()
-        .setups(&lock_path)
-        .unwrap();
+    let setups = LockFile::setups_from(&lock_path).unwrap();
     assert!(
         setups[1]
             .secrets
@@ -199,18 +199,8 @@ fn a_lock_file_refuses_an_artifact_whose_digest_or_version_differs() {
         dir.join("whatsapp_channel.wasm"),
     )
     .unwrap();
-    let setups = LockFile::read(&lock_path)
-        .unwrap()
-        .setups(&lock_path)
-        .unwrap();
-    let err = load_channels(
-        &Runtime::new().unwrap(),
-        &demo_secrets(),
-        LogLevel::Error,
-        &setups,
-    )
-    .err()
-    .expect("refused");
+    let setups = LockFile::setups_from(&lock_path).unwrap();
+    let err = load_locked(&setups).err().expect("refused");
     let msg = format!("{err:#}");
     assert!(
         msg.contains("lock file pins sha256:") && msg.contains("is sha256:"),

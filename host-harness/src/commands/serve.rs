@@ -118,9 +118,7 @@ impl ServeArgs {
             .into());
         }
         let setups = match &self.plugins {
-            Some(lock) => LockFile::read(lock)
-                .and_then(|l| l.setups(lock))
-                .map_err(|e| UsageError(format!("{e:#}")))?,
+            Some(lock) => LockFile::setups_from(lock).map_err(|e| UsageError(format!("{e:#}")))?,
             None => self.setups(plugin, &base, &allow)?,
         };
         let channels = load_channels(&Runtime::new()?, &secrets, log, &setups)
