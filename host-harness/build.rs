@@ -8,6 +8,11 @@
 //! call per crate, so the bytes depend only on the commit, not on how many crates were built
 //! together.
 //!
+//! A channel crate's `channel-plugin.json` (its name in flows, default provider base, and the
+//! hosts and secrets it asks to be granted) travels inside the component as the custom section
+//! `flow-channel-manifest`; `target/component/plugins.lock` locks the built channels with those
+//! grants and is what `serve` loads when it is given no lock file of its own.
+//!
 //! The nested cargo gets its own target dir: sharing the outer one would deadlock on its lock.
 
 use std::env;
@@ -31,6 +36,8 @@ fn main() {
         "wit-history",
         "examples/sms-channel/src",
         "examples/sms-channel/Cargo.toml",
+        "examples/sms-channel/channel-plugin.json",
+        "channel-plugin.json",
         "tests/fixtures/hostile-channel",
         "Cargo.toml",
         "Cargo.lock",
@@ -51,6 +58,14 @@ fn main() {
         &revision,
     );
     println!("cargo:rustc-env=SMS_CHANNEL_WASM={}", sms.display());
+    let lock = write_built_lock(
+        &target_dir,
+        &[
+            (&wasm, &workspace),
+            (&sms, &workspace.join("examples/sms-channel")),
+        ],
+    );
+    println!("cargo:rustc-env=BUILT_PLUGINS_LOCK={}", lock.display());
     let hostile = build_component(
         &workspace,
         &target_dir,
@@ -98,14 +113,91 @@ fn build_component(
         .module(&bytes)
         .and_then(|encoder| encoder.validate(true).encode())
         .unwrap_or_else(|e| panic!("making a component of {package}: {e:#}"));
-    let stamped = metadata(workspace, crate_dir, package, revision)
+    let mut stamped = metadata(workspace, crate_dir, package, revision)
         .to_wasm(&component)
         .unwrap_or_else(|e| panic!("adding metadata to {package}: {e:#}"));
+    if let Some(manifest) = plugin_manifest(&workspace.join(crate_dir)) {
+        append_custom_section(
+            &mut stamped,
+            MANIFEST_SECTION,
+            manifest.to_string().as_bytes(),
+        );
+    }
     let out_dir = target_dir.join("components");
     std::fs::create_dir_all(&out_dir).expect("creating target/component/components");
     let out = out_dir.join(format!("{}.wasm", package.replace('-', "_")));
     std::fs::write(&out, stamped).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
     out
+}
+
+/// The custom section holding a channel's `channel-plugin.json` (read by the host).
+const MANIFEST_SECTION: &str = "flow-channel-manifest";
+
+/// A crate's `channel-plugin.json`, if it has one.
+fn plugin_manifest(crate_dir: &Path) -> Option<serde_json::Value> {
+    let path = crate_dir.join("channel-plugin.json");
+    let text = std::fs::read_to_string(&path).ok()?;
+    Some(
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", path.display())),
+    )
+}
+
+/// Appends a custom section (id 0: name, then payload) to a component or module.
+fn append_custom_section(wasm: &mut Vec<u8>, name: &str, payload: &[u8]) {
+    let mut body = Vec::new();
+    leb128(&mut body, name.len());
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    wasm.push(0);
+    leb128(wasm, body.len());
+    wasm.extend_from_slice(&body);
+}
+
+fn leb128(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// `plugins.lock` for the built channels: each pinned by its sha256 and version, granted what
+/// its manifest asks for.
+fn write_built_lock(target_dir: &Path, built: &[(&PathBuf, &Path)]) -> PathBuf {
+    use sha2::Digest;
+    let plugins: Vec<serde_json::Value> = built
+        .iter()
+        .map(|(wasm, crate_dir)| {
+            let bytes = std::fs::read(wasm).expect("the component just written");
+            let mut entry = plugin_manifest(crate_dir).expect("a channel-plugin.json");
+            let manifest =
+                std::fs::read_to_string(crate_dir.join("Cargo.toml")).expect("Cargo.toml");
+            let version = manifest
+                .lines()
+                .find_map(|l| l.strip_prefix("version = "))
+                .expect("a version")
+                .trim_matches('"');
+            let object = entry.as_object_mut().expect("the manifest is an object");
+            object.insert("version".into(), version.into());
+            object.insert(
+                "digest".into(),
+                format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))).into(),
+            );
+            let file = wasm.file_name().expect("a file name").to_string_lossy();
+            object.insert("path".into(), format!("components/{file}").into());
+            entry
+        })
+        .collect();
+    let lock = serde_json::json!({ "plugins": plugins });
+    let path = target_dir.join("plugins.lock");
+    let text = serde_json::to_string_pretty(&lock).expect("JSON") + "\n";
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    path
 }
 
 fn build_core_module(workspace: &Path, target_dir: &Path, package: &str) -> PathBuf {

@@ -2,7 +2,8 @@
 //! helpers the commands share (input files, settings, secrets, plugin loading), and `run`,
 //! which dispatches to `commands/`. Commands return an exit code and the JSON to print, so
 //! tests can drive them without spawning a process. Exit codes: 0 ok, 1 invalid input (field
-//! errors), 2 usage or plugin load errors, 3 webhook signature or verification refused, 4 the
+//! errors), 2 usage or plugin load errors, 3 a webhook or registry artifact's signature or verification
+//! refused, 4 the
 //! plugin trapped.
 
 use crate::runtime::{Limits, Plugin, Runtime};
@@ -112,6 +113,8 @@ pub enum Command {
     MockApi(crate::commands::mock_api::MockApiArgs),
     /// Send the demo messages to the embedded mock and print each classification.
     Demo,
+    /// Publish, list, resolve, pull, yank and verify channel plugins (directory or OCI).
+    Registry(crate::commands::registry::RegistryArgs),
     /// Measure compile, instantiate and call times.
     Bench {
         #[arg(long, default_value_t = 300)]
@@ -393,6 +396,7 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         Command::Flow { action } => action.run(),
         Command::MockApi(args) => args.run(),
         Command::Demo => demo(plugin_path, &mut std::io::stdout()),
+        Command::Registry(args) => args.run(),
         Command::Bench {
             load: Some(BenchCommand::Load(args)),
             ..

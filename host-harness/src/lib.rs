@@ -11,6 +11,7 @@ pub mod commands;
 pub mod contract;
 pub mod flow;
 pub mod lockfile;
+pub mod plugin_manifest;
 pub mod registry;
 pub mod runtime;
 pub mod server;
@@ -31,6 +32,10 @@ pub const SMS_CHANNEL_WASM: &str = env!("SMS_CHANNEL_WASM");
 
 /// A test fixture that misbehaves on request (`tests/fixtures/hostile-channel`).
 pub const HOSTILE_CHANNEL_WASM: &str = env!("HOSTILE_CHANNEL_WASM");
+
+/// The lock file of the built channels (`target/component/plugins.lock`, written by
+/// `build.rs`): what `serve` loads when it is given no lock file.
+pub const BUILT_PLUGINS_LOCK: &str = env!("BUILT_PLUGINS_LOCK");
 
 /// The contract this host serves.
 pub const CONTRACT: &str = "flow:channel@1.1.0";

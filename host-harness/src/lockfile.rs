@@ -10,23 +10,26 @@
 //!   "secrets": ["whatsapp/*"], "settings": {"phone_number_id": "…"},
 //!   "rate_per_second": 80, "customer_gap_ms": 6000}]}
 //! ```
+//!
+//! `registry pull` writes entries (a new entry starts from the grants the plugin asks for;
+//! an existing one keeps the operator's grants and settings and moves only the pin).
 
 use crate::channels::ChannelSetup;
 use crate::flow::pacing::ChannelPacing;
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// The whole lock file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockFile {
     pub plugins: Vec<LockEntry>,
 }
 
 /// One pinned plugin and what it is granted.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockEntry {
     /// The channel's name in flows (and the prefix of its own secrets).
@@ -37,9 +40,15 @@ pub struct LockEntry {
     pub digest: String,
     /// The artifact, relative to the lock file.
     pub path: PathBuf,
-    /// Where it was resolved from (shown, not fetched: `registry pull` fills `path`).
-    #[serde(default)]
+    /// Where it was resolved from (`registry pull --locked` fetches it again from there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<String>,
+    /// The registry manifest's `sha256:` (what its signature covers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<String>,
+    /// The id of the trusted key whose signature was checked when it was pulled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
     /// The provider's base URL.
     pub api_base: String,
     /// Hosts the plugin may call (its secrets travel only there).
@@ -49,13 +58,13 @@ pub struct LockEntry {
     #[serde(default)]
     pub secrets: Vec<String>,
     /// The channel's settings.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Value>,
     /// Sends per second per sending number (none: unpaced).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_per_second: Option<f64>,
     /// Minimum gap between two messages to one customer.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_gap_ms: Option<u64>,
 }
 
@@ -81,6 +90,28 @@ impl LockFile {
         Ok(lock)
     }
 
+    /// Reads a lock file, or an empty one if there is none yet.
+    pub fn read_or_default(path: &Path) -> Result<LockFile> {
+        if path.exists() {
+            Self::read(path)
+        } else {
+            Ok(LockFile::default())
+        }
+    }
+
+    /// Writes it (through a temporary file: a reader never sees half a lock file).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("JSON") + "\n";
+        let tmp = path.with_extension("lock.tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The entry of a channel.
+    pub fn entry_mut(&mut self, name: &str) -> Option<&mut LockEntry> {
+        self.plugins.iter_mut().find(|p| p.name == name)
+    }
+
     /// Reads a lock file and returns the channels it sets up.
     pub fn setups_from(path: &Path) -> Result<Vec<ChannelSetup>> {
         Self::read(path)?.setups(path)
@@ -98,6 +129,30 @@ impl LockFile {
 }
 
 impl LockEntry {
+    /// A new entry that grants what the plugin asks for, at `version` / `digest`.
+    pub fn granting(
+        request: &crate::plugin_manifest::PluginManifest,
+        version: String,
+        digest: String,
+        path: PathBuf,
+    ) -> LockEntry {
+        LockEntry {
+            name: request.name.clone(),
+            version,
+            digest,
+            path,
+            registry: None,
+            manifest_digest: None,
+            signed_by: None,
+            api_base: request.api_base.clone(),
+            allowed_hosts: request.allowed_hosts.clone(),
+            secrets: request.secrets.clone(),
+            settings: None,
+            rate_per_second: request.rate_per_second,
+            customer_gap_ms: request.customer_gap_ms,
+        }
+    }
+
     fn setup(&self, dir: &Path) -> Result<ChannelSetup> {
         if !self.digest.starts_with("sha256:") {
             bail!("digest must be sha256:<hex>, got {:?}", self.digest);

@@ -6,4 +6,5 @@ pub mod demo;
 pub mod flow;
 pub mod mock_api;
 pub mod plugin;
+pub mod registry;
 pub mod serve;

@@ -1,0 +1,127 @@
+//! Where artifacts live: content-addressed blobs and tags per repository, the shape of the
+//! OCI distribution API. Everything above (versions, yanks, signatures, digest checks) is
+//! written once in [`super::Registry`] over this trait.
+
+use anyhow::{Context, Result, bail};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+
+/// A store of blobs and tagged manifests, per repository (one per plugin name).
+pub trait Backend: Send + Sync {
+    /// The repositories (plugin names) it holds.
+    fn repositories(&self) -> Result<Vec<String>>;
+    /// The tags of one repository (none if it does not exist).
+    fn tags(&self, repo: &str) -> Result<Vec<String>>;
+    /// A manifest's bytes by tag or `sha256:` digest; `None` if there is none.
+    fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Vec<u8>>>;
+    /// A blob's bytes (not yet checked against its digest: the caller does that).
+    fn blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>>;
+    fn put_blob(&self, repo: &str, digest: &str, bytes: &[u8]) -> Result<()>;
+    /// Stores a manifest and points `tag` at it.
+    fn put_manifest(&self, repo: &str, tag: &str, bytes: &[u8]) -> Result<()>;
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// A registry in a directory: `<root>/<repo>/blobs/sha256/<hex>` and `<root>/<repo>/tags/<tag>`
+/// (holding the manifest's digest). Writes go through a temporary file and a rename, so a
+/// reader never sees half a blob.
+pub struct DirBackend {
+    root: PathBuf,
+}
+
+impl DirBackend {
+    pub fn new(root: PathBuf) -> DirBackend {
+        DirBackend { root }
+    }
+
+    fn blob_path(&self, repo: &str, digest: &str) -> Result<PathBuf> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .with_context(|| format!("{digest:?} is not a sha256 digest"))?;
+        Ok(self.root.join(repo).join("blobs/sha256").join(hex))
+    }
+
+    fn tag_path(&self, repo: &str, tag: &str) -> PathBuf {
+        self.root.join(repo).join("tags").join(tag)
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("paths under the root");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().expect("a file").to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn names_in(dir: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+impl Backend for DirBackend {
+    fn repositories(&self) -> Result<Vec<String>> {
+        names_in(&self.root)
+    }
+
+    fn tags(&self, repo: &str) -> Result<Vec<String>> {
+        names_in(&self.root.join(repo).join("tags"))
+    }
+
+    fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Vec<u8>>> {
+        let digest = if reference.starts_with("sha256:") {
+            reference.to_string()
+        } else {
+            match read_optional(&self.tag_path(repo, reference))? {
+                Some(d) => String::from_utf8_lossy(&d).trim().to_string(),
+                None => return Ok(None),
+            }
+        };
+        read_optional(&self.blob_path(repo, &digest)?)
+    }
+
+    fn blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>> {
+        let path = self.blob_path(repo, digest)?;
+        read_optional(&path)?.with_context(|| format!("{repo}: no blob {digest}"))
+    }
+
+    fn put_blob(&self, repo: &str, digest: &str, bytes: &[u8]) -> Result<()> {
+        if digest_of(bytes) != digest {
+            bail!("{repo}: the blob's bytes are not {digest}");
+        }
+        write_atomically(&self.blob_path(repo, digest)?, bytes)
+    }
+
+    fn put_manifest(&self, repo: &str, tag: &str, bytes: &[u8]) -> Result<()> {
+        let digest = digest_of(bytes);
+        self.put_blob(repo, &digest, bytes)?;
+        write_atomically(&self.tag_path(repo, tag), digest.as_bytes())
+    }
+}
