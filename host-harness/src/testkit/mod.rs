@@ -3,6 +3,7 @@
 
 pub mod defaults;
 pub mod mock;
+pub mod oci;
 pub mod postgres;
 pub mod process;
 pub mod signing;

@@ -1,0 +1,472 @@
+//! The plugin registry through the CLI, on both backends: a directory and a real OCI registry
+//! (`FLOW_TEST_OCI_REGISTRY`, started by `scripts/test.sh`). Publishing, immutability, semver
+//! resolution, yanks, signatures, digest checks, lock files, and `serve` running flows on
+//! plugins pulled from the registry.
+
+use clap::Parser;
+use host_harness::cli::{Cli, run};
+use host_harness::lockfile::LockFile;
+use host_harness::registry::artifact::ComponentFacts;
+use host_harness::registry::{Pin, Registry};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// Runs a command in-process: (exit code, printed JSON or the error).
+fn harness(args: &[&str]) -> (i32, Value) {
+    let cli = Cli::try_parse_from(std::iter::once("host-harness").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    match run(&cli) {
+        Ok(outcome) => (outcome.code, outcome.json.unwrap_or(Value::Null)),
+        Err(e) => (2, json!({ "error": format!("{e:#}") })),
+    }
+}
+
+/// Runs a command that must succeed.
+fn ok(args: &[&str]) -> Value {
+    let (code, out) = harness(args);
+    assert_eq!(code, 0, "{args:?}: {out}");
+    out
+}
+
+/// The error of a command that must fail with a usage error.
+fn refused(args: &[&str]) -> String {
+    let (code, out) = harness(args);
+    assert_ne!(code, 0, "{args:?} should fail: {out}");
+    out["error"]
+        .as_str()
+        .unwrap_or(&out.to_string())
+        .to_string()
+}
+
+/// A fresh scratch directory.
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("registry-{name}-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A key pair in `dir`: (secret, public).
+fn keygen(dir: &Path, name: &str) -> (String, String) {
+    let secret = dir.join(name);
+    let out = ok(&["registry", "keygen", "--out", path(&secret)]);
+    (
+        out["secret_key"].as_str().unwrap().into(),
+        out["public_key"].as_str().unwrap().into(),
+    )
+}
+
+/// The same component with other bytes (an extra custom section): what a careless
+/// republish of "the same version" looks like.
+fn other_bytes_of(wasm: &str, dir: &Path) -> PathBuf {
+    let mut bytes = std::fs::read(wasm).unwrap();
+    let name = b"rebuilt";
+    bytes.extend_from_slice(&[0, (name.len() + 2) as u8, name.len() as u8]);
+    bytes.extend_from_slice(name);
+    bytes.push(b'!');
+    let out = dir.join("rebuilt.wasm");
+    std::fs::write(&out, bytes).unwrap();
+    out
+}
+
+const SMS: &str = host_harness::SMS_CHANNEL_WASM;
+const WHATSAPP: &str = host_harness::WHATSAPP_CHANNEL_WASM;
+
+fn a_signed_plugin_is_published_resolved_pulled_and_locked(registry: &str) {
+    let dir = scratch("signed");
+    let (secret, public) = keygen(&dir, "publisher.key");
+    let published = ok(&[
+        "registry",
+        "--registry",
+        registry,
+        "publish",
+        SMS,
+        WHATSAPP,
+        "--sign-key",
+        &secret,
+    ]);
+    let key_id = published["published"][0]["signed_by"].clone();
+    assert!(key_id.is_string(), "{published}");
+    let listed = ok(&["registry", "--registry", registry, "list"]);
+    let names: Vec<&str> = listed["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sms", "whatsapp"]);
+    // Resolution shows the contract and the grants the plugin asks for.
+    let resolved = ok(&[
+        "registry",
+        "--registry",
+        registry,
+        "resolve",
+        "sms@^0.1",
+        "--trusted-key",
+        &public,
+    ]);
+    assert_eq!(resolved["version"], "0.1.0");
+    assert_eq!(resolved["contract"], "flow:channel@1.0.0");
+    assert_eq!(resolved["requests"]["secrets"], json!(["sms/*"]));
+    assert_eq!(resolved["signed_by"], key_id);
+    // Pull: the component lands next to the lock file, pinned and granted what it asked for.
+    let lock = dir.join("plugins.lock");
+    for spec in ["sms", "whatsapp@0.1"] {
+        ok(&[
+            "registry",
+            "--registry",
+            registry,
+            "pull",
+            spec,
+            "--lock",
+            path(&lock),
+            "--trusted-key",
+            &public,
+        ]);
+    }
+    let locked = LockFile::read(&lock).unwrap();
+    let sms = &locked.plugins[0];
+    assert_eq!((sms.name.as_str(), sms.version.as_str()), ("sms", "0.1.0"));
+    assert_eq!(
+        sms.digest,
+        published["published"][0]["digest"].as_str().unwrap()
+    );
+    assert_eq!(
+        sms.manifest_digest.as_deref(),
+        published["published"][0]["manifest_digest"].as_str()
+    );
+    assert_eq!(sms.registry.as_deref(), Some(registry));
+    assert_eq!(
+        sms.signed_by.as_ref(),
+        key_id.as_str().map(String::from).as_ref()
+    );
+    assert_eq!(sms.allowed_hosts, ["sms.example.net"]);
+    assert_eq!(
+        std::fs::read(dir.join(&sms.path)).unwrap(),
+        std::fs::read(SMS).unwrap()
+    );
+    // The lock file loads: digests and versions check out.
+    let setups = LockFile::setups_from(&lock).unwrap();
+    assert_eq!(setups.len(), 2);
+}
+
+fn versions_are_immutable(registry: &str) {
+    let dir = scratch("immutable");
+    let first = ok(&["registry", "--registry", registry, "publish", SMS]);
+    assert_eq!(first["published"][0]["created"], true);
+    // The same bytes again change nothing.
+    let again = ok(&["registry", "--registry", registry, "publish", SMS]);
+    assert_eq!(again["published"][0]["created"], false);
+    assert_eq!(
+        again["published"][0]["manifest_digest"],
+        first["published"][0]["manifest_digest"]
+    );
+    // Other bytes under the same version are refused.
+    let rebuilt = other_bytes_of(SMS, &dir);
+    let err = refused(&[
+        "registry",
+        "--registry",
+        registry,
+        "publish",
+        path(&rebuilt),
+    ]);
+    assert!(
+        err.contains("sms 0.1.0 is already published with other bytes"),
+        "{err}"
+    );
+    assert!(err.contains("bump the version"), "{err}");
+    let resolved = ok(&["registry", "--registry", registry, "resolve", "sms"]);
+    assert_eq!(resolved["digest"], first["published"][0]["digest"]);
+}
+
+/// Several versions, published through the library with the version set by the test (the
+/// built component is 0.1.0; bytes differ per version).
+fn resolution_follows_semver_and_skips_yanked_versions(registry: &str) {
+    let dir = scratch("semver");
+    let reg = Registry::open(registry).unwrap();
+    let runtime = host_harness::Runtime::new().unwrap();
+    let wasm = std::fs::read(SMS).unwrap();
+    let facts = ComponentFacts::read(&runtime, &wasm).unwrap();
+    let mut digests = std::collections::HashMap::new();
+    for (i, version) in ["0.1.0", "0.2.0", "0.2.1", "1.0.0", "2.0.0-rc.1"]
+        .iter()
+        .enumerate()
+    {
+        let mut bytes = wasm.clone();
+        bytes.extend_from_slice(&[0, 3, 2, b'v', b'0' + i as u8]);
+        let facts = ComponentFacts {
+            version: version.parse().unwrap(),
+            ..facts.clone()
+        };
+        let published = reg.publish(&bytes, &facts, None).unwrap();
+        digests.insert(*version, published.manifest_digest);
+    }
+    let pick = |req: &str| {
+        ok(&[
+            "registry",
+            "--registry",
+            registry,
+            "resolve",
+            &format!("sms@{req}"),
+        ])["version"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(pick("*"), "1.0.0", "pre-releases only when asked for");
+    assert_eq!(pick("^0.2"), "0.2.1");
+    assert_eq!(pick("~0.1"), "0.1.0");
+    assert_eq!(pick(">=2.0.0-rc.1"), "2.0.0-rc.1");
+    let err = refused(&["registry", "--registry", registry, "resolve", "sms@^3"]);
+    assert!(
+        err.contains("no version of sms matching ^3") && err.contains("0.2.1"),
+        "{err}"
+    );
+    // Yank 0.2.1: ^0.2 falls back to 0.2.0, the listing says why, a digest pin still resolves.
+    ok(&[
+        "registry",
+        "--registry",
+        registry,
+        "yank",
+        "sms@0.2.1",
+        "--reason",
+        "double sends",
+    ]);
+    assert_eq!(pick("^0.2"), "0.2.0");
+    let listed = ok(&["registry", "--registry", registry, "list", "sms"]);
+    let yanked: Vec<&Value> = listed["plugins"][0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v.get("yanked").is_some())
+        .collect();
+    assert_eq!(
+        yanked,
+        [&json!({"version": "0.2.1", "yanked": "double sends"})]
+    );
+    let pinned = reg
+        .resolve("sms", &Pin::Digest(digests["0.2.1"].clone()))
+        .unwrap();
+    assert_eq!(pinned.version.to_string(), "0.2.1");
+    ok(&[
+        "registry",
+        "--registry",
+        registry,
+        "yank",
+        "sms@0.2.1",
+        "--undo",
+    ]);
+    assert_eq!(pick("^0.2"), "0.2.1");
+    // The artifact says 0.2.0 but holds a component that describes itself as 0.1.0: a pull
+    // compiles it, sees that, and refuses.
+    let lock = dir.join("plugins.lock");
+    let err = refused(&[
+        "registry",
+        "--registry",
+        registry,
+        "pull",
+        "sms@=0.2.0",
+        "--lock",
+        path(&lock),
+    ]);
+    assert!(err.contains("holds the component sms 0.1.0"), "{err}");
+    assert!(!lock.exists(), "nothing locked");
+    let err = refused(&["registry", "--registry", registry, "yank", "sms@9.9.9"]);
+    assert!(err.contains("not published"), "{err}");
+}
+
+fn a_yanked_version_still_pulls_when_pinned(registry: &str) {
+    let dir = scratch("yanked");
+    let published = ok(&["registry", "--registry", registry, "publish", SMS]);
+    let manifest_digest = published["published"][0]["manifest_digest"]
+        .as_str()
+        .unwrap();
+    let lock = dir.join("plugins.lock");
+    ok(&[
+        "registry",
+        "--registry",
+        registry,
+        "pull",
+        "sms",
+        "--lock",
+        path(&lock),
+    ]);
+    ok(&["registry", "--registry", registry, "yank", "sms@0.1.0"]);
+    // Not chosen by resolution any more…
+    let other = dir.join("other.lock");
+    let err = refused(&[
+        "registry",
+        "--registry",
+        registry,
+        "pull",
+        "sms",
+        "--lock",
+        path(&other),
+    ]);
+    assert!(err.contains("0.1.0 (yanked)"), "{err}");
+    // …but a lock file that pins it fetches it again, and so does a digest pin.
+    std::fs::remove_file(dir.join("plugins/sms-0.1.0.wasm")).unwrap();
+    ok(&["registry", "pull", "--locked", "--lock", path(&lock)]);
+    assert_eq!(
+        std::fs::read(dir.join("plugins/sms-0.1.0.wasm")).unwrap(),
+        std::fs::read(SMS).unwrap()
+    );
+    ok(&[
+        "registry",
+        "--registry",
+        registry,
+        "pull",
+        &format!("sms@{manifest_digest}"),
+        "--lock",
+        path(&other),
+    ]);
+}
+
+fn unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted(registry: &str) {
+    let dir = scratch("trust");
+    let (_, trusted) = keygen(&dir, "operator-trusts.key");
+    let (stranger, _) = keygen(&dir, "stranger.key");
+    let lock = dir.join("plugins.lock");
+    ok(&["registry", "--registry", registry, "publish", SMS]);
+    // Unsigned: fine without a trusted key, refused with one.
+    ok(&[
+        "registry",
+        "--registry",
+        registry,
+        "pull",
+        "sms",
+        "--lock",
+        path(&lock),
+    ]);
+    let err = refused(&[
+        "registry",
+        "--registry",
+        registry,
+        "pull",
+        "sms",
+        "--lock",
+        path(&lock),
+        "--trusted-key",
+        &trusted,
+    ]);
+    assert!(
+        err.contains("is not signed, and trusted keys are configured"),
+        "{err}"
+    );
+    let (code, out) = harness(&[
+        "registry",
+        "--registry",
+        registry,
+        "verify",
+        "sms",
+        "--trusted-key",
+        &trusted,
+    ]);
+    assert_eq!((code, &out["verified"]), (3, &json!(false)), "{out}");
+    // Signed by a key the operator does not trust.
+    ok(&[
+        "registry",
+        "--registry",
+        registry,
+        "publish",
+        SMS,
+        "--sign-key",
+        &stranger,
+    ]);
+    let err = refused(&[
+        "registry",
+        "--registry",
+        registry,
+        "pull",
+        "sms",
+        "--lock",
+        path(&lock),
+        "--trusted-key",
+        &trusted,
+    ]);
+    assert!(err.contains("which is not trusted"), "{err}");
+    // Pinned re-fetches check too.
+    let err = refused(&[
+        "registry",
+        "pull",
+        "--locked",
+        "--lock",
+        path(&lock),
+        "--trusted-key",
+        &trusted,
+    ]);
+    assert!(
+        err.contains("/plugins/0 (sms)") && err.contains("not trusted"),
+        "{err}"
+    );
+}
+
+mod directory {
+    use super::*;
+
+    fn registry(name: &str) -> String {
+        format!("file:{}", scratch(name).join("registry").display())
+    }
+
+    #[test]
+    fn a_signed_plugin_is_published_resolved_pulled_and_locked() {
+        super::a_signed_plugin_is_published_resolved_pulled_and_locked(&registry("signed"));
+    }
+
+    #[test]
+    fn versions_are_immutable() {
+        super::versions_are_immutable(&registry("immutable"));
+    }
+
+    #[test]
+    fn resolution_follows_semver_and_skips_yanked_versions() {
+        super::resolution_follows_semver_and_skips_yanked_versions(&registry("semver"));
+    }
+
+    #[test]
+    fn a_yanked_version_still_pulls_when_pinned() {
+        super::a_yanked_version_still_pulls_when_pinned(&registry("yanked"));
+    }
+
+    #[test]
+    fn unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted() {
+        super::unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted(&registry(
+            "trust",
+        ));
+    }
+}
+
+mod oci {
+    use host_harness::testkit::oci::fresh_namespace;
+
+    #[test]
+    fn a_signed_plugin_is_published_resolved_pulled_and_locked() {
+        super::a_signed_plugin_is_published_resolved_pulled_and_locked(&fresh_namespace());
+    }
+
+    #[test]
+    fn versions_are_immutable() {
+        super::versions_are_immutable(&fresh_namespace());
+    }
+
+    #[test]
+    fn resolution_follows_semver_and_skips_yanked_versions() {
+        super::resolution_follows_semver_and_skips_yanked_versions(&fresh_namespace());
+    }
+
+    #[test]
+    fn a_yanked_version_still_pulls_when_pinned() {
+        super::a_yanked_version_still_pulls_when_pinned(&fresh_namespace());
+    }
+
+    #[test]
+    fn unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted() {
+        super::unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted(
+            &fresh_namespace(),
+        );
+    }
+}
