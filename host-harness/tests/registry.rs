@@ -405,6 +405,272 @@ fn unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted(regist
     );
 }
 
+/// The blob file of a digest in a directory registry.
+fn blob_file(registry_dir: &Path, repo: &str, digest: &str) -> PathBuf {
+    registry_dir
+        .join(repo)
+        .join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap())
+}
+
+#[test]
+fn a_tampered_component_is_refused_before_it_is_compiled() {
+    let dir = scratch("tampered-blob");
+    let registry_dir = dir.join("registry");
+    let registry = format!("file:{}", registry_dir.display());
+    let published = ok(&["registry", "--registry", &registry, "publish", SMS]);
+    let digest = published["published"][0]["digest"].as_str().unwrap();
+    // Someone swaps the stored component for another one (a valid component, even).
+    std::fs::copy(WHATSAPP, blob_file(&registry_dir, "sms", digest)).unwrap();
+    let lock = dir.join("plugins.lock");
+    let err = refused(&[
+        "registry",
+        "--registry",
+        &registry,
+        "pull",
+        "sms",
+        "--lock",
+        path(&lock),
+    ]);
+    assert!(
+        err.contains(&format!("the blob {digest} arrived with other bytes")),
+        "{err}"
+    );
+    assert!(
+        !lock.exists() && !dir.join("plugins").exists(),
+        "nothing written"
+    );
+    let (code, out) = harness(&[
+        "registry",
+        "--registry",
+        &registry,
+        "verify",
+        "sms",
+        "--trusted-key",
+        &keygen(&dir, "k").1,
+    ]);
+    assert_eq!(code, 3, "{out}");
+}
+
+#[test]
+fn widening_the_grants_in_a_stored_manifest_breaks_its_signature() {
+    let dir = scratch("tampered-manifest");
+    let registry_dir = dir.join("registry");
+    let registry = format!("file:{}", registry_dir.display());
+    let (secret, public) = keygen(&dir, "publisher.key");
+    ok(&[
+        "registry",
+        "--registry",
+        &registry,
+        "publish",
+        SMS,
+        "--sign-key",
+        &secret,
+    ]);
+    // Rewrite the stored manifest so the SMS plugin asks for the WhatsApp host and token, and
+    // point the version's tag at it.
+    let tag = registry_dir.join("sms/tags/0.1.0");
+    let old = std::fs::read_to_string(&tag).unwrap();
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob_file(&registry_dir, "sms", &old)).unwrap())
+            .unwrap();
+    let key = "dev.flow.channel.manifest";
+    let mut request: Value =
+        serde_json::from_str(manifest["annotations"][key].as_str().unwrap()).unwrap();
+    request["allowed_hosts"] = json!(["graph.facebook.com"]);
+    request["secrets"] = json!(["whatsapp/*"]);
+    manifest["annotations"][key] = json!(request.to_string());
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let new = host_harness::registry::backend::digest_of(&bytes);
+    std::fs::write(blob_file(&registry_dir, "sms", &new), &bytes).unwrap();
+    std::fs::write(&tag, &new).unwrap();
+    let lock = dir.join("plugins.lock");
+    let err = refused(&[
+        "registry",
+        "--registry",
+        &registry,
+        "pull",
+        "sms",
+        "--lock",
+        path(&lock),
+        "--trusted-key",
+        &public,
+    ]);
+    assert!(err.contains(&format!("({new}) is not signed")), "{err}");
+    assert!(!lock.exists());
+    // A pin to the signed manifest's digest names the substitution.
+    std::fs::write(blob_file(&registry_dir, "sms", &old), &bytes).unwrap();
+    let err = refused(&[
+        "registry",
+        "--registry",
+        &registry,
+        "resolve",
+        &format!("sms@{old}"),
+    ]);
+    assert!(
+        err.contains(&format!("the manifest {old} arrived as {new}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_new_pull_keeps_the_operators_grants_and_says_when_the_plugin_asks_for_more() {
+    let dir = scratch("regrant");
+    let registry = format!("file:{}", dir.join("registry").display());
+    ok(&["registry", "--registry", &registry, "publish", SMS]);
+    let lock = dir.join("plugins.lock");
+    ok(&[
+        "registry",
+        "--registry",
+        &registry,
+        "pull",
+        "sms",
+        "--lock",
+        path(&lock),
+    ]);
+    // The operator points it at their provider and narrows its secrets.
+    let mut locked = LockFile::read(&lock).unwrap();
+    locked.plugins[0].api_base = "https://sms.internal.example".into();
+    locked.plugins[0].allowed_hosts = vec!["sms.internal.example".into()];
+    locked.plugins[0].secrets = vec!["sms/api-key".into()];
+    locked.plugins[0].settings = Some(json!({"sender": "ACME"}));
+    locked.write(&lock).unwrap();
+    let out = ok(&[
+        "registry",
+        "--registry",
+        &registry,
+        "pull",
+        "sms",
+        "--lock",
+        path(&lock),
+    ]);
+    assert_eq!(out["grants_differ"], true, "{out}");
+    let after = LockFile::read(&lock).unwrap();
+    assert_eq!(after.plugins.len(), 1);
+    assert_eq!(after.plugins[0].api_base, "https://sms.internal.example");
+    assert_eq!(after.plugins[0].secrets, ["sms/api-key"]);
+    assert_eq!(after.plugins[0].settings, Some(json!({"sender": "ACME"})));
+}
+
+/// What the registry itself serves is the CNCF Wasm layout, read through its own HTTP API.
+#[test]
+fn the_oci_artifact_has_the_cncf_wasm_layout() {
+    let registry = host_harness::testkit::oci::fresh_namespace();
+    ok(&["registry", "--registry", &registry, "publish", WHATSAPP]);
+    let base = registry.replacen("oci://", "http://", 1);
+    let (server, namespace) = base.rsplit_once('/').unwrap();
+    let get = |url: String| -> Vec<u8> {
+        let mut resp = ureq::get(&url)
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .call()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        resp.body_mut().read_to_vec().unwrap()
+    };
+    let manifest: Value = serde_json::from_slice(&get(format!(
+        "{server}/v2/{namespace}/whatsapp/manifests/0.1.0"
+    )))
+    .unwrap();
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.wasm.config.v0+json"
+    );
+    assert_eq!(manifest["layers"][0]["mediaType"], "application/wasm");
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.version"],
+        "0.1.0"
+    );
+    assert_eq!(
+        manifest["annotations"]["dev.flow.channel.contract"],
+        host_harness::CONTRACT
+    );
+    let config: Value = serde_json::from_slice(&get(format!(
+        "{server}/v2/{namespace}/whatsapp/blobs/{}",
+        manifest["config"]["digest"].as_str().unwrap()
+    )))
+    .unwrap();
+    assert_eq!(config["architecture"], "wasm");
+    assert_eq!(config["layerDigests"][0], manifest["layers"][0]["digest"]);
+    assert_eq!(
+        config["component"]["imports"],
+        json!(["flow:channel/types@1.1.0", "flow:channel/host@1.1.0"])
+    );
+    let layer = get(format!(
+        "{server}/v2/{namespace}/whatsapp/blobs/{}",
+        manifest["layers"][0]["digest"].as_str().unwrap()
+    ));
+    assert_eq!(layer, std::fs::read(WHATSAPP).unwrap());
+}
+
+/// Publish to the OCI registry, pull both channels with a trusted key, point them at the mock,
+/// and `serve --plugins` runs a flow that falls back from one pulled plugin to the other.
+#[test]
+fn serve_runs_flows_on_plugins_pulled_from_the_oci_registry() {
+    use host_harness::mock::{MockApi, MockConfig};
+    use host_harness::testkit::process::{FlowClient, ServeProcess, free_port, write_demo_secrets};
+    let registry = host_harness::testkit::oci::fresh_namespace();
+    let dir = scratch("serve");
+    let (secret, public) = keygen(&dir, "publisher.key");
+    ok(&[
+        "registry",
+        "--registry",
+        &registry,
+        "publish",
+        WHATSAPP,
+        SMS,
+        "--sign-key",
+        &secret,
+    ]);
+    let lock = dir.join("plugins.lock");
+    for spec in ["whatsapp@^0.1", "sms@^0.1"] {
+        ok(&[
+            "registry",
+            "--registry",
+            &registry,
+            "pull",
+            spec,
+            "--lock",
+            path(&lock),
+            "--trusted-key",
+            &public,
+        ]);
+    }
+    let mock = MockApi::start(0, MockConfig::default()).unwrap();
+    let mut locked = LockFile::read(&lock).unwrap();
+    for entry in &mut locked.plugins {
+        entry.api_base = mock.base_url();
+        entry.allowed_hosts = vec![mock.base_url()];
+    }
+    locked.plugins[0].settings = Some(json!({"phone_number_id": "106540352242922"}));
+    locked.write(&lock).unwrap();
+    write_demo_secrets(&dir, "pulled-token").unwrap();
+    let port = free_port().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_host-harness"));
+    cmd.args(["serve", "--port", &port.to_string(), "--db"])
+        .arg(dir.join("flows.sqlite"))
+        .arg("--plugins")
+        .arg(&lock)
+        .arg("--secrets")
+        .arg(dir.join("secrets.json"))
+        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap());
+    let _serve = ServeProcess::start(cmd, port).unwrap();
+    let client = FlowClient::new(port, "pulled-token");
+    let flow = json!({"id": "pulled-1", "recipient": "+15550100002", "steps": [
+        {"channel": "whatsapp", "wait_for": "accepted", "content": {"type": "template",
+            "template": {"name": "order_update", "language": "en_US"}}},
+        {"channel": "sms", "wait_for": "accepted", "content": {"text": "Your order shipped."}}]});
+    client.submit(&[flow.to_string()]).unwrap();
+    let done = &client.wait_final(&["pulled-1".into()], std::time::Duration::from_secs(30))[0];
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(
+        host_harness::testkit::attempt_channels(done),
+        ["whatsapp", "sms"]
+    );
+}
+
 mod directory {
     use super::*;
 
