@@ -1,9 +1,7 @@
 //! `host-harness serve`: the flow runner behind HTTP until SIGTERM or ctrl-c.
 
 use crate::channels::{ChannelSetup, load_channels};
-use crate::cli::{
-    GRAPH_HOST, Outcome, UsageError, check_api_base_allowed, demo_settings, secrets_from,
-};
+use crate::cli::{Outcome, UsageError, check_api_base_allowed, demo_settings, secrets_from};
 use crate::flow::pacing::ChannelPacing;
 use crate::flow::{Runner, RunnerOptions};
 use crate::lockfile::LockFile;
@@ -35,18 +33,19 @@ pub struct ServeArgs {
     /// longest plugin call (30 s).
     #[arg(long, default_value_t = crate::flow::store::DEFAULT_LEASE_MS)]
     pub lease_ms: u64,
-    /// Base URL for both channels' APIs (e.g. the mock: http://127.0.0.1:8787); it must be on
-    /// the allowlist (--allow-host).
+    /// Base URL for every built-in channel's API (e.g. the mock: http://127.0.0.1:8787); it
+    /// must be on the allowlist (--allow-host).
     #[arg(long)]
     pub api_base: Option<String>,
-    /// WhatsApp settings JSON (default: the embedded demo settings).
+    /// The `whatsapp` channel's settings JSON (default: the embedded demo settings).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// A JSON file of secret name → value (FLOW_SECRET_* variables are read too). Needs
     /// `flow/api-token`; each channel may use only the secrets under its own name.
     #[arg(long)]
     pub secrets: Option<PathBuf>,
-    /// Allowlist entries for the channels besides graph.facebook.com (e.g. http://127.0.0.1:8787).
+    /// Allowlist entries for the built-in channels besides the hosts each asks for (e.g.
+    /// http://127.0.0.1:8787).
     #[arg(long = "allow-host")]
     pub allow_hosts: Vec<String>,
     /// Messages per second per sending number (Meta: 80 by default, up to 1,000).
@@ -65,7 +64,8 @@ pub struct ServeArgs {
     #[arg(long = "allow-callback-host")]
     pub callback_hosts: Vec<String>,
     /// Load exactly the plugins of this lock file (pinned by version and sha256, each with
-    /// its allowed hosts and secrets) instead of the two built-in channels.
+    /// its allowed hosts and secrets; `registry pull` writes it). Without it: the lock file of
+    /// the channels built from this repository, adjusted by --api-base, --allow-host, --config.
     #[arg(long, conflicts_with_all = ["config", "api_base", "allow_hosts"])]
     pub plugins: Option<PathBuf>,
 }
@@ -85,16 +85,6 @@ impl ServeArgs {
             ))
             .into());
         }
-        let base = self
-            .api_base
-            .clone()
-            .unwrap_or_else(|| format!("https://{GRAPH_HOST}"));
-        let mut allow = vec![GRAPH_HOST.to_string()];
-        allow.extend(self.allow_hosts.iter().cloned());
-        let policy = HttpPolicy::default()
-            .allowing(allow.iter().map(String::as_str))
-            .map_err(|e| UsageError(format!("{e:#}")))?;
-        check_api_base_allowed(Some(&base), &policy)?;
         let options = RunnerOptions {
             // Half the instance pool: webhooks need instances too.
             max_in_flight: self
@@ -119,7 +109,7 @@ impl ServeArgs {
         }
         let setups = match &self.plugins {
             Some(lock) => LockFile::setups_from(lock).map_err(|e| UsageError(format!("{e:#}")))?,
-            None => self.setups(plugin, &base, &allow)?,
+            None => self.built_in_setups(plugin)?,
         };
         let channels = load_channels(&Runtime::new()?, &secrets, log, &setups)
             .map_err(|e| UsageError(format!("{e:#}")))?;
@@ -138,43 +128,42 @@ impl ServeArgs {
         Ok(Outcome::none())
     }
 
-    fn setups(
-        &self,
-        plugin: Option<&Path>,
-        base: &str,
-        allow: &[String],
-    ) -> Result<Vec<ChannelSetup>> {
-        let mut settings = match &self.config {
-            None => demo_settings(),
-            Some(p) => crate::cli::read_json(&p.to_string_lossy())?,
-        };
-        let rate = number_rate(&mut settings)?.unwrap_or(self.rate_per_number);
-        let setup = |name: &str, wasm: PathBuf, settings: String, allow: Vec<String>, pacing| {
-            ChannelSetup {
-                allow_hosts: allow,
-                pacing,
-                ..ChannelSetup::new(name, wasm, base, settings)
+    /// The channels built from this repository (`target/component/plugins.lock`), with the
+    /// command line's base URL, extra hosts, WhatsApp settings and rate applied.
+    fn built_in_setups(&self, plugin: Option<&Path>) -> Result<Vec<ChannelSetup>> {
+        let usage = |e: anyhow::Error| UsageError(format!("{e:#}"));
+        let mut setups =
+            LockFile::setups_from(Path::new(crate::BUILT_PLUGINS_LOCK)).map_err(usage)?;
+        for setup in &mut setups {
+            if let Some(base) = &self.api_base {
+                setup.api_base = base.clone();
             }
-        };
-        Ok(vec![
-            setup(
-                "whatsapp",
-                plugin.map_or_else(
-                    || PathBuf::from(crate::WHATSAPP_CHANNEL_WASM),
-                    Path::to_path_buf,
-                ),
-                settings.to_string(),
-                allow.to_vec(),
-                Some(ChannelPacing::whatsapp(rate)),
-            ),
-            setup(
-                "sms",
-                PathBuf::from(crate::SMS_CHANNEL_WASM),
-                "{}".into(),
-                self.allow_hosts.clone(),
-                Some(ChannelPacing::rate_only(self.rate_per_number)),
-            ),
-        ])
+            setup.allow_hosts.extend(self.allow_hosts.iter().cloned());
+            let policy = HttpPolicy::default()
+                .allowing(setup.allow_hosts.iter().map(String::as_str))
+                .map_err(usage)?;
+            check_api_base_allowed(Some(&setup.api_base), &policy)?;
+            let gap = setup.pacing.map_or(0, |p| p.customer_gap_ms);
+            let mut rate = self.rate_per_number;
+            if setup.name == "whatsapp" {
+                let mut settings = match &self.config {
+                    None => demo_settings(),
+                    Some(p) => crate::cli::read_json(&p.to_string_lossy())?,
+                };
+                rate = number_rate(&mut settings)?.unwrap_or(rate);
+                setup.settings = settings.to_string();
+                if let Some(wasm) = plugin {
+                    // Another build of the channel: not the one the lock file pins.
+                    setup.wasm = wasm.to_path_buf();
+                    (setup.digest, setup.version) = (None, None);
+                }
+            }
+            setup.pacing = Some(ChannelPacing {
+                rate_per_second: rate,
+                customer_gap_ms: gap,
+            });
+        }
+        Ok(setups)
     }
 }
 
