@@ -1,6 +1,6 @@
 //! The CLI contract other tools depend on: outputs and exit codes, by running the binary.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -52,6 +52,12 @@ fn inspect_reports_contract_size_and_digest() {
     assert_eq!(v["contract"], "flow:channel@1.1.0");
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
     assert!(v["size_bytes"].as_u64().unwrap() > 0);
+    // The grants it asks for travel inside the component.
+    assert_eq!(
+        v["requests"]["allowed_hosts"],
+        json!(["graph.facebook.com"])
+    );
+    assert_eq!(v["requests"]["secrets"], json!(["whatsapp/*"]));
     assert!(
         v["exports"]
             .as_array()

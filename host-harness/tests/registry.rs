@@ -671,6 +671,102 @@ fn serve_runs_flows_on_plugins_pulled_from_the_oci_registry() {
     );
 }
 
+/// `flow start --plugins`: the flow is checked by exactly the locked plugins before anything
+/// is posted; field errors point into the flow file, settings errors into the lock file.
+#[test]
+fn flow_start_checks_flows_with_the_locked_plugins_before_posting() {
+    let dir = scratch("flow-check");
+    let registry = format!("file:{}", dir.join("registry").display());
+    ok(&[
+        "registry",
+        "--registry",
+        &registry,
+        "publish",
+        WHATSAPP,
+        SMS,
+    ]);
+    let lock = dir.join("plugins.lock");
+    for spec in ["whatsapp", "sms"] {
+        ok(&[
+            "registry",
+            "--registry",
+            &registry,
+            "pull",
+            spec,
+            "--lock",
+            path(&lock),
+        ]);
+    }
+    let flows = dir.join("flows.json");
+    std::fs::write(
+        &flows,
+        json!([
+            {"recipient": "+15550100002", "steps": [
+                {"channel": "whatsapp", "content": {"type": "text", "text": {"body": "hi"}}},
+                {"channel": "sms", "content": {"text": "Your order shipped."}}]},
+            {"recipient": "+15550100003", "steps": [
+                {"channel": "whatsapp", "content": {"type": "text", "text": {"body": ""}}},
+                {"channel": "fax", "content": {"text": "hi"}}]}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    host_harness::testkit::process::write_demo_secrets(&dir, "t").unwrap();
+    let secrets = dir.join("secrets.json");
+    let start = |flows: &Path| {
+        harness(&[
+            "flow",
+            "start",
+            path(flows),
+            "--plugins",
+            path(&lock),
+            "--server",
+            "http://127.0.0.1:9",
+            "--secrets",
+            path(&secrets),
+        ])
+    };
+    let (code, out) = start(&flows);
+    assert_eq!(code, 1, "{out}");
+    let at = |e: &Value| {
+        e["path"]
+            .as_str()
+            .or(e["lock"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let paths: Vec<String> = out["errors"].as_array().unwrap().iter().map(at).collect();
+    assert_eq!(
+        paths,
+        [
+            "/plugins/0/settings/phone_number_id",
+            "/1/steps/1/channel",
+            "/1/steps/0/content/text/body"
+        ],
+        "{out}"
+    );
+    // With its settings in the lock file and a valid flow, the check passes and the post is
+    // tried (here at a port nobody listens on).
+    let mut locked = LockFile::read(&lock).unwrap();
+    locked.plugins[0].settings = Some(json!({"phone_number_id": "106540352242922"}));
+    locked.write(&lock).unwrap();
+    let valid = dir.join("valid.json");
+    std::fs::write(
+        &valid,
+        json!([{"recipient": "+15550100002", "steps": [
+        {"channel": "whatsapp", "content": {"type": "text", "text": {"body": "hi"}}},
+        {"channel": "sms", "content": {"text": "hi"}}]}])
+        .to_string(),
+    )
+    .unwrap();
+    let (code, out) = start(&valid);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out["error"].as_str().unwrap().contains("cannot reach"),
+        "{out}"
+    );
+}
+
 mod directory {
     use super::*;
 

@@ -144,6 +144,9 @@ pub fn inspect(plugin: &Plugin, path: Option<&Path>) -> Result<Outcome> {
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
     // The version the component was linked as (read from its exports when it loaded).
     let contract = plugin.contract().name();
+    // The hosts and secrets it asks to be granted (its `flow-channel-manifest` section).
+    let requests = crate::plugin_manifest::PluginManifest::from_component(&bytes)
+        .map_err(|e| UsageError(format!("{}: {e:#}", path.display())))?;
     Ok(Outcome::json(
         0,
         json!({
@@ -155,6 +158,7 @@ pub fn inspect(plugin: &Plugin, path: Option<&Path>) -> Result<Outcome> {
             "imports": imports,
             "exports": exports,
             "metadata": component_metadata(&bytes),
+            "requests": requests,
             "path": path.display().to_string(),
             "size_bytes": bytes.len(),
             "sha256": hex::encode(sha2::Sha256::digest(&bytes)),
