@@ -312,7 +312,11 @@ enum Exports {
 
 /// Per-call state inside a store.
 pub struct PluginState {
-    wasi: WasiCtx,
+    /// Built on the first WASI call only: our components import none, and building a context
+    /// (clocks, random seeds, pipes) would cost every call microseconds for nothing.
+    wasi: Option<WasiCtx>,
+    /// The guest's stdout and stderr, once WASI is used.
+    outputs: GuestOutputs,
     table: ResourceTable,
     limits: StoreLimits,
     services: Arc<HostServices>,
@@ -322,10 +326,26 @@ pub struct PluginState {
     dispatched: Arc<AtomicBool>,
 }
 
+/// A call's stdout and stderr pipes, created with the WASI context.
+type GuestOutputs = Arc<OnceLock<(MemoryOutputPipe, MemoryOutputPipe)>>;
+
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let outputs = &self.outputs;
+        let wasi = self.wasi.get_or_insert_with(|| {
+            let (stdout, stderr) = outputs
+                .get_or_init(|| {
+                    (
+                        MemoryOutputPipe::new(GUEST_OUTPUT_CAP),
+                        MemoryOutputPipe::new(GUEST_OUTPUT_CAP),
+                    )
+                })
+                .clone();
+            // Nothing granted: no args, env, preopened dirs or network.
+            WasiCtx::builder().stdout(stdout).stderr(stderr).build()
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: wasi,
             table: &mut self.table,
         }
     }
@@ -497,8 +517,7 @@ enum Stage {
 
 /// What a call leaves behind besides its result.
 struct CallTrace {
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+    outputs: GuestOutputs,
     dispatched: Arc<AtomicBool>,
 }
 
@@ -577,13 +596,7 @@ impl Plugin {
     }
 
     fn new_store(&self) -> Result<(Store<PluginState>, CallTrace), CallError> {
-        let stdout = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
-        let stderr = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
-        // Nothing granted: no args, env, preopened dirs or network.
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+        let outputs = GuestOutputs::default();
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_bytes)
             .instances(64)
@@ -593,7 +606,8 @@ impl Plugin {
             .build();
         let dispatched = Arc::new(AtomicBool::new(false));
         let state = PluginState {
-            wasi,
+            wasi: None,
+            outputs: outputs.clone(),
             table: ResourceTable::new(),
             limits,
             services: self.services.clone(),
@@ -610,8 +624,7 @@ impl Plugin {
         Ok((
             store,
             CallTrace {
-                stdout,
-                stderr,
+                outputs,
                 dispatched,
             },
         ))
@@ -624,8 +637,13 @@ impl Plugin {
         trace: CallTrace,
     ) -> Result<R, CallError> {
         let request_sent = trace.dispatched.load(Ordering::SeqCst);
-        let stdout = String::from_utf8_lossy(&trace.stdout.contents()).into_owned();
-        let stderr = String::from_utf8_lossy(&trace.stderr.contents()).into_owned();
+        let (stdout, stderr) = match trace.outputs.get() {
+            Some((out, err)) => (
+                String::from_utf8_lossy(&out.contents()).into_owned(),
+                String::from_utf8_lossy(&err.contents()).into_owned(),
+            ),
+            None => (String::new(), String::new()),
+        };
         let mut budget = CallLogBudget::default();
         let log = &self.services.log;
         for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
