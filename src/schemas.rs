@@ -201,7 +201,8 @@ mod tests {
                 super::TEMPLATE_SCHEMA,
             ),
         ] {
-            let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
+            // Compact: they ship inside the component (`jq . src/schemas/*.json` reads them).
+            let text = serde_json::to_string(&generated).unwrap() + "\n";
             if std::env::var_os("UPDATE_SCHEMAS").is_some() {
                 std::fs::write(format!("{dir}/{file}"), &text).unwrap();
                 continue;
