@@ -32,7 +32,7 @@ impl ResourceLimiter for PeakMemory {
 #[test]
 fn one_instance_serves_thousands_of_calls_without_growing() {
     let mut config = Config::new();
-    config.wasm_component_model(true).async_support(true);
+    config.wasm_component_model(true);
     let engine = Engine::new(&config).unwrap();
     let component = Component::from_file(&engine, host_harness::WHATSAPP_CHANNEL_WASM).unwrap();
     let mut linker = Linker::<PeakMemory>::new(&engine);
