@@ -19,9 +19,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const TARGET: &str = "wasm32-unknown-unknown";
-/// The cargo profile of the component builds (workspace `Cargo.toml`).
-const PROFILE: &str = "component";
+include!("component_build.rs");
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -41,6 +39,7 @@ fn main() {
         "tests/fixtures/hostile-channel",
         "Cargo.toml",
         "Cargo.lock",
+        "host-harness/component_build.rs",
     ] {
         println!(
             "cargo:rerun-if-changed={}",
@@ -201,48 +200,16 @@ fn write_built_lock(target_dir: &Path, built: &[(&PathBuf, &Path)]) -> PathBuf {
 }
 
 fn build_core_module(workspace: &Path, target_dir: &Path, package: &str) -> PathBuf {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace)
-        .args([
-            "build",
-            "--profile",
-            PROFILE,
-            "--target",
-            TARGET,
-            "-p",
-            package,
-            "--target-dir",
-        ])
-        .arg(target_dir);
-    // Flags meant for the host build (and clippy's wrapper, the jobserver) must not leak into
-    // the guest build.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-    ] {
-        cmd.env_remove(var);
-    }
-    let output = cmd
+    let output = component_cargo(workspace, target_dir, &[package])
         .output()
         .unwrap_or_else(|e| panic!("could not run cargo to build {package}: {e}"));
     if !output.status.success() {
         panic!(
-            "building the {package} component failed (is the target installed? `rustup target add {TARGET}`):\n{}",
+            "building the {package} component failed (is the target installed? `rustup target add {COMPONENT_TARGET}`):\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    target_dir
-        .join(TARGET)
-        .join(PROFILE)
-        .join(format!("{}.wasm", package.replace('-', "_")))
+    core_module_path(target_dir, package)
 }
 
 /// The crate's name, version and description, the workspace licence, and the revision.

@@ -1,0 +1,60 @@
+// The cargo command that compiles channel crates to core wasm modules: shared (through
+// `include!`) by `build.rs` and by the reproducibility test, so both build exactly alike.
+
+/// The target the channel crates are compiled for (no WASI).
+pub const COMPONENT_TARGET: &str = "wasm32-unknown-unknown";
+/// The cargo profile of the component builds (workspace `Cargo.toml`).
+pub const COMPONENT_PROFILE: &str = "component";
+
+/// `cargo build` of `packages` for the component target into `target_dir`. Flags meant for the
+/// outer build do not leak in, and paths are remapped (the workspace to `/src`, cargo's home to
+/// `/cargo`), so the bytes depend on the commit, not on where it is checked out or built.
+pub fn component_cargo(
+    workspace: &std::path::Path,
+    target_dir: &std::path::Path,
+    packages: &[&str],
+) -> std::process::Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(workspace).args([
+        "build",
+        "--profile",
+        COMPONENT_PROFILE,
+        "--target",
+        COMPONENT_TARGET,
+    ]);
+    for package in packages {
+        cmd.args(["-p", package]);
+    }
+    cmd.arg("--target-dir").arg(target_dir);
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cmd.env_remove(var);
+    }
+    let cargo_home = std::env::var("CARGO_HOME").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+        std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+    });
+    let flags = [
+        format!("--remap-path-prefix={}=/src", workspace.display()),
+        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+    ];
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"));
+    cmd
+}
+
+/// Where `component_cargo` leaves the core module of `package`.
+pub fn core_module_path(target_dir: &std::path::Path, package: &str) -> std::path::PathBuf {
+    target_dir
+        .join(COMPONENT_TARGET)
+        .join(COMPONENT_PROFILE)
+        .join(format!("{}.wasm", package.replace('-', "_")))
+}
