@@ -4,9 +4,9 @@
 //! Each channel crate is compiled for `wasm32-unknown-unknown` (no WASI: the component then
 //! imports exactly the `flow:channel` contract and nothing else), turned into a component with
 //! `wit-component`, and stamped with its metadata (name, version, description, licence,
-//! revision) with `wasm-metadata`, the conventions `wasm-tools metadata show` reads. One cargo
-//! call per crate, so the bytes depend only on the commit, not on how many crates were built
-//! together.
+//! revision) with `wasm-metadata`, the conventions `wasm-tools metadata show` reads. One
+//! `cargo rustc --crate-type cdylib` per crate (`component_build.rs`), so the bytes depend only
+//! on the commit.
 //!
 //! A channel crate's `channel-plugin.json` (its name in flows, default provider base, and the
 //! hosts and secrets it asks to be granted) travels inside the component as the custom section
@@ -200,7 +200,7 @@ fn write_built_lock(target_dir: &Path, built: &[(&PathBuf, &Path)]) -> PathBuf {
 }
 
 fn build_core_module(workspace: &Path, target_dir: &Path, package: &str) -> PathBuf {
-    let output = component_cargo(workspace, target_dir, &[package])
+    let output = component_cargo(workspace, target_dir, package)
         .output()
         .unwrap_or_else(|e| panic!("could not run cargo to build {package}: {e}"));
     if !output.status.success() {

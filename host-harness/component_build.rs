@@ -6,26 +6,32 @@ pub const COMPONENT_TARGET: &str = "wasm32-unknown-unknown";
 /// The cargo profile of the component builds (workspace `Cargo.toml`).
 pub const COMPONENT_PROFILE: &str = "component";
 
-/// `cargo build` of `packages` for the component target into `target_dir`. Flags meant for the
-/// outer build do not leak in, and paths are remapped (the workspace to `/src`, cargo's home to
-/// `/cargo`), so the bytes depend on the commit, not on where it is checked out or built.
+/// `cargo rustc` of one channel crate as a `cdylib` for the component target into
+/// `target_dir`. The crates declare themselves `rlib` only (for native tests and benches):
+/// cargo skips LTO for a crate that is both `rlib` and `cdylib` (24 KB more for WhatsApp), and
+/// this way there is one way to build a component, one crate per call, so cargo never unifies
+/// features across crates. Flags meant for the outer build do not leak in, and paths are
+/// remapped (the workspace to `/src`, cargo's home to `/cargo`): the bytes depend on the
+/// commit, not on where it is checked out or built.
 pub fn component_cargo(
     workspace: &std::path::Path,
     target_dir: &std::path::Path,
-    packages: &[&str],
+    package: &str,
 ) -> std::process::Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
     cmd.current_dir(workspace).args([
-        "build",
+        "rustc",
+        "--lib",
+        "--crate-type",
+        "cdylib",
         "--profile",
         COMPONENT_PROFILE,
         "--target",
         COMPONENT_TARGET,
+        "-p",
+        package,
     ]);
-    for package in packages {
-        cmd.args(["-p", package]);
-    }
     cmd.arg("--target-dir").arg(target_dir);
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",

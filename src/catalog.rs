@@ -38,7 +38,8 @@ pub struct Catalog {
 fn text(v: &Value, key: &str) -> Option<String> {
     match v.get(key)? {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        // Through serde_json's writer: `Number`'s `Display` would link core's float printing.
+        number @ Value::Number(_) => Some(number.to_string()),
         _ => None,
     }
 }

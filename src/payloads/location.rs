@@ -17,7 +17,9 @@ pub fn check_location(v: &Value, path: &str, errors: &mut Errors) -> bool {
             Some(Value::Number(n)) => n.as_f64(),
             Some(Value::String(s)) => {
                 let text = s.trim();
-                serde_json::from_str::<f64>(text.strip_prefix('+').unwrap_or(text)).ok()
+                serde_json::from_str::<Value>(text.strip_prefix('+').unwrap_or(text))
+                    .ok()
+                    .and_then(|v| v.as_f64())
             }
             _ => None,
         };

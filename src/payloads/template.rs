@@ -219,7 +219,9 @@ fn build_button(c: &Fields, built: &mut Map<String, Value>, errors: &mut Errors)
     // Meta's docs show the index both as "0" and 0; send the string form.
     let idx = match c.get("index") {
         Some(Value::String(s)) if s.parse::<u8>().is_ok_and(|n| n < 10) => Some(s.clone()),
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n < 10) => Some(n.to_string()),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n < 10) => {
+            n.as_u64().map(|n| n.to_string())
+        }
         Some(other) => {
             errors.add(
                 c.path_of("index"),
