@@ -106,7 +106,7 @@ pub fn excerpt(s: &str) -> String {
 
 /// Parses a JSON document, turning a syntax error into a field error at the root.
 pub fn parse_json(text: &str, what: &str) -> Result<serde_json::Value, Vec<FieldError>> {
-    serde_json::from_str(text).map_err(|e| {
+    serde_json::from_slice(text.as_bytes()).map_err(|e| {
         vec![FieldError {
             path: String::new(),
             code: "invalid_json".into(),

@@ -17,7 +17,7 @@ pub fn check_location(v: &Value, path: &str, errors: &mut Errors) -> bool {
             Some(Value::Number(n)) => n.as_f64(),
             Some(Value::String(s)) => {
                 let text = s.trim();
-                serde_json::from_str::<Value>(text.strip_prefix('+').unwrap_or(text))
+                serde_json::from_slice::<Value>(text.strip_prefix('+').unwrap_or(text).as_bytes())
                     .ok()
                     .and_then(|v| v.as_f64())
             }

@@ -102,7 +102,7 @@ pub fn build(
 /// The approved category of a template message (see [`template::approved_category`]); the
 /// definition may travel in the request's content rather than in the built body.
 fn template_category(body: &Value, request: &MessageRequest, catalog: &Catalog) -> Option<String> {
-    let content: Value = serde_json::from_str(&request.content).ok()?;
+    let content: Value = serde_json::from_slice(request.content.as_bytes()).ok()?;
     let mut probe = content.clone();
     if let Some(t) = body.get("template") {
         probe["template"] = t.clone();
@@ -127,7 +127,7 @@ fn opt_out_decline(request: &MessageRequest, config: &ChannelConfig) -> Option<C
         return None;
     }
     let settings = Settings::parse(config).ok()?;
-    let content: Value = serde_json::from_str(&request.content).ok()?;
+    let content: Value = serde_json::from_slice(request.content.as_bytes()).ok()?;
     let category = template::approved_category(&content, &settings.catalog);
     let why = opted_out_of(category.as_deref(), request)?;
     let mut c =
@@ -310,7 +310,7 @@ pub enum WindowDecision {
 
 /// Decides whether a message may go out now. Unreadable content is left for `build` to report.
 pub fn service_window(request: &MessageRequest) -> WindowDecision {
-    let Ok(content) = serde_json::from_str::<Value>(&request.content) else {
+    let Ok(content) = serde_json::from_slice::<Value>(request.content.as_bytes()) else {
         return WindowDecision::Send;
     };
     let kind = content
