@@ -106,7 +106,7 @@ fn build_component(
     crate_dir: &str,
     revision: &str,
 ) -> PathBuf {
-    let core = build_core_module(workspace, target_dir, package);
+    let core = optimize(&build_core_module(workspace, target_dir, package));
     let bytes = std::fs::read(&core).unwrap_or_else(|e| panic!("reading {}: {e}", core.display()));
     let component = wit_component::ComponentEncoder::default()
         .module(&bytes)
@@ -127,6 +127,26 @@ fn build_component(
     let out = out_dir.join(format!("{}.wasm", package.replace('-', "_")));
     std::fs::write(&out, stamped).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
     out
+}
+
+/// `wasm-opt -Oz` (binaryen, pinned by Cargo.lock), with the features rustc's output uses.
+#[cfg(feature = "optimize-components")]
+fn optimize(core: &Path) -> PathBuf {
+    use wasm_opt::{Feature, OptimizationOptions};
+    let out = core.with_extension("opt.wasm");
+    OptimizationOptions::new_optimize_for_size_aggressively()
+        .enable_feature(Feature::BulkMemory)
+        .enable_feature(Feature::TruncSat)
+        .enable_feature(Feature::ReferenceTypes)
+        .enable_feature(Feature::Multivalue)
+        .run(core, &out)
+        .unwrap_or_else(|e| panic!("wasm-opt on {}: {e}", core.display()));
+    out
+}
+
+#[cfg(not(feature = "optimize-components"))]
+fn optimize(core: &Path) -> PathBuf {
+    core.to_path_buf()
 }
 
 /// The custom section holding a channel's `channel-plugin.json` (read by the host).
