@@ -218,7 +218,7 @@ fn a_lock_file_refuses_an_artifact_whose_digest_or_version_differs() {
 /// `serve --plugins`: the locked plugins, with the lock file's settings and grants, run flows.
 #[test]
 fn serve_runs_flows_on_exactly_the_locked_plugins() {
-    use host_harness::testkit::process::{FlowClient, ServeProcess, free_port, write_demo_secrets};
+    use host_harness::testkit::process::{assert_whatsapp_falls_back_to_sms, serve_locked};
     let mock = MockApi::start(0, MockConfig::default()).unwrap();
     let dir = lock_dir("serve", &mock.base_url(), json!(["sms/*"]));
     // The WhatsApp entry needs the number it sends from; the SMS one its own key.
@@ -228,28 +228,13 @@ fn serve_runs_flows_on_exactly_the_locked_plugins() {
     lock["plugins"][0]["settings"] = json!({"phone_number_id": "106540352242922"});
     lock["plugins"][1]["settings"] = json!({});
     std::fs::write(&lock_path, lock.to_string()).unwrap();
-    write_demo_secrets(&dir, "lock-token").unwrap();
-    let port = free_port().unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_host-harness"));
-    cmd.args(["serve", "--port", &port.to_string(), "--db"])
-        .arg(dir.join("flows.sqlite"))
-        .arg("--plugins")
-        .arg(&lock_path)
-        .arg("--secrets")
-        .arg(dir.join("secrets.json"))
-        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap());
-    let _serve = ServeProcess::start(cmd, port).unwrap();
-    let client = FlowClient::new(port, "lock-token");
+    let (_serve, client) = serve_locked(
+        std::path::Path::new(env!("CARGO_BIN_EXE_host-harness")),
+        &dir,
+        &lock_path,
+        "lock-token",
+    )
+    .unwrap();
     // Not on WhatsApp (131026): falls back to the locked SMS plugin.
-    let flow = json!({"id": "locked-1", "recipient": "+15550100002", "steps": [
-        {"channel": "whatsapp", "wait_for": "accepted", "content": {"type": "template",
-            "template": {"name": "order_update", "language": "en_US"}}},
-        {"channel": "sms", "wait_for": "accepted", "content": {"text": "Your order shipped."}}]});
-    client.submit(&[flow.to_string()]).unwrap();
-    let done = &client.wait_final(&["locked-1".into()], Duration::from_secs(30))[0];
-    assert_eq!(done["state"], "done", "{done}");
-    assert_eq!(
-        host_harness::testkit::attempt_channels(done),
-        ["whatsapp", "sms"]
-    );
+    assert_whatsapp_falls_back_to_sms(&client, "locked-1");
 }

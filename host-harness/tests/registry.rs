@@ -610,7 +610,7 @@ fn the_oci_artifact_has_the_cncf_wasm_layout() {
 #[test]
 fn serve_runs_flows_on_plugins_pulled_from_the_oci_registry() {
     use host_harness::mock::{MockApi, MockConfig};
-    use host_harness::testkit::process::{FlowClient, ServeProcess, free_port, write_demo_secrets};
+    use host_harness::testkit::process::{assert_whatsapp_falls_back_to_sms, serve_locked};
     let registry = host_harness::testkit::oci::fresh_namespace();
     let dir = scratch("serve");
     let (secret, public) = keygen(&dir, "publisher.key");
@@ -646,29 +646,14 @@ fn serve_runs_flows_on_plugins_pulled_from_the_oci_registry() {
     }
     locked.plugins[0].settings = Some(json!({"phone_number_id": "106540352242922"}));
     locked.write(&lock).unwrap();
-    write_demo_secrets(&dir, "pulled-token").unwrap();
-    let port = free_port().unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_host-harness"));
-    cmd.args(["serve", "--port", &port.to_string(), "--db"])
-        .arg(dir.join("flows.sqlite"))
-        .arg("--plugins")
-        .arg(&lock)
-        .arg("--secrets")
-        .arg(dir.join("secrets.json"))
-        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap());
-    let _serve = ServeProcess::start(cmd, port).unwrap();
-    let client = FlowClient::new(port, "pulled-token");
-    let flow = json!({"id": "pulled-1", "recipient": "+15550100002", "steps": [
-        {"channel": "whatsapp", "wait_for": "accepted", "content": {"type": "template",
-            "template": {"name": "order_update", "language": "en_US"}}},
-        {"channel": "sms", "wait_for": "accepted", "content": {"text": "Your order shipped."}}]});
-    client.submit(&[flow.to_string()]).unwrap();
-    let done = &client.wait_final(&["pulled-1".into()], std::time::Duration::from_secs(30))[0];
-    assert_eq!(done["state"], "done", "{done}");
-    assert_eq!(
-        host_harness::testkit::attempt_channels(done),
-        ["whatsapp", "sms"]
-    );
+    let (_serve, client) = serve_locked(
+        Path::new(env!("CARGO_BIN_EXE_host-harness")),
+        &dir,
+        &lock,
+        "pulled-token",
+    )
+    .unwrap();
+    assert_whatsapp_falls_back_to_sms(&client, "pulled-1");
 }
 
 /// `flow start --plugins`: the flow is checked by exactly the locked plugins before anything
@@ -767,68 +752,38 @@ fn flow_start_checks_flows_with_the_locked_plugins_before_posting() {
     );
 }
 
-mod directory {
-    use super::*;
-
-    fn registry(name: &str) -> String {
-        format!("file:{}", scratch(name).join("registry").display())
-    }
-
-    #[test]
-    fn a_signed_plugin_is_published_resolved_pulled_and_locked() {
-        super::a_signed_plugin_is_published_resolved_pulled_and_locked(&registry("signed"));
-    }
-
-    #[test]
-    fn versions_are_immutable() {
-        super::versions_are_immutable(&registry("immutable"));
-    }
-
-    #[test]
-    fn resolution_follows_semver_and_skips_yanked_versions() {
-        super::resolution_follows_semver_and_skips_yanked_versions(&registry("semver"));
-    }
-
-    #[test]
-    fn a_yanked_version_still_pulls_when_pinned() {
-        super::a_yanked_version_still_pulls_when_pinned(&registry("yanked"));
-    }
-
-    #[test]
-    fn unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted() {
-        super::unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted(&registry(
-            "trust",
-        ));
-    }
+/// A directory registry of its own.
+fn dir_registry(name: &str) -> String {
+    format!("file:{}", scratch(name).join("registry").display())
 }
 
-mod oci {
-    use host_harness::testkit::oci::fresh_namespace;
+/// Each scenario against a directory and against the OCI registry.
+macro_rules! on_both_registries {
+    ($($scenario:ident),* $(,)?) => {
+        mod directory {
+            $(
+                #[test]
+                fn $scenario() {
+                    super::$scenario(&super::dir_registry(stringify!($scenario)));
+                }
+            )*
+        }
 
-    #[test]
-    fn a_signed_plugin_is_published_resolved_pulled_and_locked() {
-        super::a_signed_plugin_is_published_resolved_pulled_and_locked(&fresh_namespace());
-    }
-
-    #[test]
-    fn versions_are_immutable() {
-        super::versions_are_immutable(&fresh_namespace());
-    }
-
-    #[test]
-    fn resolution_follows_semver_and_skips_yanked_versions() {
-        super::resolution_follows_semver_and_skips_yanked_versions(&fresh_namespace());
-    }
-
-    #[test]
-    fn a_yanked_version_still_pulls_when_pinned() {
-        super::a_yanked_version_still_pulls_when_pinned(&fresh_namespace());
-    }
-
-    #[test]
-    fn unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted() {
-        super::unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted(
-            &fresh_namespace(),
-        );
-    }
+        mod oci {
+            $(
+                #[test]
+                fn $scenario() {
+                    super::$scenario(&host_harness::testkit::oci::fresh_namespace());
+                }
+            )*
+        }
+    };
 }
+
+on_both_registries!(
+    a_signed_plugin_is_published_resolved_pulled_and_locked,
+    versions_are_immutable,
+    resolution_follows_semver_and_skips_yanked_versions,
+    a_yanked_version_still_pulls_when_pinned,
+    unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted,
+);

@@ -51,7 +51,9 @@ pub(super) fn standby_events(value: &Value) -> Vec<WebhookEvent> {
             e.kind = EventKind::Handover;
             e.classification.reason = "handled_by_another_app".into();
             e.dedupe_key = format!("standby:{}", str_of(m, "id").unwrap_or_default());
-            if let Ok(Value::Object(mut details)) = serde_json::from_slice::<Value>(e.details.as_bytes()) {
+            if let Ok(Value::Object(mut details)) =
+                serde_json::from_slice::<Value>(e.details.as_bytes())
+            {
                 details.insert("source".into(), json!("standby"));
                 e.details = Value::Object(details).to_string();
             }

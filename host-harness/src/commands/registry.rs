@@ -50,13 +50,8 @@ pub enum RegistryCommand {
     /// highest), with the grants it asks for.
     Resolve {
         spec: String,
-        /// Check its signature against these public keys.
-        #[arg(
-            long = "trusted-key",
-            env = "HOST_HARNESS_TRUSTED_KEYS",
-            value_delimiter = ','
-        )]
-        trusted_keys: Vec<PathBuf>,
+        #[command(flatten)]
+        trust: TrustedKeys,
     },
     /// Fetch a plugin into the lock file's directory and lock it; or, with --locked, fetch
     /// every locked plugin again by its pinned digest.
@@ -69,13 +64,8 @@ pub enum RegistryCommand {
         /// Re-fetch exactly what the lock file pins.
         #[arg(long)]
         locked: bool,
-        /// Refuse artifacts not signed by one of these public keys.
-        #[arg(
-            long = "trusted-key",
-            env = "HOST_HARNESS_TRUSTED_KEYS",
-            value_delimiter = ','
-        )]
-        trusted_keys: Vec<PathBuf>,
+        #[command(flatten)]
+        trust: TrustedKeys,
         /// The provider base for a new entry whose plugin declares none.
         #[arg(long)]
         api_base: Option<String>,
@@ -100,6 +90,18 @@ pub enum RegistryCommand {
         )]
         trusted_keys: Vec<PathBuf>,
     },
+}
+
+/// The public keys whose signatures the operator trusts; with any, unsigned or otherwise
+/// signed artifacts are refused.
+#[derive(Args, Debug)]
+pub struct TrustedKeys {
+    #[arg(
+        long = "trusted-key",
+        env = "HOST_HARNESS_TRUSTED_KEYS",
+        value_delimiter = ','
+    )]
+    pub keys: Vec<PathBuf>,
 }
 
 fn usage_error(e: anyhow::Error) -> anyhow::Error {
@@ -138,17 +140,15 @@ impl RegistryArgs {
                 publish(&registry()?, wasm, sign_key.as_deref())
             }
             RegistryCommand::List { name } => list(&registry()?, name.as_deref()),
-            RegistryCommand::Resolve { spec, trusted_keys } => {
-                resolve(&registry()?, spec, trusted_keys)
-            }
+            RegistryCommand::Resolve { spec, trust } => resolve(&registry()?, spec, &trust.keys),
             RegistryCommand::Pull {
                 spec,
                 lock,
                 locked,
-                trusted_keys,
+                trust,
                 api_base,
             } => {
-                let keys = trusted(trusted_keys).map_err(usage_error)?;
+                let keys = trusted(&trust.keys).map_err(usage_error)?;
                 if *locked {
                     pull_locked(lock, &keys)
                 } else {

@@ -32,6 +32,45 @@ pub fn free_port() -> Result<u16> {
         .port())
 }
 
+/// `serve --plugins LOCK` (the `host-harness` binary at `bin`) with its SQLite file, the demo
+/// secrets (API token `token`) and its log `serve.log` in `dir`; started and awaited.
+pub fn serve_locked(
+    bin: &Path,
+    dir: &Path,
+    lock: &Path,
+    token: &str,
+) -> Result<(ServeProcess, FlowClient)> {
+    write_demo_secrets(dir, token)?;
+    let port = free_port()?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--port", &port.to_string(), "--db"])
+        .arg(dir.join("flows.sqlite"))
+        .arg("--plugins")
+        .arg(lock)
+        .arg("--secrets")
+        .arg(dir.join("secrets.json"))
+        .stderr(std::fs::File::create(dir.join("serve.log"))?);
+    Ok((
+        ServeProcess::start(cmd, port)?,
+        FlowClient::new(port, token),
+    ))
+}
+
+/// Posts a flow WhatsApp → SMS to a recipient the mock does not know on WhatsApp (131026) and
+/// checks it ends `done` after one attempt on each channel.
+pub fn assert_whatsapp_falls_back_to_sms(client: &FlowClient, id: &str) {
+    let flow = serde_json::json!({"id": id, "recipient": "+15550100002", "steps": [
+        {"channel": "whatsapp", "wait_for": "accepted", "content": {"type": "template",
+            "template": {"name": "order_update", "language": "en_US"}}},
+        {"channel": "sms", "wait_for": "accepted", "content": {"text": "Your order shipped."}}]});
+    client
+        .submit(&[flow.to_string()])
+        .expect("the flow is accepted");
+    let done = &client.wait_final(&[id.to_string()], Duration::from_secs(30))[0];
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(crate::testkit::attempt_channels(done), ["whatsapp", "sms"]);
+}
+
 /// A running `serve`; killed when dropped.
 pub struct ServeProcess {
     child: Child,
