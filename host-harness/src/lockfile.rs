@@ -102,9 +102,7 @@ impl LockFile {
     /// Writes it (through a temporary file: a reader never sees half a lock file).
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).expect("JSON") + "\n";
-        let tmp = path.with_extension("lock.tmp");
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        crate::registry::backend::write_atomically(path, text.as_bytes())
     }
 
     /// The entry of a channel.

@@ -273,13 +273,14 @@ fn yank(registry: &Registry, spec: &str, reason: &str, undo: bool) -> Result<Out
 /// as) and writes it to `dir/relative` (default `plugins/NAME-VERSION.wasm`); returns the
 /// relative path.
 fn fetch_into(
+    runtime: &Runtime,
     registry: &Registry,
     resolved: &Resolved,
     dir: &Path,
     relative: Option<&Path>,
 ) -> Result<PathBuf> {
     let wasm = registry.component(resolved)?;
-    let facts = ComponentFacts::read(&Runtime::new()?, &wasm)?;
+    let facts = ComponentFacts::read(runtime, &wasm)?;
     if facts.name != resolved.name || facts.version != resolved.version {
         bail!(
             "the artifact {}@{} holds the component {} {}",
@@ -293,13 +294,7 @@ fn fetch_into(
         || PathBuf::from("plugins").join(format!("{}-{}.wasm", resolved.name, resolved.version)),
         Path::to_path_buf,
     );
-    let path = dir.join(&relative);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let tmp = path.with_extension("wasm.tmp");
-    std::fs::write(&tmp, &wasm).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    crate::registry::backend::write_atomically(&dir.join(&relative), &wasm)?;
     Ok(relative)
 }
 
@@ -319,7 +314,14 @@ fn pull(
 ) -> Result<Outcome> {
     let mut lock = LockFile::read_or_default(lock_path).map_err(usage_error)?;
     let (resolved, signed_by) = resolve_checked(registry, spec, keys).map_err(usage_error)?;
-    let path = fetch_into(registry, &resolved, &lock_dir(lock_path), None).map_err(usage_error)?;
+    let path = fetch_into(
+        &Runtime::new()?,
+        registry,
+        &resolved,
+        &lock_dir(lock_path),
+        None,
+    )
+    .map_err(usage_error)?;
     let pinned = |entry: &mut LockEntry| {
         entry.version = resolved.version.to_string();
         entry.digest = resolved.digest.clone();
@@ -397,6 +399,7 @@ fn grants_differ(resolved: &Resolved, entry: &LockEntry) -> bool {
 fn pull_locked(lock_path: &Path, keys: &[ed25519_dalek::VerifyingKey]) -> Result<Outcome> {
     let lock = LockFile::read(lock_path).map_err(usage_error)?;
     let dir = lock_dir(lock_path);
+    let runtime = Runtime::new()?;
     let mut fetched: Vec<Value> = Vec::new();
     for (i, entry) in lock.plugins.iter().enumerate() {
         let at =
@@ -419,7 +422,8 @@ fn pull_locked(lock_path: &Path, keys: &[ed25519_dalek::VerifyingKey]) -> Result
                 entry.digest
             )));
         }
-        let path = fetch_into(&registry, &resolved, &dir, Some(&entry.path)).map_err(at)?;
+        let path =
+            fetch_into(&runtime, &registry, &resolved, &dir, Some(&entry.path)).map_err(at)?;
         fetched.push(json!({"name": entry.name, "version": entry.version, "path": path}));
     }
     Ok(Outcome::json(0, json!({"fetched": fetched})))
