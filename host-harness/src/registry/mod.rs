@@ -375,32 +375,30 @@ impl Registry {
     }
 
     /// Checks the signature of a resolved version against the trusted keys: the signing key's
-    /// id, or `None` when it is unsigned and no key is trusted (nothing to check against).
+    /// id, or `None` when no key is trusted (nothing to check against).
     pub fn verify(
         &self,
         resolved: &Resolved,
         trusted: &[ed25519_dalek::VerifyingKey],
     ) -> Result<Option<String>> {
+        if trusted.is_empty() {
+            // Nothing to check against.
+            return Ok(None);
+        }
         let (name, digest) = (&resolved.name, &resolved.manifest_digest);
-        let payload = self.note(name, &signature_tag(digest), artifact::SIGNATURE_MEDIA_TYPE)?;
-        match (payload, trusted.is_empty()) {
-            (None, true) => Ok(None),
-            (None, false) => bail!(
+        let Some(payload) =
+            self.note(name, &signature_tag(digest), artifact::SIGNATURE_MEDIA_TYPE)?
+        else {
+            bail!(
                 "{name} {} ({digest}) is not signed, and trusted keys are configured",
                 resolved.version
-            ),
-            (Some(payload), _) => {
-                let signature: signing::ArtifactSignature =
-                    serde_json::from_slice(&payload).context("the signature document")?;
-                if trusted.is_empty() {
-                    // Nothing to check against: say who claims to have signed, unverified.
-                    return Ok(None);
-                }
-                signing::verify(&signature, name, digest, trusted)
-                    .with_context(|| format!("{name} {}", resolved.version))
-                    .map(Some)
-            }
-        }
+            );
+        };
+        let signature: signing::ArtifactSignature =
+            serde_json::from_slice(&payload).context("the signature document")?;
+        signing::verify(&signature, name, digest, trusted)
+            .with_context(|| format!("{name} {}", resolved.version))
+            .map(Some)
     }
 }
 
