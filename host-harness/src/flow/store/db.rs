@@ -251,15 +251,19 @@ impl Conn {
         }
     }
 
-    /// Runs `f` in one transaction (SQLite: `BEGIN IMMEDIATE`, so writers queue instead of
-    /// failing; PostgreSQL: read committed, with row locks where the SQL takes them), committed
-    /// when `f` succeeds.
-    pub fn transaction<R>(&mut self, f: impl FnOnce(&Tx) -> Result<R>) -> Result<R> {
+    /// Runs `f` in one transaction, committed when `f` succeeds. A write transaction is
+    /// `BEGIN IMMEDIATE` on SQLite (writers queue instead of failing) and read committed on
+    /// PostgreSQL, with row locks where the SQL takes them; a read takes no write lock (SQLite:
+    /// a deferred transaction, which in WAL mode runs beside the writer; PostgreSQL: read only).
+    pub fn transaction<R>(&mut self, kind: TxKind, f: impl FnOnce(&Tx) -> Result<R>) -> Result<R> {
         TRANSACTIONS.fetch_add(1, Ordering::Relaxed);
         match self {
             Conn::Sqlite(conn) => {
-                let tx =
-                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let behavior = match kind {
+                    TxKind::Write => rusqlite::TransactionBehavior::Immediate,
+                    TxKind::Read => rusqlite::TransactionBehavior::Deferred,
+                };
+                let tx = conn.transaction_with_behavior(behavior)?;
                 let t = Tx {
                     inner: RefCell::new(TxInner::Sqlite(tx)),
                 };
@@ -276,7 +280,10 @@ impl Conn {
                     client, statements, ..
                 } = &mut **pg;
                 let client = client.as_mut().expect("connected above");
-                let tx = client.transaction()?;
+                let tx = client
+                    .build_transaction()
+                    .read_only(kind == TxKind::Read)
+                    .start()?;
                 let t = Tx {
                     inner: RefCell::new(TxInner::Postgres { tx, statements }),
                 };
@@ -289,6 +296,13 @@ impl Conn {
             }
         }
     }
+}
+
+/// Whether a transaction writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxKind {
+    Write,
+    Read,
 }
 
 pub fn is_postgres_url(location: &str) -> bool {

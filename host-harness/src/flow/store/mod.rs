@@ -23,7 +23,7 @@ mod customers;
 pub mod db;
 
 use crate::args;
-use db::{Backend, Conn};
+use db::{Backend, Conn, TxKind};
 
 /// The lane of flows waiting only for time (status deadlines, unknown outcomes); flows that
 /// wait to send are in their channel's lane, so a channel at its rate never holds up timers
@@ -246,6 +246,20 @@ impl Store {
     }
 
     fn with_tx<R: Send>(&self, now: u64, f: impl FnOnce(&Tx) -> Result<R> + Send) -> Result<R> {
+        self.in_tx(TxKind::Write, now, f)
+    }
+
+    /// A transaction that only reads: no write lock, so readers never queue behind writers.
+    fn read<R: Send>(&self, f: impl FnOnce(&Tx) -> Result<R> + Send) -> Result<R> {
+        self.in_tx(TxKind::Read, 0, f)
+    }
+
+    fn in_tx<R: Send>(
+        &self,
+        kind: TxKind,
+        now: u64,
+        f: impl FnOnce(&Tx) -> Result<R> + Send,
+    ) -> Result<R> {
         let start = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let n = self.conns.len();
         // A free connection if there is one, else wait for the next in turn.
@@ -258,7 +272,7 @@ impl Store {
             });
         let conn: &mut Conn = &mut conn;
         let run = move || {
-            conn.transaction(|db| {
+            conn.transaction(kind, |db| {
                 f(&Tx {
                     db,
                     now,
@@ -422,7 +436,7 @@ impl Store {
 
     /// A flow's state.
     pub fn state(&self, id: &str) -> Result<Option<FlowState>> {
-        self.with_tx(0, |t| {
+        self.read(|t| {
             let row =
                 t.db.query_opt("SELECT state FROM flows WHERE id = ?1", args![id])?;
             Ok(match row {
@@ -434,7 +448,7 @@ impl Store {
 
     /// How many flows are in each state.
     pub fn counts(&self) -> Result<Vec<(String, u64)>> {
-        self.with_tx(0, |t| {
+        self.read(|t| {
             t.db.query("SELECT state, count(*) FROM flows GROUP BY state", &[])?
                 .iter()
                 .map(|r| Ok((r.text(0)?, r.int(1)?.max(0) as u64)))
@@ -454,13 +468,13 @@ impl Store {
 
     /// The flow's state, attempts and timeline, as `GET /flows/{id}` answers.
     pub fn status(&self, id: &str) -> Result<Option<Value>> {
-        self.with_tx(0, |t| status_json(t.db, id))
+        self.read(|t| status_json(t.db, id))
     }
 
     /// Every send answered `accepted`: when its flow was created and when the answer was
     /// recorded (ms since the epoch), for the load bench.
     pub fn accepted_sends(&self) -> Result<Vec<(i64, i64)>> {
-        self.with_tx(0, |t| {
+        self.read(|t| {
             t.db.query(
                 "SELECT f.created_ms, a.recorded_ms FROM flows f JOIN attempts a ON a.flow_id = f.id WHERE a.disposition = 'accepted' AND a.recorded_ms IS NOT NULL",
                 &[],
@@ -1207,6 +1221,25 @@ mod tests {
                 $(#[test] fn $name() { super::$name(super::postgres_store()) })*
             }
         };
+    }
+
+    /// Reads take no write lock: while another connection holds SQLite's write lock, a flow's
+    /// status, its state and the counts are still read (they used to queue behind the writer
+    /// and fail once the busy timeout ran out).
+    #[test]
+    fn reads_do_not_wait_for_a_writer_on_sqlite() {
+        let dir = std::env::temp_dir().join(format!("read-tx-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("flows.sqlite");
+        let store = Store::open(path.to_str().unwrap()).unwrap();
+        store.submit(&[("f1".into(), spec())], NOW).unwrap();
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert!(store.status("f1").unwrap().is_some());
+        assert!(store.state("f1").unwrap().is_some());
+        assert!(!store.counts().unwrap().is_empty());
+        writer.execute_batch("ROLLBACK").unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Two nodes on one PostgreSQL database, each with its own pacer: together they keep one
