@@ -21,6 +21,13 @@ fn harness(args: &[&str]) -> (i32, Value) {
     }
 }
 
+/// `registry --registry R` followed by `args`.
+fn on<'a>(registry: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["registry", "--registry", registry];
+    all.extend_from_slice(args);
+    all
+}
+
 /// Runs a command that must succeed.
 fn ok(args: &[&str]) -> Value {
     let (code, out) = harness(args);
@@ -79,19 +86,13 @@ const WHATSAPP: &str = host_harness::WHATSAPP_CHANNEL_WASM;
 fn a_signed_plugin_is_published_resolved_pulled_and_locked(registry: &str) {
     let dir = scratch("signed");
     let (secret, public) = keygen(&dir, "publisher.key");
-    let published = ok(&[
-        "registry",
-        "--registry",
+    let published = ok(&on(
         registry,
-        "publish",
-        SMS,
-        WHATSAPP,
-        "--sign-key",
-        &secret,
-    ]);
+        &["publish", SMS, WHATSAPP, "--sign-key", &secret],
+    ));
     let key_id = published["published"][0]["signed_by"].clone();
     assert!(key_id.is_string(), "{published}");
-    let listed = ok(&["registry", "--registry", registry, "list"]);
+    let listed = ok(&on(registry, &["list"]));
     let names: Vec<&str> = listed["plugins"]
         .as_array()
         .unwrap()
@@ -100,15 +101,10 @@ fn a_signed_plugin_is_published_resolved_pulled_and_locked(registry: &str) {
         .collect();
     assert_eq!(names, ["sms", "whatsapp"]);
     // Resolution shows the contract and the grants the plugin asks for.
-    let resolved = ok(&[
-        "registry",
-        "--registry",
+    let resolved = ok(&on(
         registry,
-        "resolve",
-        "sms@^0.1",
-        "--trusted-key",
-        &public,
-    ]);
+        &["resolve", "sms@^0.1", "--trusted-key", &public],
+    ));
     assert_eq!(resolved["version"], "0.1.0");
     assert_eq!(resolved["contract"], "flow:channel@1.0.0");
     assert_eq!(resolved["requests"]["secrets"], json!(["sms/*"]));
@@ -116,17 +112,17 @@ fn a_signed_plugin_is_published_resolved_pulled_and_locked(registry: &str) {
     // Pull: the component lands next to the lock file, pinned and granted what it asked for.
     let lock = dir.join("plugins.lock");
     for spec in ["sms", "whatsapp@0.1"] {
-        ok(&[
-            "registry",
-            "--registry",
+        ok(&on(
             registry,
-            "pull",
-            spec,
-            "--lock",
-            path(&lock),
-            "--trusted-key",
-            &public,
-        ]);
+            &[
+                "pull",
+                spec,
+                "--lock",
+                path(&lock),
+                "--trusted-key",
+                &public,
+            ],
+        ));
     }
     let locked = LockFile::read(&lock).unwrap();
     let sms = &locked.plugins[0];
@@ -156,10 +152,10 @@ fn a_signed_plugin_is_published_resolved_pulled_and_locked(registry: &str) {
 
 fn versions_are_immutable(registry: &str) {
     let dir = scratch("immutable");
-    let first = ok(&["registry", "--registry", registry, "publish", SMS]);
+    let first = ok(&on(registry, &["publish", SMS]));
     assert_eq!(first["published"][0]["created"], true);
     // The same bytes again change nothing.
-    let again = ok(&["registry", "--registry", registry, "publish", SMS]);
+    let again = ok(&on(registry, &["publish", SMS]));
     assert_eq!(again["published"][0]["created"], false);
     assert_eq!(
         again["published"][0]["manifest_digest"],
@@ -167,19 +163,13 @@ fn versions_are_immutable(registry: &str) {
     );
     // Other bytes under the same version are refused.
     let rebuilt = other_bytes_of(SMS, &dir);
-    let err = refused(&[
-        "registry",
-        "--registry",
-        registry,
-        "publish",
-        path(&rebuilt),
-    ]);
+    let err = refused(&on(registry, &["publish", path(&rebuilt)]));
     assert!(
         err.contains("sms 0.1.0 is already published with other bytes"),
         "{err}"
     );
     assert!(err.contains("bump the version"), "{err}");
-    let resolved = ok(&["registry", "--registry", registry, "resolve", "sms"]);
+    let resolved = ok(&on(registry, &["resolve", "sms"]));
     assert_eq!(resolved["digest"], first["published"][0]["digest"]);
 }
 
@@ -206,13 +196,7 @@ fn resolution_follows_semver_and_skips_yanked_versions(registry: &str) {
         digests.insert(*version, published.manifest_digest);
     }
     let pick = |req: &str| {
-        ok(&[
-            "registry",
-            "--registry",
-            registry,
-            "resolve",
-            &format!("sms@{req}"),
-        ])["version"]
+        ok(&on(registry, &["resolve", &format!("sms@{req}")]))["version"]
             .as_str()
             .unwrap()
             .to_string()
@@ -221,23 +205,18 @@ fn resolution_follows_semver_and_skips_yanked_versions(registry: &str) {
     assert_eq!(pick("^0.2"), "0.2.1");
     assert_eq!(pick("~0.1"), "0.1.0");
     assert_eq!(pick(">=2.0.0-rc.1"), "2.0.0-rc.1");
-    let err = refused(&["registry", "--registry", registry, "resolve", "sms@^3"]);
+    let err = refused(&on(registry, &["resolve", "sms@^3"]));
     assert!(
         err.contains("no version of sms matching ^3") && err.contains("0.2.1"),
         "{err}"
     );
     // Yank 0.2.1: ^0.2 falls back to 0.2.0, the listing says why, a digest pin still resolves.
-    ok(&[
-        "registry",
-        "--registry",
+    ok(&on(
         registry,
-        "yank",
-        "sms@0.2.1",
-        "--reason",
-        "double sends",
-    ]);
+        &["yank", "sms@0.2.1", "--reason", "double sends"],
+    ));
     assert_eq!(pick("^0.2"), "0.2.0");
-    let listed = ok(&["registry", "--registry", registry, "list", "sms"]);
+    let listed = ok(&on(registry, &["list", "sms"]));
     let yanked: Vec<&Value> = listed["plugins"][0]["versions"]
         .as_array()
         .unwrap()
@@ -252,61 +231,33 @@ fn resolution_follows_semver_and_skips_yanked_versions(registry: &str) {
         .resolve("sms", &Pin::Digest(digests["0.2.1"].clone()))
         .unwrap();
     assert_eq!(pinned.version.to_string(), "0.2.1");
-    ok(&[
-        "registry",
-        "--registry",
-        registry,
-        "yank",
-        "sms@0.2.1",
-        "--undo",
-    ]);
+    ok(&on(registry, &["yank", "sms@0.2.1", "--undo"]));
     assert_eq!(pick("^0.2"), "0.2.1");
     // The artifact says 0.2.0 but holds a component that describes itself as 0.1.0: a pull
     // compiles it, sees that, and refuses.
     let lock = dir.join("plugins.lock");
-    let err = refused(&[
-        "registry",
-        "--registry",
+    let err = refused(&on(
         registry,
-        "pull",
-        "sms@=0.2.0",
-        "--lock",
-        path(&lock),
-    ]);
+        &["pull", "sms@=0.2.0", "--lock", path(&lock)],
+    ));
     assert!(err.contains("holds the component sms 0.1.0"), "{err}");
     assert!(!lock.exists(), "nothing locked");
-    let err = refused(&["registry", "--registry", registry, "yank", "sms@9.9.9"]);
+    let err = refused(&on(registry, &["yank", "sms@9.9.9"]));
     assert!(err.contains("not published"), "{err}");
 }
 
 fn a_yanked_version_still_pulls_when_pinned(registry: &str) {
     let dir = scratch("yanked");
-    let published = ok(&["registry", "--registry", registry, "publish", SMS]);
+    let published = ok(&on(registry, &["publish", SMS]));
     let manifest_digest = published["published"][0]["manifest_digest"]
         .as_str()
         .unwrap();
     let lock = dir.join("plugins.lock");
-    ok(&[
-        "registry",
-        "--registry",
-        registry,
-        "pull",
-        "sms",
-        "--lock",
-        path(&lock),
-    ]);
-    ok(&["registry", "--registry", registry, "yank", "sms@0.1.0"]);
+    ok(&on(registry, &["pull", "sms", "--lock", path(&lock)]));
+    ok(&on(registry, &["yank", "sms@0.1.0"]));
     // Not chosen by resolution any more…
     let other = dir.join("other.lock");
-    let err = refused(&[
-        "registry",
-        "--registry",
-        registry,
-        "pull",
-        "sms",
-        "--lock",
-        path(&other),
-    ]);
+    let err = refused(&on(registry, &["pull", "sms", "--lock", path(&other)]));
     assert!(err.contains("0.1.0 (yanked)"), "{err}");
     // …but a lock file that pins it fetches it again, and so does a digest pin.
     std::fs::remove_file(dir.join("plugins/sms-0.1.0.wasm")).unwrap();
@@ -315,15 +266,15 @@ fn a_yanked_version_still_pulls_when_pinned(registry: &str) {
         std::fs::read(dir.join("plugins/sms-0.1.0.wasm")).unwrap(),
         std::fs::read(SMS).unwrap()
     );
-    ok(&[
-        "registry",
-        "--registry",
+    ok(&on(
         registry,
-        "pull",
-        &format!("sms@{manifest_digest}"),
-        "--lock",
-        path(&other),
-    ]);
+        &[
+            "pull",
+            &format!("sms@{manifest_digest}"),
+            "--lock",
+            path(&other),
+        ],
+    ));
 }
 
 fn unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted(registry: &str) {
@@ -331,63 +282,39 @@ fn unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted(regist
     let (_, trusted) = keygen(&dir, "operator-trusts.key");
     let (stranger, _) = keygen(&dir, "stranger.key");
     let lock = dir.join("plugins.lock");
-    ok(&["registry", "--registry", registry, "publish", SMS]);
+    ok(&on(registry, &["publish", SMS]));
     // Unsigned: fine without a trusted key, refused with one.
-    ok(&[
-        "registry",
-        "--registry",
+    ok(&on(registry, &["pull", "sms", "--lock", path(&lock)]));
+    let err = refused(&on(
         registry,
-        "pull",
-        "sms",
-        "--lock",
-        path(&lock),
-    ]);
-    let err = refused(&[
-        "registry",
-        "--registry",
-        registry,
-        "pull",
-        "sms",
-        "--lock",
-        path(&lock),
-        "--trusted-key",
-        &trusted,
-    ]);
+        &[
+            "pull",
+            "sms",
+            "--lock",
+            path(&lock),
+            "--trusted-key",
+            &trusted,
+        ],
+    ));
     assert!(
         err.contains("is not signed, and trusted keys are configured"),
         "{err}"
     );
-    let (code, out) = harness(&[
-        "registry",
-        "--registry",
-        registry,
-        "verify",
-        "sms",
-        "--trusted-key",
-        &trusted,
-    ]);
+    let (code, out) = harness(&on(registry, &["verify", "sms", "--trusted-key", &trusted]));
     assert_eq!((code, &out["verified"]), (3, &json!(false)), "{out}");
     // Signed by a key the operator does not trust.
-    ok(&[
-        "registry",
-        "--registry",
+    ok(&on(registry, &["publish", SMS, "--sign-key", &stranger]));
+    let err = refused(&on(
         registry,
-        "publish",
-        SMS,
-        "--sign-key",
-        &stranger,
-    ]);
-    let err = refused(&[
-        "registry",
-        "--registry",
-        registry,
-        "pull",
-        "sms",
-        "--lock",
-        path(&lock),
-        "--trusted-key",
-        &trusted,
-    ]);
+        &[
+            "pull",
+            "sms",
+            "--lock",
+            path(&lock),
+            "--trusted-key",
+            &trusted,
+        ],
+    ));
     assert!(err.contains("which is not trusted"), "{err}");
     // Pinned re-fetches check too.
     let err = refused(&[
@@ -418,20 +345,12 @@ fn a_tampered_component_is_refused_before_it_is_compiled() {
     let dir = scratch("tampered-blob");
     let registry_dir = dir.join("registry");
     let registry = format!("file:{}", registry_dir.display());
-    let published = ok(&["registry", "--registry", &registry, "publish", SMS]);
+    let published = ok(&on(&registry, &["publish", SMS]));
     let digest = published["published"][0]["digest"].as_str().unwrap();
     // Someone swaps the stored component for another one (a valid component, even).
     std::fs::copy(WHATSAPP, blob_file(&registry_dir, "sms", digest)).unwrap();
     let lock = dir.join("plugins.lock");
-    let err = refused(&[
-        "registry",
-        "--registry",
-        &registry,
-        "pull",
-        "sms",
-        "--lock",
-        path(&lock),
-    ]);
+    let err = refused(&on(&registry, &["pull", "sms", "--lock", path(&lock)]));
     assert!(
         err.contains(&format!("the blob {digest} arrived with other bytes")),
         "{err}"
@@ -440,15 +359,10 @@ fn a_tampered_component_is_refused_before_it_is_compiled() {
         !lock.exists() && !dir.join("plugins").exists(),
         "nothing written"
     );
-    let (code, out) = harness(&[
-        "registry",
-        "--registry",
+    let (code, out) = harness(&on(
         &registry,
-        "verify",
-        "sms",
-        "--trusted-key",
-        &keygen(&dir, "k").1,
-    ]);
+        &["verify", "sms", "--trusted-key", &keygen(&dir, "k").1],
+    ));
     assert_eq!(code, 3, "{out}");
 }
 
@@ -458,15 +372,7 @@ fn widening_the_grants_in_a_stored_manifest_breaks_its_signature() {
     let registry_dir = dir.join("registry");
     let registry = format!("file:{}", registry_dir.display());
     let (secret, public) = keygen(&dir, "publisher.key");
-    ok(&[
-        "registry",
-        "--registry",
-        &registry,
-        "publish",
-        SMS,
-        "--sign-key",
-        &secret,
-    ]);
+    ok(&on(&registry, &["publish", SMS, "--sign-key", &secret]));
     // Rewrite the stored manifest so the SMS plugin asks for the WhatsApp host and token, and
     // point the version's tag at it.
     let tag = registry_dir.join("sms/tags/0.1.0");
@@ -485,28 +391,22 @@ fn widening_the_grants_in_a_stored_manifest_breaks_its_signature() {
     std::fs::write(blob_file(&registry_dir, "sms", &new), &bytes).unwrap();
     std::fs::write(&tag, &new).unwrap();
     let lock = dir.join("plugins.lock");
-    let err = refused(&[
-        "registry",
-        "--registry",
+    let err = refused(&on(
         &registry,
-        "pull",
-        "sms",
-        "--lock",
-        path(&lock),
-        "--trusted-key",
-        &public,
-    ]);
+        &[
+            "pull",
+            "sms",
+            "--lock",
+            path(&lock),
+            "--trusted-key",
+            &public,
+        ],
+    ));
     assert!(err.contains(&format!("({new}) is not signed")), "{err}");
     assert!(!lock.exists());
     // A pin to the signed manifest's digest names the substitution.
     std::fs::write(blob_file(&registry_dir, "sms", &old), &bytes).unwrap();
-    let err = refused(&[
-        "registry",
-        "--registry",
-        &registry,
-        "resolve",
-        &format!("sms@{old}"),
-    ]);
+    let err = refused(&on(&registry, &["resolve", &format!("sms@{old}")]));
     assert!(
         err.contains(&format!("the manifest {old} arrived as {new}")),
         "{err}"
@@ -517,17 +417,9 @@ fn widening_the_grants_in_a_stored_manifest_breaks_its_signature() {
 fn a_new_pull_keeps_the_operators_grants_and_says_when_the_plugin_asks_for_more() {
     let dir = scratch("regrant");
     let registry = format!("file:{}", dir.join("registry").display());
-    ok(&["registry", "--registry", &registry, "publish", SMS]);
+    ok(&on(&registry, &["publish", SMS]));
     let lock = dir.join("plugins.lock");
-    ok(&[
-        "registry",
-        "--registry",
-        &registry,
-        "pull",
-        "sms",
-        "--lock",
-        path(&lock),
-    ]);
+    ok(&on(&registry, &["pull", "sms", "--lock", path(&lock)]));
     // The operator points it at their provider and narrows its secrets.
     let mut locked = LockFile::read(&lock).unwrap();
     locked.plugins[0].api_base = "https://sms.internal.example".into();
@@ -535,15 +427,7 @@ fn a_new_pull_keeps_the_operators_grants_and_says_when_the_plugin_asks_for_more(
     locked.plugins[0].secrets = vec!["sms/api-key".into()];
     locked.plugins[0].settings = Some(json!({"sender": "ACME"}));
     locked.write(&lock).unwrap();
-    let out = ok(&[
-        "registry",
-        "--registry",
-        &registry,
-        "pull",
-        "sms",
-        "--lock",
-        path(&lock),
-    ]);
+    let out = ok(&on(&registry, &["pull", "sms", "--lock", path(&lock)]));
     assert_eq!(out["grants_differ"], true, "{out}");
     let after = LockFile::read(&lock).unwrap();
     assert_eq!(after.plugins.len(), 1);
@@ -556,7 +440,7 @@ fn a_new_pull_keeps_the_operators_grants_and_says_when_the_plugin_asks_for_more(
 #[test]
 fn the_oci_artifact_has_the_cncf_wasm_layout() {
     let registry = host_harness::testkit::oci::fresh_namespace();
-    ok(&["registry", "--registry", &registry, "publish", WHATSAPP]);
+    ok(&on(&registry, &["publish", WHATSAPP]));
     let base = registry.replacen("oci://", "http://", 1);
     let (server, namespace) = base.rsplit_once('/').unwrap();
     let get = |url: String| -> Vec<u8> {
@@ -614,29 +498,23 @@ fn serve_runs_flows_on_plugins_pulled_from_the_oci_registry() {
     let registry = host_harness::testkit::oci::fresh_namespace();
     let dir = scratch("serve");
     let (secret, public) = keygen(&dir, "publisher.key");
-    ok(&[
-        "registry",
-        "--registry",
+    ok(&on(
         &registry,
-        "publish",
-        WHATSAPP,
-        SMS,
-        "--sign-key",
-        &secret,
-    ]);
+        &["publish", WHATSAPP, SMS, "--sign-key", &secret],
+    ));
     let lock = dir.join("plugins.lock");
     for spec in ["whatsapp@^0.1", "sms@^0.1"] {
-        ok(&[
-            "registry",
-            "--registry",
+        ok(&on(
             &registry,
-            "pull",
-            spec,
-            "--lock",
-            path(&lock),
-            "--trusted-key",
-            &public,
-        ]);
+            &[
+                "pull",
+                spec,
+                "--lock",
+                path(&lock),
+                "--trusted-key",
+                &public,
+            ],
+        ));
     }
     let mock = MockApi::start(0, MockConfig::default()).unwrap();
     let mut locked = LockFile::read(&lock).unwrap();
@@ -662,25 +540,10 @@ fn serve_runs_flows_on_plugins_pulled_from_the_oci_registry() {
 fn flow_start_checks_flows_with_the_locked_plugins_before_posting() {
     let dir = scratch("flow-check");
     let registry = format!("file:{}", dir.join("registry").display());
-    ok(&[
-        "registry",
-        "--registry",
-        &registry,
-        "publish",
-        WHATSAPP,
-        SMS,
-    ]);
+    ok(&on(&registry, &["publish", WHATSAPP, SMS]));
     let lock = dir.join("plugins.lock");
     for spec in ["whatsapp", "sms"] {
-        ok(&[
-            "registry",
-            "--registry",
-            &registry,
-            "pull",
-            spec,
-            "--lock",
-            path(&lock),
-        ]);
+        ok(&on(&registry, &["pull", spec, "--lock", path(&lock)]));
     }
     let flows = dir.join("flows.json");
     std::fs::write(
