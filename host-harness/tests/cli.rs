@@ -447,67 +447,50 @@ fn a_malformed_message_file_is_invalid_input_with_paths() {
     assert_eq!(paths, ["/contnt", "/recipient", "/content"]);
 }
 
-/// A `serve` process is killed when the test ends, pass or fail.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// Runs `flow <args>` until `done` says the output is final (or 20 s pass); the last output.
+fn flow_until(args: &[&str], done: impl Fn(&std::process::Output) -> bool) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = run(&[&["flow"], args].concat(), None, &[]);
+        if done(&out) || std::time::Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
 
 #[test]
 fn serve_and_flow_commands_as_processes() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    use host_harness::mock::{MockApi, MockConfig, WebhookTargets};
+    use host_harness::testkit::process::{ServeProcess, free_port, write_demo_secrets};
+    let port = free_port().unwrap();
     let serve_url = format!("http://127.0.0.1:{port}");
-    let mock = host_harness::mock::MockApi::start(
+    let webhooks = WebhookTargets::demo_serve(&serve_url, std::time::Duration::from_millis(50));
+    let mock = MockApi::start(
         0,
-        host_harness::mock::MockConfig {
-            webhooks: Some(host_harness::mock::WebhookTargets::demo_serve(
-                &serve_url,
-                std::time::Duration::from_millis(50),
-            )),
-            ..host_harness::mock::MockConfig::default()
+        MockConfig {
+            webhooks: Some(webhooks),
+            ..MockConfig::default()
         },
     )
     .unwrap();
     let dir = std::env::temp_dir().join(format!("serve-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("flows.sqlite");
-    let secrets = dir.join("secrets.json");
-    std::fs::write(
-        &secrets,
-        serde_json::json!({"whatsapp/access-token": "mock-access-token", "whatsapp/app-secret": host_harness::stack::DEMO_APP_SECRET,
-            "whatsapp/verify-token": "t", "sms/api-key": "mock-sms-key", "sms/webhook-secret": host_harness::stack::DEMO_SMS_WEBHOOK_SECRET,
-            "flow/api-token": "cli-token"})
-        .to_string(),
-    )
-    .unwrap();
-    let _serve = Child(
-        Command::new(env!("CARGO_BIN_EXE_host-harness"))
-            .args([
-                "serve",
-                "--port",
-                &port.to_string(),
-                "--db",
-                db.to_str().unwrap(),
-                "--api-base",
-                &mock.base_url(),
-                "--allow-host",
-                &mock.base_url(),
-                "--secrets",
-                secrets.to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let secrets = write_demo_secrets(&dir, "cli-token").unwrap();
+    let (db, secrets) = (db.to_str().unwrap(), secrets.to_str().unwrap());
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_host-harness"));
+    serve
+        .args(["serve", "--port", &port.to_string(), "--db", db])
+        .args([
+            "--api-base",
+            &mock.base_url(),
+            "--allow-host",
+            &mock.base_url(),
+        ])
+        .args(["--secrets", secrets])
+        .stderr(Stdio::null());
+    let _serve = ServeProcess::start(serve, port).unwrap();
     let flow = dir.join("flow.json");
     std::fs::write(
         &flow,
@@ -517,63 +500,22 @@ fn serve_and_flow_commands_as_processes() {
         .to_string(),
     )
     .unwrap();
-    // Wait for the server to listen, then start the flow.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let started = loop {
-        let out = run(
-            &[
-                "flow",
-                "start",
-                flow.to_str().unwrap(),
-                "--server",
-                &serve_url,
-                "--secrets",
-                secrets.to_str().unwrap(),
-            ],
-            None,
-            &[],
-        );
-        if out.status.code() == Some(0) || std::time::Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    assert_eq!(
-        json_of(&started)["id"],
-        "cli-flow",
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
+    let flow = flow.to_str().unwrap();
+    let started = flow_until(
+        &["start", flow, "--server", &serve_url, "--secrets", secrets],
+        |out| out.status.code() == Some(0),
     );
-    let done = loop {
-        let out = run(
-            &[
-                "flow",
-                "status",
-                "cli-flow",
-                "--db",
-                db.to_str().unwrap(),
-                "--json",
-            ],
-            None,
-            &[],
-        );
-        let v = json_of(&out);
-        if v["state"] == "done" || std::time::Instant::now() > deadline {
-            break v;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert_eq!(json_of(&started)["id"], "cli-flow", "{stderr}");
+    let status = flow_until(&["status", "cli-flow", "--db", db, "--json"], |out| {
+        json_of(out)["state"] == "done"
+    });
+    let done = json_of(&status);
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(done["attempts"][1]["channel"], "sms");
     // Without the token the API refuses, and nothing starts.
     let refused = run(
-        &[
-            "flow",
-            "start",
-            flow.to_str().unwrap(),
-            "--server",
-            &serve_url,
-        ],
+        &["flow", "start", flow, "--server", &serve_url],
         None,
         &[("FLOW_SECRET_FLOW_API_TOKEN", "guess")],
     );
