@@ -6,11 +6,11 @@
 
 use host_harness::mock::{Latency, MockApi, MockConfig, WebhookTargets};
 use host_harness::testkit::process::{
-    FlowClient, ServeProcess, assert_nothing_sent_twice, free_port, wait_requests,
-    write_demo_secrets,
+    FlowClient, ServeProcess, assert_nothing_sent_twice, delivered_fallback_flow, free_port,
+    wait_requests, write_demo_secrets,
 };
 use host_harness::testkit::{attempt_channels as channels, timeline_text as timeline};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -89,11 +89,7 @@ impl Rig {
 }
 
 fn flow(id: &str, recipient: &str) -> Value {
-    json!({"id": id, "recipient": recipient, "unknown_wait_ms": 30_000, "max_attempts": 3, "steps": [
-        {"channel": "whatsapp", "wait_for": "delivered", "within_ms": 30_000, "content": {"type": "template",
-            "template": {"name": "order_update", "language": "en_US",
-            "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}}},
-        {"channel": "sms", "wait_for": "delivered", "within_ms": 30_000, "content": {"text": "Your order shipped."}}]})
+    delivered_fallback_flow(id, recipient, 30_000)
 }
 
 #[test]

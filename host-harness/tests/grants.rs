@@ -32,19 +32,8 @@ fn sms_setup(mock: &MockApi, settings: serde_json::Value) -> ChannelSetup {
 fn the_sms_plugin_cannot_use_the_whatsapp_token() {
     let mock = MockApi::start(0, MockConfig::default()).unwrap();
     let setup = sms_setup(&mock, json!({"api_key_secret": "whatsapp/access-token"}));
-    let channels = load_channels(
-        &Runtime::new().unwrap(),
-        &demo_secrets(),
-        LogLevel::Error,
-        &[setup],
-    )
-    .unwrap();
-    let sms = &channels["sms"];
-    let c = sms
-        .plugin
-        .send(&sms_message(), &sms.config(), 1)
-        .unwrap()
-        .unwrap();
+    let channels = load_setups(&[setup]).unwrap();
+    let c = send_sms(&channels);
     assert_eq!(
         (c.disposition, c.reason.as_str()),
         (Disposition::Failed, "host_policy_denied"),
@@ -60,19 +49,8 @@ fn the_sms_plugin_cannot_reach_the_whatsapp_host() {
     // The SMS channel is allowed its own API only; its base URL is pointed at "Meta".
     let mut setup = sms_setup(&sms_api, json!({}));
     setup.api_base = graph.base_url();
-    let channels = load_channels(
-        &Runtime::new().unwrap(),
-        &demo_secrets(),
-        LogLevel::Error,
-        &[setup],
-    )
-    .unwrap();
-    let sms = &channels["sms"];
-    let c = sms
-        .plugin
-        .send(&sms_message(), &sms.config(), 1)
-        .unwrap()
-        .unwrap();
+    let channels = load_setups(&[setup]).unwrap();
+    let c = send_sms(&channels);
     assert_eq!(c.reason, "host_policy_denied", "{c:?}");
     assert!(graph.requests().is_empty() && sms_api.requests().is_empty());
 }
@@ -85,13 +63,7 @@ fn the_whatsapp_plugin_cannot_verify_webhooks_with_the_sms_secret() {
         json!({"phone_number_id": "106540352242922", "app_secret": "sms/webhook-secret"})
             .to_string();
     setup.http_timeout = Duration::from_secs(2);
-    let channels = load_channels(
-        &Runtime::new().unwrap(),
-        &demo_secrets(),
-        LogLevel::Error,
-        &[setup],
-    )
-    .unwrap();
+    let channels = load_setups(&[setup]).unwrap();
     let wa = &channels["whatsapp"];
     let body = br#"{"object":"whatsapp_business_account","entry":[]}"#.to_vec();
     let request = host_harness::types::WebhookRequest {
@@ -144,8 +116,19 @@ fn lock_dir(name: &str, api_base: &str, sms_secrets: serde_json::Value) -> std::
     dir
 }
 
-/// The locked channels, with the demo secrets.
-fn load_locked(
+/// The SMS channel's classification of one message.
+fn send_sms(
+    channels: &std::collections::HashMap<String, host_harness::flow::Channel>,
+) -> host_harness::types::Classification {
+    let sms = &channels["sms"];
+    sms.plugin
+        .send(&sms_message(), &sms.config(), 1)
+        .unwrap()
+        .unwrap()
+}
+
+/// The channels set up, with the demo secrets.
+fn load_setups(
     setups: &[ChannelSetup],
 ) -> anyhow::Result<std::collections::HashMap<String, host_harness::flow::Channel>> {
     load_channels(
@@ -163,14 +146,9 @@ fn grants_come_from_the_lock_file_and_nothing_more_is_granted() {
     let dir = lock_dir("grants", &mock.base_url(), json!(["sms/*"]));
     let lock_path = dir.join("plugins.lock");
     let setups = LockFile::setups_from(&lock_path).unwrap();
-    let channels = load_locked(&setups).unwrap();
+    let channels = load_setups(&setups).unwrap();
     // The SMS plugin's settings name the WhatsApp token: its lock entry grants `sms/*` only.
-    let sms = &channels["sms"];
-    let c = sms
-        .plugin
-        .send(&sms_message(), &sms.config(), 1)
-        .unwrap()
-        .unwrap();
+    let c = send_sms(&channels);
     assert_ne!(c.disposition, Disposition::Accepted, "{c:?}");
     assert!(mock.requests().is_empty(), "nothing reached the provider");
     // Granting it explicitly in the lock entry is what it would take.
@@ -200,7 +178,7 @@ fn a_lock_file_refuses_an_artifact_whose_digest_or_version_differs() {
     )
     .unwrap();
     let setups = LockFile::setups_from(&lock_path).unwrap();
-    let err = load_locked(&setups).err().expect("refused");
+    let err = load_setups(&setups).err().expect("refused");
     let msg = format!("{err:#}");
     assert!(
         msg.contains("lock file pins sha256:") && msg.contains("is sha256:"),

@@ -285,7 +285,7 @@ fn unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted(regist
     ok(&on(registry, &["publish", SMS]));
     // Unsigned: fine without a trusted key, refused with one.
     ok(&on(registry, &["pull", "sms", "--lock", path(&lock)]));
-    let err = refused(&on(
+    let pull_trusting = on(
         registry,
         &[
             "pull",
@@ -295,7 +295,8 @@ fn unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted(regist
             "--trusted-key",
             &trusted,
         ],
-    ));
+    );
+    let err = refused(&pull_trusting);
     assert!(
         err.contains("is not signed, and trusted keys are configured"),
         "{err}"
@@ -304,17 +305,7 @@ fn unsigned_or_wrongly_signed_artifacts_are_refused_when_a_key_is_trusted(regist
     assert_eq!((code, &out["verified"]), (3, &json!(false)), "{out}");
     // Signed by a key the operator does not trust.
     ok(&on(registry, &["publish", SMS, "--sign-key", &stranger]));
-    let err = refused(&on(
-        registry,
-        &[
-            "pull",
-            "sms",
-            "--lock",
-            path(&lock),
-            "--trusted-key",
-            &trusted,
-        ],
-    ));
+    let err = refused(&pull_trusting);
     assert!(err.contains("which is not trusted"), "{err}");
     // Pinned re-fetches check too.
     let err = refused(&[

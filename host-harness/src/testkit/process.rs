@@ -71,6 +71,16 @@ pub fn assert_whatsapp_falls_back_to_sms(client: &FlowClient, id: &str) {
     assert_eq!(crate::testkit::attempt_channels(done), ["whatsapp", "sms"]);
 }
 
+/// The fault tests' flow: a WhatsApp template awaited until delivered, then SMS, each step and
+/// an unknown outcome waiting at most `wait_ms`, up to three attempts per channel.
+pub fn delivered_fallback_flow(id: &str, recipient: &str, wait_ms: u64) -> Value {
+    json!({"id": id, "recipient": recipient, "unknown_wait_ms": wait_ms, "max_attempts": 3, "steps": [
+        {"channel": "whatsapp", "wait_for": "delivered", "within_ms": wait_ms, "content": {"type": "template",
+            "template": {"name": "order_update", "language": "en_US",
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}}},
+        {"channel": "sms", "wait_for": "delivered", "within_ms": wait_ms, "content": {"text": "Your order shipped."}}]})
+}
+
 /// A running `serve`; killed when dropped.
 pub struct ServeProcess {
     child: Child,
