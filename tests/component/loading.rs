@@ -1,9 +1,8 @@
 //! Loading components: contract versions side by side, refusals, the precompiled cache.
-//! (The registry itself: `host-harness/tests/registry.rs`.)
+//! (The registry itself: `host-harness/tests/host/registry.rs`.)
 
-mod common;
 
-use common::runtime;
+use crate::common::runtime;
 use host_harness::{HostServices, Limits};
 use std::sync::Arc;
 

@@ -1,9 +1,8 @@
 //! Carousel and limited-time-offer templates through the built component: creation rules
 //! (`validate-template`) and sends checked against the approved cards (`build-payload`).
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn codes(template: &Value) -> Vec<(String, String)> {

@@ -1,8 +1,7 @@
 //! Every export of the real component, through wasmtime, with Meta's own payloads.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use host_harness::types::{
     Disposition, EventKind, Header, HttpResponse, SendOutcome, TransportError, TransportErrorKind,
     WebhookError, WebhookOutcome, WebhookRequest,

@@ -2,9 +2,8 @@
 //! and wall-clock time are budgeted separately, and a call that fails after its request left
 //! says so.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use host_harness::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
 use host_harness::{CallError, Limits};
 use std::io::{Read, Write};

@@ -2,9 +2,8 @@
 //! standby (handover), calls, identity changes, template category/quality/components
 //! updates, account and number quality updates, call-permission replies.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use host_harness::types::{
     Disposition, EventKind, Header, WebhookEvent, WebhookOutcome, WebhookRequest,
 };

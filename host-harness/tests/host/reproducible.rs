@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-include!("../component_build.rs");
+include!("../../component_build.rs");
 
 #[test]
 fn the_channels_build_to_the_same_bytes_in_another_target_directory() {

@@ -1,0 +1,17 @@
+//! The host from outside: CLI processes, `serve` killed mid-send, flows end to end, the
+//! registry backends, hostile guests. One test binary (each file a module): every test binary
+//! links wasmtime, and a dozen of them cost minutes of linking and gigabytes of disk.
+
+mod allocator;
+mod cli;
+mod customers;
+mod faults;
+mod flows;
+mod grants;
+mod hostile;
+mod nodes;
+mod pacing;
+mod registry;
+mod reproducible;
+mod server_limits;
+mod targets;

@@ -1,0 +1,14 @@
+//! The component from outside: the built `.wasm` in wasmtime through the harness, real HTTP
+//! over loopback, real signatures. One test binary (each file a module): every test binary
+//! links wasmtime, and two dozen of them cost minutes of linking and gigabytes of disk.
+
+mod classify_codes;
+mod common;
+mod exports;
+mod fuzz_wasm;
+mod isolation;
+mod loading;
+mod marketing_templates;
+mod send;
+mod sms;
+mod webhook_events;
