@@ -2,9 +2,8 @@
 //! §2.5), classified through the real component, both as a synchronous Graph error (with the
 //! HTTP status Meta's table gives) and as the error of a `failed` status webhook.
 
-
-use Disposition::{Failed as F, Fallback as B, Retry as R, Unknown as U};
 use crate::common::*;
+use Disposition::{Failed as F, Fallback as B, Retry as R, Unknown as U};
 use host_harness::types::{
     ChannelConfig, Disposition, HttpResponse, SendOutcome, WebhookOutcome, WebhookRequest,
 };

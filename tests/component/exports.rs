@@ -1,6 +1,5 @@
 //! Every export of the real component, through wasmtime, with Meta's own payloads.
 
-
 use crate::common::*;
 use host_harness::types::{
     Disposition, EventKind, Header, HttpResponse, SendOutcome, TransportError, TransportErrorKind,

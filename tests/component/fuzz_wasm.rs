@@ -1,6 +1,5 @@
 //! Arbitrary input through the real component in wasmtime: always an answer, never a trap.
 
-
 use crate::common::*;
 use host_harness::types::{ChannelConfig, Header, MessageRequest, WebhookRequest};
 use proptest::prelude::*;

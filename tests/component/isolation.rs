@@ -2,7 +2,6 @@
 //! and wall-clock time are budgeted separately, and a call that fails after its request left
 //! says so.
 
-
 use crate::common::*;
 use host_harness::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
 use host_harness::{CallError, Limits};

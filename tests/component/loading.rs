@@ -1,7 +1,6 @@
 //! Loading components: contract versions side by side, refusals, the precompiled cache.
 //! (The registry itself: `host-harness/tests/host/registry.rs`.)
 
-
 use crate::common::runtime;
 use host_harness::{HostServices, Limits};
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! Carousel and limited-time-offer templates through the built component: creation rules
 //! (`validate-template`) and sends checked against the approved cards (`build-payload`).
 
-
 use crate::common::*;
 use serde_json::{Value, json};
 

@@ -1,7 +1,6 @@
 //! `send` end to end: the real component in wasmtime, the host's HTTP client over loopback, the
 //! embedded mock Cloud API checking the token the host substituted.
 
-
 use crate::common::*;
 use host_harness::Plugin;
 use host_harness::cli::{DEMO_ACCESS_TOKEN, mock_services};

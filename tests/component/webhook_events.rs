@@ -2,7 +2,6 @@
 //! standby (handover), calls, identity changes, template category/quality/components
 //! updates, account and number quality updates, call-permission replies.
 
-
 use crate::common::*;
 use host_harness::types::{
     Disposition, EventKind, Header, WebhookEvent, WebhookOutcome, WebhookRequest,
