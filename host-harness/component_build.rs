@@ -41,10 +41,21 @@ pub fn component_cargo(
         "CARGO_MAKEFLAGS",
         "MAKEFLAGS",
         "MFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
     ] {
         cmd.env_remove(var);
+    }
+    // Profile, target and build settings from the environment (`CARGO_PROFILE_RELEASE_LTO=false`
+    // for a quicker outer build, say) would change the component's bytes: the `component`
+    // profile in the workspace manifest alone decides them.
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if ["CARGO_PROFILE_", "CARGO_TARGET_", "CARGO_BUILD_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || name == "CARGO_INCREMENTAL"
+        {
+            cmd.env_remove(&var);
+        }
     }
     let cargo_home = std::env::var("CARGO_HOME").map(std::path::PathBuf::from).unwrap_or_else(|_| {
         std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
