@@ -1,10 +1,10 @@
 //! Loading and calling channel components.
 //!
 //! One [`Runtime`] (one wasmtime `Engine`, async, pooling allocator where the OS allows the
-//! reservation) per process; one [`Plugin`] (an `InstancePre`, imports resolved once) per
-//! loaded component; a fresh `Store` per call. WASI is linked because Rust's std on
-//! `wasm32-wasip2` imports it, but grants nothing: no environment, no files, no sockets; guest
-//! stdout/stderr go to the log.
+//! reservation) per process; one [`Plugin`] (an `InstancePre`, imports resolved and export
+//! types checked once) per loaded component; a fresh `Store` and instance per call. The host
+//! links the contract and nothing else: a component that imports anything more (WASI, say)
+//! is refused at load, naming the import.
 //!
 //! ## Budgets
 //! Each call has three, counted separately ([`Limits`]):
@@ -19,8 +19,8 @@
 //! message may have left, and the caller must treat the attempt as `unknown`, never as
 //! "not sent". The store is dropped either way, and the next call starts from a clean instance.
 
+use crate::bindings::ChannelPlugin;
 use crate::bindings::flow::channel::{host, types};
-use crate::bindings::{ChannelPlugin, ChannelPluginPre};
 use crate::contract::since_v1_0::{self, Convert, bindings::flow::channel::types as old_types};
 use crate::contract::{CHANNEL_EXPORT, ContractVersion};
 use crate::services::HostServices;
@@ -31,20 +31,24 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentNamedList, HasSelf, InstancePre, Lift, Linker, Lower,
+    TypedFunc,
 };
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-
-/// How much a guest may write to stdout/stderr in one call.
-const GUEST_OUTPUT_CAP: usize = 64 * 1024;
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    StoreLimits, StoreLimitsBuilder,
+};
 /// Instances that may be alive at once in the pooling allocator (one per call in flight).
 pub const POOL_INSTANCES: u32 = 2_048;
 /// Guest instructions between cooperative yields to the async executor.
 const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
+/// Bytes of a pooled linear memory (and of a table) put back by copying the original contents
+/// over the pages a call dirtied, found with Linux's `PAGEMAP_SCAN`, instead of unmapping
+/// them: the next call in that slot finds its pages resident, without a page fault each.
+/// Beyond this (or without `PAGEMAP_SCAN`, before Linux 6.7) pages are unmapped as before.
+const KEEP_RESIDENT_MEMORY: usize = 4 << 20;
+const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 
 /// Resource limits applied to every call.
 #[derive(Debug, Clone, Copy)]
@@ -167,16 +171,16 @@ impl Runtime {
                 .total_memories(POOL_INSTANCES)
                 .total_tables(POOL_INSTANCES * 2)
                 .total_stacks(POOL_INSTANCES)
-                .max_memory_size(Limits::default().memory_bytes.max(256 << 20));
+                .max_memory_size(Limits::default().memory_bytes.max(256 << 20))
+                .pagemap_scan(Enabled::Auto)
+                .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+                .table_keep_resident(KEEP_RESIDENT_TABLE);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI")?;
         ChannelPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
             .context("linking the channel host interface")?;
@@ -246,33 +250,18 @@ impl Runtime {
                 .map_err(anyhow::Error::from)
                 .context("compiling the component")?,
         };
-        let contract = self.contract_of(&component)?;
+        let (contract, interface) = self.contract_of(&component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("the component's imports do not match what this host provides ({} host + WASI p2)", contract.name()))?;
-        let not_exported = || {
-            format!(
-                "the component does not export {CHANNEL_EXPORT} as {}",
-                contract.name()
-            )
-        };
-        let exports = match contract {
-            ContractVersion::V1_1 => Exports::V1_1(
-                ChannelPluginPre::new(pre)
-                    .map_err(anyhow::Error::from)
-                    .with_context(not_exported)?,
-            ),
-            ContractVersion::V1_0 => Exports::V1_0(
-                since_v1_0::bindings::ChannelPluginPre::new(pre)
-                    .map_err(anyhow::Error::from)
-                    .with_context(not_exported)?,
-            ),
-        };
+            .with_context(|| format!("the component's imports do not match what this host provides (the {} host interface and nothing else)", contract.name()))?;
+        let exports = Export::indices(&component, &interface, contract)?;
         Ok(Plugin {
             runtime: self.clone(),
             component,
+            pre,
+            contract,
             exports,
             info: Arc::new(tokio::sync::OnceCell::new()),
             services,
@@ -281,8 +270,8 @@ impl Runtime {
     }
 
     /// The contract version a component was built against, read from the version of the
-    /// channel interface it exports.
-    fn contract_of(&self, component: &Component) -> Result<ContractVersion> {
+    /// channel interface it exports, and that interface's full name.
+    fn contract_of(&self, component: &Component) -> Result<(ContractVersion, String)> {
         let exported: Vec<String> = component
             .component_type()
             .exports(&self.engine)
@@ -299,56 +288,77 @@ impl Runtime {
                 }
             );
         };
-        ContractVersion::of_export(version).map_err(anyhow::Error::msg)
+        let contract = ContractVersion::of_export(version).map_err(anyhow::Error::msg)?;
+        Ok((contract, format!("{prefix}{version}")))
     }
 }
 
-/// A component's exports, pre-linked, by the contract version it was built against.
-#[derive(Clone)]
-enum Exports {
-    V1_0(since_v1_0::bindings::ChannelPluginPre<PluginState>),
-    V1_1(ChannelPluginPre<PluginState>),
+/// The functions of the channel interface, the same in every served contract version.
+#[derive(Debug, Clone, Copy)]
+enum Export {
+    Describe,
+    ValidateTemplate,
+    BuildPayload,
+    Classify,
+    ParseWebhook,
+    Send,
+}
+
+impl Export {
+    const ALL: [Export; 6] = [
+        Export::Describe,
+        Export::ValidateTemplate,
+        Export::BuildPayload,
+        Export::Classify,
+        Export::ParseWebhook,
+        Export::Send,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Export::Describe => "describe",
+            Export::ValidateTemplate => "validate-template",
+            Export::BuildPayload => "build-payload",
+            Export::Classify => "classify",
+            Export::ParseWebhook => "parse-webhook",
+            Export::Send => "send",
+        }
+    }
+
+    /// Each function's index in `component`, looked up once so a call finds its function
+    /// without a string lookup (and checks the type of that one function, not of all six).
+    fn indices(
+        component: &Component,
+        interface: &str,
+        contract: ContractVersion,
+    ) -> Result<[ComponentExportIndex; 6]> {
+        let not_exported = |what: &str| {
+            anyhow::anyhow!(
+                "the component does not export {what} as {}",
+                contract.name()
+            )
+        };
+        let instance = component
+            .get_export_index(None, interface)
+            .ok_or_else(|| not_exported(interface))?;
+        let mut indices = [instance; 6];
+        for (slot, export) in indices.iter_mut().zip(Export::ALL) {
+            *slot = component
+                .get_export_index(Some(&instance), export.name())
+                .ok_or_else(|| not_exported(&format!("{interface}#{}", export.name())))?;
+        }
+        Ok(indices)
+    }
 }
 
 /// Per-call state inside a store.
 pub struct PluginState {
-    /// Built on the first WASI call only: our components import none, and building a context
-    /// (clocks, random seeds, pipes) would cost every call microseconds for nothing.
-    wasi: Option<WasiCtx>,
-    /// The guest's stdout and stderr, once WASI is used.
-    outputs: GuestOutputs,
-    table: ResourceTable,
     limits: StoreLimits,
     services: Arc<HostServices>,
     log_budget: CallLogBudget,
     /// Set once `http-send` hands a request to the network; read after the call, whatever
     /// became of it.
     dispatched: Arc<AtomicBool>,
-}
-
-/// A call's stdout and stderr pipes, created with the WASI context.
-type GuestOutputs = Arc<OnceLock<(MemoryOutputPipe, MemoryOutputPipe)>>;
-
-impl WasiView for PluginState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        let outputs = &self.outputs;
-        let wasi = self.wasi.get_or_insert_with(|| {
-            let (stdout, stderr) = outputs
-                .get_or_init(|| {
-                    (
-                        MemoryOutputPipe::new(GUEST_OUTPUT_CAP),
-                        MemoryOutputPipe::new(GUEST_OUTPUT_CAP),
-                    )
-                })
-                .clone();
-            // Nothing granted: no args, env, preopened dirs or network.
-            WasiCtx::builder().stdout(stdout).stderr(stderr).build()
-        });
-        WasiCtxView {
-            ctx: wasi,
-            table: &mut self.table,
-        }
-    }
 }
 
 impl types::Host for PluginState {}
@@ -442,7 +452,6 @@ pub enum CallError {
     /// The guest trapped: a panic, the memory cap, its CPU budget, a bug.
     Trap {
         message: String,
-        guest_stderr: String,
         /// Whether `http-send` had handed a request to the network before the trap.
         request_sent: bool,
     },
@@ -472,20 +481,7 @@ impl CallError {
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallError::Trap {
-                message,
-                guest_stderr,
-                ..
-            } if guest_stderr.trim().is_empty() => write!(f, "the plugin trapped: {message}"),
-            CallError::Trap {
-                message,
-                guest_stderr,
-                ..
-            } => write!(
-                f,
-                "the plugin trapped: {message} (guest stderr: {})",
-                guest_stderr.trim()
-            ),
+            CallError::Trap { message, .. } => write!(f, "the plugin trapped: {message}"),
             CallError::Deadline { limit, .. } => {
                 write!(f, "the call exceeded its time limit of {limit:?}")
             }
@@ -501,7 +497,11 @@ impl std::error::Error for CallError {}
 pub struct Plugin {
     runtime: Runtime,
     component: Component,
-    exports: Exports,
+    /// Imports resolved once; instantiated afresh for every call.
+    pre: InstancePre<PluginState>,
+    contract: ContractVersion,
+    /// The channel functions, by [`Export`].
+    exports: [ComponentExportIndex; 6],
     /// `describe` is pure: asked once per loaded component, then answered from here.
     info: Arc<tokio::sync::OnceCell<types::ChannelInfo>>,
     services: Arc<HostServices>,
@@ -515,52 +515,32 @@ enum Stage {
     Call(wasmtime::Error),
 }
 
-/// What a call leaves behind besides its result.
-struct CallTrace {
-    outputs: GuestOutputs,
-    dispatched: Arc<AtomicBool>,
-}
-
-/// Runs one export in a fresh store under the plugin's limits:
-/// `guest_call!(plugin, pre, |instance, store| instance.flow_channel_channel().call_x(store, …))`.
-macro_rules! guest_call {
-    ($plugin:expr, $pre:expr, |$instance:ident, $store:ident| $call:expr) => {{
+/// Runs `body` on a fresh instance of the plugin in a fresh store, under the plugin's limits:
+/// `in_fresh_instance!(plugin, |store, instance| async move { … })`. (A macro, not a function
+/// taking a closure: the body's future borrows the store and the caller's arguments.)
+macro_rules! in_fresh_instance {
+    ($plugin:expr, |$store:ident, $instance:ident| $body:expr) => {{
         let plugin: &Plugin = $plugin;
-        let (mut store, trace) = plugin.new_store()?;
+        let (mut store, dispatched) = plugin.new_store()?;
         let call = async {
-            let $instance = $pre
+            let $instance = plugin
+                .pre
                 .instantiate_async(&mut store)
                 .await
                 .map_err(Stage::Instantiate)?;
             let $store = &mut store;
-            $call.await.map_err(Stage::Call)
+            $body.await
         };
         let outcome = tokio::time::timeout(plugin.limits.call_timeout, call).await;
         drop(store);
-        plugin.finish(outcome, trace)
-    }};
-}
-
-/// [`guest_call!`] for an export whose signature is the same in every served version.
-macro_rules! any_version_call {
-    ($plugin:expr, |$instance:ident, $store:ident| $call:expr) => {{
-        let plugin: &Plugin = $plugin;
-        match &plugin.exports {
-            Exports::V1_1(pre) => guest_call!(plugin, pre, |$instance, $store| $call),
-            Exports::V1_0(pre) => {
-                guest_call!(plugin, pre, |$instance, $store| $call).map(Convert::convert)
-            }
-        }
+        plugin.finish(outcome, &dispatched)
     }};
 }
 
 impl Plugin {
     /// The contract version the component was built against.
     pub fn contract(&self) -> ContractVersion {
-        match self.exports {
-            Exports::V1_0(_) => ContractVersion::V1_0,
-            Exports::V1_1(_) => ContractVersion::V1_1,
-        }
+        self.contract
     }
 
     pub fn component(&self) -> &Component {
@@ -595,8 +575,8 @@ impl Plugin {
         &self.services
     }
 
-    fn new_store(&self) -> Result<(Store<PluginState>, CallTrace), CallError> {
-        let outputs = GuestOutputs::default();
+    /// A store for one call, and the flag `http-send` sets once a request has left.
+    fn new_store(&self) -> Result<(Store<PluginState>, Arc<AtomicBool>), CallError> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_bytes)
             .instances(64)
@@ -606,9 +586,6 @@ impl Plugin {
             .build();
         let dispatched = Arc::new(AtomicBool::new(false));
         let state = PluginState {
-            wasi: None,
-            outputs: outputs.clone(),
-            table: ResourceTable::new(),
             limits,
             services: self.services.clone(),
             log_budget: CallLogBudget::default(),
@@ -621,41 +598,18 @@ impl Plugin {
         store
             .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
             .map_err(setup)?;
-        Ok((
-            store,
-            CallTrace {
-                outputs,
-                dispatched,
-            },
-        ))
+        Ok((store, dispatched))
     }
 
-    /// Turns a call's outcome into the result, logging what the guest printed.
+    /// Turns a call's outcome into the result, logging a failure.
     fn finish<R>(
         &self,
         outcome: Result<Result<R, Stage>, tokio::time::error::Elapsed>,
-        trace: CallTrace,
+        dispatched: &AtomicBool,
     ) -> Result<R, CallError> {
-        let request_sent = trace.dispatched.load(Ordering::SeqCst);
-        let (stdout, stderr) = match trace.outputs.get() {
-            Some((out, err)) => (
-                String::from_utf8_lossy(&out.contents()).into_owned(),
-                String::from_utf8_lossy(&err.contents()).into_owned(),
-            ),
-            None => (String::new(), String::new()),
-        };
-        let mut budget = CallLogBudget::default();
-        let log = &self.services.log;
-        for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
-            budget.write(log, types::LogLevel::Info, &format!("guest stdout: {line}"));
-        }
+        let request_sent = dispatched.load(Ordering::SeqCst);
         let err = match outcome {
-            Ok(Ok(r)) => {
-                for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-                    budget.write(log, types::LogLevel::Warn, &format!("guest stderr: {line}"));
-                }
-                return Ok(r);
-            }
+            Ok(Ok(r)) => return Ok(r),
             Ok(Err(Stage::Instantiate(e))) => {
                 CallError::Host(anyhow::Error::from(e).context("instantiating the plugin"))
             }
@@ -670,7 +624,6 @@ impl Plugin {
                 };
                 CallError::Trap {
                     message,
-                    guest_stderr: stderr,
                     request_sent,
                 }
             }
@@ -679,20 +632,38 @@ impl Plugin {
                 request_sent,
             },
         };
-        budget.write(log, types::LogLevel::Error, &err.to_string());
+        CallLogBudget::default().write(
+            &self.services.log,
+            types::LogLevel::Error,
+            &err.to_string(),
+        );
         Err(err)
+    }
+
+    /// Calls one channel function with `params` in a fresh instance. `P` and `R` are the
+    /// function's parameter and result types in the plugin's contract version (checked
+    /// against the component by wasmtime at each call).
+    async fn call<P, R>(&self, export: Export, params: P) -> Result<R, CallError>
+    where
+        P: ComponentNamedList + Lower + Send + Sync,
+        R: ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        let index = self.exports[export as usize];
+        in_fresh_instance!(self, |store, instance| async move {
+            let func = instance.get_func(&mut *store, index).ok_or_else(|| {
+                Stage::Instantiate(wasmtime::format_err!(
+                    "the instance lacks {}",
+                    export.name()
+                ))
+            })?;
+            let func: TypedFunc<P, R> = func.typed(&*store).map_err(Stage::Instantiate)?;
+            func.call_async(store, params).await.map_err(Stage::Call)
+        })
     }
 
     /// Instantiates the component in a fresh store and calls nothing (the bench's baseline).
     pub async fn instantiate_async(&self) -> Result<(), CallError> {
-        match &self.exports {
-            Exports::V1_1(pre) => guest_call!(self, pre, |_instance, _store| async {
-                wasmtime::Result::Ok(())
-            }),
-            Exports::V1_0(pre) => guest_call!(self, pre, |_instance, _store| async {
-                wasmtime::Result::Ok(())
-            }),
-        }
+        in_fresh_instance!(self, |_store, _instance| async { Ok(()) })
     }
 
     /// `describe`, called once per loaded component (it is pure) and then cached.
@@ -705,7 +676,13 @@ impl Plugin {
 
     /// `describe`, always calling the component (the bench measures the call).
     pub async fn describe_uncached(&self) -> Result<types::ChannelInfo, CallError> {
-        any_version_call!(self, |p, s| p.flow_channel_channel().call_describe(s))
+        match self.contract {
+            ContractVersion::V1_1 => self.call(Export::Describe, ()).await.map(|(r,)| r),
+            ContractVersion::V1_0 => self
+                .call::<_, (old_types::ChannelInfo,)>(Export::Describe, ())
+                .await
+                .map(|(r,)| r.convert()),
+        }
     }
 
     /// `validate-template`.
@@ -713,9 +690,19 @@ impl Plugin {
         &self,
         template: &str,
     ) -> Result<Result<(), Vec<types::FieldError>>, CallError> {
-        any_version_call!(self, |p, s| p
-            .flow_channel_channel()
-            .call_validate_template(s, template))
+        match self.contract {
+            ContractVersion::V1_1 => self
+                .call(Export::ValidateTemplate, (template,))
+                .await
+                .map(|(r,)| r),
+            ContractVersion::V1_0 => self
+                .call::<_, (Result<(), Vec<old_types::FieldError>>,)>(
+                    Export::ValidateTemplate,
+                    (template,),
+                )
+                .await
+                .map(|(r,)| r.convert()),
+        }
     }
 
     /// `build-payload`.
@@ -724,16 +711,19 @@ impl Plugin {
         request: &types::MessageRequest,
         config: &types::ChannelConfig,
     ) -> Result<Result<types::HttpRequest, Vec<types::FieldError>>, CallError> {
-        match &self.exports {
-            Exports::V1_1(pre) => guest_call!(self, pre, |p, s| p
-                .flow_channel_channel()
-                .call_build_payload(s, request, config)),
-            Exports::V1_0(pre) => {
+        match self.contract {
+            ContractVersion::V1_1 => self
+                .call(Export::BuildPayload, (request, config))
+                .await
+                .map(|(r,)| r),
+            ContractVersion::V1_0 => {
                 let (request, config) = (request.convert(), config.clone().convert());
-                guest_call!(self, pre, |p, s| p
-                    .flow_channel_channel()
-                    .call_build_payload(s, &request, &config))
-                .map(Convert::convert)
+                self.call::<_, (Result<old_types::HttpRequest, Vec<old_types::FieldError>>,)>(
+                    Export::BuildPayload,
+                    (&request, &config),
+                )
+                .await
+                .map(|(r,)| r.convert())
             }
         }
     }
@@ -744,16 +734,16 @@ impl Plugin {
         outcome: &types::SendOutcome,
         attempt: u32,
     ) -> Result<types::Classification, CallError> {
-        match &self.exports {
-            Exports::V1_1(pre) => guest_call!(self, pre, |p, s| p
-                .flow_channel_channel()
-                .call_classify(s, outcome, attempt)),
-            Exports::V1_0(pre) => {
+        match self.contract {
+            ContractVersion::V1_1 => self
+                .call(Export::Classify, (outcome, attempt))
+                .await
+                .map(|(r,)| r),
+            ContractVersion::V1_0 => {
                 let outcome = outcome.clone().convert();
-                guest_call!(self, pre, |p, s| p
-                    .flow_channel_channel()
-                    .call_classify(s, &outcome, attempt))
-                .map(Convert::convert)
+                self.call::<_, (old_types::Classification,)>(Export::Classify, (&outcome, attempt))
+                    .await
+                    .map(|(r,)| r.convert())
             }
         }
     }
@@ -764,16 +754,19 @@ impl Plugin {
         request: &types::WebhookRequest,
         config: &types::ChannelConfig,
     ) -> Result<Result<types::WebhookOutcome, types::WebhookError>, CallError> {
-        match &self.exports {
-            Exports::V1_1(pre) => guest_call!(self, pre, |p, s| p
-                .flow_channel_channel()
-                .call_parse_webhook(s, request, config)),
-            Exports::V1_0(pre) => {
+        match self.contract {
+            ContractVersion::V1_1 => self
+                .call(Export::ParseWebhook, (request, config))
+                .await
+                .map(|(r,)| r),
+            ContractVersion::V1_0 => {
                 let (request, config) = (request.clone().convert(), config.clone().convert());
-                guest_call!(self, pre, |p, s| p
-                    .flow_channel_channel()
-                    .call_parse_webhook(s, &request, &config))
-                .map(Convert::convert)
+                self.call::<_, (Result<old_types::WebhookOutcome, old_types::WebhookError>,)>(
+                    Export::ParseWebhook,
+                    (&request, &config),
+                )
+                .await
+                .map(|(r,)| r.convert())
             }
         }
     }
@@ -785,16 +778,19 @@ impl Plugin {
         config: &types::ChannelConfig,
         attempt: u32,
     ) -> Result<Result<types::Classification, Vec<types::FieldError>>, CallError> {
-        match &self.exports {
-            Exports::V1_1(pre) => guest_call!(self, pre, |p, s| p
-                .flow_channel_channel()
-                .call_send(s, request, config, attempt)),
-            Exports::V1_0(pre) => {
+        match self.contract {
+            ContractVersion::V1_1 => self
+                .call(Export::Send, (request, config, attempt))
+                .await
+                .map(|(r,)| r),
+            ContractVersion::V1_0 => {
                 let (request, config) = (request.convert(), config.clone().convert());
-                guest_call!(self, pre, |p, s| p
-                    .flow_channel_channel()
-                    .call_send(s, &request, &config, attempt))
-                .map(Convert::convert)
+                self.call::<_, (Result<old_types::Classification, Vec<old_types::FieldError>>,)>(
+                    Export::Send,
+                    (&request, &config, attempt),
+                )
+                .await
+                .map(|(r,)| r.convert())
             }
         }
     }

@@ -64,6 +64,30 @@ fn a_contract_version_the_host_does_not_serve_is_refused_naming_both() {
     }
 }
 
+/// The host links the contract and nothing else: a component that also imports WASI is
+/// refused when it is loaded, naming the import, rather than given an empty WASI.
+#[test]
+fn a_component_importing_more_than_the_contract_is_refused_naming_the_import() {
+    let wat = r#"(component
+        (import "wasi:cli/environment@0.2.0" (instance (export "initial-cwd" (func))))
+        (instance $i)
+        (export "flow:channel/channel@1.1.0" (instance $i)))"#;
+    let err = runtime()
+        .load(
+            wat.as_bytes(),
+            Arc::new(HostServices::locked_down()),
+            Limits::default(),
+        )
+        .err()
+        .expect("refused");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("wasi:cli/environment@0.2.0"), "{msg}");
+    assert!(
+        msg.contains("the flow:channel@1.1.0 host interface and nothing else"),
+        "{msg}"
+    );
+}
+
 /// Compiled components are kept by (sha256 of the component, engine compatibility hash) and
 /// loaded instead of compiled the next time.
 #[test]
