@@ -90,32 +90,22 @@ fn inputs() -> Inputs {
 }
 
 /// wasmtime's own instantiation, without the host's plumbing (timeout, host state, the
-/// blocking bridge): a fresh `Store` and `InstancePre::instantiate_async` on a pooling engine
-/// like the host's (µs).
-fn bare_instantiate() -> f64 {
-    use host_harness::bindings::ChannelPluginPre;
+/// blocking bridge): a fresh `Store` and `InstancePre::instantiate_async` on the host's own
+/// engine (same pooling and reset settings) and compiled component (µs).
+fn bare_instantiate(plugin: &host_harness::Plugin) -> f64 {
     use host_harness::runtime::block_on;
-    use wasmtime::component::{Component, Linker};
-    let mut config = wasmtime::Config::new();
-    config.consume_fuel(true);
-    let mut pool = wasmtime::PoolingAllocationConfig::default();
-    pool.total_component_instances(64)
-        .total_core_instances(512)
-        .total_memories(64)
-        .total_tables(128)
-        .total_stacks(64)
-        .max_memory_size(256 << 20);
-    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-    let engine = wasmtime::Engine::new(&config).unwrap();
-    let component = Component::from_file(&engine, host_harness::WHATSAPP_CHANNEL_WASM).unwrap();
-    let mut linker = Linker::<()>::new(&engine);
-    linker.define_unknown_imports_as_traps(&component).unwrap();
-    let pre = ChannelPluginPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+    use wasmtime::component::Linker;
+    let engine = plugin.engine();
+    let mut linker = Linker::<()>::new(engine);
+    linker
+        .define_unknown_imports_as_traps(plugin.component())
+        .unwrap();
+    let pre = linker.instantiate_pre(plugin.component()).unwrap();
     block_on(async {
         let mut samples = Vec::with_capacity(ITERATIONS);
         for _ in 0..ITERATIONS {
             let t = Instant::now();
-            let mut store = wasmtime::Store::new(&engine, ());
+            let mut store = wasmtime::Store::new(engine, ());
             store.set_fuel(u64::MAX).unwrap();
             black_box(pre.instantiate_async(&mut store).await.unwrap());
             drop(store);
@@ -212,7 +202,7 @@ fn main() {
         ),
     ];
     let kept = kept_instance(&i);
-    let bare = bare_instantiate();
+    let bare = bare_instantiate(&plugin);
     println!(
         "median of {ITERATIONS}; wasm = a fresh instance per call (instantiate alone: {instantiate:.1} µs through the host, {bare:.1} µs bare wasmtime); kept = one instance for every call (reference)"
     );
