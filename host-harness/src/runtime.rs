@@ -1,8 +1,8 @@
 //! Loading and calling channel components.
 //!
 //! One [`Runtime`] (one wasmtime `Engine`, async, pooling allocator where the OS allows the
-//! reservation) per process; one [`Plugin`] (an `InstancePre`, imports resolved and export
-//! types checked once) per loaded component; a fresh `Store` and instance per call. The host
+//! reservation) per process; one [`Plugin`] (an `InstancePre`, imports resolved and the channel
+//! functions looked up once) per loaded component; a fresh `Store` and instance per call. The host
 //! links the contract and nothing else: a component that imports anything more (WASI, say)
 //! is refused at load, naming the import.
 //!
@@ -305,7 +305,8 @@ enum Export {
 }
 
 impl Export {
-    const ALL: [Export; 6] = [
+    const COUNT: usize = 6;
+    const ALL: [Export; Export::COUNT] = [
         Export::Describe,
         Export::ValidateTemplate,
         Export::BuildPayload,
@@ -331,7 +332,7 @@ impl Export {
         component: &Component,
         interface: &str,
         contract: ContractVersion,
-    ) -> Result<[ComponentExportIndex; 6]> {
+    ) -> Result<[ComponentExportIndex; Export::COUNT]> {
         let not_exported = |what: &str| {
             anyhow::anyhow!(
                 "the component does not export {what} as {}",
@@ -341,7 +342,7 @@ impl Export {
         let instance = component
             .get_export_index(None, interface)
             .ok_or_else(|| not_exported(interface))?;
-        let mut indices = [instance; 6];
+        let mut indices = [instance; Export::COUNT];
         for (slot, export) in indices.iter_mut().zip(Export::ALL) {
             *slot = component
                 .get_export_index(Some(&instance), export.name())
@@ -501,7 +502,7 @@ pub struct Plugin {
     pre: InstancePre<PluginState>,
     contract: ContractVersion,
     /// The channel functions, by [`Export`].
-    exports: [ComponentExportIndex; 6],
+    exports: [ComponentExportIndex; Export::COUNT],
     /// `describe` is pure: asked once per loaded component, then answered from here.
     info: Arc<tokio::sync::OnceCell<types::ChannelInfo>>,
     services: Arc<HostServices>,
