@@ -106,7 +106,7 @@ fn bare_instantiate(plugin: &host_harness::Plugin) -> f64 {
         for _ in 0..ITERATIONS {
             let t = Instant::now();
             let mut store = wasmtime::Store::new(engine, ());
-            store.set_fuel(u64::MAX).unwrap();
+            store.set_epoch_deadline(u64::MAX);
             black_box(pre.instantiate_async(&mut store).await.unwrap());
             drop(store);
             samples.push(t.elapsed());
@@ -117,20 +117,20 @@ fn bare_instantiate(plugin: &host_harness::Plugin) -> f64 {
 }
 
 /// The three calls in one kept instance (µs each): classify, build-payload, validate-template.
-/// Same engine settings as the host's (fuel on), no pooling needed for one instance.
+/// Same code as the host's (epoch checks compiled in), no pooling needed for one instance.
 fn kept_instance(i: &Inputs) -> [f64; 3] {
     use host_harness::bindings::ChannelPlugin;
     use host_harness::runtime::block_on;
     use wasmtime::component::{Component, Linker};
     let mut config = wasmtime::Config::new();
-    config.consume_fuel(true);
+    config.epoch_interruption(true);
     let engine = wasmtime::Engine::new(&config).unwrap();
     let component = Component::from_file(&engine, host_harness::WHATSAPP_CHANNEL_WASM).unwrap();
     let mut linker = Linker::<()>::new(&engine);
     // These calls use no host function.
     linker.define_unknown_imports_as_traps(&component).unwrap();
     let mut store = wasmtime::Store::new(&engine, ());
-    store.set_fuel(u64::MAX).unwrap();
+    store.set_epoch_deadline(u64::MAX);
     let plugin = block_on(ChannelPlugin::instantiate_async(
         &mut store, &component, &linker,
     ))

@@ -5,6 +5,8 @@
 pub const COMPONENT_TARGET: &str = "wasm32-unknown-unknown";
 /// The cargo profile of the component builds (workspace `Cargo.toml`).
 pub const COMPONENT_PROFILE: &str = "component";
+/// The channel modules' initial linear memory (bytes, a multiple of 64 KiB).
+pub const COMPONENT_INITIAL_MEMORY: usize = 2 << 20;
 
 /// `cargo rustc` of one channel crate as a `cdylib` for the component target into
 /// `target_dir`. The crates declare themselves `rlib` only (for native tests and benches):
@@ -63,6 +65,11 @@ pub fn component_cargo(
     let flags = [
         format!("--remap-path-prefix={}=/src", workspace.display()),
         format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+        // Headroom in the initial memory (above the 1 MiB stack and the data): a call's heap
+        // fits there without `memory.grow`, which costs the host two `mprotect`s per call
+        // (open the pages, close them again for the slot's next instance), each a TLB
+        // shootdown across the host's threads. Untouched pages cost nothing.
+        format!("-Clink-arg=--initial-memory={COMPONENT_INITIAL_MEMORY}"),
     ];
     cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"));
     cmd

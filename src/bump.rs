@@ -16,6 +16,16 @@ use core::ptr::null_mut;
 
 const PAGE: usize = 65_536;
 
+unsafe extern "C" {
+    /// Defined by `wasm-ld`: the first address above everything the module laid out.
+    static __heap_base: u8;
+}
+
+fn heap_base() -> usize {
+    // SAFETY: only the symbol's address is taken; nothing is read through it.
+    unsafe { &raw const __heap_base as usize }
+}
+
 pub struct Bump {
     /// The next free byte (0 before the first allocation).
     next: Cell<usize>,
@@ -68,12 +78,14 @@ impl Default for Bump {
 unsafe impl GlobalAlloc for Bump {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if self.end.get() == 0 {
-            // Start above everything the module laid out (data, stack): memory grown from
-            // here on is ours alone.
+            // The heap starts where the linker's layout ends (`__heap_base`: above the stack,
+            // data and bss) and first fills the rest of the initial memory; only then does it
+            // grow the memory, from its top, which is ours alone.
+            let base = heap_base();
             let top = core::arch::wasm32::memory_size(0) * PAGE;
-            self.next.set(top);
-            self.end.set(top);
-            self.base.set(top);
+            self.next.set(base);
+            self.end.set(top.max(base));
+            self.base.set(base);
         }
         let align = layout.align();
         let Some(start) = self

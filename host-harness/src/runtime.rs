@@ -9,9 +9,12 @@
 //! ## Budgets
 //! Each call has three, counted separately ([`Limits`]):
 //! - **memory**: linear memory the guest may grow to (a failed growth traps);
-//! - **guest CPU**: fuel, i.e. instructions executed inside the guest; time the guest spends
-//!   waiting in host imports (HTTP) costs no fuel, so a slow provider never looks like a
-//!   runaway plugin;
+//! - **guest CPU**: time spent running guest code, checked at every tick of the engine's
+//!   epoch ([`EPOCH_TICK`], where the guest also yields to the async executor); time the guest
+//!   spends waiting in host imports (HTTP) is not counted, so a slow provider never looks like
+//!   a runaway plugin. (Epochs, not fuel: fuel instruments every block of guest code, which
+//!   made calls up to twice as slow; an epoch check is one load and compare at function
+//!   entries and loop heads.)
 //! - **wall clock**: a deadline over the whole call, instantiation and host imports included.
 //!
 //! A call that fails (trap, budget, deadline) is a [`CallError`] that says whether `http-send`
@@ -30,19 +33,20 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::component::{
     Component, ComponentExportIndex, ComponentNamedList, HasSelf, InstancePre, Lift, Linker, Lower,
     TypedFunc,
 };
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
-    StoreLimits, StoreLimitsBuilder,
+    StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
 /// Instances that may be alive at once in the pooling allocator (one per call in flight).
 pub const POOL_INSTANCES: u32 = 2_048;
-/// Guest instructions between cooperative yields to the async executor.
-const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
+/// How often the engine's epoch advances: the granularity of the CPU budget, and how long
+/// guest code runs at most before it yields to the async executor.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// Bytes of a pooled linear memory (and of a table) put back by copying the original contents
 /// over the pages a call dirtied, found with Linux's `PAGEMAP_SCAN`, instead of unmapping
 /// them: the next call in that slot finds its pages resident, without a page fault each.
@@ -55,8 +59,10 @@ const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 pub struct Limits {
     /// Linear memory a guest may grow to.
     pub memory_bytes: usize,
-    /// Instructions a call may execute inside the guest (host imports cost none).
-    pub cpu_fuel: u64,
+    /// Time a call may spend running guest code (time waiting in host imports is not
+    /// counted), checked every [`EPOCH_TICK`]; `Duration::ZERO` stops the guest at its first
+    /// function call or loop.
+    pub cpu_time: Duration,
     /// Wall-clock deadline for the whole call, host imports included.
     pub call_timeout: Duration,
 }
@@ -65,13 +71,30 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             memory_bytes: 64 << 20,
-            // About a second of guest CPU; `describe`, the heaviest export, needs ~1/1000 of it.
-            cpu_fuel: 2_000_000_000,
+            // `describe`, the heaviest export, needs well under a millisecond.
+            cpu_time: Duration::from_secs(1),
             // Longer than the HTTP client's own 20 s total timeout, so a slow provider ends as
             // a transport timeout the plugin classifies, not as a deadline.
             call_timeout: Duration::from_secs(30),
         }
     }
+}
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] on a thread of its own, which ends once
+/// the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) -> Result<()> {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("host-harness-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .context("starting the epoch thread")?;
+    Ok(())
 }
 
 /// The process-wide engine.
@@ -163,7 +186,7 @@ impl Runtime {
     pub fn with_options(pooling: bool, cache: bool) -> Result<Runtime> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.consume_fuel(true);
+        config.epoch_interruption(true);
         if pooling {
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(POOL_INSTANCES)
@@ -180,6 +203,7 @@ impl Runtime {
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
+        start_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
         ChannelPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
@@ -360,7 +384,41 @@ pub struct PluginState {
     /// Set once `http-send` hands a request to the network; read after the call, whatever
     /// became of it.
     dispatched: Arc<AtomicBool>,
+    /// The guest time this call has used, for its CPU budget.
+    guest_time: GuestTime,
 }
+
+/// Guest time of one call: wall time since the call started, less the time spent waiting
+/// in host imports.
+struct GuestTime {
+    started: Instant,
+    in_imports: Duration,
+}
+
+impl GuestTime {
+    fn new() -> GuestTime {
+        GuestTime {
+            started: Instant::now(),
+            in_imports: Duration::ZERO,
+        }
+    }
+
+    fn used(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.in_imports)
+    }
+}
+
+/// The error an epoch check raises once a call's guest time passes its budget.
+#[derive(Debug)]
+struct CpuBudgetExceeded;
+
+impl std::fmt::Display for CpuBudgetExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the guest used up its CPU budget")
+    }
+}
+
+impl std::error::Error for CpuBudgetExceeded {}
 
 impl types::Host for PluginState {}
 
@@ -372,10 +430,14 @@ impl host::Host for PluginState {
         request: types::HttpRequest,
     ) -> Result<types::HttpResponse, types::TransportError> {
         let services = self.services.clone();
-        services
+        let waiting = Instant::now();
+        let response = services
             .http
             .send(&request, &services.secrets, &self.dispatched)
-            .await
+            .await;
+        // Waiting on the network is not guest CPU.
+        self.guest_time.in_imports += waiting.elapsed();
+        response
     }
 
     async fn hmac_sha256_verify(
@@ -591,14 +653,20 @@ impl Plugin {
             services: self.services.clone(),
             log_budget: CallLogBudget::default(),
             dispatched: dispatched.clone(),
+            guest_time: GuestTime::new(),
         };
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limits);
-        let setup = |e: wasmtime::Error| CallError::Host(anyhow::Error::from(e));
-        store.set_fuel(self.limits.cpu_fuel).map_err(setup)?;
-        store
-            .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
-            .map_err(setup)?;
+        let budget = self.limits.cpu_time;
+        // A budget under one tick is checked at once (the guest's first function or loop).
+        store.set_epoch_deadline(u64::from(budget >= EPOCH_TICK));
+        store.epoch_deadline_callback(move |store| {
+            if store.data().guest_time.used() >= budget {
+                Err(CpuBudgetExceeded.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
         Ok((store, dispatched))
     }
 
@@ -611,23 +679,28 @@ impl Plugin {
         let request_sent = dispatched.load(Ordering::SeqCst);
         let err = match outcome {
             Ok(Ok(r)) => return Ok(r),
-            Ok(Err(Stage::Instantiate(e))) => {
-                CallError::Host(anyhow::Error::from(e).context("instantiating the plugin"))
-            }
-            Ok(Err(Stage::Call(e))) => {
-                let message = match e.downcast_ref::<wasmtime::Trap>() {
-                    Some(wasmtime::Trap::OutOfFuel) => format!(
-                        "the call used up its CPU budget of {} guest instructions",
-                        self.limits.cpu_fuel
-                    ),
-                    Some(trap) => trap.to_string(),
-                    None => format!("{e:#}"),
-                };
+            // The guest's own start code counts against its budget like the call does.
+            Ok(Err(Stage::Instantiate(e) | Stage::Call(e)))
+                if e.downcast_ref::<CpuBudgetExceeded>().is_some() =>
+            {
                 CallError::Trap {
-                    message,
+                    message: format!(
+                        "the call used up its CPU budget of {:?} of guest time",
+                        self.limits.cpu_time
+                    ),
                     request_sent,
                 }
             }
+            Ok(Err(Stage::Instantiate(e))) => {
+                CallError::Host(anyhow::Error::from(e).context("instantiating the plugin"))
+            }
+            Ok(Err(Stage::Call(e))) => CallError::Trap {
+                message: match e.downcast_ref::<wasmtime::Trap>() {
+                    Some(trap) => trap.to_string(),
+                    None => format!("{e:#}"),
+                },
+                request_sent,
+            },
             Err(_) => CallError::Deadline {
                 limit: self.limits.call_timeout,
                 request_sent,

@@ -28,7 +28,7 @@ fn memory_cap_traps_the_call_and_the_host_keeps_serving() {
 #[test]
 fn the_cpu_budget_interrupts_the_guest() {
     let starved = plugin().with_limits(Limits {
-        cpu_fuel: 10_000,
+        cpu_time: Duration::ZERO,
         ..Limits::default()
     });
     // (`describe` would answer from the host's cache: validating a template runs the guest.)
@@ -80,7 +80,7 @@ fn time_waiting_on_the_provider_costs_no_guest_cpu() {
     let plugin = plugin()
         .with_services(Arc::new(services))
         .with_limits(Limits {
-            cpu_fuel: 200_000_000,
+            cpu_time: Duration::from_millis(200),
             call_timeout: Duration::from_secs(10),
             ..Limits::default()
         });
@@ -147,4 +147,94 @@ fn many_calls_in_a_row_each_get_a_fresh_instance() {
 fn template() -> serde_json::Value {
     serde_json::json!({"type": "template", "template": {"name": "order_update", "language": "en_US",
         "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}})
+}
+
+/// Records every growth of a store's linear memory (the first is the instance's initial size).
+#[derive(Default)]
+struct GrowthLog(Vec<(usize, usize)>);
+
+impl wasmtime::ResourceLimiter for GrowthLog {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.0.push((current, desired));
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+#[test]
+fn typical_calls_fit_in_the_initial_memory_without_growing_it() {
+    // A `memory.grow` costs the host two `mprotect`s per call (the pool closes the pages
+    // again for the slot's next instance): the component's heap starts in the headroom of its
+    // initial memory, which a typical call does not outgrow.
+    use host_harness::bindings::ChannelPlugin;
+    use host_harness::runtime::block_on;
+    use wasmtime::component::{Component, Linker};
+    let engine = wasmtime::Engine::default();
+    let component = Component::from_file(&engine, host_harness::WHATSAPP_CHANNEL_WASM).unwrap();
+    let mut linker = Linker::<GrowthLog>::new(&engine);
+    linker.define_unknown_imports_as_traps(&component).unwrap();
+    let fresh = || {
+        let mut store = wasmtime::Store::new(&engine, GrowthLog::default());
+        store.limiter(|log| log);
+        let plugin = block_on(ChannelPlugin::instantiate_async(
+            &mut store, &component, &linker,
+        ))
+        .unwrap();
+        (store, plugin)
+    };
+    let body = fixture("error-response-130429-rate-limit.json").into_bytes();
+    let outcome = host_harness::types::SendOutcome::Response(host_harness::types::HttpResponse {
+        status: 400,
+        headers: vec![],
+        body,
+    });
+    let (mut store, plugin) = fresh();
+    let c = block_on(
+        plugin
+            .flow_channel_channel()
+            .call_classify(&mut store, &outcome, 1),
+    )
+    .unwrap();
+    assert_eq!(c.reason, "rate_limited", "{c:?}");
+    let classify_growth = std::mem::take(&mut store.data_mut().0);
+
+    let (mut store, plugin) = fresh();
+    let (request, config) = (message("+16505551234", template()), demo_config(None));
+    let call = plugin
+        .flow_channel_channel()
+        .call_build_payload(&mut store, &request, &config);
+    block_on(call).unwrap().unwrap();
+    let build_growth = std::mem::take(&mut store.data_mut().0);
+
+    let (mut store, plugin) = fresh();
+    let carousel = fixture("template-create-marketing-media-card-carousel.json");
+    let call = plugin
+        .flow_channel_channel()
+        .call_validate_template(&mut store, &carousel);
+    block_on(call).unwrap().unwrap();
+    let validate_growth = std::mem::take(&mut store.data_mut().0);
+
+    for (call, growth) in [
+        ("classify", classify_growth),
+        ("build-payload", build_growth),
+        ("validate-template", validate_growth),
+    ] {
+        assert!(
+            growth.len() == 1 && growth[0].0 == 0,
+            "{call}: only the initial memory is set up, no growth: {growth:?}"
+        );
+    }
 }
