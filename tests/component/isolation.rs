@@ -238,3 +238,37 @@ fn typical_calls_fit_in_the_initial_memory_without_growing_it() {
         );
     }
 }
+
+#[test]
+fn json_nested_past_the_parser_limit_is_an_error_not_a_stack_overflow() {
+    // The component's shadow stack is 256 KiB: the deepest input the parser accepts (128
+    // levels) fits, and anything deeper is refused by the parser before the stack runs out.
+    let deep = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    for depth in [127, 10_000] {
+        let template = format!("{{\"name\":\"x\",\"components\":{}}}", deep(depth));
+        let errors = plugin()
+            .validate_template(&template)
+            .expect("no trap")
+            .expect_err("not a valid template");
+        assert!(!errors.is_empty());
+        let request = message(
+            "+16505551234",
+            serde_json::from_str(&format!(
+                "{{\"type\":\"text\",\"text\":{{\"body\":\"hi\"}},\"x\":{}}}",
+                deep(depth.min(100))
+            ))
+            .unwrap(),
+        );
+        let _ = plugin()
+            .build_payload(&request, &demo_config(None))
+            .expect("no trap");
+        let outcome =
+            host_harness::types::SendOutcome::Response(host_harness::types::HttpResponse {
+                status: 400,
+                headers: vec![],
+                body: format!("{{\"error\":{}}}", deep(depth)).into_bytes(),
+            });
+        let c = plugin().classify(&outcome, 1).expect("no trap");
+        assert!(!c.reason.is_empty(), "{c:?}");
+    }
+}
