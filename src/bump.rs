@@ -9,6 +9,10 @@
 //! were taken back by its post-return — the whole heap is free again and starts over.
 //! Memory still ends at the host's cap: a failed `memory.grow` is a null pointer, which Rust
 //! turns into an abort the host reports.
+//!
+//! The heap begins at `__heap_base` and first fills the rest of the initial memory (the
+//! component build gives the module 1 MiB: a 256 KiB stack, the data, the heap), so a typical
+//! call never executes `memory.grow` — each growth costs a pooling host two `mprotect`s.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
