@@ -23,8 +23,44 @@ pub fn component_cargo(
     target_dir: &std::path::Path,
     package: &str,
 ) -> std::process::Command {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    component_cargo_from(workspace, target_dir, package, std::env::vars_os())
+}
+
+/// Whether a variable of the outer build's environment must not reach a component build: its
+/// flags, wrappers, jobserver, and profile, target and build settings
+/// (`CARGO_PROFILE_RELEASE_LTO=false` for a quicker outer build, say, silently made 2.7 MB
+/// components). The `component` profile in the workspace manifest alone decides the bytes.
+pub fn leaks_into_component_build(name: &str) -> bool {
+    const NAMES: [&str; 8] = [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "CARGO_INCREMENTAL",
+    ];
+    const PREFIXES: [&str; 3] = ["CARGO_PROFILE_", "CARGO_TARGET_", "CARGO_BUILD_"];
+    NAMES.contains(&name) || PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+}
+
+/// [`component_cargo`] with `outer_env` as the environment it would otherwise inherit: the
+/// command gets exactly that environment, less what [`leaks_into_component_build`].
+pub fn component_cargo_from(
+    workspace: &std::path::Path,
+    target_dir: &std::path::Path,
+    package: &str,
+    outer_env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> std::process::Command {
+    let env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> = outer_env
+        .into_iter()
+        .filter(|(name, _)| !leaks_into_component_build(&name.to_string_lossy()))
+        .collect();
+    let var = |name: &str| env.get(std::ffi::OsStr::new(name)).cloned();
+    let cargo = var("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
+    cmd.env_clear().envs(&env);
     cmd.current_dir(workspace).args([
         "rustc",
         "--lib",
@@ -38,32 +74,8 @@ pub fn component_cargo(
         package,
     ]);
     cmd.arg("--target-dir").arg(target_dir);
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-    ] {
-        cmd.env_remove(var);
-    }
-    // Profile, target and build settings from the environment (`CARGO_PROFILE_RELEASE_LTO=false`
-    // for a quicker outer build, say) would change the component's bytes: the `component`
-    // profile in the workspace manifest alone decides them.
-    for (var, _) in std::env::vars_os() {
-        let name = var.to_string_lossy();
-        if ["CARGO_PROFILE_", "CARGO_TARGET_", "CARGO_BUILD_"]
-            .iter()
-            .any(|prefix| name.starts_with(prefix))
-            || name == "CARGO_INCREMENTAL"
-        {
-            cmd.env_remove(&var);
-        }
-    }
-    let cargo_home = std::env::var("CARGO_HOME").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-        std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+    let cargo_home = var("CARGO_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(var("HOME").unwrap_or_default()).join(".cargo")
     });
     let flags = [
         format!("--remap-path-prefix={}=/src", workspace.display()),

@@ -1,18 +1,41 @@
 //! The same commit gives the same component bytes however often and wherever the channels are
-//! built: each is built again, into another target directory, and compared with what
-//! `build.rs` built (paths are remapped, so the checkout's location does not matter either).
+//! built: each is built again, into another target directory, under an environment full of
+//! settings meant for an outer build, and compared with what `build.rs` built (paths are
+//! remapped, so the checkout's location does not matter either).
 
 use std::path::Path;
 
-include!("../../component_build.rs");
+/// The build's own command (shared with `build.rs`; `component_cargo` itself is unused here).
+#[allow(dead_code)]
+mod build {
+    include!("../../component_build.rs");
+}
+use build::{component_cargo_from, core_module_path};
 
 #[test]
-fn the_channels_build_to_the_same_bytes_in_another_target_directory() {
+fn the_channels_build_to_the_same_bytes_in_another_target_directory_and_environment() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let again = workspace.join("target/reproducible");
     let built = workspace.join("target/component");
+    // What a quicker or differently configured outer build might set: none of it may reach
+    // the component build (each of these alone changes the bytes).
+    let outer_build = [
+        ("CARGO_PROFILE_COMPONENT_LTO", "false"),
+        ("CARGO_PROFILE_COMPONENT_OPT_LEVEL", "1"),
+        ("CARGO_PROFILE_COMPONENT_CODEGEN_UNITS", "16"),
+        ("CARGO_BUILD_RUSTFLAGS", "-Cdebuginfo=1"),
+        ("RUSTFLAGS", "-Cdebuginfo=1"),
+        ("CARGO_INCREMENTAL", "1"),
+    ];
+    let env = || {
+        std::env::vars_os().chain(
+            outer_build
+                .iter()
+                .map(|(name, value)| ((*name).into(), (*value).into())),
+        )
+    };
     for package in ["whatsapp-channel", "sms-channel", "hostile-channel"] {
-        let output = component_cargo(workspace, &again, package)
+        let output = component_cargo_from(workspace, &again, package, env())
             .output()
             .unwrap();
         assert!(
