@@ -11,8 +11,8 @@
 //! - **memory**: linear memory the guest may grow to (a failed growth traps);
 //! - **guest CPU**: time spent running guest code, checked at every tick of the engine's
 //!   epoch ([`EPOCH_TICK`], where the guest also yields to the async executor); time the guest
-//!   spends waiting in host imports (HTTP) is not counted, so a slow provider never looks like
-//!   a runaway plugin. (Epochs, not fuel: fuel instruments every block of guest code, which
+//!   spends waiting in host imports (HTTP) or for its turn after a yield is not counted, so a
+//!   slow provider or a busy host never looks like a runaway plugin. (Epochs, not fuel: fuel instruments every block of guest code, which
 //!   made calls up to twice as slow; an epoch check is one load and compare at function
 //!   entries and loop heads.)
 //! - **wall clock**: a deadline over the whole call, instantiation and host imports included.
@@ -31,7 +31,7 @@ use crate::services::log::CallLogBudget;
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{
@@ -59,9 +59,9 @@ const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 pub struct Limits {
     /// Linear memory a guest may grow to.
     pub memory_bytes: usize,
-    /// Time a call may spend running guest code (time waiting in host imports is not
-    /// counted), checked every [`EPOCH_TICK`]; `Duration::ZERO` stops the guest at its first
-    /// function call or loop.
+    /// Time a call may spend running guest code (time waiting in `http-send`, or for the
+    /// executor after a yield, is not counted), checked every [`EPOCH_TICK`];
+    /// `Duration::ZERO` stops the guest at its first function call or loop.
     pub cpu_time: Duration,
     /// Wall-clock deadline for the whole call, host imports included.
     pub call_timeout: Duration,
@@ -388,11 +388,14 @@ pub struct PluginState {
     guest_time: GuestTime,
 }
 
-/// Guest time of one call: wall time since the call started, less the time spent waiting
-/// in host imports.
+/// Guest time of one call: wall time since the call started, less the time spent waiting in
+/// host imports and the time spent yielded to the executor at epoch ticks (on a busy host the
+/// call may wait long for its turn again: that is not the guest's CPU).
 struct GuestTime {
     started: Instant,
     in_imports: Duration,
+    /// Nanoseconds spent yielded, added by the yield futures (which cannot reach the store).
+    yielded_ns: Arc<AtomicU64>,
 }
 
 impl GuestTime {
@@ -400,11 +403,31 @@ impl GuestTime {
         GuestTime {
             started: Instant::now(),
             in_imports: Duration::ZERO,
+            yielded_ns: Arc::new(AtomicU64::new(0)),
         }
     }
 
     fn used(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.in_imports)
+        let yielded = Duration::from_nanos(self.yielded_ns.load(Ordering::Relaxed));
+        self.started
+            .elapsed()
+            .saturating_sub(self.in_imports)
+            .saturating_sub(yielded)
+    }
+
+    /// What an epoch tick does once the budget is checked: yield to the executor (so other
+    /// calls run), timing how long the call waits to be polled again.
+    fn yield_at_tick(&self) -> UpdateDeadline {
+        let yielded_ns = self.yielded_ns.clone();
+        UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                let waiting = Instant::now();
+                tokio::task::yield_now().await;
+                let ns = u64::try_from(waiting.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                yielded_ns.fetch_add(ns, Ordering::Relaxed);
+            }),
+        )
     }
 }
 
@@ -661,10 +684,11 @@ impl Plugin {
         // A budget under one tick is checked at once (the guest's first function or loop).
         store.set_epoch_deadline(u64::from(budget >= EPOCH_TICK));
         store.epoch_deadline_callback(move |store| {
-            if store.data().guest_time.used() >= budget {
+            let guest_time = &store.data().guest_time;
+            if guest_time.used() >= budget {
                 Err(CpuBudgetExceeded.into())
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                Ok(guest_time.yield_at_tick())
             }
         });
         Ok((store, dispatched))

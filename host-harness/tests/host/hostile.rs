@@ -76,6 +76,40 @@ fn an_infinite_loop_uses_up_its_cpu_budget_while_other_calls_are_served() {
 }
 
 #[test]
+fn time_spent_waiting_for_a_busy_executor_is_not_charged_to_the_guest() {
+    // One executor thread shared with a task that blocks it for 20 ms whenever it runs: the
+    // spinning guest gets ~2 ms in every ~22. Its 200 ms CPU budget must then last ~2 s of
+    // wall time; charging the waits would stop it after ~200 ms.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let budget = Duration::from_millis(200);
+    let spinning = hostile().with_limits(Limits {
+        cpu_time: budget,
+        ..Limits::default()
+    });
+    let (result, wall) = rt.block_on(async {
+        let hog = tokio::spawn(async {
+            loop {
+                std::thread::sleep(Duration::from_millis(20));
+                tokio::task::yield_now().await;
+            }
+        });
+        let started = std::time::Instant::now();
+        let result = spinning.validate_template_async("loop").await;
+        hog.abort();
+        (result, started.elapsed())
+    });
+    let msg = trap_message(result);
+    assert!(msg.contains("CPU budget"), "{msg}");
+    assert!(
+        wall >= budget * 5,
+        "stopped after {wall:?} of wall time: the waits were charged as guest CPU"
+    );
+}
+
+#[test]
 fn a_memory_bomb_hits_the_memory_cap() {
     let msg = trap_message(hostile().validate_template("memory"));
     assert!(!msg.is_empty());
