@@ -37,6 +37,7 @@ fn main() {
         "examples/sms-channel/channel-plugin.json",
         "channel-plugin.json",
         "tests/fixtures/hostile-channel",
+        "crates/bump-alloc",
         "Cargo.toml",
         "Cargo.lock",
         "host-harness/component_build.rs",

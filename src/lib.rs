@@ -14,18 +14,16 @@
 
 #![recursion_limit = "256"]
 
-#[cfg(target_arch = "wasm32")]
-mod bump;
 pub mod catalog;
 pub mod classify;
 pub mod config;
 pub mod field_errors;
 mod glue;
 
-/// Every call runs in a fresh instance: nothing needs freeing (see `bump`).
+/// Every call runs in a fresh instance: nothing needs freeing (see `bump_alloc`).
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
-static ALLOCATOR: bump::Bump = bump::Bump::new();
+static ALLOCATOR: bump_alloc::Bump = bump_alloc::Bump::new();
 pub mod graph_versions;
 pub mod host;
 pub mod meta_limits;

@@ -272,3 +272,48 @@ fn json_nested_past_the_parser_limit_is_an_error_not_a_stack_overflow() {
         assert!(!c.reason.is_empty(), "{c:?}");
     }
 }
+
+#[test]
+fn the_sms_component_answers_within_its_initial_memory_too() {
+    // Same allocator, same layout: the SMS channel (contract 1.0.0) does not grow memory to
+    // build a send or classify its answer either.
+    use host_harness::contract::since_v1_0::bindings::{ChannelPlugin, flow::channel::types};
+    use host_harness::runtime::block_on;
+    use wasmtime::component::{Component, Linker};
+    let engine = wasmtime::Engine::default();
+    let component = Component::from_file(&engine, host_harness::SMS_CHANNEL_WASM).unwrap();
+    let mut linker = Linker::<GrowthLog>::new(&engine);
+    linker.define_unknown_imports_as_traps(&component).unwrap();
+    let mut store = wasmtime::Store::new(&engine, GrowthLog::default());
+    store.limiter(|log| log);
+    let plugin = block_on(ChannelPlugin::instantiate_async(
+        &mut store, &component, &linker,
+    ))
+    .unwrap();
+    let request = types::MessageRequest {
+        recipient: "+15550100001".into(),
+        correlation_id: Some("c-1".into()),
+        content: r#"{"text": "hi"}"#.into(),
+        last_inbound_ms: None,
+        now_ms: 1_750_000_000_000,
+    };
+    let config = types::ChannelConfig {
+        api_base: Some("https://sms.example.test".into()),
+        settings: "{}".into(),
+    };
+    let channel = plugin.flow_channel_channel();
+    block_on(channel.call_build_payload(&mut store, &request, &config))
+        .unwrap()
+        .unwrap();
+    let outcome = types::SendOutcome::Response(types::HttpResponse {
+        status: 202,
+        headers: vec![],
+        body: br#"{"id": "sms-1", "status": "queued"}"#.to_vec(),
+    });
+    block_on(channel.call_classify(&mut store, &outcome, 1)).unwrap();
+    let growth = &store.data().0;
+    assert!(
+        growth.len() == 1 && growth[0].0 == 0,
+        "only the initial memory is set up, no growth: {growth:?}"
+    );
+}

@@ -13,3 +13,8 @@
 
 mod glue;
 pub mod sms;
+
+/// Every call runs in a fresh instance: nothing needs freeing (see `bump_alloc`).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: bump_alloc::Bump = bump_alloc::Bump::new();

@@ -1,4 +1,5 @@
-//! The component's allocator: a bump allocator. Our host runs every call in a fresh instance
+//! The channel components' allocator (WhatsApp and SMS), a bump allocator; on targets other
+//! than wasm32 this crate is empty. Our host runs every call in a fresh instance
 //! whose memory is discarded when the call returns, so blocks need not be given back one by
 //! one: an allocation is a pointer increment, and the last block (the `String` or `Vec` being
 //! built) grows or is freed in place. A few hundred bytes of code instead of dlmalloc's 8 KB,
@@ -13,6 +14,9 @@
 //! The heap begins at `__heap_base` and first fills the rest of the initial memory (the
 //! component build gives the module 1 MiB: a 256 KiB stack, the data, the heap), so a typical
 //! call never executes `memory.grow` — each growth costs a pooling host two `mprotect`s.
+
+#![no_std]
+#![cfg(target_arch = "wasm32")]
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
