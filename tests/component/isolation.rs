@@ -174,6 +174,42 @@ impl wasmtime::ResourceLimiter for GrowthLog {
     }
 }
 
+/// A component loaded for stores that record their memory's growth.
+struct Recorded {
+    engine: wasmtime::Engine,
+    component: wasmtime::component::Component,
+    linker: wasmtime::component::Linker<GrowthLog>,
+}
+
+impl Recorded {
+    fn load(wasm: &str) -> Recorded {
+        let engine = wasmtime::Engine::default();
+        let component = wasmtime::component::Component::from_file(&engine, wasm).unwrap();
+        let mut linker = wasmtime::component::Linker::new(&engine);
+        // The calls measured use no host function.
+        linker.define_unknown_imports_as_traps(&component).unwrap();
+        Recorded {
+            engine,
+            component,
+            linker,
+        }
+    }
+
+    fn store(&self) -> wasmtime::Store<GrowthLog> {
+        let mut store = wasmtime::Store::new(&self.engine, GrowthLog::default());
+        store.limiter(|log| log);
+        store
+    }
+}
+
+/// `growth` is the instance's initial memory alone: nothing grew.
+fn assert_no_growth(call: &str, growth: &[(usize, usize)]) {
+    assert!(
+        growth.len() == 1 && growth[0].0 == 0,
+        "{call}: only the initial memory is set up, no growth: {growth:?}"
+    );
+}
+
 #[test]
 fn typical_calls_fit_in_the_initial_memory_without_growing_it() {
     // A `memory.grow` costs the host two `mprotect`s per call (the pool closes the pages
@@ -181,18 +217,12 @@ fn typical_calls_fit_in_the_initial_memory_without_growing_it() {
     // initial memory, which a typical call does not outgrow.
     use host_harness::bindings::ChannelPlugin;
     use host_harness::runtime::block_on;
-    use wasmtime::component::{Component, Linker};
-    let engine = wasmtime::Engine::default();
-    let component = Component::from_file(&engine, host_harness::WHATSAPP_CHANNEL_WASM).unwrap();
-    let mut linker = Linker::<GrowthLog>::new(&engine);
-    linker.define_unknown_imports_as_traps(&component).unwrap();
+    let recorded = Recorded::load(host_harness::WHATSAPP_CHANNEL_WASM);
     let fresh = || {
-        let mut store = wasmtime::Store::new(&engine, GrowthLog::default());
-        store.limiter(|log| log);
-        let plugin = block_on(ChannelPlugin::instantiate_async(
-            &mut store, &component, &linker,
-        ))
-        .unwrap();
+        let mut store = recorded.store();
+        let call =
+            ChannelPlugin::instantiate_async(&mut store, &recorded.component, &recorded.linker);
+        let plugin = block_on(call).unwrap();
         (store, plugin)
     };
     let body = fixture("error-response-130429-rate-limit.json").into_bytes();
@@ -232,10 +262,7 @@ fn typical_calls_fit_in_the_initial_memory_without_growing_it() {
         ("build-payload", build_growth),
         ("validate-template", validate_growth),
     ] {
-        assert!(
-            growth.len() == 1 && growth[0].0 == 0,
-            "{call}: only the initial memory is set up, no growth: {growth:?}"
-        );
+        assert_no_growth(call, &growth);
     }
 }
 
@@ -279,17 +306,10 @@ fn the_sms_component_answers_within_its_initial_memory_too() {
     // build a send or classify its answer either.
     use host_harness::contract::since_v1_0::bindings::{ChannelPlugin, flow::channel::types};
     use host_harness::runtime::block_on;
-    use wasmtime::component::{Component, Linker};
-    let engine = wasmtime::Engine::default();
-    let component = Component::from_file(&engine, host_harness::SMS_CHANNEL_WASM).unwrap();
-    let mut linker = Linker::<GrowthLog>::new(&engine);
-    linker.define_unknown_imports_as_traps(&component).unwrap();
-    let mut store = wasmtime::Store::new(&engine, GrowthLog::default());
-    store.limiter(|log| log);
-    let plugin = block_on(ChannelPlugin::instantiate_async(
-        &mut store, &component, &linker,
-    ))
-    .unwrap();
+    let recorded = Recorded::load(host_harness::SMS_CHANNEL_WASM);
+    let mut store = recorded.store();
+    let call = ChannelPlugin::instantiate_async(&mut store, &recorded.component, &recorded.linker);
+    let plugin = block_on(call).unwrap();
     let request = types::MessageRequest {
         recipient: "+15550100001".into(),
         correlation_id: Some("c-1".into()),
@@ -311,9 +331,5 @@ fn the_sms_component_answers_within_its_initial_memory_too() {
         body: br#"{"id": "sms-1", "status": "queued"}"#.to_vec(),
     });
     block_on(channel.call_classify(&mut store, &outcome, 1)).unwrap();
-    let growth = &store.data().0;
-    assert!(
-        growth.len() == 1 && growth[0].0 == 0,
-        "only the initial memory is set up, no growth: {growth:?}"
-    );
+    assert_no_growth("build-payload and classify", &store.data().0);
 }
