@@ -160,13 +160,20 @@ impl Pacer {
         c.next_ok_ms
     }
 
-    /// A message to this customer went through: their back-off starts again from 1.
-    pub fn customer_ok(&mut self, channel: &str, customer: &str) {
+    /// A message to this customer went through, answered at `now`: their back-off starts
+    /// again from 1, and their gap runs from `now` if that is later than from its slot. (The
+    /// provider got the message by `now` at the latest; a send that left late must not bring
+    /// the next one closer than the gap — Meta counts 131056 by arrival.)
+    pub fn customer_ok(&mut self, channel: &str, customer: &str, now: u64) {
+        let gap = self.limits.get(channel).map_or(0, |l| l.customer_gap_ms);
         if let Some(c) = self
             .customers
             .get_mut(&(channel.to_string(), customer.to_string()))
         {
             c.pair_limit_hits = 0;
+            if gap > 0 {
+                c.next_ok_ms = c.next_ok_ms.max(now.saturating_add(gap));
+            }
         }
     }
 
@@ -285,8 +292,24 @@ mod tests {
         assert_eq!(p.pair_limit_hit("whatsapp", "+1", 0), 4_000);
         assert_eq!(p.pair_limit_hit("whatsapp", "+1", 4_000), 4_000 + 16_000);
         assert!(p.try_take("whatsapp", "+2", 100, 0).is_ok());
-        p.customer_ok("whatsapp", "+1");
+        p.customer_ok("whatsapp", "+1", 4_000);
         assert_eq!(p.pair_limit_hit("whatsapp", "+1", 20_000), 24_000);
+    }
+
+    #[test]
+    fn a_send_answered_late_holds_the_customer_a_full_gap_from_the_answer() {
+        let mut p = pacer(80.0);
+        assert_eq!(p.try_take("whatsapp", "+1", 0, 0), Ok(0));
+        // The send left late and was answered at 1.5 s: the provider may have got it then.
+        p.customer_ok("whatsapp", "+1", 1_500);
+        assert_eq!(
+            p.try_take("whatsapp", "+1", 6_000, 0),
+            Err(Deferral::Customer { until: 7_500 })
+        );
+        assert_eq!(p.try_take("whatsapp", "+1", 7_500, 0), Ok(7_500));
+        // Every answer holds the customer a full gap from it (an answer comes after its slot).
+        p.customer_ok("whatsapp", "+1", 7_600);
+        assert_eq!(p.customer_next_us("whatsapp", "+1"), 13_600_000);
     }
 
     #[test]

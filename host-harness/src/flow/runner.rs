@@ -543,7 +543,7 @@ impl Runner {
                 pacer.release_customer(&claim.channel, &claim.recipient);
             }
             (_, d) if super::policy::reached(d).is_some() => {
-                pacer.customer_ok(&claim.channel, &claim.recipient)
+                pacer.customer_ok(&claim.channel, &claim.recipient, now)
             }
             (_, Disposition::Retry | Disposition::Fallback | Disposition::Failed) => {
                 pacer.release_customer(&claim.channel, &claim.recipient)
