@@ -12,9 +12,9 @@
 //! - **guest CPU**: time spent running guest code, checked at every tick of the engine's
 //!   epoch ([`EPOCH_TICK`], where the guest also yields to the async executor); time the guest
 //!   spends waiting in host imports (HTTP) or for its turn after a yield is not counted, so a
-//!   slow provider or a busy host never looks like a runaway plugin. (Epochs, not fuel: fuel instruments every block of guest code, which
-//!   made calls up to twice as slow; an epoch check is one load and compare at function
-//!   entries and loop heads.)
+//!   slow provider or a busy host never looks like a runaway plugin. (Epochs, not fuel: fuel
+//!   instruments every block of guest code, which made calls up to twice as slow; an epoch
+//!   check is one load and compare at function entries and loop heads.)
 //! - **wall clock**: a deadline over the whole call, instantiation and host imports included.
 //!
 //! A call that fails (trap, budget, deadline) is a [`CallError`] that says whether `http-send`
