@@ -55,6 +55,12 @@ pub fn demo_config(api_base: Option<String>) -> ChannelConfig {
     }
 }
 
+/// Message content: the `order_update` template with one body parameter.
+pub fn order_update_content() -> serde_json::Value {
+    serde_json::json!({"type": "template", "template": {"name": "order_update", "language": "en_US",
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}})
+}
+
 pub fn message(recipient: &str, content: serde_json::Value) -> MessageRequest {
     MessageRequest {
         recipient: recipient.into(),

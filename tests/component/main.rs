@@ -2,6 +2,7 @@
 //! over loopback, real signatures. One test binary (each file a module): every test binary
 //! links wasmtime, and two dozen of them cost minutes of linking and gigabytes of disk.
 
+mod allocator;
 mod classify_codes;
 mod common;
 mod exports;

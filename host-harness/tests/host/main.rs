@@ -2,7 +2,6 @@
 //! registry backends, hostile guests. One test binary (each file a module): every test binary
 //! links wasmtime, and a dozen of them cost minutes of linking and gigabytes of disk.
 
-mod allocator;
 mod cli;
 mod customers;
 mod faults;
