@@ -10,11 +10,12 @@
 //! Each call has three, counted separately ([`Limits`]):
 //! - **memory**: linear memory the guest may grow to (a failed growth traps);
 //! - **guest CPU**: time spent running guest code, checked at every tick of the engine's
-//!   epoch ([`EPOCH_TICK`], where the guest also yields to the async executor); time the guest
-//!   spends waiting in host imports (HTTP) or for its turn after a yield is not counted, so a
-//!   slow provider or a busy host never looks like a runaway plugin. (Epochs, not fuel: fuel
-//!   instruments every block of guest code, which made calls up to twice as slow; an epoch
-//!   check is one load and compare at function entries and loop heads.)
+//!   epoch ([`EPOCH_TICK`]; every [`YIELD_INTERVAL`] of it the guest yields to the async
+//!   executor); time the guest spends waiting in host imports (HTTP) or for its turn after a
+//!   yield is not counted, so a slow provider or a busy host never looks like a runaway
+//!   plugin. (Epochs, not fuel: fuel instruments every block of guest code, which made calls
+//!   up to twice as slow; an epoch check is one load and compare at function entries and loop
+//!   heads.)
 //! - **wall clock**: a deadline over the whole call, instantiation and host imports included.
 //!
 //! A call that fails (trap, budget, deadline) is a [`CallError`] that says whether `http-send`
@@ -44,9 +45,12 @@ use wasmtime::{
 };
 /// Instances that may be alive at once in the pooling allocator (one per call in flight).
 pub const POOL_INSTANCES: u32 = 2_048;
-/// How often the engine's epoch advances: the granularity of the CPU budget, and how long
-/// guest code runs at most before it yields to the async executor.
+/// How often the engine's epoch advances: the granularity of the CPU budget.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// Guest time after which a running call yields to the async executor, so other calls run.
+/// (Yielding at every tick put short calls — a few ms in a debug build — at the back of the
+/// executor's queue several times each, and the jitter bunched paced sends together.)
+pub const YIELD_INTERVAL: Duration = Duration::from_millis(10);
 /// Bytes of a pooled linear memory (and of a table) put back by copying the original contents
 /// over the pages a call dirtied, found with Linux's `PAGEMAP_SCAN`, instead of unmapping
 /// them: the next call in that slot finds its pages resident, without a page fault each.
@@ -396,6 +400,8 @@ struct GuestTime {
     in_imports: Duration,
     /// Nanoseconds spent yielded, added by the yield futures (which cannot reach the store).
     yielded_ns: Arc<AtomicU64>,
+    /// Guest time used at the last yield.
+    used_at_yield: Duration,
 }
 
 impl GuestTime {
@@ -404,6 +410,7 @@ impl GuestTime {
             started: Instant::now(),
             in_imports: Duration::ZERO,
             yielded_ns: Arc::new(AtomicU64::new(0)),
+            used_at_yield: Duration::ZERO,
         }
     }
 
@@ -415,9 +422,13 @@ impl GuestTime {
             .saturating_sub(yielded)
     }
 
-    /// What an epoch tick does once the budget is checked: yield to the executor (so other
-    /// calls run), timing how long the call waits to be polled again.
-    fn yield_at_tick(&self) -> UpdateDeadline {
+    /// What an epoch tick does within the budget: go on, or, every [`YIELD_INTERVAL`] of
+    /// guest time, yield to the executor, timing how long the call waits to be polled again.
+    fn at_tick(&mut self, used: Duration) -> UpdateDeadline {
+        if used.saturating_sub(self.used_at_yield) < YIELD_INTERVAL {
+            return UpdateDeadline::Continue(1);
+        }
+        self.used_at_yield = used;
         let yielded_ns = self.yielded_ns.clone();
         UpdateDeadline::YieldCustom(
             1,
@@ -683,12 +694,13 @@ impl Plugin {
         let budget = self.limits.cpu_time;
         // A budget under one tick is checked at once (the guest's first function or loop).
         store.set_epoch_deadline(u64::from(budget >= EPOCH_TICK));
-        store.epoch_deadline_callback(move |store| {
-            let guest_time = &store.data().guest_time;
-            if guest_time.used() >= budget {
+        store.epoch_deadline_callback(move |mut store| {
+            let guest_time = &mut store.data_mut().guest_time;
+            let used = guest_time.used();
+            if used >= budget {
                 Err(CpuBudgetExceeded.into())
             } else {
-                Ok(guest_time.yield_at_tick())
+                Ok(guest_time.at_tick(used))
             }
         });
         Ok((store, dispatched))

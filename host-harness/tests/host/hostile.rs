@@ -77,9 +77,9 @@ fn an_infinite_loop_uses_up_its_cpu_budget_while_other_calls_are_served() {
 
 #[test]
 fn time_spent_waiting_for_a_busy_executor_is_not_charged_to_the_guest() {
-    // One executor thread shared with a task that blocks it for 20 ms whenever it runs: the
-    // spinning guest gets ~2 ms in every ~22. Its 200 ms CPU budget must then last ~2 s of
-    // wall time; charging the waits would stop it after ~200 ms.
+    // One executor thread shared with a task that blocks it for 100 ms whenever it runs: the
+    // spinning guest gets ~10 ms (one yield interval) in every ~110. Its 200 ms CPU budget
+    // must then last ~2 s of wall time; charging the waits would stop it after ~200 ms.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -92,7 +92,7 @@ fn time_spent_waiting_for_a_busy_executor_is_not_charged_to_the_guest() {
     let (result, wall) = rt.block_on(async {
         let hog = tokio::spawn(async {
             loop {
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(100));
                 tokio::task::yield_now().await;
             }
         });
