@@ -51,11 +51,13 @@ pub enum Deferral {
 
 /// A sending number's schedule: the next free slot, spaced exactly `1 / rate` apart (the
 /// generic cell rate algorithm with no burst), so no window of one second holds more than
-/// the rate.
+/// the rate; and the next free departure, the same spacing applied to the moments sends
+/// actually leave (a slot says when a send may leave at the earliest, not when it does).
 #[derive(Debug, Clone, Copy, Default)]
 struct Sender {
     next_slot_ms: f64,
     paused_until: u64,
+    next_departure_ms: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -123,6 +125,23 @@ impl Pacer {
             c.next_ok_ms = slot.saturating_add(limits.customer_gap_ms);
         }
         Ok(slot)
+    }
+
+    /// A send booked on `channel` is about to leave at `now` (its slot has come): the moment
+    /// it may go (≥ `now`), reserved for it. Sends that left on time leave at once; sends that
+    /// a busy host let fall behind their slots (a stall, then several due at once) are spaced
+    /// `1 / rate` apart again, so the provider never sees them bunched past the rate.
+    pub fn depart(&mut self, channel: &str, now: u64) -> u64 {
+        let Some(limits) = self.limits.get(channel).copied() else {
+            return now;
+        };
+        if limits.rate_per_second <= 0.0 {
+            return now;
+        }
+        let sender = self.senders.entry(channel.to_string()).or_default();
+        let at = sender.next_departure_ms.max(now as f64);
+        sender.next_departure_ms = at + 1_000.0 / limits.rate_per_second;
+        at.ceil() as u64
     }
 
     /// How many sends `channel` can still book within `horizon_ms` of `now`.
@@ -267,6 +286,24 @@ mod tests {
             assert!(w[80] - w[0] >= 1_000, "81 sends within {} ms", w[80] - w[0]);
         }
         assert!(sent_at.len() >= 790, "{} sends in 10 s", sent_at.len());
+    }
+
+    #[test]
+    fn sends_that_fell_behind_their_slots_leave_spaced_at_the_rate() {
+        let mut p = pacer(20.0);
+        let slots: Vec<u64> = (0..5)
+            .map(|i| p.try_take("whatsapp", &format!("+{i}"), 0, 1_000).unwrap())
+            .collect();
+        assert_eq!(slots, [0, 50, 100, 150, 200]);
+        // On time: each leaves at its slot.
+        assert_eq!(p.depart("whatsapp", 0), 0);
+        assert_eq!(p.depart("whatsapp", 50), 50);
+        // The host stalled until 300: the three left are due at once, and go 50 ms apart.
+        let late: Vec<u64> = (0..3).map(|_| p.depart("whatsapp", 300)).collect();
+        assert_eq!(late, [300, 350, 400]);
+        // Later sends that are on time again leave at once.
+        assert_eq!(p.depart("whatsapp", 1_000), 1_000);
+        assert_eq!(p.depart("sms", 1_000), 1_000, "sms has no rate");
     }
 
     #[test]

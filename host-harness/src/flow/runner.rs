@@ -437,10 +437,14 @@ impl Runner {
 
     /// Sends one claimed attempt at its slot and records the answer.
     async fn send_one(self: Arc<Self>, claim: Claim) {
-        let wait = claim.slot_ms.saturating_sub(now_ms());
-        if wait > 0 {
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-        }
+        sleep_until_ms(claim.slot_ms).await;
+        // Still `claimed` while it waits to depart: a crash here leaves it to be sent once.
+        let departure = self
+            .pacer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .depart(&claim.channel, now_ms());
+        sleep_until_ms(departure).await;
         let result = match self.channels.get(&claim.channel) {
             None => SendResult::NotSent(format!("unknown channel {:?}", claim.channel)),
             Some(channel) => {
@@ -619,5 +623,13 @@ fn host_busy(e: &CallError) -> Classification {
         retry_after_ms: Some(250),
         operator_action: false,
         provider_message_id: None,
+    }
+}
+
+/// Sleeps until `at_ms` (ms since the epoch), at once if that has passed.
+async fn sleep_until_ms(at_ms: u64) {
+    let wait = at_ms.saturating_sub(now_ms());
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
     }
 }
