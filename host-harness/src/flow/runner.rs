@@ -6,7 +6,7 @@ use super::pacing::{ChannelPacing, Pacer};
 use super::policy::FlowState;
 use super::spec::{FlowSpec, SpecError};
 use super::store::db::Backend;
-use super::store::{Claim, OutboxItem, SendResult, Store, Submitted};
+use super::store::{Claim, CustomerGap, OutboxItem, SendResult, Store, Submitted};
 use crate::runtime::{CallError, Plugin};
 use crate::services::{AllowRule, Secrets, now_ms};
 use crate::types::{
@@ -455,16 +455,17 @@ impl Runner {
                 self.call_channel(channel, &claim).await
             }
         };
-        if let SendResult::Classified(c) = &result {
-            self.pace_after(&claim, c);
-        }
+        let customer_gap = match &result {
+            SendResult::Classified(c) => self.pace_after(&claim, c),
+            _ => None,
+        };
         let (id, what) = (
             claim.attempt_id,
             format!("recording attempt {}", claim.attempt_id),
         );
         let recorded = self
             .on_store_retrying(&what, &[0, 100, 500, 2_000, 5_000], move |store| {
-                store.record(id, &result, now_ms())
+                store.record_paced(id, &result, now_ms(), customer_gap.as_ref())
             })
             .await;
         if recorded.is_some() {
@@ -532,8 +533,9 @@ impl Runner {
         }
     }
 
-    /// Feeds the provider's rate answers back into pacing.
-    fn pace_after(&self, claim: &Claim, c: &Classification) {
+    /// Feeds the provider's rate answers back into pacing; returns the customer's gap when a
+    /// message reached them (for the other nodes).
+    fn pace_after(&self, claim: &Claim, c: &Classification) -> Option<CustomerGap> {
         let now = now_ms();
         let mut pacer = self.pacer.lock().unwrap_or_else(|p| p.into_inner());
         match (c.reason.as_str(), c.disposition) {
@@ -547,13 +549,20 @@ impl Runner {
                 pacer.release_customer(&claim.channel, &claim.recipient);
             }
             (_, d) if super::policy::reached(d).is_some() => {
-                pacer.customer_ok(&claim.channel, &claim.recipient, now)
+                pacer.customer_ok(&claim.channel, &claim.recipient, now);
+                let next_us = pacer.customer_next_us(&claim.channel, &claim.recipient);
+                return (next_us > 0).then(|| CustomerGap {
+                    channel: claim.channel.clone(),
+                    customer: claim.recipient.clone(),
+                    next_us,
+                });
             }
             (_, Disposition::Retry | Disposition::Fallback | Disposition::Failed) => {
                 pacer.release_customer(&claim.channel, &claim.recipient)
             }
             _ => {}
         }
+        None
     }
 
     /// Posts outbox events to their callback URLs, signed, at least once, with back-off.

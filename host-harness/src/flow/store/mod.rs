@@ -78,6 +78,15 @@ fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// Until when a customer gets no further message on a channel (µs since the epoch), as a
+/// send's answer set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerGap {
+    pub channel: String,
+    pub customer: String,
+    pub next_us: i64,
+}
+
 /// A send the dispatcher must perform: claimed, recorded as `sending`.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -391,7 +400,26 @@ impl Store {
 
     /// Records what became of a claimed send and moves the flow on.
     pub fn record(&self, attempt_id: i64, result: &SendResult, now: u64) -> Result<()> {
-        self.with_tx(now, |t| t.record(attempt_id, result))
+        self.record_paced(attempt_id, result, now, None)
+    }
+
+    /// [`Store::record`], and where the answer moved the customer's gap: nodes sharing
+    /// PostgreSQL then all keep it (the watermark booked at the slot is shorter when the
+    /// send left late).
+    pub fn record_paced(
+        &self,
+        attempt_id: i64,
+        result: &SendResult,
+        now: u64,
+        customer_gap: Option<&CustomerGap>,
+    ) -> Result<()> {
+        self.with_tx(now, |t| {
+            t.record(attempt_id, result)?;
+            match customer_gap {
+                Some(gap) if t.backend == Backend::Postgres => t.extend_customer_gap(gap),
+                _ => Ok(()),
+            }
+        })
     }
 
     /// Applies webhook events from one channel. Redeliveries (same dedupe key) and statuses
@@ -788,6 +816,15 @@ impl Tx<'_, '_> {
             )?
             .int(0)?;
         pacer.adopt_customer_next(channel, customer, next);
+        Ok(())
+    }
+
+    fn extend_customer_gap(&self, gap: &CustomerGap) -> Result<()> {
+        let [_, key] = pacing_keys(&gap.channel, &gap.customer);
+        self.db.exec(
+            "UPDATE pacing SET next_us = GREATEST(next_us, ?2) WHERE key = ?1",
+            args![&key, gap.next_us],
+        )?;
         Ok(())
     }
 
@@ -1291,6 +1328,52 @@ mod tests {
         let second = b.claim_due(NOW + 10_000, 100, &channels(), &pb, 0).unwrap();
         let to_same = |cs: &[Claim]| cs.iter().filter(|c| c.recipient == "+15550109999").count();
         assert_eq!(to_same(&first) + to_same(&second), 1);
+    }
+
+    /// A send that left late and was answered 3 s after its slot: the other node holds the
+    /// customer a full gap from the answer too, not only from the slot it saw booked.
+    #[test]
+    fn a_late_answer_holds_the_customer_on_every_node() {
+        let url = crate::testkit::postgres::fresh_database();
+        let (a, b) = (Store::open(&url).unwrap(), Store::open(&url).unwrap());
+        let pacer = || {
+            Mutex::new(Pacer::new(HashMap::from([(
+                "whatsapp".to_string(),
+                ChannelPacing::whatsapp(10.0),
+            )])))
+        };
+        let (pa, pb) = (pacer(), pacer());
+        let mut same = spec();
+        same.recipient = "+15550109998".into();
+        a.submit(&[("first".into(), same.clone())], NOW).unwrap();
+        let first = a.claim_due(NOW, 1, &channels(), &pa, 0).unwrap();
+        assert_eq!(first.len(), 1);
+        a.mark_sending(first[0].attempt_id, NOW).unwrap();
+        let answered = NOW + 3_000;
+        let next_ms = {
+            let mut p = pa.lock().unwrap();
+            p.customer_ok("whatsapp", &same.recipient, answered);
+            p.customer_next_us("whatsapp", &same.recipient)
+        };
+        assert_eq!(next_ms, ((answered + 6_000) * 1_000) as i64);
+        let gap = CustomerGap {
+            channel: "whatsapp".into(),
+            customer: same.recipient.clone(),
+            next_us: next_ms,
+        };
+        let accepted = classification(Disposition::Accepted, "accepted", Some("wamid.1"));
+        a.record_paced(
+            first[0].attempt_id,
+            &SendResult::Classified(accepted),
+            answered,
+            Some(&gap),
+        )
+        .unwrap();
+        b.submit(&[("second".into(), same)], NOW + 6_500).unwrap();
+        let early = b.claim_due(NOW + 6_500, 10, &channels(), &pb, 0).unwrap();
+        assert!(early.is_empty(), "sent 3.5 s after the answer: {early:?}");
+        let on_time = b.claim_due(NOW + 9_000, 10, &channels(), &pb, 0).unwrap();
+        assert_eq!(on_time.len(), 1, "{on_time:?}");
     }
 
     on_both_stores!(
