@@ -10,7 +10,7 @@
 //!
 //! The host fetches and caches these; the channel only reads them.
 
-use crate::field_errors::{Errors, index, type_name};
+use crate::field_errors::{Errors, index, quoted, type_name};
 use serde_json::Value;
 
 /// One template as Meta describes it.
@@ -110,7 +110,7 @@ impl Catalog {
                 errors.add(
                     format!("{path}/components"),
                     "missing",
-                    format!("template {name:?} has no `components` array"),
+                    format!("template {} has no `components` array", quoted(&name)),
                 );
                 return;
             }

@@ -663,6 +663,34 @@ fn classify_success(body: Option<&Value>) -> Classification {
     }
 }
 
+/// A disposition's name in the contract (`wit/channel.wit`).
+pub fn disposition_name(d: Disposition) -> &'static str {
+    match d {
+        Disposition::Accepted => "accepted",
+        Disposition::Sent => "sent",
+        Disposition::Delivered => "delivered",
+        Disposition::Read => "read",
+        Disposition::Retry => "retry",
+        Disposition::Fallback => "fallback",
+        Disposition::Failed => "failed",
+        Disposition::Unknown => "unknown",
+    }
+}
+
+/// A transport error kind's name in the contract.
+pub fn transport_kind_name(kind: TransportErrorKind) -> &'static str {
+    match kind {
+        TransportErrorKind::Dns => "dns",
+        TransportErrorKind::Connect => "connect",
+        TransportErrorKind::Tls => "tls",
+        TransportErrorKind::Timeout => "timeout",
+        TransportErrorKind::Reset => "reset",
+        TransportErrorKind::Denied => "denied",
+        TransportErrorKind::TooLarge => "too-large",
+        TransportErrorKind::Other => "other",
+    }
+}
+
 /// Classifies a transport failure: safe to retry only if the request never left.
 pub fn classify_transport(err: &TransportError, attempt: u32) -> Classification {
     let mut c = if err.kind == TransportErrorKind::Denied {
@@ -681,7 +709,11 @@ pub fn classify_transport(err: &TransportError, attempt: u32) -> Classification 
             "transport_error",
         )
     };
-    c.provider_details = Some(format!("{:?}: {}", err.kind, err.message));
+    c.provider_details = Some(format!(
+        "{}: {}",
+        transport_kind_name(err.kind),
+        err.message
+    ));
     c
 }
 
@@ -877,19 +909,6 @@ mod tests {
             (denied.disposition, denied.operator_action),
             (Disposition::Failed, true)
         );
-    }
-
-    fn disposition_name(d: Disposition) -> &'static str {
-        match d {
-            Disposition::Accepted => "accepted",
-            Disposition::Sent => "sent",
-            Disposition::Delivered => "delivered",
-            Disposition::Read => "read",
-            Disposition::Retry => "retry",
-            Disposition::Fallback => "fallback",
-            Disposition::Failed => "failed",
-            Disposition::Unknown => "unknown",
-        }
     }
 
     fn backoff_text(b: Backoff) -> String {

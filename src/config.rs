@@ -1,7 +1,7 @@
 //! The WhatsApp channel's settings (`channel-config.settings`).
 
 use crate::catalog::Catalog;
-use crate::field_errors::{Errors, Fields, parse_json};
+use crate::field_errors::{Errors, Fields, parse_json, quoted};
 use crate::{ChannelConfig, FieldError};
 
 /// Meta's Graph API host.
@@ -68,7 +68,10 @@ impl Settings {
                     errors.add(
                         "/api_base",
                         "invalid_url",
-                        format!("api-base must start with https:// or http://, got {base:?}"),
+                        format!(
+                            "api-base must start with https:// or http://, got {}",
+                            quoted(base)
+                        ),
                     );
                 }
                 base.trim_end_matches('/').to_string()
@@ -85,7 +88,8 @@ impl Settings {
                 "/settings/phone_number_id",
                 "invalid_format",
                 format!(
-                    "phone_number_id is the numeric id of the business phone number (not the number itself), got {id:?}"
+                    "phone_number_id is the numeric id of the business phone number (not the number itself), got {}",
+                    quoted(id)
                 ),
             );
         }
@@ -98,7 +102,10 @@ impl Settings {
             errors.add(
                 "/settings/api_version",
                 "invalid_format",
-                format!("api_version must look like \"v26.0\", got {api_version:?}"),
+                format!(
+                    "api_version must look like \"v26.0\", got {}",
+                    quoted(&api_version)
+                ),
             );
         }
 

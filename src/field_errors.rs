@@ -93,14 +93,21 @@ pub fn type_name(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// `s` as a JSON string literal, for quoting a value in a message. (JSON's escapes rather than
+/// Rust's `{:?}`: the values come from JSON documents, and `Debug` for `str` would bring its
+/// Unicode tables into the component for nothing else.)
+pub fn quoted(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
 /// Shortens a value for quoting in a message.
 pub fn excerpt(s: &str) -> String {
     const MAX: usize = 40;
     if s.chars().count() <= MAX {
-        format!("{s:?}")
+        quoted(s)
     } else {
         let head: String = s.chars().take(MAX).collect();
-        format!("{head:?}…")
+        format!("{}…", quoted(&head))
     }
 }
 

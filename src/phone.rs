@@ -4,6 +4,8 @@
 //! which can reach the wrong person; so a number must carry its country code explicitly
 //! (`+` or the international `00` prefix).
 
+use crate::field_errors::quoted;
+
 /// Normalises a phone number to `+<digits>`, or explains why it cannot.
 pub fn normalize_e164(input: &str) -> Result<String, String> {
     let trimmed = input.trim();
@@ -24,22 +26,29 @@ pub fn normalize_e164(input: &str) -> Result<String, String> {
             ' ' | '-' | '(' | ')' | '.' => {}
             _ => {
                 return Err(format!(
-                    "{input:?} contains {c:?}; a phone number has digits, spaces, '-', '(', ')' and a leading '+'"
+                    "{} contains {}; a phone number has digits, spaces, '-', '(', ')' and a leading '+'",
+                    quoted(input),
+                    quoted_char(c)
                 ));
             }
         }
     }
     if !international {
         return Err(format!(
-            "{input:?} has no country code; write it in E.164 with a leading '+' (e.g. \"+16505551234\"), otherwise Meta prepends the business number's country code and may reach the wrong person"
+            "{} has no country code; write it in E.164 with a leading '+' (e.g. \"+16505551234\"), otherwise Meta prepends the business number's country code and may reach the wrong person",
+            quoted(input)
         ));
     }
     if digits.starts_with('0') {
-        return Err(format!("{input:?}: a country code never starts with 0"));
+        return Err(format!(
+            "{}: a country code never starts with 0",
+            quoted(input)
+        ));
     }
     if !(8..=15).contains(&digits.len()) {
         return Err(format!(
-            "{input:?} has {} digits after the '+'; E.164 numbers have 8 to 15",
+            "{} has {} digits after the '+'; E.164 numbers have 8 to 15",
+            quoted(input),
             digits.len()
         ));
     }
@@ -94,6 +103,15 @@ pub fn from_wa_id(wa_id: &str) -> String {
         wa_id.to_string()
     } else {
         format!("+{wa_id}")
+    }
+}
+
+/// A character for a message: `'a'`, or `U+000A` for one that does not print.
+fn quoted_char(c: char) -> String {
+    if c.is_control() || c.is_whitespace() {
+        format!("U+{:04X}", u32::from(c))
+    } else {
+        format!("'{c}'")
     }
 }
 

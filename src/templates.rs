@@ -9,7 +9,7 @@ pub mod marketing;
 pub mod send_check;
 
 use crate::FieldError;
-use crate::field_errors::{Errors, Fields, excerpt, index, parse_json, pointer, type_name};
+use crate::field_errors::{Errors, Fields, excerpt, index, parse_json, pointer, quoted, type_name};
 use serde_json::Value;
 
 /// The 111 language codes Meta supports for templates (supported-languages page, 2025-11-04).
@@ -312,8 +312,9 @@ fn check_language(t: &Fields, errors: &mut Errors) {
             .find(|l| l.eq_ignore_ascii_case(&lang.replace('-', "_")));
         let msg = match hint {
             Some(h) => format!(
-                "`language` {} is not a supported code; did you mean {h:?}?",
-                excerpt(lang)
+                "`language` {} is not a supported code; did you mean {}?",
+                excerpt(lang),
+                quoted(h)
             ),
             None => format!(
                 "`language` {} is not one of the {} supported codes (e.g. en_US, pt_BR)",

@@ -1,6 +1,6 @@
 //! `contacts` messages: 1 to 257 contact cards, each with `name.formatted_name`.
 
-use crate::field_errors::{Errors, Fields, index, type_name};
+use crate::field_errors::{Errors, Fields, index, quoted, type_name};
 use serde_json::Value;
 
 /// Meta's limit on contacts per message.
@@ -83,7 +83,7 @@ pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
             errors.add(
                 c.path_of("birthday"),
                 "invalid_date",
-                format!("`birthday` is YYYY-MM-DD, got {b:?}"),
+                format!("`birthday` is YYYY-MM-DD, got {}", quoted(b)),
             );
         }
         for key in ["addresses", "emails", "phones", "urls"] {

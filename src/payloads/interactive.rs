@@ -1,7 +1,7 @@
 //! `interactive` messages: reply buttons, lists, call-to-action URLs and Flows, with Meta's
 //! per-variant limits (the body limit differs: 4,096 for lists, 1,024 otherwise).
 
-use crate::field_errors::{Errors, Fields, excerpt, index};
+use crate::field_errors::{Errors, Fields, excerpt, index, quoted};
 use serde_json::Value;
 
 pub use crate::meta_limits::interactive as limits;
@@ -302,7 +302,7 @@ fn parameters<'a>(a: &Fields<'a>, name: &str, errors: &mut Errors) -> Option<Fie
         Some(n) => errors.add(
             a.path_of("name"),
             "invalid_action",
-            format!("this action's name is {name:?}, got {}", excerpt(n)),
+            format!("this action's name is {}, got {}", quoted(name), excerpt(n)),
         ),
         None => {}
     }

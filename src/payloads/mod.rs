@@ -95,7 +95,8 @@ pub fn build(
                 value: "application/json".into(),
             },
         ],
-        body: serde_json::to_vec(&body).expect("a JSON value always serialises"),
+        // Serialising a `Value` cannot fail (its keys are strings).
+        body: serde_json::to_vec(&body).unwrap_or_default(),
     })
 }
 
@@ -118,7 +119,7 @@ fn opted_out_of(category: Option<&str>, request: &MessageRequest) -> Option<Stri
         .opted_out
         .iter()
         .any(|kind| kind.eq_ignore_ascii_case(&category))
-        .then(|| format!("the customer stopped {category} messages on WhatsApp (opted-out: {:?}); this {} template is not sent until they resume", request.opted_out, category.to_ascii_uppercase()))
+        .then(|| format!("the customer stopped {category} messages on WhatsApp (opted-out: {}); this {} template is not sent until they resume", Value::from(request.opted_out.clone()), category.to_ascii_uppercase()))
 }
 
 /// A send declined because the customer opted out of its kind: fall back without calling Meta.
@@ -372,7 +373,11 @@ pub fn send(
     let c = crate::classify::classify_outcome(&outcome, attempt);
     host.log(
         crate::LogLevel::Debug,
-        &format!("send attempt {attempt}: {:?} ({})", c.disposition, c.reason),
+        &format!(
+            "send attempt {attempt}: {} ({})",
+            crate::classify::disposition_name(c.disposition),
+            c.reason
+        ),
     );
     Ok(c)
 }

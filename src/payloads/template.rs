@@ -4,7 +4,7 @@
 use super::location::check_location;
 use super::media::check_media;
 use crate::catalog::Catalog;
-use crate::field_errors::{Errors, Fields, excerpt, index, type_name};
+use crate::field_errors::{Errors, Fields, excerpt, index, quoted, type_name};
 use crate::send_check::check_against_catalog;
 use crate::templates::{LANGUAGES, is_valid_name};
 use serde_json::{Map, Value, json};
@@ -123,7 +123,7 @@ pub fn build(
         errors.add(
             "/recipient",
             "bsuid_not_supported",
-            format!("{n:?} is an authentication template; copy-code, one-tap and zero-tap templates need a phone number, and Meta answers 131062 for a business-scoped user id"),
+            format!("{} is an authentication template; copy-code, one-tap and zero-tap templates need a phone number, and Meta answers 131062 for a business-scoped user id", quoted(n)),
         );
     }
     (errors.len() == before).then_some(out)

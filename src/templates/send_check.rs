@@ -6,7 +6,7 @@
 mod carousel;
 
 use crate::catalog::{Catalog, Definition};
-use crate::field_errors::{Errors, excerpt, index};
+use crate::field_errors::{Errors, excerpt, index, quoted};
 use crate::meta_limits::templates as limits;
 use crate::templates::{Variable, scan_variables};
 use serde_json::Value;
@@ -137,7 +137,7 @@ impl Given<'_> {
 
 /// Checks a message's template object against a definition.
 pub fn check(template: &Value, def: &Definition, path: &str, errors: &mut Errors) {
-    let who = format!("template {:?} ({})", def.name, def.language);
+    let who = format!("template {} ({})", quoted(&def.name), def.language);
     match def.status.as_str() {
         "APPROVED" => {}
         "PAUSED" => errors.add(format!("{path}/name"), "template_paused", format!("{who} is paused for low quality (Meta would answer 132015); it is usable again after the pause")),
@@ -406,7 +406,7 @@ fn check_button(
         let expected = if want_sub.is_empty() {
             "no parameters".to_string()
         } else {
-            format!("sub_type {want_sub:?}")
+            format!("sub_type {}", quoted(want_sub))
         };
         errors.add(
             format!("{p}/sub_type"),

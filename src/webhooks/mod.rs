@@ -14,7 +14,7 @@
 
 use crate::classify::{ProviderError, classification as plain, classify_error};
 use crate::config::Settings;
-use crate::field_errors::{Errors, excerpt};
+use crate::field_errors::{Errors, excerpt, quoted};
 use crate::host::Host;
 use crate::phone::from_wa_id;
 use crate::{
@@ -65,8 +65,8 @@ pub fn parse(
 
 fn secret_unavailable(name: &str, err: SecretError) -> WebhookError {
     WebhookError::SecretUnavailable(match err {
-        SecretError::NotFound => format!("the host has no secret named {name:?}"),
-        SecretError::Denied => format!("this plugin may not use the secret {name:?}"),
+        SecretError::NotFound => format!("the host has no secret named {}", quoted(name)),
+        SecretError::Denied => format!("this plugin may not use the secret {}", quoted(name)),
     })
 }
 
@@ -86,8 +86,8 @@ fn verify_subscription(
     };
     if param("hub.mode") != Some("subscribe") {
         return Err(WebhookError::VerificationRefused(format!(
-            "hub.mode must be \"subscribe\", got {:?}",
-            param("hub.mode").unwrap_or("")
+            "hub.mode must be \"subscribe\", got {}",
+            quoted(param("hub.mode").unwrap_or(""))
         )));
     }
     let Some(challenge) = param("hub.challenge") else {
