@@ -123,12 +123,28 @@ impl ServeProcess {
 
     /// SIGTERM, then the exit status.
     pub fn terminate(mut self) -> Result<ExitStatus> {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status()?;
-        if !sent.success() {
-            bail!("kill -TERM {pid} failed");
-        }
+        self.signal("-TERM")?;
         Ok(self.child.wait()?)
+    }
+
+    /// SIGSTOP: the process is frozen (its timers, its sends, everything) until
+    /// [`ServeProcess::resume`]; the kernel keeps its connections open.
+    pub fn pause(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// SIGCONT after [`ServeProcess::pause`].
+    pub fn resume(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, which: &str) -> Result<()> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args([which, &pid]).status()?;
+        if !sent.success() {
+            bail!("kill {which} {pid} failed");
+        }
+        Ok(())
     }
 
     /// CPU time used so far (user + system), seconds.

@@ -4,7 +4,7 @@
 //! killed) counts every request per correlation id: nothing may be sent twice, and every flow
 //! must end.
 
-use host_harness::mock::{Latency, MockApi, MockConfig, WebhookTargets};
+use host_harness::mock::{Latency, MockApi, MockConfig, MockLimits, WebhookTargets};
 use host_harness::testkit::process::{
     FlowClient, ServeProcess, assert_nothing_sent_twice, delivered_fallback_flow, free_port,
     wait_requests, write_demo_secrets,
@@ -22,10 +22,18 @@ struct Rig {
     port: u16,
     mock: MockApi,
     client: FlowClient,
+    /// `serve --rate-per-number`.
+    rate: u32,
 }
 
 impl Rig {
     fn new(name: &str, latency_ms: u64) -> Rig {
+        Rig::with_limits(name, latency_ms, None)
+    }
+
+    /// A rig whose provider enforces `limits` (130429 past its rate), and whose `serve` paces
+    /// at that rate.
+    fn with_limits(name: &str, latency_ms: u64, limits: Option<MockLimits>) -> Rig {
         let port = free_port().unwrap();
         let url = format!("http://127.0.0.1:{port}");
         let mock = MockApi::start(
@@ -33,6 +41,7 @@ impl Rig {
             MockConfig {
                 webhooks: Some(WebhookTargets::demo_serve(&url, Duration::from_millis(100))),
                 latency: Latency::Fixed(latency_ms),
+                limits,
                 ..MockConfig::default()
             },
         )
@@ -46,6 +55,7 @@ impl Rig {
             port,
             mock,
             client: FlowClient::new(port, TOKEN),
+            rate: limits.map_or(1_000, |l| l.rate_per_number),
         }
     }
 
@@ -59,7 +69,7 @@ impl Rig {
             .args(["--allow-host", &self.mock.base_url()])
             .arg("--secrets")
             .arg(self.dir.join("secrets.json"))
-            .args(["--rate-per-number", "1000"])
+            .args(["--rate-per-number", &self.rate.to_string()])
             .stderr(log);
         ServeProcess::start(cmd, self.port).unwrap_or_else(|e| panic!("{e:#}: {}", self.log(run)))
     }
@@ -203,5 +213,41 @@ fn sigterm_finishes_the_sends_in_flight_before_exiting() {
         );
         assert_eq!(s["state"], "done");
     }
+    rig.assert_nothing_sent_twice();
+}
+
+/// `serve` frozen (SIGSTOP) for 1.5 s mid-campaign, then let go (SIGCONT): every send whose
+/// slot passed meanwhile is due at once. They leave spaced at the number's rate again, so the
+/// provider sees no second past its rate and refuses nothing (it allows 1% over, as Meta's
+/// limiter is not millisecond-exact either).
+#[test]
+fn a_host_frozen_mid_campaign_does_not_burst_past_the_rate_when_it_resumes() {
+    let limits = MockLimits {
+        rate_per_number: 20,
+        pair_gap_ms: 0,
+    };
+    let rig = Rig::with_limits("frozen", 50, Some(limits));
+    let serve = rig.serve(1);
+    let ids: Vec<String> = (0..80).map(|i| format!("frozen-{i}")).collect();
+    let flows: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| flow(id, &format!("+1555040{i:04}")))
+        .collect();
+    rig.start(&flows);
+    rig.wait_requests(15);
+    serve.pause().unwrap();
+    std::thread::sleep(Duration::from_millis(1_500));
+    serve.resume().unwrap();
+    let finals = rig.wait_final(&ids);
+    for s in &finals {
+        assert_eq!(s["state"], "done", "{}", timeline(s));
+    }
+    let counters = rig.mock.counters();
+    assert_eq!(counters["by_code"].get("130429"), None, "{counters}");
+    assert!(
+        counters["max_per_second"].as_u64().unwrap() <= 21,
+        "{counters}"
+    );
     rig.assert_nothing_sent_twice();
 }
