@@ -2,7 +2,8 @@
 //! reaction cannot be sent as a contextual reply.
 
 use crate::field_errors::{Errors, Fields};
-use serde_json::{Value, json};
+use crate::json;
+use crate::json::Value;
 
 pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
     let r = super::type_object(content, "reaction", errors)?;
@@ -29,9 +30,9 @@ pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
+    use crate::json;
     use crate::payloads::build_body;
     use crate::payloads::tests::{content_of, request};
-    use serde_json::json;
 
     #[test]
     fn meta_sample() {

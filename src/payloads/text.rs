@@ -2,7 +2,8 @@
 
 use crate::field_errors::{Errors, Fields};
 
-use serde_json::{Value, json};
+use crate::json;
+use crate::json::Value;
 
 /// Meta's limit on `text.body`.
 pub use crate::meta_limits::messages::TEXT_BODY as BODY_MAX;
@@ -21,9 +22,9 @@ pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
+    use crate::json;
     use crate::payloads::build_body;
     use crate::payloads::tests::{content_of, request};
-    use serde_json::json;
 
     #[test]
     fn meta_sample() {
