@@ -350,34 +350,16 @@ impl Value {
 
     /// The value at a JSON Pointer (RFC 6901: `/a/0/b`, `~1` for `/`, `~0` for `~`).
     pub fn pointer(&self, pointer: &str) -> Option<&Value> {
-        if pointer.is_empty() {
-            return Some(self);
-        }
-        let rest = pointer.strip_prefix('/')?;
-        rest.split('/').try_fold(self, |v, token| {
-            let token = token.replace("~1", "/").replace("~0", "~");
-            match v {
-                Value::Object(map) => map.get(&token),
-                Value::Array(items) => items.get(array_index(&token)?),
-                _ => None,
-            }
-        })
+        pointer_tokens(pointer)?
+            .into_iter()
+            .try_fold(self, |v, token| token.find(v))
     }
 
     /// [`Value::pointer`], for changing what it points at.
     pub fn pointer_mut(&mut self, pointer: &str) -> Option<&mut Value> {
-        if pointer.is_empty() {
-            return Some(self);
-        }
-        let rest = pointer.strip_prefix('/')?;
-        rest.split('/').try_fold(self, |v, token| {
-            let token = token.replace("~1", "/").replace("~0", "~");
-            match v {
-                Value::Object(map) => map.get_mut(&token),
-                Value::Array(items) => items.get_mut(array_index(&token)?),
-                _ => None,
-            }
-        })
+        pointer_tokens(pointer)?
+            .into_iter()
+            .try_fold(self, |v, token| token.find_mut(v))
     }
 
     pub fn as_str(&self) -> Option<&str> {
@@ -474,6 +456,39 @@ impl Value {
     /// Takes the value out, leaving `null`.
     pub fn take(&mut self) -> Value {
         std::mem::take(self)
+    }
+}
+
+/// The reference tokens of a JSON Pointer, unescaped; `None` if it does not start with `/`.
+fn pointer_tokens(pointer: &str) -> Option<Vec<PointerToken>> {
+    if pointer.is_empty() {
+        return Some(Vec::new());
+    }
+    let tokens = pointer.strip_prefix('/')?.split('/');
+    Some(
+        tokens
+            .map(|t| PointerToken(t.replace("~1", "/").replace("~0", "~")))
+            .collect(),
+    )
+}
+
+/// One step of a JSON Pointer: a member name, or an index into an array.
+struct PointerToken(String);
+
+impl Key for PointerToken {
+    fn find<'v>(&self, v: &'v Value) -> Option<&'v Value> {
+        match v {
+            Value::Object(map) => map.get(&self.0),
+            Value::Array(items) => items.get(array_index(&self.0)?),
+            _ => None,
+        }
+    }
+    fn find_mut<'v>(&self, v: &'v mut Value) -> Option<&'v mut Value> {
+        match v {
+            Value::Object(map) => map.get_mut(&self.0),
+            Value::Array(items) => items.get_mut(array_index(&self.0)?),
+            _ => None,
+        }
     }
 }
 

@@ -102,16 +102,22 @@ fn flow(id: &str, recipient: &str) -> Value {
     delivered_fallback_flow(id, recipient, 30_000)
 }
 
+/// `n` flows `{prefix}-{i}`, each to its own number `{numbers}{i:04}`: their ids and specs.
+fn campaign(prefix: &str, n: usize, numbers: &str) -> (Vec<String>, Vec<Value>) {
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    let flows = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| flow(id, &format!("{numbers}{i:04}")))
+        .collect();
+    (ids, flows)
+}
+
 #[test]
 fn killed_between_send_and_record_nothing_is_resent_and_every_flow_ends() {
     let rig = Rig::new("in-flight", 3_000);
     let serve = rig.serve(1);
-    let ids: Vec<String> = (0..40).map(|i| format!("inflight-{i}")).collect();
-    let flows: Vec<Value> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| flow(id, &format!("+1555020{i:04}")))
-        .collect();
+    let (ids, flows) = campaign("inflight", 40, "+1555020");
     rig.start(&flows);
     // Every request reached the provider, none has been answered: kill.
     rig.wait_requests(40);
@@ -192,12 +198,7 @@ fn a_provider_slower_than_the_call_budget_never_turns_into_a_second_channel() {
 fn sigterm_finishes_the_sends_in_flight_before_exiting() {
     let rig = Rig::new("sigterm", 1_500);
     let serve = rig.serve(1);
-    let ids: Vec<String> = (0..10).map(|i| format!("term-{i}")).collect();
-    let flows: Vec<Value> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| flow(id, &format!("+1555040{i:04}")))
-        .collect();
+    let (ids, flows) = campaign("term", 10, "+1555040");
     rig.start(&flows);
     rig.wait_requests(10);
     let status = serve.terminate().unwrap();
@@ -228,12 +229,7 @@ fn a_host_frozen_mid_campaign_does_not_burst_past_the_rate_when_it_resumes() {
     };
     let rig = Rig::with_limits("frozen", 50, Some(limits));
     let serve = rig.serve(1);
-    let ids: Vec<String> = (0..80).map(|i| format!("frozen-{i}")).collect();
-    let flows: Vec<Value> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| flow(id, &format!("+1555040{i:04}")))
-        .collect();
+    let (ids, flows) = campaign("frozen", 80, "+1555040");
     rig.start(&flows);
     rig.wait_requests(15);
     serve.pause().unwrap();
