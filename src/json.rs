@@ -655,9 +655,7 @@ impl PartialEq<&str> for Value {
 impl fmt::Display for Value {
     /// Compact JSON.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::new();
-        write_value(&mut out, self);
-        f.write_str(&out)
+        f.write_str(&to_string(self))
     }
 }
 

@@ -81,6 +81,23 @@ pub fn delivered_fallback_flow(id: &str, recipient: &str, wait_ms: u64) -> Value
         {"channel": "sms", "wait_for": "delivered", "within_ms": wait_ms, "content": {"text": "Your order shipped."}}]})
 }
 
+/// `n` fallback flows `{prefix}-{i}` (see [`delivered_fallback_flow`]), each to its own
+/// number `{numbers}{i:04}`: their ids and specs.
+pub fn delivered_fallback_campaign(
+    prefix: &str,
+    n: usize,
+    numbers: &str,
+    wait_ms: u64,
+) -> (Vec<String>, Vec<Value>) {
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    let flows = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| delivered_fallback_flow(id, &format!("{numbers}{i:04}"), wait_ms))
+        .collect();
+    (ids, flows)
+}
+
 /// A running `serve`; killed when dropped.
 pub struct ServeProcess {
     child: Child,

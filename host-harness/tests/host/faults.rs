@@ -6,8 +6,8 @@
 
 use host_harness::mock::{Latency, MockApi, MockConfig, MockLimits, WebhookTargets};
 use host_harness::testkit::process::{
-    FlowClient, ServeProcess, assert_nothing_sent_twice, delivered_fallback_flow, free_port,
-    wait_requests, write_demo_secrets,
+    FlowClient, ServeProcess, assert_nothing_sent_twice, delivered_fallback_campaign,
+    delivered_fallback_flow, free_port, wait_requests, write_demo_secrets,
 };
 use host_harness::testkit::{attempt_channels as channels, timeline_text as timeline};
 use serde_json::Value;
@@ -102,15 +102,8 @@ fn flow(id: &str, recipient: &str) -> Value {
     delivered_fallback_flow(id, recipient, 30_000)
 }
 
-/// `n` flows `{prefix}-{i}`, each to its own number `{numbers}{i:04}`: their ids and specs.
 fn campaign(prefix: &str, n: usize, numbers: &str) -> (Vec<String>, Vec<Value>) {
-    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
-    let flows = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| flow(id, &format!("{numbers}{i:04}")))
-        .collect();
-    (ids, flows)
+    delivered_fallback_campaign(prefix, n, numbers, 30_000)
 }
 
 #[test]

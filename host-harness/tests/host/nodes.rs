@@ -5,7 +5,7 @@
 
 use host_harness::mock::{Latency, MockApi, MockConfig, WebhookTargets};
 use host_harness::testkit::process::{
-    FlowClient, ServeProcess, assert_nothing_sent_twice, delivered_fallback_flow, free_port,
+    FlowClient, ServeProcess, assert_nothing_sent_twice, delivered_fallback_campaign, free_port,
     wait_requests, write_demo_secrets,
 };
 use host_harness::testkit::{postgres, timeline_text as timeline};
@@ -123,18 +123,8 @@ impl Cluster {
     }
 }
 
-fn flow(id: &str, recipient: &str) -> Value {
-    delivered_fallback_flow(id, recipient, 60_000)
-}
-
 fn campaign(prefix: &str, n: usize) -> (Vec<String>, Vec<Value>) {
-    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
-    let flows = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| flow(id, &format!("+1555030{i:04}")))
-        .collect();
-    (ids, flows)
+    delivered_fallback_campaign(prefix, n, "+1555030", 60_000)
 }
 
 /// No status was applied twice: each attempt's timeline names each status at most once.

@@ -1279,19 +1279,21 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// One node's pacer for WhatsApp at `rate` per second (and the 6 s customer gap).
+    fn whatsapp_pacer(rate: f64) -> Mutex<Pacer> {
+        Mutex::new(Pacer::new(HashMap::from([(
+            "whatsapp".to_string(),
+            ChannelPacing::whatsapp(rate),
+        )])))
+    }
+
     /// Two nodes on one PostgreSQL database, each with its own pacer: together they keep one
     /// sender rate and one gap per customer.
     #[test]
     fn two_nodes_share_the_sender_rate_and_the_customer_gap() {
         let url = crate::testkit::postgres::fresh_database();
         let (a, b) = (Store::open(&url).unwrap(), Store::open(&url).unwrap());
-        let ten_per_second = || {
-            Mutex::new(Pacer::new(HashMap::from([(
-                "whatsapp".to_string(),
-                ChannelPacing::whatsapp(10.0),
-            )])))
-        };
-        let (pa, pb) = (ten_per_second(), ten_per_second());
+        let (pa, pb) = (whatsapp_pacer(10.0), whatsapp_pacer(10.0));
         let flows: Vec<(String, FlowSpec)> = (0..40)
             .map(|i| {
                 let mut f = spec();
@@ -1336,13 +1338,7 @@ mod tests {
     fn a_late_answer_holds_the_customer_on_every_node() {
         let url = crate::testkit::postgres::fresh_database();
         let (a, b) = (Store::open(&url).unwrap(), Store::open(&url).unwrap());
-        let pacer = || {
-            Mutex::new(Pacer::new(HashMap::from([(
-                "whatsapp".to_string(),
-                ChannelPacing::whatsapp(10.0),
-            )])))
-        };
-        let (pa, pb) = (pacer(), pacer());
+        let (pa, pb) = (whatsapp_pacer(10.0), whatsapp_pacer(10.0));
         let mut same = spec();
         same.recipient = "+15550109998".into();
         a.submit(&[("first".into(), same.clone())], NOW).unwrap();
