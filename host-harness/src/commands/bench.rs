@@ -2,6 +2,7 @@
 //! demand.
 
 use crate::cli::{Outcome, demo_settings, usage};
+use crate::commands::bench_floor;
 use crate::commands::plugin::config;
 use crate::json;
 use crate::runtime::{Limits, Runtime};
@@ -16,6 +17,19 @@ use std::time::{Duration, Instant};
 fn median_us(mut samples: Vec<Duration>) -> f64 {
     samples.sort();
     samples[samples.len() / 2].as_secs_f64() * 1e6
+}
+
+/// The medians (µs) of instantiating [`bench_floor::ONE_MODULE`] and
+/// [`bench_floor::WITH_IMPORT_SHIM`] on `runtime`'s engine.
+fn floor(runtime: &Runtime, iterations: usize) -> Result<(f64, f64)> {
+    let median = |text: &str| -> Result<f64> {
+        let floor = bench_floor::Floor::new(runtime.engine(), text)?;
+        Ok(floor.median_instantiate(iterations)?.as_secs_f64() * 1e6)
+    };
+    Ok((
+        median(bench_floor::ONE_MODULE)?,
+        median(bench_floor::WITH_IMPORT_SHIM)?,
+    ))
 }
 
 /// `bench`: compile once, then instantiate (+ call) many times, pooled and on demand.
@@ -89,13 +103,17 @@ pub fn bench(plugin_path: Option<&Path>, iterations: usize) -> Result<Outcome> {
                 .map_err(|e| anyhow!("{e}"))
         })?;
         let key = if pooling { "pooling" } else { "on_demand" };
+        let (one_module, with_shim) = floor(&runtime, iterations)?;
+        lines.push(format!(
+            "{key:>9}: the engine's floor: instantiate a one-module component {one_module:.1} µs | with one import shimmed as wit-component does {with_shim:.1} µs | this plugin {inst:.1} µs"
+        ));
         let (compile, load) = runtime.compile_and_load_times(&bytes)?;
         let (precompile_ms, load_ms) = (compile.as_secs_f64() * 1e3, load.as_secs_f64() * 1e3);
         lines.push(format!(
             "{key:>9}: compile {precompile_ms:.1} ms vs load the precompiled artifact {load_ms:.2} ms ({:.0}×)",
             precompile_ms / load_ms.max(1e-6)
         ));
-        report.insert(key.into(), json!({"compile_ms": compile_ms, "precompiled_load_ms": load_ms, "median_us": {"instantiate": inst, "instantiate+describe": describe, "instantiate+classify": classify, "instantiate+build-payload": build}}));
+        report.insert(key.into(), json!({"compile_ms": compile_ms, "precompiled_load_ms": load_ms, "floor_median_us": {"one_module": one_module, "with_import_shim": with_shim}, "median_us": {"instantiate": inst, "instantiate+describe": describe, "instantiate+classify": classify, "instantiate+build-payload": build}}));
         lines.push(format!(
             "{key:>9}: compile {compile_ms:.1} ms | median instantiate {inst:.1} µs | +describe {describe:.1} µs | +classify {classify:.1} µs | +build-payload {build:.1} µs"
         ));

@@ -1,6 +1,7 @@
 //! Subcommands with their own module: a documented clap struct and `run`.
 
 pub mod bench;
+pub mod bench_floor;
 pub mod bench_load;
 pub mod demo;
 pub mod flow;
