@@ -53,3 +53,55 @@ fn the_channels_build_to_the_same_bytes_in_another_target_directory_and_environm
         );
     }
 }
+
+/// Bytes of `value` as an unsigned LEB128, written minimally.
+fn uleb128_len(mut value: u32) -> usize {
+    let mut len = 1;
+    while value >= 0x80 {
+        value >>= 7;
+        len += 1;
+    }
+    len
+}
+
+/// The `call`s in a core module whose function index is padded past its minimal LEB128.
+fn padded_calls(module: &[u8]) -> (usize, usize) {
+    let (mut calls, mut padded) = (0, 0);
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        let wasmparser::Payload::CodeSectionEntry(body) = payload.unwrap() else {
+            continue;
+        };
+        let ops: Vec<_> = body
+            .get_operators_reader()
+            .unwrap()
+            .into_iter_with_offsets()
+            .map(Result::unwrap)
+            .collect();
+        for pair in ops.windows(2) {
+            let ((op, at), (_, next)) = (&pair[0], &pair[1]);
+            if let wasmparser::Operator::Call { function_index } = op {
+                calls += 1;
+                padded += usize::from(next - at > 1 + uleb128_len(*function_index));
+            }
+        }
+    }
+    (calls, padded)
+}
+
+#[test]
+fn the_channel_modules_are_linked_with_minimal_leb128_indices() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    for package in ["whatsapp-channel", "sms-channel", "hostile-channel"] {
+        let module = std::fs::read(core_module_path(
+            &workspace.join("target/component"),
+            package,
+        ))
+        .unwrap();
+        let (calls, padded) = padded_calls(&module);
+        assert!(calls > 0, "{package}: no call found");
+        assert_eq!(
+            padded, 0,
+            "{package}: {padded} of {calls} calls carry a padded function index (is wasm-ld's --compress-relocations gone?)"
+        );
+    }
+}
