@@ -11,10 +11,9 @@
 //!   memory exists). The contract's host functions all take strings or lists, so every channel
 //!   component has this shape.
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
@@ -123,24 +122,6 @@ impl Floor {
             .map_err(anyhow::Error::from)?;
         Ok((answer, self.logged.load(Ordering::Relaxed) - before))
     }
-
-    /// The median of `iterations` instantiations.
-    pub fn median_instantiate(&self, iterations: usize) -> Result<Duration> {
-        crate::runtime::block_on(async {
-            self.instantiate().await?; // warm-up
-            let mut samples = Vec::with_capacity(iterations);
-            for _ in 0..iterations {
-                let t = Instant::now();
-                self.instantiate().await?;
-                samples.push(t.elapsed());
-            }
-            samples.sort();
-            samples
-                .get(samples.len() / 2)
-                .copied()
-                .ok_or_else(|| anyhow!("no iterations"))
-        })
-    }
 }
 
 #[cfg(test)]
@@ -158,6 +139,5 @@ mod tests {
         let shim = Floor::new(runtime.engine(), WITH_IMPORT_SHIM).unwrap();
         // The lowered import reads the guest's memory: the shim is wired as a real one is.
         assert_eq!(crate::runtime::block_on(shim.run()).unwrap(), (7, 5));
-        assert!(shim.median_instantiate(3).unwrap() > Duration::ZERO);
     }
 }
