@@ -14,7 +14,7 @@
 use anyhow::Result;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{Component, Instance, InstancePre, Linker};
 use wasmtime::{Engine, Store};
 
 /// One core module, one memory with data, one exported function, no imports.
@@ -87,31 +87,27 @@ impl Floor {
         })
     }
 
-    fn store(&self) -> Store<LoggedBytes> {
+    /// A fresh store and an instance in it.
+    async fn fresh(&self) -> Result<(Store<LoggedBytes>, Instance)> {
         let mut store = Store::new(&self.engine, self.logged.clone());
         // The engine counts epochs; these few instructions need no budget of their own.
         store.set_epoch_deadline(1 << 20);
-        store
-    }
-
-    /// A fresh store and instance, dropped.
-    pub async fn instantiate(&self) -> Result<()> {
-        let mut store = self.store();
-        self.pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(anyhow::Error::from)?;
-        Ok(())
-    }
-
-    /// A fresh instance's `run`, and what its `log` import was handed.
-    pub async fn run(&self) -> Result<(u32, usize)> {
-        let mut store = self.store();
         let instance = self
             .pre
             .instantiate_async(&mut store)
             .await
             .map_err(anyhow::Error::from)?;
+        Ok((store, instance))
+    }
+
+    /// A fresh store and instance, dropped.
+    pub async fn instantiate(&self) -> Result<()> {
+        self.fresh().await.map(drop)
+    }
+
+    /// A fresh instance's `run`, and what its `log` import was handed.
+    pub async fn run(&self) -> Result<(u32, usize)> {
+        let (mut store, instance) = self.fresh().await?;
         let run = instance
             .get_typed_func::<(), (u32,)>(&mut store, "run")
             .map_err(anyhow::Error::from)?;
