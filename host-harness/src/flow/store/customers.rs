@@ -19,7 +19,7 @@ const MARKETING: &str = "marketing";
 
 /// Every key an event names the customer by: its `recipient`, and the phone and user id in
 /// `details.customer` (WhatsApp's form; other channels give only `recipient`).
-fn keys_of(e: &WebhookEvent) -> Vec<String> {
+pub(super) fn keys_of(e: &WebhookEvent) -> Vec<String> {
     let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
     let mut keys: Vec<String> = [
         e.recipient.as_deref(),
@@ -153,6 +153,9 @@ impl Tx<'_, '_> {
                 "another handler owns the conversation"
             }
         );
+        // Locked in id order: two handovers naming the same customers never wait crosswise.
+        open.sort();
+        open.dedup();
         for id in open {
             let Some(flow) = self.load(&id)? else {
                 continue;

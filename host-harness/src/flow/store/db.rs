@@ -188,11 +188,41 @@ impl PgConn {
     }
 }
 
+/// What one stalled node may cost the others, in PostgreSQL's own session settings (ms).
+///
+/// A node frozen (SIGSTOP, a long GC-like pause, a partition without a TCP reset) inside a
+/// transaction keeps its row locks until the server ends its session: the server ends it once
+/// it has sat idle in that transaction this long. A statement waiting for a lock gives up
+/// after `LOCK_TIMEOUT_MS` (the caller retries later), and no statement runs unbounded. Every
+/// transaction of the store is a few statements with no I/O in between, so a healthy node is
+/// never near these.
+pub const IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 5_000;
+pub const LOCK_TIMEOUT_MS: u64 = 2_000;
+pub const STATEMENT_TIMEOUT_MS: u64 = 10_000;
+
+/// The session settings and socket options of every connection: a stalled peer costs at
+/// most seconds (above); a server that vanished without a reset is noticed by TCP keepalives
+/// and the user timeout instead of after the kernel's two hours.
+fn session_config(config: &mut postgres::Config) {
+    config.connect_timeout(Duration::from_secs(5));
+    // The URL's own `options` come last, so an operator may still set these differently.
+    let given = config.get_options().unwrap_or_default().to_string();
+    config.options(&format!(
+        "-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS} {given}"
+    ));
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(15));
+}
+
 fn connect(url: &str) -> Result<postgres::Client> {
     let mut config: postgres::Config = url
         .parse()
         .with_context(|| format!("{} is not a PostgreSQL URL", redact(url)))?;
-    config.connect_timeout(Duration::from_secs(5));
+    session_config(&mut config);
     config
         .connect(postgres::NoTls)
         .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))

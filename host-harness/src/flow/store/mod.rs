@@ -16,6 +16,7 @@ use crate::json::disposition_name;
 use crate::types::{Classification, Disposition, EventKind, WebhookEvent};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -127,6 +128,18 @@ pub enum Submitted {
     Conflict,
 }
 
+/// A batch with a conflicting id, carried out of its transaction so that it rolls back.
+#[derive(Debug)]
+struct BatchRefused(Vec<Submitted>);
+
+impl std::fmt::Display for BatchRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a flow id in the batch is taken by another spec")
+    }
+}
+
+impl std::error::Error for BatchRefused {}
+
 /// A callback delivery due.
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
@@ -147,6 +160,8 @@ struct FlowRow {
     expires_ms: Option<u64>,
     current_attempt: Option<i64>,
     callback_url: Option<String>,
+    /// The recipient's customer key (what webhooks name).
+    customer: String,
 }
 
 impl FlowRow {
@@ -175,7 +190,6 @@ struct AttemptRow {
     channel: String,
     attempt: u32,
     phase: AttemptPhase,
-    precedence: i64,
     closed: bool,
     status_disposition: Option<String>,
 }
@@ -305,11 +319,35 @@ impl Store {
         }
     }
 
-    /// Stores new flows, due at once, in one transaction.
+    /// Stores new flows, due at once, in one transaction: all of them, or, when any id is
+    /// taken by another spec (in the store or earlier in the batch), none. The outcomes say
+    /// which; after a conflict nothing was written, so nothing is ever sent for a refused batch.
     pub fn submit(&self, flows: &[(String, FlowSpec)], now: u64) -> Result<Vec<Submitted>> {
-        self.with_tx(now, |t| {
-            flows.iter().map(|(id, spec)| t.submit(id, spec)).collect()
-        })
+        let stored = self.with_tx(now, |t| {
+            let mut outcomes = Vec::with_capacity(flows.len());
+            let mut in_batch: HashMap<&str, &FlowSpec> = HashMap::new();
+            for (id, spec) in flows {
+                let outcome = match in_batch.get(id.as_str()) {
+                    Some(earlier) if *earlier == spec => Submitted::AlreadyExists,
+                    Some(_) => Submitted::Conflict,
+                    None => t.submit(id, spec)?,
+                };
+                in_batch.entry(id).or_insert(spec);
+                outcomes.push(outcome);
+            }
+            if outcomes.contains(&Submitted::Conflict) {
+                // An error rolls the transaction back; the outcomes travel inside it.
+                return Err(BatchRefused(outcomes).into());
+            }
+            Ok(outcomes)
+        });
+        match stored {
+            Err(e) => match e.downcast::<BatchRefused>() {
+                Ok(BatchRefused(outcomes)) => Ok(outcomes),
+                Err(e) => Err(e),
+            },
+            ok => ok,
+        }
     }
 
     /// After a crash (or, on PostgreSQL, once another node's lease has passed): every
@@ -321,29 +359,19 @@ impl Store {
             // PostgreSQL a send is taken over only once its node's lease has passed.
             let rows = match t.backend {
                 Backend::Sqlite => t.db.query(
-                    "SELECT id, phase FROM attempts WHERE phase <> 'recorded'",
+                    "SELECT id FROM attempts WHERE phase <> 'recorded' ORDER BY id",
                     &[],
                 )?,
                 Backend::Postgres => t.db.query(
-                    "SELECT a.id, a.phase FROM attempts a JOIN flows f ON f.current_attempt = a.id WHERE a.phase <> 'recorded' AND f.lease_until < ?1 FOR UPDATE OF f SKIP LOCKED",
+                    "SELECT a.id FROM attempts a JOIN flows f ON f.current_attempt = a.id WHERE a.phase <> 'recorded' AND f.lease_until < ?1 ORDER BY f.id FOR UPDATE OF f SKIP LOCKED",
                     args![ms(now)],
                 )?,
             };
-            let open: Vec<(i64, String)> = rows
-                .iter()
-                .map(|r| Ok((r.int(0)?, r.text(1)?)))
-                .collect::<Result<_>>()?;
-            for (id, phase) in &open {
-                let result = if AttemptPhase::parse(phase) == Some(AttemptPhase::Claimed) {
-                    SendResult::NeverLeft(
-                        "the host stopped before this send was handed over".into(),
-                    )
-                } else {
-                    SendResult::MaybeSent("the host stopped while this send was in flight".into())
-                };
-                t.record(*id, &result)?;
+            let mut taken = 0;
+            for row in &rows {
+                taken += usize::from(t.take_over(row.int(0)?)?);
             }
-            Ok(open.len())
+            Ok(taken)
         })
     }
 
@@ -434,32 +462,16 @@ impl Store {
         events: &[WebhookEvent],
         now: u64,
     ) -> Result<Vec<usize>> {
-        self.with_tx(now, |t| {
-            let mut fresh = Vec::new();
-            for (i, e) in events.iter().enumerate() {
-                if !t.first_sight(channel, e)? {
-                    continue; // a redelivery: already applied
-                }
+        // One transaction per event: each locks only its own flow, so two deliveries naming
+        // the same flows in another order never wait on each other crosswise. An error stops
+        // here: the provider redelivers, and what was applied is then a redelivery.
+        let mut fresh = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if self.with_tx(now, |t| t.apply_event(channel, e))? {
                 fresh.push(i);
-                if e.kind == EventKind::MessageStatus {
-                    t.apply_status(channel, e)?;
-                    t.note_classified_opt_out(channel, e.recipient.as_deref(), &e.classification)?;
-                    continue;
-                }
-                // Inbound messages, and anything else that opens the window (a customer's
-                // call, a message handled by another app).
-                if e.kind == EventKind::InboundMessage || e.service_window_ends_ms.is_some() {
-                    t.note_inbound(channel, e)?;
-                }
-                match e.kind {
-                    EventKind::Handover => t.hand_over(channel, e)?,
-                    EventKind::RecipientPreference => t.note_preference(channel, e)?,
-                    EventKind::IdentityChange => t.rekey(channel, e)?,
-                    _ => {}
-                }
             }
-            Ok(fresh)
-        })
+        }
+        Ok(fresh)
     }
 
     /// A flow's state.
@@ -591,26 +603,25 @@ impl Tx<'_, '_> {
 
     fn submit(&self, id: &str, spec: &FlowSpec) -> Result<Submitted> {
         let text = serde_json::to_string(spec)?;
-        let existing = match self
-            .db
-            .query_opt("SELECT spec FROM flows WHERE id = ?1", args![id])?
-        {
-            Some(r) => Some(r.text(0)?),
-            None => None,
-        };
-        if let Some(stored) = existing {
+        let expires = spec.ttl_ms.map(|t| self.now.saturating_add(t));
+        // Insert-if-absent, then look: two nodes submitting one id at once never both create
+        // it (PostgreSQL makes the second wait for the first's commit on the key).
+        // The column holds the customer key (what webhooks name), the spec the address as given.
+        let inserted = self.db.exec(
+                "INSERT OR IGNORE INTO flows (id, spec, recipient, state, step, attempt, wake_at, created_ms, expires_ms, callback_url, lane) VALUES (?1, ?2, ?3, ?4, 0, 1, ?5, ?5, ?6, ?7, ?8)",
+                args![id, text, customer_key(&spec.recipient), FlowState::Ready.as_str(), ms(self.now), expires.map(ms), spec.callback_url, lane_for(spec, 0, FlowState::Ready)],
+            )?;
+        if inserted == 0 {
+            let stored = self
+                .db
+                .query_one("SELECT spec FROM flows WHERE id = ?1", args![id])?
+                .text(0)?;
             return Ok(if stored == text {
                 Submitted::AlreadyExists
             } else {
                 Submitted::Conflict
             });
         }
-        let expires = spec.ttl_ms.map(|t| self.now.saturating_add(t));
-        // The column holds the customer key (what webhooks name), the spec the address as given.
-        self.db.exec(
-                "INSERT INTO flows (id, spec, recipient, state, step, attempt, wake_at, created_ms, expires_ms, callback_url, lane) VALUES (?1, ?2, ?3, ?4, 0, 1, ?5, ?5, ?6, ?7, ?8)",
-                args![id, text, customer_key(&spec.recipient), FlowState::Ready.as_str(), ms(self.now), expires.map(ms), spec.callback_url, lane_for(spec, 0, FlowState::Ready)],
-            )?;
         self.note(
             id,
             None,
@@ -624,8 +635,9 @@ impl Tx<'_, '_> {
     }
 
     fn load(&self, id: &str) -> Result<Option<FlowRow>> {
+        // Every load decides something: on PostgreSQL the row stays locked until commit.
         let row = self.db.query_opt(
-            "SELECT spec, state, step, attempt, expires_ms, current_attempt, callback_url FROM flows WHERE id = ?1",
+            &format!("SELECT spec, state, step, attempt, expires_ms, current_attempt, callback_url, recipient FROM flows WHERE id = ?1{}", self.for_update()),
             args![id],
         )?;
         let row = match row {
@@ -637,10 +649,11 @@ impl Tx<'_, '_> {
                 r.opt_int(4)?,
                 r.opt_int(5)?,
                 r.opt_text(6)?,
+                r.text(7)?,
             )),
             None => None,
         };
-        let Some((spec, state, step, attempt, expires, current, callback)) = row else {
+        let Some((spec, state, step, attempt, expires, current, callback, customer)) = row else {
             return Ok(None);
         };
         Ok(Some(FlowRow {
@@ -653,6 +666,7 @@ impl Tx<'_, '_> {
             expires_ms: expires.map(|e| e.max(0) as u64),
             current_attempt: current,
             callback_url: callback,
+            customer,
         }))
     }
 
@@ -772,7 +786,7 @@ impl Tx<'_, '_> {
 
     fn load_attempt(&self, sql_where: &str, args: &[db::Arg]) -> Result<Option<AttemptRow>> {
         let sql = format!(
-            "SELECT id, flow_id, channel, attempt, phase, precedence, closed, status_disposition FROM attempts WHERE {sql_where}"
+            "SELECT id, flow_id, channel, attempt, phase, closed, status_disposition FROM attempts WHERE {sql_where}"
         );
         let Some(r) = self.db.query_opt(&sql, args)? else {
             return Ok(None);
@@ -783,9 +797,8 @@ impl Tx<'_, '_> {
             channel: r.text(2)?,
             attempt: u32::try_from(r.int(3)?).unwrap_or(u32::MAX),
             phase: AttemptPhase::parse(&r.text(4)?).unwrap_or(AttemptPhase::Recorded),
-            precedence: r.int(5)?,
-            closed: r.int(6)? != 0,
-            status_disposition: r.opt_text(7)?,
+            closed: r.int(5)? != 0,
+            status_disposition: r.opt_text(6)?,
         }))
     }
 
@@ -841,6 +854,15 @@ impl Tx<'_, '_> {
         Ok(())
     }
 
+    /// ` FOR UPDATE` on PostgreSQL: the row read is locked until commit. SQLite's immediate
+    /// transactions already exclude each other.
+    fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
     /// ` FOR UPDATE SKIP LOCKED` where several nodes claim from one table; SQLite's
     /// immediate transactions already exclude each other.
     fn skip_locked(&self) -> &'static str {
@@ -850,10 +872,58 @@ impl Tx<'_, '_> {
         }
     }
 
-    fn record(&self, attempt_id: i64, result: &SendResult) -> Result<()> {
-        let Some(a) = self.load_attempt("id = ?1", args![attempt_id])? else {
-            return Ok(());
+    /// The flow and the attempt, both locked, in the one order every transition takes:
+    /// the flow's row first, then its attempt's (PostgreSQL; SQLite's writers exclude each
+    /// other whole). Everything decided after this reads rows no other node can change.
+    fn lock_attempt(&self, attempt_id: i64) -> Result<Option<(Option<FlowRow>, AttemptRow)>> {
+        // An attempt's flow never changes: this read needs no lock.
+        let Some(row) = self.db.query_opt(
+            "SELECT flow_id FROM attempts WHERE id = ?1",
+            args![attempt_id],
+        )?
+        else {
+            return Ok(None);
         };
+        let flow = self.load(&row.text(0)?)?;
+        let lock = self.for_update();
+        let attempt = self.load_attempt(&format!("id = ?1{lock}"), args![attempt_id])?;
+        Ok(attempt.map(|a| (flow, a)))
+    }
+
+    /// The crash rule, on a send whose node stopped or whose lease passed, decided on the
+    /// attempt's phase read under its lock (a node that marks it `sending` at that moment
+    /// either does so first, and the send is `unknown`, or finds it recorded, and does not
+    /// send). False if it was recorded meanwhile.
+    fn take_over(&self, attempt_id: i64) -> Result<bool> {
+        let Some((flow, a)) = self.lock_attempt(attempt_id)? else {
+            return Ok(false);
+        };
+        let result = match a.phase {
+            AttemptPhase::Recorded => return Ok(false),
+            AttemptPhase::Claimed => {
+                SendResult::NeverLeft("the host stopped before this send was handed over".into())
+            }
+            AttemptPhase::Sending => {
+                SendResult::MaybeSent("the host stopped while this send was in flight".into())
+            }
+        };
+        self.record_locked(flow, a, &result)?;
+        Ok(true)
+    }
+
+    fn record(&self, attempt_id: i64, result: &SendResult) -> Result<()> {
+        match self.lock_attempt(attempt_id)? {
+            Some((flow, a)) => self.record_locked(flow, a, result),
+            None => Ok(()),
+        }
+    }
+
+    fn record_locked(
+        &self,
+        flow: Option<FlowRow>,
+        a: AttemptRow,
+        result: &SendResult,
+    ) -> Result<()> {
         if a.phase == AttemptPhase::Recorded {
             return Ok(()); // recorded already
         }
@@ -894,7 +964,7 @@ impl Tx<'_, '_> {
             Some(a.id),
             &format!("{} attempt {}: {what}", a.channel, a.attempt),
         )?;
-        let Some(flow) = self.load(&a.flow_id)? else {
+        let Some(flow) = flow else {
             return Ok(());
         };
         if let SendResult::Classified(c) = result {
@@ -1011,43 +1081,19 @@ impl Tx<'_, '_> {
         }
     }
 
-    /// The attempt a status is about: by the provider's message id, else by the correlation
-    /// id the provider echoes (the attempt then adopts the message id).
-    fn attempt_for(&self, channel: &str, e: &WebhookEvent) -> Result<Option<AttemptRow>> {
+    /// The attempt a status is about: by the provider's message id, or by the correlation
+    /// id the provider echoes while the attempt has no message id yet (the status overtook
+    /// the answer). One statement, so one snapshot: an answer committing meanwhile cannot make
+    /// the attempt invisible to both halves. Not locked: [`Tx::apply_status`] locks it.
+    fn attempt_for(&self, channel: &str, e: &WebhookEvent) -> Result<Option<i64>> {
         let Some(message_id) = &e.provider_message_id else {
             return Ok(None);
         };
-        if let Some(a) = self.load_attempt(
-            "channel = ?1 AND provider_message_id = ?2",
-            args![channel, message_id],
-        )? {
-            return Ok(Some(a));
-        }
-        let Some(correlation) = &e.correlation_id else {
-            return Ok(None);
-        };
-        let Some(a) = self.load_attempt(
-            "correlation_id = ?1 AND channel = ?2 AND provider_message_id IS NULL",
-            args![correlation, channel],
-        )?
-        else {
-            return Ok(None);
-        };
-        self.db.exec(
-            "UPDATE attempts SET provider_message_id = ?2 WHERE id = ?1",
-            args![a.id, message_id],
+        let row = self.db.query_opt(
+            "SELECT id FROM attempts WHERE channel = ?1 AND (provider_message_id = ?2 OR (correlation_id = ?3 AND provider_message_id IS NULL)) ORDER BY id LIMIT 1",
+            args![channel, message_id, e.correlation_id.as_deref()],
         )?;
-        let how = if a.phase != AttemptPhase::Recorded {
-            "before its answer was recorded"
-        } else {
-            "the attempt did go out"
-        };
-        self.note(
-            &a.flow_id,
-            Some(a.id),
-            &format!("{channel} status names message {message_id} ({how})"),
-        )?;
-        Ok(Some(a))
+        row.map(|r| r.int(0)).transpose()
     }
 
     /// Whether this is the first time the event is seen (its dedupe key is then kept).
@@ -1059,32 +1105,78 @@ impl Tx<'_, '_> {
         Ok(fresh > 0)
     }
 
-    /// Applies a status seen for the first time.
-    fn apply_status(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
-        let Some(a) = self.attempt_for(channel, e)? else {
-            return Ok(());
+    /// Applies one webhook event; whether it was seen for the first time.
+    fn apply_event(&self, channel: &str, e: &WebhookEvent) -> Result<bool> {
+        if e.kind == EventKind::MessageStatus {
+            let outcome = self.apply_status(channel, e)?;
+            if matches!(outcome, StatusOutcome::Applied | StatusOutcome::NoAttempt) {
+                // Idempotent: a redelivery of a status of no attempt stops nothing twice.
+                self.note_classified_opt_out(channel, e.recipient.as_deref(), &e.classification)?;
+            }
+            return Ok(outcome == StatusOutcome::Applied);
+        }
+        if !self.first_sight(channel, e)? {
+            return Ok(false); // a redelivery: already applied
+        }
+        // Inbound messages, and anything else that opens the window (a customer's call, a
+        // message handled by another app).
+        if e.kind == EventKind::InboundMessage || e.service_window_ends_ms.is_some() {
+            self.note_inbound(channel, e)?;
+        }
+        match e.kind {
+            EventKind::Handover => self.hand_over(channel, e)?,
+            EventKind::RecipientPreference => self.note_preference(channel, e)?,
+            EventKind::IdentityChange => self.rekey(channel, e)?,
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    /// Applies a status: decided with the flow and the attempt locked, and its dedupe key
+    /// kept only when it is applied (a status that names no attempt of ours, or another
+    /// customer, leaves no key behind, so it changes nothing now and nothing later).
+    fn apply_status(&self, channel: &str, e: &WebhookEvent) -> Result<StatusOutcome> {
+        let Some(id) = self.attempt_for(channel, e)? else {
+            return Ok(StatusOutcome::NoAttempt);
+        };
+        let Some((Some(flow), a)) = self.lock_attempt(id)? else {
+            return Ok(StatusOutcome::NoAttempt);
         };
         let status = status_name(e);
-        if i64::from(e.precedence) <= a.precedence {
-            return self.note(
+        if !names_customer(e, &flow.customer) {
+            self.note(
+                &flow.id,
+                Some(a.id),
+                &format!(
+                    "{channel} status {status} names another customer than this flow's: ignored"
+                ),
+            )?;
+            return Ok(StatusOutcome::OtherCustomer);
+        }
+        if !self.first_sight(channel, e)? {
+            return Ok(StatusOutcome::Redelivery);
+        }
+        self.adopt_message_id(channel, &a, e)?;
+        // Conditional on the precedence the row holds, and the row count checked: a lower
+        // status never overwrites a higher one, whatever arrives in which order.
+        let disposition = disposition_name(e.classification.disposition);
+        let raised = self.db.exec(
+            "UPDATE attempts SET precedence = ?2, status = ?3, status_disposition = ?4 WHERE id = ?1 AND precedence < ?2",
+            args![a.id, e.precedence, status, disposition],
+        )?;
+        if raised == 0 {
+            self.note(
                 &a.flow_id,
                 Some(a.id),
                 &format!("{channel} status {status} arrived late (after a higher one): ignored"),
-            );
-        }
-        let disposition = disposition_name(e.classification.disposition);
-        self.db.exec(
-                "UPDATE attempts SET precedence = ?2, status = ?3, status_disposition = ?4 WHERE id = ?1",
-                args![a.id, e.precedence, status, disposition],
             )?;
+            return Ok(StatusOutcome::Applied);
+        }
         self.note(
             &a.flow_id,
             Some(a.id),
             &format!("{channel} status {status}: {}", describe(&e.classification)),
         )?;
-        let Some(flow) = self.load(&a.flow_id)? else {
-            return Ok(());
-        };
         self.emit(
             &flow,
             "status",
@@ -1092,7 +1184,8 @@ impl Tx<'_, '_> {
             "disposition": disposition, "reason": e.classification.reason}),
         )?;
         if a.closed || flow.current_attempt != Some(a.id) {
-            return self.possible_duplicate(&flow, &a, channel, &status, e);
+            self.possible_duplicate(&flow, &a, channel, &status, e)?;
+            return Ok(StatusOutcome::Applied);
         }
         match flow.state {
             FlowState::WaitingStatus | FlowState::WaitingUnknown => {
@@ -1102,11 +1195,37 @@ impl Tx<'_, '_> {
                     e.classification.retry_after_ms,
                     self.now,
                 );
-                self.apply(&flow, next, Some(a.id))
+                self.apply(&flow, next, Some(a.id))?;
             }
-            // Sending: the recording of the answer applies it. Final: recorded, nothing to do.
-            _ => Ok(()),
+            // Sending: recording the answer applies it (it reads the status under the same
+            // locks). Final: recorded, nothing to do.
+            _ => {}
         }
+        Ok(StatusOutcome::Applied)
+    }
+
+    /// A status that overtook the answer names the message id first: the attempt adopts it.
+    fn adopt_message_id(&self, channel: &str, a: &AttemptRow, e: &WebhookEvent) -> Result<()> {
+        let Some(message_id) = &e.provider_message_id else {
+            return Ok(());
+        };
+        let adopted = self.db.exec(
+            "UPDATE attempts SET provider_message_id = ?2 WHERE id = ?1 AND provider_message_id IS NULL",
+            args![a.id, message_id],
+        )?;
+        if adopted == 0 {
+            return Ok(());
+        }
+        let how = if a.phase != AttemptPhase::Recorded {
+            "before its answer was recorded"
+        } else {
+            "the attempt did go out"
+        };
+        self.note(
+            &a.flow_id,
+            Some(a.id),
+            &format!("{channel} status names message {message_id} ({how})"),
+        )
     }
 
     /// A status that shows a message went out on an attempt the flow had moved on from: the
@@ -1137,6 +1256,50 @@ impl Tx<'_, '_> {
             json!({"channel": channel, "attempt": a.attempt, "status": status}),
         )
     }
+}
+
+/// What became of a status event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusOutcome {
+    /// Seen for the first time and applied (or found late: a higher one is held).
+    Applied,
+    /// Seen before: applied then.
+    Redelivery,
+    /// Names no attempt of ours: what it says of the customer (an opt-out) still holds.
+    NoAttempt,
+    /// Names another customer than the attempt's flow: dropped whole.
+    OtherCustomer,
+}
+
+/// Whether a status may be about the flow's customer: every customer key it names of the
+/// flow's kind (a phone number, or a user id) is the flow's. A status naming only a user id
+/// for a flow sent to a phone number (WhatsApp leaves phone numbers out for some users) is
+/// not refused, since the message id already names the attempt.
+fn names_customer(e: &WebhookEvent, flow_customer: &str) -> bool {
+    let is_phone = |k: &str| k.starts_with('+');
+    let named = customers::keys_of(e);
+    let comparable: Vec<&String> = named
+        .iter()
+        .filter(|k| is_phone(k) == is_phone(flow_customer))
+        .collect();
+    comparable.is_empty() || comparable.iter().any(|k| same_customer(k, flow_customer))
+}
+
+/// Equal keys, or one phone number in both of the spellings WhatsApp uses for Mexico (`+52 1`
+/// and `+52`) and Argentina (`+54 9` and `+54`) mobile numbers.
+fn same_customer(a: &str, b: &str) -> bool {
+    fn canonical(k: &str) -> std::borrow::Cow<'_, str> {
+        for (country, mobile) in [("+52", '1'), ("+54", '9')] {
+            if let Some(rest) = k.strip_prefix(country)
+                && let Some(national) = rest.strip_prefix(mobile)
+                && national.len() == 10
+            {
+                return format!("{country}{national}").into();
+            }
+        }
+        k.into()
+    }
+    a == b || canonical(a) == canonical(b)
 }
 
 /// The pacing rows of a send: its sending number's, its customer's.
@@ -1234,6 +1397,9 @@ mod tests {
     use super::*;
     use crate::flow::pacing::ChannelPacing;
     use std::collections::HashMap;
+
+    /// The write races between nodes, forced (PostgreSQL).
+    mod races;
 
     const NOW: u64 = 1_800_000_000_000;
     /// Past the lease of anything claimed at `NOW`.
