@@ -161,17 +161,13 @@ fn parse_flows(body: &[u8], max: usize) -> Result<(Vec<FlowSpec>, bool), ApiErro
         let docs = serde_json::from_str(text).map_err(|e| invalid_json(&e.to_string()))?;
         (docs, true)
     } else {
-        let mut docs = Vec::new();
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            docs.push(
-                serde_json::from_str(line)
-                    .map_err(|e| invalid_json(&format!("line {}: {e}", i + 1)))?,
-            );
-        }
+        // A stream of JSON values: NDJSON (one per line), and as well one object spread over
+        // many lines (`curl -d @flow.json` of a pretty-printed file) or several in a row.
+        // serde_json's errors give the line and column within the whole body.
+        let docs = serde_json::Deserializer::from_str(text)
+            .into_iter::<Value>()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid_json(&e.to_string()))?;
         let batch = docs.len() != 1;
         (docs, batch)
     };

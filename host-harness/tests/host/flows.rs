@@ -303,6 +303,77 @@ fn bad_flow_files_are_refused_with_the_reason(db: &str) {
     }
 }
 
+/// A batch refused for a conflicting id starts none of its flows: not the new one beside
+/// it, not two flows sharing one id (a client that believes the 400 and resubmits under new
+/// ids must not message anyone twice).
+fn a_refused_batch_stores_and_sends_none_of_its_flows(db: &str) {
+    let stack = Stack::start(db, Duration::from_millis(60)).unwrap();
+    let taken = start(&stack, &flow("b-taken", "+15550100031", 5_000));
+    wait_final(&stack, &taken);
+    let sent_before = stack.mock.requests().len();
+    let other_spec = flow("b-taken", "+15550100032", 5_000);
+    let batches = [
+        json!([flow("b-new", "+15550100033", 5_000), other_spec]),
+        json!([
+            flow("b-twice", "+15550100034", 5_000),
+            flow("b-twice", "+15550100035", 5_000)
+        ]),
+    ];
+    for batch in &batches {
+        let (code, body) = stack.post_flows(batch).unwrap();
+        assert_eq!(code, 400, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("none was started"),
+            "{body}"
+        );
+        assert_eq!(body["errors"][0]["code"], "id_in_use", "{body}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for id in ["b-new", "b-twice"] {
+        assert_eq!(
+            status(&stack, id)["error"],
+            "no_such_flow",
+            "{id} was stored"
+        );
+    }
+    assert_eq!(
+        stack.mock.requests().len(),
+        sent_before,
+        "a refused batch sent"
+    );
+    // The same batch without the conflict goes through whole.
+    let (code, body) = stack
+        .post_flows(&json!([flow("b-new", "+15550100033", 5_000)]))
+        .unwrap();
+    assert_eq!((code, &body["created"]), (201, &json!(1)), "{body}");
+}
+
+/// `curl -d @flow.json` with a pretty-printed flow: one flow, not lines of NDJSON.
+fn a_pretty_printed_flow_object_is_one_flow(db: &str) {
+    let stack = Stack::start(db, Duration::from_millis(60)).unwrap();
+    let pretty = serde_json::to_string_pretty(&flow("p-pretty", "+15550100036", 5_000)).unwrap();
+    let mut resp = agent()
+        .post(&format!("{}/flows", stack.url()))
+        .header("authorization", &format!("Bearer {DEMO_API_TOKEN}"))
+        .send(pretty.as_bytes())
+        .unwrap();
+    let body = resp.body_mut().read_to_string().unwrap();
+    assert_eq!(resp.status().as_u16(), 201, "{body}");
+    assert!(body.contains("\"p-pretty\""), "{body}");
+    // A broken document names where: line and column of the whole body.
+    let mut resp = agent()
+        .post(&format!("{}/flows", stack.url()))
+        .header("authorization", &format!("Bearer {DEMO_API_TOKEN}"))
+        .send(&pretty.as_bytes()[..pretty.len() - 3])
+        .unwrap();
+    let body = resp.body_mut().read_to_string().unwrap();
+    assert_eq!(resp.status().as_u16(), 400, "{body}");
+    assert!(body.contains("line "), "{body}");
+}
+
 /// A text (free-form) flow: WhatsApp only inside the 24 h window, else SMS.
 fn text_flow(id: &str, recipient: &str) -> Value {
     json!({"id": id, "recipient": recipient, "ttl_ms": 60_000, "steps": [
@@ -380,4 +451,6 @@ on_both_stores!(
     nothing_is_sent_after_the_ttl,
     bad_flow_files_are_refused_with_the_reason,
     a_customer_who_wrote_gets_free_form_whatsapp_without_the_flow_saying_so,
+    a_refused_batch_stores_and_sends_none_of_its_flows,
+    a_pretty_printed_flow_object_is_one_flow,
 );
