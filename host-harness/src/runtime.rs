@@ -84,17 +84,37 @@ impl Default for Limits {
     }
 }
 
+/// A gap between two epoch ticks past which the process was not running (SIGSTOP, a VM
+/// paused, a host starved of CPU): nothing ran, the guest no more than the ticker.
+const STALL_GAP: Duration = Duration::from_millis(50);
+
+/// Nanoseconds this process stood still, summed over every tick gap past [`STALL_GAP`]. A
+/// call's guest time leaves them out: a node frozen mid-call did not spend its plugin's CPU
+/// budget (it used to fail every call in flight with "CPU budget" on waking).
+static STALLED_NS: AtomicU64 = AtomicU64::new(0);
+
+fn stalled() -> Duration {
+    Duration::from_nanos(STALLED_NS.load(Ordering::Relaxed))
+}
+
 /// Advances `engine`'s epoch every [`EPOCH_TICK`] on a thread of its own, which ends once
-/// the engine is dropped.
+/// the engine is dropped; counts the time the process stood still.
 fn start_epoch_ticker(engine: &Engine) -> Result<()> {
     let engine = engine.weak();
     std::thread::Builder::new()
         .name("host-harness-epoch".into())
         .spawn(move || {
+            let mut last = Instant::now();
             while let Some(engine) = engine.upgrade() {
                 engine.increment_epoch();
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);
+                let gap = last.elapsed();
+                last = Instant::now();
+                if gap > STALL_GAP {
+                    let ns = u64::try_from((gap - EPOCH_TICK).as_nanos()).unwrap_or(u64::MAX);
+                    STALLED_NS.fetch_add(ns, Ordering::Relaxed);
+                }
             }
         })
         .context("starting the epoch thread")?;
@@ -397,6 +417,8 @@ pub struct PluginState {
 /// call may wait long for its turn again: that is not the guest's CPU).
 struct GuestTime {
     started: Instant,
+    /// [`STALLED_NS`] when the call started.
+    stalled_at_start: Duration,
     in_imports: Duration,
     /// Nanoseconds spent yielded, added by the yield futures (which cannot reach the store).
     yielded_ns: Arc<AtomicU64>,
@@ -408,6 +430,7 @@ impl GuestTime {
     fn new() -> GuestTime {
         GuestTime {
             started: Instant::now(),
+            stalled_at_start: stalled(),
             in_imports: Duration::ZERO,
             yielded_ns: Arc::new(AtomicU64::new(0)),
             used_at_yield: Duration::ZERO,
@@ -416,10 +439,12 @@ impl GuestTime {
 
     fn used(&self) -> Duration {
         let yielded = Duration::from_nanos(self.yielded_ns.load(Ordering::Relaxed));
+        let stood_still = stalled().saturating_sub(self.stalled_at_start);
         self.started
             .elapsed()
             .saturating_sub(self.in_imports)
             .saturating_sub(yielded)
+            .saturating_sub(stood_still)
     }
 
     /// What an epoch tick does within the budget: go on, or, every [`YIELD_INTERVAL`] of

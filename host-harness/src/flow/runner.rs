@@ -342,8 +342,11 @@ impl Runner {
     /// send in flight finish and be recorded.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<()> {
         let outbox = tokio::spawn(self.clone().deliver_callbacks(stop.clone()));
+        // Takeover has a task of its own: a claim round stalled on a lock another node holds
+        // never holds up taking over what a dead or frozen node left behind.
+        let takeover = (self.store.backend() == Backend::Postgres)
+            .then(|| tokio::spawn(self.clone().take_over_expired_until(stop.clone())));
         let mut last_refresh = now_ms();
-        let mut last_takeover = now_ms();
         while !*stop.borrow() {
             // A store that went away (PostgreSQL restarting) costs a pause, never the runner.
             let claimed = match self.dispatch_round().await {
@@ -359,12 +362,6 @@ impl Runner {
                 last_refresh = now;
                 self.refresh_counts();
             }
-            if self.store.backend() == Backend::Postgres
-                && now.saturating_sub(last_takeover) > (self.options.lease_ms / 4).max(1_000)
-            {
-                last_takeover = now;
-                self.take_over_expired().await;
-            }
             if claimed == 0 {
                 tokio::select! {
                     _ = self.wake.notified() => {}
@@ -379,7 +376,21 @@ impl Runner {
         let all = u32::try_from(self.options.max_in_flight.max(1)).unwrap_or(u32::MAX);
         let _drained = self.in_flight.acquire_many(all).await;
         outbox.abort();
+        if let Some(takeover) = takeover {
+            takeover.abort();
+        }
         Ok(())
+    }
+
+    /// Takes over expired leases every quarter lease (at least every second) until stopped.
+    async fn take_over_expired_until(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let every = Duration::from_millis((self.options.lease_ms / 4).clamp(1_000, 10_000));
+        while !*stop.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => self.take_over_expired().await,
+                _ = stop.changed() => {}
+            }
+        }
     }
 
     /// Sends whose node let its lease pass (it died, or lost the database) are taken over

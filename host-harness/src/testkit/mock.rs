@@ -172,6 +172,33 @@ pub struct WebhookTargets {
     pub sms_secret: String,
     /// Pause between an answer and each following status.
     pub step: Duration,
+    /// Meta's delivery habits across several nodes; `None` posts each status once, in order,
+    /// to the URLs above.
+    pub deliveries: Option<Deliveries>,
+}
+
+/// How statuses reach several nodes behind one app, as Meta delivers them: each to a node
+/// picked at random, some twice, some out of order, and one not answered 200 again later
+/// (to another node) until it is. Every delivery is logged ([`MockApi::deliveries`]).
+#[derive(Debug, Clone, Default)]
+pub struct Deliveries {
+    /// Each node's base URL (`http://127.0.0.1:<port>`).
+    pub nodes: Vec<String>,
+    /// One status in this many is delivered a second time, to another node (0: none).
+    pub duplicate_one_in: u64,
+    /// One message in this many gets its statuses in reverse order (0: none).
+    pub reverse_one_in: u64,
+    /// Further tries of a delivery not answered 200 (Meta retries for days).
+    pub retries: u32,
+}
+
+/// One delivery of a status webhook: to which node, and what it answered (0: no answer).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message_id: String,
+    pub status: String,
+    pub node: usize,
+    pub http_status: u16,
 }
 
 impl WebhookTargets {
@@ -185,6 +212,7 @@ impl WebhookTargets {
             sms_url: format!("{base}/webhooks/sms"),
             sms_secret: crate::stack::DEMO_SMS_WEBHOOK_SECRET.into(),
             step,
+            deliveries: None,
         }
     }
 }
@@ -299,6 +327,7 @@ struct State {
     counters: Mutex<Counters>,
     next_id: AtomicU64,
     http: reqwest::Client,
+    deliveries: Mutex<Vec<Delivery>>,
 }
 
 /// A running mock; stops when dropped.
@@ -322,6 +351,7 @@ impl MockApi {
             attempts: Mutex::default(),
             counters: Mutex::default(),
             next_id: AtomicU64::new(1),
+            deliveries: Mutex::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -357,6 +387,15 @@ impl MockApi {
             stop,
             thread: Some(thread),
         })
+    }
+
+    /// Every status delivery so far (with [`Deliveries`] configured).
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.state
+            .deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -513,6 +552,14 @@ fn count(state: &State, req: &Recorded, reply: &Reply) {
 
 /// The correlation id a request carries: WhatsApp's `biz_opaque_callback_data`, the SMS
 /// API's `reference`.
+impl Recorded {
+    /// The correlation id the request carries (WhatsApp's `biz_opaque_callback_data`, the
+    /// SMS API's `reference`).
+    pub fn correlation_id(&self) -> Option<String> {
+        correlation_of(self)
+    }
+}
+
 fn correlation_of(req: &Recorded) -> Option<String> {
     let body: Value = serde_json::from_slice(&req.body).ok()?;
     body.get("biz_opaque_callback_data")
@@ -859,8 +906,19 @@ fn sms_answer(state: &State, req: &Recorded, trace: u64) -> Reply {
     }
 }
 
+/// One status webhook to post: its route, signature header and secret, and body.
+struct Outgoing {
+    path: &'static str,
+    header: &'static str,
+    secret: String,
+    message_id: String,
+    status: String,
+    body: String,
+}
+
 /// Posts the statuses that follow an answer, each `step` after the previous one; a host that
-/// is down simply misses them (Meta would retry; tests replay deliveries explicitly).
+/// is down simply misses them (Meta would retry; tests replay deliveries explicitly), unless
+/// [`Deliveries`] says how Meta delivers them.
 async fn post_statuses(
     state: Arc<State>,
     targets: WebhookTargets,
@@ -868,60 +926,116 @@ async fn post_statuses(
     after: Duration,
 ) {
     tokio::time::sleep(after).await;
+    let mut outgoing = statuses_of(&state, &targets, follow);
+    let seed = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let chaos = targets.deliveries.clone();
+    if let Some(d) = &chaos
+        && d.reverse_one_in > 0
+        && splitmix(seed) % d.reverse_one_in == 0
+    {
+        outgoing.reverse();
+    }
+    for (i, out) in outgoing.into_iter().enumerate() {
+        tokio::time::sleep(targets.step).await;
+        let Some(d) = &chaos else {
+            let url = match out.path {
+                "/webhooks/sms" => &targets.sms_url,
+                _ => &targets.whatsapp_url,
+            };
+            let _ = post_signed(&state.http, url, out.header, &out.secret, out.body).await;
+            continue;
+        };
+        let pick = splitmix(seed ^ ((i as u64) << 32));
+        let twice = d.duplicate_one_in > 0 && (pick >> 8) % d.duplicate_one_in == 0;
+        let out = Arc::new(out);
+        if twice {
+            tokio::spawn(deliver(state.clone(), d.clone(), out.clone(), pick >> 16));
+        }
+        deliver(state.clone(), d.clone(), out, pick).await;
+    }
+}
+
+/// Delivers one status to a node picked by `pick`, again (to the next node, after a growing
+/// pause) while it is not answered 200, logging every try.
+async fn deliver(state: Arc<State>, d: Deliveries, out: Arc<Outgoing>, pick: u64) {
+    for attempt in 0..=d.retries {
+        let node = ((pick + u64::from(attempt)) % d.nodes.len().max(1) as u64) as usize;
+        let url = format!("{}{}", d.nodes[node], out.path);
+        let status =
+            post_signed(&state.http, &url, out.header, &out.secret, out.body.clone()).await;
+        state
+            .deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Delivery {
+                message_id: out.message_id.clone(),
+                status: out.status.clone(),
+                node,
+                http_status: status,
+            });
+        if status == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500 << attempt.min(4))).await;
+    }
+}
+
+fn statuses_of(state: &State, targets: &WebhookTargets, follow: FollowUp) -> Vec<Outgoing> {
     match follow {
         FollowUp::WhatsApp {
             id,
             digits,
             callback,
             statuses,
-        } => {
-            for (status, code) in statuses {
-                tokio::time::sleep(targets.step).await;
-                let body = whatsapp_status_body(
+        } => statuses
+            .iter()
+            .map(|(status, code)| Outgoing {
+                path: "/webhooks/whatsapp",
+                header: "X-Hub-Signature-256",
+                secret: targets.whatsapp_app_secret.clone(),
+                message_id: id.clone(),
+                status: status.to_string(),
+                body: whatsapp_status_body(
                     &state.config.phone_number_id,
                     &id,
                     &digits,
                     status,
                     *code,
                     callback.as_deref(),
-                );
-                post_signed(
-                    &state.http,
-                    &targets.whatsapp_url,
-                    "X-Hub-Signature-256",
-                    &targets.whatsapp_app_secret,
-                    body,
-                )
-                .await;
-            }
-        }
-        FollowUp::Sms { id, to, reference } => {
-            for status in ["sent", "delivered"] {
-                tokio::time::sleep(targets.step).await;
-                let body = json!({"id": id, "status": status, "reference": reference, "to": to,
+                ),
+            })
+            .collect(),
+        FollowUp::Sms { id, to, reference } => ["sent", "delivered"]
+            .into_iter()
+            .map(|status| Outgoing {
+                path: "/webhooks/sms",
+                header: "X-Signature",
+                secret: targets.sms_secret.clone(),
+                message_id: id.clone(),
+                status: status.to_string(),
+                body: json!({"id": id, "status": status, "reference": reference, "to": to,
                     "timestamp": crate::services::now_ms() / 1000})
-                .to_string();
-                post_signed(
-                    &state.http,
-                    &targets.sms_url,
-                    "X-Signature",
-                    &targets.sms_secret,
-                    body,
-                )
-                .await;
-            }
-        }
+                .to_string(),
+            })
+            .collect(),
     }
 }
 
-async fn post_signed(http: &reqwest::Client, url: &str, header: &str, secret: &str, body: String) {
-    let _ = http
-        .post(url)
+/// Posts a signed body; the HTTP status, 0 without an answer.
+async fn post_signed(
+    http: &reqwest::Client,
+    url: &str,
+    header: &str,
+    secret: &str,
+    body: String,
+) -> u16 {
+    http.post(url)
         .header(header, signature(secret, body.as_bytes()))
         .header("content-type", "application/json")
         .body(body)
         .send()
-        .await;
+        .await
+        .map_or(0, |r| r.status().as_u16())
 }
 
 /// A status webhook as Meta posts it.

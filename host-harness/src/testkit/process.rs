@@ -225,7 +225,8 @@ impl FlowClient {
         serde_json::from_slice(&r.body_mut().read_to_vec().ok()?).ok()
     }
 
-    /// `POST /flows` of a batch (NDJSON); anything but 201 is an error with the answer.
+    /// `POST /flows` of a batch (NDJSON); anything but 201 (created) or 200 (every flow
+    /// stored already, a retry) is an error with the answer.
     pub fn submit(&self, flows: &[String]) -> Result<()> {
         let mut r = self
             .agent
@@ -233,7 +234,7 @@ impl FlowClient {
             .header("authorization", &format!("Bearer {}", self.token))
             .header("content-type", "application/x-ndjson")
             .send(flows.join("\n").as_bytes())?;
-        if r.status() != 201 {
+        if r.status() != 201 && r.status() != 200 {
             bail!(
                 "POST /flows: {} {}",
                 r.status(),

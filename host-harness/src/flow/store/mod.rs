@@ -211,6 +211,9 @@ pub struct Store {
 const POSTGRES_CONNECTIONS: usize = 4;
 /// How long a claim is leased when nobody says otherwise: past the longest plugin call.
 pub const DEFAULT_LEASE_MS: u64 = 120_000;
+/// The lease a send must still have to be handed over: the longest plugin call (30 s) and a
+/// second to record its answer. (`serve` refuses leases under 35 s.)
+pub const HANDOVER_MARGIN_MS: u64 = 31_000;
 
 /// One transaction with the helpers every transition uses.
 struct Tx<'a, 'c> {
@@ -412,16 +415,27 @@ impl Store {
 
     /// Marks a claimed send as handed over: from now on, after a crash it is `unknown`.
     /// False if it was no longer claimed.
+    ///
+    /// On PostgreSQL only while the lease has room for the longest plugin call
+    /// ([`HANDOVER_MARGIN_MS`]): a node that stalled between claim and send (frozen, cut off)
+    /// must not send what another node may take over meanwhile; the send stays `claimed`, and
+    /// the node that takes it over sends it, once.
     pub fn mark_sending(&self, attempt_id: i64, now: u64) -> Result<bool> {
         self.with_tx(now, |t| {
-            let n = t.db.exec(
-                "UPDATE attempts SET phase = ?2 WHERE id = ?1 AND phase = ?3",
-                args![
-                    attempt_id,
-                    AttemptPhase::Sending.as_str(),
-                    AttemptPhase::Claimed.as_str()
-                ],
-            )?;
+            let (sending, claimed) = (
+                AttemptPhase::Sending.as_str(),
+                AttemptPhase::Claimed.as_str(),
+            );
+            let n = match t.backend {
+                Backend::Sqlite => t.db.exec(
+                    "UPDATE attempts SET phase = ?2 WHERE id = ?1 AND phase = ?3",
+                    args![attempt_id, sending, claimed],
+                )?,
+                Backend::Postgres => t.db.exec(
+                    "UPDATE attempts SET phase = ?2 WHERE id = ?1 AND phase = ?3 AND EXISTS (SELECT 1 FROM flows f WHERE f.id = attempts.flow_id AND f.current_attempt = attempts.id AND f.lease_until > ?4)",
+                    args![attempt_id, sending, claimed, ms(now.saturating_add(HANDOVER_MARGIN_MS))],
+                )?,
+            };
             Ok(n == 1)
         })
     }
