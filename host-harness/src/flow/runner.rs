@@ -171,6 +171,12 @@ impl Runner {
         options: RunnerOptions,
         secrets: &Secrets,
     ) -> Result<Runner> {
+        let callback_secret = secrets.value(CALLBACK_SECRET_NAME).filter(|s| !s.is_empty());
+        if !options.callback_hosts.is_empty() && callback_secret.is_none() {
+            anyhow::bail!(
+                "callback hosts are allowed but the host secret {CALLBACK_SECRET_NAME} is missing: callbacks are never posted unsigned"
+            );
+        }
         let store = Store::open_with(path, options.lease_ms)?;
         let recovered = store.recover(now_ms())?;
         if recovered > 0 {
@@ -191,7 +197,7 @@ impl Runner {
             in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
             wake: Notify::new(),
             open_flows: AtomicU64::new(open),
-            callback_secret: secrets.value(CALLBACK_SECRET_NAME),
+            callback_secret,
             options,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())

@@ -546,6 +546,28 @@ fn serve_refuses_to_start_without_an_api_token_or_with_an_unlisted_api_base() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-host"));
 }
 
+/// Callback receivers could not tell our callbacks from a forger's: `serve` never starts
+/// with callback hosts allowed and no secret to sign them with.
+#[test]
+fn serve_refuses_callback_hosts_without_the_callback_secret() {
+    let out = run(
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--db",
+            ":memory:",
+            "--allow-callback-host",
+            "http://127.0.0.1:9",
+        ],
+        None,
+        &[("FLOW_SECRET_FLOW_API_TOKEN", "t")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("flow/callback-secret"), "{stderr}");
+}
+
 #[test]
 fn a_reader_that_closes_early_is_not_a_panic() {
     // `host-harness inspect | head -c 1`: the pipe closes before the output is written.
