@@ -290,6 +290,15 @@ fn fetch_into(
             facts.version
         );
     }
+    // What the artifact's annotations ask for is what the component itself declares: an
+    // annotation is written by whoever pushed, the section is inside the pinned bytes.
+    if resolved.requests.is_some() && resolved.requests != facts.manifest {
+        bail!(
+            "the artifact {}@{} asks for other grants in its annotations than its component declares; refusing it",
+            resolved.name,
+            resolved.version
+        );
+    }
     let relative = relative.map_or_else(
         || PathBuf::from("plugins").join(format!("{}-{}.wasm", resolved.name, resolved.version)),
         Path::to_path_buf,
@@ -354,8 +363,37 @@ fn pull(
     ))
 }
 
+/// What a plugin may be granted without the operator writing it into the lock file by
+/// hand: secrets under its own name only (never the host's `flow/…`), hosts that are not
+/// loopback, private or link-local addresses (the host's own API and the operator's network).
+fn check_requests(request: &crate::plugin_manifest::PluginManifest) -> Result<()> {
+    let own = format!("{}/", request.name);
+    for secret in &request.secrets {
+        let own_name = secret.starts_with(&own) && secret.len() > own.len();
+        if crate::services::is_host_only(secret) || !own_name {
+            bail!(
+                "{} asks for the secrets {secret:?}: a plugin is granted only names under {own}* (the host's own flow/… never); grant others by hand in the lock file",
+                request.name
+            );
+        }
+    }
+    for host in &request.allowed_hosts {
+        let rule = crate::services::AllowRule::parse(host)?;
+        if rule.is_internal() {
+            bail!(
+                "{} asks to reach {host:?}, a loopback, private or link-local address: grant it by hand in the lock file if that is meant",
+                request.name
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A lock entry granting what the plugin asks for.
 fn new_entry(resolved: &Resolved, api_base: Option<&str>) -> Result<LockEntry> {
+    if let Some(request) = &resolved.requests {
+        check_requests(request)?;
+    }
     let version = resolved.version.to_string();
     let mut entry = match &resolved.requests {
         Some(request) => {

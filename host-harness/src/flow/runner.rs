@@ -171,7 +171,9 @@ impl Runner {
         options: RunnerOptions,
         secrets: &Secrets,
     ) -> Result<Runner> {
-        let callback_secret = secrets.value(CALLBACK_SECRET_NAME).filter(|s| !s.is_empty());
+        let callback_secret = secrets
+            .value(CALLBACK_SECRET_NAME)
+            .filter(|s| !s.is_empty());
         if !options.callback_hosts.is_empty() && callback_secret.is_none() {
             anyhow::bail!(
                 "callback hosts are allowed but the host secret {CALLBACK_SECRET_NAME} is missing: callbacks are never posted unsigned"

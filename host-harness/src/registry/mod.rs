@@ -304,8 +304,8 @@ impl Registry {
 
     /// Picks a version and reads its manifest (checked against its digest).
     pub fn resolve(&self, name: &str, pin: &Pin) -> Result<Resolved> {
-        let (reference, expected) = match pin {
-            Pin::Digest(d) => (d.clone(), Some(d.clone())),
+        let (reference, tagged) = match pin {
+            Pin::Digest(d) => (d.clone(), None),
             Pin::Req(req) => {
                 let versions = self.versions(name)?;
                 let chosen = versions
@@ -330,7 +330,7 @@ impl Registry {
                             }
                         )
                     })?;
-                (chosen.version.to_string(), None)
+                (chosen.version.to_string(), Some(chosen.version.clone()))
             }
         };
         let bytes = self
@@ -338,12 +338,24 @@ impl Registry {
             .manifest(name, &reference)?
             .with_context(|| format!("{name}@{reference} is not at {}", self.location))?;
         let manifest_digest = digest_of(&bytes);
-        if let Some(expected) = expected
-            && expected != manifest_digest
+        if let Pin::Digest(expected) = pin
+            && *expected != manifest_digest
         {
             bail!("{name}: the manifest {expected} arrived as {manifest_digest}; refusing it");
         }
         let manifest = ImageManifest::parse(&bytes)?;
+        // A tag is only a pointer anyone with write access may move: the manifest it points at
+        // must say the version the tag says, or an old (even yanked) release could be served
+        // as a new one.
+        if let Some(tag) = tagged {
+            let inside = manifest.version()?;
+            if inside != tag {
+                bail!(
+                    "{name}: the tag {tag} at {} holds the manifest of version {inside}; refusing it",
+                    self.location
+                );
+            }
+        }
         if manifest.config.media_type != artifact::CONFIG_MEDIA_TYPE {
             bail!(
                 "{name}@{reference} is not a Wasm artifact (config {})",

@@ -64,6 +64,31 @@ impl AllowRule {
         })
     }
 
+    /// Whether the rule names the machine itself or a private network: `localhost`, a
+    /// loopback, private, link-local or unspecified IP address (what a plugin from a registry
+    /// may not be granted unasked: the host's own API lives there).
+    pub fn is_internal(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        if host == "localhost" || host.ends_with(".localhost") {
+            return true;
+        }
+        match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(ip)) => {
+                ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+            }
+            Ok(std::net::IpAddr::V6(ip)) => {
+                ip.is_loopback()
+                    || ip.is_unspecified()
+                    || (ip.segments()[0] & 0xfe00) == 0xfc00
+                    || (ip.segments()[0] & 0xffc0) == 0xfe80
+                    || ip
+                        .to_ipv4_mapped()
+                        .is_some_and(|v4| v4.is_loopback() || v4.is_private() || v4.is_link_local())
+            }
+            Err(_) => false,
+        }
+    }
+
     pub(crate) fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
         let host_ok = match self.host.strip_prefix("*.") {
             Some(suffix) => {

@@ -7,7 +7,7 @@ pub mod secrets;
 
 pub use self::http::{AllowRule, HttpClient, HttpPolicy};
 pub use self::log::{Log, parse_level};
-pub use self::secrets::{SecretGrant, Secrets};
+pub use self::secrets::{SecretGrant, Secrets, is_host_only};
 
 use crate::types::LogLevel;
 use std::time::{SystemTime, UNIX_EPOCH};

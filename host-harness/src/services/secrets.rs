@@ -21,6 +21,35 @@ use hmac::{Hmac, Mac};
 use std::collections::HashMap;
 use subtle::ConstantTimeEq;
 
+/// The host's own secrets (its API token, the callback key, …): no grant ever covers them.
+pub const HOST_ONLY_PREFIX: &str = "flow/";
+
+/// Whether a name is the host's own.
+pub fn is_host_only(name: &str) -> bool {
+    name.starts_with(HOST_ONLY_PREFIX)
+}
+
+/// What a secret is for, by the last segment of its name (the host cannot ask a plugin):
+/// `app-secret`, `webhook-secret`, `verify-token`, or one ending `-webhook-key` verify what
+/// providers send (checked inside the host only); every other name is an outbound credential
+/// (sent in a header to the grant's hosts only). Neither is usable for the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Credential,
+    Verification,
+}
+
+pub fn purpose_of(name: &str) -> Purpose {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let verification = matches!(last, "app-secret" | "webhook-secret" | "verify-token")
+        || last.ends_with("-webhook-key");
+    if verification {
+        Purpose::Verification
+    } else {
+        Purpose::Credential
+    }
+}
+
 /// One grant: a secret name (or every name under a prefix, `sms/*`) and where it may be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretGrant {
@@ -155,7 +184,12 @@ impl Secrets {
         var
     }
 
+    /// The grant covering `name`; never one for a host-only name, whatever a lock file or a
+    /// manifest asks (`flow/*`, `*`).
     fn grant_for(&self, name: &str) -> Option<&SecretGrant> {
+        if is_host_only(name) {
+            return None;
+        }
         self.grants.iter().find(|g| g.covers(name))
     }
 
@@ -172,8 +206,14 @@ impl Secrets {
         None
     }
 
+    /// A granted secret for a check inside the host (`hmac-sha256-verify`, `secret-equals`):
+    /// only a verification secret (an outbound credential is never compared or hashed for a
+    /// plugin, which would make the host an oracle for it).
     fn granted_value(&self, name: &str) -> Result<String, SecretError> {
         self.grant_for(name).ok_or(SecretError::Denied)?;
+        if purpose_of(name) != Purpose::Verification {
+            return Err(SecretError::Denied);
+        }
         self.value(name).ok_or(SecretError::NotFound)
     }
 
@@ -230,6 +270,11 @@ impl Secrets {
         let grant = self
             .grant_for(name)
             .ok_or_else(|| format!("the secret {name:?} is not granted to this plugin"))?;
+        if purpose_of(name) != Purpose::Credential {
+            return Err(format!(
+                "the secret {name:?} verifies webhooks: it never leaves the host in a header"
+            ));
+        }
         if !grant
             .to_hosts
             .iter()
@@ -320,6 +365,58 @@ mod tests {
         );
     }
 
+    /// A lock file or manifest asking for `flow/*` (or `*`) gets none of the host's own
+    /// secrets; a verification secret never travels as a credential, nor a credential into
+    /// a check (issue 20: the API token reached a provider as a bearer token).
+    #[test]
+    fn host_secrets_are_never_granted_and_each_secret_serves_its_purpose_only() {
+        let mut host = Secrets::default();
+        for (k, v) in [
+            ("flow/api-token", "api"),
+            ("flow/callback-secret", "cb"),
+            ("whatsapp/app-secret", "app"),
+            ("whatsapp/access-token", "tok"),
+        ] {
+            host.insert(k, v);
+        }
+        let to_mock = || vec![AllowRule::parse("http://127.0.0.1:8787").unwrap()];
+        for asked in ["flow/*", "*", "flow/api-token", "f*"] {
+            let plugin = host.scoped(vec![SecretGrant {
+                name: asked.into(),
+                to_hosts: to_mock(),
+            }]);
+            for name in ["flow/api-token", "flow/callback-secret"] {
+                let header = format!("Bearer ${{secret:{name}}}");
+                assert!(
+                    plugin.header_value(&header, MOCK).is_err(),
+                    "{asked}: {name}"
+                );
+                assert_eq!(plugin.equals(name, "api"), Err(SecretError::Denied));
+                assert_eq!(
+                    plugin.hmac_sha256_verify(name, b"x", b"y"),
+                    Err(SecretError::Denied)
+                );
+            }
+        }
+        let plugin = host.scoped(vec![SecretGrant {
+            name: "whatsapp/*".into(),
+            to_hosts: to_mock(),
+        }]);
+        let err = plugin
+            .header_value("Bearer ${secret:whatsapp/app-secret}", MOCK)
+            .unwrap_err();
+        assert!(err.contains("verifies webhooks"), "{err}");
+        assert_eq!(
+            plugin.header_value("Bearer ${secret:whatsapp/access-token}", MOCK),
+            Ok("Bearer tok".into())
+        );
+        assert_eq!(
+            plugin.equals("whatsapp/access-token", "tok"),
+            Err(SecretError::Denied)
+        );
+        assert_eq!(plugin.equals("whatsapp/app-secret", "app"), Ok(true));
+    }
+
     #[test]
     fn in_host_secrets_are_compared_not_sent() {
         let mut s = Secrets::default();
@@ -330,9 +427,15 @@ mod tests {
             s.header_value("${secret:whatsapp/app-secret}", MOCK)
                 .is_err()
         );
-        assert_eq!(s.equals("missing", "x"), Err(SecretError::Denied));
-        s.grant("missing", []).unwrap();
-        assert_eq!(s.equals("missing", "x"), Err(SecretError::NotFound));
+        assert_eq!(
+            s.equals("missing/verify-token", "x"),
+            Err(SecretError::Denied)
+        );
+        s.grant("missing/verify-token", []).unwrap();
+        assert_eq!(
+            s.equals("missing/verify-token", "x"),
+            Err(SecretError::NotFound)
+        );
         assert_eq!(
             Secrets::env_var_name("whatsapp/app-secret"),
             "FLOW_SECRET_WHATSAPP_APP_SECRET"

@@ -404,6 +404,59 @@ fn widening_the_grants_in_a_stored_manifest_breaks_its_signature() {
     );
 }
 
+/// The signed 0.1.0 manifest re-tagged byte for byte as 0.2.0 (by anyone who may write the
+/// registry): resolving `^0.2` refuses it, and with 0.1.0 yanked nothing serves it again.
+#[test]
+fn a_manifest_retagged_as_another_version_is_refused() {
+    let dir = scratch("retagged");
+    let registry_dir = dir.join("registry");
+    let registry = format!("file:{}", registry_dir.display());
+    let (secret, public) = keygen(&dir, "publisher.key");
+    ok(&on(&registry, &["publish", SMS, "--sign-key", &secret]));
+    let signed = std::fs::read_to_string(registry_dir.join("sms/tags/0.1.0")).unwrap();
+    std::fs::write(registry_dir.join("sms/tags/0.2.0"), &signed).unwrap();
+    let err = refused(&on(
+        &registry,
+        &["resolve", "sms@^0.2", "--trusted-key", &public],
+    ));
+    assert!(
+        err.contains("the tag 0.2.0") && err.contains("version 0.1.0"),
+        "{err}"
+    );
+    ok(&on(&registry, &["yank", "sms@0.1.0"]));
+    let err = refused(&on(&registry, &["resolve", "sms"]));
+    assert!(err.contains("refusing"), "{err}");
+}
+
+/// An unsigned artifact whose annotations ask for the host's own secrets and a loopback port
+/// (and so differ from its component's own section) is never pulled into a lock file.
+#[test]
+fn an_artifact_asking_for_host_secrets_or_loopback_is_refused() {
+    let dir = scratch("greedy");
+    let registry_dir = dir.join("registry");
+    let registry = format!("file:{}", registry_dir.display());
+    ok(&on(&registry, &["publish", SMS]));
+    let tag = registry_dir.join("sms/tags/0.1.0");
+    let old = std::fs::read_to_string(&tag).unwrap();
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob_file(&registry_dir, "sms", &old)).unwrap())
+            .unwrap();
+    let key = "dev.flow.channel.manifest";
+    let mut request: Value =
+        serde_json::from_str(manifest["annotations"][key].as_str().unwrap()).unwrap();
+    request["allowed_hosts"] = json!(["http://127.0.0.1"]);
+    request["secrets"] = json!(["flow/*"]);
+    manifest["annotations"][key] = json!(request.to_string());
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let new = host_harness::registry::backend::digest_of(&bytes);
+    std::fs::write(blob_file(&registry_dir, "sms", &new), &bytes).unwrap();
+    std::fs::write(&tag, &new).unwrap();
+    let lock = dir.join("plugins.lock");
+    let err = refused(&on(&registry, &["pull", "sms", "--lock", path(&lock)]));
+    assert!(err.contains("other grants"), "{err}");
+    assert!(!lock.exists());
+}
+
 #[test]
 fn a_new_pull_keeps_the_operators_grants_and_says_when_the_plugin_asks_for_more() {
     let dir = scratch("regrant");
