@@ -303,6 +303,17 @@ fn fetch_into(
         || PathBuf::from("plugins").join(format!("{}-{}.wasm", resolved.name, resolved.version)),
         Path::to_path_buf,
     );
+    // A lock file may come from anywhere (a commit, a colleague): its paths stay under the
+    // lock file's directory.
+    let inside = relative
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !inside || relative.as_os_str().is_empty() {
+        bail!(
+            "the path {} is not a relative path inside the lock file's directory",
+            relative.display()
+        );
+    }
     crate::registry::backend::write_atomically(&dir.join(&relative), &wasm)?;
     Ok(relative)
 }

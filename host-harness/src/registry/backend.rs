@@ -38,16 +38,43 @@ impl DirBackend {
         DirBackend { root }
     }
 
+    /// A repository's directory: the name is one path segment of a registry name's
+    /// characters, so no name (`../outside`, `/etc`) reaches outside the root.
+    fn repo_dir(&self, repo: &str) -> Result<PathBuf> {
+        let valid = !repo.is_empty()
+            && repo.len() <= 128
+            && !repo.starts_with('.')
+            && repo
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        if !valid {
+            bail!("{repo:?} is not a registry name (lowercase letters, digits, . _ -)");
+        }
+        Ok(self.root.join(repo))
+    }
+
     fn blob_path(&self, repo: &str, digest: &str) -> Result<PathBuf> {
         let hex = digest
             .strip_prefix("sha256:")
             .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
             .with_context(|| format!("{digest:?} is not a sha256 digest"))?;
-        Ok(self.root.join(repo).join("blobs/sha256").join(hex))
+        Ok(self.repo_dir(repo)?.join("blobs/sha256").join(hex))
     }
 
-    fn tag_path(&self, repo: &str, tag: &str) -> PathBuf {
-        self.root.join(repo).join("tags").join(tag)
+    /// A tag's file: OCI's tag grammar (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`), one segment.
+    fn tag_path(&self, repo: &str, tag: &str) -> Result<PathBuf> {
+        let valid = tag.len() <= 128
+            && tag
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !valid {
+            bail!("{tag:?} is not an OCI tag");
+        }
+        Ok(self.repo_dir(repo)?.join("tags").join(tag))
     }
 }
 
@@ -100,14 +127,14 @@ impl Backend for DirBackend {
     }
 
     fn tags(&self, repo: &str) -> Result<Vec<String>> {
-        names_in(&self.root.join(repo).join("tags"))
+        names_in(&self.repo_dir(repo)?.join("tags"))
     }
 
     fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Vec<u8>>> {
         let digest = if reference.starts_with("sha256:") {
             reference.to_string()
         } else {
-            match read_optional(&self.tag_path(repo, reference))? {
+            match read_optional(&self.tag_path(repo, reference)?)? {
                 Some(d) => String::from_utf8_lossy(&d).trim().to_string(),
                 None => return Ok(None),
             }
@@ -130,6 +157,6 @@ impl Backend for DirBackend {
     fn put_manifest(&self, repo: &str, tag: &str, bytes: &[u8]) -> Result<()> {
         let digest = digest_of(bytes);
         self.put_blob(repo, &digest, bytes)?;
-        write_atomically(&self.tag_path(repo, tag), digest.as_bytes())
+        write_atomically(&self.tag_path(repo, tag)?, digest.as_bytes())
     }
 }

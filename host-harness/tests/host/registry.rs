@@ -457,6 +457,48 @@ fn an_artifact_asking_for_host_secrets_or_loopback_is_refused() {
     assert!(!lock.exists());
 }
 
+/// A committed lock file whose path leaves its directory writes nothing there; names that
+/// try to leave the registry's root are refused by yank and resolve alike.
+#[test]
+fn paths_and_names_never_leave_their_roots() {
+    let dir = scratch("escape");
+    let registry_dir = dir.join("registry");
+    let registry = format!("file:{}", registry_dir.display());
+    ok(&on(&registry, &["publish", SMS]));
+    let lock = dir.join("plugins.lock");
+    ok(&on(&registry, &["pull", "sms", "--lock", path(&lock)]));
+    let original = std::fs::read_to_string(&lock).unwrap();
+    let outside = dir
+        .parent()
+        .unwrap()
+        .join(format!("escaped-{}.wasm", std::process::id()));
+    for bad in ["../escaped.wasm", outside.to_str().unwrap()] {
+        let mut doc: Value = serde_json::from_str(&original).unwrap();
+        doc["plugins"][0]["path"] = json!(bad);
+        std::fs::write(&lock, doc.to_string()).unwrap();
+        let err = refused(&["registry", "pull", "--locked", "--lock", path(&lock)]);
+        assert!(
+            err.contains("inside the lock file's directory"),
+            "{bad}: {err}"
+        );
+    }
+    assert!(!dir.parent().unwrap().join("escaped.wasm").exists());
+    assert!(!outside.exists());
+    std::fs::create_dir_all(dir.join("outside/sms")).unwrap();
+    for spec in ["../outside/sms@0.1.0", "/tmp/sms@0.1.0"] {
+        let err = refused(&on(&registry, &["yank", spec]));
+        assert!(err.contains("not a registry name"), "{spec}: {err}");
+        let name = spec.split('@').next().unwrap();
+        let err = refused(&on(&registry, &["resolve", name]));
+        assert!(err.contains("not a registry name"), "{spec}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.join("outside/sms")).unwrap().count(),
+        0,
+        "a yank marker was written outside the registry"
+    );
+}
+
 #[test]
 fn a_new_pull_keeps_the_operators_grants_and_says_when_the_plugin_asks_for_more() {
     let dir = scratch("regrant");
