@@ -99,7 +99,8 @@ impl WebhookErrorAnswer {
                 401,
                 3,
                 "signature_missing",
-                json!({"message": "the request has no X-Hub-Signature-256 header while an app secret is configured"}),
+                // The host serves every channel: the channel's own header is its business.
+                json!({"message": "the request carries no signature while the channel's webhook secret is configured"}),
             ),
             WebhookError::SignatureInvalid(m) => {
                 (401, 3, "signature_invalid", json!({"message": m}))

@@ -32,6 +32,7 @@ pub(super) fn router(runner: Arc<Runner>, options: ServerOptions) -> Router {
         .route("/webhooks/{channel}", get(webhook).post(webhook))
         .route("/health", get(health))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
 }
 
@@ -362,6 +363,14 @@ async fn health() -> Response {
     axum::Json(json!({"ok": true, "store": {
         "transactions": TRANSACTIONS.load(Relaxed), "statements": STATEMENTS.load(Relaxed)}}))
     .into_response()
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route does not take {method}"),
+    )
 }
 
 async fn not_found() -> ApiError {

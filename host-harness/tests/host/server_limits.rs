@@ -135,16 +135,21 @@ fn oversized_bodies_get_413_and_wrong_methods_405() {
         "{}",
         &answer[..answer.len().min(300)]
     );
-    let r = agent()
+    let mut r = agent()
         .put(&format!("{}/flows", stack.url()))
         .send(b"{}".as_slice())
         .unwrap();
     assert_eq!(r.status().as_u16(), 405);
-    let r = agent()
+    let body: Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+    assert_eq!(body["error"], "method_not_allowed", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("PUT"), "{body}");
+    let mut r = agent()
         .delete(&format!("{}/webhooks/whatsapp", stack.url()))
         .call()
         .unwrap();
     assert_eq!(r.status().as_u16(), 405);
+    let body: Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+    assert_eq!(body["error"], "method_not_allowed", "{body}");
 }
 
 #[test]
