@@ -931,7 +931,7 @@ async fn post_statuses(
     let chaos = targets.deliveries.clone();
     if let Some(d) = &chaos
         && d.reverse_one_in > 0
-        && splitmix(seed) % d.reverse_one_in == 0
+        && splitmix(seed).is_multiple_of(d.reverse_one_in)
     {
         outgoing.reverse();
     }
@@ -946,7 +946,7 @@ async fn post_statuses(
             continue;
         };
         let pick = splitmix(seed ^ ((i as u64) << 32));
-        let twice = d.duplicate_one_in > 0 && (pick >> 8) % d.duplicate_one_in == 0;
+        let twice = d.duplicate_one_in > 0 && (pick >> 8).is_multiple_of(d.duplicate_one_in);
         let out = Arc::new(out);
         if twice {
             tokio::spawn(deliver(state.clone(), d.clone(), out.clone(), pick >> 16));

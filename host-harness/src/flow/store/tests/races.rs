@@ -53,6 +53,9 @@ fn accepted(message_id: &str) -> SendResult {
     ))
 }
 
+/// One transition, to run on a thread of its own.
+type Step = Box<dyn FnOnce() + Send>;
+
 /// Runs `f` on a thread of its own, and gives it time to reach (and wait on) the held row.
 fn queued(f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
     let t = std::thread::spawn(f);
@@ -79,8 +82,7 @@ fn a_delivered_status_arriving_while_the_answer_is_recorded_is_applied_in_either
                 b.apply_statuses("whatsapp", &[s], NOW + 11).unwrap();
             }
         };
-        let (first, second): (Box<dyn FnOnce() + Send>, Box<dyn FnOnce() + Send>) = if status_first
-        {
+        let (first, second): (Step, Step) = if status_first {
             (Box::new(delivered), Box::new(record))
         } else {
             (Box::new(record), Box::new(delivered))
