@@ -331,6 +331,32 @@ fn blob_file(registry_dir: &Path, repo: &str, digest: &str) -> PathBuf {
         .join(digest.strip_prefix("sha256:").unwrap())
 }
 
+/// Rewrites the stored SMS 0.1.0 manifest (directory registry) so its annotations ask for
+/// `hosts` and `secrets`, and points the tag at it: the old and new manifest digests, and the
+/// new manifest's bytes.
+fn rewrite_sms_requests(
+    registry_dir: &Path,
+    hosts: Value,
+    secrets: Value,
+) -> (String, String, Vec<u8>) {
+    let tag = registry_dir.join("sms/tags/0.1.0");
+    let old = std::fs::read_to_string(&tag).unwrap();
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob_file(registry_dir, "sms", &old)).unwrap())
+            .unwrap();
+    let key = "dev.flow.channel.manifest";
+    let mut request: Value =
+        serde_json::from_str(manifest["annotations"][key].as_str().unwrap()).unwrap();
+    request["allowed_hosts"] = hosts;
+    request["secrets"] = secrets;
+    manifest["annotations"][key] = json!(request.to_string());
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let new = host_harness::registry::backend::digest_of(&bytes);
+    std::fs::write(blob_file(registry_dir, "sms", &new), &bytes).unwrap();
+    std::fs::write(&tag, &new).unwrap();
+    (old, new, bytes)
+}
+
 #[test]
 fn a_tampered_component_is_refused_before_it_is_compiled() {
     let dir = scratch("tampered-blob");
@@ -366,21 +392,11 @@ fn widening_the_grants_in_a_stored_manifest_breaks_its_signature() {
     ok(&on(&registry, &["publish", SMS, "--sign-key", &secret]));
     // Rewrite the stored manifest so the SMS plugin asks for the WhatsApp host and token, and
     // point the version's tag at it.
-    let tag = registry_dir.join("sms/tags/0.1.0");
-    let old = std::fs::read_to_string(&tag).unwrap();
-    let mut manifest: Value =
-        serde_json::from_slice(&std::fs::read(blob_file(&registry_dir, "sms", &old)).unwrap())
-            .unwrap();
-    let key = "dev.flow.channel.manifest";
-    let mut request: Value =
-        serde_json::from_str(manifest["annotations"][key].as_str().unwrap()).unwrap();
-    request["allowed_hosts"] = json!(["graph.facebook.com"]);
-    request["secrets"] = json!(["whatsapp/*"]);
-    manifest["annotations"][key] = json!(request.to_string());
-    let bytes = serde_json::to_vec(&manifest).unwrap();
-    let new = host_harness::registry::backend::digest_of(&bytes);
-    std::fs::write(blob_file(&registry_dir, "sms", &new), &bytes).unwrap();
-    std::fs::write(&tag, &new).unwrap();
+    let (old, new, bytes) = rewrite_sms_requests(
+        &registry_dir,
+        json!(["graph.facebook.com"]),
+        json!(["whatsapp/*"]),
+    );
     let lock = dir.join("plugins.lock");
     let err = refused(&on(
         &registry,
@@ -436,21 +452,11 @@ fn an_artifact_asking_for_host_secrets_or_loopback_is_refused() {
     let registry_dir = dir.join("registry");
     let registry = format!("file:{}", registry_dir.display());
     ok(&on(&registry, &["publish", SMS]));
-    let tag = registry_dir.join("sms/tags/0.1.0");
-    let old = std::fs::read_to_string(&tag).unwrap();
-    let mut manifest: Value =
-        serde_json::from_slice(&std::fs::read(blob_file(&registry_dir, "sms", &old)).unwrap())
-            .unwrap();
-    let key = "dev.flow.channel.manifest";
-    let mut request: Value =
-        serde_json::from_str(manifest["annotations"][key].as_str().unwrap()).unwrap();
-    request["allowed_hosts"] = json!(["http://127.0.0.1"]);
-    request["secrets"] = json!(["flow/*"]);
-    manifest["annotations"][key] = json!(request.to_string());
-    let bytes = serde_json::to_vec(&manifest).unwrap();
-    let new = host_harness::registry::backend::digest_of(&bytes);
-    std::fs::write(blob_file(&registry_dir, "sms", &new), &bytes).unwrap();
-    std::fs::write(&tag, &new).unwrap();
+    rewrite_sms_requests(
+        &registry_dir,
+        json!(["http://127.0.0.1"]),
+        json!(["flow/*"]),
+    );
     let lock = dir.join("plugins.lock");
     let err = refused(&on(&registry, &["pull", "sms", "--lock", path(&lock)]));
     assert!(err.contains("other grants"), "{err}");
