@@ -100,18 +100,8 @@ impl ServeArgs {
             lease_ms: self.lease_ms,
             ..RunnerOptions::default()
         };
-        if !self.callback_hosts.is_empty()
-            && secrets
-                .value(crate::flow::runner::CALLBACK_SECRET_NAME)
-                .is_none_or(|s| s.is_empty())
-        {
-            // Receivers could not tell our callbacks from anyone's: never post them unsigned.
-            return Err(UsageError(format!(
-                "--allow-callback-host needs the host secret {} to sign callbacks (set FLOW_SECRET_FLOW_CALLBACK_SECRET or add it to --secrets)",
-                crate::flow::runner::CALLBACK_SECRET_NAME
-            ))
-            .into());
-        }
+        crate::flow::runner::callback_secret(&options, &secrets)
+            .map_err(|e| UsageError(format!("--allow-callback-host: {e:#}")))?;
         if self.lease_ms < 35_000 {
             return Err(UsageError(format!(
                 "--lease-ms must exceed the longest plugin call (30 s) with room to record it: at least 35000, got {}",

@@ -23,6 +23,20 @@ use tokio::sync::{Notify, Semaphore, watch};
 /// The host secret that signs callbacks (`X-Flow-Signature: sha256=<hex>`).
 pub const CALLBACK_SECRET_NAME: &str = "flow/callback-secret";
 
+/// The key callbacks are signed with; an error when callback hosts are allowed without one
+/// (receivers could not tell our callbacks from anyone's: they are never posted unsigned).
+pub fn callback_secret(options: &RunnerOptions, secrets: &Secrets) -> Result<Option<String>> {
+    let secret = secrets
+        .value(CALLBACK_SECRET_NAME)
+        .filter(|s| !s.is_empty());
+    if !options.callback_hosts.is_empty() && secret.is_none() {
+        anyhow::bail!(
+            "callback hosts are allowed but the host secret {CALLBACK_SECRET_NAME} is missing (set FLOW_SECRET_FLOW_CALLBACK_SECRET or add it to --secrets): callbacks are never posted unsigned"
+        );
+    }
+    Ok(secret)
+}
+
 /// A channel the runner can send on.
 pub struct Channel {
     pub plugin: Plugin,
@@ -171,14 +185,7 @@ impl Runner {
         options: RunnerOptions,
         secrets: &Secrets,
     ) -> Result<Runner> {
-        let callback_secret = secrets
-            .value(CALLBACK_SECRET_NAME)
-            .filter(|s| !s.is_empty());
-        if !options.callback_hosts.is_empty() && callback_secret.is_none() {
-            anyhow::bail!(
-                "callback hosts are allowed but the host secret {CALLBACK_SECRET_NAME} is missing: callbacks are never posted unsigned"
-            );
-        }
+        let callback_secret = callback_secret(&options, secrets)?;
         let store = Store::open_with(path, options.lease_ms)?;
         let recovered = store.recover(now_ms())?;
         if recovered > 0 {

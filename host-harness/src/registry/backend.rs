@@ -38,18 +38,9 @@ impl DirBackend {
         DirBackend { root }
     }
 
-    /// A repository's directory: the name is one path segment of a registry name's
-    /// characters, so no name (`../outside`, `/etc`) reaches outside the root.
+    /// A repository's directory: a registry name is one path segment.
     fn repo_dir(&self, repo: &str) -> Result<PathBuf> {
-        let valid = !repo.is_empty()
-            && repo.len() <= 128
-            && !repo.starts_with('.')
-            && repo
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-        if !valid {
-            bail!("{repo:?} is not a registry name (lowercase letters, digits, . _ -)");
-        }
+        super::check_name(repo)?;
         Ok(self.root.join(repo))
     }
 

@@ -110,9 +110,11 @@ pub struct Published {
     pub signed_by: Option<String>,
 }
 
-/// OCI tags cannot hold `+`; build metadata would also make two "equal" versions.
-fn check_publishable(name: &str, version: &Version) -> Result<()> {
+/// A registry (repository) name: lowercase letters and digits, separated by single `.` `_`
+/// `-`. Checked wherever a name reaches a backend, so none (`../outside`, `/etc`) leaves it.
+pub fn check_name(name: &str) -> Result<()> {
     let valid_name = !name.is_empty()
+        && name.len() <= 128
         && name.split(['.', '_', '-']).all(|p| {
             !p.is_empty()
                 && p.bytes()
@@ -123,6 +125,12 @@ fn check_publishable(name: &str, version: &Version) -> Result<()> {
             "the plugin name {name:?} is not a registry name (lowercase letters and digits, separated by . _ -)"
         );
     }
+    Ok(())
+}
+
+/// OCI tags cannot hold `+`; build metadata would also make two "equal" versions.
+fn check_publishable(name: &str, version: &Version) -> Result<()> {
+    check_name(name)?;
     if !version.build.is_empty() {
         bail!("{name} {version}: build metadata (+…) cannot be a registry version");
     }

@@ -524,47 +524,30 @@ fn serve_and_flow_commands_as_processes() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `serve` on an in-memory store with `extra` arguments and the API token set, expected to
+/// refuse with a usage error (exit 2): its stderr.
+fn serve_refusal(extra: &[&str]) -> String {
+    let mut args = vec!["serve", "--port", "0", "--db", ":memory:"];
+    args.extend_from_slice(extra);
+    let out = run(&args, None, &[("FLOW_SECRET_FLOW_API_TOKEN", "t")]);
+    assert_eq!(out.status.code(), Some(2));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn serve_refuses_to_start_without_an_api_token_or_with_an_unlisted_api_base() {
     let out = run(&["serve", "--port", "0", "--db", ":memory:"], None, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("flow/api-token"));
-    let out = run(
-        &[
-            "serve",
-            "--port",
-            "0",
-            "--db",
-            ":memory:",
-            "--api-base",
-            "http://127.0.0.1:9",
-        ],
-        None,
-        &[("FLOW_SECRET_FLOW_API_TOKEN", "t")],
-    );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-host"));
+    let stderr = serve_refusal(&["--api-base", "http://127.0.0.1:9"]);
+    assert!(stderr.contains("--allow-host"), "{stderr}");
 }
 
 /// Callback receivers could not tell our callbacks from a forger's: `serve` never starts
 /// with callback hosts allowed and no secret to sign them with.
 #[test]
 fn serve_refuses_callback_hosts_without_the_callback_secret() {
-    let out = run(
-        &[
-            "serve",
-            "--port",
-            "0",
-            "--db",
-            ":memory:",
-            "--allow-callback-host",
-            "http://127.0.0.1:9",
-        ],
-        None,
-        &[("FLOW_SECRET_FLOW_API_TOKEN", "t")],
-    );
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refusal(&["--allow-callback-host", "http://127.0.0.1:9"]);
     assert!(stderr.contains("flow/callback-secret"), "{stderr}");
 }
 
