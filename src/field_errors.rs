@@ -22,9 +22,19 @@ pub fn index(base: &str, i: usize) -> String {
     format!("{base}/{i}")
 }
 
-/// Collects every problem found in a document, so callers see all of them at once.
+/// Field errors listed in one answer; past it they are counted, and the answer ends with one
+/// `too_many_errors` naming how many more there were. A document can hold any number of
+/// problems (100,000 unknown keys in 1 MB): listing each grew the guest's memory past its
+/// limit and trapped the call.
+pub const MAX_LISTED: usize = 100;
+
+/// Collects the problems found in a document, so callers see them at once: the first
+/// [`MAX_LISTED`] of them, and how many more.
 #[derive(Debug, Default)]
-pub struct Errors(Vec<FieldError>);
+pub struct Errors {
+    listed: Vec<FieldError>,
+    unlisted: usize,
+}
 
 impl Errors {
     pub fn new() -> Self {
@@ -32,7 +42,11 @@ impl Errors {
     }
 
     pub fn add(&mut self, path: impl Into<String>, code: &str, message: impl Into<String>) {
-        self.0.push(FieldError {
+        if self.listed.len() >= MAX_LISTED {
+            self.unlisted += 1;
+            return;
+        }
+        self.listed.push(FieldError {
             path: path.into(),
             code: code.to_string(),
             message: message.into(),
@@ -40,27 +54,42 @@ impl Errors {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.listed.is_empty()
     }
 
+    /// Every error found, listed or not.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.listed.len() + self.unlisted
     }
 
     pub fn extend(&mut self, other: Errors) {
-        self.0.extend(other.0);
+        let room = MAX_LISTED.saturating_sub(self.listed.len());
+        let overflow = other.listed.len().saturating_sub(room);
+        self.listed.extend(other.listed.into_iter().take(room));
+        self.unlisted += overflow + other.unlisted;
     }
 
-    pub fn into_vec(self) -> Vec<FieldError> {
-        self.0
+    /// The listed errors, and a last one saying how many more there were.
+    pub fn into_vec(mut self) -> Vec<FieldError> {
+        if self.unlisted > 0 {
+            self.listed.push(FieldError {
+                path: String::new(),
+                code: "too_many_errors".to_string(),
+                message: format!(
+                    "{} more errors are not listed: at most {MAX_LISTED} are",
+                    self.unlisted
+                ),
+            });
+        }
+        self.listed
     }
 
-    /// `Ok(value)` when nothing was collected, else every error.
+    /// `Ok(value)` when nothing was collected, else the errors ([`Errors::into_vec`]).
     pub fn finish<T>(self, value: T) -> Result<T, Vec<FieldError>> {
-        if self.0.is_empty() {
+        if self.is_empty() {
             Ok(value)
         } else {
-            Err(self.0)
+            Err(self.into_vec())
         }
     }
 
@@ -261,6 +290,27 @@ mod tests {
     fn pointer_escapes_tilde_and_slash() {
         assert_eq!(pointer("/a", "b/c~d"), "/a/b~1c~0d");
         assert_eq!(index("", 3), "/3");
+    }
+
+    #[test]
+    fn past_the_listed_limit_errors_are_counted_and_named_once() {
+        let mut e = Errors::new();
+        for i in 0..MAX_LISTED + 5 {
+            e.add(format!("/k{i}"), "unknown_field", "x");
+        }
+        let mut other = Errors::new();
+        other.add("/o", "too_long", "y");
+        e.extend(other);
+        assert_eq!(e.len(), MAX_LISTED + 6);
+        let v = e.into_vec();
+        assert_eq!(v.len(), MAX_LISTED + 1);
+        let last = v.last().unwrap();
+        assert_eq!(last.code, "too_many_errors");
+        assert!(
+            last.message.starts_with("6 more errors"),
+            "{}",
+            last.message
+        );
     }
 
     #[test]

@@ -551,6 +551,37 @@ fn serve_refuses_callback_hosts_without_the_callback_secret() {
     assert!(stderr.contains("flow/callback-secret"), "{stderr}");
 }
 
+/// A 1.2 MB template with 100,000 unknown keys is answered, never a trap (issue 20: listing
+/// every error grew the guest past its memory limit, exit 4): the first errors, then how
+/// many more.
+#[test]
+fn a_template_with_100000_keys_is_answered_not_trapped() {
+    let mut doc = String::from(
+        r#"{"name":"many_keys","category":"UTILITY","language":"en_US","components":[{"type":"BODY","text":"Hello"}]"#,
+    );
+    for i in 0..100_000 {
+        doc.push_str(&format!(",\"k{i}\":{i}"));
+    }
+    doc.push('}');
+    assert!(doc.len() > 1_000_000);
+    let out = run(&["validate-template", "-"], Some(&doc), &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&out);
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors[0]["path"], "/k0");
+    let last = errors.last().unwrap();
+    assert_eq!(last["code"], "too_many_errors", "{last}");
+    assert!(
+        last["message"].as_str().unwrap().contains("99900 more"),
+        "{last}"
+    );
+}
+
 #[test]
 fn a_reader_that_closes_early_is_not_a_panic() {
     // `host-harness inspect | head -c 1`: the pipe closes before the output is written.
