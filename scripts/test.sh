@@ -91,4 +91,7 @@ done
 oci_up || { echo "test.sh: the OCI registry does not answer on 127.0.0.1:$OCI_PORT" >&2; cat "$OCI_DIR/log" >&2; exit 1; }
 export FLOW_TEST_OCI_REGISTRY="127.0.0.1:$OCI_PORT"
 
+# The flood tests hold a few thousand sockets at once: the open-file limit goes to its ceiling.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 cargo test --workspace "$@"

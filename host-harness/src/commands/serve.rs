@@ -57,9 +57,12 @@ pub struct ServeArgs {
     /// Open flows beyond which POST /flows answers 429.
     #[arg(long, default_value_t = 200_000)]
     pub max_queued: u64,
-    /// Connections served at once.
-    #[arg(long, default_value_t = 1_024)]
+    /// Connections served at once (each costs a task and a file descriptor).
+    #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Largest webhook body in bytes (Meta sends at most 3 MB).
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_webhook_body_bytes: usize,
     /// Hosts flows may name as `callback_url` (deny by default).
     #[arg(long = "allow-callback-host")]
     pub callback_hosts: Vec<String>,
@@ -118,6 +121,7 @@ impl ServeArgs {
         let runner = Arc::new(Runner::open_with(&self.db, channels, options, &secrets)?);
         let server_options = ServerOptions {
             max_connections: self.max_connections.max(1),
+            max_webhook_body_bytes: self.max_webhook_body_bytes.max(1),
             ..ServerOptions::new(token)
         };
         let server = Server::start(server::bind(self.port)?, runner, server_options)?;

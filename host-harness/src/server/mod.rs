@@ -8,9 +8,11 @@
 //! | `GET /flows/{id}` | bearer | the flow's state, attempts and timeline |
 //! | `GET /health` | none | `{"ok": true}` |
 //!
-//! Limits: bodies (413 past [`ServerOptions::max_body_bytes`]), header read time, body read
-//! time (408), connections (further ones wait in the kernel's backlog), in-flight sends and
-//! queued flows (429 with `Retry-After`). Error bodies carry a code and a message, never
+//! Limits: bodies (413 past [`ServerOptions::max_body_bytes`], webhooks past
+//! [`ServerOptions::max_webhook_body_bytes`]), header read time, body read time (408),
+//! connections (further ones wait in the kernel's backlog), webhooks in flight and their
+//! bytes (503 with `Retry-After`, connection closed: unauthenticated traffic never starves
+//! the API), in-flight sends and queued flows (429 with `Retry-After`). Error bodies carry a code and a message, never
 //! internals; a 500 logs its details under an id it returns. SIGTERM / ctrl-c stop accepting,
 //! finish the requests and sends in flight, then exit.
 
@@ -37,8 +39,18 @@ pub struct ServerOptions {
     pub header_read_timeout: Duration,
     /// Time a client has to send the body.
     pub body_read_timeout: Duration,
-    /// Connections served at once.
+    /// Connections served at once. Large, because a connection is cheap and, before its
+    /// headers arrive, cannot be told apart: the unauthenticated routes get their own
+    /// admission below instead of sharing a small pool with the API.
     pub max_connections: usize,
+    /// Largest webhook body: providers send a few MB at most (Meta: up to 3 MB).
+    pub max_webhook_body_bytes: usize,
+    /// Webhook requests (unauthenticated until their signature is checked) in flight at
+    /// once; past it they are answered 503 at once and their connection closed.
+    pub max_webhooks_in_flight: usize,
+    /// Bytes of webhook bodies being read or checked at once (each counts its declared
+    /// length, or the largest allowed when it declares none); past it, 503.
+    pub webhook_body_budget_bytes: usize,
     /// The bearer token of the flow API (the host secret `flow/api-token`).
     pub api_token: String,
 }
@@ -50,7 +62,10 @@ impl ServerOptions {
             max_batch: 10_000,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
-            max_connections: 1_024,
+            max_connections: 10_000,
+            max_webhook_body_bytes: 4 << 20,
+            max_webhooks_in_flight: 256,
+            webhook_body_budget_bytes: 128 << 20,
             api_token: api_token.into(),
         }
     }

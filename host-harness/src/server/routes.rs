@@ -14,16 +14,27 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Clone)]
 struct App {
     runner: Arc<Runner>,
     options: Arc<ServerOptions>,
+    /// Webhook requests in flight.
+    webhook_slots: Arc<Semaphore>,
+    /// Bytes of webhook bodies in flight.
+    webhook_bytes: Arc<Semaphore>,
 }
 
 pub(super) fn router(runner: Arc<Runner>, options: ServerOptions) -> Router {
     let app = App {
         runner,
+        webhook_slots: Arc::new(Semaphore::new(options.max_webhooks_in_flight.max(1))),
+        webhook_bytes: Arc::new(Semaphore::new(
+            options
+                .webhook_body_budget_bytes
+                .max(options.max_webhook_body_bytes),
+        )),
         options: Arc::new(options),
     };
     Router::new()
@@ -42,6 +53,8 @@ pub(super) struct ApiError {
     status: StatusCode,
     body: Value,
     retry_after_s: Option<u64>,
+    /// Close the connection after this answer.
+    close: bool,
 }
 
 impl ApiError {
@@ -50,6 +63,7 @@ impl ApiError {
             status,
             body: json!({"error": code, "message": message.into()}),
             retry_after_s: None,
+            close: false,
         }
     }
 
@@ -71,6 +85,10 @@ impl IntoResponse for ApiError {
         if let Some(s) = self.retry_after_s {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if self.close {
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut()
@@ -97,13 +115,26 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Reads a body within the size and time limits: 413 past the size, 408 past the time.
-async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let limit = app.options.max_body_bytes;
-    let declared = headers
+/// The body length a request declares, if it does.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads a body within the size and time limits: 413 past the size, 408 past the time.
+async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    read_body_within(app, headers, body, app.options.max_body_bytes).await
+}
+
+async fn read_body_within(
+    app: &App,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = declared_length(headers);
     if let Some(n) = declared.filter(|n| *n > limit as u64) {
         // Refused before reading a byte of it.
         return Err(too_large(limit, Some(n)));
@@ -218,6 +249,7 @@ fn invalid_flows(invalid: Vec<(usize, Vec<SpecError>)>, batch: bool) -> ApiError
         status: StatusCode::BAD_REQUEST,
         body,
         retry_after_s: None,
+        close: false,
     }
 }
 
@@ -329,7 +361,9 @@ async fn webhook(
         ));
     };
     let (parts, body) = request.into_parts();
-    let body = read_body(&app, &parts.headers, body).await?;
+    let limit = app.options.max_webhook_body_bytes;
+    let _admitted = admit_webhook(&app, &parts.headers)?;
+    let body = read_body_within(&app, &parts.headers, body, limit).await?;
     let hook = webhook_request(&parts.method, &parts.headers, query, body);
     let outcome = ch
         .plugin
@@ -355,6 +389,42 @@ async fn webhook(
             Ok((status, axum::Json(answer.body)).into_response())
         }
     }
+}
+
+/// A webhook's admission: a slot among the webhooks in flight and its body's bytes in the
+/// budget (its declared length, else the largest allowed), both taken at once or not at all.
+/// A body declared larger than allowed is 413 before anything is read.
+fn admit_webhook(
+    app: &App,
+    headers: &HeaderMap,
+) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), ApiError> {
+    let limit = app.options.max_webhook_body_bytes;
+    let declared = declared_length(headers);
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        return Err(too_large(limit, Some(n)));
+    }
+    let bytes = declared.map_or(limit, |n| n as usize).max(1);
+    let slot = app.webhook_slots.clone().try_acquire_owned();
+    let budget = u32::try_from(bytes)
+        .ok()
+        .and_then(|n| app.webhook_bytes.clone().try_acquire_many_owned(n).ok());
+    match (slot, budget) {
+        (Ok(slot), Some(budget)) => Ok((slot, budget)),
+        _ => Err(webhooks_busy()),
+    }
+}
+
+/// 503, try again in a second, and the connection closed (a provider retries; a flood costs
+/// us no connection).
+fn webhooks_busy() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "webhooks_busy",
+        "too many webhook requests are being read; try again shortly",
+    );
+    e.retry_after_s = Some(1);
+    e.close = true;
+    e
 }
 
 async fn health() -> Response {

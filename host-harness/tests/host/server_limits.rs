@@ -263,6 +263,102 @@ fn slow_and_idle_clients_hold_no_threads_and_block_nobody() {
     drop(slow);
 }
 
+/// Without a token, nobody holds up the API: 1,500 idle sockets and 1,100 connections
+/// trickling webhook bodies (issue 20: one shared connection limit stalled `/health`, the
+/// flow API and webhooks for ~27 s a wave). Past the webhook slots, webhooks are refused at
+/// once (503, `Retry-After`, connection closed), and the API keeps answering.
+#[test]
+fn unauthenticated_floods_never_starve_the_api() {
+    let stack = Stack::start(&db("flood"), Duration::from_millis(50)).unwrap();
+    let addr = stack.url().trim_start_matches("http://").to_string();
+    // The flood opens on a thread of its own: the API is asked while it is held, whether or
+    // not the server has accepted all of it yet.
+    let flood = std::thread::spawn(move || {
+        let idle: Vec<TcpStream> = (0..1_500)
+            .map(|_| TcpStream::connect(&addr).unwrap())
+            .collect();
+        let trickling: Vec<TcpStream> = (0..1_100)
+            .map(|_| {
+                let mut s = TcpStream::connect(&addr).unwrap();
+                s.write_all(
+                    b"POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n{\"ob",
+                )
+                .unwrap();
+                s
+            })
+            .collect();
+        (idle, trickling)
+    });
+    std::thread::sleep(Duration::from_millis(1_500));
+    let quick = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build();
+    let quick: ureq::Agent = quick.into();
+    for _ in 0..3 {
+        let r = quick
+            .get(&format!("{}/flows/nobody", stack.url()))
+            .header("authorization", &format!("Bearer {DEMO_API_TOKEN}"))
+            .call()
+            .expect("the API answers while unauthenticated clients flood the server");
+        assert_eq!(r.status().as_u16(), 404);
+        let r = quick
+            .get(&format!("{}/health", stack.url()))
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let (idle, trickling) = flood.join().unwrap();
+    // The webhooks past the slots were answered 503 and closed, not left waiting.
+    let mut refused = 0;
+    for mut s in trickling {
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut head = [0u8; 64];
+        if let Ok(n) = s.read(&mut head)
+            && head[..n].starts_with(b"HTTP/1.1 503")
+        {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1_100 - 256, "only {refused} of 1,100 refused");
+    drop(idle);
+}
+
+/// A webhook body larger than a provider sends is refused before a byte of it is read; a
+/// chunked one is cut off at the same limit.
+#[test]
+fn webhook_bodies_are_capped_at_what_a_provider_sends() {
+    let stack = Stack::start(&db("webhook-cap"), Duration::from_millis(50)).unwrap();
+    let addr = stack.url().trim_start_matches("http://").to_string();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 31457280\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("4194304"), "{answer}");
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(
+        b"POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    let mut answer = Vec::new();
+    for _ in 0..8 {
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .is_err()
+            || s.write_all(&chunk).is_err()
+            || s.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+    }
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
 #[test]
 fn a_failure_answer_reveals_no_internals() {
     let stack = Stack::start(&db("internals"), Duration::from_millis(50)).unwrap();
