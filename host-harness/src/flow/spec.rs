@@ -120,6 +120,17 @@ pub fn errors_json(errors: &[SpecError]) -> Value {
 }
 
 /// A serde path as a JSON Pointer (`/steps/0/wait_for`).
+/// Where a JSON text fails to parse, as a JSON Pointer (`/steps/0/ttl_ms` for a number past
+/// f64's range such as `1e400`), with serde_json's message (line and column). Reads one value
+/// from the start of `text`, ignoring what follows.
+pub fn locate_json_error(text: &str) -> Option<(String, String)> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, Value>(&mut de) {
+        Ok(_) => None,
+        Err(e) => Some((pointer(e.path()), e.into_inner().to_string())),
+    }
+}
+
 fn pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     path.iter()

@@ -190,16 +190,22 @@ fn parse_flows(body: &[u8], max: usize) -> Result<(Vec<FlowSpec>, bool), ApiErro
     })?;
     let trimmed = text.trim_start();
     let (docs, batch): (Vec<Value>, bool) = if trimmed.starts_with('[') {
-        let docs = serde_json::from_str(text).map_err(|e| invalid_json(&e.to_string()))?;
+        let docs = serde_json::from_str(text).map_err(|e| invalid_json(text, None, &e))?;
         (docs, true)
     } else {
         // A stream of JSON values: NDJSON (one per line), and as well one object spread over
         // many lines (`curl -d @flow.json` of a pretty-printed file) or several in a row.
         // serde_json's errors give the line and column within the whole body.
-        let docs = serde_json::Deserializer::from_str(text)
-            .into_iter::<Value>()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid_json(&e.to_string()))?;
+        let mut docs = Vec::new();
+        let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+        loop {
+            let start = stream.byte_offset();
+            match stream.next() {
+                None => break,
+                Some(Ok(doc)) => docs.push(doc),
+                Some(Err(e)) => return Err(invalid_json(&text[start..], Some(docs.len()), &e)),
+            }
+        }
         let batch = docs.len() != 1;
         (docs, batch)
     };
@@ -224,8 +230,20 @@ fn parse_flows(body: &[u8], max: usize) -> Result<(Vec<FlowSpec>, bool), ApiErro
     Ok((specs, batch))
 }
 
-fn invalid_json(message: &str) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+/// A body that is not JSON: serde_json's message (line and column of the whole body) and,
+/// where the parse stopped inside a document, its JSON Pointer (for an array body, from the
+/// array; in a stream, within the document at `index`).
+fn invalid_json(doc: &str, index: Option<usize>, e: &serde_json::Error) -> ApiError {
+    let mut error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string());
+    if let Some((path, _)) = crate::flow::spec::locate_json_error(doc)
+        && !path.is_empty()
+    {
+        error.body["path"] = json!(path);
+        if let Some(i) = index {
+            error.body["index"] = json!(i);
+        }
+    }
+    error
 }
 
 fn invalid_flows(invalid: Vec<(usize, Vec<SpecError>)>, batch: bool) -> ApiError {

@@ -83,6 +83,28 @@ fn huge_numbers_are_field_errors_and_the_server_keeps_serving() {
             assert_eq!(v["errors"][0]["path"], format!("/{field}"), "{v}");
         }
     }
+    // Past f64's range: not JSON serde_json reads, but the answer still says where.
+    for (body, path) in [
+        (
+            r#"{"recipient": "+15550100013", "ttl_ms": 1e400, "steps": []}"#.to_string(),
+            "/ttl_ms",
+        ),
+        (
+            format!(
+                "[{}, {{\"recipient\": \"+1\", \"steps\": [{{\"within_ms\": -1e400}}]}}]",
+                flow(None)
+            ),
+            "/1/steps/0/within_ms",
+        ),
+    ] {
+        let (status, v, _) = post(&stack, Some(DEMO_API_TOKEN), &body);
+        assert_eq!((status, &v["error"]), (400, &json!("invalid_json")), "{v}");
+        assert_eq!(v["path"], path, "{v}");
+        assert!(
+            v["message"].as_str().unwrap().contains("out of range"),
+            "{v}"
+        );
+    }
     let mut f = flow(None);
     f["steps"][0]["within_ms"] = json!(u64::MAX);
     let (status, v, _) = post(&stack, Some(DEMO_API_TOKEN), &f.to_string());
