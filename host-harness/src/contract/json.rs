@@ -190,8 +190,17 @@ fn problem(path: &str, code: &str, message: &str) -> FieldError {
     }
 }
 
-/// Reads a message file: `{"recipient", "correlation_id"?, "last_inbound_ms"?, "content": {…}}`;
-/// every problem is a field error.
+/// The fields of a message file: the one list the reader accepts and its errors name.
+const MESSAGE_FILE_FIELDS: [&str; 5] = [
+    "recipient",
+    "correlation_id",
+    "last_inbound_ms",
+    "opted_out",
+    "content",
+];
+
+/// Reads a message file: `{"recipient", "correlation_id"?, "last_inbound_ms"?, "opted_out"?,
+/// "content": {…}}`; every problem is a field error.
 pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest, Vec<FieldError>> {
     let Some(obj) = doc.as_object() else {
         return Err(vec![problem(
@@ -202,8 +211,13 @@ pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest, Vec<F
     };
     let mut errors = Vec::new();
     for key in obj.keys() {
-        if !["recipient", "correlation_id", "last_inbound_ms", "content"].contains(&key.as_str()) {
-            errors.push(problem(&format!("/{key}"), "unknown_field", &format!("`{key}` is not a field of a message file; it has recipient, correlation_id, last_inbound_ms and content")));
+        if !MESSAGE_FILE_FIELDS.contains(&key.as_str()) {
+            let known = MESSAGE_FILE_FIELDS.join(", ");
+            errors.push(problem(
+                &format!("/{key}"),
+                "unknown_field",
+                &format!("`{key}` is not a field of a message file; it has {known}"),
+            ));
         }
     }
     let recipient = match obj.get("recipient") {
@@ -284,4 +298,30 @@ pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest, Vec<F
         now_ms,
         opted_out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's message file names `opted_out`: the reader takes it (issue 20: it was
+    /// read, yet refused as an unknown field).
+    #[test]
+    fn a_message_file_with_opted_out_is_read() {
+        let doc = serde_json::json!({"recipient": "+15550100001", "opted_out": ["marketing"],
+            "content": {"type": "text", "text": {"body": "hi"}}});
+        let m = message_request(&doc, 0).unwrap();
+        assert_eq!(m.opted_out, ["marketing"]);
+        let errors = message_request(
+            &serde_json::json!({"recipient": "+1", "content": {}, "x": 1}),
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].path, "/x");
+        assert!(
+            errors[0].message.contains("opted_out"),
+            "{}",
+            errors[0].message
+        );
+    }
 }
