@@ -294,6 +294,71 @@ impl Runner {
         Ok(accepted)
     }
 
+    /// Each step's content checked by its own channel (`build-payload`) as the flow arrives,
+    /// so content a channel cannot send is a field error now, not a silent fall-back later.
+    /// Only the shape: the settings' template catalog is left out (approval is a send-time
+    /// matter: a template may be approved or paused meanwhile). Identical (channel,
+    /// recipient, content) triples are checked once; a plugin failure is left to send time.
+    pub async fn check_contents(&self, specs: &[FlowSpec]) -> Vec<(usize, Vec<SpecError>)> {
+        use futures::StreamExt;
+        let configs: HashMap<&str, ChannelConfig> = self
+            .channels
+            .iter()
+            .map(|(name, ch)| (name.as_str(), shape_only(&ch.config())))
+            .collect();
+        // Owned keys: the futures below must be `Send` for every lifetime axum asks about.
+        let mut checks: HashMap<(String, String, String), Vec<(usize, usize)>> = HashMap::new();
+        for (i, spec) in specs.iter().enumerate() {
+            for (s, step) in spec.steps.iter().enumerate() {
+                let key = (
+                    step.channel.clone(),
+                    spec.recipient.clone(),
+                    step.content.to_string(),
+                );
+                checks.entry(key).or_default().push((i, s));
+            }
+        }
+        let verdicts: Vec<_> = futures::stream::iter(checks)
+            .map(|((channel, recipient, content), at)| {
+                let configs = &configs;
+                async move {
+                    let (Some(ch), Some(config)) =
+                        (self.channels.get(&channel), configs.get(channel.as_str()))
+                    else {
+                        return (at, Vec::new());
+                    };
+                    let request = MessageRequest {
+                        recipient,
+                        correlation_id: None,
+                        content,
+                        last_inbound_ms: None,
+                        now_ms: now_ms(),
+                        opted_out: Vec::new(),
+                    };
+                    match ch.plugin.build_payload_async(&request, config).await {
+                        Ok(Err(errors)) => (at, errors),
+                        _ => (at, Vec::new()),
+                    }
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut invalid: HashMap<usize, Vec<SpecError>> = HashMap::new();
+        for (at, errors) in verdicts.into_iter().filter(|(_, e)| !e.is_empty()) {
+            for (i, s) in at {
+                let channel = &specs[i].steps[s].channel;
+                invalid
+                    .entry(i)
+                    .or_default()
+                    .extend(errors.iter().map(|e| content_error(s, channel, e)));
+            }
+        }
+        let mut invalid: Vec<_> = invalid.into_iter().collect();
+        invalid.sort_by_key(|(i, _)| *i);
+        invalid
+    }
+
     fn callback_allowed(&self, url: &str) -> bool {
         reqwest::Url::parse(url)
             .is_ok_and(|u| crate::services::http::url_allowed(&self.options.callback_hosts, &u))
@@ -643,6 +708,38 @@ impl Runner {
             // The event stays due: it is posted again (at least once, never lost).
             eprintln!("recording callback {}: {e:#}", item.event_id);
         }
+    }
+}
+
+/// A channel's settings without its template catalog: what checks a content's shape.
+fn shape_only(config: &ChannelConfig) -> ChannelConfig {
+    let settings = match serde_json::from_str::<Value>(&config.settings) {
+        Ok(Value::Object(mut settings)) => {
+            settings.remove(CATALOG_KEY);
+            Value::Object(settings).to_string()
+        }
+        _ => config.settings.clone(),
+    };
+    ChannelConfig {
+        api_base: config.api_base.clone(),
+        settings,
+    }
+}
+
+/// A channel's field error about a step, as a flow's field error: a path into the message
+/// (`/content/…`) becomes a path into the step (`/steps/1/content/…`).
+fn content_error(step: usize, channel: &str, e: &crate::types::FieldError) -> SpecError {
+    let path = match e.path.strip_prefix("/content") {
+        Some(rest) => format!("/steps/{step}/content{rest}"),
+        None => format!("/steps/{step}/content"),
+    };
+    SpecError {
+        path,
+        code: "invalid_content",
+        message: format!(
+            "{channel} cannot send this ({} at {}): {}",
+            e.code, e.path, e.message
+        ),
     }
 }
 

@@ -276,6 +276,10 @@ async fn start_flows(State(app): State<App>, request: Request) -> Result<Respons
     let (parts, body) = request.into_parts();
     let body = read_body(&app, &parts.headers, body).await?;
     let (specs, batch) = parse_flows(&body, app.options.max_batch)?;
+    let invalid = app.runner.check_contents(&specs).await;
+    if !invalid.is_empty() {
+        return Err(invalid_flows(invalid, batch));
+    }
     let runner = app.runner.clone();
     let now = crate::services::now_ms();
     let accepted = match tokio::task::spawn_blocking(move || runner.submit(specs, now)).await {

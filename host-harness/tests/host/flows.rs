@@ -291,6 +291,13 @@ fn bad_flow_files_are_refused_with_the_reason(db: &str) {
             "/steps/0/wait_for",
         ),
         (json!({"recipient": "+15550100001", "stepz": []}), "stepz"),
+        // Content its channel cannot send: refused now, not a silent SMS later.
+        (
+            json!({"recipient": "+15550100001", "steps": [
+                {"channel": "whatsapp", "content": {"type": "textx"}},
+                {"channel": "sms", "content": {"text": "hi"}}]}),
+            "/steps/0/content/type",
+        ),
     ] {
         let mut resp = agent
             .post(&format!("{}/flows", stack.url()))
