@@ -2,7 +2,10 @@
 //! (the component), a config `application/vnd.wasm.config.v0+json` (architecture, os, layer
 //! digests, the component's imports and exports), and the plugin's facts as manifest
 //! annotations (the `org.opencontainers.image.*` ones, the contract it implements, the grants
-//! it asks for). No timestamps: the same component always makes the same manifest digest.
+//! it asks for). The config's `created` is fixed at the epoch: the same component always makes
+//! the same manifest digest. An artifact pushed by another tool with only the layout's own
+//! fields (`wkg oci push`) is read too: its version and grants come from the tag and the
+//! component itself.
 
 use super::backend::digest_of;
 use super::oci::MANIFEST_MEDIA_TYPE;
@@ -22,6 +25,9 @@ pub const LAYER_MEDIA_TYPE: &str = "application/wasm";
 pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 pub const SIGNATURE_MEDIA_TYPE: &str = "application/vnd.flow.channel.signature.v1+json";
 pub const YANK_MEDIA_TYPE: &str = "application/vnd.flow.channel.yank.v1+json";
+
+/// The config's `created`: the Unix epoch, as reproducible builds date their outputs.
+pub const REPRODUCIBLE_CREATED: &str = "1970-01-01T00:00:00Z";
 
 pub const CONTRACT_ANNOTATION: &str = "dev.flow.channel.contract";
 pub const MANIFEST_ANNOTATION: &str = "dev.flow.channel.manifest";
@@ -92,13 +98,15 @@ impl ImageManifest {
         }
     }
 
-    /// The plugin's version from its annotations.
-    pub fn version(&self) -> Result<Version> {
-        let v = self
-            .annotations
+    /// The plugin's version from its annotations, if they name one.
+    pub fn version(&self) -> Result<Option<Version>> {
+        self.annotations
             .get(VERSION)
-            .context("the manifest has no version annotation")?;
-        Version::parse(v).with_context(|| format!("the manifest's version {v:?} is not semver"))
+            .map(|v| {
+                Version::parse(v)
+                    .with_context(|| format!("the manifest's version {v:?} is not semver"))
+            })
+            .transpose()
     }
 
     /// The grants the plugin asks for, if it declared them.
@@ -173,6 +181,9 @@ impl ComponentFacts {
     /// The CNCF Wasm config blob.
     pub fn config(&self, layer: &Descriptor) -> Vec<u8> {
         serde_json::to_vec(&json!({
+            // The CNCF Wasm layout requires it (oci-wasm's types refuse a config without
+            // it); fixed, so the same component always makes the same digests.
+            "created": REPRODUCIBLE_CREATED,
             "architecture": "wasm",
             "os": "wasip2",
             "layerDigests": [layer.digest],

@@ -128,6 +128,13 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The version a component's own metadata (`wasm-metadata`) names.
+fn component_version(wasm: &[u8]) -> Option<Version> {
+    let payload = wasm_metadata::Payload::from_binary(wasm).ok()?;
+    let version = payload.metadata().version.as_ref()?.to_string();
+    Version::parse(&version).ok()
+}
+
 /// OCI tags cannot hold `+`; build metadata would also make two "equal" versions.
 fn check_publishable(name: &str, version: &Version) -> Result<()> {
     check_name(name)?;
@@ -355,14 +362,14 @@ impl Registry {
         // A tag is only a pointer anyone with write access may move: the manifest it points at
         // must say the version the tag says, or an old (even yanked) release could be served
         // as a new one.
-        if let Some(tag) = tagged {
-            let inside = manifest.version()?;
-            if inside != tag {
-                bail!(
-                    "{name}: the tag {tag} at {} holds the manifest of version {inside}; refusing it",
-                    self.location
-                );
-            }
+        let annotated = manifest.version()?;
+        if let (Some(tag), Some(inside)) = (&tagged, &annotated)
+            && inside != tag
+        {
+            bail!(
+                "{name}: the tag {tag} at {} holds the manifest of version {inside}; refusing it",
+                self.location
+            );
         }
         if manifest.config.media_type != artifact::CONFIG_MEDIA_TYPE {
             bail!(
@@ -371,9 +378,34 @@ impl Registry {
             );
         }
         let layer = manifest.layer(artifact::LAYER_MEDIA_TYPE)?.clone();
+        let mut requests = manifest.plugin_manifest()?;
+        let version = match (annotated, tagged) {
+            (Some(v), _) => v,
+            // Only the layout's own fields (another tool pushed it): the tag says the version,
+            // and the fetched component must describe itself as that version.
+            (None, Some(tag)) => tag,
+            (None, None) => {
+                // A digest pin of such an artifact: the component's own metadata says it.
+                let wasm = self.checked_blob(name, &layer.digest)?;
+                component_version(&wasm).with_context(|| {
+                    format!(
+                        "{name}@{reference}: neither the manifest nor the component names a version"
+                    )
+                })?
+            }
+        };
+        if requests.is_none()
+            && !manifest
+                .annotations
+                .contains_key(artifact::MANIFEST_ANNOTATION)
+        {
+            // The grants the component's own section asks for (the bytes are pinned by digest).
+            let wasm = self.checked_blob(name, &layer.digest)?;
+            requests = crate::plugin_manifest::PluginManifest::from_component(&wasm)?;
+        }
         Ok(Resolved {
             name: name.to_string(),
-            version: manifest.version()?,
+            version,
             registry: self.location.clone(),
             manifest_digest,
             digest: layer.digest,
@@ -382,7 +414,7 @@ impl Registry {
                 .annotations
                 .get(artifact::CONTRACT_ANNOTATION)
                 .cloned(),
-            requests: manifest.plugin_manifest()?,
+            requests,
             annotations: manifest.annotations.clone(),
             manifest,
         })

@@ -505,6 +505,44 @@ fn paths_and_names_never_leave_their_roots() {
     );
 }
 
+/// An artifact with only the Wasm layout's own fields (as `wkg oci push` makes it: no
+/// version, contract or grants annotations) resolves and pulls: the tag names the version,
+/// checked against the component's own, and the component's section names the grants.
+#[test]
+fn an_artifact_with_only_the_layouts_fields_is_read_from_its_component() {
+    let dir = scratch("wkg-shaped");
+    let registry_dir = dir.join("registry");
+    let registry = format!("file:{}", registry_dir.display());
+    ok(&on(&registry, &["publish", SMS]));
+    let tag = registry_dir.join("sms/tags/0.1.0");
+    let old = std::fs::read_to_string(&tag).unwrap();
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob_file(&registry_dir, "sms", &old)).unwrap())
+            .unwrap();
+    manifest["annotations"] = json!({"org.opencontainers.image.created": "2026-01-01T00:00:00Z"});
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let new = host_harness::registry::backend::digest_of(&bytes);
+    std::fs::write(blob_file(&registry_dir, "sms", &new), &bytes).unwrap();
+    std::fs::write(&tag, &new).unwrap();
+    let resolved = ok(&on(&registry, &["resolve", "sms"]));
+    assert_eq!(resolved["version"], "0.1.0", "{resolved}");
+    assert_eq!(
+        resolved["requests"]["secrets"],
+        json!(["sms/*"]),
+        "{resolved}"
+    );
+    let lock = dir.join("plugins.lock");
+    let pulled = ok(&on(&registry, &["pull", "sms", "--lock", path(&lock)]));
+    assert_eq!(pulled["locked"]["secrets"], json!(["sms/*"]), "{pulled}");
+    // The same manifest under another version's tag: the component says 0.1.0, not 0.2.0.
+    std::fs::write(registry_dir.join("sms/tags/0.2.0"), &new).unwrap();
+    let err = refused(&on(
+        &registry,
+        &["pull", "sms@0.2.0", "--lock", path(&lock)],
+    ));
+    assert!(err.contains("holds the component sms 0.1.0"), "{err}");
+}
+
 #[test]
 fn a_new_pull_keeps_the_operators_grants_and_says_when_the_plugin_asks_for_more() {
     let dir = scratch("regrant");
@@ -569,6 +607,9 @@ fn the_oci_artifact_has_the_cncf_wasm_layout() {
     )))
     .unwrap();
     assert_eq!(config["architecture"], "wasm");
+    // Required by the layout (oci-wasm's types refuse a config without it); fixed, so the
+    // digests stay reproducible.
+    assert_eq!(config["created"], "1970-01-01T00:00:00Z");
     assert_eq!(config["layerDigests"][0], manifest["layers"][0]["digest"]);
     assert_eq!(
         config["component"]["imports"],
