@@ -125,7 +125,7 @@ pub fn parse_spec(spec: &str) -> Result<(String, Pin)> {
     Ok((name.to_string(), pin))
 }
 
-fn trusted(keys: &[PathBuf]) -> Result<Vec<ed25519_dalek::VerifyingKey>> {
+fn trusted(keys: &[PathBuf]) -> Result<Vec<signing::TrustedKey>> {
     keys.iter()
         .map(|k| signing::read_verifying_key(k))
         .collect()
@@ -172,7 +172,7 @@ fn keygen(out: &Path) -> Result<Outcome> {
         json!({
             "secret_key": out.display().to_string(),
             "public_key": public.display().to_string(),
-            "key_id": signing::key_id(&key.verifying_key()),
+            "key_id": key.id()?,
         }),
     ))
 }
@@ -222,7 +222,7 @@ fn list(registry: &Registry, name: Option<&str>) -> Result<Outcome> {
 fn resolve_checked(
     registry: &Registry,
     spec: &str,
-    keys: &[ed25519_dalek::VerifyingKey],
+    keys: &[signing::TrustedKey],
 ) -> Result<(Resolved, Option<String>)> {
     let (name, pin) = parse_spec(spec)?;
     let resolved = registry.resolve(&name, &pin)?;
@@ -329,7 +329,7 @@ fn pull(
     registry: &Registry,
     spec: &str,
     lock_path: &Path,
-    keys: &[ed25519_dalek::VerifyingKey],
+    keys: &[signing::TrustedKey],
     api_base: Option<&str>,
 ) -> Result<Outcome> {
     let mut lock = LockFile::read_or_default(lock_path).map_err(usage_error)?;
@@ -445,7 +445,7 @@ fn grants_differ(resolved: &Resolved, entry: &LockEntry) -> bool {
 }
 
 /// Fetches every locked plugin again by its pinned manifest digest (yanked or not).
-fn pull_locked(lock_path: &Path, keys: &[ed25519_dalek::VerifyingKey]) -> Result<Outcome> {
+fn pull_locked(lock_path: &Path, keys: &[signing::TrustedKey]) -> Result<Outcome> {
     let lock = LockFile::read(lock_path).map_err(usage_error)?;
     let dir = lock_dir(lock_path);
     let runtime = Runtime::new()?;

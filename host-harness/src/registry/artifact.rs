@@ -23,7 +23,8 @@ pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 pub const LAYER_MEDIA_TYPE: &str = "application/wasm";
 /// The config of our own small artifacts (signatures, yank markers): OCI's empty `{}`.
 pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
-pub const SIGNATURE_MEDIA_TYPE: &str = "application/vnd.flow.channel.signature.v1+json";
+/// The config of a cosign signature manifest.
+pub const IMAGE_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub const YANK_MEDIA_TYPE: &str = "application/vnd.flow.channel.yank.v1+json";
 
 /// The config's `created`: the Unix epoch, as reproducible builds date their outputs.
@@ -41,6 +42,8 @@ pub struct Descriptor {
     pub media_type: String,
     pub digest: String,
     pub size: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Descriptor {
@@ -49,6 +52,7 @@ impl Descriptor {
             media_type: media_type.into(),
             digest: digest_of(bytes),
             size: bytes.len() as u64,
+            annotations: BTreeMap::new(),
         }
     }
 }
@@ -217,6 +221,18 @@ impl ComponentFacts {
 }
 
 /// A small JSON document as an artifact of its own (signature, yank marker).
+/// The image config of a cosign signature manifest, as cosign writes it: one layer per
+/// signature, listed as its diff id.
+pub fn signature_config(layers: &[Descriptor]) -> Vec<u8> {
+    let diff_ids: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
+    serde_json::to_vec(&json!({
+        "architecture": "", "os": "", "created": "0001-01-01T00:00:00Z",
+        "history": [{"created": "0001-01-01T00:00:00Z"}],
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {},
+    }))
+    .expect("JSON")
+}
+
 pub fn note_artifact(media_type: &str, payload: &[u8]) -> (ImageManifest, Vec<u8>) {
     let empty = b"{}".to_vec();
     let mut manifest = ImageManifest::new(

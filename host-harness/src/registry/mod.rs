@@ -144,6 +144,7 @@ fn check_publishable(name: &str, version: &Version) -> Result<()> {
     Ok(())
 }
 
+/// cosign's tag for the signatures of a manifest: `sha256-<hex>.sig`.
 fn signature_tag(manifest_digest: &str) -> String {
     manifest_digest.replacen(':', "-", 1) + ".sig"
 }
@@ -177,7 +178,7 @@ impl Registry {
         &self,
         wasm: &[u8],
         facts: &ComponentFacts,
-        signer: Option<&ed25519_dalek::SigningKey>,
+        signer: Option<&signing::SigningKey>,
     ) -> Result<Published> {
         let (name, version) = (&facts.name, &facts.version);
         check_publishable(name, version)?;
@@ -224,22 +225,50 @@ impl Registry {
         })
     }
 
-    /// Stores a signature of `name`'s manifest; returns the key id.
+    /// Stores a signature of `name`'s manifest in cosign's layout (a layer beside any already
+    /// there, as `cosign sign` adds one); returns the key id.
     pub fn sign(
         &self,
         name: &str,
         manifest_digest: &str,
-        key: &ed25519_dalek::SigningKey,
+        key: &signing::SigningKey,
     ) -> Result<String> {
-        let signature = signing::sign(key, name, manifest_digest);
-        let payload = serde_json::to_vec(&signature).expect("JSON");
-        self.put_note(
-            name,
-            &signature_tag(manifest_digest),
-            artifact::SIGNATURE_MEDIA_TYPE,
-            &payload,
-        )?;
-        Ok(signature.key_id)
+        let payload = signing::payload(&self.reference(name), manifest_digest);
+        let mut layer = Descriptor::of(signing::SIMPLE_SIGNING_MEDIA_TYPE, &payload);
+        layer
+            .annotations
+            .insert(signing::SIGNATURE_ANNOTATION.into(), key.sign(&payload)?);
+        let tag = signature_tag(manifest_digest);
+        let mut layers = match self.backend.manifest(name, &tag)? {
+            Some(bytes) => ImageManifest::parse(&bytes)?.layers,
+            None => Vec::new(),
+        };
+        layers.retain(|l| l.digest != layer.digest);
+        layers.push(layer);
+        let config = artifact::signature_config(&layers);
+        let manifest = ImageManifest::new(
+            Descriptor::of(artifact::IMAGE_CONFIG_MEDIA_TYPE, &config),
+            layers,
+        );
+        self.backend
+            .put_blob(name, &digest_of(&payload), &payload)?;
+        self.backend
+            .put_blob(name, &manifest.config.digest, &config)?;
+        self.backend
+            .put_manifest(name, &tag, &manifest.to_bytes())?;
+        key.id()
+    }
+
+    /// What a signature names as the artifact: `registry/name` as cosign writes it (the
+    /// OCI registry's host and port; a directory registry has no host).
+    fn reference(&self, name: &str) -> String {
+        let host = ["oci+http://", "oci://"]
+            .iter()
+            .find_map(|p| self.location.strip_prefix(p));
+        match host {
+            Some(host) => format!("{}/{name}", host.trim_end_matches('/')),
+            None => name.to_string(),
+        }
     }
 
     fn put_note(&self, name: &str, tag: &str, media_type: &str, payload: &[u8]) -> Result<()> {
@@ -426,29 +455,40 @@ impl Registry {
         self.checked_blob(&resolved.name, &layer.digest)
     }
 
-    /// Checks the signature of a resolved version against the trusted keys: the signing key's
-    /// id, or `None` when no key is trusted (nothing to check against).
+    /// Checks the signatures of a resolved version (cosign's, at its `.sig` tag) against the
+    /// trusted keys: the signing key's id, or `None` when no key is trusted (nothing to check
+    /// against).
     pub fn verify(
         &self,
         resolved: &Resolved,
-        trusted: &[ed25519_dalek::VerifyingKey],
+        trusted: &[signing::TrustedKey],
     ) -> Result<Option<String>> {
         if trusted.is_empty() {
             // Nothing to check against.
             return Ok(None);
         }
         let (name, digest) = (&resolved.name, &resolved.manifest_digest);
-        let Some(payload) =
-            self.note(name, &signature_tag(digest), artifact::SIGNATURE_MEDIA_TYPE)?
-        else {
+        let Some(bytes) = self.backend.manifest(name, &signature_tag(digest))? else {
             bail!(
                 "{name} {} ({digest}) is not signed, and trusted keys are configured",
                 resolved.version
             );
         };
-        let signature: signing::ArtifactSignature =
-            serde_json::from_slice(&payload).context("the signature document")?;
-        signing::verify(&signature, name, digest, trusted)
+        let manifest = ImageManifest::parse(&bytes)?;
+        let mut payloads = Vec::new();
+        for layer in &manifest.layers {
+            if layer.media_type != signing::SIMPLE_SIGNING_MEDIA_TYPE {
+                continue;
+            }
+            if let Some(signature) = layer.annotations.get(signing::SIGNATURE_ANNOTATION) {
+                payloads.push((self.checked_blob(name, &layer.digest)?, signature.clone()));
+            }
+        }
+        let found: Vec<signing::Found> = payloads
+            .iter()
+            .map(|(payload, signature)| signing::Found { payload, signature })
+            .collect();
+        signing::verify(&found, name, digest, trusted)
             .with_context(|| format!("{name} {}", resolved.version))
             .map(Some)
     }

@@ -566,6 +566,52 @@ fn a_new_pull_keeps_the_operators_grants_and_says_when_the_plugin_asks_for_more(
     assert_eq!(after.plugins[0].settings, Some(json!({"sender": "ACME"})));
 }
 
+/// A signature `registry publish --sign-key` stores is cosign's: sigstore's own cosign
+/// verifier (another implementation, its own OCI client) finds it at the `.sig` tag of the
+/// real registry and checks it with the public key; a key that did not sign finds nothing.
+#[test]
+fn signatures_verify_with_sigstores_cosign_verifier() {
+    use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraintVec};
+    use sigstore::cosign::{ClientBuilder, CosignCapabilities, verify_constraints};
+    use sigstore::crypto::SigningScheme;
+    use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
+    let registry = host_harness::testkit::oci::fresh_namespace();
+    let dir = scratch("cosign-interop");
+    let (secret, public) = keygen(&dir, "cosign.key");
+    let (_, stranger) = keygen(&dir, "stranger.key");
+    let published = ok(&on(&registry, &["publish", SMS, "--sign-key", &secret]));
+    let digest = published["published"][0]["manifest_digest"]
+        .as_str()
+        .unwrap();
+    let image: OciReference = format!("{}/sms@{digest}", registry.trim_start_matches("oci://"))
+        .parse()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let layers = runtime.block_on(async {
+        let mut client = ClientBuilder::default()
+            .with_oci_client_config(ClientConfig {
+                protocol: ClientProtocol::Http,
+                ..ClientConfig::default()
+            })
+            .build()
+            .unwrap();
+        client
+            .trusted_signature_layers(&Auth::Anonymous, &image)
+            .await
+            .unwrap()
+    });
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    let constraint = |key: &str| -> VerificationConstraintVec {
+        let pem = std::fs::read(key).unwrap();
+        vec![Box::new(
+            PublicKeyVerifier::new(&pem, &SigningScheme::default()).unwrap(),
+        )]
+    };
+    verify_constraints(&layers, constraint(&public).iter())
+        .expect("sigstore verifies the signature with the publisher's key");
+    assert!(verify_constraints(&layers, constraint(&stranger).iter()).is_err());
+}
+
 /// What the registry itself serves is the CNCF Wasm layout, read through its own HTTP API.
 #[test]
 fn the_oci_artifact_has_the_cncf_wasm_layout() {
