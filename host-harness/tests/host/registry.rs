@@ -331,30 +331,39 @@ fn blob_file(registry_dir: &Path, repo: &str, digest: &str) -> PathBuf {
         .join(digest.strip_prefix("sha256:").unwrap())
 }
 
-/// Rewrites the stored SMS 0.1.0 manifest (directory registry) so its annotations ask for
-/// `hosts` and `secrets`, and points the tag at it: the old and new manifest digests, and the
-/// new manifest's bytes.
-fn rewrite_sms_requests(
+/// Rewrites the stored SMS 0.1.0 manifest (directory registry) with `edit` and points the
+/// tag at it: the old and new manifest digests, and the new manifest's bytes.
+fn rewrite_sms_manifest(
     registry_dir: &Path,
-    hosts: Value,
-    secrets: Value,
+    edit: impl FnOnce(&mut Value),
 ) -> (String, String, Vec<u8>) {
     let tag = registry_dir.join("sms/tags/0.1.0");
     let old = std::fs::read_to_string(&tag).unwrap();
     let mut manifest: Value =
         serde_json::from_slice(&std::fs::read(blob_file(registry_dir, "sms", &old)).unwrap())
             .unwrap();
-    let key = "dev.flow.channel.manifest";
-    let mut request: Value =
-        serde_json::from_str(manifest["annotations"][key].as_str().unwrap()).unwrap();
-    request["allowed_hosts"] = hosts;
-    request["secrets"] = secrets;
-    manifest["annotations"][key] = json!(request.to_string());
+    edit(&mut manifest);
     let bytes = serde_json::to_vec(&manifest).unwrap();
     let new = host_harness::registry::backend::digest_of(&bytes);
     std::fs::write(blob_file(registry_dir, "sms", &new), &bytes).unwrap();
     std::fs::write(&tag, &new).unwrap();
     (old, new, bytes)
+}
+
+/// [`rewrite_sms_manifest`] so its annotations ask for `hosts` and `secrets`.
+fn rewrite_sms_requests(
+    registry_dir: &Path,
+    hosts: Value,
+    secrets: Value,
+) -> (String, String, Vec<u8>) {
+    rewrite_sms_manifest(registry_dir, |manifest| {
+        let key = "dev.flow.channel.manifest";
+        let mut request: Value =
+            serde_json::from_str(manifest["annotations"][key].as_str().unwrap()).unwrap();
+        request["allowed_hosts"] = hosts;
+        request["secrets"] = secrets;
+        manifest["annotations"][key] = json!(request.to_string());
+    })
 }
 
 #[test]
@@ -514,16 +523,10 @@ fn an_artifact_with_only_the_layouts_fields_is_read_from_its_component() {
     let registry_dir = dir.join("registry");
     let registry = format!("file:{}", registry_dir.display());
     ok(&on(&registry, &["publish", SMS]));
-    let tag = registry_dir.join("sms/tags/0.1.0");
-    let old = std::fs::read_to_string(&tag).unwrap();
-    let mut manifest: Value =
-        serde_json::from_slice(&std::fs::read(blob_file(&registry_dir, "sms", &old)).unwrap())
-            .unwrap();
-    manifest["annotations"] = json!({"org.opencontainers.image.created": "2026-01-01T00:00:00Z"});
-    let bytes = serde_json::to_vec(&manifest).unwrap();
-    let new = host_harness::registry::backend::digest_of(&bytes);
-    std::fs::write(blob_file(&registry_dir, "sms", &new), &bytes).unwrap();
-    std::fs::write(&tag, &new).unwrap();
+    let (_, new, _) = rewrite_sms_manifest(&registry_dir, |manifest| {
+        manifest["annotations"] =
+            json!({"org.opencontainers.image.created": "2026-01-01T00:00:00Z"});
+    });
     let resolved = ok(&on(&registry, &["resolve", "sms"]));
     assert_eq!(resolved["version"], "0.1.0", "{resolved}");
     assert_eq!(
