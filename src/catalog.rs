@@ -11,7 +11,7 @@
 //! The host fetches and caches these; the channel only reads them.
 
 use crate::field_errors::{Errors, index, quoted, type_name};
-use crate::json::Value;
+use serde_json::Value;
 
 /// One template as Meta describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub struct Catalog {
 fn text(v: &Value, key: &str) -> Option<String> {
     match v.get(key)? {
         Value::String(s) => Some(s.clone()),
-        // As written in the document (no float printing).
+        // Through serde_json's writer: `Number`'s `Display` would link core's float printing.
         number @ Value::Number(_) => Some(number.to_string()),
         _ => None,
     }
@@ -183,7 +183,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json;
+    use serde_json::json;
 
     fn page(templates: Value) -> Value {
         json!({"data": templates, "paging": {"cursors": {"before": "a", "after": "b"}}})
@@ -199,7 +199,7 @@ mod tests {
         ]), "/templates", &mut e);
         assert!(e.is_empty());
         assert_eq!(c.templates.len(), 2);
-        let update: Value = crate::json::from_str(include_str!(
+        let update: Value = serde_json::from_str(include_str!(
             "../tests/fixtures/webhook-template-status-update-rejected-invalid-format.json"
         ))
         .unwrap();
@@ -209,7 +209,7 @@ mod tests {
             "APPROVED",
             "different id: untouched"
         );
-        let approved: Value = crate::json::from_str(include_str!(
+        let approved: Value = serde_json::from_str(include_str!(
             "../tests/fixtures/webhook-template-status-update-approved.json"
         ))
         .unwrap();

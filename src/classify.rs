@@ -5,11 +5,11 @@
 //! status or title"); the HTTP status is used only when the body carries no code (an HTML 503,
 //! an empty 502). The raw code, title, details and `fbtrace_id` are always kept.
 
-use crate::json::Value;
 use crate::{
     Classification, Disposition, Header, HttpResponse, SendOutcome, TransportError,
     TransportErrorKind,
 };
+use serde_json::Value;
 
 /// How long to wait before the next attempt on the same channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -606,7 +606,7 @@ fn retry_after_header(headers: &[Header]) -> Option<u64> {
 
 /// Classifies the Cloud API's answer to a send.
 pub fn classify_response(resp: &HttpResponse, attempt: u32) -> Classification {
-    let body: Option<Value> = crate::json::from_slice(&resp.body).ok();
+    let body: Option<Value> = serde_json::from_slice(&resp.body).ok();
     let mut c = if (200..300).contains(&resp.status) {
         classify_success(body.as_ref())
     } else {

@@ -125,7 +125,7 @@ impl Settings {
         // `app_secret` is on by default; only an explicit `null` turns signature checks off.
         let app_secret = match f.obj.get("app_secret") {
             None => Some(DEFAULT_APP_SECRET.to_string()),
-            Some(crate::json::Value::Null) => None,
+            Some(serde_json::Value::Null) => None,
             Some(_) => f.text("app_secret", false, &mut errors).map(str::to_string),
         };
 

@@ -111,14 +111,14 @@ impl Errors {
 }
 
 /// The JSON type name of a value, for messages such as "expected a string, got a number".
-pub fn type_name(v: &crate::json::Value) -> &'static str {
+pub fn type_name(v: &serde_json::Value) -> &'static str {
     match v {
-        crate::json::Value::Null => "null",
-        crate::json::Value::Bool(_) => "a boolean",
-        crate::json::Value::Number(_) => "a number",
-        crate::json::Value::String(_) => "a string",
-        crate::json::Value::Array(_) => "an array",
-        crate::json::Value::Object(_) => "an object",
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
@@ -126,7 +126,7 @@ pub fn type_name(v: &crate::json::Value) -> &'static str {
 /// Rust's `{:?}`: the values come from JSON documents, and `Debug` for `str` would bring its
 /// Unicode tables into the component for nothing else.)
 pub fn quoted(s: &str) -> String {
-    crate::json::Value::from(s).to_string()
+    serde_json::Value::from(s).to_string()
 }
 
 /// Shortens a value for quoting in a message.
@@ -141,8 +141,8 @@ pub fn excerpt(s: &str) -> String {
 }
 
 /// Parses a JSON document, turning a syntax error into a field error at the root.
-pub fn parse_json(text: &str, what: &str) -> Result<crate::json::Value, Vec<FieldError>> {
-    crate::json::from_slice(text.as_bytes()).map_err(|e| {
+pub fn parse_json(text: &str, what: &str) -> Result<serde_json::Value, Vec<FieldError>> {
+    serde_json::from_slice(text.as_bytes()).map_err(|e| {
         vec![FieldError {
             path: String::new(),
             code: "invalid_json".into(),
@@ -154,14 +154,14 @@ pub fn parse_json(text: &str, what: &str) -> Result<crate::json::Value, Vec<Fiel
 /// Typed access to the members of a JSON object, recording an error for each member that is
 /// missing or of the wrong type.
 pub struct Fields<'a> {
-    pub obj: &'a crate::json::Map,
+    pub obj: &'a serde_json::Map<String, serde_json::Value>,
     pub path: String,
 }
 
 impl<'a> Fields<'a> {
     /// Views `value` as an object, or records `expected_object` at `path`.
     pub fn of(
-        value: &'a crate::json::Value,
+        value: &'a serde_json::Value,
         path: impl Into<String>,
         what: &str,
         errors: &mut Errors,
@@ -180,7 +180,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<&'a crate::json::Value> {
+    pub fn get(&self, key: &str) -> Option<&'a serde_json::Value> {
         self.obj.get(key).filter(|v| !v.is_null())
     }
 
@@ -197,7 +197,7 @@ impl<'a> Fields<'a> {
                 }
                 None
             }
-            Some(crate::json::Value::String(s)) => Some(s.as_str()),
+            Some(serde_json::Value::String(s)) => Some(s.as_str()),
             Some(other) => {
                 errors.add(
                     self.path_of(key),
@@ -228,7 +228,7 @@ impl<'a> Fields<'a> {
     pub fn bool(&self, key: &str, errors: &mut Errors) -> Option<bool> {
         match self.get(key) {
             None => None,
-            Some(crate::json::Value::Bool(b)) => Some(*b),
+            Some(serde_json::Value::Bool(b)) => Some(*b),
             Some(other) => {
                 errors.add(
                     self.path_of(key),
@@ -245,7 +245,7 @@ impl<'a> Fields<'a> {
         key: &str,
         required: bool,
         errors: &mut Errors,
-    ) -> Option<&'a Vec<crate::json::Value>> {
+    ) -> Option<&'a Vec<serde_json::Value>> {
         match self.get(key) {
             None => {
                 if required {
@@ -253,7 +253,7 @@ impl<'a> Fields<'a> {
                 }
                 None
             }
-            Some(crate::json::Value::Array(a)) => Some(a),
+            Some(serde_json::Value::Array(a)) => Some(a),
             Some(other) => {
                 errors.add(
                     self.path_of(key),

@@ -7,8 +7,7 @@
 //! - [`payloads`]: message content → Cloud API request;
 //! - [`classify`]: send results and error codes → one [`Classification`];
 //! - [`webhooks`]: verification handshakes, signatures and status events;
-//! - [`config`], [`phone`], [`schemas`], [`field_errors`]: the pieces they share;
-//! - [`json`]: the JSON value they all read and build (with the `json!` macro).
+//! - [`config`], [`phone`], [`schemas`], [`field_errors`]: the pieces they share.
 //!
 //! The wit-bindgen glue is `glue.rs`; the generated bindings stay private to it and the types
 //! the domain uses are re-exported here by name.
@@ -27,7 +26,6 @@ mod glue;
 static ALLOCATOR: bump_alloc::Bump = bump_alloc::Bump::new();
 pub mod graph_versions;
 pub mod host;
-pub mod json;
 pub mod meta_limits;
 pub mod payloads;
 pub mod phone;

@@ -1,7 +1,7 @@
 //! `describe`: the channel's identity and the JSON Schemas of what it accepts.
 
-use crate::json::Value;
 use crate::{CHANNEL_NAME, CONTRACT, ChannelInfo, PLUGIN_VERSION};
+use serde_json::Value;
 
 /// The schemas as `describe` returns them: checked-in JSON (data, not code: the component
 /// stays small), kept equal to what the rules in the code say by `schemas_match_the_code`,
@@ -49,7 +49,7 @@ pub fn describe() -> ChannelInfo {
 
 fn parse(schema: &str) -> Value {
     // Not `expect`: that would bring `Debug` for the error into the component.
-    crate::json::from_slice(schema.as_bytes())
+    serde_json::from_slice(schema.as_bytes())
         .unwrap_or_else(|_| unreachable!("the checked-in schemas are JSON (tested)"))
 }
 
@@ -70,11 +70,11 @@ pub fn template_schema() -> Value {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
 
     /// The schemas as the code's rules and tables say they are.
     mod generate {
-        use crate::json;
-        use crate::json::Value;
+        use serde_json::{Value, json};
 
         pub fn config_schema() -> Value {
             json!({
@@ -204,13 +204,13 @@ mod tests {
             ),
         ] {
             // Compact: they ship inside the component (`jq . src/schemas/*.json` reads them).
-            let text = crate::json::to_string(&generated) + "\n";
+            let text = serde_json::to_string(&generated).unwrap() + "\n";
             if std::env::var_os("UPDATE_SCHEMAS").is_some() {
                 std::fs::write(format!("{dir}/{file}"), &text).unwrap();
                 continue;
             }
             assert_eq!(
-                crate::json::from_str(checked_in).unwrap(),
+                serde_json::from_str::<Value>(checked_in).unwrap(),
                 generated,
                 "src/schemas/{file} is stale: run UPDATE_SCHEMAS=1 cargo test -p whatsapp-channel schemas"
             );
@@ -225,7 +225,7 @@ mod tests {
             &info.message_schema,
             &info.template_schema,
         ] {
-            let v: crate::json::Value = crate::json::from_str(schema).unwrap();
+            let v: serde_json::Value = serde_json::from_str(schema).unwrap();
             assert_eq!(v["type"], "object");
         }
     }

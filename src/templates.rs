@@ -10,7 +10,7 @@ pub mod send_check;
 
 use crate::FieldError;
 use crate::field_errors::{Errors, Fields, excerpt, index, parse_json, pointer, quoted, type_name};
-use crate::json::Value;
+use serde_json::Value;
 
 /// The 111 language codes Meta supports for templates (supported-languages page, 2025-11-04).
 pub const LANGUAGES: &[&str] = &[
@@ -1064,7 +1064,7 @@ fn check_otp_button(f: &Fields, auth: bool, errors: &mut Errors) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json;
+    use serde_json::json;
 
     fn codes(doc: &Value) -> Vec<(String, String)> {
         match validate(doc) {

@@ -1,7 +1,7 @@
 //! `contacts` messages: 1 to 257 contact cards, each with `name.formatted_name`.
 
 use crate::field_errors::{Errors, Fields, index, quoted, type_name};
-use crate::json::Value;
+use serde_json::Value;
 
 /// Meta's limit on contacts per message.
 pub use crate::meta_limits::messages::CONTACTS as CONTACTS_MAX;
@@ -114,9 +114,9 @@ fn is_date(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::json;
     use crate::payloads::build_body;
     use crate::payloads::tests::{content_of, request};
+    use serde_json::json;
 
     #[test]
     fn meta_sample() {

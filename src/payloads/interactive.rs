@@ -2,7 +2,7 @@
 //! per-variant limits (the body limit differs: 4,096 for lists, 1,024 otherwise).
 
 use crate::field_errors::{Errors, Fields, excerpt, index, quoted};
-use crate::json::Value;
+use serde_json::Value;
 
 pub use crate::meta_limits::interactive as limits;
 
@@ -430,10 +430,9 @@ fn check_flow(a: &Fields, errors: &mut Errors) {
 
 #[cfg(test)]
 mod tests {
-    use crate::json;
-    use crate::json::Value;
     use crate::payloads::build_body;
     use crate::payloads::tests::{content_of, request};
+    use serde_json::{Value, json};
 
     #[test]
     fn meta_samples() {

@@ -3,7 +3,7 @@
 //! `link`; captions ≤ 1,024 where Meta allows them.
 
 use crate::field_errors::{Errors, Fields, excerpt};
-use crate::json::Value;
+use serde_json::Value;
 
 /// Meta's limit on a media caption.
 pub use crate::meta_limits::messages::CAPTION as CAPTION_MAX;
@@ -78,9 +78,9 @@ pub fn build(content: &Fields, kind: &str, errors: &mut Errors) -> Option<Value>
 
 #[cfg(test)]
 mod tests {
-    use crate::json;
     use crate::payloads::build_body;
     use crate::payloads::tests::{content_of, request};
+    use serde_json::json;
 
     #[test]
     fn meta_samples() {

@@ -16,12 +16,11 @@ use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::field_errors::{Errors, Fields, excerpt, parse_json};
 use crate::host::Host;
-use crate::json;
-use crate::json::{Map, Value};
 use crate::phone::Recipient;
 use crate::{
     ChannelConfig, Classification, FieldError, Header, HttpRequest, MessageRequest, SendOutcome,
 };
+use serde_json::{Map, Value, json};
 
 /// Meta's limit on `biz_opaque_callback_data`.
 pub use crate::meta_limits::CORRELATION_ID_MAX;
@@ -97,14 +96,14 @@ pub fn build(
             },
         ],
         // Serialising a `Value` cannot fail (its keys are strings).
-        body: crate::json::to_vec(&body),
+        body: serde_json::to_vec(&body).unwrap_or_default(),
     })
 }
 
 /// The approved category of a template message (see [`template::approved_category`]); the
 /// definition may travel in the request's content rather than in the built body.
 fn template_category(body: &Value, request: &MessageRequest, catalog: &Catalog) -> Option<String> {
-    let content: Value = crate::json::from_slice(request.content.as_bytes()).ok()?;
+    let content: Value = serde_json::from_slice(request.content.as_bytes()).ok()?;
     let mut probe = content.clone();
     if let Some(t) = body.get("template") {
         probe["template"] = t.clone();
@@ -129,7 +128,7 @@ fn opt_out_decline(request: &MessageRequest, config: &ChannelConfig) -> Option<C
         return None;
     }
     let settings = Settings::parse(config).ok()?;
-    let content: Value = crate::json::from_slice(request.content.as_bytes()).ok()?;
+    let content: Value = serde_json::from_slice(request.content.as_bytes()).ok()?;
     let category = template::approved_category(&content, &settings.catalog);
     let why = opted_out_of(category.as_deref(), request)?;
     let mut c =
@@ -312,7 +311,7 @@ pub enum WindowDecision {
 
 /// Decides whether a message may go out now. Unreadable content is left for `build` to report.
 pub fn service_window(request: &MessageRequest) -> WindowDecision {
-    let Ok(content) = crate::json::from_slice(request.content.as_bytes()) else {
+    let Ok(content) = serde_json::from_slice::<Value>(request.content.as_bytes()) else {
         return WindowDecision::Send;
     };
     let kind = content
@@ -423,7 +422,7 @@ pub(crate) mod tests {
 
     /// The Meta sample with the envelope removed, as message content.
     pub fn content_of(sample: &str) -> (Value, Value) {
-        let full: Value = crate::json::from_str(sample).unwrap();
+        let full: Value = serde_json::from_str(sample).unwrap();
         let mut content = full.clone();
         for k in ["messaging_product", "recipient_type", "to"] {
             content.as_object_mut().unwrap().remove(k);
@@ -491,7 +490,7 @@ pub(crate) mod tests {
             panic!("alternative")
         };
         assert_eq!(
-            crate::json::from_str(&content).unwrap(),
+            serde_json::from_str::<Value>(&content).unwrap(),
             json!({"type":"template","template":{"name":"hello","language":"en_US"}})
         );
     }

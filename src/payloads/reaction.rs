@@ -2,8 +2,7 @@
 //! reaction cannot be sent as a contextual reply.
 
 use crate::field_errors::{Errors, Fields};
-use crate::json;
-use crate::json::Value;
+use serde_json::{Value, json};
 
 pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
     let r = super::type_object(content, "reaction", errors)?;
@@ -30,9 +29,9 @@ pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
-    use crate::json;
     use crate::payloads::build_body;
     use crate::payloads::tests::{content_of, request};
+    use serde_json::json;
 
     #[test]
     fn meta_sample() {

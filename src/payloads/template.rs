@@ -5,10 +5,9 @@ use super::location::check_location;
 use super::media::check_media;
 use crate::catalog::Catalog;
 use crate::field_errors::{Errors, Fields, excerpt, index, quoted, type_name};
-use crate::json;
-use crate::json::{Map, Value};
 use crate::send_check::check_against_catalog;
 use crate::templates::{LANGUAGES, is_valid_name};
+use serde_json::{Map, Value, json};
 
 /// Meta's limit on a copy-code coupon and on an authentication code.
 pub use crate::meta_limits::template_sends::COUPON_CODE as COUPON_CODE_MAX;
@@ -199,7 +198,7 @@ fn build_components(components: &[Value], list_path: &str, errors: &mut Errors) 
 }
 
 /// A button component's `sub_type` and `index` into `built`; its key for duplicate checks.
-fn build_button(c: &Fields, built: &mut Map, errors: &mut Errors) -> String {
+fn build_button(c: &Fields, built: &mut Map<String, Value>, errors: &mut Errors) -> String {
     c.reject_unknown(&["type", "sub_type", "index", "parameters"], errors);
     let sub = c.str("sub_type", true, errors).map(str::to_ascii_lowercase);
     if let Some(s) = &sub {
@@ -528,10 +527,9 @@ fn check_date_time(v: &Value, path: &str, errors: &mut Errors) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::json;
-    use crate::json::Value;
     use crate::payloads::build_body;
     use crate::payloads::tests::{content_of, request};
+    use serde_json::{Value, json};
 
     #[test]
     fn meta_samples_round_trip() {
@@ -554,7 +552,7 @@ mod tests {
 
     #[test]
     fn sdk_sample_with_currency_date_time_and_quick_replies() {
-        let template: Value = crate::json::from_str(include_str!(
+        let template: Value = serde_json::from_str(include_str!(
             "../../tests/fixtures/template-object-currency-datetime-quickreply-nodejs-sdk.json"
         ))
         .unwrap();

@@ -2,8 +2,7 @@
 
 use crate::field_errors::{Errors, Fields};
 
-use crate::json;
-use crate::json::Value;
+use serde_json::{Value, json};
 
 /// Meta's limit on `text.body`.
 pub use crate::meta_limits::messages::TEXT_BODY as BODY_MAX;
@@ -22,9 +21,9 @@ pub fn build(content: &Fields, errors: &mut Errors) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
-    use crate::json;
     use crate::payloads::build_body;
     use crate::payloads::tests::{content_of, request};
+    use serde_json::json;
 
     #[test]
     fn meta_sample() {

@@ -11,7 +11,7 @@
 
 use super::{Category, Ctx, check_body, check_buttons, check_header, limits};
 use crate::field_errors::{Errors, Fields, excerpt, index, pointer};
-use crate::json::Value;
+use serde_json::Value;
 
 fn marketing_only(c: &Fields, what: &str, ctx: &Ctx, errors: &mut Errors) {
     if matches!(

@@ -2,12 +2,11 @@
 //! arbitrary JSON is an error, never a panic.
 
 use super::validate;
-use crate::json;
-use crate::json::Value;
 use proptest::prelude::*;
+use serde_json::{Value, json};
 
 fn bases() -> Vec<Value> {
-    let parse = |s: &str| crate::json::from_str(s).unwrap();
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap();
     vec![
         parse(include_str!(
             "../../tests/fixtures/template-create-marketing-positional-seasonal-promotion.json"
@@ -26,7 +25,7 @@ fn bases() -> Vec<Value> {
 }
 
 fn auth_base() -> Value {
-    crate::json::from_str(include_str!(
+    serde_json::from_str(include_str!(
         "../../tests/fixtures/template-create-authentication-copy-code.json"
     ))
     .unwrap()
@@ -358,14 +357,14 @@ const AUTH_MUTATIONS: &[Mutation] = &[
 ];
 
 fn carousel_base() -> Value {
-    crate::json::from_str(include_str!(
+    serde_json::from_str(include_str!(
         "../../tests/fixtures/template-create-marketing-media-card-carousel.json"
     ))
     .unwrap()
 }
 
 fn offer_base() -> Value {
-    crate::json::from_str(include_str!(
+    serde_json::from_str(include_str!(
         "../../tests/fixtures/template-create-marketing-limited-time-offer.json"
     ))
     .unwrap()
@@ -587,7 +586,7 @@ pub fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|f| crate::json::Number::from_f64(f)
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
             .map(Value::Number)
             .unwrap_or(Value::Null)),
         prop_oneof![

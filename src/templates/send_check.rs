@@ -7,9 +7,9 @@ mod carousel;
 
 use crate::catalog::{Catalog, Definition};
 use crate::field_errors::{Errors, excerpt, index, quoted};
-use crate::json::Value;
 use crate::meta_limits::templates as limits;
 use crate::templates::{Variable, scan_variables};
+use serde_json::Value;
 
 /// Meta's limit on a hydrated body when the template has only a body.
 pub use crate::meta_limits::template_sends::BODY_ONLY_HYDRATED as BODY_ONLY_HYDRATED_MAX;
@@ -503,7 +503,7 @@ fn check_names(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::json;
+    use serde_json::json;
 
     fn def(value: Value) -> Definition {
         let mut c = Catalog::default();
@@ -520,7 +520,7 @@ mod tests {
     }
 
     fn order_confirmation() -> Definition {
-        let mut t: Value = crate::json::from_str(include_str!(
+        let mut t: Value = serde_json::from_str(include_str!(
             "../../tests/fixtures/template-create-utility-positional-document-header.json"
         ))
         .unwrap();
@@ -601,13 +601,13 @@ mod tests {
 
     #[test]
     fn named_parameters_must_match_by_name() {
-        let mut t: Value = crate::json::from_str(include_str!(
+        let mut t: Value = serde_json::from_str(include_str!(
             "../../tests/fixtures/template-create-utility-named-params.json"
         ))
         .unwrap();
         t["status"] = json!("APPROVED");
         let d = def(t);
-        let sample: Value = crate::json::from_str(include_str!(
+        let sample: Value = serde_json::from_str(include_str!(
             "../../tests/fixtures/send-request-template-named-params-image-header.json"
         ))
         .unwrap();
@@ -639,7 +639,7 @@ mod tests {
             {"type":"BODY","text":"*{{1}}* is your verification code."},
             {"type":"BUTTONS","buttons":[{"type":"URL","text":"Copy code","url":"https://www.whatsapp.com/otp/code/?otp_type=COPY_CODE&code_expiration_minutes=10&code={{1}}"}]}]}),
         );
-        let sample: Value = crate::json::from_str(include_str!(
+        let sample: Value = serde_json::from_str(include_str!(
             "../../tests/fixtures/send-request-template-authentication-otp.json"
         ))
         .unwrap();

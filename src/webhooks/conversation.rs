@@ -5,10 +5,9 @@
 
 use super::{Customer, SERVICE_WINDOW_MS, array, event, inbound_event, str_of, timestamp_ms};
 use crate::classify::classification as plain;
-use crate::json;
-use crate::json::{Map, Value};
 use crate::phone::from_wa_id;
 use crate::{Disposition, EventKind, WebhookEvent};
+use serde_json::{Map, Value, json};
 
 /// `smb_message_echoes`: a person answered this customer from the Business app or a linked
 /// device (coexistence). The automated flow should stand back.
@@ -52,7 +51,9 @@ pub(super) fn standby_events(value: &Value) -> Vec<WebhookEvent> {
             e.kind = EventKind::Handover;
             e.classification.reason = "handled_by_another_app".into();
             e.dedupe_key = format!("standby:{}", str_of(m, "id").unwrap_or_default());
-            if let Ok(Value::Object(mut details)) = crate::json::from_slice(e.details.as_bytes()) {
+            if let Ok(Value::Object(mut details)) =
+                serde_json::from_slice::<Value>(e.details.as_bytes())
+            {
                 details.insert("source".into(), json!("standby"));
                 e.details = Value::Object(details).to_string();
             }

@@ -16,13 +16,12 @@ use crate::classify::{ProviderError, classification as plain, classify_error};
 use crate::config::Settings;
 use crate::field_errors::{Errors, excerpt, quoted};
 use crate::host::Host;
-use crate::json;
-use crate::json::{Map, Value};
 use crate::phone::from_wa_id;
 use crate::{
     ChannelConfig, Classification, Disposition, EventKind, SecretError, WebhookError, WebhookEvent,
     WebhookOutcome, WebhookRequest,
 };
+use serde_json::{Map, Value, json};
 
 mod conversation;
 mod platform;
@@ -154,7 +153,7 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 /// Parses a notification body into events, one per status, message, error or update.
 pub fn parse_body(body: &[u8]) -> Result<Vec<WebhookEvent>, Vec<crate::FieldError>> {
     let mut errors = Errors::new();
-    let doc: Value = match crate::json::from_slice(body) {
+    let doc: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
             errors.add(
@@ -337,7 +336,7 @@ impl Customer {
         self.phone.clone().or_else(|| self.user_id.clone())
     }
 
-    fn insert_into(&self, details: &mut Map) {
+    fn insert_into(&self, details: &mut Map<String, Value>) {
         details.insert(
             "customer".into(),
             json!({"phone": self.phone, "user_id": self.user_id,

@@ -5,12 +5,11 @@
 
 use super::{event, str_of};
 use crate::classify::classification as plain;
-use crate::json;
-use crate::json::{Map, Value};
 use crate::{Classification, Disposition, EventKind, WebhookEvent};
+use serde_json::{Map, Value, json};
 
 /// The fields naming a template in every template webhook, plus its send-form language.
-fn template_identity(value: &Value, waba_id: &str) -> Map {
+fn template_identity(value: &Value, waba_id: &str) -> Map<String, Value> {
     let mut details = Map::new();
     for key in [
         "message_template_id",

@@ -114,15 +114,15 @@ fn compiled_components_are_cached_by_digest_and_engine() {
     assert_eq!(first.describe().unwrap(), again.describe().unwrap());
 }
 
-/// The release component stays within issue 12's 256 KB (the tests load the bytes the build
-/// makes with the `component` profile, which the release uses too). A dependency that brings a
-/// generic JSON stack or core's float formatting back shows here first.
+/// The release component stays within issue 21's 300 KB with serde_json inside (the tests load
+/// the bytes the build makes with the `component` profile, which the release uses too). A
+/// dependency that brings a second JSON stack or a formatting library shows here first.
 #[test]
-fn the_whatsapp_component_fits_in_256_kb() {
+fn the_whatsapp_component_fits_in_300_kb() {
     let bytes = std::fs::read(host_harness::WHATSAPP_CHANNEL_WASM).unwrap();
     assert!(
-        bytes.len() <= 256_000,
-        "{} is {} bytes, over 256,000",
+        bytes.len() <= 300_000,
+        "{} is {} bytes, over 300,000",
         host_harness::WHATSAPP_CHANNEL_WASM,
         bytes.len()
     );

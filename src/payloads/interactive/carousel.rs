@@ -8,7 +8,7 @@
 
 use super::{bounded, check_cta, check_header, limits};
 use crate::field_errors::{Errors, Fields, excerpt, index};
-use crate::json::Value;
+use serde_json::Value;
 
 /// `action` of a carousel message.
 pub(super) fn check_carousel(a: &Fields, errors: &mut Errors) {

@@ -5,7 +5,7 @@
 
 use super::{Given, Shape, check_parts, str_of};
 use crate::field_errors::{Errors, index};
-use crate::json::Value;
+use serde_json::Value;
 
 fn approved_cards<'a>(shape: &Shape<'a>) -> Option<&'a [Value]> {
     shape
