@@ -6,7 +6,7 @@
 //! them: it gives every call a fresh instance, so nothing a plugin saw for one customer can
 //! reach the next): the difference is the price of that isolation.
 
-use host_harness::{HostServices, Limits, Runtime};
+use host::{HostServices, Limits, Runtime};
 use serde_json::{Value, json};
 use std::hint::black_box;
 use std::sync::Arc;
@@ -32,11 +32,11 @@ fn median_us(f: &mut dyn FnMut()) -> f64 {
 /// The inputs, in the component's own types and in the host's.
 struct Inputs {
     native_response: whatsapp_channel::HttpResponse,
-    host_response: host_harness::types::SendOutcome,
+    host_response: host::types::SendOutcome,
     native_request: whatsapp_channel::MessageRequest,
-    host_request: host_harness::types::MessageRequest,
+    host_request: host::types::MessageRequest,
     native_config: whatsapp_channel::ChannelConfig,
-    host_config: host_harness::types::ChannelConfig,
+    host_config: host::types::ChannelConfig,
     template: String,
 }
 
@@ -56,13 +56,11 @@ fn inputs() -> Inputs {
             headers: vec![],
             body: body.clone(),
         },
-        host_response: host_harness::types::SendOutcome::Response(
-            host_harness::types::HttpResponse {
-                status: 400,
-                headers: vec![],
-                body,
-            },
-        ),
+        host_response: host::types::SendOutcome::Response(host::types::HttpResponse {
+            status: 400,
+            headers: vec![],
+            body,
+        }),
         native_request: whatsapp_channel::MessageRequest {
             recipient: "+16505551234".into(),
             correlation_id: None,
@@ -71,7 +69,7 @@ fn inputs() -> Inputs {
             now_ms: 1_750_000_000_000,
             opted_out: vec![],
         },
-        host_request: host_harness::types::MessageRequest {
+        host_request: host::types::MessageRequest {
             recipient: "+16505551234".into(),
             correlation_id: None,
             content,
@@ -83,7 +81,7 @@ fn inputs() -> Inputs {
             api_base: None,
             settings: settings.clone(),
         },
-        host_config: host_harness::types::ChannelConfig {
+        host_config: host::types::ChannelConfig {
             api_base: None,
             settings,
         },
@@ -94,8 +92,8 @@ fn inputs() -> Inputs {
 /// wasmtime's own instantiation, without the host's plumbing (timeout, host state, the
 /// blocking bridge): a fresh `Store` and `InstancePre::instantiate_async` on the host's own
 /// engine (same pooling and reset settings) and compiled component (µs).
-fn bare_instantiate(plugin: &host_harness::Plugin) -> f64 {
-    use host_harness::runtime::block_on;
+fn bare_instantiate(plugin: &host::Plugin) -> f64 {
+    use host::runtime::block_on;
     use wasmtime::component::Linker;
     let engine = plugin.engine();
     let mut linker = Linker::<()>::new(engine);
@@ -121,13 +119,13 @@ fn bare_instantiate(plugin: &host_harness::Plugin) -> f64 {
 /// The three calls in one kept instance (µs each): classify, build-payload, validate-template.
 /// Same code as the host's (epoch checks compiled in), no pooling needed for one instance.
 fn kept_instance(i: &Inputs) -> [f64; 3] {
-    use host_harness::bindings::ChannelPlugin;
-    use host_harness::runtime::block_on;
+    use host::bindings::ChannelPlugin;
+    use host::runtime::block_on;
     use wasmtime::component::{Component, Linker};
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
     let engine = wasmtime::Engine::new(&config).unwrap();
-    let component = Component::from_file(&engine, host_harness::WHATSAPP_CHANNEL_WASM).unwrap();
+    let component = Component::from_file(&engine, host_testkit::WHATSAPP_CHANNEL_WASM).unwrap();
     let mut linker = Linker::<()>::new(&engine);
     // These calls use no host function.
     linker.define_unknown_imports_as_traps(&component).unwrap();
@@ -157,7 +155,7 @@ fn main() {
     let runtime = Runtime::with_options(true, true).expect("pooling engine");
     let plugin = runtime
         .load_file(
-            std::path::Path::new(host_harness::WHATSAPP_CHANNEL_WASM),
+            std::path::Path::new(host_testkit::WHATSAPP_CHANNEL_WASM),
             Arc::new(HostServices::locked_down()),
             Limits::default(),
         )

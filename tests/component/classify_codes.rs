@@ -4,7 +4,7 @@
 
 use crate::common::*;
 use Disposition::{Failed as F, Fallback as B, Retry as R, Unknown as U};
-use host_harness::types::{
+use host::types::{
     ChannelConfig, Disposition, HttpResponse, SendOutcome, WebhookOutcome, WebhookRequest,
 };
 use serde_json::json;
@@ -156,7 +156,7 @@ fn every_fact_sheet_code_as_a_failed_status_webhook() {
     let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp", "statuses": statuses}}]}]}).to_string().into_bytes();
     let request = WebhookRequest {
         method: "POST".into(),
-        headers: vec![host_harness::types::Header {
+        headers: vec![host::types::Header {
             name: "X-Hub-Signature-256".into(),
             value: sign(APP_SECRET, &body),
         }],

@@ -1,9 +1,9 @@
 //! Shared set-up: the real built component, loaded once per test binary through the harness.
 #![allow(dead_code)]
 
-use host_harness::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
-use host_harness::types::{ChannelConfig, MessageRequest};
-use host_harness::{Limits, Plugin, Runtime};
+use host::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
+use host::types::{ChannelConfig, MessageRequest};
+use host::{Limits, Plugin, Runtime};
 use std::sync::{Arc, OnceLock};
 
 pub const APP_SECRET: &str = "test-app-secret";
@@ -23,7 +23,7 @@ pub fn plugin() -> &'static Plugin {
         );
         runtime()
             .load_file(
-                std::path::Path::new(host_harness::WHATSAPP_CHANNEL_WASM),
+                std::path::Path::new(host_testkit::WHATSAPP_CHANNEL_WASM),
                 Arc::new(services),
                 Limits::default(),
             )
@@ -74,4 +74,4 @@ pub fn message(recipient: &str, content: serde_json::Value) -> MessageRequest {
 
 /// `X-Hub-Signature-256` for a body.
 #[allow(unused_imports)]
-pub use host_harness::testkit::signing::signature as sign;
+pub use host::services::signing::signature as sign;

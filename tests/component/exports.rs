@@ -1,7 +1,7 @@
 //! Every export of the real component, through wasmtime, with Meta's own payloads.
 
 use crate::common::*;
-use host_harness::types::{
+use host::types::{
     Disposition, EventKind, Header, HttpResponse, SendOutcome, TransportError, TransportErrorKind,
     WebhookError, WebhookOutcome, WebhookRequest,
 };
@@ -278,8 +278,8 @@ fn signed_post(body: &[u8], signature: Option<String>) -> WebhookRequest {
     }
 }
 
-fn webhook_config() -> host_harness::types::ChannelConfig {
-    host_harness::types::ChannelConfig {
+fn webhook_config() -> host::types::ChannelConfig {
+    host::types::ChannelConfig {
         api_base: None,
         settings: "{}".into(),
     }
@@ -428,7 +428,7 @@ fn verification_handshake() {
 
 #[test]
 fn arbitrary_webhook_bytes_never_trap() {
-    let off = host_harness::types::ChannelConfig {
+    let off = host::types::ChannelConfig {
         api_base: None,
         settings: r#"{"app_secret":null}"#.into(),
     };
@@ -494,7 +494,7 @@ fn readme_examples_build() {
     let mut n = 0;
     for line in block.lines().filter(|l| !l.trim().is_empty()) {
         let doc: Value = serde_json::from_str(line).unwrap();
-        let req = host_harness::json::message_request(&doc, 0).unwrap();
+        let req = host::json::message_request(&doc, 0).unwrap();
         let built = plugin().build_payload(&req, &demo_config(None)).unwrap();
         assert!(built.is_ok(), "{line}: {built:?}");
         n += 1;
@@ -605,7 +605,7 @@ fn build_defaults_to_graph_v26_and_refuses_a_retired_version_with_its_date() {
         .unwrap()
         .unwrap();
     assert!(req.url.contains("/v26.0/"), "{}", req.url);
-    let cfg = |version: &str| host_harness::types::ChannelConfig {
+    let cfg = |version: &str| host::types::ChannelConfig {
         api_base: None,
         settings: json!({"phone_number_id": "106540352242922", "api_version": version}).to_string(),
     };
@@ -648,7 +648,7 @@ fn a_typing_indicator_marks_the_message_read_with_meta_s_shape() {
     assert!(req.url.ends_with("/messages"));
 }
 
-fn events_of(doc: &Value) -> Vec<host_harness::types::WebhookEvent> {
+fn events_of(doc: &Value) -> Vec<host::types::WebhookEvent> {
     let body = doc.to_string().into_bytes();
     match plugin()
         .parse_webhook(
@@ -663,7 +663,7 @@ fn events_of(doc: &Value) -> Vec<host_harness::types::WebhookEvent> {
     }
 }
 
-fn customer(e: &host_harness::types::WebhookEvent) -> Value {
+fn customer(e: &host::types::WebhookEvent) -> Value {
     serde_json::from_str::<Value>(&e.details).unwrap()["customer"].clone()
 }
 
@@ -753,8 +753,8 @@ fn the_component_imports_exactly_the_contract_and_carries_its_metadata() {
         imports,
         ["flow:channel/host@1.1.0", "flow:channel/types@1.1.0"]
     );
-    let bytes = std::fs::read(host_harness::WHATSAPP_CHANNEL_WASM).unwrap();
-    let meta = host_harness::commands::plugin::component_metadata(&bytes);
+    let bytes = std::fs::read(host_testkit::WHATSAPP_CHANNEL_WASM).unwrap();
+    let meta = host::registry::artifact::component_metadata(&bytes);
     assert_eq!(meta["name"], "whatsapp-channel");
     assert_eq!(meta["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(meta["licenses"], "Apache-2.0");

@@ -1,7 +1,7 @@
 //! Arbitrary input through the real component in wasmtime: always an answer, never a trap.
 
 use crate::common::*;
-use host_harness::types::{ChannelConfig, Header, MessageRequest, WebhookRequest};
+use host::types::{ChannelConfig, Header, MessageRequest, WebhookRequest};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

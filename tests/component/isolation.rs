@@ -3,8 +3,8 @@
 //! says so.
 
 use crate::common::*;
-use host_harness::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
-use host_harness::{CallError, Limits};
+use host::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
+use host::{CallError, Limits};
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,12 +167,11 @@ fn json_nested_past_the_parser_limit_is_an_error_not_a_stack_overflow() {
         let _ = plugin()
             .build_payload(&request, &demo_config(None))
             .expect("no trap");
-        let outcome =
-            host_harness::types::SendOutcome::Response(host_harness::types::HttpResponse {
-                status: 400,
-                headers: vec![],
-                body: format!("{{\"error\":{}}}", deep(depth)).into_bytes(),
-            });
+        let outcome = host::types::SendOutcome::Response(host::types::HttpResponse {
+            status: 400,
+            headers: vec![],
+            body: format!("{{\"error\":{}}}", deep(depth)).into_bytes(),
+        });
         let c = plugin().classify(&outcome, 1).expect("no trap");
         assert!(!c.reason.is_empty(), "{c:?}");
     }

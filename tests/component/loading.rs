@@ -1,27 +1,27 @@
 //! Loading components: contract versions side by side, refusals, the precompiled cache.
-//! (The registry itself: `host-harness/tests/host/registry.rs`.)
+//! (The registry itself: `host-cli/tests/host/registry.rs`.)
 
 use crate::common::runtime;
-use host_harness::{HostServices, Limits};
+use host::{HostServices, Limits};
 use std::sync::Arc;
 
 /// Two contract versions in one host: the SMS component is built against the frozen
 /// `flow:channel@1.0.0` (wit-history/1.0.0), the WhatsApp one against 1.1.0.
 #[test]
 fn components_of_both_served_contract_versions_load_side_by_side() {
-    use host_harness::contract::ContractVersion;
+    use host::contract::ContractVersion;
     let services = Arc::new(HostServices::locked_down());
     let rt = runtime();
     let sms = rt
         .load_file(
-            std::path::Path::new(host_harness::SMS_CHANNEL_WASM),
+            std::path::Path::new(host_testkit::SMS_CHANNEL_WASM),
             services.clone(),
             Limits::default(),
         )
         .unwrap();
     let whatsapp = rt
         .load_file(
-            std::path::Path::new(host_harness::WHATSAPP_CHANNEL_WASM),
+            std::path::Path::new(host_testkit::WHATSAPP_CHANNEL_WASM),
             services,
             Limits::default(),
         )
@@ -95,10 +95,10 @@ fn compiled_components_are_cached_by_digest_and_engine() {
     use sha2::Digest;
     let dir = std::env::temp_dir().join(format!("precompiled-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let rt = host_harness::Runtime::with_options(false, false)
+    let rt = host::Runtime::with_options(false, false)
         .unwrap()
         .with_precompiled_cache(dir.clone());
-    let bytes = std::fs::read(host_harness::SMS_CHANNEL_WASM).unwrap();
+    let bytes = std::fs::read(host_testkit::SMS_CHANNEL_WASM).unwrap();
     let services = Arc::new(HostServices::locked_down());
     let first = rt
         .load(&bytes, services.clone(), Limits::default())
@@ -119,11 +119,11 @@ fn compiled_components_are_cached_by_digest_and_engine() {
 /// dependency that brings a second JSON stack or a formatting library shows here first.
 #[test]
 fn the_whatsapp_component_fits_in_300_kb() {
-    let bytes = std::fs::read(host_harness::WHATSAPP_CHANNEL_WASM).unwrap();
+    let bytes = std::fs::read(host_testkit::WHATSAPP_CHANNEL_WASM).unwrap();
     assert!(
         bytes.len() <= 300_000,
         "{} is {} bytes, over 300,000",
-        host_harness::WHATSAPP_CHANNEL_WASM,
+        host_testkit::WHATSAPP_CHANNEL_WASM,
         bytes.len()
     );
 }

@@ -2,11 +2,12 @@
 //! embedded mock Cloud API checking the token the host substituted.
 
 use crate::common::*;
-use host_harness::Plugin;
-use host_harness::cli::{DEMO_ACCESS_TOKEN, mock_services};
-use host_harness::mock::{MockApi, MockConfig};
-use host_harness::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
-use host_harness::types::{Classification, Disposition};
+use host::Plugin;
+use host::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
+use host::types::{Classification, Disposition};
+use host_testkit::defaults::DEMO_ACCESS_TOKEN;
+use host_testkit::mock::mock_services;
+use host_testkit::mock::{MockApi, MockConfig};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -297,12 +298,12 @@ fn invalid_messages_are_refused_before_sending() {
     assert!(s.mock.requests().is_empty());
 }
 
-fn text_message(last_inbound_ms: Option<u64>) -> host_harness::types::MessageRequest {
+fn text_message(last_inbound_ms: Option<u64>) -> host::types::MessageRequest {
     let mut m = message(
         "+15550100001",
         json!({"type":"text","text":{"body":"Your table is ready"}}),
     );
-    m.now_ms = host_harness::services::now_ms();
+    m.now_ms = host::services::now_ms();
     m.last_inbound_ms = last_inbound_ms;
     m
 }
@@ -310,7 +311,7 @@ fn text_message(last_inbound_ms: Option<u64>) -> host_harness::types::MessageReq
 #[test]
 fn free_form_outside_the_window_falls_back_without_calling_meta() {
     let s = setup();
-    let now = host_harness::services::now_ms();
+    let now = host::services::now_ms();
     let cfg = demo_config(Some(s.mock.base_url()));
     for last in [None, Some(now - 25 * 3600 * 1000)] {
         let c = s
@@ -357,7 +358,7 @@ fn sends_are_checked_against_the_catalog_before_reaching_meta() {
     let s = setup();
     let page = json!({"data": [{"name": "order_update", "language": "en_US", "status": "APPROVED", "category": "UTILITY", "id": "77",
         "components": [{"type": "BODY", "text": "Hi {{1}}, order {{2}} shipped. {{3}} days to go."}]}]});
-    let cfg = host_harness::types::ChannelConfig {
+    let cfg = host::types::ChannelConfig {
         api_base: Some(s.mock.base_url()),
         settings: json!({"phone_number_id": "106540352242922", "templates": page}).to_string(),
     };
@@ -441,13 +442,13 @@ fn approved(category: &str) -> Value {
         "components": [{"type": "BODY", "text": "Hi {{1}}, order {{2}} shipped."}]}]})
 }
 
-fn settings_with(s: &Setup, extra: Value) -> host_harness::types::ChannelConfig {
+fn settings_with(s: &Setup, extra: Value) -> host::types::ChannelConfig {
     let mut settings = json!({"phone_number_id": "106540352242922"});
     settings
         .as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    host_harness::types::ChannelConfig {
+    host::types::ChannelConfig {
         api_base: Some(s.mock.base_url()),
         settings: settings.to_string(),
     }
@@ -495,7 +496,7 @@ fn marketing_templates_go_to_the_marketing_messages_api_when_it_is_on() {
 fn meta_s_131063_tells_the_operator_to_switch_to_the_marketing_messages_api() {
     let c = plugin()
         .classify(
-            &host_harness::types::SendOutcome::Response(host_harness::types::HttpResponse {
+            &host::types::SendOutcome::Response(host::types::HttpResponse {
                 status: 400,
                 headers: vec![],
                 body: json!({"error": {"message": "(#131063) Marketing templates disabled", "type": "OAuthException", "code": 131063, "fbtrace_id": "A1"}}).to_string().into_bytes(),

@@ -1,11 +1,11 @@
 //! The SMS component through wasmtime: the same contract, another channel.
 
-use host_harness::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
-use host_harness::types::{
+use host::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
+use host::types::{
     ChannelConfig, Disposition, Header, HttpResponse, MessageRequest, SendOutcome, WebhookError,
     WebhookOutcome, WebhookRequest,
 };
-use host_harness::{Limits, Runtime};
+use host::{Limits, Runtime};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ fn the_sms_component_implements_the_same_world() {
     let plugin = Runtime::new()
         .unwrap()
         .load_file(
-            std::path::Path::new(host_harness::SMS_CHANNEL_WASM),
+            std::path::Path::new(host_testkit::SMS_CHANNEL_WASM),
             Arc::new(services),
             Limits::default(),
         )
@@ -63,7 +63,7 @@ fn the_sms_component_implements_the_same_world() {
     );
 
     let body = br#"{"id":"sms-1","status":"delivered","reference":"f/1","to":"+15550100001","timestamp":1750000000}"#.to_vec();
-    let sig = host_harness::mock::signature("s", &body);
+    let sig = host_testkit::mock::signature("s", &body);
     let hook = |sig: &str| WebhookRequest {
         method: "POST".into(),
         headers: vec![Header {
@@ -83,7 +83,7 @@ fn the_sms_component_implements_the_same_world() {
         ),
         (Disposition::Delivered, Some("f/1"))
     );
-    let wrong = host_harness::mock::signature("other", &body);
+    let wrong = host_testkit::mock::signature("other", &body);
     assert!(matches!(
         plugin.parse_webhook(&hook(&wrong), &cfg).unwrap(),
         Err(WebhookError::SignatureInvalid(_))

@@ -3,9 +3,7 @@
 //! updates, account and number quality updates, call-permission replies.
 
 use crate::common::*;
-use host_harness::types::{
-    Disposition, EventKind, Header, WebhookEvent, WebhookOutcome, WebhookRequest,
-};
+use host::types::{Disposition, EventKind, Header, WebhookEvent, WebhookOutcome, WebhookRequest};
 use serde_json::{Value, json};
 
 const WABA: &str = "102290129340398";
@@ -25,7 +23,7 @@ fn events(field: &str, value: Value) -> Vec<WebhookEvent> {
         query: vec![],
         body,
     };
-    let config = host_harness::types::ChannelConfig {
+    let config = host::types::ChannelConfig {
         api_base: None,
         settings: json!({"app_secret": "whatsapp/app-secret"}).to_string(),
     };

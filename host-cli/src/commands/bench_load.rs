@@ -1,0 +1,369 @@
+//! `host-harness bench load`: `serve` processes (one, or `--nodes N` sharing a PostgreSQL
+//! `--db`) against the mock on loopback, measured from outside: sustained sends per second, latency from `POST /flows` to `accepted`, the most the
+//! mock saw in any second, its 130429/131056 answers, `serve`'s peak RSS, and — with
+//! `--kill-after-ms` — a SIGKILL mid-run and a restart, after which no correlation id may have
+//! reached the provider twice.
+
+use crate::common::{Outcome, UsageError};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use host_testkit::defaults::{DEMO_ACCESS_TOKEN, DEMO_SMS_API_KEY};
+use host_testkit::mock::{Latency, MockApi, MockConfig, MockLimits, WebhookTargets};
+use host_testkit::process::{FlowClient, ServeProcess};
+use host_testkit::stack::{DEMO_APP_SECRET, DEMO_SMS_WEBHOOK_SECRET};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bench-token";
+
+/// Measure the runtime under load (see the README's figures).
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Flows in the campaign (each one WhatsApp send waiting for `accepted`).
+    #[arg(long, default_value_t = 10_000)]
+    pub flows: usize,
+    /// The sending number's rate (serve paces to it; the mock enforces it).
+    #[arg(long, default_value_t = 1_000)]
+    pub rate: u32,
+    /// The mock's answer latency: `200` or `100-300` ms.
+    #[arg(long, default_value = "200")]
+    pub latency_ms: String,
+    /// Distinct customers; fewer than flows makes customers repeat (1 per 6 s each).
+    #[arg(long)]
+    pub customers: Option<usize>,
+    /// Only queue the flows (at a rate of 1/s nothing much is sent) and report serve's RSS.
+    #[arg(long)]
+    pub queue_only: bool,
+    /// SIGKILL serve this long after the flows were submitted, then restart it.
+    #[arg(long)]
+    pub kill_after_ms: Option<u64>,
+    /// Submit the flows at this many per second (in tenth-of-a-second batches) instead of all
+    /// at once: latency then shows the runtime, not the queue.
+    #[arg(long)]
+    pub arrival_rate: Option<u32>,
+    /// Sends in flight at once in serve.
+    #[arg(long, default_value_t = 1_024)]
+    pub max_in_flight: usize,
+    /// The store: a SQLite file (default: a new one in a temporary directory) or a
+    /// `postgres://` URL (an empty database: the bench counts every flow in it).
+    #[arg(long)]
+    pub db: Option<String>,
+    /// `serve` nodes sharing `--db` (PostgreSQL for more than one). Flows are submitted
+    /// round-robin; webhooks go to the first node; `--kill-after-ms` kills the last node
+    /// (and, with one node, restarts it).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+}
+
+/// The lease a bench node holds on a send: the shortest serve accepts, so a killed node's
+/// sends are taken over soon.
+const BENCH_LEASE_MS: &str = "35000";
+
+struct Bench<'a> {
+    args: &'a LoadArgs,
+    dir: PathBuf,
+    ports: Vec<u16>,
+    db: String,
+    /// Opened once the nodes have created the schema.
+    store: std::cell::OnceCell<host::flow::store::Store>,
+    mock: MockApi,
+}
+
+impl LoadArgs {
+    pub fn run(&self, plugin: Option<&Path>) -> Result<Outcome> {
+        if self.flows == 0 || self.flows > 1_000_000 || self.rate == 0 {
+            return Err(
+                UsageError("--flows must be 1 to 1000000 and --rate at least 1".into()).into(),
+            );
+        }
+        let shared = self
+            .db
+            .as_deref()
+            .is_some_and(host::flow::store::db::is_postgres_url);
+        if !(1..=16).contains(&self.nodes) || (self.nodes > 1 && !shared) {
+            return Err(UsageError(
+                "--nodes must be 1 to 16, and more than one needs a postgres:// --db".into(),
+            )
+            .into());
+        }
+        let latency = Latency::parse(&self.latency_ms).map_err(|e| UsageError(format!("{e:#}")))?;
+        let bench = Bench::new(self, latency)?;
+        let report = bench.run(plugin)?;
+        let text = render(&report);
+        Ok(Outcome {
+            code: 0,
+            json: Some(report),
+            text: Some(text),
+        })
+    }
+}
+
+impl<'a> Bench<'a> {
+    fn new(args: &'a LoadArgs, latency: Latency) -> Result<Bench<'a>> {
+        let dir = std::env::temp_dir().join(format!("bench-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let ports = (0..args.nodes)
+            .map(|_| {
+                Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port())
+            })
+            .collect::<Result<Vec<u16>>>()?;
+        let port = ports[0];
+        let db = args
+            .db
+            .clone()
+            .unwrap_or_else(|| dir.join("flows.sqlite").to_string_lossy().into_owned());
+        let mock = MockApi::start(
+            0,
+            MockConfig {
+                latency,
+                limits: Some(MockLimits {
+                    rate_per_number: args.rate,
+                    pair_gap_ms: 6_000,
+                }),
+                record: false,
+                // One status per message: enough to settle sends a kill left unknown.
+                webhooks: Some(WebhookTargets::demo_serve(
+                    &format!("http://127.0.0.1:{port}"),
+                    Duration::from_millis(500),
+                )),
+                statuses: &[("delivered", None)],
+                ..MockConfig::default()
+            },
+        )?;
+        Ok(Bench {
+            args,
+            dir,
+            ports,
+            db,
+            store: std::cell::OnceCell::new(),
+            mock,
+        })
+    }
+
+    fn store(&self) -> Result<&host::flow::store::Store> {
+        if let Some(s) = self.store.get() {
+            return Ok(s);
+        }
+        let opened = host::flow::store::Store::open(&self.db)?;
+        Ok(self.store.get_or_init(|| opened))
+    }
+
+    fn serve_all(&self, plugin: Option<&Path>, rate: u32) -> Result<Vec<ServeProcess>> {
+        (0..self.ports.len())
+            .map(|i| self.serve(plugin, rate, i))
+            .collect()
+    }
+
+    fn serve(&self, plugin: Option<&Path>, rate: u32, node: usize) -> Result<ServeProcess> {
+        let port = self.ports[node];
+        let exe = std::env::current_exe()?;
+        let mut cmd = Command::new(exe);
+        if let Some(p) = plugin {
+            cmd.arg("--plugin").arg(p);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("serve-{node}.log")))?;
+        cmd.args(["serve", "--port", &port.to_string(), "--db", &self.db])
+            .args(["--lease-ms", BENCH_LEASE_MS])
+            .args([
+                "--api-base",
+                &self.mock.base_url(),
+                "--allow-host",
+                &self.mock.base_url(),
+            ])
+            .args(["--rate-per-number", &rate.to_string()])
+            .args(["--max-in-flight", &self.args.max_in_flight.to_string()])
+            .args(["--max-queued", "2000000"])
+            .env("FLOW_SECRET_FLOW_API_TOKEN", TOKEN)
+            .env("FLOW_SECRET_WHATSAPP_ACCESS_TOKEN", DEMO_ACCESS_TOKEN)
+            .env("FLOW_SECRET_SMS_API_KEY", DEMO_SMS_API_KEY)
+            .env("FLOW_SECRET_WHATSAPP_APP_SECRET", DEMO_APP_SECRET)
+            .env("FLOW_SECRET_SMS_WEBHOOK_SECRET", DEMO_SMS_WEBHOOK_SECRET)
+            .stderr(log);
+        ServeProcess::start(cmd, port).with_context(|| {
+            format!(
+                "see {}",
+                self.dir.join(format!("serve-{node}.log")).display()
+            )
+        })
+    }
+
+    fn flows(&self) -> Vec<String> {
+        let customers = self.args.customers.unwrap_or(self.args.flows).max(1);
+        (0..self.args.flows)
+            .map(|i| {
+                json!({"id": format!("load-{i}"), "recipient": format!("+1555{:07}", i % customers),
+                    "unknown_wait_ms": 60_000, "steps": [{"channel": "whatsapp", "wait_for": "accepted",
+                    "content": {"type": "template", "template": {"name": "order_update", "language": "en_US"}}}]})
+                .to_string()
+            })
+            .collect()
+    }
+
+    /// Submits in batches of 10,000 (NDJSON), or at `--arrival-rate`; returns the time it took.
+    fn submit(&self) -> Result<Duration> {
+        let started = Instant::now();
+        let batch = self
+            .args
+            .arrival_rate
+            .map_or(10_000, |r| (r as usize / 10).clamp(1, 10_000));
+        for (i, chunk) in self.flows().chunks(batch).enumerate() {
+            if self.args.arrival_rate.is_some() {
+                let due = started + Duration::from_millis(100 * i as u64);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
+            FlowClient::new(self.ports[i % self.ports.len()], TOKEN).submit(chunk)?;
+        }
+        Ok(started.elapsed())
+    }
+
+    fn open_flows(&self) -> Result<u64> {
+        self.store()?.open_flows()
+    }
+
+    /// Store statements and transactions of every node still running.
+    fn store_work(&self) -> (u64, u64) {
+        let mut total = (0, 0);
+        for port in &self.ports {
+            if let Some(v) = FlowClient::new(*port, TOKEN).health() {
+                total.0 += v["store"]["statements"].as_u64().unwrap_or(0);
+                total.1 += v["store"]["transactions"].as_u64().unwrap_or(0);
+            }
+        }
+        total
+    }
+
+    fn wait_all_final(&self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        while self.open_flows()? > 0 {
+            if Instant::now() > deadline {
+                bail!("{} flows still open after {limit:?}", self.open_flows()?);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    fn run(&self, plugin: Option<&Path>) -> Result<Value> {
+        let rate = if self.args.queue_only {
+            1
+        } else {
+            self.args.rate
+        };
+        let mut nodes = self.serve_all(plugin, rate)?;
+        let submit = self.submit()?;
+        if self.args.queue_only {
+            std::thread::sleep(Duration::from_secs(2));
+            return Ok(
+                json!({"flows_queued": self.args.flows, "submit_s": submit.as_secs_f64(),
+                "serve_peak_rss_bytes": nodes[0].peak_rss(), "open_flows": self.open_flows()?}),
+            );
+        }
+        let mut killed = None;
+        if let Some(after) = self.args.kill_after_ms {
+            std::thread::sleep(Duration::from_millis(after));
+            let open = self.open_flows()?;
+            let last = nodes.len() - 1;
+            nodes.pop().expect("a node").kill()?;
+            killed = Some(json!({"after_ms": after, "open_flows_at_kill": open, "node": last}));
+            if last == 0 {
+                nodes.push(self.serve(plugin, rate, 0)?);
+            }
+        }
+        let minutes = (self.args.flows as u64 / u64::from(self.args.rate)).max(1) * 3 + 60;
+        self.wait_all_final(Duration::from_secs(minutes))?;
+        let mut report = self.figures()?;
+        let (statements, transactions) = self.store_work();
+        let flows = self.args.flows as f64;
+        report["nodes"] = json!(self.ports.len());
+        report["store"] = json!({"statements": statements, "transactions": transactions,
+            "round_trips_per_flow": (statements + 2 * transactions) as f64 / flows});
+        report["submit_s"] = json!(submit.as_secs_f64());
+        report["serve_peak_rss_bytes"] =
+            json!(nodes.iter().filter_map(ServeProcess::peak_rss).max());
+        report["serve_cpu_s"] = json!(nodes.iter().filter_map(ServeProcess::cpu_s).sum::<f64>());
+        report["killed"] = killed.unwrap_or(Value::Null);
+        report["mock"] = self.mock.counters();
+        report["mock"]
+            .as_object_mut()
+            .map(|m| m.remove("per_second"));
+        Ok(report)
+    }
+
+    /// Throughput and latency from the store: creation to the recorded answer.
+    fn figures(&self) -> Result<Value> {
+        let store = self.store()?;
+        let rows = store.accepted_sends()?;
+        let mut latencies: Vec<i64> = rows.iter().map(|(c, r)| r - c).collect();
+        latencies.sort_unstable();
+        let pct = |p: f64| {
+            latencies
+                .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+                .copied()
+        };
+        // Sustained rate: answers recorded per second between the first and the last one.
+        let first = rows.iter().map(|r| r.1).min().unwrap_or(0);
+        let last = rows.iter().map(|r| r.1).max().unwrap_or(0);
+        let span_s = (last - first).max(1) as f64 / 1_000.0;
+        let states = store.counts()?;
+        Ok(json!({
+            "flows": self.args.flows, "rate": self.args.rate, "latency_ms": self.args.latency_ms,
+            "arrival_rate": self.args.arrival_rate,
+            "accepted": rows.len(),
+            "sends_per_s": rows.len().saturating_sub(1) as f64 / span_s,
+            "p50_ms_post_to_accepted": pct(0.50), "p99_ms_post_to_accepted": pct(0.99),
+            "states": states.into_iter().map(|(s, n)| (s, json!(n))).collect::<serde_json::Map<String, Value>>(),
+        }))
+    }
+}
+
+fn render(r: &Value) -> String {
+    if r.get("flows_queued").is_some() {
+        return format!(
+            "queued {} flows in {:.1} s; serve peak RSS {:.0} MB",
+            r["flows_queued"],
+            r["submit_s"].as_f64().unwrap_or(0.0),
+            r["serve_peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e6
+        );
+    }
+    format!(
+        "{} flows on {} node(s) at rate {} (mock latency {} ms): {:.0} sends/s sustained, {:.1} store round trips per flow; POST→accepted p50 {} ms, p99 {} ms; mock max {} in one second, 130429×{}, 131056×{}; correlation ids sent twice: {}; serve peak RSS {:.0} MB{}",
+        r["flows"],
+        r["nodes"],
+        r["rate"],
+        r["latency_ms"].as_str().unwrap_or(""),
+        r["sends_per_s"].as_f64().unwrap_or(0.0),
+        r["store"]["round_trips_per_flow"].as_f64().unwrap_or(0.0),
+        r["p50_ms_post_to_accepted"],
+        r["p99_ms_post_to_accepted"],
+        r["mock"]["max_per_second"],
+        r["mock"]["by_code"]["130429"].as_u64().unwrap_or(0),
+        r["mock"]["by_code"]["131056"].as_u64().unwrap_or(0),
+        r["mock"]["correlation_ids_sent_more_than_once"]
+            .as_object()
+            .map_or(0, |m| m.len()),
+        r["serve_peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        if r["killed"].is_null() {
+            String::new()
+        } else {
+            format!(
+                "; node {} SIGKILLed at {} ms with {} flows open, {}",
+                r["killed"]["node"],
+                r["killed"]["after_ms"],
+                r["killed"]["open_flows_at_kill"],
+                if r["nodes"].as_u64() == Some(1) {
+                    "restarted on the same store"
+                } else {
+                    "not restarted: the others took its sends over (its store work is not counted)"
+                }
+            )
+        },
+    )
+}

@@ -1,0 +1,186 @@
+//! `host-harness flow start | status`.
+
+use crate::commands::serve::API_TOKEN_SECRET;
+use crate::common::{Outcome, UsageError, read_json, secrets_from};
+use anyhow::Result;
+use clap::Subcommand;
+use host::channels::load_channels;
+use host::flow::spec::FlowSpec;
+use host::flow::store::Store;
+use host::lockfile::LockFile;
+use host::runtime::Runtime;
+use host::services::{Secrets, now_ms};
+use host::types::{LogLevel, MessageRequest};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// Flows: start on a running `serve`, or print a flow's timeline.
+#[derive(Subcommand, Debug)]
+pub enum FlowCommand {
+    /// POST a flow file (one flow, a JSON array, or NDJSON) to a running `serve`.
+    Start {
+        file: String,
+        #[arg(long, default_value = "http://127.0.0.1:8788")]
+        server: String,
+        /// A JSON file of secret name → value holding `flow/api-token` (FLOW_SECRET_FLOW_API_TOKEN is read too).
+        #[arg(long)]
+        secrets: Option<PathBuf>,
+        /// Check each flow first with the plugins of this lock file (the ones `serve --plugins`
+        /// runs): its channels must be locked and each step's content must build; nothing is
+        /// posted otherwise.
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+    },
+    /// Print a flow's timeline from the database `serve` uses.
+    Status {
+        id: String,
+        /// A SQLite file or a `postgres://` URL, as for `serve`.
+        #[arg(long, env = "DATABASE_URL", default_value = "flows.sqlite")]
+        db: String,
+        /// Print JSON instead of the readable timeline.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl FlowCommand {
+    pub fn run(&self) -> Result<Outcome> {
+        match self {
+            FlowCommand::Start {
+                file,
+                server,
+                secrets,
+                plugins,
+            } => start(file, server, secrets.as_deref(), plugins.as_deref()),
+            FlowCommand::Status { id, db, json } => status(id, db, *json),
+        }
+    }
+}
+
+fn start(
+    file: &str,
+    server: &str,
+    secrets: Option<&Path>,
+    plugins: Option<&Path>,
+) -> Result<Outcome> {
+    let doc = read_json(file)?;
+    if let Some(lock) = plugins {
+        let errors = check_with_locked_plugins(&doc, lock)?;
+        if !errors.is_empty() {
+            return Ok(Outcome::json(1, json!({ "errors": errors })));
+        }
+    }
+    let token = secrets_from(secrets)?.value(API_TOKEN_SECRET).ok_or_else(|| {
+        UsageError(format!(
+            "the flow API needs the host secret {API_TOKEN_SECRET} (set FLOW_SECRET_FLOW_API_TOKEN or use --secrets)"
+        ))
+    })?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(&format!("{}/flows", server.trim_end_matches('/')))
+        .header("authorization", &format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .send(doc.to_string().as_bytes())
+        .map_err(|e| UsageError(format!("cannot reach {server}: {e}")))?;
+    let body: Value =
+        serde_json::from_slice(&resp.body_mut().read_to_vec()?).unwrap_or(Value::Null);
+    Ok(Outcome::json(
+        if resp.status().is_success() { 0 } else { 1 },
+        body,
+    ))
+}
+
+/// Every problem the locked plugins find in the flows of `doc` (one flow or an array), as
+/// field errors with JSON pointers into the file.
+fn check_with_locked_plugins(doc: &Value, lock: &Path) -> Result<Vec<Value>> {
+    let usage = |e: anyhow::Error| UsageError(format!("{e:#}"));
+    let setups = LockFile::setups_from(lock).map_err(usage)?;
+    let channels = load_channels(
+        &Runtime::new()?,
+        &Secrets::default(),
+        LogLevel::Error,
+        &setups,
+    )
+    .map_err(usage)?;
+    let names: Vec<&str> = setups.iter().map(|s| s.name.as_str()).collect();
+    let flows: Vec<(String, &Value)> = match doc {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (format!("/{i}"), f))
+            .collect(),
+        one => vec![(String::new(), one)],
+    };
+    let mut errors = Vec::new();
+    for (at, flow) in flows {
+        let spec = match FlowSpec::from_value(flow.clone()) {
+            Ok(spec) => spec,
+            Err(e) => {
+                errors.extend(e.iter().map(|e| json!({"path": format!("{at}{}", e.path), "code": e.code, "message": e.message})));
+                continue;
+            }
+        };
+        for e in spec.check(&names) {
+            errors.push(
+                json!({"path": format!("{at}{}", e.path), "code": e.code, "message": e.message}),
+            );
+        }
+        for (i, step) in spec.steps.iter().enumerate() {
+            let Some(channel) = channels.get(&step.channel) else {
+                continue;
+            };
+            let request = MessageRequest {
+                recipient: spec.recipient.clone(),
+                correlation_id: None,
+                content: step.content.to_string(),
+                last_inbound_ms: None,
+                now_ms: now_ms(),
+                opted_out: Vec::new(),
+            };
+            if let Err(field_errors) = channel.plugin.build_payload(&request, &channel.config())? {
+                let entry = setups.iter().position(|s| s.name == step.channel);
+                for e in field_errors {
+                    errors.push(step_error(&at, i, entry, &e));
+                }
+            }
+        }
+    }
+    // Each plugin reads the recipient: say each problem once.
+    let mut seen = std::collections::HashSet::new();
+    errors.retain(|e| seen.insert((e["path"].clone(), e["lock"].clone())));
+    Ok(errors)
+}
+
+/// A plugin's field error for step `i` of the flow at `at`: its pointer into the flow file,
+/// or, for the channel's settings, into the lock file (`"lock"`).
+fn step_error(at: &str, i: usize, entry: Option<usize>, e: &host::types::FieldError) -> Value {
+    let (key, path) = if let Some(rest) = e.path.strip_prefix("/settings") {
+        (
+            "lock",
+            format!("/plugins/{}/settings{rest}", entry.unwrap_or(0)),
+        )
+    } else if e.path.starts_with("/recipient") {
+        ("path", format!("{at}{}", e.path))
+    } else {
+        let rest = e.path.strip_prefix("/content").unwrap_or(&e.path);
+        ("path", format!("{at}/steps/{i}/content{rest}"))
+    };
+    json!({key: path, "code": e.code, "message": e.message})
+}
+
+fn status(id: &str, db: &str, as_json: bool) -> Result<Outcome> {
+    if !host::flow::store::db::is_postgres_url(db) && !Path::new(db).exists() {
+        return Err(UsageError(format!("no flow database at {db} (see --db)")).into());
+    }
+    match Store::open(db)?.status(id)? {
+        None => Ok(Outcome::json(
+            1,
+            json!({"error": format!("no flow {id:?} in {}", host::flow::store::db::redact(db))}),
+        )),
+        Some(s) if as_json => Ok(Outcome::json(0, s)),
+        Some(s) => Ok(Outcome::text(host::flow::render_timeline(&s))),
+    }
+}

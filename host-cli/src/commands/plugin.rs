@@ -1,0 +1,266 @@
+//! The commands that call one export of one plugin: `inspect`, `validate-template`, `build`,
+//! `templates check`, `classify`, `webhook`, `send`.
+
+use crate::common::{
+    GRAPH_HOST, Outcome, UsageError, check_api_base_allowed, load_plugin, read_input,
+    scoped_secrets, secrets_from,
+};
+use anyhow::Result;
+use host::json;
+use host::runtime::Plugin;
+use host::services::{
+    APP_SECRET_NAME, HostServices, HttpClient, HttpPolicy, Log, Secrets, VERIFY_TOKEN_NAME, now_ms,
+};
+use host::types::{ChannelConfig, Header, WebhookOutcome, WebhookRequest};
+use serde_json::{Value, json};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The `webhook` command's arguments.
+pub struct WebhookArgs<'a> {
+    pub file: &'a str,
+    pub signature: Option<&'a str>,
+    pub app_secret_env: Option<&'a str>,
+    pub verify_token_env: Option<&'a str>,
+    pub method: &'a str,
+    pub query: &'a [String],
+}
+
+/// `webhook`: secrets from the named environment variables, then the plugin's verdict.
+pub fn webhook_command(
+    plugin_path: Option<&Path>,
+    log: Log,
+    args: WebhookArgs<'_>,
+) -> Result<Outcome> {
+    let body = read_input(args.file)?;
+    let mut secrets = Secrets::default().with_env();
+    let env = |var: &str| {
+        std::env::var(var)
+            .map_err(|_| UsageError(format!("the environment variable {var} is not set")))
+    };
+    if let Some(var) = args.app_secret_env {
+        secrets.insert(APP_SECRET_NAME, env(var)?);
+    }
+    if let Some(var) = args.verify_token_env {
+        secrets.insert(VERIFY_TOKEN_NAME, env(var)?);
+    }
+    let signed = secrets.contains(APP_SECRET_NAME);
+    if !signed {
+        eprintln!(
+            "note: no app secret configured (--app-secret-env); the signature is not checked"
+        );
+    }
+    let settings = if signed {
+        json!({})
+    } else {
+        json!({ "app_secret": null })
+    };
+    let mut headers = vec![Header {
+        name: "content-type".into(),
+        value: "application/json".into(),
+    }];
+    if let Some(sig) = args.signature {
+        headers.push(Header {
+            name: "X-Hub-Signature-256".into(),
+            value: sig.to_string(),
+        });
+    }
+    let query = args
+        .query
+        .iter()
+        .map(|q| {
+            q.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| UsageError(format!("--query takes name=value, got {q:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let request = WebhookRequest {
+        method: args.method.to_ascii_uppercase(),
+        headers,
+        query,
+        body,
+    };
+    let plugin = load_plugin(
+        plugin_path,
+        HostServices::new(HttpClient::new(HttpPolicy::default()), secrets, log),
+    )?;
+    webhook(&plugin, &request, &settings)
+}
+
+/// The plugin with `send`'s services: the allowlist (graph.facebook.com and `--allow-host`,
+/// which the API base must be on), and the secrets under the plugin's own name, sendable
+/// only there.
+pub fn with_send_grants(
+    plugin: Plugin,
+    log: Log,
+    api_base: Option<&str>,
+    allow_hosts: &[String],
+    secrets: Option<&Path>,
+) -> Result<Plugin> {
+    let mut allow: Vec<String> = vec![GRAPH_HOST.into()];
+    allow.extend(allow_hosts.iter().cloned());
+    let policy = HttpPolicy::default()
+        .allowing(allow.iter().map(String::as_str))
+        .map_err(|e| UsageError(format!("{e:#}")))?;
+    check_api_base_allowed(api_base, &policy)?;
+    let name = plugin.describe()?.name;
+    let secrets = scoped_secrets(&secrets_from(secrets)?, &name, &allow)?;
+    Ok(plugin.with_services(Arc::new(HostServices::new(
+        HttpClient::new(policy),
+        secrets,
+        log,
+    ))))
+}
+
+/// `inspect`.
+pub fn inspect(plugin: &Plugin, path: Option<&Path>) -> Result<Outcome> {
+    let path = path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(host_testkit::WHATSAPP_CHANNEL_WASM));
+    let bytes = std::fs::read(&path)?;
+    let info = plugin.describe()?;
+    let ty = plugin.component().component_type();
+    let engine = plugin.engine();
+    let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    // The version the component was linked as (read from its exports when it loaded).
+    let contract = plugin.contract().name();
+    // The hosts and secrets it asks to be granted (its `flow-channel-manifest` section).
+    let requests = host::plugin_manifest::PluginManifest::from_component(&bytes)
+        .map_err(|e| UsageError(format!("{}: {e:#}", path.display())))?;
+    Ok(Outcome::json(
+        0,
+        json!({
+            "name": info.name,
+            "plugin_version": info.plugin_version,
+            "contract": contract,
+            "contract_declared": info.contract_version,
+            "capabilities": info.capabilities,
+            "imports": imports,
+            "exports": exports,
+            "metadata": host::registry::artifact::component_metadata(&bytes),
+            "requests": requests,
+            "path": path.display().to_string(),
+            "size_bytes": bytes.len(),
+            "sha256": hex::encode(sha2::Sha256::digest(&bytes)),
+        }),
+    ))
+}
+
+/// `validate-template`.
+pub fn validate_template(plugin: &Plugin, text: &str) -> Result<Outcome> {
+    Ok(match plugin.validate_template(text)? {
+        Ok(()) => Outcome::json(0, json!({"valid": true})),
+        Err(errors) => Outcome::json(
+            1,
+            json!({"valid": false, "errors": json::field_errors(&errors)}),
+        ),
+    })
+}
+
+pub fn config(settings: &Value, api_base: Option<String>) -> ChannelConfig {
+    ChannelConfig {
+        api_base,
+        settings: settings.to_string(),
+    }
+}
+
+/// `build`.
+pub fn build(
+    plugin: &Plugin,
+    doc: &Value,
+    settings: &Value,
+    api_base: Option<String>,
+) -> Result<Outcome> {
+    let request = match message_file(doc, false) {
+        Ok(r) => r,
+        Err(invalid) => return Ok(invalid),
+    };
+    Ok(
+        match plugin.build_payload(&request, &config(settings, api_base))? {
+            Ok(http) => Outcome::json(0, json::http_request(&http)),
+            Err(errors) => Outcome::json(1, json!({"errors": json::field_errors(&errors)})),
+        },
+    )
+}
+
+/// Reads a message file, or gives the exit-1 outcome that lists its problems (with
+/// `"valid": false` for the check commands).
+pub fn message_file(
+    doc: &Value,
+    check: bool,
+) -> std::result::Result<host::types::MessageRequest, Outcome> {
+    json::message_request(doc, now_ms()).map_err(|errors| {
+        let mut out = json!({"errors": json::field_errors(&errors)});
+        if check {
+            out["valid"] = json!(false);
+        }
+        Outcome::json(1, out)
+    })
+}
+
+/// `templates check`: build the message against the catalog and report only the verdict.
+pub fn check_template_message(plugin: &Plugin, doc: &Value, settings: &Value) -> Result<Outcome> {
+    let request = match message_file(doc, true) {
+        Ok(r) => r,
+        Err(invalid) => return Ok(invalid),
+    };
+    Ok(
+        match plugin.build_payload(&request, &config(settings, None))? {
+            Ok(_) => Outcome::json(0, json!({"valid": true})),
+            Err(errors) => Outcome::json(
+                1,
+                json!({"valid": false, "errors": json::field_errors(&errors)}),
+            ),
+        },
+    )
+}
+
+/// `classify`.
+pub fn classify(plugin: &Plugin, doc: &Value) -> Result<Outcome> {
+    let (outcome, attempt) = json::send_outcome(doc).map_err(|e| UsageError(format!("{e:#}")))?;
+    Ok(Outcome::json(
+        0,
+        json::classification(&plugin.classify(&outcome, attempt)?),
+    ))
+}
+
+/// `webhook`.
+pub fn webhook(plugin: &Plugin, request: &WebhookRequest, settings: &Value) -> Result<Outcome> {
+    Ok(
+        match plugin.parse_webhook(request, &config(settings, None))? {
+            Ok(WebhookOutcome::Verification(challenge)) => {
+                Outcome::json(0, json!({"verification": challenge}))
+            }
+            Ok(WebhookOutcome::Events(events)) => Outcome::json(
+                0,
+                json!({"events": events.iter().map(json::webhook_event).collect::<Vec<_>>()}),
+            ),
+            Err(e) => {
+                let answer = host::contract::WebhookErrorAnswer::of(&e);
+                Outcome::json(answer.exit_code, answer.body)
+            }
+        },
+    )
+}
+
+/// `send`.
+pub fn send(
+    plugin: &Plugin,
+    doc: &Value,
+    settings: &Value,
+    api_base: Option<String>,
+    attempt: u32,
+) -> Result<Outcome> {
+    let request = match message_file(doc, false) {
+        Ok(r) => r,
+        Err(invalid) => return Ok(invalid),
+    };
+    Ok(
+        match plugin.send(&request, &config(settings, api_base), attempt)? {
+            Ok(c) => Outcome::json(0, json::classification(&c)),
+            Err(errors) => Outcome::json(1, json!({"errors": json::field_errors(&errors)})),
+        },
+    )
+}

@@ -1,0 +1,210 @@
+//! `host-harness serve`: the flow runner behind HTTP until SIGTERM or ctrl-c.
+
+use crate::common::{Outcome, UsageError, check_api_base_allowed, demo_settings, secrets_from};
+use anyhow::Result;
+use clap::Args;
+use host::channels::{ChannelSetup, load_channels};
+use host::flow::pacing::ChannelPacing;
+use host::flow::{Runner, RunnerOptions};
+use host::lockfile::LockFile;
+use host::runtime::Runtime;
+use host::server::{self, Server, ServerOptions};
+use host::services::{AllowRule, HttpPolicy};
+use host::types::LogLevel;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The host secret holding the flow API's bearer token.
+pub const API_TOKEN_SECRET: &str = "flow/api-token";
+
+/// Run the flow runner: flows in over an authenticated API, webhooks in, timers, pacing;
+/// state in SQLite or PostgreSQL, so a restart (or a crash) carries on where the last run
+/// stopped. Several nodes may share one PostgreSQL database.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[arg(long, default_value_t = 8788)]
+    pub port: u16,
+    /// Where flows, attempts and timelines live: a SQLite file, or a `postgres://` URL that
+    /// several nodes share.
+    #[arg(long, env = "DATABASE_URL", default_value = "flows.sqlite")]
+    pub db: String,
+    /// How long a claimed send belongs to this node; with several nodes, another takes it
+    /// over (outcome unknown, never resent blindly) once it has passed. Must exceed the
+    /// longest plugin call (30 s).
+    #[arg(long, default_value_t = host::flow::store::DEFAULT_LEASE_MS)]
+    pub lease_ms: u64,
+    /// Base URL for every built-in channel's API (e.g. the mock: http://127.0.0.1:8787); it
+    /// must be on the allowlist (--allow-host).
+    #[arg(long)]
+    pub api_base: Option<String>,
+    /// The `whatsapp` channel's settings JSON (default: the embedded demo settings).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A JSON file of secret name → value (FLOW_SECRET_* variables are read too). Needs
+    /// `flow/api-token`; each channel may use only the secrets under its own name.
+    #[arg(long)]
+    pub secrets: Option<PathBuf>,
+    /// Allowlist entries for the built-in channels besides the hosts each asks for (e.g.
+    /// http://127.0.0.1:8787).
+    #[arg(long = "allow-host")]
+    pub allow_hosts: Vec<String>,
+    /// Messages per second per sending number (Meta: 80 by default, up to 1,000).
+    #[arg(long, default_value_t = 80.0)]
+    pub rate_per_number: f64,
+    /// Sends in flight at once (at most half the instance pool, 1,024).
+    #[arg(long, default_value_t = 512)]
+    pub max_in_flight: usize,
+    /// Open flows beyond which POST /flows answers 429.
+    #[arg(long, default_value_t = 200_000)]
+    pub max_queued: u64,
+    /// Connections served at once (each costs a task and a file descriptor).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Largest webhook body in bytes (Meta sends at most 3 MB).
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_webhook_body_bytes: usize,
+    /// Hosts flows may name as `callback_url` (deny by default).
+    #[arg(long = "allow-callback-host")]
+    pub callback_hosts: Vec<String>,
+    /// Load exactly the plugins of this lock file (pinned by version and sha256, each with
+    /// its allowed hosts and secrets; `registry pull` writes it). Without it: the lock file of
+    /// the channels built from this repository, adjusted by --api-base, --allow-host, --config.
+    #[arg(long, conflicts_with_all = ["config", "api_base", "allow_hosts"])]
+    pub plugins: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    pub fn run(&self, plugin: Option<&Path>, log: LogLevel) -> Result<Outcome> {
+        let secrets = secrets_from(self.secrets.as_deref())?;
+        let token = secrets.value(API_TOKEN_SECRET).ok_or_else(|| {
+            UsageError(format!(
+                "serve needs the host secret {API_TOKEN_SECRET} for its API (set FLOW_SECRET_FLOW_API_TOKEN or add it to --secrets)"
+            ))
+        })?;
+        if !(self.rate_per_number > 0.0 && self.rate_per_number <= 10_000.0) {
+            return Err(UsageError(format!(
+                "--rate-per-number must be between 0 and 10000, got {}",
+                self.rate_per_number
+            ))
+            .into());
+        }
+        let options = RunnerOptions {
+            // Half the instance pool: webhooks need instances too.
+            max_in_flight: self
+                .max_in_flight
+                .clamp(1, host::runtime::POOL_INSTANCES as usize / 2),
+            max_open_flows: self.max_queued,
+            callback_hosts: self
+                .callback_hosts
+                .iter()
+                .map(|h| AllowRule::parse(h))
+                .collect::<Result<_>>()
+                .map_err(|e| UsageError(format!("--allow-callback-host: {e:#}")))?,
+            lease_ms: self.lease_ms,
+            ..RunnerOptions::default()
+        };
+        host::flow::runner::callback_secret(&options, &secrets)
+            .map_err(|e| UsageError(format!("--allow-callback-host: {e:#}")))?;
+        if self.lease_ms < 35_000 {
+            return Err(UsageError(format!(
+                "--lease-ms must exceed the longest plugin call (30 s) with room to record it: at least 35000, got {}",
+                self.lease_ms
+            ))
+            .into());
+        }
+        let setups = match &self.plugins {
+            Some(lock) => LockFile::setups_from(lock).map_err(|e| UsageError(format!("{e:#}")))?,
+            None => self.built_in_setups(plugin)?,
+        };
+        let channels = load_channels(&Runtime::new()?, &secrets, log, &setups)
+            .map_err(|e| UsageError(format!("{e:#}")))?;
+        let runner = Arc::new(Runner::open_with(&self.db, channels, options, &secrets)?);
+        let server_options = ServerOptions {
+            max_connections: self.max_connections.max(1),
+            max_webhook_body_bytes: self.max_webhook_body_bytes.max(1),
+            ..ServerOptions::new(token)
+        };
+        let server = Server::start(server::bind(self.port)?, runner, server_options)?;
+        eprintln!(
+            "serving flows on {} (state in {}; webhooks at /webhooks/whatsapp and /webhooks/sms)",
+            server.url(),
+            host::flow::store::db::redact(&self.db)
+        );
+        server.run_until_signal()?;
+        Ok(Outcome::none())
+    }
+
+    /// The channels built from this repository (`target/component/plugins.lock`), with the
+    /// command line's base URL, extra hosts, WhatsApp settings and rate applied.
+    fn built_in_setups(&self, plugin: Option<&Path>) -> Result<Vec<ChannelSetup>> {
+        let usage = |e: anyhow::Error| UsageError(format!("{e:#}"));
+        let mut setups =
+            LockFile::setups_from(Path::new(host_testkit::BUILT_PLUGINS_LOCK)).map_err(usage)?;
+        for setup in &mut setups {
+            if let Some(base) = &self.api_base {
+                setup.api_base = base.clone();
+            }
+            setup.allow_hosts.extend(self.allow_hosts.iter().cloned());
+            let policy = HttpPolicy::default()
+                .allowing(setup.allow_hosts.iter().map(String::as_str))
+                .map_err(usage)?;
+            check_api_base_allowed(Some(&setup.api_base), &policy)?;
+            let gap = setup.pacing.map_or(0, |p| p.customer_gap_ms);
+            let mut rate = self.rate_per_number;
+            if setup.name == "whatsapp" {
+                let mut settings = match &self.config {
+                    None => demo_settings(),
+                    Some(p) => crate::common::read_json(&p.to_string_lossy())?,
+                };
+                rate = number_rate(&mut settings)?.unwrap_or(rate);
+                setup.settings = settings.to_string();
+                if let Some(wasm) = plugin {
+                    // Another build of the channel: not the one the lock file pins.
+                    setup.wasm = wasm.to_path_buf();
+                    (setup.digest, setup.version) = (None, None);
+                }
+            }
+            setup.pacing = Some(ChannelPacing {
+                rate_per_second: rate,
+                customer_gap_ms: gap,
+            });
+        }
+        Ok(setups)
+    }
+}
+
+/// The host's own key in the WhatsApp settings: `rate_per_second`, this number's rate (Meta
+/// raises it per number). Taken out before the plugin sees the settings.
+fn number_rate(settings: &mut serde_json::Value) -> Result<Option<f64>> {
+    let Some(v) = settings
+        .as_object_mut()
+        .and_then(|o| o.remove("rate_per_second"))
+    else {
+        return Ok(None);
+    };
+    match v.as_f64() {
+        Some(r) if r > 0.0 && r <= 10_000.0 => Ok(Some(r)),
+        _ => Err(UsageError(format!(
+            "/rate_per_second in the WhatsApp settings must be a number between 0 and 10000, got {v}"
+        ))
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_number_rate_is_read_from_the_settings_and_hidden_from_the_plugin() {
+        let mut s = json!({"phone_number_id": "1", "rate_per_second": 250});
+        assert_eq!(number_rate(&mut s).unwrap(), Some(250.0));
+        assert_eq!(s, json!({"phone_number_id": "1"}));
+        assert_eq!(number_rate(&mut s).unwrap(), None);
+        for bad in [json!(0), json!(-3), json!("fast"), json!(1e9)] {
+            let mut s = json!({ "rate_per_second": bad });
+            assert!(number_rate(&mut s).is_err(), "{s}");
+        }
+    }
+}

@@ -1,0 +1,767 @@
+//! The flow runner: a dispatcher that claims due work from the store, sends it with no lock
+//! or transaction held, at most `max_in_flight` at a time, and records each answer; webhook
+//! statuses applied in one transaction each batch; callbacks delivered from the outbox.
+
+use super::pacing::{ChannelPacing, Pacer};
+use super::policy::FlowState;
+use super::spec::{FlowSpec, SpecError};
+use super::store::db::Backend;
+use super::store::{Claim, CustomerGap, OutboxItem, SendResult, Store, Submitted};
+use crate::runtime::{CallError, Plugin};
+use crate::services::{AllowRule, Secrets, now_ms};
+use crate::types::{
+    ChannelConfig, Classification, Disposition, EventKind, MessageRequest, WebhookEvent,
+};
+use anyhow::Result;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, watch};
+
+/// The host secret that signs callbacks (`X-Flow-Signature: sha256=<hex>`).
+pub const CALLBACK_SECRET_NAME: &str = "flow/callback-secret";
+
+/// The key callbacks are signed with; an error when callback hosts are allowed without one
+/// (receivers could not tell our callbacks from anyone's: they are never posted unsigned).
+pub fn callback_secret(options: &RunnerOptions, secrets: &Secrets) -> Result<Option<String>> {
+    let secret = secrets
+        .value(CALLBACK_SECRET_NAME)
+        .filter(|s| !s.is_empty());
+    if !options.callback_hosts.is_empty() && secret.is_none() {
+        anyhow::bail!(
+            "callback hosts are allowed but the host secret {CALLBACK_SECRET_NAME} is missing (set FLOW_SECRET_FLOW_CALLBACK_SECRET or add it to --secrets): callbacks are never posted unsigned"
+        );
+    }
+    Ok(secret)
+}
+
+/// A channel the runner can send on.
+pub struct Channel {
+    pub plugin: Plugin,
+    /// Its settings, including the cached template catalog that template webhooks update.
+    config: std::sync::RwLock<Arc<ChannelConfig>>,
+    /// Its pacing; `None` sends as fast as the in-flight bound allows.
+    pub pacing: Option<ChannelPacing>,
+}
+
+/// Where a channel's settings keep the cached template catalog.
+const CATALOG_KEY: &str = "templates";
+
+impl Channel {
+    pub fn new(plugin: Plugin, config: ChannelConfig, pacing: Option<ChannelPacing>) -> Channel {
+        Channel {
+            plugin,
+            config: std::sync::RwLock::new(Arc::new(config)),
+            pacing,
+        }
+    }
+
+    /// The settings as they stand now.
+    pub fn config(&self) -> Arc<ChannelConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Template events (status, category changes) change the cached catalog: their
+    /// `details` are appended to the settings' `templates` documents, which the channel
+    /// applies in order (the WhatsApp channel reads them as status and category updates).
+    fn update_catalog(&self, events: &[&WebhookEvent]) {
+        let documents: Vec<Value> = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::TemplateStatus | EventKind::TemplateCategoryChange
+                )
+            })
+            .filter_map(|e| serde_json::from_str(&e.details).ok())
+            .collect();
+        if documents.is_empty() {
+            return;
+        }
+        let mut guard = self.config.write().unwrap_or_else(|p| p.into_inner());
+        let Ok(Value::Object(mut settings)) = serde_json::from_str::<Value>(&guard.settings) else {
+            return;
+        };
+        let mut catalog = match settings.remove(CATALOG_KEY) {
+            Some(Value::Array(docs)) => docs,
+            Some(doc) => vec![doc],
+            None => Vec::new(),
+        };
+        catalog.extend(documents);
+        settings.insert(CATALOG_KEY.into(), Value::Array(catalog));
+        *guard = Arc::new(ChannelConfig {
+            api_base: guard.api_base.clone(),
+            settings: Value::Object(settings).to_string(),
+        });
+    }
+}
+
+/// How the runner behaves under load.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Sends in flight at once.
+    pub max_in_flight: usize,
+    /// Flows not yet final beyond which `submit` refuses new ones (the API answers 429).
+    pub max_open_flows: u64,
+    /// How far ahead a send may book its pacing slot (it then waits for it).
+    pub pacing_horizon_ms: u64,
+    /// How often the dispatcher looks for due work when nothing wakes it.
+    pub idle_tick: Duration,
+    /// Hosts callbacks may be posted to (deny by default).
+    pub callback_hosts: Vec<AllowRule>,
+    /// How long a claimed send belongs to this node: with several nodes on PostgreSQL,
+    /// another takes it over (crash rule) once it has passed. Longer than any plugin call.
+    pub lease_ms: u64,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            max_in_flight: 512,
+            max_open_flows: 200_000,
+            pacing_horizon_ms: 50,
+            idle_tick: Duration::from_millis(20),
+            callback_hosts: Vec::new(),
+            lease_ms: crate::flow::store::DEFAULT_LEASE_MS,
+        }
+    }
+}
+
+/// Why flows were not accepted.
+#[derive(Debug)]
+pub enum SubmitError {
+    /// Field errors, per flow index (for a batch) with pointers inside that flow.
+    Invalid(Vec<(usize, Vec<SpecError>)>),
+    /// Too much work waiting: try again after this many seconds.
+    Busy {
+        retry_after_s: u64,
+        open: u64,
+    },
+    Store(anyhow::Error),
+}
+
+/// The outcome of one accepted flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: String,
+    /// False when the same flow (same id and spec) had been submitted before.
+    pub created: bool,
+}
+
+/// Runs flows.
+pub struct Runner {
+    store: Arc<Store>,
+    channels: HashMap<String, Channel>,
+    channel_names: Vec<String>,
+    pacer: Arc<Mutex<Pacer>>,
+    in_flight: Arc<Semaphore>,
+    wake: Notify,
+    options: RunnerOptions,
+    open_flows: AtomicU64,
+    callback_secret: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Runner {
+    /// Opens the store and recovers what a crash left behind: attempts cut off while
+    /// sending become `unknown` (never resent blindly); every non-final flow carries on.
+    pub fn open(path: &str, channels: HashMap<String, Channel>) -> Result<Runner> {
+        Self::open_with(
+            path,
+            channels,
+            RunnerOptions::default(),
+            &Secrets::default(),
+        )
+    }
+
+    pub fn open_with(
+        path: &str,
+        channels: HashMap<String, Channel>,
+        options: RunnerOptions,
+        secrets: &Secrets,
+    ) -> Result<Runner> {
+        let callback_secret = callback_secret(&options, secrets)?;
+        let store = Store::open_with(path, options.lease_ms)?;
+        let recovered = store.recover(now_ms())?;
+        if recovered > 0 {
+            eprintln!("recovered {recovered} send(s) cut off by a stop: their outcome is unknown");
+        }
+        let limits = channels
+            .iter()
+            .filter_map(|(name, c)| c.pacing.map(|p| (name.clone(), p)))
+            .collect();
+        let mut channel_names: Vec<String> = channels.keys().cloned().collect();
+        channel_names.sort();
+        let open = store.open_flows()?;
+        Ok(Runner {
+            store: Arc::new(store),
+            channels,
+            channel_names,
+            pacer: Arc::new(Mutex::new(Pacer::new(limits))),
+            in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
+            wake: Notify::new(),
+            open_flows: AtomicU64::new(open),
+            callback_secret,
+            options,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("a plain client builds"),
+        })
+    }
+
+    /// A channel by name.
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.get(name)
+    }
+
+    /// Checks and stores flows (all or none), due at once; wakes the dispatcher.
+    pub fn submit(&self, specs: Vec<FlowSpec>, now: u64) -> Result<Vec<Accepted>, SubmitError> {
+        let names: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
+        let mut invalid = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let mut errors = spec.check(&names);
+            if let Some(url) = &spec.callback_url
+                && !self.callback_allowed(url)
+            {
+                errors.push(SpecError {
+                    path: "/callback_url".into(),
+                    code: "callback_host_denied",
+                    message: format!("{url:?} is not on serve's --allow-callback-host list"),
+                });
+            }
+            if !errors.is_empty() {
+                invalid.push((i, errors));
+            }
+        }
+        if !invalid.is_empty() {
+            return Err(SubmitError::Invalid(invalid));
+        }
+        let open = self.open_flows.load(Ordering::Relaxed);
+        if open.saturating_add(specs.len() as u64) > self.options.max_open_flows {
+            return Err(SubmitError::Busy {
+                retry_after_s: 5,
+                open,
+            });
+        }
+        let with_ids: Vec<(String, FlowSpec)> = specs
+            .into_iter()
+            .map(|s| {
+                let id =
+                    s.id.clone()
+                        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+                (id, s)
+            })
+            .collect();
+        let results = self
+            .store
+            .submit(&with_ids, now)
+            .map_err(SubmitError::Store)?;
+        let mut accepted = Vec::new();
+        let mut conflicts = Vec::new();
+        for (i, ((id, _), r)) in with_ids.iter().zip(&results).enumerate() {
+            match r {
+                Submitted::Created => accepted.push(Accepted {
+                    id: id.clone(),
+                    created: true,
+                }),
+                Submitted::AlreadyExists => accepted.push(Accepted {
+                    id: id.clone(),
+                    created: false,
+                }),
+                Submitted::Conflict => conflicts.push((
+                    i,
+                    vec![SpecError {
+                        path: "/id".into(),
+                        code: "id_in_use",
+                        message: format!("a different flow with id {id:?} exists already"),
+                    }],
+                )),
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(SubmitError::Invalid(conflicts));
+        }
+        let created = accepted.iter().filter(|a| a.created).count() as u64;
+        self.open_flows.fetch_add(created, Ordering::Relaxed);
+        self.wake.notify_one();
+        Ok(accepted)
+    }
+
+    /// Each step's content checked by its own channel (`build-payload`) as the flow arrives,
+    /// so content a channel cannot send is a field error now, not a silent fall-back later.
+    /// Only the shape: the settings' template catalog is left out (approval is a send-time
+    /// matter: a template may be approved or paused meanwhile). Identical (channel,
+    /// recipient, content) triples are checked once; a plugin failure is left to send time.
+    pub async fn check_contents(&self, specs: &[FlowSpec]) -> Vec<(usize, Vec<SpecError>)> {
+        use futures::StreamExt;
+        let configs: HashMap<&str, ChannelConfig> = self
+            .channels
+            .iter()
+            .map(|(name, ch)| (name.as_str(), shape_only(&ch.config())))
+            .collect();
+        // Owned keys: the futures below must be `Send` for every lifetime axum asks about.
+        let mut checks: HashMap<(String, String, String), Vec<(usize, usize)>> = HashMap::new();
+        for (i, spec) in specs.iter().enumerate() {
+            for (s, step) in spec.steps.iter().enumerate() {
+                let key = (
+                    step.channel.clone(),
+                    spec.recipient.clone(),
+                    step.content.to_string(),
+                );
+                checks.entry(key).or_default().push((i, s));
+            }
+        }
+        let verdicts: Vec<_> = futures::stream::iter(checks)
+            .map(|((channel, recipient, content), at)| {
+                let configs = &configs;
+                async move {
+                    let (Some(ch), Some(config)) =
+                        (self.channels.get(&channel), configs.get(channel.as_str()))
+                    else {
+                        return (at, Vec::new());
+                    };
+                    let request = MessageRequest {
+                        recipient,
+                        correlation_id: None,
+                        content,
+                        last_inbound_ms: None,
+                        now_ms: now_ms(),
+                        opted_out: Vec::new(),
+                    };
+                    match ch.plugin.build_payload_async(&request, config).await {
+                        Ok(Err(errors)) => (at, errors),
+                        _ => (at, Vec::new()),
+                    }
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut invalid: HashMap<usize, Vec<SpecError>> = HashMap::new();
+        for (at, errors) in verdicts.into_iter().filter(|(_, e)| !e.is_empty()) {
+            for (i, s) in at {
+                let channel = &specs[i].steps[s].channel;
+                invalid
+                    .entry(i)
+                    .or_default()
+                    .extend(errors.iter().map(|e| content_error(s, channel, e)));
+            }
+        }
+        let mut invalid: Vec<_> = invalid.into_iter().collect();
+        invalid.sort_by_key(|(i, _)| *i);
+        invalid
+    }
+
+    fn callback_allowed(&self, url: &str) -> bool {
+        reqwest::Url::parse(url)
+            .is_ok_and(|u| crate::services::http::url_allowed(&self.options.callback_hosts, &u))
+    }
+
+    /// Runs a store operation on the blocking pool, off the async workers.
+    async fn on_store<R: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Store) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || op(&store)).await?
+    }
+
+    /// A store operation retried after each of `delays_ms` while the store fails (each
+    /// failure logged); `None` once every try failed.
+    async fn on_store_retrying<R: Send + 'static>(
+        &self,
+        what: &str,
+        delays_ms: &[u64],
+        op: impl Fn(&Store) -> Result<R> + Send + Sync + Clone + 'static,
+    ) -> Option<R> {
+        for delay_ms in delays_ms {
+            tokio::time::sleep(Duration::from_millis(*delay_ms)).await;
+            match self.on_store(op.clone()).await {
+                Ok(r) => return Some(r),
+                Err(e) => eprintln!("{what}: {e:#}"),
+            }
+        }
+        None
+    }
+
+    /// Applies a channel's status events.
+    pub async fn on_events(&self, channel: &str, events: Vec<WebhookEvent>) -> Result<()> {
+        let name = channel.to_string();
+        let (events, fresh) = self
+            .on_store(move |store| {
+                let fresh = store.apply_statuses(&name, &events, now_ms())?;
+                Ok((events, fresh))
+            })
+            .await?;
+        if let Some(ch) = self.channels.get(channel) {
+            let fresh: Vec<&WebhookEvent> = fresh.iter().map(|&i| &events[i]).collect();
+            ch.update_catalog(&fresh);
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The flow's state, attempts and timeline.
+    pub fn status(&self, id: &str) -> Result<Option<Value>> {
+        self.store.status(id)
+    }
+
+    /// Whether a flow reached a final state.
+    pub fn is_final(&self, id: &str) -> Result<bool> {
+        Ok(self.store.state(id)?.is_some_and(FlowState::is_final))
+    }
+
+    /// Runs the dispatcher and the callback sender until `stop` turns true, then lets every
+    /// send in flight finish and be recorded.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let outbox = tokio::spawn(self.clone().deliver_callbacks(stop.clone()));
+        // Takeover has a task of its own: a claim round stalled on a lock another node holds
+        // never holds up taking over what a dead or frozen node left behind.
+        let takeover = (self.store.backend() == Backend::Postgres)
+            .then(|| tokio::spawn(self.clone().take_over_expired_until(stop.clone())));
+        let mut last_refresh = now_ms();
+        while !*stop.borrow() {
+            // A store that went away (PostgreSQL restarting) costs a pause, never the runner.
+            let claimed = match self.dispatch_round().await {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("dispatch: {e:#}; trying again shortly");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    0
+                }
+            };
+            let now = now_ms();
+            if now.saturating_sub(last_refresh) > 1_000 {
+                last_refresh = now;
+                self.refresh_counts();
+            }
+            if claimed == 0 {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.options.idle_tick) => {}
+                    _ = stop.changed() => {}
+                }
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+        // Graceful stop: every send already claimed finishes and is recorded.
+        let all = u32::try_from(self.options.max_in_flight.max(1)).unwrap_or(u32::MAX);
+        let _drained = self.in_flight.acquire_many(all).await;
+        outbox.abort();
+        if let Some(takeover) = takeover {
+            takeover.abort();
+        }
+        Ok(())
+    }
+
+    /// Takes over expired leases every quarter lease (at least every second) until stopped.
+    async fn take_over_expired_until(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let every = Duration::from_millis((self.options.lease_ms / 4).clamp(1_000, 10_000));
+        while !*stop.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => self.take_over_expired().await,
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Sends whose node let its lease pass (it died, or lost the database) are taken over
+    /// with the crash rule: never handed over → sent again once; maybe sent → unknown.
+    async fn take_over_expired(&self) {
+        match self.on_store(|store| store.recover(now_ms())).await {
+            Ok(0) => {}
+            Ok(n) => {
+                eprintln!("took over {n} send(s) whose node's lease had passed");
+                self.wake.notify_one();
+            }
+            Err(e) => eprintln!("taking over expired leases: {e:#}"),
+        }
+    }
+
+    fn refresh_counts(&self) {
+        if let Ok(open) = self.store.open_flows() {
+            self.open_flows.store(open, Ordering::Relaxed);
+        }
+        let now = now_ms();
+        self.pacer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget_idle(now);
+    }
+
+    /// One claim round; returns how many sends it started.
+    async fn dispatch_round(self: &Arc<Self>) -> Result<usize> {
+        let room = self.in_flight.available_permits().min(256);
+        if room == 0 {
+            // Wait for one send to finish instead of spinning.
+            let permit = self.in_flight.acquire().await?;
+            drop(permit);
+            return Ok(0);
+        }
+        let (pacer, names, horizon) = (
+            self.pacer.clone(),
+            self.channel_names.clone(),
+            self.options.pacing_horizon_ms,
+        );
+        let claims = self
+            .on_store(move |store| store.claim_due(now_ms(), room, &names, &pacer, horizon))
+            .await?;
+        let n = claims.len();
+        for claim in claims {
+            let permit = self.in_flight.clone().acquire_owned().await?;
+            let runner = self.clone();
+            tokio::spawn(async move {
+                runner.send_one(claim).await;
+                drop(permit);
+            });
+        }
+        Ok(n)
+    }
+
+    /// Sends one claimed attempt at its slot and records the answer.
+    async fn send_one(self: Arc<Self>, claim: Claim) {
+        sleep_until_ms(claim.slot_ms).await;
+        // Still `claimed` while it waits to depart: a crash here leaves it to be sent once.
+        let departure = self
+            .pacer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .depart(&claim.channel, now_ms());
+        sleep_until_ms(departure).await;
+        let result = match self.channels.get(&claim.channel) {
+            None => SendResult::NotSent(format!("unknown channel {:?}", claim.channel)),
+            Some(channel) => {
+                if !self.mark_sending(&claim).await {
+                    // Still `claimed` in the store: the next start sends it, once.
+                    return;
+                }
+                self.call_channel(channel, &claim).await
+            }
+        };
+        let customer_gap = match &result {
+            SendResult::Classified(c) => self.pace_after(&claim, c),
+            _ => None,
+        };
+        let (id, what) = (
+            claim.attempt_id,
+            format!("recording attempt {}", claim.attempt_id),
+        );
+        let recorded = self
+            .on_store_retrying(&what, &[0, 100, 500, 2_000, 5_000], move |store| {
+                store.record_paced(id, &result, now_ms(), customer_gap.as_ref())
+            })
+            .await;
+        if recorded.is_some() {
+            self.wake.notify_one();
+            return;
+        }
+        // Left `sending`: the next start's recovery makes it unknown, never resends it.
+        eprintln!(
+            "attempt {} of flow {} could not be recorded; it stays `sending` until the next start",
+            claim.attempt_id, claim.flow_id
+        );
+    }
+
+    /// Records that the send is handed over (after a crash it is then `unknown`).
+    async fn mark_sending(&self, claim: &Claim) -> bool {
+        let id = claim.attempt_id;
+        let what = format!("marking attempt {id} as sending");
+        if let Some(marked) = self
+            .on_store_retrying(&what, &[0, 50, 200, 1_000], move |store| {
+                store.mark_sending(id, now_ms())
+            })
+            .await
+        {
+            return marked;
+        }
+        eprintln!(
+            "attempt {} of flow {} was not sent: the store is unavailable; it is sent after the next start",
+            claim.attempt_id, claim.flow_id
+        );
+        false
+    }
+
+    async fn call_channel(&self, channel: &Channel, claim: &Claim) -> SendResult {
+        let request = MessageRequest {
+            recipient: claim.recipient.clone(),
+            correlation_id: Some(claim.correlation_id.clone()),
+            content: claim.content.clone(),
+            last_inbound_ms: claim.last_inbound_ms,
+            now_ms: now_ms(),
+            opted_out: claim.opted_out.clone(),
+        };
+        match channel
+            .plugin
+            .send_async(&request, &channel.config(), claim.attempt)
+            .await
+        {
+            Ok(Ok(c)) => SendResult::Classified(c),
+            Ok(Err(errors)) => SendResult::NotSent(
+                errors
+                    .first()
+                    .map(|e| format!("{} [{}] {}", e.path, e.code, e.message))
+                    .unwrap_or_else(|| "field errors".into()),
+            ),
+            // The request may have left: never treat it as not sent.
+            Err(e) if e.request_sent() => {
+                SendResult::MaybeSent(format!("{} plugin: {e}", claim.channel))
+            }
+            // The host could not run the plugin now (busy): nothing ran, so try again soon,
+            // on the same channel, as a new attempt.
+            Err(e @ CallError::Host(_)) => SendResult::Classified(host_busy(&e)),
+            Err(e) => SendResult::NotSent(format!(
+                "{} plugin failed before sending: {e}",
+                claim.channel
+            )),
+        }
+    }
+
+    /// Feeds the provider's rate answers back into pacing; returns the customer's gap when a
+    /// message reached them (for the other nodes).
+    fn pace_after(&self, claim: &Claim, c: &Classification) -> Option<CustomerGap> {
+        let now = now_ms();
+        let mut pacer = self.pacer.lock().unwrap_or_else(|p| p.into_inner());
+        match (c.reason.as_str(), c.disposition) {
+            ("pair_rate_limited", _) => {
+                pacer.pair_limit_hit(&claim.channel, &claim.recipient, now);
+            }
+            ("rate_limited", _) => {
+                let wait = c.retry_after_ms.unwrap_or(1_000);
+                pacer.pause_sender(&claim.channel, now.saturating_add(wait));
+                // Refused at the door: the customer got nothing, so no gap is owed.
+                pacer.release_customer(&claim.channel, &claim.recipient);
+            }
+            (_, d) if super::policy::reached(d).is_some() => {
+                pacer.customer_ok(&claim.channel, &claim.recipient, now);
+                let next_us = pacer.customer_next_us(&claim.channel, &claim.recipient);
+                return (next_us > 0).then(|| CustomerGap {
+                    channel: claim.channel.clone(),
+                    customer: claim.recipient.clone(),
+                    next_us,
+                });
+            }
+            (_, Disposition::Retry | Disposition::Fallback | Disposition::Failed) => {
+                pacer.release_customer(&claim.channel, &claim.recipient)
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Posts outbox events to their callback URLs, signed, at least once, with back-off.
+    async fn deliver_callbacks(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let due = match self.on_store(|store| store.outbox_due(now_ms(), 64)).await {
+                Ok(due) => due,
+                Err(e) => {
+                    eprintln!("reading the callback outbox: {e:#}");
+                    Vec::new()
+                }
+            };
+            let idle = due.is_empty();
+            let posts = due.into_iter().map(|item| self.deliver_one(item));
+            futures::future::join_all(posts).await;
+            if idle {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+
+    async fn deliver_one(&self, item: OutboxItem) {
+        let mut request = self
+            .http
+            .post(&item.url)
+            .header("content-type", "application/json")
+            .header("x-flow-event-id", &item.event_id);
+        if let Some(secret) = &self.callback_secret {
+            request = request.header(
+                "x-flow-signature",
+                crate::services::signing::signature(secret, item.body.as_bytes()),
+            );
+        }
+        let outcome = match request.body(item.body.clone()).send().await {
+            Ok(r) if r.status().is_success() => None,
+            Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
+            Err(e) => Some(e.to_string()),
+        };
+        let now = now_ms();
+        // 1 s, 2 s, 4 s … up to 5 min between tries; given up after a day's worth.
+        let retry_at = (item.tries < 300).then(|| {
+            now.saturating_add(1_000u64.saturating_mul(1 << item.tries.min(8)).min(300_000))
+        });
+        let id = item.id;
+        if let Err(e) = self
+            .on_store(move |store| store.outbox_result(id, now, retry_at, outcome.as_deref()))
+            .await
+        {
+            // The event stays due: it is posted again (at least once, never lost).
+            eprintln!("recording callback {}: {e:#}", item.event_id);
+        }
+    }
+}
+
+/// A channel's settings without its template catalog: what checks a content's shape.
+fn shape_only(config: &ChannelConfig) -> ChannelConfig {
+    let settings = match serde_json::from_str::<Value>(&config.settings) {
+        Ok(Value::Object(mut settings)) => {
+            settings.remove(CATALOG_KEY);
+            Value::Object(settings).to_string()
+        }
+        _ => config.settings.clone(),
+    };
+    ChannelConfig {
+        api_base: config.api_base.clone(),
+        settings,
+    }
+}
+
+/// A channel's field error about a step, as a flow's field error: a path into the message
+/// (`/content/…`) becomes a path into the step (`/steps/1/content/…`).
+fn content_error(step: usize, channel: &str, e: &crate::types::FieldError) -> SpecError {
+    let path = match e.path.strip_prefix("/content") {
+        Some(rest) => format!("/steps/{step}/content{rest}"),
+        None => format!("/steps/{step}/content"),
+    };
+    SpecError {
+        path,
+        code: "invalid_content",
+        message: format!(
+            "{channel} cannot send this ({} at {}): {}",
+            e.code, e.path, e.message
+        ),
+    }
+}
+
+/// A retry classification for a send the host could not start.
+fn host_busy(e: &CallError) -> Classification {
+    Classification {
+        disposition: crate::types::Disposition::Retry,
+        reason: "host_busy".into(),
+        provider_code: None,
+        provider_title: None,
+        provider_details: Some(e.to_string()),
+        provider_trace_id: None,
+        retry_after_ms: Some(250),
+        operator_action: false,
+        provider_message_id: None,
+    }
+}
+
+/// Sleeps until `at_ms` (ms since the epoch), at once if that has passed.
+async fn sleep_until_ms(at_ms: u64) {
+    let wait = at_ms.saturating_sub(now_ms());
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
