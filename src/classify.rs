@@ -112,7 +112,7 @@ const OUTAGE: Backoff = B::Exponential {
 };
 
 /// Every Cloud API error code in Meta's table (and those seen in SDKs and the changelog),
-/// with what it means for a flow. The README's table is tested against this one.
+/// with what it means for a flow. The table in `docs/error-codes.md` is tested against this one.
 #[rustfmt::skip]
 pub const CODE_TABLE: &[CodeRule] = &[
     // Authorization: a person must renew or grant something.
@@ -261,7 +261,7 @@ pub const CODE_TABLE: &[CodeRule] = &[
     rule(2494179, "Website URL is not https", FAILED, "invalid_request", true, B::None),
 ];
 
-/// Every `reason` this channel emits, with what it means. The README's vocabulary table is
+/// Every `reason` this channel emits, with what it means. The vocabulary table in `docs/reasons.md` is
 /// tested against this list, and every reason the code uses must be in it.
 pub const REASONS: &[(&str, &str)] = &[
     (
@@ -931,7 +931,7 @@ mod tests {
         }
     }
 
-    /// The README's code table, rendered from [`CODE_TABLE`].
+    /// The code table of `docs/error-codes.md`, rendered from [`CODE_TABLE`].
     fn code_table_markdown() -> String {
         let mut out = String::from(
             "| code | Meta's title | disposition | reason | operator action | retry after |\n|---|---|---|---|---|---|\n",
@@ -965,17 +965,16 @@ mod tests {
     }
 
     #[test]
-    fn readme_tables_match_the_code() {
-        let readme = include_str!("../README.md");
+    fn the_docs_tables_match_the_code() {
         let table = code_table_markdown();
         assert!(
-            readme.contains(&table),
-            "README's code table is stale; replace it with:\n{table}"
+            include_str!("../docs/error-codes.md").contains(&table),
+            "docs/error-codes.md's code table is stale; replace it with:\n{table}"
         );
         let reasons = reasons_markdown();
         assert!(
-            readme.contains(&reasons),
-            "README's reason vocabulary is stale; replace it with:\n{reasons}"
+            include_str!("../docs/reasons.md").contains(&reasons),
+            "docs/reasons.md's reason vocabulary is stale; replace it with:\n{reasons}"
         );
     }
 

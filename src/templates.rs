@@ -1,7 +1,7 @@
 //! Meta's template creation rules (`POST /{waba-id}/message_templates`), checked before a
 //! template goes to a review that can take 24 h. Every problem is reported, not the first.
 //!
-//! The rule table with codes and examples is in the README ("Template rules"). The rules of
+//! The rule table with codes and examples is in `docs/templates.md`. The rules of
 //! marketing-only template kinds (carousels, limited-time offers, product cards) are in
 //! [`marketing`]; the check of a send against its approved template is [`send_check`].
 

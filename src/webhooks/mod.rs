@@ -189,10 +189,10 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<WebhookEvent>, Vec<crate::FieldErro
 /// Reads one change value (with the WABA id of its entry) into events.
 type FieldReader = fn(&Value, &str) -> Vec<WebhookEvent>;
 
-/// How one webhook `field` is read: the README's event table is generated from this.
+/// How one webhook `field` is read: the event table of `docs/webhooks.md` is generated from this.
 pub struct FieldRule {
     pub field: &'static str,
-    /// The event kinds it yields, as the README shows them.
+    /// The event kinds it yields, as `docs/webhooks.md` shows them.
     pub kinds: &'static str,
     read: FieldReader,
     pub meaning: &'static str,
@@ -776,7 +776,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn readme_event_table_matches_the_code() {
+    fn the_docs_event_table_matches_the_code() {
         let mut table =
             String::from("| webhook field | event kinds | what it means |\n|---|---|---|\n");
         for rule in FIELDS {
@@ -789,8 +789,8 @@ pub(crate) mod tests {
             "| any other field | `other` | passed through in `details` (`other_event`) |\n",
         );
         assert!(
-            include_str!("../../README.md").contains(&table),
-            "README's event table is stale; replace it with:\n{table}"
+            include_str!("../../docs/webhooks.md").contains(&table),
+            "docs/webhooks.md's event table is stale; replace it with:\n{table}"
         );
     }
 

@@ -480,10 +480,10 @@ fn build_payload_reproduces_every_meta_send_sample() {
 }
 
 #[test]
-fn readme_examples_build() {
-    let readme =
-        std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let block = readme.split("Examples, one per type").nth(1).unwrap();
+fn the_documented_message_examples_build() {
+    let page = std::fs::read_to_string(format!("{}/docs/messages.md", env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
+    let block = page.split("Examples, one per type").nth(1).unwrap();
     let block = block
         .split("```json")
         .nth(1)

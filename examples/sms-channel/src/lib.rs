@@ -1,5 +1,5 @@
 //! An SMS channel implementing `flow:channel@1.0.0`, against the small SMS API that
-//! `host-harness`'s mock serves (documented in the README, "SMS API"):
+//! `host-harness`'s mock serves (documented in `docs/mock.md`, "SMS API"):
 //!
 //! - `POST {api-base}/sms/v1/messages`, `Authorization: Bearer <key>`,
 //!   `{"to": "+E164", "text": "…", "reference": "<correlation id>"}` →

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench-token";
 
-/// Measure the runtime under load (see the README's figures).
+/// Measure the runtime under load (see `docs/measurements.md`).
 #[derive(Args, Debug)]
 pub struct LoadArgs {
     /// Flows in the campaign (each one WhatsApp send waiting for `accepted`).

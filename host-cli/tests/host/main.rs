@@ -4,6 +4,7 @@
 
 mod cli;
 mod customers;
+mod docs;
 mod faults;
 mod flows;
 mod grants;

@@ -304,7 +304,7 @@ pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest, Vec<F
 mod tests {
     use super::*;
 
-    /// The README's message file names `opted_out`: the reader takes it (issue 20: it was
+    /// The message file of `docs/cli.md` names `opted_out`: the reader takes it (issue 20: it was
     /// read, yet refused as an unknown field).
     #[test]
     fn a_message_file_with_opted_out_is_read() {
