@@ -6,6 +6,8 @@
 //! them: it gives every call a fresh instance, so nothing a plugin saw for one customer can
 //! reach the next): the difference is the price of that isolation.
 
+use host_testkit::Block;
+
 use host::{HostServices, Limits, Runtime};
 use serde_json::{Value, json};
 use std::hint::black_box;
@@ -93,7 +95,7 @@ fn inputs() -> Inputs {
 /// blocking bridge): a fresh `Store` and `InstancePre::instantiate_async` on the host's own
 /// engine (same pooling and reset settings) and compiled component (µs).
 fn bare_instantiate(plugin: &host::Plugin) -> f64 {
-    use host::runtime::block_on;
+    use host_testkit::block_on;
     use wasmtime::component::Linker;
     let engine = plugin.engine();
     let mut linker = Linker::<()>::new(engine);
@@ -120,7 +122,7 @@ fn bare_instantiate(plugin: &host::Plugin) -> f64 {
 /// Same code as the host's (epoch checks compiled in), no pooling needed for one instance.
 fn kept_instance(i: &Inputs) -> [f64; 3] {
     use host::bindings::ChannelPlugin;
-    use host::runtime::block_on;
+    use host_testkit::block_on;
     use wasmtime::component::{Component, Linker};
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
@@ -161,7 +163,7 @@ fn main() {
         )
         .unwrap();
     let i = inputs();
-    let instantiate = median_us(&mut || plugin.instantiate().unwrap());
+    let instantiate = median_us(&mut || plugin.instantiate().block().unwrap());
     let rows = [
         (
             "classify (Meta's 130429 body)",
@@ -172,7 +174,7 @@ fn main() {
                 ));
             }),
             median_us(&mut || {
-                black_box(plugin.classify(&i.host_response, 1).unwrap());
+                black_box(plugin.classify(&i.host_response, 1).block().unwrap());
             }),
         ),
         (
@@ -186,6 +188,7 @@ fn main() {
                 black_box(
                     plugin
                         .build_payload(&i.host_request, &i.host_config)
+                        .block()
                         .unwrap()
                         .unwrap(),
                 );
@@ -197,7 +200,7 @@ fn main() {
                 assert!(black_box(whatsapp_channel::templates::validate_json(&i.template)).is_ok());
             }),
             median_us(&mut || {
-                assert!(black_box(plugin.validate_template(&i.template).unwrap()).is_ok());
+                assert!(black_box(plugin.validate_template(&i.template).block().unwrap()).is_ok());
             }),
         ),
     ];

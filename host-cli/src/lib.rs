@@ -160,7 +160,7 @@ fn log_for(cli: &Cli) -> Result<Log> {
 }
 
 /// Runs a parsed command line.
-pub fn run(cli: &Cli) -> Result<Outcome> {
+pub async fn run(cli: &Cli) -> Result<Outcome> {
     let log = log_for(cli)?;
     let plugin_path = cli.plugin.as_deref();
     let pure = || {
@@ -171,11 +171,11 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         )
     };
     match &cli.command {
-        Command::Inspect => inspect(&load_plugin(plugin_path, pure())?, plugin_path),
+        Command::Inspect => inspect(&load_plugin(plugin_path, pure())?, plugin_path).await,
         Command::ValidateTemplate { file } => {
             let text = String::from_utf8(read_input(file)?)
                 .map_err(|_| UsageError(format!("{file} is not UTF-8")))?;
-            validate_template(&load_plugin(plugin_path, pure())?, &text)
+            validate_template(&load_plugin(plugin_path, pure())?, &text).await
         }
         Command::Build {
             file,
@@ -190,9 +190,10 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
                 &settings,
                 api_base.clone(),
             )
+            .await
         }
         Command::Classify { file } => {
-            classify(&load_plugin(plugin_path, pure())?, &read_json(file)?)
+            classify(&load_plugin(plugin_path, pure())?, &read_json(file)?).await
         }
         Command::Webhook {
             file,
@@ -201,18 +202,21 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
             verify_token_env,
             method,
             query,
-        } => webhook_command(
-            plugin_path,
-            log,
-            WebhookArgs {
-                file,
-                signature: signature.as_deref(),
-                app_secret_env: app_secret_env.as_deref(),
-                verify_token_env: verify_token_env.as_deref(),
-                method,
-                query,
-            },
-        ),
+        } => {
+            webhook_command(
+                plugin_path,
+                log,
+                WebhookArgs {
+                    file,
+                    signature: signature.as_deref(),
+                    app_secret_env: app_secret_env.as_deref(),
+                    verify_token_env: verify_token_env.as_deref(),
+                    method,
+                    query,
+                },
+            )
+            .await
+        }
         Command::Send {
             file,
             api_base,
@@ -229,8 +233,9 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
                 api_base.as_deref(),
                 allow_hosts,
                 secrets.as_deref(),
-            )?;
-            send(&plugin, &doc, &settings, api_base.clone(), *attempt)
+            )
+            .await?;
+            send(&plugin, &doc, &settings, api_base.clone(), *attempt).await
         }
         Command::Templates {
             action:
@@ -242,17 +247,17 @@ pub fn run(cli: &Cli) -> Result<Outcome> {
         } => {
             let doc = read_json(message)?;
             let settings = settings_with_catalog(config.as_deref(), catalog)?;
-            check_template_message(&load_plugin(plugin_path, pure())?, &doc, &settings)
+            check_template_message(&load_plugin(plugin_path, pure())?, &doc, &settings).await
         }
-        Command::Serve(args) => args.run(plugin_path, log_level(cli)?),
-        Command::Flow { action } => action.run(),
-        Command::MockApi(args) => args.run(),
-        Command::Demo => demo(plugin_path, &mut std::io::stdout()),
-        Command::Registry(args) => args.run(),
+        Command::Serve(args) => args.run(plugin_path, log_level(cli)?).await,
+        Command::Flow { action } => action.run().await,
+        Command::MockApi(args) => args.run().await,
+        Command::Demo => demo(plugin_path, &mut std::io::stdout()).await,
+        Command::Registry(args) => args.run().await,
         Command::Bench {
             load: Some(BenchCommand::Load(args)),
             ..
-        } => args.run(plugin_path),
-        Command::Bench { iterations, .. } => bench(plugin_path, *iterations),
+        } => args.run(plugin_path).await,
+        Command::Bench { iterations, .. } => bench(plugin_path, *iterations).await,
     }
 }

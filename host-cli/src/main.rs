@@ -6,9 +6,26 @@ use host_cli::{Cli, run};
 use std::io::Write;
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
+/// The host's own log: `tracing` events to stderr, `info` and above unless `RUST_LOG` says
+/// otherwise, colours only on a terminal. (Plugins' logs go through the contract's `log`.)
+fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+/// The process's one tokio runtime: every command runs on it.
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(&cli) {
+    init_tracing();
+    match run(&cli).await {
         Ok(outcome) => {
             let mut out = std::io::stdout().lock();
             // A reader that stops early (`inspect | head`) closes the pipe: not an error.

@@ -3,6 +3,7 @@
 //! `serve` processes driven from outside ([`process`]), throwaway PostgreSQL databases
 //! ([`postgres`]) and OCI namespaces ([`oci`]). Nothing here ships in the `host` library.
 
+pub mod blocking;
 pub mod defaults;
 pub mod mock;
 pub mod oci;
@@ -10,6 +11,7 @@ pub mod postgres;
 pub mod process;
 pub mod stack;
 
+pub use blocking::{Block, BlockingPlugin, block_on};
 use serde_json::Value;
 
 /// The WhatsApp component built from this repository by `build.rs`.

@@ -336,15 +336,22 @@ pub struct MockApi {
     addr: SocketAddr,
     state: Arc<State>,
     stop: watch::Sender<bool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl MockApi {
-    /// Starts on `127.0.0.1:port` (0 picks a free port), on its own tokio runtime.
+    /// Starts on `127.0.0.1:port` (0 picks a free port), for synchronous tests: it serves on
+    /// the test kit's runtime ([`crate::blocking::runtime`]).
     pub fn start(port: u16, config: MockConfig) -> Result<MockApi> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+        crate::block_on(Self::spawn(port, config))
+    }
+
+    /// Starts on `127.0.0.1:port` (0 picks a free port), serving as a task of the caller's
+    /// runtime.
+    pub async fn spawn(port: u16, config: MockConfig) -> Result<MockApi> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
             .with_context(|| format!("starting the mock Cloud API on port {port}"))?;
-        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             config,
@@ -363,30 +370,18 @@ impl MockApi {
             .route("/mock/counters", axum::routing::get(counters))
             .fallback(handle)
             .with_state(state.clone());
-        let thread = std::thread::Builder::new()
-            .name("mock-api".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("mock-api-worker")
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime starts");
-                rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("a bound listener");
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.changed().await;
-                        })
-                        .await;
-                });
-            })?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.changed().await;
+                })
+                .await;
+        });
         Ok(MockApi {
             addr,
             state,
             stop,
-            thread: Some(thread),
+            task: Some(task),
         })
     }
 
@@ -422,10 +417,10 @@ impl MockApi {
         counters_json(&self.state)
     }
 
-    /// Blocks until the process is stopped (for `mock-api`).
-    pub fn wait(mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// Serves until the process is stopped (for `mock-api`).
+    pub async fn wait(mut self) {
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
         }
     }
 }
@@ -433,8 +428,12 @@ impl MockApi {
 impl Drop for MockApi {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        // A synchronous test waits until the port is closed, as a provider that went down;
+        // inside a runtime the task finishes its requests and closes the port on its own.
+        if let Some(task) = self.task.take()
+            && tokio::runtime::Handle::try_current().is_err()
+        {
+            let _ = crate::block_on(task);
         }
     }
 }

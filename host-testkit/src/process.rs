@@ -192,7 +192,7 @@ impl ServeProcess {
 pub struct FlowClient {
     base: String,
     token: String,
-    agent: ureq::Agent,
+    http: reqwest::blocking::Client,
 }
 
 impl FlowClient {
@@ -200,59 +200,52 @@ impl FlowClient {
         FlowClient {
             base: format!("http://127.0.0.1:{port}"),
             token: token.to_string(),
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(120)))
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(120))
                 .build()
-                .into(),
+                .expect("an HTTP client"),
         }
     }
 
     pub fn healthy(&self) -> bool {
-        self.agent
-            .get(&format!("{}/health", self.base))
-            .call()
+        self.http
+            .get(format!("{}/health", self.base))
+            .send()
             .is_ok_and(|r| r.status() == 200)
     }
 
     /// `GET /health`'s JSON.
     pub fn health(&self) -> Option<Value> {
-        let mut r = self
-            .agent
-            .get(&format!("{}/health", self.base))
-            .call()
-            .ok()?;
-        serde_json::from_slice(&r.body_mut().read_to_vec().ok()?).ok()
+        let r = self.http.get(format!("{}/health", self.base)).send().ok()?;
+        serde_json::from_slice(&r.bytes().ok()?).ok()
     }
 
     /// `POST /flows` of a batch (NDJSON); anything but 201 (created) or 200 (every flow
     /// stored already, a retry) is an error with the answer.
     pub fn submit(&self, flows: &[String]) -> Result<()> {
-        let mut r = self
-            .agent
-            .post(&format!("{}/flows", self.base))
-            .header("authorization", &format!("Bearer {}", self.token))
+        let r = self
+            .http
+            .post(format!("{}/flows", self.base))
+            .bearer_auth(&self.token)
             .header("content-type", "application/x-ndjson")
-            .send(flows.join("\n").as_bytes())?;
-        if r.status() != 201 && r.status() != 200 {
-            bail!(
-                "POST /flows: {} {}",
-                r.status(),
-                r.body_mut().read_to_string()?
-            );
+            .body(flows.join("\n"))
+            .send()?;
+        let status = r.status();
+        if status != 201 && status != 200 {
+            bail!("POST /flows: {status} {}", r.text()?);
         }
         Ok(())
     }
 
     /// `GET /flows/{id}`, if it answers with JSON.
     pub fn status(&self, id: &str) -> Option<Value> {
-        let mut r = self
-            .agent
-            .get(&format!("{}/flows/{id}", self.base))
-            .header("authorization", &format!("Bearer {}", self.token))
-            .call()
+        let r = self
+            .http
+            .get(format!("{}/flows/{id}", self.base))
+            .bearer_auth(&self.token)
+            .send()
             .ok()?;
-        serde_json::from_slice(&r.body_mut().read_to_vec().ok()?).ok()
+        serde_json::from_slice(&r.bytes().ok()?).ok()
     }
 
     /// Every flow's status once final; panics naming the first that is not within `within`.

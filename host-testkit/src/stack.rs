@@ -131,11 +131,28 @@ impl Stack {
         )
     }
 
+    /// Starts everything for a synchronous test, on the test kit's runtime.
     pub fn start_config(db: &str, config: StackConfig) -> Result<Stack> {
+        crate::block_on(Self::spawn_config(db, config))
+    }
+
+    /// Starts everything as tasks of the caller's runtime (the `demo` command).
+    pub async fn spawn(db: &str, step: Duration) -> Result<Stack> {
+        Self::spawn_config(
+            db,
+            StackConfig {
+                step,
+                ..StackConfig::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn spawn_config(db: &str, config: StackConfig) -> Result<Stack> {
         let listener = server::bind(0)?;
         let port = listener.local_addr()?.port();
         let url = format!("http://127.0.0.1:{port}");
-        let mock = MockApi::start(
+        let mock = MockApi::spawn(
             0,
             MockConfig {
                 webhooks: Some(WebhookTargets::demo_serve(&url, config.step)),
@@ -143,10 +160,11 @@ impl Stack {
                 limits: config.mock_limits,
                 ..MockConfig::default()
             },
-        )?;
+        )
+        .await?;
         let runtime = Runtime::new()?;
         let mut stack = Stack {
-            runner: Arc::new(Self::runner(&runtime, db, &mock.base_url(), &config)?),
+            runner: Arc::new(Self::runner(&runtime, db, &mock.base_url(), &config).await?),
             mock,
             server: None,
             port,
@@ -154,15 +172,23 @@ impl Stack {
             runtime,
             config,
         };
-        stack.server = Some(Server::start(
-            listener,
-            stack.runner.clone(),
-            stack.config.server_options(),
-        )?);
+        stack.server = Some(
+            Server::start(
+                listener,
+                stack.runner.clone(),
+                stack.config.server_options(),
+            )
+            .await?,
+        );
         Ok(stack)
     }
 
-    fn runner(runtime: &Runtime, db: &str, mock_url: &str, config: &StackConfig) -> Result<Runner> {
+    async fn runner(
+        runtime: &Runtime,
+        db: &str,
+        mock_url: &str,
+        config: &StackConfig,
+    ) -> Result<Runner> {
         let secrets = demo_secrets();
         let mut setups = demo_setups(mock_url, 1_000.0);
         setups[0].pacing = Some(config.whatsapp_pacing);
@@ -171,7 +197,7 @@ impl Stack {
                 json!({"phone_number_id": DEMO_PHONE_NUMBER_ID, "templates": templates})
                     .to_string();
         }
-        let channels = load_channels(runtime, &secrets, LogLevel::Error, &setups)?;
+        let channels = load_channels(runtime, &secrets, LogLevel::Error, &setups).await?;
         Runner::open_with(db, channels, config.runner.clone(), &secrets)
     }
 
@@ -179,30 +205,28 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn agent() -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into()
+    fn client() -> reqwest::blocking::Client {
+        reqwest::blocking::Client::new()
     }
 
     /// `POST /flows` with the API token: the status code and the JSON answer.
     pub fn post_flows(&self, body: &Value) -> Result<(u16, Value)> {
-        let mut resp = Self::agent()
-            .post(&format!("{}/flows", self.url()))
-            .header("authorization", &format!("Bearer {DEMO_API_TOKEN}"))
-            .send(body.to_string().as_bytes())?;
-        let answer = serde_json::from_slice(&resp.body_mut().read_to_vec()?)?;
-        Ok((resp.status().as_u16(), answer))
+        let resp = Self::client()
+            .post(format!("{}/flows", self.url()))
+            .bearer_auth(DEMO_API_TOKEN)
+            .body(body.to_string())
+            .send()?;
+        let status = resp.status().as_u16();
+        Ok((status, serde_json::from_slice(&resp.bytes()?)?))
     }
 
     /// `GET /flows/{id}`.
     pub fn flow_status(&self, id: &str) -> Result<Value> {
-        let mut resp = Self::agent()
-            .get(&format!("{}/flows/{id}", self.url()))
-            .header("authorization", &format!("Bearer {DEMO_API_TOKEN}"))
-            .call()?;
-        Ok(serde_json::from_slice(&resp.body_mut().read_to_vec()?)?)
+        let resp = Self::client()
+            .get(format!("{}/flows/{id}", self.url()))
+            .bearer_auth(DEMO_API_TOKEN)
+            .send()?;
+        Ok(serde_json::from_slice(&resp.bytes()?)?)
     }
 
     /// The flow's status once it is final (an error after `within`).
@@ -221,13 +245,14 @@ impl Stack {
     /// `/webhooks/whatsapp`: the HTTP status.
     pub fn post_whatsapp_webhook(&self, doc: &Value) -> Result<u16> {
         let body = doc.to_string();
-        let resp = Self::agent()
-            .post(&format!("{}/webhooks/whatsapp", self.url()))
+        let resp = Self::client()
+            .post(format!("{}/webhooks/whatsapp", self.url()))
             .header(
                 "X-Hub-Signature-256",
                 host::services::signing::signature(DEMO_APP_SECRET, body.as_bytes()),
             )
-            .send(body.as_bytes())?;
+            .body(body)
+            .send()?;
         Ok(resp.status().as_u16())
     }
 
@@ -235,26 +260,22 @@ impl Stack {
     /// down).
     pub fn stop_server(&mut self) {
         if let Some(s) = self.server.take() {
-            let _ = s.stop();
+            let _ = crate::block_on(s.stop());
         }
     }
 
     /// A new runner and server on the same database and port: nothing in flight is lost.
     pub fn restart_server(&mut self) -> Result<()> {
         self.stop_server();
-        let runner = Arc::new(Self::runner(
-            &self.runtime,
-            &self.db,
-            &self.mock.base_url(),
-            &self.config,
-        )?);
-        let listener = server::bind(self.port)?;
-        self.server = Some(Server::start(
-            listener,
-            runner.clone(),
-            self.config.server_options(),
-        )?);
-        self.runner = runner;
-        Ok(())
+        crate::block_on(async {
+            let runner = Arc::new(
+                Self::runner(&self.runtime, &self.db, &self.mock.base_url(), &self.config).await?,
+            );
+            let listener = server::bind(self.port)?;
+            self.server =
+                Some(Server::start(listener, runner.clone(), self.config.server_options()).await?);
+            self.runner = runner;
+            Ok(())
+        })
     }
 }

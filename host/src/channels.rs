@@ -91,7 +91,7 @@ pub fn services_for(
 }
 
 /// Loads every channel, each with its own services.
-pub fn load_channels(
+pub async fn load_channels(
     runtime: &Runtime,
     secrets: &Secrets,
     log: LogLevel,
@@ -120,7 +120,7 @@ pub fn load_channels(
             .load(&bytes, services, limits)
             .with_context(|| format!("loading the plugin {}", setup.wasm.display()))?;
         if let Some(pinned) = &setup.version {
-            let info = plugin.describe()?;
+            let info = plugin.describe().await?;
             if &info.plugin_version != pinned {
                 anyhow::bail!(
                     "the {} plugin describes itself as version {}, but the lock file pins {pinned}",

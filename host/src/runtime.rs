@@ -30,10 +30,9 @@ use crate::contract::{CHANNEL_EXPORT, ContractVersion};
 use crate::services::HostServices;
 use crate::services::log::CallLogBudget;
 use anyhow::{Context, Result};
-use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{
     Component, ComponentExportIndex, ComponentNamedList, HasSelf, InstancePre, Lift, Linker, Lower,
@@ -797,12 +796,12 @@ impl Plugin {
     }
 
     /// Instantiates the component in a fresh store and calls nothing (the bench's baseline).
-    pub async fn instantiate_async(&self) -> Result<(), CallError> {
+    pub async fn instantiate(&self) -> Result<(), CallError> {
         in_fresh_instance!(self, |_store, _instance| async { Ok(()) })
     }
 
     /// `describe`, called once per loaded component (it is pure) and then cached.
-    pub async fn describe_async(&self) -> Result<types::ChannelInfo, CallError> {
+    pub async fn describe(&self) -> Result<types::ChannelInfo, CallError> {
         self.info
             .get_or_try_init(|| self.describe_uncached())
             .await
@@ -821,7 +820,7 @@ impl Plugin {
     }
 
     /// `validate-template`.
-    pub async fn validate_template_async(
+    pub async fn validate_template(
         &self,
         template: &str,
     ) -> Result<Result<(), Vec<types::FieldError>>, CallError> {
@@ -841,7 +840,7 @@ impl Plugin {
     }
 
     /// `build-payload`.
-    pub async fn build_payload_async(
+    pub async fn build_payload(
         &self,
         request: &types::MessageRequest,
         config: &types::ChannelConfig,
@@ -864,7 +863,7 @@ impl Plugin {
     }
 
     /// `classify`.
-    pub async fn classify_async(
+    pub async fn classify(
         &self,
         outcome: &types::SendOutcome,
         attempt: u32,
@@ -884,7 +883,7 @@ impl Plugin {
     }
 
     /// `parse-webhook`.
-    pub async fn parse_webhook_async(
+    pub async fn parse_webhook(
         &self,
         request: &types::WebhookRequest,
         config: &types::ChannelConfig,
@@ -907,7 +906,7 @@ impl Plugin {
     }
 
     /// `send`.
-    pub async fn send_async(
+    pub async fn send(
         &self,
         request: &types::MessageRequest,
         config: &types::ChannelConfig,
@@ -928,74 +927,5 @@ impl Plugin {
                 .map(|(r,)| r.convert())
             }
         }
-    }
-
-    // Blocking forms, for the CLI and tests (not for use inside a current-thread runtime).
-
-    pub fn instantiate(&self) -> Result<(), CallError> {
-        block_on(self.instantiate_async())
-    }
-
-    pub fn describe(&self) -> Result<types::ChannelInfo, CallError> {
-        block_on(self.describe_async())
-    }
-
-    pub fn validate_template(
-        &self,
-        template: &str,
-    ) -> Result<Result<(), Vec<types::FieldError>>, CallError> {
-        block_on(self.validate_template_async(template))
-    }
-
-    pub fn build_payload(
-        &self,
-        request: &types::MessageRequest,
-        config: &types::ChannelConfig,
-    ) -> Result<Result<types::HttpRequest, Vec<types::FieldError>>, CallError> {
-        block_on(self.build_payload_async(request, config))
-    }
-
-    pub fn classify(
-        &self,
-        outcome: &types::SendOutcome,
-        attempt: u32,
-    ) -> Result<types::Classification, CallError> {
-        block_on(self.classify_async(outcome, attempt))
-    }
-
-    pub fn parse_webhook(
-        &self,
-        request: &types::WebhookRequest,
-        config: &types::ChannelConfig,
-    ) -> Result<Result<types::WebhookOutcome, types::WebhookError>, CallError> {
-        block_on(self.parse_webhook_async(request, config))
-    }
-
-    pub fn send(
-        &self,
-        request: &types::MessageRequest,
-        config: &types::ChannelConfig,
-        attempt: u32,
-    ) -> Result<Result<types::Classification, Vec<types::FieldError>>, CallError> {
-        block_on(self.send_async(request, config, attempt))
-    }
-}
-
-/// Runs a future to completion from synchronous code: on the caller's multi-thread runtime if
-/// there is one, else on a small shared runtime.
-pub fn block_on<F: Future>(future: F) -> F::Output {
-    static SHARED: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => tokio::task::block_in_place(|| handle.block_on(future)),
-        Err(_) => SHARED
-            .get_or_init(|| {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("host-harness-blocking")
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime starts")
-            })
-            .block_on(future),
     }
 }

@@ -84,7 +84,7 @@ fn typical_calls_fit_in_the_initial_memory_without_growing_it() {
     // A `memory.grow` costs the host two `mprotect`s per call (the pool closes the pages
     // again for the slot's next instance): the component's heap starts in the headroom of its
     // initial memory, which a typical call does not outgrow.
-    use host::runtime::block_on;
+    use host_testkit::block_on;
     let recorded = Recorded::load(host_testkit::WHATSAPP_CHANNEL_WASM);
     let fresh = || {
         let mut store = recorded.store();
@@ -160,7 +160,7 @@ fn one_instance_serves_thousands_of_calls_without_growing() {
         settings: r#"{"phone_number_id":"106540352242922"}"#.into(),
     };
     let template = fixture("template-create-marketing-media-card-carousel.json");
-    host::runtime::block_on(async {
+    host_testkit::block_on(async {
         let plugin =
             ChannelPlugin::instantiate_async(&mut store, &recorded.component, &recorded.linker)
                 .await
@@ -198,7 +198,7 @@ fn the_sms_component_answers_within_its_initial_memory_too() {
     // Same allocator, same layout: the SMS channel (contract 1.0.0) does not grow memory to
     // build a send or classify its answer either.
     use host::contract::since_v1_0::bindings::{ChannelPlugin, flow::channel::types};
-    use host::runtime::block_on;
+    use host_testkit::block_on;
     let recorded = Recorded::load(host_testkit::SMS_CHANNEL_WASM);
     let mut store = recorded.store();
     let call = ChannelPlugin::instantiate_async(&mut store, &recorded.component, &recorded.linker);

@@ -2,6 +2,8 @@
 //! §2.5), classified through the real component, both as a synchronous Graph error (with the
 //! HTTP status Meta's table gives) and as the error of a `failed` status webhook.
 
+use host_testkit::Block;
+
 use crate::common::*;
 use Disposition::{Failed as F, Fallback as B, Retry as R, Unknown as U};
 use host::types::{
@@ -110,7 +112,7 @@ fn every_fact_sheet_code_as_a_graph_error() {
             headers: vec![],
             body: body.to_string().into_bytes(),
         });
-        let c = plugin().classify(&outcome, 1).unwrap();
+        let c = plugin().classify(&outcome, 1).block().unwrap();
         assert_eq!(
             (c.disposition, c.reason.as_str(), c.operator_action),
             (disposition, reason, operator),
@@ -138,7 +140,7 @@ fn every_fact_sheet_code_as_a_graph_error() {
             body: body.to_string().into_bytes(),
         });
         assert_eq!(
-            plugin().classify(&as_429, 1).unwrap().disposition,
+            plugin().classify(&as_429, 1).block().unwrap().disposition,
             disposition,
             "code {code} under 429"
         );
@@ -171,6 +173,7 @@ fn every_fact_sheet_code_as_a_failed_status_webhook() {
                 settings: "{}".into(),
             },
         )
+        .block()
         .unwrap()
         .unwrap()
     else {
@@ -220,7 +223,7 @@ fn every_code_a_peer_library_knows_is_classified() {
                 headers: vec![],
                 body: body.to_string().into_bytes(),
             });
-            plugin().classify(&outcome, 1).unwrap().reason == "unknown_error"
+            plugin().classify(&outcome, 1).block().unwrap().reason == "unknown_error"
         })
         .collect();
     assert_eq!(unknown, Vec::<i64>::new(), "codes still unknown_error");

@@ -1,5 +1,7 @@
 //! Every export of the real component, through wasmtime, with Meta's own payloads.
 
+use host_testkit::Block;
+
 use crate::common::*;
 use host::types::{
     Disposition, EventKind, Header, HttpResponse, SendOutcome, TransportError, TransportErrorKind,
@@ -9,7 +11,7 @@ use serde_json::{Value, json};
 
 #[test]
 fn describe_names_channel_versions_and_schemas() {
-    let info = plugin().describe().unwrap();
+    let info = plugin().describe().block().unwrap();
     assert_eq!(info.name, "whatsapp");
     assert_eq!(info.contract_version, "flow:channel@1.1.0");
     assert!(semver_like(&info.plugin_version), "{}", info.plugin_version);
@@ -38,7 +40,7 @@ fn meta_template_samples_validate() {
         "template-create-utility-positional-document-header.json",
     ] {
         assert_eq!(
-            plugin().validate_template(&fixture(name)).unwrap(),
+            plugin().validate_template(&fixture(name)).block().unwrap(),
             Ok(()),
             "{name}"
         );
@@ -53,6 +55,7 @@ fn invalid_template_reports_every_error_with_path_code_and_limit() {
     t["language"] = json!("en-US");
     let errors = plugin()
         .validate_template(&t.to_string())
+        .block()
         .unwrap()
         .unwrap_err();
     let find = |path: &str, code: &str| errors.iter().find(|e| e.path == path && e.code == code);
@@ -77,7 +80,7 @@ fn arbitrary_text_never_traps() {
         "{\"components\":[1,2,{}]}",
         &"[".repeat(10_000),
     ] {
-        assert!(plugin().validate_template(input).unwrap().is_err());
+        assert!(plugin().validate_template(input).block().unwrap().is_err());
     }
 }
 
@@ -95,6 +98,7 @@ fn build_payload_for_meta_template_samples() {
         let to = format!("+{}", sample["to"].as_str().unwrap());
         let req = plugin()
             .build_payload(&message(&to, content), &demo_config(None))
+            .block()
             .unwrap()
             .unwrap();
         assert_eq!(req.method, "POST");
@@ -127,6 +131,7 @@ fn build_payload_reports_field_errors() {
             ),
             &demo_config(None),
         )
+        .block()
         .unwrap()
         .unwrap_err();
     let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
@@ -151,6 +156,7 @@ fn classify_meta_responses() {
             &response(200, &fixture("send-response-template-accepted.json")),
             1,
         )
+        .block()
         .unwrap();
     assert_eq!(
         (ok.disposition, ok.provider_message_id.as_deref()),
@@ -161,6 +167,7 @@ fn classify_meta_responses() {
     );
     let text = plugin()
         .classify(&response(200, &fixture("send-response-text.json")), 1)
+        .block()
         .unwrap();
     assert_eq!(text.disposition, Disposition::Accepted);
 
@@ -169,6 +176,7 @@ fn classify_meta_responses() {
             &response(400, &fixture("error-response-130429-rate-limit.json")),
             1,
         )
+        .block()
         .unwrap();
     assert_eq!(
         (
@@ -192,6 +200,7 @@ fn classify_meta_responses() {
             ),
             1,
         )
+        .block()
         .unwrap();
     assert_eq!(
         (bad.disposition, bad.operator_action),
@@ -219,7 +228,10 @@ fn classify_common_codes_through_wasm() {
         (132001, Disposition::Failed, "template_error"),
     ];
     for (code, disposition, reason) in cases {
-        let c = plugin().classify(&response(400, &body(code)), 1).unwrap();
+        let c = plugin()
+            .classify(&response(400, &body(code)), 1)
+            .block()
+            .unwrap();
         assert_eq!(
             (c.disposition, c.reason.as_str()),
             (disposition, reason),
@@ -228,9 +240,13 @@ fn classify_common_codes_through_wasm() {
     }
     let html = plugin()
         .classify(&response(503, "<html>Service Unavailable</html>"), 1)
+        .block()
         .unwrap();
     assert_eq!(html.disposition, Disposition::Retry);
-    let pair2 = plugin().classify(&response(400, &body(131056)), 3).unwrap();
+    let pair2 = plugin()
+        .classify(&response(400, &body(131056)), 3)
+        .block()
+        .unwrap();
     assert_eq!(
         pair2.retry_after_ms,
         Some(16_000),
@@ -250,6 +266,7 @@ fn classify_transport_errors() {
     assert_eq!(
         plugin()
             .classify(&t(TransportErrorKind::Connect, false), 1)
+            .block()
             .unwrap()
             .disposition,
         Disposition::Retry
@@ -257,6 +274,7 @@ fn classify_transport_errors() {
     assert_eq!(
         plugin()
             .classify(&t(TransportErrorKind::Timeout, true), 1)
+            .block()
             .unwrap()
             .disposition,
         Disposition::Unknown
@@ -311,6 +329,7 @@ fn parse_webhook_statuses_signed_with_the_app_secret() {
                 &signed_post(&body, Some(sign(APP_SECRET, &body))),
                 &webhook_config(),
             )
+            .block()
             .unwrap()
             .unwrap();
         let WebhookOutcome::Events(events) = out else {
@@ -340,6 +359,7 @@ fn delivered_and_read_statuses() {
             &signed_post(&body, Some(sign(APP_SECRET, &body))),
             &webhook_config(),
         )
+        .block()
         .unwrap()
         .unwrap()
     else {
@@ -361,6 +381,7 @@ fn webhook_signatures_are_enforced() {
     let p = plugin();
     assert_eq!(
         p.parse_webhook(&signed_post(&body, None), &webhook_config())
+            .block()
             .unwrap(),
         Err(WebhookError::SignatureMissing)
     );
@@ -369,6 +390,7 @@ fn webhook_signatures_are_enforced() {
             &signed_post(&body, Some(sign("another-secret", &body))),
             &webhook_config(),
         )
+        .block()
         .unwrap();
     assert!(matches!(wrong, Err(WebhookError::SignatureInvalid(_))));
     let mut tampered = body.clone();
@@ -379,6 +401,7 @@ fn webhook_signatures_are_enforced() {
             &signed_post(&tampered, Some(sign(APP_SECRET, &body))),
             &webhook_config(),
         )
+        .block()
         .unwrap();
     assert!(matches!(t, Err(WebhookError::SignatureInvalid(_))));
     let malformed = p
@@ -386,6 +409,7 @@ fn webhook_signatures_are_enforced() {
             &signed_post(&body, Some("md5=abc".into())),
             &webhook_config(),
         )
+        .block()
         .unwrap();
     assert!(matches!(malformed, Err(WebhookError::SignatureInvalid(_))));
     // A unicode body signs and verifies over its raw bytes.
@@ -395,6 +419,7 @@ fn webhook_signatures_are_enforced() {
             &signed_post(unicode, Some(sign(APP_SECRET, unicode))),
             &webhook_config()
         )
+        .block()
         .unwrap(),
         Ok(WebhookOutcome::Events(_))
     ));
@@ -415,12 +440,14 @@ fn verification_handshake() {
     assert_eq!(
         plugin()
             .parse_webhook(&get(VERIFY_TOKEN), &webhook_config())
+            .block()
             .unwrap(),
         Ok(WebhookOutcome::Verification("1158201444".into()))
     );
     assert!(matches!(
         plugin()
             .parse_webhook(&get("guess"), &webhook_config())
+            .block()
             .unwrap(),
         Err(WebhookError::VerificationRefused(_))
     ));
@@ -441,6 +468,7 @@ fn arbitrary_webhook_bytes_never_trap() {
     ] {
         let r = plugin()
             .parse_webhook(&signed_post(body, None), &off)
+            .block()
             .unwrap();
         assert!(r.is_ok() || matches!(r, Err(WebhookError::Malformed(_))));
     }
@@ -466,6 +494,7 @@ fn build_payload_reproduces_every_meta_send_sample() {
         );
         let req = plugin()
             .build_payload(&message(&to, content), &demo_config(None))
+            .block()
             .unwrap();
         let req = req.unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let body: Value = serde_json::from_slice(&req.body).unwrap();
@@ -495,7 +524,10 @@ fn the_documented_message_examples_build() {
     for line in block.lines().filter(|l| !l.trim().is_empty()) {
         let doc: Value = serde_json::from_str(line).unwrap();
         let req = host::json::message_request(&doc, 0).unwrap();
-        let built = plugin().build_payload(&req, &demo_config(None)).unwrap();
+        let built = plugin()
+            .build_payload(&req, &demo_config(None))
+            .block()
+            .unwrap();
         assert!(built.is_ok(), "{line}: {built:?}");
         n += 1;
     }
@@ -517,6 +549,7 @@ fn a_batch_of_every_kind_is_one_event_each() {
     let request = signed_post(&body, Some(sign(APP_SECRET, &body)));
     let WebhookOutcome::Events(events) = plugin()
         .parse_webhook(&request, &webhook_config())
+        .block()
         .unwrap()
         .unwrap()
     else {
@@ -576,6 +609,7 @@ fn a_batch_of_every_kind_is_one_event_each() {
     // Meta redelivers: the same body gives the same dedupe keys.
     let WebhookOutcome::Events(again) = plugin()
         .parse_webhook(&request, &webhook_config())
+        .block()
         .unwrap()
         .unwrap()
     else {
@@ -602,6 +636,7 @@ fn build_defaults_to_graph_v26_and_refuses_a_retired_version_with_its_date() {
     m.last_inbound_ms = Some(m.now_ms);
     let req = plugin()
         .build_payload(&m, &demo_config(None))
+        .block()
         .unwrap()
         .unwrap();
     assert!(req.url.contains("/v26.0/"), "{}", req.url);
@@ -614,6 +649,7 @@ fn build_defaults_to_graph_v26_and_refuses_a_retired_version_with_its_date() {
     m.last_inbound_ms = Some(m.now_ms);
     let errs = plugin()
         .build_payload(&m, &cfg("v20.0"))
+        .block()
         .unwrap()
         .unwrap_err();
     assert_eq!(
@@ -625,7 +661,13 @@ fn build_defaults_to_graph_v26_and_refuses_a_retired_version_with_its_date() {
         "{}",
         errs[0].message
     );
-    assert!(plugin().build_payload(&m, &cfg("v21.0")).unwrap().is_ok());
+    assert!(
+        plugin()
+            .build_payload(&m, &cfg("v21.0"))
+            .block()
+            .unwrap()
+            .is_ok()
+    );
 }
 
 #[test]
@@ -636,6 +678,7 @@ fn a_typing_indicator_marks_the_message_read_with_meta_s_shape() {
     );
     let req = plugin()
         .build_payload(&m, &demo_config(None))
+        .block()
         .unwrap()
         .unwrap();
     let body: Value = serde_json::from_slice(&req.body).unwrap();
@@ -655,6 +698,7 @@ fn events_of(doc: &Value) -> Vec<host::types::WebhookEvent> {
             &signed_post(&body, Some(sign(APP_SECRET, &body))),
             &webhook_config(),
         )
+        .block()
         .unwrap()
         .unwrap()
     {

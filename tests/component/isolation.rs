@@ -2,6 +2,8 @@
 //! and wall-clock time are budgeted separately, and a call that fails after its request left
 //! says so.
 
+use host_testkit::Block;
+
 use crate::common::*;
 use host::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
 use host::{CallError, Limits};
@@ -16,13 +18,13 @@ fn memory_cap_traps_the_call_and_the_host_keeps_serving() {
         ..Limits::default()
     });
     let huge = format!("{{\"name\":\"{}\"}}", "a".repeat(16 << 20));
-    match small.validate_template(&huge) {
+    match small.validate_template(&huge).block() {
         Err(CallError::Trap { request_sent, .. }) => assert!(!request_sent),
         other => panic!("expected a trap, got {other:?}"),
     }
     // Same compiled component, next call (a fresh instance): fine.
-    assert!(small.validate_template("{}").is_ok());
-    assert_eq!(plugin().describe().unwrap().name, "whatsapp");
+    assert!(small.validate_template("{}").block().is_ok());
+    assert_eq!(plugin().describe().block().unwrap().name, "whatsapp");
 }
 
 #[test]
@@ -33,14 +35,14 @@ fn the_cpu_budget_interrupts_the_guest() {
     });
     // (`describe` would answer from the host's cache: validating a template runs the guest.)
     let template = order_update_content().to_string();
-    match starved.validate_template(&template) {
+    match starved.validate_template(&template).block() {
         Err(CallError::Trap { message, .. }) => {
             assert!(message.contains("CPU budget"), "{message}")
         }
         other => panic!("expected an interrupt, got {other:?}"),
     }
     assert!(
-        plugin().validate_template(&template).is_ok(),
+        plugin().validate_template(&template).block().is_ok(),
         "the next call runs"
     );
 }
@@ -90,6 +92,7 @@ fn time_waiting_on_the_provider_costs_no_guest_cpu() {
             &demo_config(Some(base)),
             1,
         )
+        .block()
         .unwrap()
         .unwrap();
     assert_eq!(c.reason, "outcome_unknown", "{c:?}");
@@ -123,6 +126,7 @@ fn the_wall_clock_deadline_covers_host_imports_and_reports_a_request_that_left()
             &demo_config(Some(base)),
             1,
         )
+        .block()
         .unwrap_err();
     assert!(
         matches!(
@@ -140,7 +144,7 @@ fn the_wall_clock_deadline_covers_host_imports_and_reports_a_request_that_left()
 #[test]
 fn many_calls_in_a_row_each_get_a_fresh_instance() {
     for _ in 0..50 {
-        assert!(plugin().validate_template("{}").unwrap().is_err());
+        assert!(plugin().validate_template("{}").block().unwrap().is_err());
     }
 }
 
@@ -153,6 +157,7 @@ fn json_nested_past_the_parser_limit_is_an_error_not_a_stack_overflow() {
         let template = format!("{{\"name\":\"x\",\"components\":{}}}", deep(depth));
         let errors = plugin()
             .validate_template(&template)
+            .block()
             .expect("no trap")
             .expect_err("not a valid template");
         assert!(!errors.is_empty());
@@ -166,13 +171,14 @@ fn json_nested_past_the_parser_limit_is_an_error_not_a_stack_overflow() {
         );
         let _ = plugin()
             .build_payload(&request, &demo_config(None))
+            .block()
             .expect("no trap");
         let outcome = host::types::SendOutcome::Response(host::types::HttpResponse {
             status: 400,
             headers: vec![],
             body: format!("{{\"error\":{}}}", deep(depth)).into_bytes(),
         });
-        let c = plugin().classify(&outcome, 1).expect("no trap");
+        let c = plugin().classify(&outcome, 1).block().expect("no trap");
         assert!(!c.reason.is_empty(), "{c:?}");
     }
 }

@@ -1,6 +1,8 @@
 //! Loading components: contract versions side by side, refusals, the precompiled cache.
 //! (The registry itself: `host-cli/tests/host/registry.rs`.)
 
+use host_testkit::Block;
+
 use crate::common::runtime;
 use host::{HostServices, Limits};
 use std::sync::Arc;
@@ -29,11 +31,11 @@ fn components_of_both_served_contract_versions_load_side_by_side() {
     assert_eq!(sms.contract(), ContractVersion::V1_0);
     assert_eq!(whatsapp.contract(), ContractVersion::V1_1);
     assert_eq!(
-        sms.describe().unwrap().contract_version,
+        sms.describe().block().unwrap().contract_version,
         "flow:channel@1.0.0"
     );
     assert_eq!(
-        whatsapp.describe().unwrap().contract_version,
+        whatsapp.describe().block().unwrap().contract_version,
         "flow:channel@1.1.0"
     );
 }
@@ -111,7 +113,10 @@ fn compiled_components_are_cached_by_digest_and_engine() {
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert!(cached[0].starts_with(&digest) && cached[0].ends_with(".cwasm"));
     let again = rt.load(&bytes, services, Limits::default()).unwrap();
-    assert_eq!(first.describe().unwrap(), again.describe().unwrap());
+    assert_eq!(
+        first.describe().block().unwrap(),
+        again.describe().block().unwrap()
+    );
 }
 
 /// The release component stays within issue 21's 300 KB with serde_json inside (the tests load

@@ -1,11 +1,17 @@
 //! Carousel and limited-time-offer templates through the built component: creation rules
 //! (`validate-template`) and sends checked against the approved cards (`build-payload`).
 
+use host_testkit::Block;
+
 use crate::common::*;
 use serde_json::{Value, json};
 
 fn codes(template: &Value) -> Vec<(String, String)> {
-    match plugin().validate_template(&template.to_string()).unwrap() {
+    match plugin()
+        .validate_template(&template.to_string())
+        .block()
+        .unwrap()
+    {
         Ok(()) => vec![],
         Err(errors) => errors.into_iter().map(|e| (e.path, e.code)).collect(),
     }
@@ -86,6 +92,7 @@ fn carousel_message(n: usize) -> Value {
 fn build(content: Value) -> Result<Value, Vec<(String, String, String)>> {
     match plugin()
         .build_payload(&message("+16505551234", content), &demo_config(None))
+        .block()
         .unwrap()
     {
         Ok(req) => Ok(serde_json::from_slice(&req.body).unwrap()),

@@ -1,6 +1,8 @@
 //! `send` end to end: the real component in wasmtime, the host's HTTP client over loopback, the
 //! embedded mock Cloud API checking the token the host substituted.
 
+use host_testkit::Block;
+
 use crate::common::*;
 use host::Plugin;
 use host::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
@@ -35,6 +37,7 @@ impl Setup {
                 &demo_config(Some(self.mock.base_url())),
                 attempt,
             )
+            .block()
             .unwrap()
             .unwrap()
     }
@@ -48,6 +51,7 @@ fn accepted_send_reaches_the_mock_with_the_substituted_token() {
     let c = s
         .plugin
         .send(&req, &demo_config(Some(s.mock.base_url())), 1)
+        .block()
         .unwrap()
         .unwrap();
     assert_eq!(c.disposition, Disposition::Accepted);
@@ -160,6 +164,7 @@ fn wrong_token_is_an_auth_failure() {
             &demo_config(Some(mock.base_url())),
             1,
         )
+        .block()
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -210,6 +215,7 @@ fn hosts_off_the_allowlist_are_denied_without_a_request() {
             &demo_config(Some(mock.base_url())),
             1,
         )
+        .block()
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -238,6 +244,7 @@ fn a_missing_secret_is_denied_before_anything_is_sent() {
             &demo_config(Some(mock.base_url())),
             1,
         )
+        .block()
         .unwrap()
         .unwrap();
     assert_eq!(c.reason, "host_policy_denied");
@@ -274,6 +281,7 @@ fn connection_refused_is_a_safe_retry() {
             &demo_config(Some(base)),
             1,
         )
+        .block()
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -292,6 +300,7 @@ fn invalid_messages_are_refused_before_sending() {
             &demo_config(Some(s.mock.base_url())),
             1,
         )
+        .block()
         .unwrap()
         .unwrap_err();
     assert_eq!(errs[0].path, "/recipient");
@@ -317,6 +326,7 @@ fn free_form_outside_the_window_falls_back_without_calling_meta() {
         let c = s
             .plugin
             .send(&text_message(last), &cfg, 1)
+            .block()
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -328,6 +338,7 @@ fn free_form_outside_the_window_falls_back_without_calling_meta() {
     let inside = s
         .plugin
         .send(&text_message(Some(now - 3600 * 1000)), &cfg, 1)
+        .block()
         .unwrap()
         .unwrap();
     assert_eq!(inside.disposition, Disposition::Accepted);
@@ -343,6 +354,7 @@ fn outside_the_window_the_named_template_goes_instead() {
     let c = s
         .plugin
         .send(&m, &demo_config(Some(s.mock.base_url())), 1)
+        .block()
         .unwrap()
         .unwrap();
     assert_eq!(c.disposition, Disposition::Accepted);
@@ -365,6 +377,7 @@ fn sends_are_checked_against_the_catalog_before_reaching_meta() {
     let errs = s
         .plugin
         .send(&message("+15550100001", template_content()), &cfg, 1)
+        .block()
         .unwrap()
         .unwrap_err();
     assert_eq!(
@@ -418,6 +431,7 @@ fn an_authentication_template_to_a_business_scoped_user_id_is_refused_before_sen
             &demo_config(Some(s.mock.base_url())),
             1,
         )
+        .block()
         .unwrap()
         .unwrap_err();
     let e = errs
@@ -431,6 +445,7 @@ fn an_authentication_template_to_a_business_scoped_user_id_is_refused_before_sen
     assert!(
         s.plugin
             .build_payload(&message("+15550100001", content), &demo_config(None))
+            .block()
             .unwrap()
             .is_ok()
     );
@@ -464,6 +479,7 @@ fn marketing_templates_go_to_the_marketing_messages_api_when_it_is_on() {
     let c = s
         .plugin
         .send(&message("+15550100001", template_content()), &on, 1)
+        .block()
         .unwrap()
         .unwrap();
     assert_eq!(c.disposition, Disposition::Accepted, "{c:?}");
@@ -482,6 +498,7 @@ fn marketing_templates_go_to_the_marketing_messages_api_when_it_is_on() {
         let http = s
             .plugin
             .build_payload(&message("+15550100001", template_content()), &cfg)
+            .block()
             .unwrap()
             .unwrap();
         assert!(
@@ -503,7 +520,7 @@ fn meta_s_131063_tells_the_operator_to_switch_to_the_marketing_messages_api() {
             }),
             1,
         )
-        .unwrap();
+        .block().unwrap();
     assert_eq!(
         (c.disposition, c.reason.as_str(), c.operator_action),
         (Disposition::Failed, "marketing_messages_api_required", true)
@@ -516,7 +533,12 @@ fn a_customer_who_stopped_marketing_gets_no_marketing_template_but_still_gets_ut
     let mut request = message("+15550100001", template_content());
     request.opted_out = vec!["marketing".into()];
     let marketing = settings_with(&s, json!({"templates": approved("MARKETING")}));
-    let c = s.plugin.send(&request, &marketing, 1).unwrap().unwrap();
+    let c = s
+        .plugin
+        .send(&request, &marketing, 1)
+        .block()
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (c.disposition, c.reason.as_str()),
         (Disposition::Fallback, "recipient_opted_out")
@@ -525,6 +547,7 @@ fn a_customer_who_stopped_marketing_gets_no_marketing_template_but_still_gets_ut
     let errs = s
         .plugin
         .build_payload(&request, &marketing)
+        .block()
         .unwrap()
         .unwrap_err();
     assert_eq!(
@@ -532,6 +555,11 @@ fn a_customer_who_stopped_marketing_gets_no_marketing_template_but_still_gets_ut
         ("/opted_out", "recipient_opted_out")
     );
     let utility = settings_with(&s, json!({"templates": approved("UTILITY")}));
-    let c = s.plugin.send(&request, &utility, 1).unwrap().unwrap();
+    let c = s
+        .plugin
+        .send(&request, &utility, 1)
+        .block()
+        .unwrap()
+        .unwrap();
     assert_eq!(c.disposition, Disposition::Accepted, "{c:?}");
 }

@@ -1,5 +1,7 @@
 //! The SMS component through wasmtime: the same contract, another channel.
 
+use host_testkit::Block;
+
 use host::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
 use host::types::{
     ChannelConfig, Disposition, Header, HttpResponse, MessageRequest, SendOutcome, WebhookError,
@@ -26,12 +28,12 @@ fn the_sms_component_implements_the_same_world() {
             Limits::default(),
         )
         .unwrap();
-    let info = plugin.describe().unwrap();
+    let info = plugin.describe().block().unwrap();
     assert_eq!(
         (info.name.as_str(), info.contract_version.as_str()),
         ("sms", "flow:channel@1.0.0")
     );
-    assert!(plugin.validate_template("{}").unwrap().is_err());
+    assert!(plugin.validate_template("{}").block().unwrap().is_err());
 
     let cfg = ChannelConfig {
         api_base: Some("http://127.0.0.1:9".into()),
@@ -45,7 +47,7 @@ fn the_sms_component_implements_the_same_world() {
         now_ms: 0,
         opted_out: vec![],
     };
-    let http = plugin.build_payload(&req, &cfg).unwrap().unwrap();
+    let http = plugin.build_payload(&req, &cfg).block().unwrap().unwrap();
     assert!(
         http.headers
             .iter()
@@ -58,7 +60,7 @@ fn the_sms_component_implements_the_same_world() {
         body: br#"{"id":"sms-1","status":"queued"}"#.to_vec(),
     });
     assert_eq!(
-        plugin.classify(&accepted, 1).unwrap().disposition,
+        plugin.classify(&accepted, 1).block().unwrap().disposition,
         Disposition::Accepted
     );
 
@@ -73,7 +75,8 @@ fn the_sms_component_implements_the_same_world() {
         query: vec![],
         body: body.clone(),
     };
-    let Ok(Ok(WebhookOutcome::Events(events))) = plugin.parse_webhook(&hook(&sig), &cfg) else {
+    let Ok(Ok(WebhookOutcome::Events(events))) = plugin.parse_webhook(&hook(&sig), &cfg).block()
+    else {
         panic!("events")
     };
     assert_eq!(
@@ -85,7 +88,7 @@ fn the_sms_component_implements_the_same_world() {
     );
     let wrong = host_testkit::mock::signature("other", &body);
     assert!(matches!(
-        plugin.parse_webhook(&hook(&wrong), &cfg).unwrap(),
+        plugin.parse_webhook(&hook(&wrong), &cfg).block().unwrap(),
         Err(WebhookError::SignatureInvalid(_))
     ));
 }

@@ -2,6 +2,8 @@
 //! standby (handover), calls, identity changes, template category/quality/components
 //! updates, account and number quality updates, call-permission replies.
 
+use host_testkit::Block;
+
 use crate::common::*;
 use host::types::{Disposition, EventKind, Header, WebhookEvent, WebhookOutcome, WebhookRequest};
 use serde_json::{Value, json};
@@ -27,7 +29,12 @@ fn events(field: &str, value: Value) -> Vec<WebhookEvent> {
         api_base: None,
         settings: json!({"app_secret": "whatsapp/app-secret"}).to_string(),
     };
-    match plugin().parse_webhook(&request, &config).unwrap().unwrap() {
+    match plugin()
+        .parse_webhook(&request, &config)
+        .block()
+        .unwrap()
+        .unwrap()
+    {
         WebhookOutcome::Events(events) => events,
         other => panic!("events expected, got {other:?}"),
     }

@@ -22,14 +22,12 @@ fn median_us(mut samples: Vec<Duration>) -> f64 {
 
 /// The medians (µs) of instantiating [`bench_floor::ONE_MODULE`] and
 /// [`bench_floor::WITH_IMPORT_SHIM`] on `runtime`'s engine.
-fn floor(runtime: &Runtime, iterations: usize) -> Result<(f64, f64)> {
-    let median = |text: &str| -> Result<f64> {
-        let floor = bench_floor::Floor::new(runtime.engine(), text)?;
-        median_of(iterations, || host::runtime::block_on(floor.instantiate()))
-    };
+async fn floor(runtime: &Runtime, iterations: usize) -> Result<(f64, f64)> {
+    let one = bench_floor::Floor::new(runtime.engine(), bench_floor::ONE_MODULE)?;
+    let shim = bench_floor::Floor::new(runtime.engine(), bench_floor::WITH_IMPORT_SHIM)?;
     Ok((
-        median(bench_floor::ONE_MODULE)?,
-        median(bench_floor::WITH_IMPORT_SHIM)?,
+        median_of(iterations, || one.instantiate()).await?,
+        median_of(iterations, || shim.instantiate()).await?,
     ))
 }
 
@@ -60,14 +58,18 @@ impl CallInputs {
 }
 
 /// The median (µs) of `iterations` runs of `f`, after one to warm up.
-fn median_of(iterations: usize, f: impl Fn() -> Result<()>) -> Result<f64> {
-    f()?;
-    let samples = (0..iterations)
-        .map(|_| {
-            let t = Instant::now();
-            f().map(|_| t.elapsed())
-        })
-        .collect::<Result<Vec<_>>>()?;
+async fn median_of<F, Fut>(iterations: usize, f: F) -> Result<f64>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    f().await?;
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        f().await?;
+        samples.push(t.elapsed());
+    }
     Ok(median_us(samples))
 }
 
@@ -80,27 +82,37 @@ struct CallMedians {
 }
 
 impl CallMedians {
-    fn measure(plugin: &Plugin, inputs: &CallInputs, iterations: usize) -> Result<CallMedians> {
+    async fn measure(
+        plugin: &Plugin,
+        inputs: &CallInputs,
+        iterations: usize,
+    ) -> Result<CallMedians> {
         let failed = |e: CallError| anyhow!("{e}");
         Ok(CallMedians {
-            instantiate: median_of(iterations, || plugin.instantiate().map_err(failed))?,
-            describe: median_of(iterations, || {
-                host::runtime::block_on(plugin.describe_uncached())
-                    .map(|_| ())
-                    .map_err(failed)
-            })?,
-            classify: median_of(iterations, || {
+            instantiate: median_of(iterations, || async {
+                plugin.instantiate().await.map_err(failed)
+            })
+            .await?,
+            describe: median_of(iterations, || async {
+                plugin.describe_uncached().await.map(|_| ()).map_err(failed)
+            })
+            .await?,
+            classify: median_of(iterations, || async {
                 plugin
                     .classify(&inputs.outcome, 1)
+                    .await
                     .map(|_| ())
                     .map_err(failed)
-            })?,
-            build_payload: median_of(iterations, || {
+            })
+            .await?,
+            build_payload: median_of(iterations, || async {
                 plugin
                     .build_payload(&inputs.message, &inputs.config)
+                    .await
                     .map(|_| ())
                     .map_err(failed)
-            })?,
+            })
+            .await?,
         })
     }
 }
@@ -114,7 +126,7 @@ struct AllocatorReport {
 
 /// Compiles `bytes` on `runtime`, then measures instantiation and the calls, the engine's
 /// floor, and compiling against loading the precompiled artifact.
-fn bench_allocator(
+async fn bench_allocator(
     runtime: &Runtime,
     key: &str,
     bytes: &[u8],
@@ -128,8 +140,8 @@ fn bench_allocator(
         Limits::default(),
     )?;
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
-    let m = CallMedians::measure(&plugin, inputs, iterations)?;
-    let (one_module, with_shim) = floor(runtime, iterations)?;
+    let m = CallMedians::measure(&plugin, inputs, iterations).await?;
+    let (one_module, with_shim) = floor(runtime, iterations).await?;
     let (compile, load) = runtime.compile_and_load_times(bytes)?;
     let (precompile_ms, load_ms) = (compile.as_secs_f64() * 1e3, load.as_secs_f64() * 1e3);
     let lines = vec![
@@ -165,7 +177,7 @@ fn bench_allocator(
 }
 
 /// `bench`: compile once, then instantiate (+ call) many times, pooled and on demand.
-pub fn bench(plugin_path: Option<&Path>, iterations: usize) -> Result<Outcome> {
+pub async fn bench(plugin_path: Option<&Path>, iterations: usize) -> Result<Outcome> {
     if iterations == 0 {
         return usage("--iterations must be at least 1");
     }
@@ -190,7 +202,7 @@ pub fn bench(plugin_path: Option<&Path>, iterations: usize) -> Result<Outcome> {
                 continue;
             }
         };
-        let measured = bench_allocator(&runtime, key, &bytes, &inputs, iterations)?;
+        let measured = bench_allocator(&runtime, key, &bytes, &inputs, iterations).await?;
         lines.extend(measured.lines);
         report.insert(key.into(), measured.json);
         classify_us[usize::from(!pooling)] = Some(measured.classify_us);

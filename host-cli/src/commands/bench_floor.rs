@@ -132,9 +132,9 @@ mod tests {
             .or_else(|_| Runtime::with_options(false, false))
             .unwrap();
         let one = Floor::new(runtime.engine(), ONE_MODULE).unwrap();
-        assert_eq!(host::runtime::block_on(one.run()).unwrap(), (7, 0));
+        assert_eq!(host_testkit::block_on(one.run()).unwrap(), (7, 0));
         let shim = Floor::new(runtime.engine(), WITH_IMPORT_SHIM).unwrap();
         // The lowered import reads the guest's memory: the shim is wired as a real one is.
-        assert_eq!(host::runtime::block_on(shim.run()).unwrap(), (7, 5));
+        assert_eq!(host_testkit::block_on(shim.run()).unwrap(), (7, 5));
     }
 }

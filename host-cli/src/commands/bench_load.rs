@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "bench-token";
 
 /// Measure the runtime under load (see `docs/measurements.md`).
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
     /// Flows in the campaign (each one WhatsApp send waiting for `accepted`).
     #[arg(long, default_value_t = 10_000)]
@@ -72,7 +72,7 @@ struct Bench<'a> {
 }
 
 impl LoadArgs {
-    pub fn run(&self, plugin: Option<&Path>) -> Result<Outcome> {
+    pub async fn run(&self, plugin: Option<&Path>) -> Result<Outcome> {
         if self.flows == 0 || self.flows > 1_000_000 || self.rate == 0 {
             return Err(
                 UsageError("--flows must be 1 to 1000000 and --rate at least 1".into()).into(),
@@ -89,8 +89,12 @@ impl LoadArgs {
             .into());
         }
         let latency = Latency::parse(&self.latency_ms).map_err(|e| UsageError(format!("{e:#}")))?;
-        let bench = Bench::new(self, latency)?;
-        let report = bench.run(plugin)?;
+        // The bench drives processes and waits on them: a blocking job, off the runtime's
+        // workers.
+        let (args, plugin) = (self.clone(), plugin.map(Path::to_path_buf));
+        let report =
+            tokio::task::spawn_blocking(move || Bench::new(&args, latency)?.run(plugin.as_deref()))
+                .await??;
         let text = render(&report);
         Ok(Outcome {
             code: 0,

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 /// `demo`: every demo message to the embedded mock, with retries where the classification
 /// says so (bounded, honouring `retry_after_ms` up to 2 s so the demo stays short).
-pub fn demo(plugin_path: Option<&Path>, out: &mut dyn std::io::Write) -> Result<Outcome> {
-    let mock = MockApi::start(0, MockConfig::default())?;
+pub async fn demo(plugin_path: Option<&Path>, out: &mut dyn std::io::Write) -> Result<Outcome> {
+    let mock = MockApi::spawn(0, MockConfig::default()).await?;
     let plugin = load_plugin(
         plugin_path,
         mock_services(&mock, Log::stderr(host::types::LogLevel::Warn))?,
@@ -37,7 +37,7 @@ pub fn demo(plugin_path: Option<&Path>, out: &mut dyn std::io::Write) -> Result<
             json::message_request(&doc, now_ms()).map_err(|e| anyhow!("demo message: {e:?}"))?;
         writeln!(out, "▸ {scenario}  →  {}", request.recipient)?;
         for attempt in 1..=3u32 {
-            match plugin.send(&request, &cfg, attempt)? {
+            match plugin.send(&request, &cfg, attempt).await? {
                 Err(errors) => {
                     for e in errors {
                         writeln!(
@@ -80,7 +80,7 @@ pub fn demo(plugin_path: Option<&Path>, out: &mut dyn std::io::Write) -> Result<
                     {
                         break;
                     }
-                    std::thread::sleep(Duration::from_millis(c.retry_after_ms.unwrap_or(0)));
+                    tokio::time::sleep(Duration::from_millis(c.retry_after_ms.unwrap_or(0))).await;
                 }
             }
         }
@@ -90,7 +90,7 @@ pub fn demo(plugin_path: Option<&Path>, out: &mut dyn std::io::Write) -> Result<
         out,
         "\nThe mock received {n} HTTP requests; the access token never entered the component."
     )?;
-    demo_flows(out)?;
+    demo_flows(out).await?;
     Ok(Outcome {
         code: 0,
         json: None,
@@ -99,13 +99,14 @@ pub fn demo(plugin_path: Option<&Path>, out: &mut dyn std::io::Write) -> Result<
 }
 
 /// The demo's second part: fallback flows, with webhooks, timers and the SMS channel.
-pub fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
+pub async fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("host-harness-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("flows.sqlite");
     let _ = std::fs::remove_file(&db);
     let stack =
-        host_testkit::stack::Stack::start(&db.to_string_lossy(), Duration::from_millis(250))?;
+        host_testkit::stack::Stack::spawn(&db.to_string_lossy(), Duration::from_millis(250))
+            .await?;
     writeln!(
         out,
         "\nFallback flows: WhatsApp first, then SMS (serve at {}, signed webhooks from the mock)\n",
@@ -149,7 +150,7 @@ pub fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
         if done == ids.len() || started.elapsed() > Duration::from_secs(30) {
             break;
         }
-        std::thread::sleep(Duration::from_millis(700));
+        tokio::time::sleep(Duration::from_millis(700)).await;
     }
     for id in &ids {
         if let Some(status) = stack.runner.status(id)? {

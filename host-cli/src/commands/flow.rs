@@ -44,20 +44,20 @@ pub enum FlowCommand {
 }
 
 impl FlowCommand {
-    pub fn run(&self) -> Result<Outcome> {
+    pub async fn run(&self) -> Result<Outcome> {
         match self {
             FlowCommand::Start {
                 file,
                 server,
                 secrets,
                 plugins,
-            } => start(file, server, secrets.as_deref(), plugins.as_deref()),
+            } => start(file, server, secrets.as_deref(), plugins.as_deref()).await,
             FlowCommand::Status { id, db, json } => status(id, db, *json),
         }
     }
 }
 
-fn start(
+async fn start(
     file: &str,
     server: &str,
     secrets: Option<&Path>,
@@ -65,7 +65,7 @@ fn start(
 ) -> Result<Outcome> {
     let doc = read_json(file)?;
     if let Some(lock) = plugins {
-        let errors = check_with_locked_plugins(&doc, lock)?;
+        let errors = check_with_locked_plugins(&doc, lock).await?;
         if !errors.is_empty() {
             return Ok(Outcome::json(1, json!({ "errors": errors })));
         }
@@ -75,27 +75,22 @@ fn start(
             "the flow API needs the host secret {API_TOKEN_SECRET} (set FLOW_SECRET_FLOW_API_TOKEN or use --secrets)"
         ))
     })?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
-        .post(&format!("{}/flows", server.trim_end_matches('/')))
-        .header("authorization", &format!("Bearer {token}"))
+    let resp = reqwest::Client::new()
+        .post(format!("{}/flows", server.trim_end_matches('/')))
+        .bearer_auth(token)
         .header("content-type", "application/json")
-        .send(doc.to_string().as_bytes())
+        .body(doc.to_string())
+        .send()
+        .await
         .map_err(|e| UsageError(format!("cannot reach {server}: {e}")))?;
-    let body: Value =
-        serde_json::from_slice(&resp.body_mut().read_to_vec()?).unwrap_or(Value::Null);
-    Ok(Outcome::json(
-        if resp.status().is_success() { 0 } else { 1 },
-        body,
-    ))
+    let succeeded = resp.status().is_success();
+    let body: Value = serde_json::from_slice(&resp.bytes().await?).unwrap_or(Value::Null);
+    Ok(Outcome::json(if succeeded { 0 } else { 1 }, body))
 }
 
 /// Every problem the locked plugins find in the flows of `doc` (one flow or an array), as
 /// field errors with JSON pointers into the file.
-fn check_with_locked_plugins(doc: &Value, lock: &Path) -> Result<Vec<Value>> {
+async fn check_with_locked_plugins(doc: &Value, lock: &Path) -> Result<Vec<Value>> {
     let usage = |e: anyhow::Error| UsageError(format!("{e:#}"));
     let setups = LockFile::setups_from(lock).map_err(usage)?;
     let channels = load_channels(
@@ -104,6 +99,7 @@ fn check_with_locked_plugins(doc: &Value, lock: &Path) -> Result<Vec<Value>> {
         LogLevel::Error,
         &setups,
     )
+    .await
     .map_err(usage)?;
     let names: Vec<&str> = setups.iter().map(|s| s.name.as_str()).collect();
     let flows: Vec<(String, &Value)> = match doc {
@@ -140,7 +136,11 @@ fn check_with_locked_plugins(doc: &Value, lock: &Path) -> Result<Vec<Value>> {
                 now_ms: now_ms(),
                 opted_out: Vec::new(),
             };
-            if let Err(field_errors) = channel.plugin.build_payload(&request, &channel.config())? {
+            if let Err(field_errors) = channel
+                .plugin
+                .build_payload(&request, &channel.config())
+                .await?
+            {
                 let entry = setups.iter().position(|s| s.name == step.channel);
                 for e in field_errors {
                     errors.push(step_error(&at, i, entry, &e));

@@ -37,7 +37,7 @@ pub struct MockApiArgs {
 }
 
 impl MockApiArgs {
-    pub fn run(&self) -> Result<Outcome> {
+    pub async fn run(&self) -> Result<Outcome> {
         let latency = match &self.latency_ms {
             None => Latency::None,
             Some(s) => Latency::parse(s).map_err(|e| UsageError(format!("{e:#}")))?,
@@ -50,7 +50,7 @@ impl MockApiArgs {
             rate_per_number: rate,
             pair_gap_ms: self.pair_gap_ms,
         });
-        let mock = MockApi::start(
+        let mock = MockApi::spawn(
             self.port,
             MockConfig {
                 webhooks,
@@ -59,7 +59,8 @@ impl MockApiArgs {
                 record: !self.no_record,
                 ..MockConfig::default()
             },
-        )?;
+        )
+        .await?;
         if let Some(base) = &self.webhooks_to {
             eprintln!(
                 "posting status webhooks to {base}, signed with {DEMO_APP_SECRET:?} (WhatsApp) and {DEMO_SMS_WEBHOOK_SECRET:?} (SMS)"
@@ -72,7 +73,7 @@ impl MockApiArgs {
         for s in SCENARIOS {
             eprintln!("  {}  {}", s.recipient, s.description);
         }
-        mock.wait();
+        mock.wait().await;
         Ok(Outcome::none())
     }
 }

@@ -28,7 +28,7 @@ pub struct WebhookArgs<'a> {
 }
 
 /// `webhook`: secrets from the named environment variables, then the plugin's verdict.
-pub fn webhook_command(
+pub async fn webhook_command(
     plugin_path: Option<&Path>,
     log: Log,
     args: WebhookArgs<'_>,
@@ -85,13 +85,13 @@ pub fn webhook_command(
         plugin_path,
         HostServices::new(HttpClient::new(HttpPolicy::default()), secrets, log),
     )?;
-    webhook(&plugin, &request, &settings)
+    webhook(&plugin, &request, &settings).await
 }
 
 /// The plugin with `send`'s services: the allowlist (graph.facebook.com and `--allow-host`,
 /// which the API base must be on), and the secrets under the plugin's own name, sendable
 /// only there.
-pub fn with_send_grants(
+pub async fn with_send_grants(
     plugin: Plugin,
     log: Log,
     api_base: Option<&str>,
@@ -104,7 +104,7 @@ pub fn with_send_grants(
         .allowing(allow.iter().map(String::as_str))
         .map_err(|e| UsageError(format!("{e:#}")))?;
     check_api_base_allowed(api_base, &policy)?;
-    let name = plugin.describe()?.name;
+    let name = plugin.describe().await?.name;
     let secrets = scoped_secrets(&secrets_from(secrets)?, &name, &allow)?;
     Ok(plugin.with_services(Arc::new(HostServices::new(
         HttpClient::new(policy),
@@ -114,12 +114,12 @@ pub fn with_send_grants(
 }
 
 /// `inspect`.
-pub fn inspect(plugin: &Plugin, path: Option<&Path>) -> Result<Outcome> {
+pub async fn inspect(plugin: &Plugin, path: Option<&Path>) -> Result<Outcome> {
     let path = path
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(host_testkit::WHATSAPP_CHANNEL_WASM));
     let bytes = std::fs::read(&path)?;
-    let info = plugin.describe()?;
+    let info = plugin.describe().await?;
     let ty = plugin.component().component_type();
     let engine = plugin.engine();
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
@@ -149,8 +149,8 @@ pub fn inspect(plugin: &Plugin, path: Option<&Path>) -> Result<Outcome> {
 }
 
 /// `validate-template`.
-pub fn validate_template(plugin: &Plugin, text: &str) -> Result<Outcome> {
-    Ok(match plugin.validate_template(text)? {
+pub async fn validate_template(plugin: &Plugin, text: &str) -> Result<Outcome> {
+    Ok(match plugin.validate_template(text).await? {
         Ok(()) => Outcome::json(0, json!({"valid": true})),
         Err(errors) => Outcome::json(
             1,
@@ -167,7 +167,7 @@ pub fn config(settings: &Value, api_base: Option<String>) -> ChannelConfig {
 }
 
 /// `build`.
-pub fn build(
+pub async fn build(
     plugin: &Plugin,
     doc: &Value,
     settings: &Value,
@@ -178,7 +178,10 @@ pub fn build(
         Err(invalid) => return Ok(invalid),
     };
     Ok(
-        match plugin.build_payload(&request, &config(settings, api_base))? {
+        match plugin
+            .build_payload(&request, &config(settings, api_base))
+            .await?
+        {
             Ok(http) => Outcome::json(0, json::http_request(&http)),
             Err(errors) => Outcome::json(1, json!({"errors": json::field_errors(&errors)})),
         },
@@ -201,13 +204,20 @@ pub fn message_file(
 }
 
 /// `templates check`: build the message against the catalog and report only the verdict.
-pub fn check_template_message(plugin: &Plugin, doc: &Value, settings: &Value) -> Result<Outcome> {
+pub async fn check_template_message(
+    plugin: &Plugin,
+    doc: &Value,
+    settings: &Value,
+) -> Result<Outcome> {
     let request = match message_file(doc, true) {
         Ok(r) => r,
         Err(invalid) => return Ok(invalid),
     };
     Ok(
-        match plugin.build_payload(&request, &config(settings, None))? {
+        match plugin
+            .build_payload(&request, &config(settings, None))
+            .await?
+        {
             Ok(_) => Outcome::json(0, json!({"valid": true})),
             Err(errors) => Outcome::json(
                 1,
@@ -218,18 +228,25 @@ pub fn check_template_message(plugin: &Plugin, doc: &Value, settings: &Value) ->
 }
 
 /// `classify`.
-pub fn classify(plugin: &Plugin, doc: &Value) -> Result<Outcome> {
+pub async fn classify(plugin: &Plugin, doc: &Value) -> Result<Outcome> {
     let (outcome, attempt) = json::send_outcome(doc).map_err(|e| UsageError(format!("{e:#}")))?;
     Ok(Outcome::json(
         0,
-        json::classification(&plugin.classify(&outcome, attempt)?),
+        json::classification(&plugin.classify(&outcome, attempt).await?),
     ))
 }
 
 /// `webhook`.
-pub fn webhook(plugin: &Plugin, request: &WebhookRequest, settings: &Value) -> Result<Outcome> {
+pub async fn webhook(
+    plugin: &Plugin,
+    request: &WebhookRequest,
+    settings: &Value,
+) -> Result<Outcome> {
     Ok(
-        match plugin.parse_webhook(request, &config(settings, None))? {
+        match plugin
+            .parse_webhook(request, &config(settings, None))
+            .await?
+        {
             Ok(WebhookOutcome::Verification(challenge)) => {
                 Outcome::json(0, json!({"verification": challenge}))
             }
@@ -246,7 +263,7 @@ pub fn webhook(plugin: &Plugin, request: &WebhookRequest, settings: &Value) -> R
 }
 
 /// `send`.
-pub fn send(
+pub async fn send(
     plugin: &Plugin,
     doc: &Value,
     settings: &Value,
@@ -258,7 +275,10 @@ pub fn send(
         Err(invalid) => return Ok(invalid),
     };
     Ok(
-        match plugin.send(&request, &config(settings, api_base), attempt)? {
+        match plugin
+            .send(&request, &config(settings, api_base), attempt)
+            .await?
+        {
             Ok(c) => Outcome::json(0, json::classification(&c)),
             Err(errors) => Outcome::json(1, json!({"errors": json::field_errors(&errors)})),
         },

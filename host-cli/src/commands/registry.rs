@@ -132,15 +132,17 @@ fn trusted(keys: &[PathBuf]) -> Result<Vec<signing::TrustedKey>> {
 }
 
 impl RegistryArgs {
-    pub fn run(&self) -> Result<Outcome> {
+    pub async fn run(&self) -> Result<Outcome> {
         let registry = || Registry::open(&self.registry).map_err(usage_error);
         match &self.action {
             RegistryCommand::Keygen { out } => keygen(out),
             RegistryCommand::Publish { wasm, sign_key } => {
-                publish(&registry()?, wasm, sign_key.as_deref())
+                publish(&registry()?, wasm, sign_key.as_deref()).await
             }
-            RegistryCommand::List { name } => list(&registry()?, name.as_deref()),
-            RegistryCommand::Resolve { spec, trust } => resolve(&registry()?, spec, &trust.keys),
+            RegistryCommand::List { name } => list(&registry()?, name.as_deref()).await,
+            RegistryCommand::Resolve { spec, trust } => {
+                resolve(&registry()?, spec, &trust.keys).await
+            }
             RegistryCommand::Pull {
                 spec,
                 lock,
@@ -150,15 +152,17 @@ impl RegistryArgs {
             } => {
                 let keys = trusted(&trust.keys).map_err(usage_error)?;
                 if *locked {
-                    pull_locked(lock, &keys)
+                    pull_locked(lock, &keys).await
                 } else {
                     let spec = spec.as_deref().expect("required without --locked");
-                    pull(&registry()?, spec, lock, &keys, api_base.as_deref())
+                    pull(&registry()?, spec, lock, &keys, api_base.as_deref()).await
                 }
             }
-            RegistryCommand::Yank { spec, reason, undo } => yank(&registry()?, spec, reason, *undo),
+            RegistryCommand::Yank { spec, reason, undo } => {
+                yank(&registry()?, spec, reason, *undo).await
+            }
             RegistryCommand::Verify { spec, trusted_keys } => {
-                verify(&registry()?, spec, trusted_keys)
+                verify(&registry()?, spec, trusted_keys).await
             }
         }
     }
@@ -177,7 +181,11 @@ fn keygen(out: &Path) -> Result<Outcome> {
     ))
 }
 
-fn publish(registry: &Registry, files: &[PathBuf], sign_key: Option<&Path>) -> Result<Outcome> {
+async fn publish(
+    registry: &Registry,
+    files: &[PathBuf],
+    sign_key: Option<&Path>,
+) -> Result<Outcome> {
     let key = sign_key
         .map(signing::read_signing_key)
         .transpose()
@@ -188,10 +196,12 @@ fn publish(registry: &Registry, files: &[PathBuf], sign_key: Option<&Path>) -> R
         let wasm = std::fs::read(file)
             .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
         let facts = ComponentFacts::read(&runtime, &wasm)
+            .await
             .with_context(|| file.display().to_string())
             .map_err(usage_error)?;
         let done = registry
             .publish(&wasm, &facts, key.as_ref())
+            .await
             .with_context(|| file.display().to_string())
             .map_err(usage_error)?;
         published.push(serde_json::to_value(done)?);
@@ -202,14 +212,14 @@ fn publish(registry: &Registry, files: &[PathBuf], sign_key: Option<&Path>) -> R
     ))
 }
 
-fn list(registry: &Registry, name: Option<&str>) -> Result<Outcome> {
+async fn list(registry: &Registry, name: Option<&str>) -> Result<Outcome> {
     let names = match name {
         Some(n) => vec![n.to_string()],
-        None => registry.names().map_err(usage_error)?,
+        None => registry.names().await.map_err(usage_error)?,
     };
     let mut plugins = Vec::new();
     for name in names {
-        let versions = registry.versions(&name).map_err(usage_error)?;
+        let versions = registry.versions(&name).await.map_err(usage_error)?;
         plugins.push(json!({"name": name, "versions": versions}));
     }
     Ok(Outcome::json(
@@ -219,31 +229,36 @@ fn list(registry: &Registry, name: Option<&str>) -> Result<Outcome> {
 }
 
 /// Resolves a spec and, with trusted keys, checks its signature.
-fn resolve_checked(
+async fn resolve_checked(
     registry: &Registry,
     spec: &str,
     keys: &[signing::TrustedKey],
 ) -> Result<(Resolved, Option<String>)> {
     let (name, pin) = parse_spec(spec)?;
-    let resolved = registry.resolve(&name, &pin)?;
-    let signed_by = registry.verify(&resolved, keys)?;
+    let resolved = registry.resolve(&name, &pin).await?;
+    let signed_by = registry.verify(&resolved, keys).await?;
     Ok((resolved, signed_by))
 }
 
-fn resolve(registry: &Registry, spec: &str, keys: &[PathBuf]) -> Result<Outcome> {
+async fn resolve(registry: &Registry, spec: &str, keys: &[PathBuf]) -> Result<Outcome> {
     let keys = trusted(keys).map_err(usage_error)?;
-    let (resolved, signed_by) = resolve_checked(registry, spec, &keys).map_err(usage_error)?;
+    let (resolved, signed_by) = resolve_checked(registry, spec, &keys)
+        .await
+        .map_err(usage_error)?;
     let mut out = serde_json::to_value(&resolved)?;
     out["signed_by"] = json!(signed_by);
     Ok(Outcome::json(0, out))
 }
 
-fn verify(registry: &Registry, spec: &str, keys: &[PathBuf]) -> Result<Outcome> {
+async fn verify(registry: &Registry, spec: &str, keys: &[PathBuf]) -> Result<Outcome> {
     let keys = trusted(keys).map_err(usage_error)?;
-    let checked = resolve_checked(registry, spec, &keys).and_then(|(resolved, signed_by)| {
-        registry.component(&resolved)?;
-        Ok((resolved, signed_by))
-    });
+    let checked = match resolve_checked(registry, spec, &keys).await {
+        Ok((resolved, signed_by)) => registry
+            .component(&resolved)
+            .await
+            .map(|_| (resolved, signed_by)),
+        Err(e) => Err(e),
+    };
     Ok(match checked {
         Ok((resolved, signed_by)) => Outcome::json(
             0,
@@ -255,13 +270,14 @@ fn verify(registry: &Registry, spec: &str, keys: &[PathBuf]) -> Result<Outcome> 
     })
 }
 
-fn yank(registry: &Registry, spec: &str, reason: &str, undo: bool) -> Result<Outcome> {
+async fn yank(registry: &Registry, spec: &str, reason: &str, undo: bool) -> Result<Outcome> {
     let (name, version) = spec
         .split_once('@')
         .and_then(|(n, v)| Some((n, Version::parse(v).ok()?)))
         .ok_or_else(|| UsageError(format!("{spec:?} is not NAME@VERSION")))?;
     registry
         .yank(name, &version, !undo, reason)
+        .await
         .map_err(usage_error)?;
     Ok(Outcome::json(
         0,
@@ -272,15 +288,15 @@ fn yank(registry: &Registry, spec: &str, reason: &str, undo: bool) -> Result<Out
 /// Fetches a resolved version's component, checks it (sha256, then what it describes itself
 /// as) and writes it to `dir/relative` (default `plugins/NAME-VERSION.wasm`); returns the
 /// relative path.
-fn fetch_into(
+async fn fetch_into(
     runtime: &Runtime,
     registry: &Registry,
     resolved: &Resolved,
     dir: &Path,
     relative: Option<&Path>,
 ) -> Result<PathBuf> {
-    let wasm = registry.component(resolved)?;
-    let facts = ComponentFacts::read(runtime, &wasm)?;
+    let wasm = registry.component(resolved).await?;
+    let facts = ComponentFacts::read(runtime, &wasm).await?;
     if facts.name != resolved.name || facts.version != resolved.version {
         bail!(
             "the artifact {}@{} holds the component {} {}",
@@ -325,7 +341,7 @@ fn lock_dir(lock: &Path) -> PathBuf {
         .to_path_buf()
 }
 
-fn pull(
+async fn pull(
     registry: &Registry,
     spec: &str,
     lock_path: &Path,
@@ -333,7 +349,9 @@ fn pull(
     api_base: Option<&str>,
 ) -> Result<Outcome> {
     let mut lock = LockFile::read_or_default(lock_path).map_err(usage_error)?;
-    let (resolved, signed_by) = resolve_checked(registry, spec, keys).map_err(usage_error)?;
+    let (resolved, signed_by) = resolve_checked(registry, spec, keys)
+        .await
+        .map_err(usage_error)?;
     let path = fetch_into(
         &Runtime::new()?,
         registry,
@@ -341,6 +359,7 @@ fn pull(
         &lock_dir(lock_path),
         None,
     )
+    .await
     .map_err(usage_error)?;
     let pinned = |entry: &mut LockEntry| {
         entry.version = resolved.version.to_string();
@@ -445,7 +464,7 @@ fn grants_differ(resolved: &Resolved, entry: &LockEntry) -> bool {
 }
 
 /// Fetches every locked plugin again by its pinned manifest digest (yanked or not).
-fn pull_locked(lock_path: &Path, keys: &[signing::TrustedKey]) -> Result<Outcome> {
+async fn pull_locked(lock_path: &Path, keys: &[signing::TrustedKey]) -> Result<Outcome> {
     let lock = LockFile::read(lock_path).map_err(usage_error)?;
     let dir = lock_dir(lock_path);
     let runtime = Runtime::new()?;
@@ -462,8 +481,9 @@ fn pull_locked(lock_path: &Path, keys: &[signing::TrustedKey]) -> Result<Outcome
         let registry = Registry::open(location).map_err(at)?;
         let resolved = registry
             .resolve(&entry.name, &Pin::Digest(manifest_digest.clone()))
+            .await
             .map_err(at)?;
-        registry.verify(&resolved, keys).map_err(at)?;
+        registry.verify(&resolved, keys).await.map_err(at)?;
         if resolved.digest != entry.digest {
             return Err(at(anyhow::anyhow!(
                 "the manifest pins {}, the lock file {}",
@@ -471,8 +491,9 @@ fn pull_locked(lock_path: &Path, keys: &[signing::TrustedKey]) -> Result<Outcome
                 entry.digest
             )));
         }
-        let path =
-            fetch_into(&runtime, &registry, &resolved, &dir, Some(&entry.path)).map_err(at)?;
+        let path = fetch_into(&runtime, &registry, &resolved, &dir, Some(&entry.path))
+            .await
+            .map_err(at)?;
         fetched.push(json!({"name": entry.name, "version": entry.version, "path": path}));
     }
     Ok(Outcome::json(0, json!({"fetched": fetched})))

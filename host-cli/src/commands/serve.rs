@@ -74,7 +74,7 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    pub fn run(&self, plugin: Option<&Path>, log: LogLevel) -> Result<Outcome> {
+    pub async fn run(&self, plugin: Option<&Path>, log: LogLevel) -> Result<Outcome> {
         let secrets = secrets_from(self.secrets.as_deref())?;
         let token = secrets.value(API_TOKEN_SECRET).ok_or_else(|| {
             UsageError(format!(
@@ -117,6 +117,7 @@ impl ServeArgs {
             None => self.built_in_setups(plugin)?,
         };
         let channels = load_channels(&Runtime::new()?, &secrets, log, &setups)
+            .await
             .map_err(|e| UsageError(format!("{e:#}")))?;
         let runner = Arc::new(Runner::open_with(&self.db, channels, options, &secrets)?);
         let server_options = ServerOptions {
@@ -124,13 +125,13 @@ impl ServeArgs {
             max_webhook_body_bytes: self.max_webhook_body_bytes.max(1),
             ..ServerOptions::new(token)
         };
-        let server = Server::start(server::bind(self.port)?, runner, server_options)?;
-        eprintln!(
-            "serving flows on {} (state in {}; webhooks at /webhooks/whatsapp and /webhooks/sms)",
-            server.url(),
-            host::flow::store::db::redact(&self.db)
+        let server = Server::start(server::bind(self.port)?, runner, server_options).await?;
+        tracing::info!(
+            url = %server.url(),
+            store = %host::flow::store::db::redact(&self.db),
+            "serving flows (webhooks at /webhooks/whatsapp and /webhooks/sms)"
         );
-        server.run_until_signal()?;
+        server.run_until_signal().await?;
         Ok(Outcome::none())
     }
 

@@ -2,6 +2,8 @@
 //! settings name another channel's secret, or whose base URL points at another channel's
 //! provider, sends nothing.
 
+use host_testkit::Block;
+
 use host::channels::{ChannelSetup, load_channels};
 use host::runtime::Runtime;
 use host::types::{Disposition, LogLevel, MessageRequest};
@@ -75,7 +77,11 @@ fn the_whatsapp_plugin_cannot_verify_webhooks_with_the_sms_secret() {
         query: vec![],
         body,
     };
-    let outcome = wa.plugin.parse_webhook(&request, &wa.config()).unwrap();
+    let outcome = wa
+        .plugin
+        .parse_webhook(&request, &wa.config())
+        .block()
+        .unwrap();
     assert!(
         outcome.is_err(),
         "a secret outside the grant verifies nothing: {outcome:?}"
@@ -123,6 +129,7 @@ fn send_sms(
     let sms = &channels["sms"];
     sms.plugin
         .send(&sms_message(), &sms.config(), 1)
+        .block()
         .unwrap()
         .unwrap()
 }
@@ -137,6 +144,7 @@ fn load_setups(
         LogLevel::Error,
         setups,
     )
+    .block()
 }
 
 #[test]

@@ -4,13 +4,14 @@
 
 use host::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
 use host::types::{HttpResponse, SendOutcome};
-use host::{CallError, Limits, Plugin, Runtime};
+use host::{CallError, Limits, Runtime};
+use host_testkit::BlockingPlugin;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-fn load(wasm: &str, log: Log) -> Plugin {
+fn load(wasm: &str, log: Log) -> BlockingPlugin {
     let services = HostServices::new(
         HttpClient::new(HttpPolicy::default()),
         Secrets::default(),
@@ -19,6 +20,7 @@ fn load(wasm: &str, log: Log) -> Plugin {
     runtime()
         .load_file(Path::new(wasm), Arc::new(services), Limits::default())
         .unwrap()
+        .into()
 }
 
 fn runtime() -> &'static Runtime {
@@ -26,7 +28,7 @@ fn runtime() -> &'static Runtime {
     RUNTIME.get_or_init(|| Runtime::new().unwrap())
 }
 
-fn hostile() -> Plugin {
+fn hostile() -> BlockingPlugin {
     load(host_testkit::HOSTILE_CHANNEL_WASM, Log::memory())
 }
 
@@ -95,7 +97,7 @@ fn time_spent_waiting_for_a_busy_executor_is_not_charged_to_the_guest() {
             }
         });
         let started = std::time::Instant::now();
-        let result = spinning.validate_template_async("loop").await;
+        let result = spinning.0.validate_template("loop").await;
         hog.abort();
         (result, started.elapsed())
     });

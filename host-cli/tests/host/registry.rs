@@ -3,6 +3,8 @@
 //! resolution, yanks, signatures, digest checks, lock files, and `serve` running flows on
 //! plugins pulled from the registry.
 
+use host_testkit::Block;
+
 use clap::Parser;
 use host::lockfile::LockFile;
 use host::registry::artifact::ComponentFacts;
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 fn harness(args: &[&str]) -> (i32, Value) {
     let cli = Cli::try_parse_from(std::iter::once("host-harness").chain(args.iter().copied()))
         .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    match run(&cli) {
+    match run(&cli).block() {
         Ok(outcome) => (outcome.code, outcome.json.unwrap_or(Value::Null)),
         Err(e) => (2, json!({ "error": format!("{e:#}") })),
     }
@@ -180,7 +182,7 @@ fn resolution_follows_semver_and_skips_yanked_versions(registry: &str) {
     let reg = Registry::open(registry).unwrap();
     let runtime = host::Runtime::new().unwrap();
     let wasm = std::fs::read(SMS).unwrap();
-    let facts = ComponentFacts::read(&runtime, &wasm).unwrap();
+    let facts = ComponentFacts::read(&runtime, &wasm).block().unwrap();
     let mut digests = std::collections::HashMap::new();
     for (i, version) in ["0.1.0", "0.2.0", "0.2.1", "1.0.0", "2.0.0-rc.1"]
         .iter()
@@ -192,7 +194,7 @@ fn resolution_follows_semver_and_skips_yanked_versions(registry: &str) {
             version: version.parse().unwrap(),
             ..facts.clone()
         };
-        let published = reg.publish(&bytes, &facts, None).unwrap();
+        let published = reg.publish(&bytes, &facts, None).block().unwrap();
         digests.insert(*version, published.manifest_digest);
     }
     let pick = |req: &str| {
@@ -229,6 +231,7 @@ fn resolution_follows_semver_and_skips_yanked_versions(registry: &str) {
     );
     let pinned = reg
         .resolve("sms", &Pin::Digest(digests["0.2.1"].clone()))
+        .block()
         .unwrap();
     assert_eq!(pinned.version.to_string(), "0.2.1");
     ok(&on(registry, &["yank", "sms@0.2.1", "--undo"]));

@@ -5,6 +5,7 @@
 //! webhook error to an HTTP answer and a CLI exit code ([`WebhookErrorAnswer`]).
 
 pub mod json;
+pub mod signals;
 pub mod since_v1_0;
 
 use semver::Version;

@@ -98,9 +98,62 @@ pub enum Next {
     /// Send the current step and attempt now.
     Send,
     /// Leave this channel for the next step (or exhaust the flow).
-    MoveOn { why: String },
+    MoveOn { why: MoveOnReason },
     /// The TTL passed.
     Expire,
+}
+
+/// Why a flow leaves a channel: said in its timeline and in the `falling_back` or `exhausted`
+/// callback (as the text `Display` gives).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoveOnReason {
+    /// The flow's position names a step its spec does not have.
+    NoSuchStep,
+    /// `retry` answers used every attempt.
+    AttemptsUsed { attempts: u32, channel: String },
+    /// `fallback` or `failed`: this channel cannot deliver this message.
+    CannotDeliver { channel: String },
+    /// The step's `wait_for` status did not come within `within_ms`.
+    StatusTimedOut {
+        channel: String,
+        /// `None` when the position names no step.
+        wait_for: Option<WaitFor>,
+        within_ms: u64,
+    },
+    /// No status came for an attempt whose outcome was unknown.
+    UnknownUnresolved { waited_ms: u64 },
+    /// The plugin refused the message before anything was sent.
+    RefusedBeforeSending { channel: String, why: String },
+}
+
+impl std::fmt::Display for MoveOnReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MoveOnReason::NoSuchStep => f.write_str("no such step"),
+            MoveOnReason::AttemptsUsed { attempts, channel } => {
+                write!(f, "{attempts} attempts used on {channel}")
+            }
+            MoveOnReason::CannotDeliver { channel } => {
+                write!(f, "{channel} cannot deliver this message")
+            }
+            MoveOnReason::StatusTimedOut {
+                channel,
+                wait_for,
+                within_ms,
+            } => write!(
+                f,
+                "timer: {channel} not {} within {within_ms} ms",
+                wait_for.map_or("?", WaitFor::as_str)
+            ),
+            MoveOnReason::UnknownUnresolved { waited_ms } => write!(
+                f,
+                "no status within {waited_ms} ms after an unknown outcome"
+            ),
+            MoveOnReason::RefusedBeforeSending { channel, why } => {
+                write!(f, "{channel} refused the message before sending: {why}")
+            }
+        }
+    }
 }
 
 /// How far a disposition got, on the `wait_for` scale; `None` for non-progress.
@@ -137,7 +190,7 @@ pub fn after_outcome(
 ) -> Next {
     let Some(step) = pos.spec.steps.get(pos.step) else {
         return Next::MoveOn {
-            why: "no such step".into(),
+            why: MoveOnReason::NoSuchStep,
         };
     };
     if let Some(got) = reached(disposition) {
@@ -156,17 +209,19 @@ pub fn after_outcome(
             at: now.saturating_add(retry_after_ms.unwrap_or(DEFAULT_RETRY_MS)),
         },
         Disposition::Retry => Next::MoveOn {
-            why: format!(
-                "{} attempts used on {}",
-                pos.spec.max_attempts, step.channel
-            ),
+            why: MoveOnReason::AttemptsUsed {
+                attempts: pos.spec.max_attempts,
+                channel: step.channel.clone(),
+            },
         },
         Disposition::Unknown => Next::Wait {
             state: FlowState::WaitingUnknown,
             until: pos.until(Some(now.saturating_add(pos.spec.unknown_wait_ms))),
         },
         _ => Next::MoveOn {
-            why: format!("{} cannot deliver this message", step.channel),
+            why: MoveOnReason::CannotDeliver {
+                channel: step.channel.clone(),
+            },
         },
     }
 }
@@ -184,17 +239,16 @@ pub fn on_timer(state: FlowState, pos: Position<'_>, now: u64) -> Option<Next> {
     Some(match state {
         FlowState::Ready | FlowState::WaitingRetry => Next::Send,
         FlowState::WaitingStatus => Next::MoveOn {
-            why: format!(
-                "timer: {channel} not {} within {} ms",
-                step.map(|s| s.wait_for.as_str()).unwrap_or("?"),
-                step.and_then(|s| s.within_ms).unwrap_or(0)
-            ),
+            why: MoveOnReason::StatusTimedOut {
+                channel: channel.to_string(),
+                wait_for: step.map(|s| s.wait_for),
+                within_ms: step.and_then(|s| s.within_ms).unwrap_or(0),
+            },
         },
         FlowState::WaitingUnknown => Next::MoveOn {
-            why: format!(
-                "no status within {} ms after an unknown outcome",
-                pos.spec.unknown_wait_ms
-            ),
+            why: MoveOnReason::UnknownUnresolved {
+                waited_ms: pos.spec.unknown_wait_ms,
+            },
         },
         _ => return None,
     })

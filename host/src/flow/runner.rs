@@ -7,6 +7,7 @@ use super::policy::FlowState;
 use super::spec::{FlowSpec, SpecError};
 use super::store::db::Backend;
 use super::store::{Claim, CustomerGap, OutboxItem, SendResult, Store, Submitted};
+use crate::contract::signals::{HostReason, Signal};
 use crate::runtime::{CallError, Plugin};
 use crate::services::{AllowRule, Secrets, now_ms};
 use crate::types::{
@@ -189,7 +190,10 @@ impl Runner {
         let store = Store::open_with(path, options.lease_ms)?;
         let recovered = store.recover(now_ms())?;
         if recovered > 0 {
-            eprintln!("recovered {recovered} send(s) cut off by a stop: their outcome is unknown");
+            tracing::warn!(
+                recovered,
+                "recovered send(s) cut off by a stop: their outcome is unknown"
+            );
         }
         let limits = channels
             .iter()
@@ -335,7 +339,7 @@ impl Runner {
                         now_ms: now_ms(),
                         opted_out: Vec::new(),
                     };
-                    match ch.plugin.build_payload_async(&request, config).await {
+                    match ch.plugin.build_payload(&request, config).await {
                         Ok(Err(errors)) => (at, errors),
                         _ => (at, Vec::new()),
                     }
@@ -385,7 +389,7 @@ impl Runner {
             tokio::time::sleep(Duration::from_millis(*delay_ms)).await;
             match self.on_store(op.clone()).await {
                 Ok(r) => return Some(r),
-                Err(e) => eprintln!("{what}: {e:#}"),
+                Err(e) => tracing::error!(error = format!("{e:#}"), "{what}"),
             }
         }
         None
@@ -432,7 +436,10 @@ impl Runner {
             let claimed = match self.dispatch_round().await {
                 Ok(n) => n,
                 Err(e) => {
-                    eprintln!("dispatch: {e:#}; trying again shortly");
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "dispatch failed; trying again shortly"
+                    );
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     0
                 }
@@ -479,10 +486,16 @@ impl Runner {
         match self.on_store(|store| store.recover(now_ms())).await {
             Ok(0) => {}
             Ok(n) => {
-                eprintln!("took over {n} send(s) whose node's lease had passed");
+                tracing::warn!(
+                    sends = n,
+                    "took over {n} send(s) whose node's lease had passed"
+                );
                 self.wake.notify_one();
             }
-            Err(e) => eprintln!("taking over expired leases: {e:#}"),
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "taking over expired leases failed"
+            ),
         }
     }
 
@@ -527,6 +540,11 @@ impl Runner {
     }
 
     /// Sends one claimed attempt at its slot and records the answer.
+    #[tracing::instrument(name = "send", skip_all, fields(
+        flow_id = %claim.flow_id,
+        correlation_id = %claim.correlation_id,
+        channel = %claim.channel,
+    ))]
     async fn send_one(self: Arc<Self>, claim: Claim) {
         sleep_until_ms(claim.slot_ms).await;
         // Still `claimed` while it waits to depart: a crash here leaves it to be sent once.
@@ -564,9 +582,10 @@ impl Runner {
             return;
         }
         // Left `sending`: the next start's recovery makes it unknown, never resends it.
-        eprintln!(
-            "attempt {} of flow {} could not be recorded; it stays `sending` until the next start",
-            claim.attempt_id, claim.flow_id
+        tracing::error!(
+            flow_id = %claim.flow_id,
+            correlation_id = %claim.correlation_id,
+            "the attempt could not be recorded; it stays `sending` until the next start"
         );
     }
 
@@ -582,9 +601,10 @@ impl Runner {
         {
             return marked;
         }
-        eprintln!(
-            "attempt {} of flow {} was not sent: the store is unavailable; it is sent after the next start",
-            claim.attempt_id, claim.flow_id
+        tracing::error!(
+            flow_id = %claim.flow_id,
+            correlation_id = %claim.correlation_id,
+            "the attempt was not sent: the store is unavailable; it is sent after the next start"
         );
         false
     }
@@ -600,7 +620,7 @@ impl Runner {
         };
         match channel
             .plugin
-            .send_async(&request, &channel.config(), claim.attempt)
+            .send(&request, &channel.config(), claim.attempt)
             .await
         {
             Ok(Ok(c)) => SendResult::Classified(c),
@@ -629,13 +649,12 @@ impl Runner {
     fn pace_after(&self, claim: &Claim, c: &Classification) -> Option<CustomerGap> {
         let now = now_ms();
         let mut pacer = self.pacer.lock().unwrap_or_else(|p| p.into_inner());
-        match (c.reason.as_str(), c.disposition) {
-            ("pair_rate_limited", _) => {
+        match (Signal::of(c), c.disposition) {
+            (Signal::RecipientRateLimited, _) => {
                 pacer.pair_limit_hit(&claim.channel, &claim.recipient, now);
             }
-            ("rate_limited", _) => {
-                let wait = c.retry_after_ms.unwrap_or(1_000);
-                pacer.pause_sender(&claim.channel, now.saturating_add(wait));
+            (Signal::SenderRateLimited { wait_ms }, _) => {
+                pacer.pause_sender(&claim.channel, now.saturating_add(wait_ms));
                 // Refused at the door: the customer got nothing, so no gap is owed.
                 pacer.release_customer(&claim.channel, &claim.recipient);
             }
@@ -662,7 +681,10 @@ impl Runner {
             let due = match self.on_store(|store| store.outbox_due(now_ms(), 64)).await {
                 Ok(due) => due,
                 Err(e) => {
-                    eprintln!("reading the callback outbox: {e:#}");
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "reading the callback outbox failed"
+                    );
                     Vec::new()
                 }
             };
@@ -706,7 +728,7 @@ impl Runner {
             .await
         {
             // The event stays due: it is posted again (at least once, never lost).
-            eprintln!("recording callback {}: {e:#}", item.event_id);
+            tracing::error!(event_id = %item.event_id, error = format!("{e:#}"), "recording a callback failed");
         }
     }
 }
@@ -747,7 +769,7 @@ fn content_error(step: usize, channel: &str, e: &crate::types::FieldError) -> Sp
 fn host_busy(e: &CallError) -> Classification {
     Classification {
         disposition: crate::types::Disposition::Retry,
-        reason: "host_busy".into(),
+        reason: HostReason::HostBusy.as_str().into(),
         provider_code: None,
         provider_title: None,
         provider_details: Some(e.to_string()),

@@ -142,7 +142,7 @@ pub struct ComponentFacts {
 
 impl ComponentFacts {
     /// Compiles and describes a component (sandboxed: no hosts, no secrets).
-    pub fn read(runtime: &Runtime, wasm: &[u8]) -> Result<ComponentFacts> {
+    pub async fn read(runtime: &Runtime, wasm: &[u8]) -> Result<ComponentFacts> {
         let plugin = runtime.load(
             wasm,
             Arc::new(HostServices::locked_down()),
@@ -150,6 +150,7 @@ impl ComponentFacts {
         )?;
         let info = plugin
             .describe()
+            .await
             .map_err(|e| anyhow::anyhow!("describe failed: {e}"))?;
         super::compatible(crate::CONTRACT, &info.contract_version)
             .with_context(|| format!("plugin {} {}", info.name, info.plugin_version))?;

@@ -6,19 +6,61 @@ use anyhow::{Context, Result, bail};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 
-/// A store of blobs and tagged manifests, per repository (one per plugin name).
-pub trait Backend: Send + Sync {
+/// A store of blobs and tagged manifests, per repository (one per plugin name). An enum rather
+/// than a trait object: its operations are async, and there are two kinds.
+pub enum Backend {
+    /// A directory; its files are small and local, read and written in place.
+    Dir(DirBackend),
+    Oci(super::oci::OciBackend),
+}
+
+impl Backend {
     /// The repositories (plugin names) it holds.
-    fn repositories(&self) -> Result<Vec<String>>;
+    pub async fn repositories(&self) -> Result<Vec<String>> {
+        match self {
+            Backend::Dir(d) => d.repositories(),
+            Backend::Oci(o) => o.repositories().await,
+        }
+    }
+
     /// The tags of one repository (none if it does not exist).
-    fn tags(&self, repo: &str) -> Result<Vec<String>>;
+    pub async fn tags(&self, repo: &str) -> Result<Vec<String>> {
+        match self {
+            Backend::Dir(d) => d.tags(repo),
+            Backend::Oci(o) => o.tags(repo).await,
+        }
+    }
+
     /// A manifest's bytes by tag or `sha256:` digest; `None` if there is none.
-    fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Vec<u8>>>;
+    pub async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Backend::Dir(d) => d.manifest(repo, reference),
+            Backend::Oci(o) => o.manifest(repo, reference).await,
+        }
+    }
+
     /// A blob's bytes (not yet checked against its digest: the caller does that).
-    fn blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>>;
-    fn put_blob(&self, repo: &str, digest: &str, bytes: &[u8]) -> Result<()>;
+    pub async fn blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>> {
+        match self {
+            Backend::Dir(d) => d.blob(repo, digest),
+            Backend::Oci(o) => o.blob(repo, digest).await,
+        }
+    }
+
+    pub async fn put_blob(&self, repo: &str, digest: &str, bytes: &[u8]) -> Result<()> {
+        match self {
+            Backend::Dir(d) => d.put_blob(repo, digest, bytes),
+            Backend::Oci(o) => o.put_blob(repo, digest, bytes).await,
+        }
+    }
+
     /// Stores a manifest and points `tag` at it.
-    fn put_manifest(&self, repo: &str, tag: &str, bytes: &[u8]) -> Result<()>;
+    pub async fn put_manifest(&self, repo: &str, tag: &str, bytes: &[u8]) -> Result<()> {
+        match self {
+            Backend::Dir(d) => d.put_manifest(repo, tag, bytes),
+            Backend::Oci(o) => o.put_manifest(repo, tag, bytes).await,
+        }
+    }
 }
 
 /// `sha256:<hex>` of some bytes.
@@ -112,7 +154,7 @@ fn names_in(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-impl Backend for DirBackend {
+impl DirBackend {
     fn repositories(&self) -> Result<Vec<String>> {
         names_in(&self.root)
     }

@@ -56,7 +56,7 @@ pub fn compatible(host: &str, plugin: &str) -> Result<()> {
 
 /// A registry: a backend and where it is.
 pub struct Registry {
-    backend: Box<dyn Backend>,
+    backend: Backend,
     location: String,
 }
 
@@ -156,12 +156,12 @@ fn yank_tag(version: &Version) -> String {
 impl Registry {
     /// `oci://host[:port]/namespace`, `oci+http://…`, `file:DIR` or a directory path.
     pub fn open(location: &str) -> Result<Registry> {
-        let backend: Box<dyn Backend> =
+        let backend: Backend =
             if location.starts_with("oci://") || location.starts_with("oci+http://") {
-                Box::new(oci::OciBackend::open(location)?)
+                Backend::Oci(oci::OciBackend::open(location)?)
             } else {
                 let dir = location.strip_prefix("file:").unwrap_or(location);
-                Box::new(DirBackend::new(PathBuf::from(dir)))
+                Backend::Dir(DirBackend::new(PathBuf::from(dir)))
             };
         Ok(Registry {
             backend,
@@ -174,7 +174,7 @@ impl Registry {
     }
 
     /// Publishes a component (already read and checked into `facts`), signed if a key is given.
-    pub fn publish(
+    pub async fn publish(
         &self,
         wasm: &[u8],
         facts: &ComponentFacts,
@@ -191,7 +191,7 @@ impl Registry {
         manifest.annotations = facts.annotations();
         let bytes = manifest.to_bytes();
         let manifest_digest = digest_of(&bytes);
-        let created = match self.backend.manifest(name, &version.to_string())? {
+        let created = match self.backend.manifest(name, &version.to_string()).await? {
             Some(existing) => {
                 let existing = ImageManifest::parse(&existing)?;
                 let existing_layer = existing.layer(artifact::LAYER_MEDIA_TYPE)?;
@@ -204,17 +204,20 @@ impl Registry {
                 false
             }
             None => {
-                self.backend.put_blob(name, &layer.digest, wasm)?;
+                self.backend.put_blob(name, &layer.digest, wasm).await?;
                 self.backend
-                    .put_blob(name, &manifest.config.digest, &config)?;
+                    .put_blob(name, &manifest.config.digest, &config)
+                    .await?;
                 self.backend
-                    .put_manifest(name, &version.to_string(), &bytes)?;
+                    .put_manifest(name, &version.to_string(), &bytes)
+                    .await?;
                 true
             }
         };
-        let signed_by = signer
-            .map(|key| self.sign(name, &manifest_digest, key))
-            .transpose()?;
+        let signed_by = match signer {
+            Some(key) => Some(self.sign(name, &manifest_digest, key).await?),
+            None => None,
+        };
         Ok(Published {
             name: name.clone(),
             version: version.clone(),
@@ -227,7 +230,7 @@ impl Registry {
 
     /// Stores a signature of `name`'s manifest in cosign's layout (a layer beside any already
     /// there, as `cosign sign` adds one); returns the key id.
-    pub fn sign(
+    pub async fn sign(
         &self,
         name: &str,
         manifest_digest: &str,
@@ -239,7 +242,7 @@ impl Registry {
             .annotations
             .insert(signing::SIGNATURE_ANNOTATION.into(), key.sign(&payload)?);
         let tag = signature_tag(manifest_digest);
-        let mut layers = match self.backend.manifest(name, &tag)? {
+        let mut layers = match self.backend.manifest(name, &tag).await? {
             Some(bytes) => ImageManifest::parse(&bytes)?.layers,
             None => Vec::new(),
         };
@@ -251,11 +254,14 @@ impl Registry {
             layers,
         );
         self.backend
-            .put_blob(name, &digest_of(&payload), &payload)?;
+            .put_blob(name, &digest_of(&payload), &payload)
+            .await?;
         self.backend
-            .put_blob(name, &manifest.config.digest, &config)?;
+            .put_blob(name, &manifest.config.digest, &config)
+            .await?;
         self.backend
-            .put_manifest(name, &tag, &manifest.to_bytes())?;
+            .put_manifest(name, &tag, &manifest.to_bytes())
+            .await?;
         key.id()
     }
 
@@ -271,27 +277,37 @@ impl Registry {
         }
     }
 
-    fn put_note(&self, name: &str, tag: &str, media_type: &str, payload: &[u8]) -> Result<()> {
+    async fn put_note(
+        &self,
+        name: &str,
+        tag: &str,
+        media_type: &str,
+        payload: &[u8],
+    ) -> Result<()> {
         let (manifest, config) = artifact::note_artifact(media_type, payload);
         self.backend
-            .put_blob(name, &manifest.config.digest, &config)?;
+            .put_blob(name, &manifest.config.digest, &config)
+            .await?;
         self.backend
-            .put_blob(name, &manifest.layers[0].digest, payload)?;
-        self.backend.put_manifest(name, tag, &manifest.to_bytes())
+            .put_blob(name, &manifest.layers[0].digest, payload)
+            .await?;
+        self.backend
+            .put_manifest(name, tag, &manifest.to_bytes())
+            .await
     }
 
     /// The payload of a small artifact at `tag`, checked against its digests.
-    fn note(&self, name: &str, tag: &str, media_type: &str) -> Result<Option<Vec<u8>>> {
-        let Some(bytes) = self.backend.manifest(name, tag)? else {
+    async fn note(&self, name: &str, tag: &str, media_type: &str) -> Result<Option<Vec<u8>>> {
+        let Some(bytes) = self.backend.manifest(name, tag).await? else {
             return Ok(None);
         };
         let manifest = ImageManifest::parse(&bytes)?;
         let layer = manifest.layer(media_type)?;
-        Ok(Some(self.checked_blob(name, &layer.digest)?))
+        Ok(Some(self.checked_blob(name, &layer.digest).await?))
     }
 
-    fn checked_blob(&self, name: &str, digest: &str) -> Result<Vec<u8>> {
-        let bytes = self.backend.blob(name, digest)?;
+    async fn checked_blob(&self, name: &str, digest: &str) -> Result<Vec<u8>> {
+        let bytes = self.backend.blob(name, digest).await?;
         let actual = digest_of(&bytes);
         if actual != digest {
             bail!("{name}: the blob {digest} arrived with other bytes ({actual}); refusing it");
@@ -300,20 +316,20 @@ impl Registry {
     }
 
     /// The plugin names it holds.
-    pub fn names(&self) -> Result<Vec<String>> {
-        self.backend.repositories()
+    pub async fn names(&self) -> Result<Vec<String>> {
+        self.backend.repositories().await
     }
 
     /// Every published version of `name`, ascending, with yanks.
-    pub fn versions(&self, name: &str) -> Result<Vec<VersionEntry>> {
-        let tags = self.backend.tags(name)?;
+    pub async fn versions(&self, name: &str) -> Result<Vec<VersionEntry>> {
+        let tags = self.backend.tags(name).await?;
         let mut versions: Vec<VersionEntry> = Vec::new();
         for tag in &tags {
             let Ok(version) = Version::parse(tag) else {
                 continue;
             };
             let yanked = if tags.contains(&yank_tag(&version)) {
-                self.yank_reason(name, &version)?
+                self.yank_reason(name, &version).await?
             } else {
                 None
             };
@@ -323,8 +339,11 @@ impl Registry {
         Ok(versions)
     }
 
-    fn yank_reason(&self, name: &str, version: &Version) -> Result<Option<String>> {
-        let Some(payload) = self.note(name, &yank_tag(version), artifact::YANK_MEDIA_TYPE)? else {
+    async fn yank_reason(&self, name: &str, version: &Version) -> Result<Option<String>> {
+        let Some(payload) = self
+            .note(name, &yank_tag(version), artifact::YANK_MEDIA_TYPE)
+            .await?
+        else {
             return Ok(None);
         };
         let marker: serde_json::Value = serde_json::from_slice(&payload)?;
@@ -332,8 +351,19 @@ impl Registry {
     }
 
     /// Yanks (or un-yanks) a published version.
-    pub fn yank(&self, name: &str, version: &Version, yanked: bool, reason: &str) -> Result<()> {
-        if self.backend.manifest(name, &version.to_string())?.is_none() {
+    pub async fn yank(
+        &self,
+        name: &str,
+        version: &Version,
+        yanked: bool,
+        reason: &str,
+    ) -> Result<()> {
+        if self
+            .backend
+            .manifest(name, &version.to_string())
+            .await?
+            .is_none()
+        {
             bail!("{name} {version} is not published at {}", self.location);
         }
         let marker = serde_json::json!({"yanked": yanked, "reason": reason});
@@ -344,14 +374,15 @@ impl Registry {
             artifact::YANK_MEDIA_TYPE,
             &payload,
         )
+        .await
     }
 
     /// Picks a version and reads its manifest (checked against its digest).
-    pub fn resolve(&self, name: &str, pin: &Pin) -> Result<Resolved> {
+    pub async fn resolve(&self, name: &str, pin: &Pin) -> Result<Resolved> {
         let (reference, tagged) = match pin {
             Pin::Digest(d) => (d.clone(), None),
             Pin::Req(req) => {
-                let versions = self.versions(name)?;
+                let versions = self.versions(name).await?;
                 let chosen = versions
                     .iter()
                     .rev()
@@ -379,7 +410,8 @@ impl Registry {
         };
         let bytes = self
             .backend
-            .manifest(name, &reference)?
+            .manifest(name, &reference)
+            .await?
             .with_context(|| format!("{name}@{reference} is not at {}", self.location))?;
         let manifest_digest = digest_of(&bytes);
         if let Pin::Digest(expected) = pin
@@ -415,7 +447,7 @@ impl Registry {
             (None, Some(tag)) => tag,
             (None, None) => {
                 // A digest pin of such an artifact: the component's own metadata says it.
-                let wasm = self.checked_blob(name, &layer.digest)?;
+                let wasm = self.checked_blob(name, &layer.digest).await?;
                 component_version(&wasm).with_context(|| {
                     format!(
                         "{name}@{reference}: neither the manifest nor the component names a version"
@@ -429,7 +461,7 @@ impl Registry {
                 .contains_key(artifact::MANIFEST_ANNOTATION)
         {
             // The grants the component's own section asks for (the bytes are pinned by digest).
-            let wasm = self.checked_blob(name, &layer.digest)?;
+            let wasm = self.checked_blob(name, &layer.digest).await?;
             requests = crate::plugin_manifest::PluginManifest::from_component(&wasm)?;
         }
         Ok(Resolved {
@@ -450,15 +482,15 @@ impl Registry {
     }
 
     /// The component of a resolved version, checked against its sha256.
-    pub fn component(&self, resolved: &Resolved) -> Result<Vec<u8>> {
+    pub async fn component(&self, resolved: &Resolved) -> Result<Vec<u8>> {
         let layer = resolved.manifest.layer(artifact::LAYER_MEDIA_TYPE)?;
-        self.checked_blob(&resolved.name, &layer.digest)
+        self.checked_blob(&resolved.name, &layer.digest).await
     }
 
     /// Checks the signatures of a resolved version (cosign's, at its `.sig` tag) against the
     /// trusted keys: the signing key's id, or `None` when no key is trusted (nothing to check
     /// against).
-    pub fn verify(
+    pub async fn verify(
         &self,
         resolved: &Resolved,
         trusted: &[signing::TrustedKey],
@@ -468,7 +500,7 @@ impl Registry {
             return Ok(None);
         }
         let (name, digest) = (&resolved.name, &resolved.manifest_digest);
-        let Some(bytes) = self.backend.manifest(name, &signature_tag(digest))? else {
+        let Some(bytes) = self.backend.manifest(name, &signature_tag(digest)).await? else {
             bail!(
                 "{name} {} ({digest}) is not signed, and trusted keys are configured",
                 resolved.version
@@ -481,7 +513,10 @@ impl Registry {
                 continue;
             }
             if let Some(signature) = layer.annotations.get(signing::SIGNATURE_ANNOTATION) {
-                payloads.push((self.checked_blob(name, &layer.digest)?, signature.clone()));
+                payloads.push((
+                    self.checked_blob(name, &layer.digest).await?,
+                    signature.clone(),
+                ));
             }
         }
         let found: Vec<signing::Found> = payloads

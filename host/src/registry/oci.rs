@@ -4,7 +4,6 @@
 //! over plain HTTP, every other one over HTTPS (`oci+http://` forces HTTP). Credentials, when
 //! the registry needs them, come from `OCI_REGISTRY_USERNAME` / `OCI_REGISTRY_PASSWORD`.
 
-use super::backend::Backend;
 use anyhow::{Context, Result, bail};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
@@ -21,7 +20,6 @@ pub struct OciBackend {
     namespace: String,
     http: bool,
     auth: RegistryAuth,
-    rt: tokio::runtime::Runtime,
 }
 
 impl OciBackend {
@@ -63,10 +61,6 @@ impl OciBackend {
             namespace: namespace.trim_matches('/').to_string(),
             http,
             auth,
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the registry client's runtime")?,
         })
     }
 
@@ -112,20 +106,18 @@ const CATALOG_PAGE: usize = 1000;
 
 impl OciBackend {
     /// One page of `GET /v2/_catalog`, after `last`.
-    fn catalog_page(&self, last: Option<&str>) -> Result<Vec<String>> {
+    async fn catalog_page(&self, last: Option<&str>) -> Result<Vec<String>> {
         let scheme = if self.http { "http" } else { "https" };
         let url = format!("{scheme}://{}/v2/_catalog", self.registry);
         let mut query = vec![("n", CATALOG_PAGE.to_string())];
         if let Some(last) = last {
             query.push(("last", last.to_string()));
         }
-        let body: serde_json::Value = self.rt.block_on(async {
-            let mut request = reqwest::Client::new().get(&url).query(&query);
-            if let RegistryAuth::Basic(user, password) = &self.auth {
-                request = request.basic_auth(user, Some(password));
-            }
-            request.send().await?.error_for_status()?.json().await
-        })?;
+        let mut request = reqwest::Client::new().get(&url).query(&query);
+        if let RegistryAuth::Basic(user, password) = &self.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let body: serde_json::Value = request.send().await?.error_for_status()?.json().await?;
         Ok(body["repositories"]
             .as_array()
             .into_iter()
@@ -135,8 +127,8 @@ impl OciBackend {
     }
 }
 
-impl Backend for OciBackend {
-    fn repositories(&self) -> Result<Vec<String>> {
+impl OciBackend {
+    pub async fn repositories(&self) -> Result<Vec<String>> {
         let prefix = if self.namespace.is_empty() {
             String::new()
         } else {
@@ -147,6 +139,7 @@ impl Backend for OciBackend {
         loop {
             let page = self
                 .catalog_page(last.as_deref())
+                .await
                 .with_context(|| self.context("listing the repositories"))?;
             let full = page.len() == CATALOG_PAGE;
             last = page.last().cloned();
@@ -164,11 +157,12 @@ impl Backend for OciBackend {
         Ok(names)
     }
 
-    fn tags(&self, repo: &str) -> Result<Vec<String>> {
+    pub async fn tags(&self, repo: &str) -> Result<Vec<String>> {
         let reference = self.reference(repo, "latest");
         match self
-            .rt
-            .block_on(self.client.list_tags(&reference, &self.auth, None, None))
+            .client
+            .list_tags(&reference, &self.auth, None, None)
+            .await
         {
             Ok(response) => Ok(response.tags),
             Err(e) if not_found(&e) => Ok(Vec::new()),
@@ -176,44 +170,44 @@ impl Backend for OciBackend {
         }
     }
 
-    fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Vec<u8>>> {
+    pub async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Vec<u8>>> {
         let r = self.reference(repo, reference);
-        match self.rt.block_on(self.client.pull_manifest_raw(
-            &r,
-            &self.auth,
-            &[MANIFEST_MEDIA_TYPE],
-        )) {
+        match self
+            .client
+            .pull_manifest_raw(&r, &self.auth, &[MANIFEST_MEDIA_TYPE])
+            .await
+        {
             Ok((bytes, _)) => Ok(Some(bytes.to_vec())),
             Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(e).with_context(|| self.context(&format!("fetching {repo}:{reference}"))),
         }
     }
 
-    fn blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>> {
+    pub async fn blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>> {
         let r = self.reference(repo, digest);
         let mut out = Vec::new();
-        self.rt
-            .block_on(self.client.pull_blob(&r, digest, &mut out))
+        self.client
+            .pull_blob(&r, digest, &mut out)
+            .await
             .with_context(|| self.context(&format!("fetching the blob {digest} of {repo}")))?;
         Ok(out)
     }
 
-    fn put_blob(&self, repo: &str, digest: &str, bytes: &[u8]) -> Result<()> {
+    pub async fn put_blob(&self, repo: &str, digest: &str, bytes: &[u8]) -> Result<()> {
         let r = self.reference(repo, digest);
-        self.rt
-            .block_on(self.client.push_blob(&r, bytes, digest))
+        self.client
+            .push_blob(&r, bytes, digest)
+            .await
             .with_context(|| self.context(&format!("pushing the blob {digest} to {repo}")))?;
         Ok(())
     }
 
-    fn put_manifest(&self, repo: &str, tag: &str, bytes: &[u8]) -> Result<()> {
+    pub async fn put_manifest(&self, repo: &str, tag: &str, bytes: &[u8]) -> Result<()> {
         let r = self.reference(repo, tag);
         let content_type = reqwest::header::HeaderValue::from_static(MANIFEST_MEDIA_TYPE);
-        self.rt
-            .block_on(
-                self.client
-                    .push_manifest_raw(&r, bytes.to_vec(), content_type),
-            )
+        self.client
+            .push_manifest_raw(&r, bytes.to_vec(), content_type)
+            .await
             .with_context(|| self.context(&format!("pushing {repo}:{tag}")))?;
         Ok(())
     }

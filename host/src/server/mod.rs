@@ -71,11 +71,12 @@ impl ServerOptions {
     }
 }
 
-/// A running server with its runner; stops (gracefully) when dropped or on [`Server::stop`].
+/// A running server with its runner: a task of the caller's runtime. [`Server::stop`] stops it
+/// gracefully; dropping it asks it to stop without waiting.
 pub struct Server {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
-    thread: Option<std::thread::JoinHandle<Result<()>>>,
+    task: Option<tokio::task::JoinHandle<Result<()>>>,
 }
 
 /// Binds first (so others can learn the URL), serves later.
@@ -87,28 +88,19 @@ pub fn bind(port: u16) -> Result<std::net::TcpListener> {
 }
 
 impl Server {
-    /// Serves on its own tokio runtime (a thread of this process) until stopped.
-    pub fn start(
+    /// Serves as a task of the current tokio runtime until stopped.
+    pub async fn start(
         listener: std::net::TcpListener,
         runner: Arc<Runner>,
         options: ServerOptions,
     ) -> Result<Server> {
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        let thread = std::thread::Builder::new()
-            .name("serve".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("serve-worker")
-                    .enable_all()
-                    .build()?;
-                rt.block_on(serve(listener, runner, options, stopped))
-            })?;
+        let task = tokio::spawn(serve(listener, runner, options, stopped));
         Ok(Server {
             addr,
             stop,
-            thread: Some(thread),
+            task: Some(task),
         })
     }
 
@@ -117,34 +109,27 @@ impl Server {
     }
 
     /// Stops accepting, finishes what is in flight, and returns.
-    pub fn stop(mut self) -> Result<()> {
-        self.shutdown()
-    }
-
-    fn shutdown(&mut self) -> Result<()> {
+    pub async fn stop(mut self) -> Result<()> {
         let _ = self.stop.send(true);
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .map_err(|_| anyhow::anyhow!("the server thread panicked"))?,
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?,
             None => Ok(()),
         }
     }
 
-    /// Blocks until SIGTERM or ctrl-c, then stops gracefully.
-    pub fn run_until_signal(mut self) -> Result<()> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(shutdown_signal());
-        eprintln!("stopping: finishing requests and sends in flight");
-        self.shutdown()
+    /// Serves until SIGTERM or ctrl-c, then stops gracefully.
+    pub async fn run_until_signal(self) -> Result<()> {
+        shutdown_signal().await;
+        tracing::info!("stopping: finishing requests and sends in flight");
+        self.stop().await
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.shutdown();
+        let _ = self.stop.send(true);
     }
 }
 
@@ -189,7 +174,7 @@ async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    eprintln!("accept: {e}");
+                    tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }

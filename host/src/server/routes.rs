@@ -70,7 +70,7 @@ impl ApiError {
     /// A failure of ours: logged in full under an id, answered without internals.
     fn internal(context: &str, e: impl std::fmt::Display) -> Self {
         let id = uuid::Uuid::now_v7();
-        eprintln!("error {id}: {context}: {e}");
+        tracing::error!(error_id = %id, error = %e, "{context}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
@@ -389,7 +389,7 @@ async fn webhook(
     let hook = webhook_request(&parts.method, &parts.headers, query, body);
     let outcome = ch
         .plugin
-        .parse_webhook_async(&hook, &ch.config())
+        .parse_webhook(&hook, &ch.config())
         .await
         .map_err(|e| ApiError::internal("parsing a webhook", e))?;
     match outcome {

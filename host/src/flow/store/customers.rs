@@ -4,16 +4,13 @@
 //! own user id (WhatsApp's BSUID): an event names both when it knows both, and what it says
 //! is kept under each.
 
-use super::{FlowState, Tx, customer_key, ms};
+use super::{CallbackKind, FlowState, Tx, customer_key, ms};
 use crate::args;
+use crate::contract::signals::{Handler, Signal};
 use crate::types::{Classification, WebhookEvent};
 use anyhow::Result;
 use serde_json::{Value, json};
 
-/// The reason channels give when a customer stopped a kind of message.
-const OPTED_OUT: &str = "recipient_opted_out";
-/// The reason channels give when a customer resumed it.
-const OPTED_IN: &str = "recipient_opted_in";
 /// What a 131050-style refusal (no preference event, just a refused send) stops.
 const MARKETING: &str = "marketing";
 
@@ -99,9 +96,9 @@ impl Tx<'_, '_> {
         let Some(category) = details.get("category").and_then(Value::as_str) else {
             return Ok(());
         };
-        let stop = match e.classification.reason.as_str() {
-            OPTED_OUT => true,
-            OPTED_IN => false,
+        let stop = match Signal::of(&e.classification) {
+            Signal::OptedOut => true,
+            Signal::OptedIn => false,
             _ => return Ok(()),
         };
         for customer in keys_of(e) {
@@ -119,7 +116,7 @@ impl Tx<'_, '_> {
         c: &Classification,
     ) -> Result<()> {
         // Our own refusal (nothing sent, no provider code) only repeats what is known.
-        if c.reason != OPTED_OUT || c.provider_code.is_none() {
+        if Signal::of(c) != Signal::OptedOut || c.provider_code.is_none() {
             return Ok(());
         }
         match recipient {
@@ -144,14 +141,14 @@ impl Tx<'_, '_> {
                 }
             }
         }
+        let handler = match Signal::of_handover(&e.classification) {
+            Signal::Handover(handler) => handler,
+            _ => Handler::Other,
+        };
         let why = format!(
             "handed_over: {channel} {} ({}); no more automatic sends",
             e.classification.reason,
-            if e.classification.reason == "business_app_reply" {
-                "a person answered from the Business app"
-            } else {
-                "another handler owns the conversation"
-            }
+            handler.describe()
         );
         // Locked in id order: two handovers naming the same customers never wait crosswise.
         open.sort();
@@ -168,7 +165,7 @@ impl Tx<'_, '_> {
             self.set_state(&flow, FlowState::HandedOver, None)?;
             self.emit(
                 &flow,
-                "handed_over",
+                CallbackKind::HandedOver,
                 json!({"channel": channel, "reason": e.classification.reason}),
             )?;
         }

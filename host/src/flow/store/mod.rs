@@ -10,8 +10,9 @@
 //! resent; one left `claimed` never left the host, and is sent again as a new attempt.
 
 use super::pacing::{Deferral, Pacer};
-use super::policy::{self, FlowState, Next, Position};
+use super::policy::{self, FlowState, MoveOnReason, Next, Position};
 use super::spec::FlowSpec;
+use crate::contract::signals::HostReason;
 use crate::json::disposition_name;
 use crate::types::{Classification, Disposition, EventKind, WebhookEvent};
 use anyhow::{Context, Result};
@@ -141,6 +142,42 @@ impl std::fmt::Display for BatchRefused {
 impl std::error::Error for BatchRefused {}
 
 /// A callback delivery due.
+/// What a callback event reports (its `kind` in the body the flow engine receives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackKind {
+    /// An attempt's answer was recorded.
+    Attempt,
+    /// A status for the flow's current attempt.
+    Status,
+    /// The step's `wait_for` was reached: the flow is done.
+    Done,
+    /// The TTL passed.
+    Expired,
+    /// The flow left a channel for the next one.
+    FallingBack,
+    /// No channel left.
+    Exhausted,
+    /// A delivery reported for an attempt the flow had moved on from.
+    PossibleDuplicate,
+    /// Someone else handles the conversation; no more automatic sends.
+    HandedOver,
+}
+
+impl CallbackKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackKind::Attempt => "attempt",
+            CallbackKind::Status => "status",
+            CallbackKind::Done => "done",
+            CallbackKind::Expired => "expired",
+            CallbackKind::FallingBack => "falling_back",
+            CallbackKind::Exhausted => "exhausted",
+            CallbackKind::PossibleDuplicate => "possible_duplicate",
+            CallbackKind::HandedOver => "handed_over",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
     pub id: i64,
@@ -601,12 +638,12 @@ impl Tx<'_, '_> {
     }
 
     /// Queues a callback for the flow's `callback_url`, if it has one.
-    fn emit(&self, flow: &FlowRow, kind: &str, detail: Value) -> Result<()> {
+    fn emit(&self, flow: &FlowRow, kind: CallbackKind, detail: Value) -> Result<()> {
         let Some(url) = &flow.callback_url else {
             return Ok(());
         };
         let event_id = uuid::Uuid::now_v7().to_string();
-        let body = json!({"event_id": event_id, "flow_id": flow.id, "kind": kind,
+        let body = json!({"event_id": event_id, "flow_id": flow.id, "kind": kind.as_str(),
             "at_ms": self.now, "detail": detail});
         self.db.exec(
                 "INSERT INTO outbox (event_id, flow_id, url, body, next_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -739,7 +776,7 @@ impl Tx<'_, '_> {
             self.apply(
                 flow,
                 Next::MoveOn {
-                    why: "no such step".into(),
+                    why: MoveOnReason::NoSuchStep,
                 },
                 None,
             )?;
@@ -949,17 +986,27 @@ impl Tx<'_, '_> {
                 c.provider_message_id.clone(),
                 c.retry_after_ms,
             ),
-            SendResult::NotSent(_) => (Disposition::Failed, "not_sent".into(), None, None, None),
-            SendResult::MaybeSent(_) => (
-                Disposition::Unknown,
-                "outcome_unknown".into(),
+            SendResult::NotSent(_) => (
+                Disposition::Failed,
+                HostReason::NotSent.as_str().into(),
                 None,
                 None,
                 None,
             ),
-            SendResult::NeverLeft(_) => {
-                (Disposition::Failed, "never_sent".into(), None, None, None)
-            }
+            SendResult::MaybeSent(_) => (
+                Disposition::Unknown,
+                HostReason::OutcomeUnknown.as_str().into(),
+                None,
+                None,
+                None,
+            ),
+            SendResult::NeverLeft(_) => (
+                Disposition::Failed,
+                HostReason::NeverSent.as_str().into(),
+                None,
+                None,
+                None,
+            ),
         };
         self.db.exec(
                 "UPDATE attempts SET phase = 'recorded', disposition = ?2, reason = ?3, provider_code = ?4, provider_message_id = coalesce(provider_message_id, ?5), recorded_ms = ?6 WHERE id = ?1",
@@ -989,13 +1036,16 @@ impl Tx<'_, '_> {
         }
         self.emit(
             &flow,
-            "attempt",
+            CallbackKind::Attempt,
             json!({"channel": a.channel, "attempt": a.attempt,
             "disposition": disposition_name(disposition), "reason": reason}),
         )?;
         let next = match result {
             SendResult::NotSent(why) => Next::MoveOn {
-                why: format!("{} refused the message before sending: {why}", a.channel),
+                why: MoveOnReason::RefusedBeforeSending {
+                    channel: a.channel.clone(),
+                    why: why.clone(),
+                },
             },
             // A host stop is not the customer's attempt: the same channel, at once.
             SendResult::NeverLeft(_) => Next::Retry {
@@ -1027,7 +1077,7 @@ impl Tx<'_, '_> {
                     &format!("{} on {channel}: done", wait_for.unwrap_or("?")),
                 )?;
                 self.set_state(flow, FlowState::Done, None)?;
-                self.emit(flow, "done", json!({"channel": channel}))
+                self.emit(flow, CallbackKind::Done, json!({"channel": channel}))
             }
             Next::Wait { state, until } => self.set_state(flow, state, until),
             Next::Retry { attempt: n, at } => {
@@ -1045,11 +1095,11 @@ impl Tx<'_, '_> {
             )?;
                 Ok(())
             }
-            Next::MoveOn { why } => self.move_on(flow, &why, attempt),
+            Next::MoveOn { why } => self.move_on(flow, &why.to_string(), attempt),
             Next::Expire => {
                 self.note(&flow.id, attempt, "TTL reached: nothing more is sent")?;
                 self.set_state(flow, FlowState::Expired, None)?;
-                self.emit(flow, "expired", json!({}))
+                self.emit(flow, CallbackKind::Expired, json!({}))
             }
             Next::Send => self.set_state(flow, FlowState::Ready, Some(self.now)),
         }
@@ -1076,7 +1126,7 @@ impl Tx<'_, '_> {
             )?;
                 self.emit(
                     flow,
-                    "falling_back",
+                    CallbackKind::FallingBack,
                     json!({"from": flow.channel(), "to": next.channel, "why": why}),
                 )
             }
@@ -1090,7 +1140,7 @@ impl Tx<'_, '_> {
                 "UPDATE flows SET step = ?2, state = ?3, wake_at = NULL, lane = NULL, current_attempt = NULL WHERE id = ?1",
                 args![flow.id, next_step as i64, FlowState::Exhausted.as_str()],
             )?;
-                self.emit(flow, "exhausted", json!({"why": why}))
+                self.emit(flow, CallbackKind::Exhausted, json!({"why": why}))
             }
         }
     }
@@ -1193,7 +1243,7 @@ impl Tx<'_, '_> {
         )?;
         self.emit(
             &flow,
-            "status",
+            CallbackKind::Status,
             json!({"channel": channel, "attempt": a.attempt, "status": status,
             "disposition": disposition, "reason": e.classification.reason}),
         )?;
@@ -1266,7 +1316,7 @@ impl Tx<'_, '_> {
         )?;
         self.emit(
             flow,
-            "possible_duplicate",
+            CallbackKind::PossibleDuplicate,
             json!({"channel": channel, "attempt": a.attempt, "status": status}),
         )
     }
