@@ -4,6 +4,7 @@
 //! ([`postgres`]) and OCI namespaces ([`oci`]). Nothing here ships in the `host` library.
 
 pub mod blocking;
+pub mod callbacks;
 pub mod defaults;
 pub mod mock;
 pub mod oci;

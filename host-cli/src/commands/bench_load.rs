@@ -7,6 +7,7 @@
 use crate::common::{Outcome, UsageError};
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use host_testkit::callbacks::CallbackReceiver;
 use host_testkit::defaults::{DEMO_ACCESS_TOKEN, DEMO_SMS_API_KEY};
 use host_testkit::mock::{Latency, MockApi, MockConfig, MockLimits, WebhookTargets};
 use host_testkit::process::{FlowClient, ServeProcess};
@@ -55,7 +56,18 @@ pub struct LoadArgs {
     /// (and, with one node, restarts it).
     #[arg(long, default_value_t = 1)]
     pub nodes: usize,
+    /// What each flow's WhatsApp step waits for: `accepted` (the API's answer) or `delivered`
+    /// (the mock posts signed `sent` and `delivered` statuses back, 200 ms apart).
+    #[arg(long, default_value = "accepted", value_parser = ["accepted", "delivered"])]
+    pub wait_for: String,
+    /// Each flow names a `callback_url`: a receiver in this process that checks every event's
+    /// signature, as a flow engine would.
+    #[arg(long)]
+    pub callbacks: bool,
 }
+
+/// The secret serve signs the bench's callbacks with.
+const CALLBACK_SECRET: &str = "bench-callback-secret";
 
 /// The lease a bench node holds on a send: the shortest serve accepts, so a killed node's
 /// sends are taken over soon.
@@ -69,6 +81,7 @@ struct Bench<'a> {
     /// Opened once the nodes have created the schema.
     store: std::cell::OnceCell<host::flow::store::Store>,
     mock: MockApi,
+    callback_url: Option<String>,
 }
 
 impl LoadArgs {
@@ -91,10 +104,24 @@ impl LoadArgs {
         let latency = Latency::parse(&self.latency_ms).map_err(|e| UsageError(format!("{e:#}")))?;
         // The bench drives processes and waits on them: a blocking job, off the runtime's
         // workers.
+        let receiver = match self.callbacks {
+            true => Some(CallbackReceiver::spawn(CALLBACK_SECRET).await?),
+            false => None,
+        };
+        let callback_url = receiver.as_ref().map(|r| r.url().to_string());
         let (args, plugin) = (self.clone(), plugin.map(Path::to_path_buf));
-        let report =
-            tokio::task::spawn_blocking(move || Bench::new(&args, latency)?.run(plugin.as_deref()))
-                .await??;
+        let mut report = tokio::task::spawn_blocking(move || {
+            let bench = Bench::new(&args, latency, callback_url)?;
+            let mut report = bench.run(plugin.as_deref())?;
+            if let Some(receiver) = &receiver {
+                report["callbacks"] = bench.wait_callbacks_settled(receiver);
+            }
+            anyhow::Ok(report)
+        })
+        .await??;
+        if let Some(verified) = report["callbacks"]["verified"].as_f64() {
+            report["callbacks"]["per_flow"] = json!(verified / self.flows as f64);
+        }
         let text = render(&report);
         Ok(Outcome {
             code: 0,
@@ -105,7 +132,11 @@ impl LoadArgs {
 }
 
 impl<'a> Bench<'a> {
-    fn new(args: &'a LoadArgs, latency: Latency) -> Result<Bench<'a>> {
+    fn new(
+        args: &'a LoadArgs,
+        latency: Latency,
+        callback_url: Option<String>,
+    ) -> Result<Bench<'a>> {
         let dir = std::env::temp_dir().join(format!("bench-load-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -130,12 +161,21 @@ impl<'a> Bench<'a> {
                     pair_gap_ms: 6_000,
                 }),
                 record: false,
-                // One status per message: enough to settle sends a kill left unknown.
+                // Waiting for `accepted`, one status per message: enough to settle sends a
+                // kill left unknown. Waiting for `delivered`, Meta's usual two.
                 webhooks: Some(WebhookTargets::demo_serve(
                     &format!("http://127.0.0.1:{port}"),
-                    Duration::from_millis(500),
+                    Duration::from_millis(if args.wait_for == "delivered" {
+                        200
+                    } else {
+                        500
+                    }),
                 )),
-                statuses: &[("delivered", None)],
+                statuses: if args.wait_for == "delivered" {
+                    &[("sent", None), ("delivered", None)]
+                } else {
+                    &[("delivered", None)]
+                },
                 ..MockConfig::default()
             },
         )?;
@@ -146,6 +186,7 @@ impl<'a> Bench<'a> {
             db,
             store: std::cell::OnceCell::new(),
             mock,
+            callback_url,
         })
     }
 
@@ -191,6 +232,11 @@ impl<'a> Bench<'a> {
             .env("FLOW_SECRET_WHATSAPP_APP_SECRET", DEMO_APP_SECRET)
             .env("FLOW_SECRET_SMS_WEBHOOK_SECRET", DEMO_SMS_WEBHOOK_SECRET)
             .stderr(log);
+        if let Some(url) = &self.callback_url {
+            let origin = url.trim_end_matches("/callbacks");
+            cmd.args(["--allow-callback-host", origin])
+                .env("FLOW_SECRET_FLOW_CALLBACK_SECRET", CALLBACK_SECRET);
+        }
         ServeProcess::start(cmd, port).with_context(|| {
             format!(
                 "see {}",
@@ -203,10 +249,13 @@ impl<'a> Bench<'a> {
         let customers = self.args.customers.unwrap_or(self.args.flows).max(1);
         (0..self.args.flows)
             .map(|i| {
-                json!({"id": format!("load-{i}"), "recipient": format!("+1555{:07}", i % customers),
-                    "unknown_wait_ms": 60_000, "steps": [{"channel": "whatsapp", "wait_for": "accepted",
-                    "content": {"type": "template", "template": {"name": "order_update", "language": "en_US"}}}]})
-                .to_string()
+                let mut flow = json!({"id": format!("load-{i}"), "recipient": format!("+1555{:07}", i % customers),
+                    "unknown_wait_ms": 60_000, "steps": [{"channel": "whatsapp", "wait_for": self.args.wait_for,
+                    "content": {"type": "template", "template": {"name": "order_update", "language": "en_US"}}}]});
+                if let Some(url) = &self.callback_url {
+                    flow["callback_url"] = json!(url);
+                }
+                flow.to_string()
             })
             .collect()
     }
@@ -244,6 +293,21 @@ impl<'a> Bench<'a> {
         total
     }
 
+    /// The receiver's counts once no callback arrived for two seconds (at most two minutes).
+    fn wait_callbacks_settled(&self, receiver: &CallbackReceiver) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut last = receiver.counts();
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(2));
+            let now = receiver.counts();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        last
+    }
+
     fn wait_all_final(&self, limit: Duration) -> Result<()> {
         let deadline = Instant::now() + limit;
         while self.open_flows()? > 0 {
@@ -262,6 +326,7 @@ impl<'a> Bench<'a> {
             self.args.rate
         };
         let mut nodes = self.serve_all(plugin, rate)?;
+        let started = Instant::now();
         let submit = self.submit()?;
         if self.args.queue_only {
             std::thread::sleep(Duration::from_secs(2));
@@ -283,6 +348,7 @@ impl<'a> Bench<'a> {
         }
         let minutes = (self.args.flows as u64 / u64::from(self.args.rate)).max(1) * 3 + 60;
         self.wait_all_final(Duration::from_secs(minutes))?;
+        let end_to_end = started.elapsed();
         let mut report = self.figures()?;
         let (statements, transactions) = self.store_work();
         let flows = self.args.flows as f64;
@@ -292,7 +358,12 @@ impl<'a> Bench<'a> {
         report["submit_s"] = json!(submit.as_secs_f64());
         report["serve_peak_rss_bytes"] =
             json!(nodes.iter().filter_map(ServeProcess::peak_rss).max());
-        report["serve_cpu_s"] = json!(nodes.iter().filter_map(ServeProcess::cpu_s).sum::<f64>());
+        let cpu_s = nodes.iter().filter_map(ServeProcess::cpu_s).sum::<f64>();
+        report["serve_cpu_s"] = json!(cpu_s);
+        report["serve_cpu_us_per_flow"] = json!(cpu_s * 1e6 / flows);
+        report["wait_for"] = json!(self.args.wait_for);
+        // From the first submission to the last flow seen final (polled every 100 ms).
+        report["flows_per_s_end_to_end"] = json!(flows / end_to_end.as_secs_f64());
         report["killed"] = killed.unwrap_or(Value::Null);
         report["mock"] = self.mock.counters();
         report["mock"]
@@ -338,13 +409,25 @@ fn render(r: &Value) -> String {
         );
     }
     format!(
-        "{} flows on {} node(s) at rate {} (mock latency {} ms): {:.0} sends/s sustained, {:.1} store round trips per flow; POST→accepted p50 {} ms, p99 {} ms; mock max {} in one second, 130429×{}, 131056×{}; correlation ids sent twice: {}; serve peak RSS {:.0} MB{}",
+        "{} flows on {} node(s) at rate {} (mock latency {} ms, waiting for {}): {:.0} sends/s sustained, {:.0} flows/s end to end, serve CPU {:.0} µs and {:.1} store round trips per flow{}; POST→accepted p50 {} ms, p99 {} ms; mock max {} in one second, 130429×{}, 131056×{}; correlation ids sent twice: {}; serve peak RSS {:.0} MB{}",
         r["flows"],
         r["nodes"],
         r["rate"],
         r["latency_ms"].as_str().unwrap_or(""),
+        r["wait_for"].as_str().unwrap_or("accepted"),
         r["sends_per_s"].as_f64().unwrap_or(0.0),
+        r["flows_per_s_end_to_end"].as_f64().unwrap_or(0.0),
+        r["serve_cpu_us_per_flow"].as_f64().unwrap_or(0.0),
         r["store"]["round_trips_per_flow"].as_f64().unwrap_or(0.0),
+        match r["callbacks"].as_object() {
+            Some(c) => format!(
+                "; callbacks verified {} ({:.1} per flow), refused {}",
+                c["verified"],
+                c["per_flow"].as_f64().unwrap_or(0.0),
+                c["refused"]
+            ),
+            None => String::new(),
+        },
         r["p50_ms_post_to_accepted"],
         r["p99_ms_post_to_accepted"],
         r["mock"]["max_per_second"],
