@@ -198,7 +198,7 @@ impl Stack {
                     .to_string();
         }
         let channels = load_channels(runtime, &secrets, LogLevel::Error, &setups).await?;
-        Runner::open_with(db, channels, config.runner.clone(), &secrets)
+        Runner::open_with(db, channels, config.runner.clone(), &secrets).await
     }
 
     pub fn url(&self) -> String {

@@ -52,7 +52,7 @@ impl FlowCommand {
                 secrets,
                 plugins,
             } => start(file, server, secrets.as_deref(), plugins.as_deref()).await,
-            FlowCommand::Status { id, db, json } => status(id, db, *json),
+            FlowCommand::Status { id, db, json } => status(id, db, *json).await,
         }
     }
 }
@@ -171,11 +171,15 @@ fn step_error(at: &str, i: usize, entry: Option<usize>, e: &host::types::FieldEr
     json!({key: path, "code": e.code, "message": e.message})
 }
 
-fn status(id: &str, db: &str, as_json: bool) -> Result<Outcome> {
+async fn status(id: &str, db: &str, as_json: bool) -> Result<Outcome> {
     if !host::flow::store::db::is_postgres_url(db) && !Path::new(db).exists() {
         return Err(UsageError(format!("no flow database at {db} (see --db)")).into());
     }
-    match Store::open(db)?.status(id)? {
+    let (owned_db, owned_id) = (db.to_string(), id.to_string());
+    // The store is synchronous: off the runtime's workers.
+    let status =
+        tokio::task::spawn_blocking(move || Store::open(&owned_db)?.status(&owned_id)).await??;
+    match status {
         None => Ok(Outcome::json(
             1,
             json!({"error": format!("no flow {id:?} in {}", host::flow::store::db::redact(db))}),

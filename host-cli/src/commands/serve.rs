@@ -119,7 +119,7 @@ impl ServeArgs {
         let channels = load_channels(&Runtime::new()?, &secrets, log, &setups)
             .await
             .map_err(|e| UsageError(format!("{e:#}")))?;
-        let runner = Arc::new(Runner::open_with(&self.db, channels, options, &secrets)?);
+        let runner = Arc::new(Runner::open_with(&self.db, channels, options, &secrets).await?);
         let server_options = ServerOptions {
             max_connections: self.max_connections.max(1),
             max_webhook_body_bytes: self.max_webhook_body_bytes.max(1),

@@ -171,37 +171,45 @@ pub struct Runner {
 impl Runner {
     /// Opens the store and recovers what a crash left behind: attempts cut off while
     /// sending become `unknown` (never resent blindly); every non-final flow carries on.
-    pub fn open(path: &str, channels: HashMap<String, Channel>) -> Result<Runner> {
+    pub async fn open(path: &str, channels: HashMap<String, Channel>) -> Result<Runner> {
         Self::open_with(
             path,
             channels,
             RunnerOptions::default(),
             &Secrets::default(),
         )
+        .await
     }
 
-    pub fn open_with(
+    /// [`Runner::open`] with options and the host's secrets (the callback secret). The store is
+    /// opened on a blocking thread: it is synchronous (see [`Store`]).
+    pub async fn open_with(
         path: &str,
         channels: HashMap<String, Channel>,
         options: RunnerOptions,
         secrets: &Secrets,
     ) -> Result<Runner> {
         let callback_secret = callback_secret(&options, secrets)?;
-        let store = Store::open_with(path, options.lease_ms)?;
-        let recovered = store.recover(now_ms())?;
-        if recovered > 0 {
-            tracing::warn!(
-                recovered,
-                "recovered send(s) cut off by a stop: their outcome is unknown"
-            );
-        }
+        let (path, lease_ms) = (path.to_string(), options.lease_ms);
+        let (store, open) = tokio::task::spawn_blocking(move || {
+            let store = Store::open_with(&path, lease_ms)?;
+            let recovered = store.recover(now_ms())?;
+            if recovered > 0 {
+                tracing::warn!(
+                    recovered,
+                    "recovered send(s) cut off by a stop: their outcome is unknown"
+                );
+            }
+            let open = store.open_flows()?;
+            anyhow::Ok((store, open))
+        })
+        .await??;
         let limits = channels
             .iter()
             .filter_map(|(name, c)| c.pacing.map(|p| (name.clone(), p)))
             .collect();
         let mut channel_names: Vec<String> = channels.keys().cloned().collect();
         channel_names.sort();
-        let open = store.open_flows()?;
         Ok(Runner {
             store: Arc::new(store),
             channels,
@@ -447,7 +455,7 @@ impl Runner {
             let now = now_ms();
             if now.saturating_sub(last_refresh) > 1_000 {
                 last_refresh = now;
-                self.refresh_counts();
+                self.refresh_counts().await;
             }
             if claimed == 0 {
                 tokio::select! {
@@ -499,8 +507,8 @@ impl Runner {
         }
     }
 
-    fn refresh_counts(&self) {
-        if let Ok(open) = self.store.open_flows() {
+    async fn refresh_counts(&self) {
+        if let Ok(open) = self.on_store(|store| store.open_flows()).await {
             self.open_flows.store(open, Ordering::Relaxed);
         }
         let now = now_ms();

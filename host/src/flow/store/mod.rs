@@ -232,7 +232,8 @@ struct AttemptRow {
 }
 
 /// The flow store: SQLite (embedded, one node) or PostgreSQL (several nodes), the same
-/// transitions on both.
+/// transitions on both. Synchronous: call it from a blocking thread (`spawn_blocking`), never
+/// from a task on a runtime worker.
 pub struct Store {
     /// One connection for SQLite (its writers queue anyway), a few for PostgreSQL.
     conns: Vec<Mutex<Conn>>,
@@ -345,18 +346,10 @@ impl Store {
                 })
             })
         };
-        // The PostgreSQL driver blocks on a runtime of its own, which tokio forbids on a
-        // thread that drives tasks: there, the transaction runs on a thread of its own.
-        if self.backend == Backend::Postgres && tokio::runtime::Handle::try_current().is_ok() {
-            std::thread::scope(|scope| {
-                scope
-                    .spawn(run)
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-        } else {
-            run()
-        }
+        // No thread of its own: the store is synchronous and its callers run it off the
+        // runtime's workers (the runner through `spawn_blocking`). On a worker, the PostgreSQL
+        // driver (which blocks on a runtime of its own) would panic, as tokio forbids it.
+        run()
     }
 
     /// Stores new flows, due at once, in one transaction: all of them, or, when any id is
