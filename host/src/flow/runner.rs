@@ -6,7 +6,7 @@ use super::pacing::{ChannelPacing, Pacer};
 use super::policy::FlowState;
 use super::spec::{FlowSpec, SpecError};
 use super::store::db::Backend;
-use super::store::{Claim, CustomerGap, OutboxItem, SendResult, Store, Submitted};
+use super::store::{Claim, CustomerGap, OutboxItem, OutboxResult, SendResult, Store, Submitted};
 use crate::contract::signals::{HostReason, Signal};
 use crate::runtime::{CallError, Plugin};
 use crate::services::{AllowRule, Secrets, now_ms};
@@ -683,7 +683,8 @@ impl Runner {
         None
     }
 
-    /// Posts outbox events to their callback URLs, signed, at least once, with back-off.
+    /// Posts outbox events to their callback URLs, signed, at least once, with back-off; each
+    /// round's results are recorded in one transaction.
     async fn deliver_callbacks(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
             let due = match self.on_store(|store| store.outbox_due(now_ms(), 64)).await {
@@ -697,8 +698,17 @@ impl Runner {
                 }
             };
             let idle = due.is_empty();
-            let posts = due.into_iter().map(|item| self.deliver_one(item));
-            futures::future::join_all(posts).await;
+            let posts = due.iter().map(|item| self.deliver_one(item));
+            let results = futures::future::join_all(posts).await;
+            let now = now_ms();
+            if let Err(e) = self
+                .on_store(move |store| store.outbox_results(now, &results))
+                .await
+            {
+                // The events stay leased, then due again: posted again (at least once, never
+                // lost).
+                tracing::error!(error = format!("{e:#}"), "recording callbacks failed");
+            }
             if idle {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -708,7 +718,7 @@ impl Runner {
         }
     }
 
-    async fn deliver_one(&self, item: OutboxItem) {
+    async fn deliver_one(&self, item: &OutboxItem) -> OutboxResult {
         let mut request = self
             .http
             .post(&item.url)
@@ -720,23 +730,19 @@ impl Runner {
                 crate::services::signing::signature(secret, item.body.as_bytes()),
             );
         }
-        let outcome = match request.body(item.body.clone()).send().await {
+        let error = match request.body(item.body.clone()).send().await {
             Ok(r) if r.status().is_success() => None,
             Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
             Err(e) => Some(e.to_string()),
         };
-        let now = now_ms();
         // 1 s, 2 s, 4 s … up to 5 min between tries; given up after a day's worth.
         let retry_at = (item.tries < 300).then(|| {
-            now.saturating_add(1_000u64.saturating_mul(1 << item.tries.min(8)).min(300_000))
+            now_ms().saturating_add(1_000u64.saturating_mul(1 << item.tries.min(8)).min(300_000))
         });
-        let id = item.id;
-        if let Err(e) = self
-            .on_store(move |store| store.outbox_result(id, now, retry_at, outcome.as_deref()))
-            .await
-        {
-            // The event stays due: it is posted again (at least once, never lost).
-            tracing::error!(event_id = %item.event_id, error = format!("{e:#}"), "recording a callback failed");
+        OutboxResult {
+            id: item.id,
+            error,
+            retry_at,
         }
     }
 }

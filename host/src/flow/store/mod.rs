@@ -25,7 +25,7 @@ mod customers;
 pub mod db;
 
 use crate::args;
-use db::{Backend, Conn, TxKind};
+use db::{Backend, Conn, ToArg, TxKind};
 
 /// The lane of flows waiting only for time (status deadlines, unknown outcomes); flows that
 /// wait to send are in their channel's lane, so a channel at its rate never holds up timers
@@ -570,55 +570,75 @@ impl Store {
     }
 
     /// Callback deliveries due now, leased to this node (another node skips them until the
-    /// lease passes, so each goes out from one node; at least once if this node dies).
+    /// lease passes, so each goes out from one node; at least once if this node dies). One
+    /// statement: the due rows are picked (locked, skipping rows another node holds) and
+    /// leased at once.
     pub fn outbox_due(&self, now: u64, limit: usize) -> Result<Vec<OutboxItem>> {
         self.with_tx(now, |t| {
             let lock = t.skip_locked();
             let rows = t.db.query(
-                &format!("SELECT id, event_id, url, body, tries FROM outbox WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at LIMIT ?2{lock}"),
-                args![ms(now), limit as i64],
+                &format!("UPDATE outbox SET next_at = ?3 WHERE id IN (SELECT id FROM outbox WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at LIMIT ?2{lock}) RETURNING id, event_id, url, body, tries"),
+                args![ms(now), limit as i64, ms(now.saturating_add(t.lease_ms))],
             )?;
-            let mut items = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let item = OutboxItem {
-                    id: r.int(0)?,
-                    event_id: r.text(1)?,
-                    url: r.text(2)?,
-                    body: r.text(3)?,
-                    tries: u32::try_from(r.int(4)?).unwrap_or(u32::MAX),
-                };
-                t.db.exec(
-                    "UPDATE outbox SET next_at = ?2 WHERE id = ?1",
-                    args![item.id, ms(now.saturating_add(t.lease_ms))],
-                )?;
-                items.push(item);
-            }
-            Ok(items)
+            rows.iter()
+                .map(|r| {
+                    Ok(OutboxItem {
+                        id: r.int(0)?,
+                        event_id: r.text(1)?,
+                        url: r.text(2)?,
+                        body: r.text(3)?,
+                        tries: u32::try_from(r.int(4)?).unwrap_or(u32::MAX),
+                    })
+                })
+                .collect()
         })
     }
 
-    /// Marks a callback delivered, or schedules its next try (`None`: give up).
-    pub fn outbox_result(
-        &self,
-        id: i64,
-        now: u64,
-        retry_at: Option<u64>,
-        error: Option<&str>,
-    ) -> Result<()> {
+    /// Records a round of callback deliveries in one transaction: the delivered ones in one
+    /// statement, each failed one with its next try (`None`: give up) and its error.
+    pub fn outbox_results(&self, now: u64, results: &[OutboxResult]) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
         self.with_tx(now, |t| {
-            match error {
-                None => t.db.exec(
-                    "UPDATE outbox SET delivered_ms = ?2, next_at = NULL, tries = tries + 1 WHERE id = ?1",
-                    args![id, ms(now)],
-                )?,
-                Some(e) => t.db.exec(
-                    "UPDATE outbox SET next_at = ?2, tries = tries + 1, last_error = ?3 WHERE id = ?1",
-                    args![id, retry_at.map(ms), e],
-                )?,
-            };
+            let delivered: Vec<i64> = results
+                .iter()
+                .filter(|r| r.error.is_none())
+                .map(|r| r.id)
+                .collect();
+            if !delivered.is_empty() {
+                let list = (0..delivered.len())
+                    .map(|i| format!("?{}", i + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut bound = vec![ms(now).to_arg()];
+                bound.extend(delivered.iter().map(ToArg::to_arg));
+                t.db.exec(
+                    &format!("UPDATE outbox SET delivered_ms = ?1, next_at = NULL, tries = tries + 1 WHERE id IN ({list})"),
+                    &bound,
+                )?;
+            }
+            for r in results {
+                if let Some(e) = &r.error {
+                    t.db.exec(
+                        "UPDATE outbox SET next_at = ?2, tries = tries + 1, last_error = ?3 WHERE id = ?1",
+                        args![r.id, r.retry_at.map(ms), e],
+                    )?;
+                }
+            }
             Ok(())
         })
     }
+}
+
+/// How one callback delivery went.
+#[derive(Debug, Clone)]
+pub struct OutboxResult {
+    pub id: i64,
+    /// Why it failed (`None`: delivered).
+    pub error: Option<String>,
+    /// When to try again after a failure (`None`: give up).
+    pub retry_at: Option<u64>,
 }
 
 impl Tx<'_, '_> {
@@ -1595,7 +1615,60 @@ mod tests {
         assert_eq!(on_time.len(), 1, "{on_time:?}");
     }
 
+    /// Callback events: each due event leased to one node at a time; a round's results land
+    /// together; a failed delivery comes back at its next try, a delivered one never.
+    fn a_callback_is_leased_to_one_node_and_a_failed_one_comes_back_at_its_next_try(a: Store) {
+        a.with_tx(NOW, |t| {
+            for i in 0..3 {
+                t.db.exec(
+                    "INSERT INTO outbox (event_id, flow_id, url, body, next_at) VALUES (?1, 'f', 'http://127.0.0.1/cb', '{}', ?2)",
+                    args![format!("e{i}"), ms(NOW)],
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let due = a.outbox_due(NOW, 2).unwrap();
+        assert_eq!(due.len(), 2, "{due:?}");
+        let rest = a.outbox_due(NOW, 10).unwrap();
+        assert_eq!(
+            rest.len(),
+            1,
+            "the leased two are not handed out again: {rest:?}"
+        );
+        assert!(a.outbox_due(NOW, 10).unwrap().is_empty());
+        let results = vec![
+            OutboxResult {
+                id: due[0].id,
+                error: None,
+                retry_at: None,
+            },
+            OutboxResult {
+                id: due[1].id,
+                error: Some("HTTP 500".into()),
+                retry_at: Some(NOW + 1_000),
+            },
+            OutboxResult {
+                id: rest[0].id,
+                error: None,
+                retry_at: None,
+            },
+        ];
+        a.outbox_results(NOW, &results).unwrap();
+        assert!(a.outbox_due(NOW + 999, 10).unwrap().is_empty());
+        let again = a.outbox_due(NOW + 1_000, 10).unwrap();
+        assert_eq!(again.len(), 1, "{again:?}");
+        assert_eq!((again[0].id, again[0].tries), (due[1].id, 1));
+        assert!(
+            a.outbox_due(AFTER_LEASE * 2, 10)
+                .unwrap()
+                .iter()
+                .all(|i| i.id == due[1].id)
+        );
+    }
+
     on_both_stores!(
+        a_callback_is_leased_to_one_node_and_a_failed_one_comes_back_at_its_next_try,
         a_send_is_taken_over_only_once_its_lease_has_passed,
         a_claim_cut_off_before_it_was_handed_over_is_sent_again_once,
         a_send_cut_off_after_it_was_handed_over_becomes_unknown_and_is_not_resent,
