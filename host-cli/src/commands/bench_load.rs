@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use host_testkit::callbacks::CallbackReceiver;
 use host_testkit::defaults::{DEMO_ACCESS_TOKEN, DEMO_SMS_API_KEY};
-use host_testkit::mock::{Latency, MockApi, MockConfig, MockLimits, WebhookTargets};
+use host_testkit::mock::{Deliveries, Latency, MockApi, MockConfig, MockLimits, WebhookTargets};
 use host_testkit::process::{FlowClient, ServeProcess};
 use host_testkit::stack::{DEMO_APP_SECRET, DEMO_SMS_WEBHOOK_SECRET};
 use serde_json::{Value, json};
@@ -163,14 +163,23 @@ impl<'a> Bench<'a> {
                 record: false,
                 // Waiting for `accepted`, one status per message: enough to settle sends a
                 // kill left unknown. Waiting for `delivered`, Meta's usual two.
-                webhooks: Some(WebhookTargets::demo_serve(
-                    &format!("http://127.0.0.1:{port}"),
-                    Duration::from_millis(if args.wait_for == "delivered" {
-                        200
-                    } else {
-                        500
+                webhooks: Some(WebhookTargets {
+                    // Retried while not answered 200, as Meta retries (serve sheds webhooks
+                    // past its admission limit with 503).
+                    deliveries: Some(Deliveries {
+                        nodes: vec![format!("http://127.0.0.1:{port}")],
+                        retries: 8,
+                        ..Deliveries::default()
                     }),
-                )),
+                    ..WebhookTargets::demo_serve(
+                        &format!("http://127.0.0.1:{port}"),
+                        Duration::from_millis(if args.wait_for == "delivered" {
+                            200
+                        } else {
+                            500
+                        }),
+                    )
+                }),
                 statuses: if args.wait_for == "delivered" {
                     &[("sent", None), ("delivered", None)]
                 } else {
@@ -366,6 +375,12 @@ impl<'a> Bench<'a> {
         report["flows_per_s_end_to_end"] = json!(flows / end_to_end.as_secs_f64());
         report["killed"] = killed.unwrap_or(Value::Null);
         report["mock"] = self.mock.counters();
+        let mut answers = std::collections::BTreeMap::<String, u64>::new();
+        for d in self.mock.deliveries() {
+            *answers.entry(d.http_status.to_string()).or_default() += 1;
+        }
+        // What serve answered each status webhook (0: no answer), retries included.
+        report["webhook_answers"] = json!(answers);
         report["mock"]
             .as_object_mut()
             .map(|m| m.remove("per_second"));
@@ -409,7 +424,7 @@ fn render(r: &Value) -> String {
         );
     }
     format!(
-        "{} flows on {} node(s) at rate {} (mock latency {} ms, waiting for {}): {:.0} sends/s sustained, {:.0} flows/s end to end, serve CPU {:.0} µs and {:.1} store round trips per flow{}; POST→accepted p50 {} ms, p99 {} ms; mock max {} in one second, 130429×{}, 131056×{}; correlation ids sent twice: {}; serve peak RSS {:.0} MB{}",
+        "{} flows on {} node(s) at rate {} (mock latency {} ms, waiting for {}): {:.0} sends/s sustained, {:.0} flows/s end to end, serve CPU {:.0} µs and {:.1} store round trips per flow{}; POST→accepted p50 {} ms, p99 {} ms; mock max {} in one second, 130429×{}, 131056×{}; correlation ids sent twice: {}; serve peak RSS {:.0} MB{}{}",
         r["flows"],
         r["nodes"],
         r["rate"],
@@ -437,6 +452,11 @@ fn render(r: &Value) -> String {
             .as_object()
             .map_or(0, |m| m.len()),
         r["serve_peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        match r["webhook_answers"].as_object() {
+            Some(a) if a.keys().any(|k| k != "200") =>
+                format!("; webhook answers {}", r["webhook_answers"]),
+            _ => String::new(),
+        },
         if r["killed"].is_null() {
             String::new()
         } else {
