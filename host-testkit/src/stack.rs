@@ -205,8 +205,10 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn client() -> reqwest::blocking::Client {
-        reqwest::blocking::Client::new()
+    /// One blocking client for every stack of the test process (each one owns a thread).
+    fn client() -> &'static reqwest::blocking::Client {
+        static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+        CLIENT.get_or_init(reqwest::blocking::Client::new)
     }
 
     /// `POST /flows` with the API token: the status code and the JSON answer.
