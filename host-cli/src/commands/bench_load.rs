@@ -94,7 +94,7 @@ impl LoadArgs {
         let shared = self
             .db
             .as_deref()
-            .is_some_and(host::flow::store::db::is_postgres_url);
+            .is_some_and(host::flow::store::is_postgres_url);
         if !(1..=16).contains(&self.nodes) || (self.nodes > 1 && !shared) {
             return Err(UsageError(
                 "--nodes must be 1 to 16, and more than one needs a postgres:// --db".into(),

@@ -153,7 +153,8 @@ pub async fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
     for id in &ids {
-        if let Some(status) = stack.runner.status(id)? {
+        if let Some(view) = stack.runner.flow_view(id)? {
+            let status = host::server::flow_json(&view)?;
             writeln!(out, "\n{}", host::flow::render_timeline(&status).trim_end())?;
         }
     }

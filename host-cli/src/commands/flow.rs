@@ -172,17 +172,19 @@ fn step_error(at: &str, i: usize, entry: Option<usize>, e: &host::types::FieldEr
 }
 
 async fn status(id: &str, db: &str, as_json: bool) -> Result<Outcome> {
-    if !host::flow::store::db::is_postgres_url(db) && !Path::new(db).exists() {
+    if !host::flow::store::is_postgres_url(db) && !Path::new(db).exists() {
         return Err(UsageError(format!("no flow database at {db} (see --db)")).into());
     }
     let (owned_db, owned_id) = (db.to_string(), id.to_string());
     // The store is synchronous: off the runtime's workers.
-    let status =
-        tokio::task::spawn_blocking(move || Store::open(&owned_db)?.status(&owned_id)).await??;
+    let status = tokio::task::spawn_blocking(move || Store::open(&owned_db)?.flow_view(&owned_id))
+        .await??
+        .map(|view| host::server::flow_json(&view))
+        .transpose()?;
     match status {
         None => Ok(Outcome::json(
             1,
-            json!({"error": format!("no flow {id:?} in {}", host::flow::store::db::redact(db))}),
+            json!({"error": format!("no flow {id:?} in {}", host::flow::store::redact(db))}),
         )),
         Some(s) if as_json => Ok(Outcome::json(0, s)),
         Some(s) => Ok(Outcome::text(host::flow::render_timeline(&s))),

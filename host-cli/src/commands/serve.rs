@@ -128,7 +128,7 @@ impl ServeArgs {
         let server = Server::start(server::bind(self.port)?, runner, server_options).await?;
         tracing::info!(
             url = %server.url(),
-            store = %host::flow::store::db::redact(&self.db),
+            store = %host::flow::store::redact(&self.db),
             "serving flows (webhooks at /webhooks/whatsapp and /webhooks/sms)"
         );
         server.run_until_signal().await?;

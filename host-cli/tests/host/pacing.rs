@@ -49,7 +49,7 @@ fn wait_all_final(stack: &Stack, ids: &[String], limit: Duration) {
             assert!(
                 Instant::now() < deadline,
                 "{id}: {}",
-                stack.runner.status(id).unwrap().unwrap()
+                host::server::flow_json(&stack.runner.flow_view(id).unwrap().unwrap()).unwrap()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -89,7 +89,10 @@ fn a_campaign_stays_within_the_number_rate_and_the_customer_gap() {
     assert_eq!(counters["by_code"].get("130429"), None, "{counters}");
     assert_eq!(counters["by_code"].get("131056"), None, "{counters}");
     for id in &ids {
-        assert_eq!(stack.runner.status(id).unwrap().unwrap()["state"], "done");
+        assert_eq!(
+            host::server::flow_json(&stack.runner.flow_view(id).unwrap().unwrap()).unwrap()["state"],
+            "done"
+        );
     }
 }
 

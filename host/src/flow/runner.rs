@@ -5,8 +5,10 @@
 use super::pacing::{ChannelPacing, Pacer};
 use super::policy::FlowState;
 use super::spec::{FlowSpec, SpecError};
-use super::store::db::Backend;
-use super::store::{Claim, CustomerGap, OutboxItem, OutboxResult, SendResult, Store, Submitted};
+use super::store::Backend;
+use super::store::{
+    Claim, CustomerGap, FlowView, OutboxItem, OutboxResult, SendResult, Store, Submitted,
+};
 use crate::contract::signals::{HostReason, Signal};
 use crate::runtime::{CallError, Plugin};
 use crate::services::{AllowRule, Secrets, now_ms};
@@ -420,9 +422,9 @@ impl Runner {
         Ok(())
     }
 
-    /// The flow's state, attempts and timeline.
-    pub fn status(&self, id: &str) -> Result<Option<Value>> {
-        self.store.status(id)
+    /// The flow's state, attempts and timeline ([`crate::server::flow_json`] renders them).
+    pub fn flow_view(&self, id: &str) -> Result<Option<FlowView>> {
+        self.store.flow_view(id)
     }
 
     /// Whether a flow reached a final state.

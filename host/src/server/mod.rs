@@ -17,6 +17,9 @@
 //! finish the requests and sends in flight, then exit.
 
 mod routes;
+mod status;
+
+pub use status::flow_json;
 
 use crate::flow::Runner;
 use anyhow::{Context, Result};

@@ -328,8 +328,11 @@ async fn flow_status(
         ));
     }
     let runner = app.runner.clone();
-    match tokio::task::spawn_blocking(move || runner.status(&id)).await {
-        Ok(Ok(Some(v))) => Ok(axum::Json(v).into_response()),
+    match tokio::task::spawn_blocking(move || runner.flow_view(&id)).await {
+        Ok(Ok(Some(view))) => match super::flow_json(&view) {
+            Ok(body) => Ok(axum::Json(body).into_response()),
+            Err(e) => Err(ApiError::internal("reading a flow", e)),
+        },
         Ok(Ok(None)) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_such_flow",
@@ -450,7 +453,7 @@ fn webhooks_busy() -> ApiError {
 }
 
 async fn health() -> Response {
-    use crate::flow::store::db::{STATEMENTS, TRANSACTIONS};
+    use crate::flow::store::{STATEMENTS, TRANSACTIONS};
     use std::sync::atomic::Ordering::Relaxed;
     axum::Json(json!({"ok": true, "store": {
         "transactions": TRANSACTIONS.load(Relaxed), "statements": STATEMENTS.load(Relaxed)}}))

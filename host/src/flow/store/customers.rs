@@ -4,9 +4,10 @@
 //! own user id (WhatsApp's BSUID): an event names both when it knows both, and what it says
 //! is kept under each.
 
-use super::{CallbackKind, FlowState, Tx, customer_key, ms};
-use crate::args;
+use super::transitions::{Tx, customer_key};
+use super::{CallbackKind, ms};
 use crate::contract::signals::{Handler, Signal};
+use crate::flow::policy::FlowState;
 use crate::types::{Classification, WebhookEvent};
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -33,16 +34,12 @@ pub(super) fn keys_of(e: &WebhookEvent) -> Vec<String> {
     keys
 }
 
-impl Tx<'_, '_> {
+impl Tx<'_> {
     /// The customer wrote (or called): their service window is open from then.
     pub(super) fn note_inbound(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
         let at = e.occurred_at_ms.unwrap_or(self.now);
         for customer in keys_of(e) {
-            self.db.exec(
-                "INSERT INTO inbound (channel, customer, last_ms) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (channel, customer) DO UPDATE SET last_ms = CASE WHEN excluded.last_ms > inbound.last_ms THEN excluded.last_ms ELSE inbound.last_ms END",
-                args![channel, customer, ms(at)],
-            )?;
+            self.ops.note_inbound(channel, &customer, ms(at))?;
         }
         Ok(())
     }
@@ -53,41 +50,25 @@ impl Tx<'_, '_> {
         channel: &str,
         spec: &super::FlowSpec,
     ) -> Result<Option<u64>> {
-        let seen = match self.db.query_opt(
-            "SELECT last_ms FROM inbound WHERE channel = ?1 AND customer = ?2",
-            args![channel, customer_key(&spec.recipient)],
-        )? {
-            Some(r) => Some(r.int(0)?.max(0) as u64),
-            None => None,
-        };
+        let seen = self
+            .ops
+            .last_inbound(channel, &customer_key(&spec.recipient))?
+            .map(|ms| ms.max(0) as u64);
         Ok(spec.last_inbound_ms.max(seen))
     }
 
     /// The kinds of message the customer stopped on this channel.
     pub(super) fn opted_out(&self, channel: &str, recipient: &str) -> Result<Vec<String>> {
-        self.db
-            .query(
-                "SELECT category FROM opt_outs WHERE channel = ?1 AND customer = ?2 ORDER BY category",
-                args![channel, customer_key(recipient)],
-            )?
-            .iter()
-            .map(|r| r.text(0))
-            .collect()
+        self.ops.opted_out(channel, &customer_key(recipient))
     }
 
     fn set_opt_out(&self, channel: &str, customer: &str, category: &str, stop: bool) -> Result<()> {
         if stop {
-            self.db.exec(
-                "INSERT OR IGNORE INTO opt_outs (channel, customer, category, since_ms) VALUES (?1, ?2, ?3, ?4)",
-                args![channel, customer, category, ms(self.now)],
-            )?;
+            self.ops
+                .add_opt_out(channel, customer, category, ms(self.now))
         } else {
-            self.db.exec(
-                "DELETE FROM opt_outs WHERE channel = ?1 AND customer = ?2 AND category = ?3",
-                args![channel, customer, category],
-            )?;
+            self.ops.remove_opt_out(channel, customer, category)
         }
-        Ok(())
     }
 
     /// A preference event: stop or resume the kind it names (`details.category`).
@@ -131,13 +112,9 @@ impl Tx<'_, '_> {
         let keys = keys_of(e);
         let mut open = Vec::new();
         for key in &keys {
-            let rows = self.db.query(
-                "SELECT id, state FROM flows WHERE recipient = ?1",
-                args![key],
-            )?;
-            for r in &rows {
-                if FlowState::parse(&r.text(1)?).is_some_and(|s| !s.is_final()) {
-                    open.push(r.text(0)?);
+            for (id, state) in self.ops.flows_of_customer(key)? {
+                if !state.is_final() {
+                    open.push(id);
                 }
             }
         }
@@ -158,10 +135,7 @@ impl Tx<'_, '_> {
                 continue;
             };
             self.note(&flow.id, None, &why)?;
-            self.db.exec(
-                "UPDATE attempts SET closed = 1 WHERE flow_id = ?1 AND step = ?2",
-                args![flow.id, flow.step as i64],
-            )?;
+            self.ops.close_step_attempts(&flow.id, flow.step as i64)?;
             self.set_state(&flow, FlowState::HandedOver, None)?;
             self.emit(
                 &flow,
@@ -182,15 +156,6 @@ impl Tx<'_, '_> {
         let (Some(old), Some(new)) = (e.recipient.as_deref().map(customer_key), new) else {
             return Ok(());
         };
-        // Where the new id already has a row, it wins (it is the newer news).
-        self.db.exec(
-            "UPDATE inbound SET customer = ?3 WHERE channel = ?1 AND customer = ?2 AND NOT EXISTS (SELECT 1 FROM inbound n WHERE n.channel = ?1 AND n.customer = ?3)",
-            args![channel, &old, &new],
-        )?;
-        self.db.exec(
-            "UPDATE opt_outs SET customer = ?3 WHERE channel = ?1 AND customer = ?2 AND NOT EXISTS (SELECT 1 FROM opt_outs n WHERE n.channel = ?1 AND n.customer = ?3 AND n.category = opt_outs.category)",
-            args![channel, &old, &new],
-        )?;
-        Ok(())
+        self.ops.rekey_customer(channel, &old, &new)
     }
 }

@@ -1,6 +1,7 @@
-//! The flow store (SQLite): every transition is one transaction that reads the flow's
-//! position, asks the [`policy`](super::policy) and writes the answer, the timeline and the
-//! outbox together. Nothing here does network I/O, so no lock or transaction is ever held
+//! The flow store: every transition is one transaction that reads the flow's position, asks
+//! the [`policy`](super::policy) and writes the answer, the timeline and the outbox together.
+//! The transitions ([`transitions`]) are written once, over a driver of named operations
+//! ([`driver::Ops`]) with one implementation per database ([`sqlite`], [`postgres`]). Nothing here does network I/O, so no lock or transaction is ever held
 //! across a send.
 //!
 //! A send is claimed in one transaction (the attempt row is written as `claimed`, with its
@@ -9,23 +10,28 @@
 //! ([`Store::recover`]) an attempt left `sending` becomes `unknown` — never "not sent", never
 //! resent; one left `claimed` never left the host, and is sent again as a new attempt.
 
-use super::pacing::{Deferral, Pacer};
-use super::policy::{self, FlowState, MoveOnReason, Next, Position};
+use super::pacing::Pacer;
+use super::policy::FlowState;
 use super::spec::FlowSpec;
-use crate::contract::signals::HostReason;
-use crate::json::disposition_name;
-use crate::types::{Classification, Disposition, EventKind, WebhookEvent};
-use anyhow::{Context, Result};
-use serde_json::{Value, json};
+use crate::types::{Classification, WebhookEvent};
+use anyhow::Result;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod customers;
-pub mod db;
+pub mod driver;
+mod postgres;
+mod sqlite;
+mod transitions;
 
-use crate::args;
-use db::{Backend, Conn, ToArg, TxKind};
+pub use driver::{
+    AttemptView, Backend, FlowView, OutboxItem, STATEMENTS, TRANSACTIONS, TimelineEntry,
+    is_postgres_url, redact,
+};
+use driver::{Ops, TxKind};
+use transitions::Tx;
+pub use transitions::describe;
 
 /// The lane of flows waiting only for time (status deadlines, unknown outcomes); flows that
 /// wait to send are in their channel's lane, so a channel at its rate never holds up timers
@@ -141,7 +147,6 @@ impl std::fmt::Display for BatchRefused {
 
 impl std::error::Error for BatchRefused {}
 
-/// A callback delivery due.
 /// What a callback event reports (its `kind` in the body the flow engine receives).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallbackKind {
@@ -178,57 +183,34 @@ impl CallbackKind {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct OutboxItem {
-    pub id: i64,
-    pub event_id: String,
-    pub url: String,
-    pub body: String,
-    pub tries: u32,
+/// One database connection.
+enum Conn {
+    Sqlite(rusqlite::Connection),
+    Postgres(Box<postgres::PgConn>),
 }
 
-#[derive(Debug, Clone)]
-struct FlowRow {
-    id: String,
-    spec: FlowSpec,
-    state: FlowState,
-    step: usize,
-    attempt: u32,
-    expires_ms: Option<u64>,
-    current_attempt: Option<i64>,
-    callback_url: Option<String>,
-    /// The recipient's customer key (what webhooks name).
-    customer: String,
-}
+impl Conn {
+    /// Opens (creating if needed) and migrates: a PostgreSQL URL, or a SQLite file.
+    fn open(location: &str) -> Result<Conn> {
+        if is_postgres_url(location) {
+            return Ok(Conn::Postgres(Box::new(postgres::PgConn::open(location)?)));
+        }
+        Ok(Conn::Sqlite(sqlite::open(location)?))
+    }
 
-impl FlowRow {
-    fn position(&self) -> Position<'_> {
-        Position {
-            spec: &self.spec,
-            step: self.step,
-            attempt: self.attempt,
-            expires_ms: self.expires_ms,
+    fn backend(&self) -> Backend {
+        match self {
+            Conn::Sqlite(_) => Backend::Sqlite,
+            Conn::Postgres(_) => Backend::Postgres,
         }
     }
 
-    fn channel(&self) -> &str {
-        self.spec
-            .steps
-            .get(self.step)
-            .map(|s| s.channel.as_str())
-            .unwrap_or("?")
+    fn transaction<R>(&mut self, kind: TxKind, f: impl FnOnce(&dyn Ops) -> Result<R>) -> Result<R> {
+        match self {
+            Conn::Sqlite(conn) => sqlite::transaction(conn, kind, f),
+            Conn::Postgres(pg) => pg.transaction(kind, f),
+        }
     }
-}
-
-#[derive(Debug, Clone)]
-struct AttemptRow {
-    id: i64,
-    flow_id: String,
-    channel: String,
-    attempt: u32,
-    phase: AttemptPhase,
-    closed: bool,
-    status_disposition: Option<String>,
 }
 
 /// The flow store: SQLite (embedded, one node) or PostgreSQL (several nodes), the same
@@ -253,15 +235,6 @@ pub const DEFAULT_LEASE_MS: u64 = 120_000;
 /// second to record its answer. (`serve` refuses leases under 35 s.)
 pub const HANDOVER_MARGIN_MS: u64 = 31_000;
 
-/// One transaction with the helpers every transition uses.
-struct Tx<'a, 'c> {
-    db: &'a db::Tx<'c>,
-    now: u64,
-    backend: Backend,
-    node: &'a str,
-    lease_ms: u64,
-}
-
 impl Store {
     /// Opens (or creates) the store: a `postgres://` URL, or a SQLite file (`:memory:` keeps
     /// it in memory). Migrations are applied first.
@@ -269,20 +242,9 @@ impl Store {
         Self::open_with(location, DEFAULT_LEASE_MS)
     }
 
-    /// [`Store::open`] with the lease of claimed sends.
+    /// [`Store::open`] with the lease of claimed sends. Synchronous, like every call here: on
+    /// a runtime, open it through `spawn_blocking`.
     pub fn open_with(location: &str, lease_ms: u64) -> Result<Store> {
-        if db::is_postgres_url(location) && tokio::runtime::Handle::try_current().is_ok() {
-            // See `with_tx`: the driver may not block a thread that drives tasks.
-            return std::thread::scope(|s| {
-                s.spawn(|| Self::open_with_here(location, lease_ms))
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            });
-        }
-        Self::open_with_here(location, lease_ms)
-    }
-
-    fn open_with_here(location: &str, lease_ms: u64) -> Result<Store> {
         let first = Conn::open(location)?;
         let backend = first.backend();
         let mut conns = vec![Mutex::new(first)];
@@ -309,21 +271,16 @@ impl Store {
         &self.node
     }
 
-    fn with_tx<R: Send>(&self, now: u64, f: impl FnOnce(&Tx) -> Result<R> + Send) -> Result<R> {
+    fn with_tx<R>(&self, now: u64, f: impl FnOnce(&Tx) -> Result<R>) -> Result<R> {
         self.in_tx(TxKind::Write, now, f)
     }
 
     /// A transaction that only reads: no write lock, so readers never queue behind writers.
-    fn read<R: Send>(&self, f: impl FnOnce(&Tx) -> Result<R> + Send) -> Result<R> {
-        self.in_tx(TxKind::Read, 0, f)
+    fn read<R>(&self, f: impl FnOnce(&dyn Ops) -> Result<R>) -> Result<R> {
+        self.in_tx(TxKind::Read, 0, |t| f(t.ops))
     }
 
-    fn in_tx<R: Send>(
-        &self,
-        kind: TxKind,
-        now: u64,
-        f: impl FnOnce(&Tx) -> Result<R> + Send,
-    ) -> Result<R> {
+    fn in_tx<R>(&self, kind: TxKind, now: u64, f: impl FnOnce(&Tx) -> Result<R>) -> Result<R> {
         let start = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let n = self.conns.len();
         // A free connection if there is one, else wait for the next in turn.
@@ -334,22 +291,12 @@ impl Store {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
             });
-        let conn: &mut Conn = &mut conn;
-        let run = move || {
-            conn.transaction(kind, |db| {
-                f(&Tx {
-                    db,
-                    now,
-                    backend: self.backend,
-                    node: &self.node,
-                    lease_ms: self.lease_ms,
-                })
-            })
-        };
-        // No thread of its own: the store is synchronous and its callers run it off the
-        // runtime's workers (the runner through `spawn_blocking`). On a worker, the PostgreSQL
-        // driver (which blocks on a runtime of its own) would panic, as tokio forbids it.
-        run()
+        conn.transaction(kind, |ops| {
+            let t = Tx::new(ops, now, self.backend, &self.node, self.lease_ms);
+            let r = f(&t)?;
+            t.finish()?;
+            Ok(r)
+        })
     }
 
     /// Stores new flows, due at once, in one transaction: all of them, or, when any id is
@@ -388,21 +335,9 @@ impl Store {
     /// for a status; one left `claimed` never left, and is sent again once. Returns how many.
     pub fn recover(&self, now: u64) -> Result<usize> {
         self.with_tx(now, |t| {
-            // SQLite has one node: at its start, everything unrecorded was its own. On
-            // PostgreSQL a send is taken over only once its node's lease has passed.
-            let rows = match t.backend {
-                Backend::Sqlite => t.db.query(
-                    "SELECT id FROM attempts WHERE phase <> 'recorded' ORDER BY id",
-                    &[],
-                )?,
-                Backend::Postgres => t.db.query(
-                    "SELECT a.id FROM attempts a JOIN flows f ON f.current_attempt = a.id WHERE a.phase <> 'recorded' AND f.lease_until < ?1 ORDER BY f.id FOR UPDATE OF f SKIP LOCKED",
-                    args![ms(now)],
-                )?,
-            };
             let mut taken = 0;
-            for row in &rows {
-                taken += usize::from(t.take_over(row.int(0)?)?);
+            for id in t.ops.stranded_attempts(ms(now))? {
+                taken += usize::from(t.take_over(id)?);
             }
             Ok(taken)
         })
@@ -452,21 +387,8 @@ impl Store {
     /// the node that takes it over sends it, once.
     pub fn mark_sending(&self, attempt_id: i64, now: u64) -> Result<bool> {
         self.with_tx(now, |t| {
-            let (sending, claimed) = (
-                AttemptPhase::Sending.as_str(),
-                AttemptPhase::Claimed.as_str(),
-            );
-            let n = match t.backend {
-                Backend::Sqlite => t.db.exec(
-                    "UPDATE attempts SET phase = ?2 WHERE id = ?1 AND phase = ?3",
-                    args![attempt_id, sending, claimed],
-                )?,
-                Backend::Postgres => t.db.exec(
-                    "UPDATE attempts SET phase = ?2 WHERE id = ?1 AND phase = ?3 AND EXISTS (SELECT 1 FROM flows f WHERE f.id = attempts.flow_id AND f.current_attempt = attempts.id AND f.lease_until > ?4)",
-                    args![attempt_id, sending, claimed, ms(now.saturating_add(HANDOVER_MARGIN_MS))],
-                )?,
-            };
-            Ok(n == 1)
+            t.ops
+                .mark_sending(attempt_id, ms(now.saturating_add(HANDOVER_MARGIN_MS)))
         })
     }
 
@@ -520,53 +442,37 @@ impl Store {
 
     /// A flow's state.
     pub fn state(&self, id: &str) -> Result<Option<FlowState>> {
-        self.read(|t| {
-            let row =
-                t.db.query_opt("SELECT state FROM flows WHERE id = ?1", args![id])?;
-            Ok(match row {
-                Some(r) => FlowState::parse(&r.text(0)?),
-                None => None,
-            })
-        })
+        self.read(|ops| ops.flow_state(id))
     }
 
     /// How many flows are in each state.
     pub fn counts(&self) -> Result<Vec<(String, u64)>> {
-        self.read(|t| {
-            t.db.query("SELECT state, count(*) FROM flows GROUP BY state", &[])?
-                .iter()
-                .map(|r| Ok((r.text(0)?, r.int(1)?.max(0) as u64)))
-                .collect()
-        })
+        let counts = self.read(|ops| ops.state_counts())?;
+        Ok(counts
+            .into_iter()
+            .map(|(s, n)| (s.as_str().to_string(), n))
+            .collect())
     }
 
     /// Flows not yet final.
     pub fn open_flows(&self) -> Result<u64> {
-        Ok(self
-            .counts()?
+        let counts = self.read(|ops| ops.state_counts())?;
+        Ok(counts
             .into_iter()
-            .filter(|(s, _)| FlowState::parse(s).is_some_and(|s| !s.is_final()))
+            .filter(|(s, _)| !s.is_final())
             .map(|(_, n)| n)
             .sum())
     }
 
-    /// The flow's state, attempts and timeline, as `GET /flows/{id}` answers.
-    pub fn status(&self, id: &str) -> Result<Option<Value>> {
-        self.read(|t| status_json(t.db, id))
+    /// The flow's position, attempts and timeline (`GET /flows/{id}` renders them).
+    pub fn flow_view(&self, id: &str) -> Result<Option<FlowView>> {
+        self.read(|ops| ops.flow_view(id))
     }
 
     /// Every send answered `accepted`: when its flow was created and when the answer was
     /// recorded (ms since the epoch), for the load bench.
     pub fn accepted_sends(&self) -> Result<Vec<(i64, i64)>> {
-        self.read(|t| {
-            t.db.query(
-                "SELECT f.created_ms, a.recorded_ms FROM flows f JOIN attempts a ON a.flow_id = f.id WHERE a.disposition = 'accepted' AND a.recorded_ms IS NOT NULL",
-                &[],
-            )?
-            .iter()
-            .map(|r| Ok((r.int(0)?, r.int(1)?)))
-            .collect()
-        })
+        self.read(|ops| ops.accepted_sends())
     }
 
     /// Callback deliveries due now, leased to this node (another node skips them until the
@@ -575,22 +481,11 @@ impl Store {
     /// leased at once.
     pub fn outbox_due(&self, now: u64, limit: usize) -> Result<Vec<OutboxItem>> {
         self.with_tx(now, |t| {
-            let lock = t.skip_locked();
-            let rows = t.db.query(
-                &format!("UPDATE outbox SET next_at = ?3 WHERE id IN (SELECT id FROM outbox WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at LIMIT ?2{lock}) RETURNING id, event_id, url, body, tries"),
-                args![ms(now), limit as i64, ms(now.saturating_add(t.lease_ms))],
-            )?;
-            rows.iter()
-                .map(|r| {
-                    Ok(OutboxItem {
-                        id: r.int(0)?,
-                        event_id: r.text(1)?,
-                        url: r.text(2)?,
-                        body: r.text(3)?,
-                        tries: u32::try_from(r.int(4)?).unwrap_or(u32::MAX),
-                    })
-                })
-                .collect()
+            t.ops.lease_due_callbacks(
+                ms(now),
+                i64::try_from(limit).unwrap_or(i64::MAX),
+                ms(now.saturating_add(t.lease_ms)),
+            )
         })
     }
 
@@ -606,24 +501,10 @@ impl Store {
                 .filter(|r| r.error.is_none())
                 .map(|r| r.id)
                 .collect();
-            if !delivered.is_empty() {
-                let list = (0..delivered.len())
-                    .map(|i| format!("?{}", i + 2))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let mut bound = vec![ms(now).to_arg()];
-                bound.extend(delivered.iter().map(ToArg::to_arg));
-                t.db.exec(
-                    &format!("UPDATE outbox SET delivered_ms = ?1, next_at = NULL, tries = tries + 1 WHERE id IN ({list})"),
-                    &bound,
-                )?;
-            }
+            t.ops.callbacks_delivered(&delivered, ms(now))?;
             for r in results {
                 if let Some(e) = &r.error {
-                    t.db.exec(
-                        "UPDATE outbox SET next_at = ?2, tries = tries + 1, last_error = ?3 WHERE id = ?1",
-                        args![r.id, r.retry_at.map(ms), e],
-                    )?;
+                    t.ops.callback_failed(r.id, r.retry_at.map(ms), e)?;
                 }
             }
             Ok(())
@@ -641,839 +522,26 @@ pub struct OutboxResult {
     pub retry_at: Option<u64>,
 }
 
-impl Tx<'_, '_> {
-    fn note(&self, flow: &str, attempt: Option<i64>, entry: &str) -> Result<()> {
-        self.db.exec(
-            "INSERT INTO timeline (flow_id, at_ms, attempt_id, entry) VALUES (?1, ?2, ?3, ?4)",
-            args![flow, ms(self.now), attempt, entry],
-        )?;
-        Ok(())
-    }
-
-    /// Queues a callback for the flow's `callback_url`, if it has one.
-    fn emit(&self, flow: &FlowRow, kind: CallbackKind, detail: Value) -> Result<()> {
-        let Some(url) = &flow.callback_url else {
-            return Ok(());
-        };
-        let event_id = uuid::Uuid::now_v7().to_string();
-        let body = json!({"event_id": event_id, "flow_id": flow.id, "kind": kind.as_str(),
-            "at_ms": self.now, "detail": detail});
-        self.db.exec(
-                "INSERT INTO outbox (event_id, flow_id, url, body, next_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                args![event_id, flow.id, url, body.to_string(), ms(self.now)],
-            )?;
-        Ok(())
-    }
-
-    fn submit(&self, id: &str, spec: &FlowSpec) -> Result<Submitted> {
-        let text = serde_json::to_string(spec)?;
-        let expires = spec.ttl_ms.map(|t| self.now.saturating_add(t));
-        // Insert-if-absent, then look: two nodes submitting one id at once never both create
-        // it (PostgreSQL makes the second wait for the first's commit on the key).
-        // The column holds the customer key (what webhooks name), the spec the address as given.
-        let inserted = self.db.exec(
-                "INSERT OR IGNORE INTO flows (id, spec, recipient, state, step, attempt, wake_at, created_ms, expires_ms, callback_url, lane) VALUES (?1, ?2, ?3, ?4, 0, 1, ?5, ?5, ?6, ?7, ?8)",
-                args![id, text, customer_key(&spec.recipient), FlowState::Ready.as_str(), ms(self.now), expires.map(ms), spec.callback_url, lane_for(spec, 0, FlowState::Ready)],
-            )?;
-        if inserted == 0 {
-            let stored = self
-                .db
-                .query_one("SELECT spec FROM flows WHERE id = ?1", args![id])?
-                .text(0)?;
-            return Ok(if stored == text {
-                Submitted::AlreadyExists
-            } else {
-                Submitted::Conflict
-            });
-        }
-        self.note(
-            id,
-            None,
-            &format!(
-                "flow started for {} ({} step(s))",
-                spec.recipient,
-                spec.steps.len()
-            ),
-        )?;
-        Ok(Submitted::Created)
-    }
-
-    fn load(&self, id: &str) -> Result<Option<FlowRow>> {
-        // Every load decides something: on PostgreSQL the row stays locked until commit.
-        let row = self.db.query_opt(
-            &format!("SELECT spec, state, step, attempt, expires_ms, current_attempt, callback_url, recipient FROM flows WHERE id = ?1{}", self.for_update()),
-            args![id],
-        )?;
-        let row = match row {
-            Some(r) => Some((
-                r.text(0)?,
-                r.text(1)?,
-                r.int(2)?,
-                r.int(3)?,
-                r.opt_int(4)?,
-                r.opt_int(5)?,
-                r.opt_text(6)?,
-                r.text(7)?,
-            )),
-            None => None,
-        };
-        let Some((spec, state, step, attempt, expires, current, callback, customer)) = row else {
-            return Ok(None);
-        };
-        Ok(Some(FlowRow {
-            id: id.to_string(),
-            spec: serde_json::from_str(&spec)?,
-            state: FlowState::parse(&state)
-                .with_context(|| format!("flow {id} has an unknown state {state:?}"))?,
-            step: usize::try_from(step).unwrap_or(usize::MAX),
-            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-            expires_ms: expires.map(|e| e.max(0) as u64),
-            current_attempt: current,
-            callback_url: callback,
-            customer,
-        }))
-    }
-
-    fn set_state(&self, flow: &FlowRow, state: FlowState, wake_at: Option<u64>) -> Result<()> {
-        let lane = lane_for(&flow.spec, flow.step, state);
-        self.db.exec(
-            "UPDATE flows SET state = ?2, wake_at = ?3, lane = ?4 WHERE id = ?1",
-            args![flow.id, state.as_str(), wake_at.map(ms), lane],
-        )?;
-        Ok(())
-    }
-
-    fn due(&self, lane: &str, limit: usize) -> Result<Vec<String>> {
-        // Other nodes skip the rows this transaction holds (PostgreSQL).
-        let lock = self.skip_locked();
-        self.db
-            .query(
-                &format!("SELECT id FROM flows WHERE lane = ?1 AND wake_at IS NOT NULL AND wake_at <= ?2 ORDER BY wake_at LIMIT ?3{lock}"),
-                args![lane, ms(self.now), limit as i64],
-            )?
-            .iter()
-            .map(|r| r.text(0))
-            .collect()
-    }
-
-    /// A due flow: fire its timer, or claim its send.
-    fn wake(&self, id: &str, pacer: &mut Pacer, horizon_ms: u64) -> Result<Option<Claim>> {
-        let Some(mut flow) = self.load(id)? else {
-            return Ok(None);
-        };
-        match policy::on_timer(flow.state, flow.position(), self.now) {
-            None => {
-                // Not a timer state (final, or sending): it should not be due.
-                self.db.exec(
-                    "UPDATE flows SET wake_at = NULL, lane = NULL WHERE id = ?1",
-                    args![id],
-                )?;
-                Ok(None)
-            }
-            Some(Next::Send) => self.claim(&flow, pacer, horizon_ms),
-            Some(next) => {
-                self.apply(&flow, next, None)?;
-                // Moving on makes the next step due now: claim it in the same transaction.
-                flow = match self.load(id)? {
-                    Some(f) if f.state == FlowState::Ready => f,
-                    _ => return Ok(None),
-                };
-                self.claim(&flow, pacer, horizon_ms)
-            }
-        }
-    }
-
-    /// Books a pacing slot and writes the attempt as `sending`; or moves the wake-up time.
-    fn claim(&self, flow: &FlowRow, pacer: &mut Pacer, horizon_ms: u64) -> Result<Option<Claim>> {
-        let Some(step) = flow.spec.steps.get(flow.step) else {
-            self.apply(
-                flow,
-                Next::MoveOn {
-                    why: MoveOnReason::NoSuchStep,
-                },
-                None,
-            )?;
-            return Ok(None);
-        };
-        let shared = self.backend == Backend::Postgres;
-        if shared {
-            self.adopt_shared_pacing(&step.channel, &flow.spec.recipient, pacer)?;
-        }
-        let taken = pacer.try_take(&step.channel, &flow.spec.recipient, self.now, horizon_ms);
-        if shared && taken.is_ok() {
-            self.share_pacing(&step.channel, &flow.spec.recipient, pacer)?;
-        }
-        let slot = match taken {
-            Ok(slot) => slot,
-            // The number is at its rate: the flow stays due and goes in a later round.
-            Err(Deferral::Sender { .. }) => return Ok(None),
-            Err(Deferral::Customer { until }) => {
-                self.note(
-                    &flow.id,
-                    None,
-                    &format!(
-                        "pacing: the next {} message to this customer may go in {} ms",
-                        step.channel,
-                        until.saturating_sub(self.now)
-                    ),
-                )?;
-                self.set_state(flow, flow.state, Some(until))?;
-                return Ok(None);
-            }
-        };
-        let correlation_id = format!("{}/{}/{}", flow.id, flow.step, flow.attempt);
-        let attempt_id = self
-            .db
-            .query_one(
-                "INSERT INTO attempts (flow_id, step, channel, attempt, correlation_id, phase, slot_ms, sent_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'claimed', ?6, ?6) RETURNING id",
-                args![&flow.id, flow.step as i64, &step.channel, flow.attempt, &correlation_id, ms(slot)],
-            )?
-            .int(0)?;
-        // The flow is this node's until the lease passes.
-        self.db.exec(
-            "UPDATE flows SET state = ?2, wake_at = NULL, lane = NULL, current_attempt = ?3, lease_owner = ?4, lease_until = ?5 WHERE id = ?1",
-            args![&flow.id, FlowState::Sending.as_str(), attempt_id, self.node, ms(self.now.saturating_add(self.lease_ms))],
-        )?;
-        Ok(Some(Claim {
-            flow_id: flow.id.clone(),
-            attempt_id,
-            channel: step.channel.clone(),
-            attempt: flow.attempt,
-            correlation_id,
-            recipient: flow.spec.recipient.clone(),
-            content: step.content.to_string(),
-            last_inbound_ms: self.last_inbound(&step.channel, &flow.spec)?,
-            opted_out: self.opted_out(&step.channel, &flow.spec.recipient)?,
-            slot_ms: slot,
-        }))
-    }
-
-    fn load_attempt(&self, sql_where: &str, args: &[db::Arg]) -> Result<Option<AttemptRow>> {
-        let sql = format!(
-            "SELECT id, flow_id, channel, attempt, phase, closed, status_disposition FROM attempts WHERE {sql_where}"
-        );
-        let Some(r) = self.db.query_opt(&sql, args)? else {
-            return Ok(None);
-        };
-        Ok(Some(AttemptRow {
-            id: r.int(0)?,
-            flow_id: r.text(1)?,
-            channel: r.text(2)?,
-            attempt: u32::try_from(r.int(3)?).unwrap_or(u32::MAX),
-            phase: AttemptPhase::parse(&r.text(4)?).unwrap_or(AttemptPhase::Recorded),
-            closed: r.int(5)? != 0,
-            status_disposition: r.opt_text(6)?,
-        }))
-    }
-
-    /// Nodes sharing PostgreSQL share the pacing schedule: the sender's and the customer's
-    /// watermarks are locked (sender first, always, so two claims never wait on each other
-    /// crosswise) and adopted before booking, and written back after.
-    fn adopt_shared_pacing(&self, channel: &str, customer: &str, pacer: &mut Pacer) -> Result<()> {
-        let keys = pacing_keys(channel, customer);
-        for key in &keys {
-            self.db.exec(
-                "INSERT OR IGNORE INTO pacing (key, next_us) VALUES (?1, 0)",
-                args![key],
-            )?;
-        }
-        let sender = self
-            .db
-            .query_one(
-                "SELECT next_us FROM pacing WHERE key = ?1 FOR UPDATE",
-                args![&keys[0]],
-            )?
-            .int(0)?;
-        pacer.adopt_sender_next(channel, sender);
-        let next = self
-            .db
-            .query_one(
-                "SELECT next_us FROM pacing WHERE key = ?1 FOR UPDATE",
-                args![&keys[1]],
-            )?
-            .int(0)?;
-        pacer.adopt_customer_next(channel, customer, next);
-        Ok(())
-    }
-
-    fn extend_customer_gap(&self, gap: &CustomerGap) -> Result<()> {
-        let [_, key] = pacing_keys(&gap.channel, &gap.customer);
-        self.db.exec(
-            "UPDATE pacing SET next_us = GREATEST(next_us, ?2) WHERE key = ?1",
-            args![&key, gap.next_us],
-        )?;
-        Ok(())
-    }
-
-    fn share_pacing(&self, channel: &str, customer: &str, pacer: &Pacer) -> Result<()> {
-        let keys = pacing_keys(channel, customer);
-        self.db.exec(
-            "UPDATE pacing SET next_us = ?2 WHERE key = ?1",
-            args![&keys[0], pacer.sender_next_us(channel)],
-        )?;
-        self.db.exec(
-            "UPDATE pacing SET next_us = ?2 WHERE key = ?1",
-            args![&keys[1], pacer.customer_next_us(channel, customer)],
-        )?;
-        Ok(())
-    }
-
-    /// ` FOR UPDATE` on PostgreSQL: the row read is locked until commit. SQLite's immediate
-    /// transactions already exclude each other.
-    fn for_update(&self) -> &'static str {
-        match self.backend {
-            Backend::Postgres => " FOR UPDATE",
-            Backend::Sqlite => "",
-        }
-    }
-
-    /// ` FOR UPDATE SKIP LOCKED` where several nodes claim from one table; SQLite's
-    /// immediate transactions already exclude each other.
-    fn skip_locked(&self) -> &'static str {
-        match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        }
-    }
-
-    /// The flow and the attempt, both locked, in the one order every transition takes:
-    /// the flow's row first, then its attempt's (PostgreSQL; SQLite's writers exclude each
-    /// other whole). Everything decided after this reads rows no other node can change.
-    fn lock_attempt(&self, attempt_id: i64) -> Result<Option<(Option<FlowRow>, AttemptRow)>> {
-        // An attempt's flow never changes: this read needs no lock.
-        let Some(row) = self.db.query_opt(
-            "SELECT flow_id FROM attempts WHERE id = ?1",
-            args![attempt_id],
-        )?
-        else {
-            return Ok(None);
-        };
-        let flow = self.load(&row.text(0)?)?;
-        let lock = self.for_update();
-        let attempt = self.load_attempt(&format!("id = ?1{lock}"), args![attempt_id])?;
-        Ok(attempt.map(|a| (flow, a)))
-    }
-
-    /// The crash rule, on a send whose node stopped or whose lease passed, decided on the
-    /// attempt's phase read under its lock (a node that marks it `sending` at that moment
-    /// either does so first, and the send is `unknown`, or finds it recorded, and does not
-    /// send). False if it was recorded meanwhile.
-    fn take_over(&self, attempt_id: i64) -> Result<bool> {
-        let Some((flow, a)) = self.lock_attempt(attempt_id)? else {
-            return Ok(false);
-        };
-        let result = match a.phase {
-            AttemptPhase::Recorded => return Ok(false),
-            AttemptPhase::Claimed => {
-                SendResult::NeverLeft("the host stopped before this send was handed over".into())
-            }
-            AttemptPhase::Sending => {
-                SendResult::MaybeSent("the host stopped while this send was in flight".into())
-            }
-        };
-        self.record_locked(flow, a, &result)?;
-        Ok(true)
-    }
-
-    fn record(&self, attempt_id: i64, result: &SendResult) -> Result<()> {
-        match self.lock_attempt(attempt_id)? {
-            Some((flow, a)) => self.record_locked(flow, a, result),
-            None => Ok(()),
-        }
-    }
-
-    fn record_locked(
-        &self,
-        flow: Option<FlowRow>,
-        a: AttemptRow,
-        result: &SendResult,
-    ) -> Result<()> {
-        if a.phase == AttemptPhase::Recorded {
-            return Ok(()); // recorded already
-        }
-        let (disposition, reason, code, message_id, retry_after) = match result {
-            SendResult::Classified(c) => (
-                c.disposition,
-                c.reason.clone(),
-                c.provider_code.clone(),
-                c.provider_message_id.clone(),
-                c.retry_after_ms,
-            ),
-            SendResult::NotSent(_) => (
-                Disposition::Failed,
-                HostReason::NotSent.as_str().into(),
-                None,
-                None,
-                None,
-            ),
-            SendResult::MaybeSent(_) => (
-                Disposition::Unknown,
-                HostReason::OutcomeUnknown.as_str().into(),
-                None,
-                None,
-                None,
-            ),
-            SendResult::NeverLeft(_) => (
-                Disposition::Failed,
-                HostReason::NeverSent.as_str().into(),
-                None,
-                None,
-                None,
-            ),
-        };
-        self.db.exec(
-                "UPDATE attempts SET phase = 'recorded', disposition = ?2, reason = ?3, provider_code = ?4, provider_message_id = coalesce(provider_message_id, ?5), recorded_ms = ?6 WHERE id = ?1",
-                args![a.id, disposition_name(disposition), reason, code, message_id, ms(self.now)],
-            )?;
-        let what = match result {
-            SendResult::Classified(c) => describe(c),
-            SendResult::NotSent(why) => format!("not sent: {why}"),
-            SendResult::MaybeSent(why) => format!(
-                "unknown / outcome_unknown: {why}; the request may have left, so it is never resent blindly"
-            ),
-            SendResult::NeverLeft(why) => format!("not sent: {why}; it is sent again"),
-        };
-        self.note(
-            &a.flow_id,
-            Some(a.id),
-            &format!("{} attempt {}: {what}", a.channel, a.attempt),
-        )?;
-        let Some(flow) = flow else {
-            return Ok(());
-        };
-        if let SendResult::Classified(c) = result {
-            self.note_classified_opt_out(&a.channel, Some(&flow.spec.recipient), c)?;
-        }
-        if flow.state != FlowState::Sending || flow.current_attempt != Some(a.id) {
-            return Ok(());
-        }
-        self.emit(
-            &flow,
-            CallbackKind::Attempt,
-            json!({"channel": a.channel, "attempt": a.attempt,
-            "disposition": disposition_name(disposition), "reason": reason}),
-        )?;
-        let next = match result {
-            SendResult::NotSent(why) => Next::MoveOn {
-                why: MoveOnReason::RefusedBeforeSending {
-                    channel: a.channel.clone(),
-                    why: why.clone(),
-                },
-            },
-            // A host stop is not the customer's attempt: the same channel, at once.
-            SendResult::NeverLeft(_) => Next::Retry {
-                attempt: a.attempt.saturating_add(1),
-                at: self.now,
-            },
-            _ => {
-                // A status that overtook the answer (the webhook came first) is newer news.
-                let effective = a
-                    .status_disposition
-                    .as_deref()
-                    .and_then(parse_disposition)
-                    .unwrap_or(disposition);
-                policy::after_outcome(flow.position(), effective, retry_after, self.now)
-            }
-        };
-        self.apply(&flow, next, Some(a.id))
-    }
-
-    /// Writes a policy decision.
-    fn apply(&self, flow: &FlowRow, next: Next, attempt: Option<i64>) -> Result<()> {
-        let channel = flow.channel().to_string();
-        match next {
-            Next::Done => {
-                let wait_for = flow.spec.steps.get(flow.step).map(|s| s.wait_for.as_str());
-                self.note(
-                    &flow.id,
-                    attempt,
-                    &format!("{} on {channel}: done", wait_for.unwrap_or("?")),
-                )?;
-                self.set_state(flow, FlowState::Done, None)?;
-                self.emit(flow, CallbackKind::Done, json!({"channel": channel}))
-            }
-            Next::Wait { state, until } => self.set_state(flow, state, until),
-            Next::Retry { attempt: n, at } => {
-                let wait = at.saturating_sub(self.now);
-                self.note(
-                    &flow.id,
-                    attempt,
-                    &format!("retrying {channel} in {wait} ms"),
-                )?;
-                let wake = flow.expires_ms.map_or(at, |e| e.min(at));
-                let lane = lane_for(&flow.spec, flow.step, FlowState::WaitingRetry);
-                self.db.exec(
-                "UPDATE flows SET state = ?2, attempt = ?3, wake_at = ?4, lane = ?5 WHERE id = ?1",
-                args![flow.id, FlowState::WaitingRetry.as_str(), n, ms(wake), lane],
-            )?;
-                Ok(())
-            }
-            Next::MoveOn { why } => self.move_on(flow, &why.to_string(), attempt),
-            Next::Expire => {
-                self.note(&flow.id, attempt, "TTL reached: nothing more is sent")?;
-                self.set_state(flow, FlowState::Expired, None)?;
-                self.emit(flow, CallbackKind::Expired, json!({}))
-            }
-            Next::Send => self.set_state(flow, FlowState::Ready, Some(self.now)),
-        }
-    }
-
-    fn move_on(&self, flow: &FlowRow, why: &str, attempt: Option<i64>) -> Result<()> {
-        self.note(&flow.id, attempt, why)?;
-        // Every attempt on the step being left is one the flow moved on from.
-        self.db.exec(
-            "UPDATE attempts SET closed = 1 WHERE flow_id = ?1 AND step = ?2",
-            args![flow.id, flow.step as i64],
-        )?;
-        let next_step = flow.step + 1;
-        match flow.spec.steps.get(next_step) {
-            Some(next) => {
-                self.note(
-                    &flow.id,
-                    attempt,
-                    &format!("falling back to {}", next.channel),
-                )?;
-                self.db.exec(
-                "UPDATE flows SET step = ?2, attempt = 1, state = ?3, wake_at = ?4, lane = ?5, current_attempt = NULL WHERE id = ?1",
-                args![flow.id, next_step as i64, FlowState::Ready.as_str(), ms(self.now), next.channel],
-            )?;
-                self.emit(
-                    flow,
-                    CallbackKind::FallingBack,
-                    json!({"from": flow.channel(), "to": next.channel, "why": why}),
-                )
-            }
-            None => {
-                self.note(
-                    &flow.id,
-                    attempt,
-                    "no channel left: the message could not be delivered",
-                )?;
-                self.db.exec(
-                "UPDATE flows SET step = ?2, state = ?3, wake_at = NULL, lane = NULL, current_attempt = NULL WHERE id = ?1",
-                args![flow.id, next_step as i64, FlowState::Exhausted.as_str()],
-            )?;
-                self.emit(flow, CallbackKind::Exhausted, json!({"why": why}))
-            }
-        }
-    }
-
-    /// The attempt a status is about: by the provider's message id, or by the correlation
-    /// id the provider echoes while the attempt has no message id yet (the status overtook
-    /// the answer). One statement, so one snapshot: an answer committing meanwhile cannot make
-    /// the attempt invisible to both halves. Not locked: [`Tx::apply_status`] locks it.
-    fn attempt_for(&self, channel: &str, e: &WebhookEvent) -> Result<Option<i64>> {
-        let Some(message_id) = &e.provider_message_id else {
-            return Ok(None);
-        };
-        let row = self.db.query_opt(
-            "SELECT id FROM attempts WHERE channel = ?1 AND (provider_message_id = ?2 OR (correlation_id = ?3 AND provider_message_id IS NULL)) ORDER BY id LIMIT 1",
-            args![channel, message_id, e.correlation_id.as_deref()],
-        )?;
-        row.map(|r| r.int(0)).transpose()
-    }
-
-    /// Whether this is the first time the event is seen (its dedupe key is then kept).
-    fn first_sight(&self, channel: &str, e: &WebhookEvent) -> Result<bool> {
-        let fresh = self.db.exec(
-            "INSERT OR IGNORE INTO seen_events (dedupe_key, at_ms) VALUES (?1, ?2)",
-            args![format!("{channel}:{}", e.dedupe_key), ms(self.now)],
-        )?;
-        Ok(fresh > 0)
-    }
-
-    /// Applies one webhook event; whether it was seen for the first time.
-    fn apply_event(&self, channel: &str, e: &WebhookEvent) -> Result<bool> {
-        if e.kind == EventKind::MessageStatus {
-            let outcome = self.apply_status(channel, e)?;
-            if matches!(outcome, StatusOutcome::Applied | StatusOutcome::NoAttempt) {
-                // Idempotent: a redelivery of a status of no attempt stops nothing twice.
-                self.note_classified_opt_out(channel, e.recipient.as_deref(), &e.classification)?;
-            }
-            return Ok(outcome == StatusOutcome::Applied);
-        }
-        if !self.first_sight(channel, e)? {
-            return Ok(false); // a redelivery: already applied
-        }
-        // Inbound messages, and anything else that opens the window (a customer's call, a
-        // message handled by another app).
-        if e.kind == EventKind::InboundMessage || e.service_window_ends_ms.is_some() {
-            self.note_inbound(channel, e)?;
-        }
-        match e.kind {
-            EventKind::Handover => self.hand_over(channel, e)?,
-            EventKind::RecipientPreference => self.note_preference(channel, e)?,
-            EventKind::IdentityChange => self.rekey(channel, e)?,
-            _ => {}
-        }
-        Ok(true)
-    }
-
-    /// Applies a status: decided with the flow and the attempt locked, and its dedupe key
-    /// kept only when it is applied (a status that names no attempt of ours, or another
-    /// customer, leaves no key behind, so it changes nothing now and nothing later).
-    fn apply_status(&self, channel: &str, e: &WebhookEvent) -> Result<StatusOutcome> {
-        let Some(id) = self.attempt_for(channel, e)? else {
-            return Ok(StatusOutcome::NoAttempt);
-        };
-        let Some((Some(flow), a)) = self.lock_attempt(id)? else {
-            return Ok(StatusOutcome::NoAttempt);
-        };
-        let status = status_name(e);
-        if !names_customer(e, &flow.customer) {
-            self.note(
-                &flow.id,
-                Some(a.id),
-                &format!(
-                    "{channel} status {status} names another customer than this flow's: ignored"
-                ),
-            )?;
-            return Ok(StatusOutcome::OtherCustomer);
-        }
-        if !self.first_sight(channel, e)? {
-            return Ok(StatusOutcome::Redelivery);
-        }
-        self.adopt_message_id(channel, &a, e)?;
-        // Conditional on the precedence the row holds, and the row count checked: a lower
-        // status never overwrites a higher one, whatever arrives in which order.
-        let disposition = disposition_name(e.classification.disposition);
-        let raised = self.db.exec(
-            "UPDATE attempts SET precedence = ?2, status = ?3, status_disposition = ?4 WHERE id = ?1 AND precedence < ?2",
-            args![a.id, e.precedence, status, disposition],
-        )?;
-        if raised == 0 {
-            self.note(
-                &a.flow_id,
-                Some(a.id),
-                &format!("{channel} status {status} arrived late (after a higher one): ignored"),
-            )?;
-            return Ok(StatusOutcome::Applied);
-        }
-        self.note(
-            &a.flow_id,
-            Some(a.id),
-            &format!("{channel} status {status}: {}", describe(&e.classification)),
-        )?;
-        self.emit(
-            &flow,
-            CallbackKind::Status,
-            json!({"channel": channel, "attempt": a.attempt, "status": status,
-            "disposition": disposition, "reason": e.classification.reason}),
-        )?;
-        if a.closed || flow.current_attempt != Some(a.id) {
-            self.possible_duplicate(&flow, &a, channel, &status, e)?;
-            return Ok(StatusOutcome::Applied);
-        }
-        match flow.state {
-            FlowState::WaitingStatus | FlowState::WaitingUnknown => {
-                let next = policy::after_outcome(
-                    flow.position(),
-                    e.classification.disposition,
-                    e.classification.retry_after_ms,
-                    self.now,
-                );
-                self.apply(&flow, next, Some(a.id))?;
-            }
-            // Sending: recording the answer applies it (it reads the status under the same
-            // locks). Final: recorded, nothing to do.
-            _ => {}
-        }
-        Ok(StatusOutcome::Applied)
-    }
-
-    /// A status that overtook the answer names the message id first: the attempt adopts it.
-    fn adopt_message_id(&self, channel: &str, a: &AttemptRow, e: &WebhookEvent) -> Result<()> {
-        let Some(message_id) = &e.provider_message_id else {
-            return Ok(());
-        };
-        let adopted = self.db.exec(
-            "UPDATE attempts SET provider_message_id = ?2 WHERE id = ?1 AND provider_message_id IS NULL",
-            args![a.id, message_id],
-        )?;
-        if adopted == 0 {
-            return Ok(());
-        }
-        let how = if a.phase != AttemptPhase::Recorded {
-            "before its answer was recorded"
-        } else {
-            "the attempt did go out"
-        };
-        self.note(
-            &a.flow_id,
-            Some(a.id),
-            &format!("{channel} status names message {message_id} ({how})"),
-        )
-    }
-
-    /// A status that shows a message went out on an attempt the flow had moved on from: the
-    /// customer may have it twice. Always recorded, never silent.
-    fn possible_duplicate(
-        &self,
-        flow: &FlowRow,
-        a: &AttemptRow,
-        channel: &str,
-        status: &str,
-        e: &WebhookEvent,
-    ) -> Result<()> {
-        if policy::reached(e.classification.disposition).is_none() {
-            return Ok(());
-        }
-        self.db.exec(
-            "UPDATE attempts SET possible_duplicate = 1 WHERE id = ?1",
-            args![a.id],
-        )?;
-        self.note(
-            &flow.id,
-            Some(a.id),
-            &format!("POSSIBLE DUPLICATE: {channel} {status} after the flow had moved on from it"),
-        )?;
-        self.emit(
-            flow,
-            CallbackKind::PossibleDuplicate,
-            json!({"channel": channel, "attempt": a.attempt, "status": status}),
-        )
-    }
-}
-
-/// What became of a status event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StatusOutcome {
-    /// Seen for the first time and applied (or found late: a higher one is held).
-    Applied,
-    /// Seen before: applied then.
-    Redelivery,
-    /// Names no attempt of ours: what it says of the customer (an opt-out) still holds.
-    NoAttempt,
-    /// Names another customer than the attempt's flow: dropped whole.
-    OtherCustomer,
-}
-
-/// Whether a status may be about the flow's customer: every customer key it names of the
-/// flow's kind (a phone number, or a user id) is the flow's. A status naming only a user id
-/// for a flow sent to a phone number (WhatsApp leaves phone numbers out for some users) is
-/// not refused, since the message id already names the attempt.
-fn names_customer(e: &WebhookEvent, flow_customer: &str) -> bool {
-    let is_phone = |k: &str| k.starts_with('+');
-    let named = customers::keys_of(e);
-    let comparable: Vec<&String> = named
-        .iter()
-        .filter(|k| is_phone(k) == is_phone(flow_customer))
-        .collect();
-    comparable.is_empty() || comparable.iter().any(|k| same_customer(k, flow_customer))
-}
-
-/// Equal keys, or one phone number in both of the spellings WhatsApp uses for Mexico (`+52 1`
-/// and `+52`) and Argentina (`+54 9` and `+54`) mobile numbers.
-fn same_customer(a: &str, b: &str) -> bool {
-    fn canonical(k: &str) -> std::borrow::Cow<'_, str> {
-        for (country, mobile) in [("+52", '1'), ("+54", '9')] {
-            if let Some(rest) = k.strip_prefix(country)
-                && let Some(national) = rest.strip_prefix(mobile)
-                && national.len() == 10
-            {
-                return format!("{country}{national}").into();
-            }
-        }
-        k.into()
-    }
-    a == b || canonical(a) == canonical(b)
-}
-
-/// The pacing rows of a send: its sending number's, its customer's.
-fn pacing_keys(channel: &str, customer: &str) -> [String; 2] {
-    [
-        format!("sender:{channel}"),
-        format!("customer:{channel}:{}", customer_key(customer)),
-    ]
-}
-
-/// One key per customer whatever the spelling: `+<digits>` for a phone number (as webhooks
-/// give it), the id itself otherwise (a BSUID).
-fn customer_key(recipient: &str) -> String {
-    let r = recipient.trim();
-    match r.strip_prefix('+').or_else(|| r.strip_prefix("00")) {
-        Some(rest) => format!(
-            "+{}",
-            rest.chars()
-                .filter(char::is_ascii_digit)
-                .collect::<String>()
-        ),
-        None => r.to_string(),
-    }
-}
-
-fn parse_disposition(s: &str) -> Option<Disposition> {
-    use Disposition::*;
-    [
-        Accepted, Sent, Delivered, Read, Retry, Fallback, Failed, Unknown,
-    ]
-    .into_iter()
-    .find(|d| disposition_name(*d) == s)
-}
-
-fn status_name(e: &WebhookEvent) -> String {
-    serde_json::from_str::<Value>(&e.details)
-        .ok()
-        .and_then(|d| d.get("status").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| e.classification.reason.clone())
-}
-
-/// A classification in one line, for timelines.
-pub fn describe(c: &Classification) -> String {
-    let mut s = format!("{} / {}", disposition_name(c.disposition), c.reason);
-    if let Some(code) = &c.provider_code {
-        s.push_str(&format!(" (code {code})"));
-    }
-    if let Some(id) = &c.provider_message_id {
-        s.push_str(&format!(" id {id}"));
-    }
-    s
-}
-
-fn status_json(db: &db::Tx, id: &str) -> Result<Option<Value>> {
-    let Some(flow) = db.query_opt(
-        "SELECT spec, state, step FROM flows WHERE id = ?1",
-        args![id],
-    )?
-    else {
-        return Ok(None);
-    };
-    let recipient = serde_json::from_str::<FlowSpec>(&flow.text(0)?)?.recipient;
-    let (state, step) = (flow.text(1)?, flow.int(2)?);
-    let attempts: Vec<Value> = db
-        .query("SELECT id, channel, attempt, provider_message_id, sent_ms, disposition, reason, provider_code, status, closed, possible_duplicate, correlation_id, phase FROM attempts WHERE flow_id = ?1 ORDER BY id", args![id])?
-        .iter()
-        .map(|r| {
-            Ok(json!({
-                "attempt_id": r.int(0)?, "channel": r.text(1)?, "attempt": r.int(2)?,
-                "provider_message_id": r.opt_text(3)?, "sent_ms": r.int(4)?,
-                "disposition": r.opt_text(5)?.unwrap_or_else(|| "sending".into()),
-                "reason": r.opt_text(6)?, "provider_code": r.opt_text(7)?,
-                "last_status": r.opt_text(8)?, "moved_on": r.int(9)? != 0,
-                "possible_duplicate": r.int(10)? != 0, "correlation_id": r.text(11)?,
-                "phase": r.text(12)?,
-            }))
-        })
-        .collect::<Result<_>>()?;
-    let timeline: Vec<Value> = db
-        .query(
-            "SELECT at_ms, attempt_id, entry FROM timeline WHERE flow_id = ?1 ORDER BY id",
-            args![id],
-        )?
-        .iter()
-        .map(|r| Ok(json!({"at_ms": r.int(0)?, "attempt_id": r.opt_int(1)?, "entry": r.text(2)?})))
-        .collect::<Result<_>>()?;
-    Ok(Some(
-        json!({"id": id, "recipient": recipient, "state": state, "step": step,
-        "attempts": attempts, "timeline": timeline}),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::flow::pacing::ChannelPacing;
+    use crate::types::{Disposition, EventKind};
+    use serde_json::{Value, json};
     use std::collections::HashMap;
+
+    /// A flow as `GET /flows/{id}` shows it, for the assertions.
+    trait FlowJson {
+        fn status(&self, id: &str) -> Result<Option<Value>>;
+    }
+
+    impl FlowJson for Store {
+        fn status(&self, id: &str) -> Result<Option<Value>> {
+            self.flow_view(id)?
+                .map(|v| crate::server::flow_json(&v))
+                .transpose()
+        }
+    }
 
     /// The write races between nodes, forced (PostgreSQL).
     mod races;
@@ -1620,10 +688,13 @@ mod tests {
     fn a_callback_is_leased_to_one_node_and_a_failed_one_comes_back_at_its_next_try(a: Store) {
         a.with_tx(NOW, |t| {
             for i in 0..3 {
-                t.db.exec(
-                    "INSERT INTO outbox (event_id, flow_id, url, body, next_at) VALUES (?1, 'f', 'http://127.0.0.1/cb', '{}', ?2)",
-                    args![format!("e{i}"), ms(NOW)],
-                )?;
+                t.ops.enqueue_callbacks(&[driver::NewCallback {
+                    event_id: format!("e{i}"),
+                    flow_id: "f".into(),
+                    url: "http://127.0.0.1/cb".into(),
+                    body: "{}".into(),
+                    next_at: ms(NOW),
+                }])?;
             }
             Ok(())
         })
@@ -1665,6 +736,90 @@ mod tests {
                 .iter()
                 .all(|i| i.id == due[1].id)
         );
+    }
+
+    /// The values each state column must take (the host writes them) and one it must refuse.
+    fn state_column_cases() -> Vec<(&'static str, String, bool)> {
+        use crate::json::disposition_name;
+        use Disposition::*;
+        let mut cases: Vec<(&str, String, bool)> = FlowState::ALL
+            .iter()
+            .map(|s| {
+                (
+                    "UPDATE flows SET state = '{}'",
+                    s.as_str().to_string(),
+                    true,
+                )
+            })
+            .collect();
+        for p in [
+            AttemptPhase::Claimed,
+            AttemptPhase::Sending,
+            AttemptPhase::Recorded,
+        ] {
+            cases.push(("UPDATE attempts SET phase = '{}'", p.as_str().into(), true));
+        }
+        for d in [
+            Accepted, Sent, Delivered, Read, Retry, Fallback, Failed, Unknown,
+        ] {
+            for column in ["disposition", "status_disposition"] {
+                let sql = if column == "disposition" {
+                    "UPDATE attempts SET disposition = '{}'"
+                } else {
+                    "UPDATE attempts SET status_disposition = '{}'"
+                };
+                cases.push((sql, disposition_name(d).into(), true));
+            }
+        }
+        cases.push(("UPDATE flows SET state = '{}'", "paused".into(), false));
+        cases.push(("UPDATE attempts SET phase = '{}'", "sent".into(), false));
+        cases.push((
+            "UPDATE attempts SET disposition = '{}'",
+            "maybe".into(),
+            false,
+        ));
+        cases.push(("UPDATE attempts SET closed = {}", "2".into(), false));
+        cases
+    }
+
+    /// A store with one flow and its claimed attempt, for the column tests.
+    fn one_claimed(s: &Store) {
+        s.submit(&[("f".into(), spec())], NOW).unwrap();
+        claim_one(s, NOW);
+    }
+
+    /// The migrations constrain the state columns to exactly the values of the host's enums:
+    /// a row can never hold a state the transitions would have to guess at.
+    #[test]
+    fn sqlite_state_columns_take_every_known_value_and_refuse_any_other() {
+        let dir = std::env::temp_dir().join(format!("checks-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("flows.sqlite");
+        one_claimed(&Store::open(path.to_str().unwrap()).unwrap());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for (sql, value, allowed) in state_column_cases() {
+            let sql = sql.replace("{}", &value);
+            let done = conn.execute_batch(&format!("BEGIN; {sql}; ROLLBACK;"));
+            if done.is_err() {
+                conn.execute_batch("ROLLBACK").ok();
+            }
+            assert_eq!(done.is_ok(), allowed, "{sql}: {done:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn postgres_state_columns_take_every_known_value_and_refuse_any_other() {
+        let url = host_testkit::postgres::fresh_database();
+        one_claimed(&Store::open(&url).unwrap());
+        let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        for (sql, value, allowed) in state_column_cases() {
+            let sql = sql.replace("{}", &value);
+            let mut tx = client.transaction().unwrap();
+            let done = tx.batch_execute(&sql);
+            tx.rollback().unwrap();
+            assert_eq!(done.is_ok(), allowed, "{sql}: {done:?}");
+        }
     }
 
     on_both_stores!(

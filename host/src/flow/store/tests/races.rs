@@ -5,6 +5,7 @@
 //! higher one, and a flow whose message was delivered is done.
 
 use super::*;
+use crate::flow::store::transitions::same_customer;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,0 +1,333 @@
+//! The store's driver: every read and write the transitions make, as one named operation
+//! (River's `riverdriver` shape), implemented once per database with that database's own SQL
+//! ([`sqlite`](super::sqlite), [`postgres`](super::postgres)). Transitions are written once,
+//! above this trait ([`super::transitions`]); rows come back as the typed records below, read
+//! by column name. An operation that decides something on PostgreSQL takes the row's lock
+//! (`lock_*`), or is a conditional update whose row count it returns.
+
+use super::AttemptPhase;
+use crate::flow::policy::FlowState;
+use anyhow::{Result, bail};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Statements and transactions this process ran against its store (each statement is one
+/// round trip to PostgreSQL; a transaction adds two, BEGIN and COMMIT). `GET /health`
+/// reports them, so a bench can divide by the flows it ran.
+pub static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+pub static TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
+
+pub(super) fn count_statement() {
+    STATEMENTS.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(super) fn count_transaction() {
+    TRANSACTIONS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Which database a store uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Whether a transaction writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxKind {
+    Write,
+    Read,
+}
+
+/// `postgres://…` and `postgresql://…` name PostgreSQL; anything else is a SQLite file.
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..s + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A flow as stored.
+#[derive(Debug, Clone)]
+pub(super) struct FlowRecord {
+    pub id: String,
+    /// The spec as submitted (JSON).
+    pub spec: String,
+    pub state: FlowState,
+    pub step: i64,
+    pub attempt: i64,
+    pub expires_ms: Option<i64>,
+    pub current_attempt: Option<i64>,
+    pub callback_url: Option<String>,
+    /// The recipient's customer key (what webhooks name).
+    pub customer: String,
+}
+
+/// A flow to store.
+pub(super) struct NewFlow<'a> {
+    pub id: &'a str,
+    pub spec: &'a str,
+    pub customer: &'a str,
+    pub now_ms: i64,
+    pub expires_ms: Option<i64>,
+    pub callback_url: Option<&'a str>,
+    pub lane: Option<&'a str>,
+}
+
+/// An attempt as stored.
+#[derive(Debug, Clone)]
+pub(super) struct AttemptRecord {
+    pub id: i64,
+    pub flow_id: String,
+    pub channel: String,
+    pub attempt: i64,
+    pub phase: AttemptPhase,
+    pub closed: bool,
+    /// The disposition of the highest status applied, if one overtook the answer.
+    pub status_disposition: Option<String>,
+}
+
+/// An attempt to store, `claimed`.
+pub(super) struct NewAttempt<'a> {
+    pub flow_id: &'a str,
+    pub step: i64,
+    pub channel: &'a str,
+    pub attempt: i64,
+    pub correlation_id: &'a str,
+    pub slot_ms: i64,
+}
+
+/// What an attempt's answer (or the crash rule) recorded.
+pub(super) struct Answer<'a> {
+    pub disposition: &'a str,
+    pub reason: &'a str,
+    pub provider_code: Option<&'a str>,
+    pub message_id: Option<&'a str>,
+    pub at_ms: i64,
+}
+
+/// A status applied to an attempt.
+pub(super) struct StatusRaise<'a> {
+    pub precedence: i64,
+    pub status: &'a str,
+    pub disposition: &'a str,
+}
+
+/// A callback delivery due, leased to this node.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub event_id: String,
+    pub url: String,
+    pub body: String,
+    pub tries: u32,
+}
+
+/// A callback to queue.
+#[derive(Debug, Clone)]
+pub(super) struct NewCallback {
+    pub event_id: String,
+    pub flow_id: String,
+    pub url: String,
+    pub body: String,
+    pub next_at: i64,
+}
+
+/// A line to add to a flow's timeline.
+#[derive(Debug, Clone)]
+pub(super) struct NewNote {
+    pub flow_id: String,
+    pub at_ms: i64,
+    pub attempt_id: Option<i64>,
+    pub entry: String,
+}
+
+/// A flow as `GET /flows/{id}` shows it: its position, every attempt, its timeline.
+#[derive(Debug, Clone)]
+pub struct FlowView {
+    pub id: String,
+    pub spec: String,
+    pub state: String,
+    pub step: i64,
+    pub attempts: Vec<AttemptView>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// One attempt of a [`FlowView`].
+#[derive(Debug, Clone)]
+pub struct AttemptView {
+    pub id: i64,
+    pub channel: String,
+    pub attempt: i64,
+    pub provider_message_id: Option<String>,
+    pub sent_ms: i64,
+    pub disposition: Option<String>,
+    pub reason: Option<String>,
+    pub provider_code: Option<String>,
+    pub status: Option<String>,
+    pub closed: bool,
+    pub possible_duplicate: bool,
+    pub correlation_id: String,
+    pub phase: String,
+}
+
+/// One line of a flow's timeline.
+#[derive(Debug, Clone)]
+pub struct TimelineEntry {
+    pub at_ms: i64,
+    pub attempt_id: Option<i64>,
+    pub entry: String,
+}
+
+/// The named operations, inside one open transaction.
+pub(super) trait Ops {
+    // Flows.
+    /// Inserts the flow unless its id exists; whether it did.
+    fn insert_flow(&self, flow: &NewFlow) -> Result<bool>;
+    /// The stored spec of a flow (to tell a client's retry from a conflict).
+    fn flow_spec(&self, id: &str) -> Result<Option<String>>;
+    /// The flow, its row locked until commit (PostgreSQL).
+    fn lock_flow(&self, id: &str) -> Result<Option<FlowRecord>>;
+    fn flow_state(&self, id: &str) -> Result<Option<FlowState>>;
+    fn set_flow_state(
+        &self,
+        id: &str,
+        state: FlowState,
+        wake_at: Option<i64>,
+        lane: Option<&str>,
+    ) -> Result<()>;
+    /// Not due any more (it was due in no timer state).
+    fn clear_wake(&self, id: &str) -> Result<()>;
+    fn schedule_retry(
+        &self,
+        id: &str,
+        attempt: i64,
+        wake_at: i64,
+        lane: Option<&str>,
+    ) -> Result<()>;
+    /// On to `step`, attempt 1, ready at `wake_at` in `lane`.
+    fn advance_step(&self, id: &str, step: i64, wake_at: i64, lane: &str) -> Result<()>;
+    /// Past the last step: no channel left.
+    fn exhaust(&self, id: &str, step: i64) -> Result<()>;
+    /// Flows of `lane` due by `now`, oldest first; on PostgreSQL locked, skipping rows another
+    /// node holds.
+    fn due_flows(&self, lane: &str, now: i64, limit: i64) -> Result<Vec<String>>;
+    /// The flow is sending `attempt_id`, this node's until `until`.
+    fn lease_flow(&self, id: &str, attempt_id: i64, owner: &str, until: i64) -> Result<()>;
+    /// Every flow to this customer, with its state.
+    fn flows_of_customer(&self, customer: &str) -> Result<Vec<(String, FlowState)>>;
+    fn state_counts(&self) -> Result<Vec<(FlowState, u64)>>;
+    /// When each flow with an accepted send was created, and when the answer was recorded.
+    fn accepted_sends(&self) -> Result<Vec<(i64, i64)>>;
+    fn flow_view(&self, id: &str) -> Result<Option<FlowView>>;
+
+    // Attempts.
+    fn insert_attempt(&self, attempt: &NewAttempt) -> Result<i64>;
+    /// The flow an attempt belongs to (it never changes: no lock).
+    fn attempt_flow(&self, id: i64) -> Result<Option<String>>;
+    /// The attempt, its row locked until commit (PostgreSQL).
+    fn lock_attempt(&self, id: i64) -> Result<Option<AttemptRecord>>;
+    /// Attempts left unrecorded that this node may take over: on SQLite every one (one
+    /// node, at its start); on PostgreSQL those whose flow's lease passed before `now`,
+    /// locked, skipping flows another node holds.
+    fn stranded_attempts(&self, now: i64) -> Result<Vec<i64>>;
+    /// `claimed` → `sending`; false if it was no longer claimed. On PostgreSQL only while the
+    /// flow's lease runs past `lease_needed_until`.
+    fn mark_sending(&self, id: i64, lease_needed_until: i64) -> Result<bool>;
+    fn record_answer(&self, id: i64, answer: &Answer) -> Result<()>;
+    /// Every attempt of the flow's `step` is one the flow moved on from.
+    fn close_step_attempts(&self, flow_id: &str, step: i64) -> Result<()>;
+    /// The attempt a status is about, and its flow: by message id, or by the correlation id
+    /// while the attempt has no message id yet. One statement, so one snapshot.
+    fn attempt_for_status(
+        &self,
+        channel: &str,
+        message_id: &str,
+        correlation_id: Option<&str>,
+    ) -> Result<Option<(i64, String)>>;
+    /// Takes the message id if the attempt has none; whether it did.
+    fn adopt_message_id(&self, id: i64, message_id: &str) -> Result<bool>;
+    /// Raises the attempt's status if `raise.precedence` is above the one held; whether it did.
+    fn raise_status(&self, id: i64, raise: &StatusRaise) -> Result<bool>;
+    fn mark_possible_duplicate(&self, id: i64) -> Result<()>;
+
+    // Timeline, callbacks, events.
+    /// Adds the lines in their order, in one statement.
+    fn add_notes(&self, notes: &[NewNote]) -> Result<()>;
+    /// Queues the callbacks, in one statement.
+    fn enqueue_callbacks(&self, callbacks: &[NewCallback]) -> Result<()>;
+    /// Picks up to `limit` callbacks due by `now` and leases them until `lease_until`, in one
+    /// statement (PostgreSQL skips rows another node is picking).
+    fn lease_due_callbacks(
+        &self,
+        now: i64,
+        limit: i64,
+        lease_until: i64,
+    ) -> Result<Vec<OutboxItem>>;
+    fn callbacks_delivered(&self, ids: &[i64], at: i64) -> Result<()>;
+    fn callback_failed(&self, id: i64, next_at: Option<i64>, error: &str) -> Result<()>;
+    /// Keeps the dedupe key; whether it was new.
+    fn first_sight(&self, key: &str, at: i64) -> Result<bool>;
+
+    // Customers.
+    /// The customer wrote at `at` (kept if later than what is stored).
+    fn note_inbound(&self, channel: &str, customer: &str, at: i64) -> Result<()>;
+    fn last_inbound(&self, channel: &str, customer: &str) -> Result<Option<i64>>;
+    fn opted_out(&self, channel: &str, customer: &str) -> Result<Vec<String>>;
+    fn add_opt_out(&self, channel: &str, customer: &str, category: &str, since: i64) -> Result<()>;
+    fn remove_opt_out(&self, channel: &str, customer: &str, category: &str) -> Result<()>;
+    /// What is kept under `old` moves to `new` (where `new` has nothing of its own).
+    fn rekey_customer(&self, channel: &str, old: &str, new: &str) -> Result<()>;
+
+    // Pacing shared between nodes (PostgreSQL only: one SQLite node keeps it in memory).
+    /// The watermark under `key` (0 if none yet), locked until commit.
+    fn lock_pacing(&self, key: &str) -> Result<i64>;
+    fn set_pacing(&self, key: &str, next_us: i64) -> Result<()>;
+    /// Raises the watermark to `next_us` if it is below.
+    fn raise_pacing(&self, key: &str, next_us: i64) -> Result<()>;
+}
+
+/// A state column's value, refused (not guessed) when it is none of ours.
+pub(super) fn flow_state(text: &str) -> Result<FlowState> {
+    match FlowState::parse(text) {
+        Some(s) => Ok(s),
+        None => bail!("the store holds an unknown flow state {text:?}"),
+    }
+}
+
+pub(super) fn attempt_phase(text: &str) -> Result<AttemptPhase> {
+    match AttemptPhase::parse(text) {
+        Some(p) => Ok(p),
+        None => bail!("the store holds an unknown attempt phase {text:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            redact("postgres://flow:s3cret@db:5432/flows"),
+            "postgres://flow@db:5432/flows"
+        );
+        assert_eq!(redact("postgres://db/flows"), "postgres://db/flows");
+    }
+
+    #[test]
+    fn a_state_the_store_does_not_know_is_an_error_not_a_guess() {
+        assert!(flow_state("ready").is_ok());
+        assert!(flow_state("readyish").is_err());
+        assert!(attempt_phase("sending").is_ok());
+        assert!(attempt_phase("").is_err());
+    }
+}

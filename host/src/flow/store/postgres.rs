@@ -1,0 +1,654 @@
+//! The driver on PostgreSQL: the store several nodes share. Every operation that decides on a
+//! row locks it (`FOR UPDATE`), claims skip rows another node holds (`SKIP LOCKED`), and the
+//! pacing watermarks are shared rows. Migrations in `host/migrations/postgres`, applied at open
+//! by refinery. Each connection's session bounds what a stalled peer may cost the others.
+
+use super::driver::{
+    Answer, AttemptRecord, AttemptView, FlowRecord, FlowView, NewAttempt, NewCallback, NewFlow,
+    NewNote, Ops, OutboxItem, StatusRaise, TimelineEntry, TxKind, attempt_phase, count_statement,
+    count_transaction, flow_state, redact,
+};
+use crate::flow::policy::FlowState;
+use anyhow::{Context, Result, bail};
+use postgres::types::ToSql;
+use postgres::{Row, Statement};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+mod migrations {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+/// What one stalled node may cost the others, in PostgreSQL's own session settings (ms).
+///
+/// A node frozen (SIGSTOP, a long GC-like pause, a partition without a TCP reset) inside a
+/// transaction keeps its row locks until the server ends its session: the server ends it once
+/// it has sat idle in that transaction this long. A statement waiting for a lock gives up
+/// after `LOCK_TIMEOUT_MS` (the caller retries later), and no statement runs unbounded. Every
+/// transaction of the store is a few statements with no I/O in between, so a healthy node is
+/// never near these.
+pub const IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 5_000;
+pub const LOCK_TIMEOUT_MS: u64 = 2_000;
+pub const STATEMENT_TIMEOUT_MS: u64 = 10_000;
+
+/// The session settings and socket options of every connection: a stalled peer costs at
+/// most seconds (above); a server that vanished without a reset is noticed by TCP keepalives
+/// and the user timeout instead of after the kernel's two hours.
+fn session_config(config: &mut postgres::Config) {
+    config.connect_timeout(Duration::from_secs(5));
+    // The URL's own `options` come last, so an operator may still set these differently.
+    let given = config.get_options().unwrap_or_default().to_string();
+    config.options(&format!(
+        "-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS} -c statement_timeout={STATEMENT_TIMEOUT_MS} {given}"
+    ));
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(15));
+}
+
+fn connect(url: &str) -> Result<postgres::Client> {
+    let mut config: postgres::Config = url
+        .parse()
+        .with_context(|| format!("{} is not a PostgreSQL URL", redact(url)))?;
+    session_config(&mut config);
+    config
+        .connect(postgres::NoTls)
+        .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))
+}
+
+/// A connection with its prepared statements; reconnects when the server went away.
+pub(super) struct PgConn {
+    url: String,
+    client: Option<postgres::Client>,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // Closing blocks on the driver's own runtime, which may not happen on a thread that
+        // drives tasks: there it goes to the runtime's blocking pool.
+        if let Some(client) = self.client.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn_blocking(move || drop(client));
+        }
+    }
+}
+
+impl PgConn {
+    /// Connects and applies the migrations.
+    pub(super) fn open(url: &str) -> Result<PgConn> {
+        let mut client = connect(url)?;
+        migrations::migrations::runner()
+            .run(&mut client)
+            .context("applying the PostgreSQL migrations")?;
+        Ok(PgConn {
+            url: url.to_string(),
+            client: Some(client),
+            statements: HashMap::new(),
+        })
+    }
+
+    fn ensure_connected(&mut self) -> Result<()> {
+        if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
+            // Statements belong to the connection that prepared them.
+            self.statements.clear();
+            self.client = None;
+            self.client = Some(connect(&self.url)?);
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in one transaction (read committed, read only for a read), committed when it
+    /// succeeds; row locks where the operations take them.
+    pub(super) fn transaction<R>(
+        &mut self,
+        kind: TxKind,
+        f: impl FnOnce(&dyn Ops) -> Result<R>,
+    ) -> Result<R> {
+        count_transaction();
+        self.ensure_connected()?;
+        let PgConn {
+            client, statements, ..
+        } = self;
+        let client = client.as_mut().expect("connected above");
+        let tx = client
+            .build_transaction()
+            .read_only(kind == TxKind::Read)
+            .start()?;
+        let ops = Postgres {
+            tx: RefCell::new(tx),
+            statements: RefCell::new(statements),
+        };
+        let r = f(&ops)?;
+        ops.tx.into_inner().commit()?;
+        Ok(r)
+    }
+}
+
+struct Postgres<'a> {
+    tx: RefCell<postgres::Transaction<'a>>,
+    statements: RefCell<&'a mut HashMap<&'static str, Statement>>,
+}
+
+type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+
+impl Postgres<'_> {
+    fn statement(&self, sql: &'static str) -> Result<Statement> {
+        if let Some(s) = self.statements.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let prepared = self
+            .tx
+            .borrow_mut()
+            .prepare(sql)
+            .with_context(|| format!("preparing {sql}"))?;
+        self.statements.borrow_mut().insert(sql, prepared.clone());
+        Ok(prepared)
+    }
+
+    fn exec(&self, sql: &'static str, params: Params) -> Result<u64> {
+        count_statement();
+        let stmt = self.statement(sql)?;
+        Ok(self.tx.borrow_mut().execute(&stmt, params)?)
+    }
+
+    fn rows(&self, sql: &'static str, params: Params) -> Result<Vec<Row>> {
+        count_statement();
+        let stmt = self.statement(sql)?;
+        Ok(self.tx.borrow_mut().query(&stmt, params)?)
+    }
+
+    fn row(&self, sql: &'static str, params: Params) -> Result<Option<Row>> {
+        count_statement();
+        let stmt = self.statement(sql)?;
+        Ok(self.tx.borrow_mut().query_opt(&stmt, params)?)
+    }
+}
+
+fn flow_record(r: &Row) -> Result<FlowRecord> {
+    Ok(FlowRecord {
+        id: r.try_get("id")?,
+        spec: r.try_get("spec")?,
+        state: flow_state(r.try_get("state")?)?,
+        step: r.try_get("step")?,
+        attempt: r.try_get("attempt")?,
+        expires_ms: r.try_get("expires_ms")?,
+        current_attempt: r.try_get("current_attempt")?,
+        callback_url: r.try_get("callback_url")?,
+        customer: r.try_get("recipient")?,
+    })
+}
+
+fn attempt_record(r: &Row) -> Result<AttemptRecord> {
+    Ok(AttemptRecord {
+        id: r.try_get("id")?,
+        flow_id: r.try_get("flow_id")?,
+        channel: r.try_get("channel")?,
+        attempt: r.try_get("attempt")?,
+        phase: attempt_phase(r.try_get("phase")?)?,
+        closed: r.try_get::<_, i64>("closed")? != 0,
+        status_disposition: r.try_get("status_disposition")?,
+    })
+}
+
+fn attempt_view(r: &Row) -> Result<AttemptView> {
+    Ok(AttemptView {
+        id: r.try_get("id")?,
+        channel: r.try_get("channel")?,
+        attempt: r.try_get("attempt")?,
+        provider_message_id: r.try_get("provider_message_id")?,
+        sent_ms: r.try_get("sent_ms")?,
+        disposition: r.try_get("disposition")?,
+        reason: r.try_get("reason")?,
+        provider_code: r.try_get("provider_code")?,
+        status: r.try_get("status")?,
+        closed: r.try_get::<_, i64>("closed")? != 0,
+        possible_duplicate: r.try_get::<_, i64>("possible_duplicate")? != 0,
+        correlation_id: r.try_get("correlation_id")?,
+        phase: r.try_get("phase")?,
+    })
+}
+
+fn ids(rows: Vec<Row>) -> Result<Vec<i64>> {
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+}
+
+impl Ops for Postgres<'_> {
+    fn insert_flow(&self, f: &NewFlow) -> Result<bool> {
+        let n = self.exec(
+            "INSERT INTO flows (id, spec, recipient, state, step, attempt, wake_at, created_ms, expires_ms, callback_url, lane) VALUES ($1, $2, $3, 'ready', 0, 1, $4, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            &[&f.id, &f.spec, &f.customer, &f.now_ms, &f.expires_ms, &f.callback_url, &f.lane],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn flow_spec(&self, id: &str) -> Result<Option<String>> {
+        self.row("SELECT spec FROM flows WHERE id = $1", &[&id])?
+            .map(|r| Ok(r.try_get("spec")?))
+            .transpose()
+    }
+
+    fn lock_flow(&self, id: &str) -> Result<Option<FlowRecord>> {
+        self.row(
+            "SELECT id, spec, state, step, attempt, expires_ms, current_attempt, callback_url, recipient FROM flows WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )?
+        .map(|r| flow_record(&r))
+        .transpose()
+    }
+
+    fn flow_state(&self, id: &str) -> Result<Option<FlowState>> {
+        self.row("SELECT state FROM flows WHERE id = $1", &[&id])?
+            .map(|r| flow_state(r.try_get("state")?))
+            .transpose()
+    }
+
+    fn set_flow_state(
+        &self,
+        id: &str,
+        state: FlowState,
+        wake_at: Option<i64>,
+        lane: Option<&str>,
+    ) -> Result<()> {
+        self.exec(
+            "UPDATE flows SET state = $2, wake_at = $3, lane = $4 WHERE id = $1",
+            &[&id, &state.as_str(), &wake_at, &lane],
+        )?;
+        Ok(())
+    }
+
+    fn clear_wake(&self, id: &str) -> Result<()> {
+        self.exec(
+            "UPDATE flows SET wake_at = NULL, lane = NULL WHERE id = $1",
+            &[&id],
+        )?;
+        Ok(())
+    }
+
+    fn schedule_retry(
+        &self,
+        id: &str,
+        attempt: i64,
+        wake_at: i64,
+        lane: Option<&str>,
+    ) -> Result<()> {
+        self.exec(
+            "UPDATE flows SET state = 'waiting_retry', attempt = $2, wake_at = $3, lane = $4 WHERE id = $1",
+            &[&id, &attempt, &wake_at, &lane],
+        )?;
+        Ok(())
+    }
+
+    fn advance_step(&self, id: &str, step: i64, wake_at: i64, lane: &str) -> Result<()> {
+        self.exec(
+            "UPDATE flows SET step = $2, attempt = 1, state = 'ready', wake_at = $3, lane = $4, current_attempt = NULL WHERE id = $1",
+            &[&id, &step, &wake_at, &lane],
+        )?;
+        Ok(())
+    }
+
+    fn exhaust(&self, id: &str, step: i64) -> Result<()> {
+        self.exec(
+            "UPDATE flows SET step = $2, state = 'exhausted', wake_at = NULL, lane = NULL, current_attempt = NULL WHERE id = $1",
+            &[&id, &step],
+        )?;
+        Ok(())
+    }
+
+    fn due_flows(&self, lane: &str, now: i64, limit: i64) -> Result<Vec<String>> {
+        // Other nodes skip the rows this transaction holds.
+        self.rows(
+            "SELECT id FROM flows WHERE lane = $1 AND wake_at IS NOT NULL AND wake_at <= $2 ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+            &[&lane, &now, &limit],
+        )?
+        .iter()
+        .map(|r| Ok(r.try_get("id")?))
+        .collect()
+    }
+
+    fn lease_flow(&self, id: &str, attempt_id: i64, owner: &str, until: i64) -> Result<()> {
+        self.exec(
+            "UPDATE flows SET state = 'sending', wake_at = NULL, lane = NULL, current_attempt = $2, lease_owner = $3, lease_until = $4 WHERE id = $1",
+            &[&id, &attempt_id, &owner, &until],
+        )?;
+        Ok(())
+    }
+
+    fn flows_of_customer(&self, customer: &str) -> Result<Vec<(String, FlowState)>> {
+        self.rows(
+            "SELECT id, state FROM flows WHERE recipient = $1",
+            &[&customer],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, flow_state(r.try_get("state")?)?)))
+        .collect()
+    }
+
+    fn state_counts(&self) -> Result<Vec<(FlowState, u64)>> {
+        self.rows("SELECT state, count(*) AS n FROM flows GROUP BY state", &[])?
+            .iter()
+            .map(|r| {
+                let n: i64 = r.try_get("n")?;
+                Ok((flow_state(r.try_get("state")?)?, n.max(0) as u64))
+            })
+            .collect()
+    }
+
+    fn accepted_sends(&self) -> Result<Vec<(i64, i64)>> {
+        self.rows(
+            "SELECT f.created_ms, a.recorded_ms FROM flows f JOIN attempts a ON a.flow_id = f.id WHERE a.disposition = 'accepted' AND a.recorded_ms IS NOT NULL",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get("created_ms")?, r.try_get("recorded_ms")?)))
+        .collect()
+    }
+
+    fn flow_view(&self, id: &str) -> Result<Option<FlowView>> {
+        let Some(flow) = self.row("SELECT spec, state, step FROM flows WHERE id = $1", &[&id])?
+        else {
+            return Ok(None);
+        };
+        let attempts = self
+            .rows(
+                "SELECT id, channel, attempt, provider_message_id, sent_ms, disposition, reason, provider_code, status, closed, possible_duplicate, correlation_id, phase FROM attempts WHERE flow_id = $1 ORDER BY id",
+                &[&id],
+            )?
+            .iter()
+            .map(attempt_view)
+            .collect::<Result<_>>()?;
+        let timeline = self
+            .rows(
+                "SELECT at_ms, attempt_id, entry FROM timeline WHERE flow_id = $1 ORDER BY id",
+                &[&id],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(TimelineEntry {
+                    at_ms: r.try_get("at_ms")?,
+                    attempt_id: r.try_get("attempt_id")?,
+                    entry: r.try_get("entry")?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Some(FlowView {
+            id: id.to_string(),
+            spec: flow.try_get("spec")?,
+            state: flow.try_get("state")?,
+            step: flow.try_get("step")?,
+            attempts,
+            timeline,
+        }))
+    }
+
+    fn insert_attempt(&self, a: &NewAttempt) -> Result<i64> {
+        let row = self.row(
+            "INSERT INTO attempts (flow_id, step, channel, attempt, correlation_id, phase, slot_ms, sent_ms) VALUES ($1, $2, $3, $4, $5, 'claimed', $6, $6) RETURNING id",
+            &[&a.flow_id, &a.step, &a.channel, &a.attempt, &a.correlation_id, &a.slot_ms],
+        )?;
+        match row {
+            Some(r) => Ok(r.try_get("id")?),
+            None => bail!("inserting an attempt returned no id"),
+        }
+    }
+
+    fn attempt_flow(&self, id: i64) -> Result<Option<String>> {
+        self.row("SELECT flow_id FROM attempts WHERE id = $1", &[&id])?
+            .map(|r| Ok(r.try_get("flow_id")?))
+            .transpose()
+    }
+
+    fn lock_attempt(&self, id: i64) -> Result<Option<AttemptRecord>> {
+        self.row(
+            "SELECT id, flow_id, channel, attempt, phase, closed, status_disposition FROM attempts WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )?
+        .map(|r| attempt_record(&r))
+        .transpose()
+    }
+
+    fn stranded_attempts(&self, now: i64) -> Result<Vec<i64>> {
+        ids(self.rows(
+            "SELECT a.id FROM attempts a JOIN flows f ON f.current_attempt = a.id WHERE a.phase <> 'recorded' AND f.lease_until < $1 ORDER BY f.id FOR UPDATE OF f SKIP LOCKED",
+            &[&now],
+        )?)
+    }
+
+    fn mark_sending(&self, id: i64, lease_needed_until: i64) -> Result<bool> {
+        let n = self.exec(
+            "UPDATE attempts SET phase = 'sending' WHERE id = $1 AND phase = 'claimed' AND EXISTS (SELECT 1 FROM flows f WHERE f.id = attempts.flow_id AND f.current_attempt = attempts.id AND f.lease_until > $2)",
+            &[&id, &lease_needed_until],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn record_answer(&self, id: i64, a: &Answer) -> Result<()> {
+        self.exec(
+            "UPDATE attempts SET phase = 'recorded', disposition = $2, reason = $3, provider_code = $4, provider_message_id = coalesce(provider_message_id, $5), recorded_ms = $6 WHERE id = $1",
+            &[&id, &a.disposition, &a.reason, &a.provider_code, &a.message_id, &a.at_ms],
+        )?;
+        Ok(())
+    }
+
+    fn close_step_attempts(&self, flow_id: &str, step: i64) -> Result<()> {
+        self.exec(
+            "UPDATE attempts SET closed = 1 WHERE flow_id = $1 AND step = $2",
+            &[&flow_id, &step],
+        )?;
+        Ok(())
+    }
+
+    fn attempt_for_status(
+        &self,
+        channel: &str,
+        message_id: &str,
+        correlation_id: Option<&str>,
+    ) -> Result<Option<(i64, String)>> {
+        self.row(
+            // Two index lookups in one statement (an OR across the two columns would scan the
+            // channel's every attempt).
+            "SELECT id, flow_id FROM attempts WHERE channel = $1 AND provider_message_id = $2 UNION ALL SELECT id, flow_id FROM attempts WHERE channel = $1 AND correlation_id = $3 AND provider_message_id IS NULL ORDER BY id LIMIT 1",
+            &[&channel, &message_id, &correlation_id],
+        )?
+        .map(|r| Ok((r.try_get("id")?, r.try_get("flow_id")?)))
+        .transpose()
+    }
+
+    fn adopt_message_id(&self, id: i64, message_id: &str) -> Result<bool> {
+        let n = self.exec(
+            "UPDATE attempts SET provider_message_id = $2 WHERE id = $1 AND provider_message_id IS NULL",
+            &[&id, &message_id],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn raise_status(&self, id: i64, s: &StatusRaise) -> Result<bool> {
+        let n = self.exec(
+            "UPDATE attempts SET precedence = $2, status = $3, status_disposition = $4 WHERE id = $1 AND precedence < $2",
+            &[&id, &s.precedence, &s.status, &s.disposition],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn mark_possible_duplicate(&self, id: i64) -> Result<()> {
+        self.exec(
+            "UPDATE attempts SET possible_duplicate = 1 WHERE id = $1",
+            &[&id],
+        )?;
+        Ok(())
+    }
+
+    fn add_notes(&self, notes: &[NewNote]) -> Result<()> {
+        if notes.is_empty() {
+            return Ok(());
+        }
+        let flows: Vec<&str> = notes.iter().map(|n| n.flow_id.as_str()).collect();
+        let at: Vec<i64> = notes.iter().map(|n| n.at_ms).collect();
+        let attempts: Vec<Option<i64>> = notes.iter().map(|n| n.attempt_id).collect();
+        let entries: Vec<&str> = notes.iter().map(|n| n.entry.as_str()).collect();
+        // One statement whatever the count; rows keep their order (and so their ids).
+        self.exec(
+            "INSERT INTO timeline (flow_id, at_ms, attempt_id, entry) SELECT f, a, t, e FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[]) WITH ORDINALITY AS n(f, a, t, e, i) ORDER BY i",
+            &[&flows, &at, &attempts, &entries],
+        )?;
+        Ok(())
+    }
+
+    fn enqueue_callbacks(&self, callbacks: &[NewCallback]) -> Result<()> {
+        if callbacks.is_empty() {
+            return Ok(());
+        }
+        let column =
+            |f: fn(&NewCallback) -> &str| -> Vec<&str> { callbacks.iter().map(f).collect() };
+        let (events, flows) = (column(|c| &c.event_id), column(|c| &c.flow_id));
+        let (urls, bodies) = (column(|c| &c.url), column(|c| &c.body));
+        let next: Vec<i64> = callbacks.iter().map(|c| c.next_at).collect();
+        self.exec(
+            "INSERT INTO outbox (event_id, flow_id, url, body, next_at) SELECT e, f, u, b, n FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY AS c(e, f, u, b, n, i) ORDER BY i",
+            &[&events, &flows, &urls, &bodies, &next],
+        )?;
+        Ok(())
+    }
+
+    fn lease_due_callbacks(
+        &self,
+        now: i64,
+        limit: i64,
+        lease_until: i64,
+    ) -> Result<Vec<OutboxItem>> {
+        self.rows(
+            "UPDATE outbox SET next_at = $3 WHERE id IN (SELECT id FROM outbox WHERE next_at IS NOT NULL AND next_at <= $1 ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, event_id, url, body, tries",
+            &[&now, &limit, &lease_until],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(OutboxItem {
+                id: r.try_get("id")?,
+                event_id: r.try_get("event_id")?,
+                url: r.try_get("url")?,
+                body: r.try_get("body")?,
+                tries: u32::try_from(r.try_get::<_, i64>("tries")?).unwrap_or(u32::MAX),
+            })
+        })
+        .collect()
+    }
+
+    fn callbacks_delivered(&self, ids: &[i64], at: i64) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.exec(
+            "UPDATE outbox SET delivered_ms = $1, next_at = NULL, tries = tries + 1 WHERE id = ANY($2)",
+            &[&at, &ids],
+        )?;
+        Ok(())
+    }
+
+    fn callback_failed(&self, id: i64, next_at: Option<i64>, error: &str) -> Result<()> {
+        self.exec(
+            "UPDATE outbox SET next_at = $2, tries = tries + 1, last_error = $3 WHERE id = $1",
+            &[&id, &next_at, &error],
+        )?;
+        Ok(())
+    }
+
+    fn first_sight(&self, key: &str, at: i64) -> Result<bool> {
+        // Two nodes seeing one key at once: the second waits for the first's commit on it.
+        let n = self.exec(
+            "INSERT INTO seen_events (dedupe_key, at_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&key, &at],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn note_inbound(&self, channel: &str, customer: &str, at: i64) -> Result<()> {
+        self.exec(
+            "INSERT INTO inbound (channel, customer, last_ms) VALUES ($1, $2, $3) ON CONFLICT (channel, customer) DO UPDATE SET last_ms = GREATEST(excluded.last_ms, inbound.last_ms)",
+            &[&channel, &customer, &at],
+        )?;
+        Ok(())
+    }
+
+    fn last_inbound(&self, channel: &str, customer: &str) -> Result<Option<i64>> {
+        self.row(
+            "SELECT last_ms FROM inbound WHERE channel = $1 AND customer = $2",
+            &[&channel, &customer],
+        )?
+        .map(|r| Ok(r.try_get("last_ms")?))
+        .transpose()
+    }
+
+    fn opted_out(&self, channel: &str, customer: &str) -> Result<Vec<String>> {
+        self.rows(
+            "SELECT category FROM opt_outs WHERE channel = $1 AND customer = $2 ORDER BY category",
+            &[&channel, &customer],
+        )?
+        .iter()
+        .map(|r| Ok(r.try_get("category")?))
+        .collect()
+    }
+
+    fn add_opt_out(&self, channel: &str, customer: &str, category: &str, since: i64) -> Result<()> {
+        self.exec(
+            "INSERT INTO opt_outs (channel, customer, category, since_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&channel, &customer, &category, &since],
+        )?;
+        Ok(())
+    }
+
+    fn remove_opt_out(&self, channel: &str, customer: &str, category: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM opt_outs WHERE channel = $1 AND customer = $2 AND category = $3",
+            &[&channel, &customer, &category],
+        )?;
+        Ok(())
+    }
+
+    fn rekey_customer(&self, channel: &str, old: &str, new: &str) -> Result<()> {
+        // Where the new id already has a row, it wins (it is the newer news).
+        self.exec(
+            "UPDATE inbound SET customer = $3 WHERE channel = $1 AND customer = $2 AND NOT EXISTS (SELECT 1 FROM inbound n WHERE n.channel = $1 AND n.customer = $3)",
+            &[&channel, &old, &new],
+        )?;
+        self.exec(
+            "UPDATE opt_outs SET customer = $3 WHERE channel = $1 AND customer = $2 AND NOT EXISTS (SELECT 1 FROM opt_outs n WHERE n.channel = $1 AND n.customer = $3 AND n.category = opt_outs.category)",
+            &[&channel, &old, &new],
+        )?;
+        Ok(())
+    }
+
+    fn lock_pacing(&self, key: &str) -> Result<i64> {
+        self.exec(
+            "INSERT INTO pacing (key, next_us) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+            &[&key],
+        )?;
+        match self.row(
+            "SELECT next_us FROM pacing WHERE key = $1 FOR UPDATE",
+            &[&key],
+        )? {
+            Some(r) => Ok(r.try_get("next_us")?),
+            None => bail!("the pacing row {key:?} vanished"),
+        }
+    }
+
+    fn set_pacing(&self, key: &str, next_us: i64) -> Result<()> {
+        self.exec(
+            "UPDATE pacing SET next_us = $2 WHERE key = $1",
+            &[&key, &next_us],
+        )?;
+        Ok(())
+    }
+
+    fn raise_pacing(&self, key: &str, next_us: i64) -> Result<()> {
+        self.exec(
+            "UPDATE pacing SET next_us = GREATEST(next_us, $2) WHERE key = $1",
+            &[&key, &next_us],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,606 @@
+//! The driver on SQLite: the embedded store of one node. Its writers exclude each other whole
+//! (`BEGIN IMMEDIATE`), so no statement here locks a row, and pacing is kept in the node's
+//! memory. Migrations in `host/migrations/sqlite`, applied at open by refinery.
+
+use super::driver::{
+    Answer, AttemptRecord, AttemptView, FlowRecord, FlowView, NewAttempt, NewCallback, NewFlow,
+    NewNote, Ops, OutboxItem, StatusRaise, TimelineEntry, TxKind, attempt_phase, count_statement,
+    count_transaction, flow_state,
+};
+use crate::flow::policy::FlowState;
+use anyhow::{Context, Result, bail};
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, Params, Row, params};
+use std::time::Duration;
+
+/// Rows per multi-row INSERT: far below SQLite's limit of 32,766 bound values per statement.
+const ROWS_PER_INSERT: usize = 500;
+
+/// `head (?1, ?2, …), (…), …`: `rows` rows of `columns` placeholders each.
+fn multi_row_insert(head: &str, columns: usize, rows: usize) -> String {
+    let mut sql = String::from(head);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { " (" } else { ", (" });
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("?{}", r * columns + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+mod migrations {
+    refinery::embed_migrations!("migrations/sqlite");
+}
+
+/// Opens (creating if needed) and migrates the file (`:memory:` in memory).
+pub(super) fn open(location: &str) -> Result<rusqlite::Connection> {
+    let mut conn = rusqlite::Connection::open(location)
+        .with_context(|| format!("opening the flow database {location}"))?;
+    // `flow status` reads the file while `serve` writes it: wait for locks, don't fail.
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL").ok();
+    // WAL + NORMAL: a committed transaction survives the process being killed.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    migrations::migrations::runner()
+        .run(&mut conn)
+        .with_context(|| format!("applying the SQLite migrations to {location}"))?;
+    Ok(conn)
+}
+
+/// Runs `f` in one transaction, committed when it succeeds: `BEGIN IMMEDIATE` for a write
+/// (writers queue instead of failing), a deferred one for a read (in WAL mode it runs beside
+/// the writer).
+pub(super) fn transaction<R>(
+    conn: &mut rusqlite::Connection,
+    kind: TxKind,
+    f: impl FnOnce(&dyn Ops) -> Result<R>,
+) -> Result<R> {
+    count_transaction();
+    let behavior = match kind {
+        TxKind::Write => rusqlite::TransactionBehavior::Immediate,
+        TxKind::Read => rusqlite::TransactionBehavior::Deferred,
+    };
+    let tx = conn.transaction_with_behavior(behavior)?;
+    let r = f(&Sqlite { tx: &tx })?;
+    tx.commit()?;
+    Ok(r)
+}
+
+struct Sqlite<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+}
+
+impl Sqlite<'_> {
+    fn exec(&self, sql: &str, params: impl Params) -> Result<usize> {
+        count_statement();
+        Ok(self.tx.prepare_cached(sql)?.execute(params)?)
+    }
+
+    fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        read: impl FnMut(&Row) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        count_statement();
+        let mut stmt = self.tx.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, read)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        read: impl FnOnce(&Row) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>> {
+        count_statement();
+        let mut stmt = self.tx.prepare_cached(sql)?;
+        Ok(stmt.query_row(params, read).optional()?)
+    }
+}
+
+fn flow_record(r: &Row) -> rusqlite::Result<(FlowRecord, String)> {
+    let state: String = r.get("state")?;
+    Ok((
+        FlowRecord {
+            id: r.get("id")?,
+            spec: r.get("spec")?,
+            state: FlowState::Ready, // replaced by the caller, which can fail
+            step: r.get("step")?,
+            attempt: r.get("attempt")?,
+            expires_ms: r.get("expires_ms")?,
+            current_attempt: r.get("current_attempt")?,
+            callback_url: r.get("callback_url")?,
+            customer: r.get("recipient")?,
+        },
+        state,
+    ))
+}
+
+fn attempt_view(r: &Row) -> rusqlite::Result<AttemptView> {
+    Ok(AttemptView {
+        id: r.get("id")?,
+        channel: r.get("channel")?,
+        attempt: r.get("attempt")?,
+        provider_message_id: r.get("provider_message_id")?,
+        sent_ms: r.get("sent_ms")?,
+        disposition: r.get("disposition")?,
+        reason: r.get("reason")?,
+        provider_code: r.get("provider_code")?,
+        status: r.get("status")?,
+        closed: r.get::<_, i64>("closed")? != 0,
+        possible_duplicate: r.get::<_, i64>("possible_duplicate")? != 0,
+        correlation_id: r.get("correlation_id")?,
+        phase: r.get("phase")?,
+    })
+}
+
+impl Ops for Sqlite<'_> {
+    fn insert_flow(&self, f: &NewFlow) -> Result<bool> {
+        let n = self.exec(
+            "INSERT OR IGNORE INTO flows (id, spec, recipient, state, step, attempt, wake_at, created_ms, expires_ms, callback_url, lane) VALUES (?1, ?2, ?3, 'ready', 0, 1, ?4, ?4, ?5, ?6, ?7)",
+            params![f.id, f.spec, f.customer, f.now_ms, f.expires_ms, f.callback_url, f.lane],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn flow_spec(&self, id: &str) -> Result<Option<String>> {
+        self.row("SELECT spec FROM flows WHERE id = ?1", [id], |r| {
+            r.get("spec")
+        })
+    }
+
+    fn lock_flow(&self, id: &str) -> Result<Option<FlowRecord>> {
+        let row = self.row(
+            "SELECT id, spec, state, step, attempt, expires_ms, current_attempt, callback_url, recipient FROM flows WHERE id = ?1",
+            [id],
+            flow_record,
+        )?;
+        row.map(|(mut f, state)| {
+            f.state = flow_state(&state)?;
+            Ok(f)
+        })
+        .transpose()
+    }
+
+    fn flow_state(&self, id: &str) -> Result<Option<FlowState>> {
+        let state: Option<String> =
+            self.row("SELECT state FROM flows WHERE id = ?1", [id], |r| {
+                r.get("state")
+            })?;
+        state.map(|s| flow_state(&s)).transpose()
+    }
+
+    fn set_flow_state(
+        &self,
+        id: &str,
+        state: FlowState,
+        wake_at: Option<i64>,
+        lane: Option<&str>,
+    ) -> Result<()> {
+        self.exec(
+            "UPDATE flows SET state = ?2, wake_at = ?3, lane = ?4 WHERE id = ?1",
+            params![id, state.as_str(), wake_at, lane],
+        )?;
+        Ok(())
+    }
+
+    fn clear_wake(&self, id: &str) -> Result<()> {
+        self.exec(
+            "UPDATE flows SET wake_at = NULL, lane = NULL WHERE id = ?1",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    fn schedule_retry(
+        &self,
+        id: &str,
+        attempt: i64,
+        wake_at: i64,
+        lane: Option<&str>,
+    ) -> Result<()> {
+        self.exec(
+            "UPDATE flows SET state = 'waiting_retry', attempt = ?2, wake_at = ?3, lane = ?4 WHERE id = ?1",
+            params![id, attempt, wake_at, lane],
+        )?;
+        Ok(())
+    }
+
+    fn advance_step(&self, id: &str, step: i64, wake_at: i64, lane: &str) -> Result<()> {
+        self.exec(
+            "UPDATE flows SET step = ?2, attempt = 1, state = 'ready', wake_at = ?3, lane = ?4, current_attempt = NULL WHERE id = ?1",
+            params![id, step, wake_at, lane],
+        )?;
+        Ok(())
+    }
+
+    fn exhaust(&self, id: &str, step: i64) -> Result<()> {
+        self.exec(
+            "UPDATE flows SET step = ?2, state = 'exhausted', wake_at = NULL, lane = NULL, current_attempt = NULL WHERE id = ?1",
+            params![id, step],
+        )?;
+        Ok(())
+    }
+
+    fn due_flows(&self, lane: &str, now: i64, limit: i64) -> Result<Vec<String>> {
+        self.rows(
+            "SELECT id FROM flows WHERE lane = ?1 AND wake_at IS NOT NULL AND wake_at <= ?2 ORDER BY wake_at LIMIT ?3",
+            params![lane, now, limit],
+            |r| r.get("id"),
+        )
+    }
+
+    fn lease_flow(&self, id: &str, attempt_id: i64, owner: &str, until: i64) -> Result<()> {
+        self.exec(
+            "UPDATE flows SET state = 'sending', wake_at = NULL, lane = NULL, current_attempt = ?2, lease_owner = ?3, lease_until = ?4 WHERE id = ?1",
+            params![id, attempt_id, owner, until],
+        )?;
+        Ok(())
+    }
+
+    fn flows_of_customer(&self, customer: &str) -> Result<Vec<(String, FlowState)>> {
+        let rows: Vec<(String, String)> = self.rows(
+            "SELECT id, state FROM flows WHERE recipient = ?1",
+            [customer],
+            |r| Ok((r.get("id")?, r.get("state")?)),
+        )?;
+        rows.into_iter()
+            .map(|(id, s)| Ok((id, flow_state(&s)?)))
+            .collect()
+    }
+
+    fn state_counts(&self) -> Result<Vec<(FlowState, u64)>> {
+        let rows: Vec<(String, i64)> = self.rows(
+            "SELECT state, count(*) AS n FROM flows GROUP BY state",
+            [],
+            |r| Ok((r.get("state")?, r.get("n")?)),
+        )?;
+        rows.into_iter()
+            .map(|(s, n)| Ok((flow_state(&s)?, n.max(0) as u64)))
+            .collect()
+    }
+
+    fn accepted_sends(&self) -> Result<Vec<(i64, i64)>> {
+        self.rows(
+            "SELECT f.created_ms, a.recorded_ms FROM flows f JOIN attempts a ON a.flow_id = f.id WHERE a.disposition = 'accepted' AND a.recorded_ms IS NOT NULL",
+            [],
+            |r| Ok((r.get("created_ms")?, r.get("recorded_ms")?)),
+        )
+    }
+
+    fn flow_view(&self, id: &str) -> Result<Option<FlowView>> {
+        let Some((spec, state, step)) = self.row(
+            "SELECT spec, state, step FROM flows WHERE id = ?1",
+            [id],
+            |r| Ok((r.get("spec")?, r.get("state")?, r.get("step")?)),
+        )?
+        else {
+            return Ok(None);
+        };
+        let attempts = self.rows(
+            "SELECT id, channel, attempt, provider_message_id, sent_ms, disposition, reason, provider_code, status, closed, possible_duplicate, correlation_id, phase FROM attempts WHERE flow_id = ?1 ORDER BY id",
+            [id],
+            attempt_view,
+        )?;
+        let timeline = self.rows(
+            "SELECT at_ms, attempt_id, entry FROM timeline WHERE flow_id = ?1 ORDER BY id",
+            [id],
+            |r| {
+                Ok(TimelineEntry {
+                    at_ms: r.get("at_ms")?,
+                    attempt_id: r.get("attempt_id")?,
+                    entry: r.get("entry")?,
+                })
+            },
+        )?;
+        Ok(Some(FlowView {
+            id: id.to_string(),
+            spec,
+            state,
+            step,
+            attempts,
+            timeline,
+        }))
+    }
+
+    fn insert_attempt(&self, a: &NewAttempt) -> Result<i64> {
+        let id = self.row(
+            "INSERT INTO attempts (flow_id, step, channel, attempt, correlation_id, phase, slot_ms, sent_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'claimed', ?6, ?6) RETURNING id",
+            params![a.flow_id, a.step, a.channel, a.attempt, a.correlation_id, a.slot_ms],
+            |r| r.get("id"),
+        )?;
+        match id {
+            Some(id) => Ok(id),
+            None => bail!("inserting an attempt returned no id"),
+        }
+    }
+
+    fn attempt_flow(&self, id: i64) -> Result<Option<String>> {
+        self.row("SELECT flow_id FROM attempts WHERE id = ?1", [id], |r| {
+            r.get("flow_id")
+        })
+    }
+
+    fn lock_attempt(&self, id: i64) -> Result<Option<AttemptRecord>> {
+        let row = self.row(
+            "SELECT id, flow_id, channel, attempt, phase, closed, status_disposition FROM attempts WHERE id = ?1",
+            [id],
+            |r| {
+                Ok((
+                    AttemptRecord {
+                        id: r.get("id")?,
+                        flow_id: r.get("flow_id")?,
+                        channel: r.get("channel")?,
+                        attempt: r.get("attempt")?,
+                        phase: super::AttemptPhase::Recorded, // replaced below
+                        closed: r.get::<_, i64>("closed")? != 0,
+                        status_disposition: r.get("status_disposition")?,
+                    },
+                    r.get::<_, String>("phase")?,
+                ))
+            },
+        )?;
+        row.map(|(mut a, phase)| {
+            a.phase = attempt_phase(&phase)?;
+            Ok(a)
+        })
+        .transpose()
+    }
+
+    fn stranded_attempts(&self, _now: i64) -> Result<Vec<i64>> {
+        self.rows(
+            "SELECT id FROM attempts WHERE phase <> 'recorded' ORDER BY id",
+            [],
+            |r| r.get("id"),
+        )
+    }
+
+    fn mark_sending(&self, id: i64, _lease_needed_until: i64) -> Result<bool> {
+        // One node: nobody else can take its claims over.
+        let n = self.exec(
+            "UPDATE attempts SET phase = 'sending' WHERE id = ?1 AND phase = 'claimed'",
+            [id],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn record_answer(&self, id: i64, a: &Answer) -> Result<()> {
+        self.exec(
+            "UPDATE attempts SET phase = 'recorded', disposition = ?2, reason = ?3, provider_code = ?4, provider_message_id = coalesce(provider_message_id, ?5), recorded_ms = ?6 WHERE id = ?1",
+            params![id, a.disposition, a.reason, a.provider_code, a.message_id, a.at_ms],
+        )?;
+        Ok(())
+    }
+
+    fn close_step_attempts(&self, flow_id: &str, step: i64) -> Result<()> {
+        self.exec(
+            "UPDATE attempts SET closed = 1 WHERE flow_id = ?1 AND step = ?2",
+            params![flow_id, step],
+        )?;
+        Ok(())
+    }
+
+    fn attempt_for_status(
+        &self,
+        channel: &str,
+        message_id: &str,
+        correlation_id: Option<&str>,
+    ) -> Result<Option<(i64, String)>> {
+        self.row(
+            // Two index lookups in one statement (an OR across the two columns would scan the
+            // channel's every attempt).
+            "SELECT id, flow_id FROM attempts WHERE channel = ?1 AND provider_message_id = ?2 UNION ALL SELECT id, flow_id FROM attempts WHERE channel = ?1 AND correlation_id = ?3 AND provider_message_id IS NULL ORDER BY id LIMIT 1",
+            params![channel, message_id, correlation_id],
+            |r| Ok((r.get("id")?, r.get("flow_id")?)),
+        )
+    }
+
+    fn adopt_message_id(&self, id: i64, message_id: &str) -> Result<bool> {
+        let n = self.exec(
+            "UPDATE attempts SET provider_message_id = ?2 WHERE id = ?1 AND provider_message_id IS NULL",
+            params![id, message_id],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn raise_status(&self, id: i64, s: &StatusRaise) -> Result<bool> {
+        let n = self.exec(
+            "UPDATE attempts SET precedence = ?2, status = ?3, status_disposition = ?4 WHERE id = ?1 AND precedence < ?2",
+            params![id, s.precedence, s.status, s.disposition],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn mark_possible_duplicate(&self, id: i64) -> Result<()> {
+        self.exec(
+            "UPDATE attempts SET possible_duplicate = 1 WHERE id = ?1",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    fn add_notes(&self, notes: &[NewNote]) -> Result<()> {
+        for chunk in notes.chunks(ROWS_PER_INSERT) {
+            let values = rusqlite::params_from_iter(chunk.iter().flat_map(|n| {
+                [
+                    Value::from(n.flow_id.clone()),
+                    Value::from(n.at_ms),
+                    Value::from(n.attempt_id),
+                    Value::from(n.entry.clone()),
+                ]
+            }));
+            self.exec(
+                &multi_row_insert(
+                    "INSERT INTO timeline (flow_id, at_ms, attempt_id, entry) VALUES",
+                    4,
+                    chunk.len(),
+                ),
+                values,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn enqueue_callbacks(&self, callbacks: &[NewCallback]) -> Result<()> {
+        for chunk in callbacks.chunks(ROWS_PER_INSERT) {
+            let values = rusqlite::params_from_iter(chunk.iter().flat_map(|c| {
+                [
+                    Value::from(c.event_id.clone()),
+                    Value::from(c.flow_id.clone()),
+                    Value::from(c.url.clone()),
+                    Value::from(c.body.clone()),
+                    Value::from(c.next_at),
+                ]
+            }));
+            self.exec(
+                &multi_row_insert(
+                    "INSERT INTO outbox (event_id, flow_id, url, body, next_at) VALUES",
+                    5,
+                    chunk.len(),
+                ),
+                values,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn lease_due_callbacks(
+        &self,
+        now: i64,
+        limit: i64,
+        lease_until: i64,
+    ) -> Result<Vec<OutboxItem>> {
+        self.rows(
+            "UPDATE outbox SET next_at = ?3 WHERE id IN (SELECT id FROM outbox WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at LIMIT ?2) RETURNING id, event_id, url, body, tries",
+            params![now, limit, lease_until],
+            |r| {
+                Ok(OutboxItem {
+                    id: r.get("id")?,
+                    event_id: r.get("event_id")?,
+                    url: r.get("url")?,
+                    body: r.get("body")?,
+                    tries: u32::try_from(r.get::<_, i64>("tries")?).unwrap_or(u32::MAX),
+                })
+            },
+        )
+    }
+
+    fn callbacks_delivered(&self, ids: &[i64], at: i64) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // One statement for the round: `id IN (?2, ?3, …)`.
+        let list = (0..ids.len())
+            .map(|i| format!("?{}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let bound = std::iter::once(at).chain(ids.iter().copied());
+        self.exec(
+            &format!("UPDATE outbox SET delivered_ms = ?1, next_at = NULL, tries = tries + 1 WHERE id IN ({list})"),
+            rusqlite::params_from_iter(bound),
+        )?;
+        Ok(())
+    }
+
+    fn callback_failed(&self, id: i64, next_at: Option<i64>, error: &str) -> Result<()> {
+        self.exec(
+            "UPDATE outbox SET next_at = ?2, tries = tries + 1, last_error = ?3 WHERE id = ?1",
+            params![id, next_at, error],
+        )?;
+        Ok(())
+    }
+
+    fn first_sight(&self, key: &str, at: i64) -> Result<bool> {
+        let n = self.exec(
+            "INSERT OR IGNORE INTO seen_events (dedupe_key, at_ms) VALUES (?1, ?2)",
+            params![key, at],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn note_inbound(&self, channel: &str, customer: &str, at: i64) -> Result<()> {
+        self.exec(
+            "INSERT INTO inbound (channel, customer, last_ms) VALUES (?1, ?2, ?3) ON CONFLICT (channel, customer) DO UPDATE SET last_ms = max(excluded.last_ms, inbound.last_ms)",
+            params![channel, customer, at],
+        )?;
+        Ok(())
+    }
+
+    fn last_inbound(&self, channel: &str, customer: &str) -> Result<Option<i64>> {
+        self.row(
+            "SELECT last_ms FROM inbound WHERE channel = ?1 AND customer = ?2",
+            params![channel, customer],
+            |r| r.get("last_ms"),
+        )
+    }
+
+    fn opted_out(&self, channel: &str, customer: &str) -> Result<Vec<String>> {
+        self.rows(
+            "SELECT category FROM opt_outs WHERE channel = ?1 AND customer = ?2 ORDER BY category",
+            params![channel, customer],
+            |r| r.get("category"),
+        )
+    }
+
+    fn add_opt_out(&self, channel: &str, customer: &str, category: &str, since: i64) -> Result<()> {
+        self.exec(
+            "INSERT OR IGNORE INTO opt_outs (channel, customer, category, since_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![channel, customer, category, since],
+        )?;
+        Ok(())
+    }
+
+    fn remove_opt_out(&self, channel: &str, customer: &str, category: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM opt_outs WHERE channel = ?1 AND customer = ?2 AND category = ?3",
+            params![channel, customer, category],
+        )?;
+        Ok(())
+    }
+
+    fn rekey_customer(&self, channel: &str, old: &str, new: &str) -> Result<()> {
+        // Where the new id already has a row, it wins (it is the newer news).
+        self.exec(
+            "UPDATE inbound SET customer = ?3 WHERE channel = ?1 AND customer = ?2 AND NOT EXISTS (SELECT 1 FROM inbound n WHERE n.channel = ?1 AND n.customer = ?3)",
+            params![channel, old, new],
+        )?;
+        self.exec(
+            "UPDATE opt_outs SET customer = ?3 WHERE channel = ?1 AND customer = ?2 AND NOT EXISTS (SELECT 1 FROM opt_outs n WHERE n.channel = ?1 AND n.customer = ?3 AND n.category = opt_outs.category)",
+            params![channel, old, new],
+        )?;
+        Ok(())
+    }
+
+    fn lock_pacing(&self, key: &str) -> Result<i64> {
+        self.exec(
+            "INSERT OR IGNORE INTO pacing (key, next_us) VALUES (?1, 0)",
+            [key],
+        )?;
+        let next = self.row("SELECT next_us FROM pacing WHERE key = ?1", [key], |r| {
+            r.get("next_us")
+        })?;
+        Ok(next.unwrap_or(0))
+    }
+
+    fn set_pacing(&self, key: &str, next_us: i64) -> Result<()> {
+        self.exec(
+            "UPDATE pacing SET next_us = ?2 WHERE key = ?1",
+            params![key, next_us],
+        )?;
+        Ok(())
+    }
+
+    fn raise_pacing(&self, key: &str, next_us: i64) -> Result<()> {
+        self.exec(
+            "UPDATE pacing SET next_us = max(next_us, ?2) WHERE key = ?1",
+            params![key, next_us],
+        )?;
+        Ok(())
+    }
+}
