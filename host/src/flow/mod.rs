@@ -12,6 +12,7 @@ pub mod policy;
 pub mod runner;
 pub mod spec;
 pub mod store;
+mod writes;
 
 pub use policy::FlowState;
 pub use runner::{Accepted, Channel, Runner, RunnerOptions, SubmitError};

@@ -5,10 +5,11 @@
 use super::pacing::{ChannelPacing, Pacer};
 use super::policy::FlowState;
 use super::spec::{FlowSpec, SpecError};
-use super::store::Backend;
+use super::store::{Backend, Write, Written};
 use super::store::{
     Claim, CustomerGap, FlowView, OutboxItem, OutboxResult, SendResult, Store, Submitted,
 };
+use super::writes::Writer;
 use crate::contract::signals::{HostReason, Signal};
 use crate::runtime::{CallError, Plugin};
 use crate::services::{AllowRule, Secrets, now_ms};
@@ -159,6 +160,8 @@ pub struct Accepted {
 /// Runs flows.
 pub struct Runner {
     store: Arc<Store>,
+    /// The sends' and webhooks' writes, committed in groups.
+    writer: Writer,
     channels: HashMap<String, Channel>,
     channel_names: Vec<String>,
     pacer: Arc<Mutex<Pacer>>,
@@ -212,8 +215,10 @@ impl Runner {
             .collect();
         let mut channel_names: Vec<String> = channels.keys().cloned().collect();
         channel_names.sort();
+        let store = Arc::new(store);
         Ok(Runner {
-            store: Arc::new(store),
+            writer: Writer::spawn(store.clone()),
+            store,
             channels,
             channel_names,
             pacer: Arc::new(Mutex::new(Pacer::new(limits))),
@@ -387,17 +392,12 @@ impl Runner {
         tokio::task::spawn_blocking(move || op(&store)).await?
     }
 
-    /// A store operation retried after each of `delays_ms` while the store fails (each
-    /// failure logged); `None` once every try failed.
-    async fn on_store_retrying<R: Send + 'static>(
-        &self,
-        what: &str,
-        delays_ms: &[u64],
-        op: impl Fn(&Store) -> Result<R> + Send + Sync + Clone + 'static,
-    ) -> Option<R> {
+    /// A write (committed with whatever else is queued), retried after each of `delays_ms`
+    /// while the store fails (each failure logged); `None` once every try failed.
+    async fn write_retrying(&self, what: &str, delays_ms: &[u64], write: Write) -> Option<Written> {
         for delay_ms in delays_ms {
             tokio::time::sleep(Duration::from_millis(*delay_ms)).await;
-            match self.on_store(op.clone()).await {
+            match self.writer.write(write.clone()).await {
                 Ok(r) => return Some(r),
                 Err(e) => tracing::error!(error = format!("{e:#}"), "{what}"),
             }
@@ -407,13 +407,15 @@ impl Runner {
 
     /// Applies a channel's status events.
     pub async fn on_events(&self, channel: &str, events: Vec<WebhookEvent>) -> Result<()> {
-        let name = channel.to_string();
-        let (events, fresh) = self
-            .on_store(move |store| {
-                let fresh = store.apply_statuses(&name, &events, now_ms())?;
-                Ok((events, fresh))
-            })
-            .await?;
+        let events = Arc::new(events);
+        let write = Write::Events {
+            channel: channel.to_string(),
+            events: events.clone(),
+        };
+        let fresh = match self.writer.write(write).await? {
+            Written::Applied(fresh) => fresh,
+            other => anyhow::bail!("the store answered {other:?} to a webhook's events"),
+        };
         if let Some(ch) = self.channels.get(channel) {
             let fresh: Vec<&WebhookEvent> = fresh.iter().map(|&i| &events[i]).collect();
             ch.update_catalog(&fresh);
@@ -578,14 +580,14 @@ impl Runner {
             SendResult::Classified(c) => self.pace_after(&claim, c),
             _ => None,
         };
-        let (id, what) = (
-            claim.attempt_id,
-            format!("recording attempt {}", claim.attempt_id),
-        );
+        let what = format!("recording attempt {}", claim.attempt_id);
+        let record = Write::Record {
+            attempt_id: claim.attempt_id,
+            result,
+            customer_gap,
+        };
         let recorded = self
-            .on_store_retrying(&what, &[0, 100, 500, 2_000, 5_000], move |store| {
-                store.record_paced(id, &result, now_ms(), customer_gap.as_ref())
-            })
+            .write_retrying(&what, &[0, 100, 500, 2_000, 5_000], record)
             .await;
         if recorded.is_some() {
             self.wake.notify_one();
@@ -601,15 +603,13 @@ impl Runner {
 
     /// Records that the send is handed over (after a crash it is then `unknown`).
     async fn mark_sending(&self, claim: &Claim) -> bool {
-        let id = claim.attempt_id;
-        let what = format!("marking attempt {id} as sending");
-        if let Some(marked) = self
-            .on_store_retrying(&what, &[0, 50, 200, 1_000], move |store| {
-                store.mark_sending(id, now_ms())
-            })
-            .await
-        {
-            return marked;
+        let attempt_id = claim.attempt_id;
+        let what = format!("marking attempt {attempt_id} as sending");
+        let mark = Write::MarkSending { attempt_id };
+        match self.write_retrying(&what, &[0, 50, 200, 1_000], mark).await {
+            Some(Written::Marked(marked)) => return marked,
+            Some(other) => tracing::error!(?other, "{what}: the store answered another write"),
+            None => {}
         }
         tracing::error!(
             flow_id = %claim.flow_id,

@@ -512,6 +512,68 @@ impl Store {
     }
 }
 
+/// A write the runner may group with others in one transaction ([`Store::write_batch`]).
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// [`Store::mark_sending`].
+    MarkSending { attempt_id: i64 },
+    /// [`Store::record_paced`].
+    Record {
+        attempt_id: i64,
+        result: SendResult,
+        customer_gap: Option<CustomerGap>,
+    },
+    /// [`Store::apply_statuses`].
+    Events {
+        channel: String,
+        events: std::sync::Arc<Vec<WebhookEvent>>,
+    },
+}
+
+/// What a [`Write`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// Whether the send was still claimed (and is now `sending`).
+    Marked(bool),
+    Recorded,
+    /// The indices of the events seen for the first time.
+    Applied(Vec<usize>),
+}
+
+impl Store {
+    /// Several writes in one transaction, in their order (group commit: one BEGIN/COMMIT and
+    /// one write of the changed pages for all of them), each result as its own call would
+    /// have answered. Nothing is decided differently: on SQLite the writes would have queued
+    /// for the one writer anyway. If the shared transaction fails, each write is tried again
+    /// in a transaction of its own, so a failure is only ever its own write's.
+    ///
+    /// On PostgreSQL give it one write at a time: several flows' row locks in one
+    /// transaction would break the one lock order between nodes.
+    pub fn write_batch(&self, now: u64, writes: &[Write]) -> Vec<Result<Written>> {
+        if writes.len() > 1 {
+            let together = self.with_tx(now, |t| {
+                writes
+                    .iter()
+                    .map(|w| t.write(w))
+                    .collect::<Result<Vec<_>>>()
+            });
+            if let Ok(all) = together {
+                return all.into_iter().map(Ok).collect();
+            }
+        }
+        writes
+            .iter()
+            .map(|w| match w {
+                // One transaction per event, as apply_statuses does.
+                Write::Events { channel, events } => self
+                    .apply_statuses(channel, events, now)
+                    .map(Written::Applied),
+                _ => self.with_tx(now, |t| t.write(w)),
+            })
+            .collect()
+    }
+}
+
 /// How one callback delivery went.
 #[derive(Debug, Clone)]
 pub struct OutboxResult {
@@ -822,6 +884,57 @@ mod tests {
         }
     }
 
+    /// Writes grouped in one transaction answer as each would alone, in their order: the
+    /// second mark of one send finds it no longer claimed, the answer moves the flow on, and
+    /// a webhook's events in the same group see the recorded answer.
+    fn a_group_of_writes_answers_as_each_would_alone(s: Store) {
+        let mut other = spec();
+        other.recipient = "+15550100002".into();
+        s.submit(&[("f".into(), spec()), ("g".into(), other)], NOW)
+            .unwrap();
+        let claims = s.claim_due(NOW, 10, &channels(), &pacer(), 1_000).unwrap();
+        assert_eq!(claims.len(), 2, "{claims:?}");
+        let (f, g) = (claims[0].attempt_id, claims[1].attempt_id);
+        let delivered = status("wamid.f", "f/0/1", Disposition::Delivered, 3);
+        let results: Vec<Written> = s
+            .write_batch(
+                NOW + 10,
+                &[
+                    Write::MarkSending { attempt_id: f },
+                    Write::MarkSending { attempt_id: g },
+                    Write::MarkSending { attempt_id: f },
+                    Write::Record {
+                        attempt_id: f,
+                        result: SendResult::Classified(classification(
+                            Disposition::Accepted,
+                            "accepted",
+                            Some("wamid.f"),
+                        )),
+                        customer_gap: None,
+                    },
+                    Write::Events {
+                        channel: "whatsapp".into(),
+                        events: std::sync::Arc::new(vec![delivered.clone(), delivered]),
+                    },
+                ],
+            )
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            results,
+            [
+                Written::Marked(true),
+                Written::Marked(true),
+                Written::Marked(false),
+                Written::Recorded,
+                Written::Applied(vec![0]),
+            ]
+        );
+        assert_eq!(s.state("f").unwrap(), Some(FlowState::Done));
+        assert_eq!(s.state("g").unwrap(), Some(FlowState::Sending));
+    }
+
     on_both_stores!(
         a_callback_is_leased_to_one_node_and_a_failed_one_comes_back_at_its_next_try,
         a_send_is_taken_over_only_once_its_lease_has_passed,
@@ -833,6 +946,7 @@ mod tests {
         a_customer_who_wrote_has_an_open_window_for_later_sends,
         a_131050_refusal_stops_marketing_for_that_customer_until_a_resume,
         redelivered_and_stale_statuses_change_nothing,
+        a_group_of_writes_answers_as_each_would_alone,
     );
 
     fn pacer() -> Mutex<Pacer> {

@@ -7,7 +7,8 @@ use super::driver::{
     Answer, AttemptRecord, Backend, NewAttempt, NewCallback, NewFlow, NewNote, Ops, StatusRaise,
 };
 use super::{
-    AttemptPhase, CallbackKind, Claim, CustomerGap, SendResult, Submitted, customers, lane_for, ms,
+    AttemptPhase, CallbackKind, Claim, CustomerGap, SendResult, Submitted, Write, Written,
+    customers, lane_for, ms,
 };
 use crate::contract::signals::HostReason;
 use crate::flow::pacing::{Deferral, Pacer};
@@ -118,6 +119,38 @@ impl From<AttemptRecord> for AttemptRow {
 }
 
 impl Tx<'_> {
+    /// One of a group's writes ([`super::Store::write_batch`]).
+    pub(super) fn write(&self, w: &Write) -> Result<Written> {
+        match w {
+            Write::MarkSending { attempt_id } => Ok(Written::Marked(self.ops.mark_sending(
+                *attempt_id,
+                ms(self.now.saturating_add(super::HANDOVER_MARGIN_MS)),
+            )?)),
+            Write::Record {
+                attempt_id,
+                result,
+                customer_gap,
+            } => {
+                self.record(*attempt_id, result)?;
+                if let Some(gap) = customer_gap
+                    && self.backend == Backend::Postgres
+                {
+                    self.extend_customer_gap(gap)?;
+                }
+                Ok(Written::Recorded)
+            }
+            Write::Events { channel, events } => {
+                let mut fresh = Vec::new();
+                for (i, e) in events.iter().enumerate() {
+                    if self.apply_event(channel, e)? {
+                        fresh.push(i);
+                    }
+                }
+                Ok(Written::Applied(fresh))
+            }
+        }
+    }
+
     pub(super) fn note(&self, flow: &str, attempt: Option<i64>, entry: &str) -> Result<()> {
         self.notes.borrow_mut().push(NewNote {
             flow_id: flow.to_string(),
