@@ -15,6 +15,8 @@ use host_testkit::stack::{DEMO_APP_SECRET, DEMO_SMS_WEBHOOK_SECRET};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench-token";
@@ -64,6 +66,59 @@ pub struct LoadArgs {
     /// signature, as a flow engine would.
     #[arg(long)]
     pub callbacks: bool,
+    /// Clients reading `GET /flows/{id}` over every flow, as fast as answers come, while the
+    /// campaign sends (a flow engine polling its flows); then, with every flow final, the
+    /// same for 3 s with nothing else running, for serve's CPU per read.
+    #[arg(long, default_value_t = 0)]
+    pub pollers: usize,
+}
+
+/// Clients polling `GET /flows/{id}` on threads of their own until stopped.
+struct Pollers {
+    stop: Arc<AtomicBool>,
+    reads: Arc<AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pollers {
+    fn start(count: usize, port: u16, flows: usize) -> Pollers {
+        let (stop, reads) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let threads = (0..count)
+            .map(|k| {
+                let (stop, reads) = (stop.clone(), reads.clone());
+                std::thread::spawn(move || {
+                    let client = FlowClient::new(port, TOKEN);
+                    let mut i = k;
+                    while !stop.load(Ordering::Relaxed) {
+                        if client
+                            .status(&format!("load-{}", i % flows.max(1)))
+                            .is_some()
+                        {
+                            reads.fetch_add(1, Ordering::Relaxed);
+                        }
+                        i += count;
+                    }
+                })
+            })
+            .collect();
+        Pollers {
+            stop,
+            reads,
+            threads,
+        }
+    }
+
+    /// Stops them; the reads answered.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().ok();
+        }
+        self.reads.load(Ordering::Relaxed)
+    }
 }
 
 /// The secret serve signs the bench's callbacks with.
@@ -336,6 +391,8 @@ impl<'a> Bench<'a> {
         };
         let mut nodes = self.serve_all(plugin, rate)?;
         let started = Instant::now();
+        let pollers = (self.args.pollers > 0)
+            .then(|| Pollers::start(self.args.pollers, self.ports[0], self.args.flows));
         let submit = self.submit()?;
         if self.args.queue_only {
             std::thread::sleep(Duration::from_secs(2));
@@ -358,7 +415,11 @@ impl<'a> Bench<'a> {
         let minutes = (self.args.flows as u64 / u64::from(self.args.rate)).max(1) * 3 + 60;
         self.wait_all_final(Duration::from_secs(minutes))?;
         let end_to_end = started.elapsed();
+        let polled = pollers.map(Pollers::stop);
         let mut report = self.figures()?;
+        if let Some(reads) = polled {
+            report["status_reads"] = self.quiet_reads(&nodes[0], reads, end_to_end);
+        }
         let (statements, transactions) = self.store_work();
         let flows = self.args.flows as f64;
         report["nodes"] = json!(self.ports.len());
@@ -385,6 +446,18 @@ impl<'a> Bench<'a> {
             .as_object_mut()
             .map(|m| m.remove("per_second"));
         Ok(report)
+    }
+
+    /// The campaign's reads, and serve's CPU per read measured with nothing else running.
+    fn quiet_reads(&self, node: &ServeProcess, during: u64, campaign: Duration) -> Value {
+        let cpu_before = node.cpu_s().unwrap_or(0.0);
+        let quiet = Pollers::start(self.args.pollers, self.ports[0], self.args.flows);
+        std::thread::sleep(Duration::from_secs(3));
+        let reads = quiet.stop();
+        let cpu = node.cpu_s().unwrap_or(0.0) - cpu_before;
+        json!({"during_campaign": during, "during_campaign_per_s": during as f64 / campaign.as_secs_f64(),
+            "quiet": reads, "quiet_per_s": reads as f64 / 3.0,
+            "serve_cpu_us_per_read": cpu * 1e6 / reads.max(1) as f64})
     }
 
     /// Throughput and latency from the store: creation to the recorded answer.
@@ -415,6 +488,15 @@ impl<'a> Bench<'a> {
 }
 
 fn render(r: &Value) -> String {
+    let reads = match r["status_reads"].as_object() {
+        Some(p) => format!(
+            "; GET /flows/{{id}} {:.0}/s during the campaign, {:.0}/s alone at {:.0} µs of serve CPU each",
+            p["during_campaign_per_s"].as_f64().unwrap_or(0.0),
+            p["quiet_per_s"].as_f64().unwrap_or(0.0),
+            p["serve_cpu_us_per_read"].as_f64().unwrap_or(0.0)
+        ),
+        None => String::new(),
+    };
     if r.get("flows_queued").is_some() {
         return format!(
             "queued {} flows in {:.1} s; serve peak RSS {:.0} MB",
@@ -423,7 +505,7 @@ fn render(r: &Value) -> String {
             r["serve_peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e6
         );
     }
-    format!(
+    let main = format!(
         "{} flows on {} node(s) at rate {} (mock latency {} ms, waiting for {}): {:.0} sends/s sustained, {:.0} flows/s end to end, serve CPU {:.0} µs and {:.1} store round trips per flow{}; POST→accepted p50 {} ms, p99 {} ms; mock max {} in one second, 130429×{}, 131056×{}; correlation ids sent twice: {}; serve peak RSS {:.0} MB{}{}",
         r["flows"],
         r["nodes"],
@@ -472,5 +554,6 @@ fn render(r: &Value) -> String {
                 }
             )
         },
-    )
+    );
+    main + &reads
 }

@@ -559,20 +559,22 @@ impl Runner {
     ))]
     async fn send_one(self: Arc<Self>, claim: Claim) {
         sleep_until_ms(claim.slot_ms).await;
-        // Still `claimed` while it waits to depart: a crash here leaves it to be sent once.
-        let departure = self
-            .pacer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .depart(&claim.channel, now_ms());
-        sleep_until_ms(departure).await;
         let result = match self.channels.get(&claim.channel) {
             None => SendResult::NotSent(format!("unknown channel {:?}", claim.channel)),
             Some(channel) => {
+                // Still `claimed` until here: a crash before leaves it to be sent once.
                 if !self.mark_sending(&claim).await {
                     // Still `claimed` in the store: the next start sends it, once.
                     return;
                 }
+                // The departure is taken after the write (whose group commit takes a
+                // variable time), so requests leave as evenly spaced as the pacer says.
+                let departure = self
+                    .pacer
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .depart(&claim.channel, now_ms());
+                sleep_until_ms(departure).await;
                 self.call_channel(channel, &claim).await
             }
         };

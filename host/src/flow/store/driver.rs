@@ -93,6 +93,7 @@ pub(super) struct AttemptRecord {
     pub closed: bool,
     /// The disposition of the highest status applied, if one overtook the answer.
     pub status_disposition: Option<String>,
+    pub provider_message_id: Option<String>,
 }
 
 /// An attempt to store, `claimed`.
@@ -235,6 +236,13 @@ pub(super) trait Ops {
     fn attempt_flow(&self, id: i64) -> Result<Option<String>>;
     /// The attempt, its row locked until commit (PostgreSQL).
     fn lock_attempt(&self, id: i64) -> Result<Option<AttemptRecord>>;
+    /// The attempt and its flow (`flow_id`, when the caller knows it), both locked in the one
+    /// order: the flow's row, then the attempt's.
+    fn lock_attempt_and_flow(
+        &self,
+        id: i64,
+        flow_id: Option<&str>,
+    ) -> Result<Option<(Option<FlowRecord>, AttemptRecord)>>;
     /// Attempts left unrecorded that this node may take over: on SQLite every one (one
     /// node, at its start); on PostgreSQL those whose flow's lease passed before `now`,
     /// locked, skipping flows another node holds.

@@ -193,6 +193,7 @@ fn attempt_record(r: &Row) -> Result<AttemptRecord> {
         phase: attempt_phase(r.try_get("phase")?)?,
         closed: r.try_get::<_, i64>("closed")? != 0,
         status_disposition: r.try_get("status_disposition")?,
+        provider_message_id: r.try_get("provider_message_id")?,
     })
 }
 
@@ -405,11 +406,29 @@ impl Ops for Postgres<'_> {
 
     fn lock_attempt(&self, id: i64) -> Result<Option<AttemptRecord>> {
         self.row(
-            "SELECT id, flow_id, channel, attempt, phase, closed, status_disposition FROM attempts WHERE id = $1 FOR UPDATE",
+            "SELECT id, flow_id, channel, attempt, phase, closed, status_disposition, provider_message_id FROM attempts WHERE id = $1 FOR UPDATE",
             &[&id],
         )?
         .map(|r| attempt_record(&r))
         .transpose()
+    }
+
+    fn lock_attempt_and_flow(
+        &self,
+        id: i64,
+        flow_id: Option<&str>,
+    ) -> Result<Option<(Option<FlowRecord>, AttemptRecord)>> {
+        // An attempt's flow never changes: finding it needs no lock. Then the flow's row,
+        // then the attempt's: the one order every transition takes.
+        let flow_id = match flow_id {
+            Some(f) => f.to_string(),
+            None => match self.attempt_flow(id)? {
+                Some(f) => f,
+                None => return Ok(None),
+            },
+        };
+        let flow = self.lock_flow(&flow_id)?;
+        Ok(self.lock_attempt(id)?.map(|a| (flow, a)))
     }
 
     fn stranded_attempts(&self, now: i64) -> Result<Vec<i64>> {

@@ -329,7 +329,7 @@ impl Ops for Sqlite<'_> {
 
     fn lock_attempt(&self, id: i64) -> Result<Option<AttemptRecord>> {
         let row = self.row(
-            "SELECT id, flow_id, channel, attempt, phase, closed, status_disposition FROM attempts WHERE id = ?1",
+            "SELECT id, flow_id, channel, attempt, phase, closed, status_disposition, provider_message_id FROM attempts WHERE id = ?1",
             [id],
             |r| {
                 Ok((
@@ -341,6 +341,7 @@ impl Ops for Sqlite<'_> {
                         phase: super::AttemptPhase::Recorded, // replaced below
                         closed: r.get::<_, i64>("closed")? != 0,
                         status_disposition: r.get("status_disposition")?,
+                        provider_message_id: r.get("provider_message_id")?,
                     },
                     r.get::<_, String>("phase")?,
                 ))
@@ -351,6 +352,49 @@ impl Ops for Sqlite<'_> {
             Ok(a)
         })
         .transpose()
+    }
+
+    fn lock_attempt_and_flow(
+        &self,
+        id: i64,
+        _flow_id: Option<&str>,
+    ) -> Result<Option<(Option<FlowRecord>, AttemptRecord)>> {
+        // No row locks on SQLite: the two rows in one statement.
+        let row = self.row(
+            "SELECT a.id AS a_id, a.flow_id, a.channel, a.attempt AS a_attempt, a.phase, a.closed, a.status_disposition, a.provider_message_id, f.id, f.spec, f.state, f.step, f.attempt, f.expires_ms, f.current_attempt, f.callback_url, f.recipient FROM attempts a LEFT JOIN flows f ON f.id = a.flow_id WHERE a.id = ?1",
+            [id],
+            |r| {
+                let attempt = (
+                    AttemptRecord {
+                        id: r.get("a_id")?,
+                        flow_id: r.get("flow_id")?,
+                        channel: r.get("channel")?,
+                        attempt: r.get("a_attempt")?,
+                        phase: super::AttemptPhase::Recorded, // replaced below
+                        closed: r.get::<_, i64>("closed")? != 0,
+                        status_disposition: r.get("status_disposition")?,
+                        provider_message_id: r.get("provider_message_id")?,
+                    },
+                    r.get::<_, String>("phase")?,
+                );
+                let flow = match r.get::<_, Option<String>>("id")? {
+                    Some(_) => Some(flow_record(r)?),
+                    None => None,
+                };
+                Ok((attempt, flow))
+            },
+        )?;
+        let Some(((mut a, phase), flow)) = row else {
+            return Ok(None);
+        };
+        a.phase = attempt_phase(&phase)?;
+        let flow = flow
+            .map(|(mut f, state)| {
+                f.state = flow_state(&state)?;
+                anyhow::Ok(f)
+            })
+            .transpose()?;
+        Ok(Some((flow, a)))
     }
 
     fn stranded_attempts(&self, _now: i64) -> Result<Vec<i64>> {

@@ -4,7 +4,8 @@
 //! attempt's, always (PostgreSQL); SQLite's writers exclude each other whole.
 
 use super::driver::{
-    Answer, AttemptRecord, Backend, NewAttempt, NewCallback, NewFlow, NewNote, Ops, StatusRaise,
+    Answer, AttemptRecord, Backend, FlowRecord, NewAttempt, NewCallback, NewFlow, NewNote, Ops,
+    StatusRaise,
 };
 use super::{
     AttemptPhase, CallbackKind, Claim, CustomerGap, SendResult, Submitted, Write, Written,
@@ -102,6 +103,23 @@ struct AttemptRow {
     phase: AttemptPhase,
     closed: bool,
     status_disposition: Option<String>,
+    provider_message_id: Option<String>,
+}
+
+/// A stored flow with its spec read.
+fn flow_row(r: FlowRecord) -> Result<FlowRow> {
+    Ok(FlowRow {
+        spec: serde_json::from_str(&r.spec)
+            .with_context(|| format!("flow {} holds a spec this host cannot read", r.id))?,
+        state: r.state,
+        step: usize::try_from(r.step).unwrap_or(usize::MAX),
+        attempt: u32::try_from(r.attempt).unwrap_or(u32::MAX),
+        expires_ms: r.expires_ms.map(|e| e.max(0) as u64),
+        current_attempt: r.current_attempt,
+        callback_url: r.callback_url,
+        customer: r.customer,
+        id: r.id,
+    })
 }
 
 impl From<AttemptRecord> for AttemptRow {
@@ -114,6 +132,7 @@ impl From<AttemptRecord> for AttemptRow {
             phase: a.phase,
             closed: a.closed,
             status_disposition: a.status_disposition,
+            provider_message_id: a.provider_message_id,
         }
     }
 }
@@ -216,21 +235,7 @@ impl Tx<'_> {
 
     pub(super) fn load(&self, id: &str) -> Result<Option<FlowRow>> {
         // Every load decides something: on PostgreSQL the row stays locked until commit.
-        let Some(r) = self.ops.lock_flow(id)? else {
-            return Ok(None);
-        };
-        Ok(Some(FlowRow {
-            spec: serde_json::from_str(&r.spec)
-                .with_context(|| format!("flow {id} holds a spec this host cannot read"))?,
-            state: r.state,
-            step: usize::try_from(r.step).unwrap_or(usize::MAX),
-            attempt: u32::try_from(r.attempt).unwrap_or(u32::MAX),
-            expires_ms: r.expires_ms.map(|e| e.max(0) as u64),
-            current_attempt: r.current_attempt,
-            callback_url: r.callback_url,
-            customer: r.customer,
-            id: r.id,
-        }))
+        self.ops.lock_flow(id)?.map(flow_row).transpose()
     }
 
     pub(super) fn set_state(
@@ -373,22 +378,20 @@ impl Tx<'_> {
     /// the flow's row first, then its attempt's (PostgreSQL; SQLite's writers exclude each
     /// other whole). Everything decided after this reads rows no other node can change.
     fn lock_attempt(&self, attempt_id: i64) -> Result<Option<(Option<FlowRow>, AttemptRow)>> {
-        // An attempt's flow never changes: this read needs no lock.
-        let Some(flow_id) = self.ops.attempt_flow(attempt_id)? else {
-            return Ok(None);
-        };
-        self.lock_attempt_of(&flow_id, attempt_id)
+        self.lock_attempt_of(None, attempt_id)
     }
 
-    /// [`Tx::lock_attempt`] with the attempt's flow already known.
+    /// [`Tx::lock_attempt`], with the attempt's flow when the caller knows it.
     fn lock_attempt_of(
         &self,
-        flow_id: &str,
+        flow_id: Option<&str>,
         attempt_id: i64,
     ) -> Result<Option<(Option<FlowRow>, AttemptRow)>> {
-        let flow = self.load(flow_id)?;
-        let attempt = self.ops.lock_attempt(attempt_id)?;
-        Ok(attempt.map(|a| (flow, AttemptRow::from(a))))
+        let Some((flow, a)) = self.ops.lock_attempt_and_flow(attempt_id, flow_id)? else {
+            return Ok(None);
+        };
+        let flow = flow.map(flow_row).transpose()?;
+        Ok(Some((flow, AttemptRow::from(a))))
     }
 
     /// The crash rule, on a send whose node stopped or whose lease passed, decided on the
@@ -642,7 +645,7 @@ impl Tx<'_> {
         let Some((id, flow_id)) = self.attempt_for(channel, e)? else {
             return Ok(StatusOutcome::NoAttempt);
         };
-        let Some((Some(flow), a)) = self.lock_attempt_of(&flow_id, id)? else {
+        let Some((Some(flow), a)) = self.lock_attempt_of(Some(&flow_id), id)? else {
             return Ok(StatusOutcome::NoAttempt);
         };
         let status = status_name(e);
@@ -716,7 +719,8 @@ impl Tx<'_> {
         let Some(message_id) = &e.provider_message_id else {
             return Ok(());
         };
-        if !self.ops.adopt_message_id(a.id, message_id)? {
+        // Read under the attempt's lock: one already named keeps its id.
+        if a.provider_message_id.is_some() || !self.ops.adopt_message_id(a.id, message_id)? {
             return Ok(());
         }
         let how = if a.phase != AttemptPhase::Recorded {
