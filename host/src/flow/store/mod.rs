@@ -386,10 +386,7 @@ impl Store {
     /// must not send what another node may take over meanwhile; the send stays `claimed`, and
     /// the node that takes it over sends it, once.
     pub fn mark_sending(&self, attempt_id: i64, now: u64) -> Result<bool> {
-        self.with_tx(now, |t| {
-            t.ops
-                .mark_sending(attempt_id, ms(now.saturating_add(HANDOVER_MARGIN_MS)))
-        })
+        self.with_tx(now, |t| t.mark_sending(attempt_id))
     }
 
     /// Records what became of a claimed send and moves the flow on.
@@ -407,13 +404,7 @@ impl Store {
         now: u64,
         customer_gap: Option<&CustomerGap>,
     ) -> Result<()> {
-        self.with_tx(now, |t| {
-            t.record(attempt_id, result)?;
-            match customer_gap {
-                Some(gap) if t.backend == Backend::Postgres => t.extend_customer_gap(gap),
-                _ => Ok(()),
-            }
-        })
+        self.with_tx(now, |t| t.record_paced(attempt_id, result, customer_gap))
     }
 
     /// Applies webhook events from one channel. Redeliveries (same dedupe key) and statuses

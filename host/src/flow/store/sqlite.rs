@@ -42,6 +42,9 @@ pub(super) fn open(location: &str) -> Result<rusqlite::Connection> {
         .with_context(|| format!("opening the flow database {location}"))?;
     // `flow status` reads the file while `serve` writes it: wait for locks, don't fail.
     conn.busy_timeout(Duration::from_secs(5))?;
+    // Every statement the driver runs stays prepared (the default keeps 16: fewer than the
+    // store has, so they were parsed again and again).
+    conn.set_prepared_statement_cache_capacity(256);
     conn.pragma_update(None, "journal_mode", "WAL").ok();
     // WAL + NORMAL: a committed transaction survives the process being killed.
     conn.pragma_update(None, "synchronous", "NORMAL")?;

@@ -138,24 +138,39 @@ impl From<AttemptRecord> for AttemptRow {
 }
 
 impl Tx<'_> {
+    /// `claimed` → `sending` (on PostgreSQL only while the lease has room for the longest
+    /// call); false if it was no longer claimed.
+    pub(super) fn mark_sending(&self, attempt_id: i64) -> Result<bool> {
+        let lease_needed = self.now.saturating_add(super::HANDOVER_MARGIN_MS);
+        self.ops.mark_sending(attempt_id, ms(lease_needed))
+    }
+
+    /// Records the answer; nodes sharing PostgreSQL also keep where it moved the customer's gap.
+    pub(super) fn record_paced(
+        &self,
+        attempt_id: i64,
+        result: &SendResult,
+        customer_gap: Option<&CustomerGap>,
+    ) -> Result<()> {
+        self.record(attempt_id, result)?;
+        match customer_gap {
+            Some(gap) if self.backend == Backend::Postgres => self.extend_customer_gap(gap),
+            _ => Ok(()),
+        }
+    }
+
     /// One of a group's writes ([`super::Store::write_batch`]).
     pub(super) fn write(&self, w: &Write) -> Result<Written> {
         match w {
-            Write::MarkSending { attempt_id } => Ok(Written::Marked(self.ops.mark_sending(
-                *attempt_id,
-                ms(self.now.saturating_add(super::HANDOVER_MARGIN_MS)),
-            )?)),
+            Write::MarkSending { attempt_id } => {
+                Ok(Written::Marked(self.mark_sending(*attempt_id)?))
+            }
             Write::Record {
                 attempt_id,
                 result,
                 customer_gap,
             } => {
-                self.record(*attempt_id, result)?;
-                if let Some(gap) = customer_gap
-                    && self.backend == Backend::Postgres
-                {
-                    self.extend_customer_gap(gap)?;
-                }
+                self.record_paced(*attempt_id, result, customer_gap.as_ref())?;
                 Ok(Written::Recorded)
             }
             Write::Events { channel, events } => {
