@@ -687,38 +687,63 @@ impl Runner {
         None
     }
 
-    /// Posts outbox events to their callback URLs, signed, at least once, with back-off; each
-    /// round's results are recorded in one transaction.
+    /// Posts outbox events to their callback URLs, signed, at least once, with back-off. Up to
+    /// [`CALLBACKS_IN_FLIGHT`] posts are under way at once and topped up as they finish (a
+    /// slow receiver holds up only its own posts); what finished together is recorded in one
+    /// transaction. Posts cut off by a stop stay leased, then are due again: never lost.
     async fn deliver_callbacks(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut in_flight = tokio::task::JoinSet::new();
         while !*stop.borrow() {
-            let due = match self.on_store(|store| store.outbox_due(now_ms(), 64)).await {
-                Ok(due) => due,
-                Err(e) => {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "reading the callback outbox failed"
-                    );
-                    Vec::new()
+            let room = CALLBACKS_IN_FLIGHT - in_flight.len();
+            let due = if room == 0 {
+                Vec::new()
+            } else {
+                match self
+                    .on_store(move |store| store.outbox_due(now_ms(), room))
+                    .await
+                {
+                    Ok(due) => due,
+                    Err(e) => {
+                        tracing::error!(
+                            error = format!("{e:#}"),
+                            "reading the callback outbox failed"
+                        );
+                        Vec::new()
+                    }
                 }
             };
-            let idle = due.is_empty();
-            let posts = due.iter().map(|item| self.deliver_one(item));
-            let results = futures::future::join_all(posts).await;
-            let now = now_ms();
-            if let Err(e) = self
-                .on_store(move |store| store.outbox_results(now, &results))
-                .await
-            {
-                // The events stay leased, then due again: posted again (at least once, never
-                // lost).
-                tracing::error!(error = format!("{e:#}"), "recording callbacks failed");
+            let topped_up = !due.is_empty();
+            for item in due {
+                let runner = self.clone();
+                in_flight.spawn(async move { runner.deliver_one(&item).await });
             }
-            if idle {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = stop.changed() => {}
-                }
+            let pause = Duration::from_millis(if topped_up { 5 } else { 100 });
+            let mut results = Vec::new();
+            tokio::select! {
+                Some(Ok(r)) = in_flight.join_next(), if !in_flight.is_empty() => results.push(r),
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => {}
             }
+            while let Some(Ok(r)) = in_flight.try_join_next() {
+                results.push(r);
+            }
+            self.record_callbacks(results).await;
+        }
+    }
+
+    /// Records finished posts in one transaction.
+    async fn record_callbacks(&self, results: Vec<OutboxResult>) {
+        if results.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        if let Err(e) = self
+            .on_store(move |store| store.outbox_results(now, &results))
+            .await
+        {
+            // The events stay leased, then due again: posted again (at least once, never
+            // lost).
+            tracing::error!(error = format!("{e:#}"), "recording callbacks failed");
         }
     }
 
@@ -750,6 +775,9 @@ impl Runner {
         }
     }
 }
+
+/// Callback posts under way at once.
+const CALLBACKS_IN_FLIGHT: usize = 256;
 
 /// A channel's settings without its template catalog: what checks a content's shape.
 fn shape_only(config: &ChannelConfig) -> ChannelConfig {
