@@ -232,10 +232,6 @@ pub(super) trait Ops {
 
     // Attempts.
     fn insert_attempt(&self, attempt: &NewAttempt) -> Result<i64>;
-    /// The flow an attempt belongs to (it never changes: no lock).
-    fn attempt_flow(&self, id: i64) -> Result<Option<String>>;
-    /// The attempt, its row locked until commit (PostgreSQL).
-    fn lock_attempt(&self, id: i64) -> Result<Option<AttemptRecord>>;
     /// The attempt and its flow (`flow_id`, when the caller knows it), both locked in the one
     /// order: the flow's row, then the attempt's.
     fn lock_attempt_and_flow(

@@ -138,6 +138,23 @@ struct Postgres<'a> {
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
 impl Postgres<'_> {
+    /// The attempt, its row locked until commit.
+    fn lock_attempt(&self, id: i64) -> Result<Option<AttemptRecord>> {
+        self.row(
+            "SELECT id, flow_id, channel, attempt, phase, closed, status_disposition, provider_message_id FROM attempts WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )?
+        .map(|r| attempt_record(&r))
+        .transpose()
+    }
+
+    /// The flow an attempt belongs to (it never changes: no lock).
+    fn attempt_flow(&self, id: i64) -> Result<Option<String>> {
+        self.row("SELECT flow_id FROM attempts WHERE id = $1", &[&id])?
+            .map(|r| Ok(r.try_get("flow_id")?))
+            .transpose()
+    }
+
     fn statement(&self, sql: &'static str) -> Result<Statement> {
         if let Some(s) = self.statements.borrow().get(sql) {
             return Ok(s.clone());
@@ -396,21 +413,6 @@ impl Ops for Postgres<'_> {
             Some(r) => Ok(r.try_get("id")?),
             None => bail!("inserting an attempt returned no id"),
         }
-    }
-
-    fn attempt_flow(&self, id: i64) -> Result<Option<String>> {
-        self.row("SELECT flow_id FROM attempts WHERE id = $1", &[&id])?
-            .map(|r| Ok(r.try_get("flow_id")?))
-            .transpose()
-    }
-
-    fn lock_attempt(&self, id: i64) -> Result<Option<AttemptRecord>> {
-        self.row(
-            "SELECT id, flow_id, channel, attempt, phase, closed, status_disposition, provider_message_id FROM attempts WHERE id = $1 FOR UPDATE",
-            &[&id],
-        )?
-        .map(|r| attempt_record(&r))
-        .transpose()
     }
 
     fn lock_attempt_and_flow(

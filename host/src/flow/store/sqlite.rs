@@ -324,39 +324,6 @@ impl Ops for Sqlite<'_> {
         }
     }
 
-    fn attempt_flow(&self, id: i64) -> Result<Option<String>> {
-        self.row("SELECT flow_id FROM attempts WHERE id = ?1", [id], |r| {
-            r.get("flow_id")
-        })
-    }
-
-    fn lock_attempt(&self, id: i64) -> Result<Option<AttemptRecord>> {
-        let row = self.row(
-            "SELECT id, flow_id, channel, attempt, phase, closed, status_disposition, provider_message_id FROM attempts WHERE id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    AttemptRecord {
-                        id: r.get("id")?,
-                        flow_id: r.get("flow_id")?,
-                        channel: r.get("channel")?,
-                        attempt: r.get("attempt")?,
-                        phase: super::AttemptPhase::Recorded, // replaced below
-                        closed: r.get::<_, i64>("closed")? != 0,
-                        status_disposition: r.get("status_disposition")?,
-                        provider_message_id: r.get("provider_message_id")?,
-                    },
-                    r.get::<_, String>("phase")?,
-                ))
-            },
-        )?;
-        row.map(|(mut a, phase)| {
-            a.phase = attempt_phase(&phase)?;
-            Ok(a)
-        })
-        .transpose()
-    }
-
     fn lock_attempt_and_flow(
         &self,
         id: i64,
