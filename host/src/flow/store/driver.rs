@@ -188,6 +188,96 @@ pub struct TimelineEntry {
     pub entry: String,
 }
 
+/// A result row's columns by name, whichever driver read it: the records are read from rows
+/// once, for both databases.
+pub(super) trait Columns {
+    fn int(&self, name: &str) -> Result<i64>;
+    fn opt_int(&self, name: &str) -> Result<Option<i64>>;
+    fn text(&self, name: &str) -> Result<String>;
+    fn opt_text(&self, name: &str) -> Result<Option<String>>;
+
+    /// A 0/1 flag column.
+    fn flag(&self, name: &str) -> Result<bool> {
+        Ok(self.int(name)? != 0)
+    }
+}
+
+impl FlowRecord {
+    /// From a row of `flows` (its `id` and `attempt` under the names given: a join with
+    /// `attempts` renames them).
+    pub(super) fn read(r: &dyn Columns, id: &str, attempt: &str) -> Result<FlowRecord> {
+        Ok(FlowRecord {
+            id: r.text(id)?,
+            spec: r.text("spec")?,
+            state: flow_state(&r.text("state")?)?,
+            step: r.int("step")?,
+            attempt: r.int(attempt)?,
+            expires_ms: r.opt_int("expires_ms")?,
+            current_attempt: r.opt_int("current_attempt")?,
+            callback_url: r.opt_text("callback_url")?,
+            customer: r.text("recipient")?,
+        })
+    }
+}
+
+impl AttemptRecord {
+    /// From a row of `attempts` (its `id` and `attempt` under the names given).
+    pub(super) fn read(r: &dyn Columns, id: &str, attempt: &str) -> Result<AttemptRecord> {
+        Ok(AttemptRecord {
+            id: r.int(id)?,
+            flow_id: r.text("flow_id")?,
+            channel: r.text("channel")?,
+            attempt: r.int(attempt)?,
+            phase: attempt_phase(&r.text("phase")?)?,
+            closed: r.flag("closed")?,
+            status_disposition: r.opt_text("status_disposition")?,
+            provider_message_id: r.opt_text("provider_message_id")?,
+        })
+    }
+}
+
+impl AttemptView {
+    pub(super) fn read(r: &dyn Columns) -> Result<AttemptView> {
+        Ok(AttemptView {
+            id: r.int("id")?,
+            channel: r.text("channel")?,
+            attempt: r.int("attempt")?,
+            provider_message_id: r.opt_text("provider_message_id")?,
+            sent_ms: r.int("sent_ms")?,
+            disposition: r.opt_text("disposition")?,
+            reason: r.opt_text("reason")?,
+            provider_code: r.opt_text("provider_code")?,
+            status: r.opt_text("status")?,
+            closed: r.flag("closed")?,
+            possible_duplicate: r.flag("possible_duplicate")?,
+            correlation_id: r.text("correlation_id")?,
+            phase: r.text("phase")?,
+        })
+    }
+}
+
+impl TimelineEntry {
+    pub(super) fn read(r: &dyn Columns) -> Result<TimelineEntry> {
+        Ok(TimelineEntry {
+            at_ms: r.int("at_ms")?,
+            attempt_id: r.opt_int("attempt_id")?,
+            entry: r.text("entry")?,
+        })
+    }
+}
+
+impl OutboxItem {
+    pub(super) fn read(r: &dyn Columns) -> Result<OutboxItem> {
+        Ok(OutboxItem {
+            id: r.int("id")?,
+            event_id: r.text("event_id")?,
+            url: r.text("url")?,
+            body: r.text("body")?,
+            tries: u32::try_from(r.int("tries")?).unwrap_or(u32::MAX),
+        })
+    }
+}
+
 /// The named operations, inside one open transaction.
 pub(super) trait Ops {
     // Flows.

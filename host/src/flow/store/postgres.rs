@@ -4,8 +4,8 @@
 //! by refinery. Each connection's session bounds what a stalled peer may cost the others.
 
 use super::driver::{
-    Answer, AttemptRecord, AttemptView, FlowRecord, FlowView, NewAttempt, NewCallback, NewFlow,
-    NewNote, Ops, OutboxItem, StatusRaise, TimelineEntry, TxKind, attempt_phase, count_statement,
+    Answer, AttemptRecord, AttemptView, Columns, FlowRecord, FlowView, NewAttempt, NewCallback,
+    NewFlow, NewNote, Ops, OutboxItem, StatusRaise, TimelineEntry, TxKind, count_statement,
     count_transaction, flow_state, redact,
 };
 use crate::flow::policy::FlowState;
@@ -144,7 +144,7 @@ impl Postgres<'_> {
             "SELECT id, flow_id, channel, attempt, phase, closed, status_disposition, provider_message_id FROM attempts WHERE id = $1 FOR UPDATE",
             &[&id],
         )?
-        .map(|r| attempt_record(&r))
+        .map(|r| AttemptRecord::read(&r, "id", "attempt"))
         .transpose()
     }
 
@@ -187,49 +187,19 @@ impl Postgres<'_> {
     }
 }
 
-fn flow_record(r: &Row) -> Result<FlowRecord> {
-    Ok(FlowRecord {
-        id: r.try_get("id")?,
-        spec: r.try_get("spec")?,
-        state: flow_state(r.try_get("state")?)?,
-        step: r.try_get("step")?,
-        attempt: r.try_get("attempt")?,
-        expires_ms: r.try_get("expires_ms")?,
-        current_attempt: r.try_get("current_attempt")?,
-        callback_url: r.try_get("callback_url")?,
-        customer: r.try_get("recipient")?,
-    })
-}
-
-fn attempt_record(r: &Row) -> Result<AttemptRecord> {
-    Ok(AttemptRecord {
-        id: r.try_get("id")?,
-        flow_id: r.try_get("flow_id")?,
-        channel: r.try_get("channel")?,
-        attempt: r.try_get("attempt")?,
-        phase: attempt_phase(r.try_get("phase")?)?,
-        closed: r.try_get::<_, i64>("closed")? != 0,
-        status_disposition: r.try_get("status_disposition")?,
-        provider_message_id: r.try_get("provider_message_id")?,
-    })
-}
-
-fn attempt_view(r: &Row) -> Result<AttemptView> {
-    Ok(AttemptView {
-        id: r.try_get("id")?,
-        channel: r.try_get("channel")?,
-        attempt: r.try_get("attempt")?,
-        provider_message_id: r.try_get("provider_message_id")?,
-        sent_ms: r.try_get("sent_ms")?,
-        disposition: r.try_get("disposition")?,
-        reason: r.try_get("reason")?,
-        provider_code: r.try_get("provider_code")?,
-        status: r.try_get("status")?,
-        closed: r.try_get::<_, i64>("closed")? != 0,
-        possible_duplicate: r.try_get::<_, i64>("possible_duplicate")? != 0,
-        correlation_id: r.try_get("correlation_id")?,
-        phase: r.try_get("phase")?,
-    })
+impl Columns for Row {
+    fn int(&self, name: &str) -> Result<i64> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_int(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(name)?)
+    }
+    fn text(&self, name: &str) -> Result<String> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_text(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.try_get(name)?)
+    }
 }
 
 fn ids(rows: Vec<Row>) -> Result<Vec<i64>> {
@@ -256,7 +226,7 @@ impl Ops for Postgres<'_> {
             "SELECT id, spec, state, step, attempt, expires_ms, current_attempt, callback_url, recipient FROM flows WHERE id = $1 FOR UPDATE",
             &[&id],
         )?
-        .map(|r| flow_record(&r))
+        .map(|r| FlowRecord::read(&r, "id", "attempt"))
         .transpose()
     }
 
@@ -378,7 +348,7 @@ impl Ops for Postgres<'_> {
                 &[&id],
             )?
             .iter()
-            .map(attempt_view)
+            .map(|r| AttemptView::read(r))
             .collect::<Result<_>>()?;
         let timeline = self
             .rows(
@@ -386,13 +356,7 @@ impl Ops for Postgres<'_> {
                 &[&id],
             )?
             .iter()
-            .map(|r| {
-                Ok(TimelineEntry {
-                    at_ms: r.try_get("at_ms")?,
-                    attempt_id: r.try_get("attempt_id")?,
-                    entry: r.try_get("entry")?,
-                })
-            })
+            .map(|r| TimelineEntry::read(r))
             .collect::<Result<_>>()?;
         Ok(Some(FlowView {
             id: id.to_string(),
@@ -547,15 +511,7 @@ impl Ops for Postgres<'_> {
             &[&now, &limit, &lease_until],
         )?
         .iter()
-        .map(|r| {
-            Ok(OutboxItem {
-                id: r.try_get("id")?,
-                event_id: r.try_get("event_id")?,
-                url: r.try_get("url")?,
-                body: r.try_get("body")?,
-                tries: u32::try_from(r.try_get::<_, i64>("tries")?).unwrap_or(u32::MAX),
-            })
-        })
+        .map(|r| OutboxItem::read(r))
         .collect()
     }
 

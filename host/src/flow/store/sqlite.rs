@@ -3,14 +3,14 @@
 //! memory. Migrations in `host/migrations/sqlite`, applied at open by refinery.
 
 use super::driver::{
-    Answer, AttemptRecord, AttemptView, FlowRecord, FlowView, NewAttempt, NewCallback, NewFlow,
-    NewNote, Ops, OutboxItem, StatusRaise, TimelineEntry, TxKind, attempt_phase, count_statement,
+    Answer, AttemptRecord, AttemptView, Columns, FlowRecord, FlowView, NewAttempt, NewCallback,
+    NewFlow, NewNote, Ops, OutboxItem, StatusRaise, TimelineEntry, TxKind, count_statement,
     count_transaction, flow_state,
 };
 use crate::flow::policy::FlowState;
 use anyhow::{Context, Result, bail};
 use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, Params, Row, params};
+use rusqlite::{Params, Row, params};
 use std::time::Duration;
 
 /// Rows per multi-row INSERT: far below SQLite's limit of 32,766 bound values per statement.
@@ -87,60 +87,44 @@ impl Sqlite<'_> {
         &self,
         sql: &str,
         params: impl Params,
-        read: impl FnMut(&Row) -> rusqlite::Result<T>,
+        mut read: impl FnMut(&Row) -> Result<T>,
     ) -> Result<Vec<T>> {
         count_statement();
         let mut stmt = self.tx.prepare_cached(sql)?;
-        let rows = stmt.query_map(params, read)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut rows = stmt.query(params)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(read(r)?);
+        }
+        Ok(out)
     }
 
     fn row<T>(
         &self,
         sql: &str,
         params: impl Params,
-        read: impl FnOnce(&Row) -> rusqlite::Result<T>,
+        read: impl FnOnce(&Row) -> Result<T>,
     ) -> Result<Option<T>> {
         count_statement();
         let mut stmt = self.tx.prepare_cached(sql)?;
-        Ok(stmt.query_row(params, read).optional()?)
+        let mut rows = stmt.query(params)?;
+        rows.next()?.map(read).transpose()
     }
 }
 
-fn flow_record(r: &Row) -> rusqlite::Result<(FlowRecord, String)> {
-    let state: String = r.get("state")?;
-    Ok((
-        FlowRecord {
-            id: r.get("id")?,
-            spec: r.get("spec")?,
-            state: FlowState::Ready, // replaced by the caller, which can fail
-            step: r.get("step")?,
-            attempt: r.get("attempt")?,
-            expires_ms: r.get("expires_ms")?,
-            current_attempt: r.get("current_attempt")?,
-            callback_url: r.get("callback_url")?,
-            customer: r.get("recipient")?,
-        },
-        state,
-    ))
-}
-
-fn attempt_view(r: &Row) -> rusqlite::Result<AttemptView> {
-    Ok(AttemptView {
-        id: r.get("id")?,
-        channel: r.get("channel")?,
-        attempt: r.get("attempt")?,
-        provider_message_id: r.get("provider_message_id")?,
-        sent_ms: r.get("sent_ms")?,
-        disposition: r.get("disposition")?,
-        reason: r.get("reason")?,
-        provider_code: r.get("provider_code")?,
-        status: r.get("status")?,
-        closed: r.get::<_, i64>("closed")? != 0,
-        possible_duplicate: r.get::<_, i64>("possible_duplicate")? != 0,
-        correlation_id: r.get("correlation_id")?,
-        phase: r.get("phase")?,
-    })
+impl Columns for Row<'_> {
+    fn int(&self, name: &str) -> Result<i64> {
+        Ok(self.get(name)?)
+    }
+    fn opt_int(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self.get(name)?)
+    }
+    fn text(&self, name: &str) -> Result<String> {
+        Ok(self.get(name)?)
+    }
+    fn opt_text(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.get(name)?)
+    }
 }
 
 impl Ops for Sqlite<'_> {
@@ -154,7 +138,7 @@ impl Ops for Sqlite<'_> {
 
     fn flow_spec(&self, id: &str) -> Result<Option<String>> {
         self.row("SELECT spec FROM flows WHERE id = ?1", [id], |r| {
-            r.get("spec")
+            r.text("spec")
         })
     }
 
@@ -162,21 +146,15 @@ impl Ops for Sqlite<'_> {
         let row = self.row(
             "SELECT id, spec, state, step, attempt, expires_ms, current_attempt, callback_url, recipient FROM flows WHERE id = ?1",
             [id],
-            flow_record,
+            |r| FlowRecord::read(r, "id", "attempt"),
         )?;
-        row.map(|(mut f, state)| {
-            f.state = flow_state(&state)?;
-            Ok(f)
-        })
-        .transpose()
+        Ok(row)
     }
 
     fn flow_state(&self, id: &str) -> Result<Option<FlowState>> {
-        let state: Option<String> =
-            self.row("SELECT state FROM flows WHERE id = ?1", [id], |r| {
-                r.get("state")
-            })?;
-        state.map(|s| flow_state(&s)).transpose()
+        self.row("SELECT state FROM flows WHERE id = ?1", [id], |r| {
+            flow_state(&r.text("state")?)
+        })
     }
 
     fn set_flow_state(
@@ -235,7 +213,7 @@ impl Ops for Sqlite<'_> {
         self.rows(
             "SELECT id FROM flows WHERE lane = ?1 AND wake_at IS NOT NULL AND wake_at <= ?2 ORDER BY wake_at LIMIT ?3",
             params![lane, now, limit],
-            |r| r.get("id"),
+            |r| r.text("id"),
         )
     }
 
@@ -248,32 +226,26 @@ impl Ops for Sqlite<'_> {
     }
 
     fn flows_of_customer(&self, customer: &str) -> Result<Vec<(String, FlowState)>> {
-        let rows: Vec<(String, String)> = self.rows(
+        self.rows(
             "SELECT id, state FROM flows WHERE recipient = ?1",
             [customer],
-            |r| Ok((r.get("id")?, r.get("state")?)),
-        )?;
-        rows.into_iter()
-            .map(|(id, s)| Ok((id, flow_state(&s)?)))
-            .collect()
+            |r| Ok((r.text("id")?, flow_state(&r.text("state")?)?)),
+        )
     }
 
     fn state_counts(&self) -> Result<Vec<(FlowState, u64)>> {
-        let rows: Vec<(String, i64)> = self.rows(
+        self.rows(
             "SELECT state, count(*) AS n FROM flows GROUP BY state",
             [],
-            |r| Ok((r.get("state")?, r.get("n")?)),
-        )?;
-        rows.into_iter()
-            .map(|(s, n)| Ok((flow_state(&s)?, n.max(0) as u64)))
-            .collect()
+            |r| Ok((flow_state(&r.text("state")?)?, r.int("n")?.max(0) as u64)),
+        )
     }
 
     fn accepted_sends(&self) -> Result<Vec<(i64, i64)>> {
         self.rows(
             "SELECT f.created_ms, a.recorded_ms FROM flows f JOIN attempts a ON a.flow_id = f.id WHERE a.disposition = 'accepted' AND a.recorded_ms IS NOT NULL",
             [],
-            |r| Ok((r.get("created_ms")?, r.get("recorded_ms")?)),
+            |r| Ok((r.int("created_ms")?, r.int("recorded_ms")?)),
         )
     }
 
@@ -281,7 +253,7 @@ impl Ops for Sqlite<'_> {
         let Some((spec, state, step)) = self.row(
             "SELECT spec, state, step FROM flows WHERE id = ?1",
             [id],
-            |r| Ok((r.get("spec")?, r.get("state")?, r.get("step")?)),
+            |r| Ok((r.text("spec")?, r.text("state")?, r.int("step")?)),
         )?
         else {
             return Ok(None);
@@ -289,18 +261,12 @@ impl Ops for Sqlite<'_> {
         let attempts = self.rows(
             "SELECT id, channel, attempt, provider_message_id, sent_ms, disposition, reason, provider_code, status, closed, possible_duplicate, correlation_id, phase FROM attempts WHERE flow_id = ?1 ORDER BY id",
             [id],
-            attempt_view,
+            |r| AttemptView::read(r),
         )?;
         let timeline = self.rows(
             "SELECT at_ms, attempt_id, entry FROM timeline WHERE flow_id = ?1 ORDER BY id",
             [id],
-            |r| {
-                Ok(TimelineEntry {
-                    at_ms: r.get("at_ms")?,
-                    attempt_id: r.get("attempt_id")?,
-                    entry: r.get("entry")?,
-                })
-            },
+            |r| TimelineEntry::read(r),
         )?;
         Ok(Some(FlowView {
             id: id.to_string(),
@@ -316,7 +282,7 @@ impl Ops for Sqlite<'_> {
         let id = self.row(
             "INSERT INTO attempts (flow_id, step, channel, attempt, correlation_id, phase, slot_ms, sent_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'claimed', ?6, ?6) RETURNING id",
             params![a.flow_id, a.step, a.channel, a.attempt, a.correlation_id, a.slot_ms],
-            |r| r.get("id"),
+            |r| r.int("id"),
         )?;
         match id {
             Some(id) => Ok(id),
@@ -329,49 +295,26 @@ impl Ops for Sqlite<'_> {
         id: i64,
         _flow_id: Option<&str>,
     ) -> Result<Option<(Option<FlowRecord>, AttemptRecord)>> {
-        // No row locks on SQLite: the two rows in one statement.
-        let row = self.row(
-            "SELECT a.id AS a_id, a.flow_id, a.channel, a.attempt AS a_attempt, a.phase, a.closed, a.status_disposition, a.provider_message_id, f.id, f.spec, f.state, f.step, f.attempt, f.expires_ms, f.current_attempt, f.callback_url, f.recipient FROM attempts a LEFT JOIN flows f ON f.id = a.flow_id WHERE a.id = ?1",
+        // No row locks on SQLite: the two rows in one statement (the flow's id and attempt
+        // renamed, beside the attempt's).
+        self.row(
+            "SELECT a.id, a.flow_id, a.channel, a.attempt, a.phase, a.closed, a.status_disposition, a.provider_message_id, f.id AS f_id, f.spec, f.state, f.step, f.attempt AS f_attempt, f.expires_ms, f.current_attempt, f.callback_url, f.recipient FROM attempts a LEFT JOIN flows f ON f.id = a.flow_id WHERE a.id = ?1",
             [id],
             |r| {
-                let attempt = (
-                    AttemptRecord {
-                        id: r.get("a_id")?,
-                        flow_id: r.get("flow_id")?,
-                        channel: r.get("channel")?,
-                        attempt: r.get("a_attempt")?,
-                        phase: super::AttemptPhase::Recorded, // replaced below
-                        closed: r.get::<_, i64>("closed")? != 0,
-                        status_disposition: r.get("status_disposition")?,
-                        provider_message_id: r.get("provider_message_id")?,
-                    },
-                    r.get::<_, String>("phase")?,
-                );
-                let flow = match r.get::<_, Option<String>>("id")? {
-                    Some(_) => Some(flow_record(r)?),
+                let flow = match r.opt_text("f_id")? {
+                    Some(_) => Some(FlowRecord::read(r, "f_id", "f_attempt")?),
                     None => None,
                 };
-                Ok((attempt, flow))
+                Ok((flow, AttemptRecord::read(r, "id", "attempt")?))
             },
-        )?;
-        let Some(((mut a, phase), flow)) = row else {
-            return Ok(None);
-        };
-        a.phase = attempt_phase(&phase)?;
-        let flow = flow
-            .map(|(mut f, state)| {
-                f.state = flow_state(&state)?;
-                anyhow::Ok(f)
-            })
-            .transpose()?;
-        Ok(Some((flow, a)))
+        )
     }
 
     fn stranded_attempts(&self, _now: i64) -> Result<Vec<i64>> {
         self.rows(
             "SELECT id FROM attempts WHERE phase <> 'recorded' ORDER BY id",
             [],
-            |r| r.get("id"),
+            |r| r.int("id"),
         )
     }
 
@@ -411,7 +354,7 @@ impl Ops for Sqlite<'_> {
             // channel's every attempt).
             "SELECT id, flow_id FROM attempts WHERE channel = ?1 AND provider_message_id = ?2 UNION ALL SELECT id, flow_id FROM attempts WHERE channel = ?1 AND correlation_id = ?3 AND provider_message_id IS NULL ORDER BY id LIMIT 1",
             params![channel, message_id, correlation_id],
-            |r| Ok((r.get("id")?, r.get("flow_id")?)),
+            |r| Ok((r.int("id")?, r.text("flow_id")?)),
         )
     }
 
@@ -493,15 +436,7 @@ impl Ops for Sqlite<'_> {
         self.rows(
             "UPDATE outbox SET next_at = ?3 WHERE id IN (SELECT id FROM outbox WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at LIMIT ?2) RETURNING id, event_id, url, body, tries",
             params![now, limit, lease_until],
-            |r| {
-                Ok(OutboxItem {
-                    id: r.get("id")?,
-                    event_id: r.get("event_id")?,
-                    url: r.get("url")?,
-                    body: r.get("body")?,
-                    tries: u32::try_from(r.get::<_, i64>("tries")?).unwrap_or(u32::MAX),
-                })
-            },
+            |r| OutboxItem::read(r),
         )
     }
 
@@ -550,7 +485,7 @@ impl Ops for Sqlite<'_> {
         self.row(
             "SELECT last_ms FROM inbound WHERE channel = ?1 AND customer = ?2",
             params![channel, customer],
-            |r| r.get("last_ms"),
+            |r| r.int("last_ms"),
         )
     }
 
@@ -558,7 +493,7 @@ impl Ops for Sqlite<'_> {
         self.rows(
             "SELECT category FROM opt_outs WHERE channel = ?1 AND customer = ?2 ORDER BY category",
             params![channel, customer],
-            |r| r.get("category"),
+            |r| r.text("category"),
         )
     }
 
@@ -597,7 +532,7 @@ impl Ops for Sqlite<'_> {
             [key],
         )?;
         let next = self.row("SELECT next_us FROM pacing WHERE key = ?1", [key], |r| {
-            r.get("next_us")
+            r.int("next_us")
         })?;
         Ok(next.unwrap_or(0))
     }
