@@ -34,11 +34,11 @@ fn median_us(f: &mut dyn FnMut()) -> f64 {
 /// The inputs, in the component's own types and in the host's.
 struct Inputs {
     native_response: whatsapp_channel::HttpResponse,
-    host_response: host::types::SendOutcome,
+    host_response: host::contract::types::SendOutcome,
     native_request: whatsapp_channel::MessageRequest,
-    host_request: host::types::MessageRequest,
+    host_request: host::contract::types::MessageRequest,
     native_config: whatsapp_channel::ChannelConfig,
-    host_config: host::types::ChannelConfig,
+    host_config: host::contract::types::ChannelConfig,
     template: String,
 }
 
@@ -58,11 +58,13 @@ fn inputs() -> Inputs {
             headers: vec![],
             body: body.clone(),
         },
-        host_response: host::types::SendOutcome::Response(host::types::HttpResponse {
-            status: 400,
-            headers: vec![],
-            body,
-        }),
+        host_response: host::contract::types::SendOutcome::Response(
+            host::contract::types::HttpResponse {
+                status: 400,
+                headers: vec![],
+                body,
+            },
+        ),
         native_request: whatsapp_channel::MessageRequest {
             recipient: "+16505551234".into(),
             correlation_id: None,
@@ -71,7 +73,7 @@ fn inputs() -> Inputs {
             now_ms: 1_750_000_000_000,
             opted_out: vec![],
         },
-        host_request: host::types::MessageRequest {
+        host_request: host::contract::types::MessageRequest {
             recipient: "+16505551234".into(),
             correlation_id: None,
             content,
@@ -83,7 +85,7 @@ fn inputs() -> Inputs {
             api_base: None,
             settings: settings.clone(),
         },
-        host_config: host::types::ChannelConfig {
+        host_config: host::contract::types::ChannelConfig {
             api_base: None,
             settings,
         },
@@ -121,7 +123,7 @@ fn bare_instantiate(plugin: &host::Plugin) -> f64 {
 /// The three calls in one kept instance (µs each): classify, build-payload, validate-template.
 /// Same code as the host's (epoch checks compiled in), no pooling needed for one instance.
 fn kept_instance(i: &Inputs) -> [f64; 3] {
-    use host::bindings::ChannelPlugin;
+    use host::contract::since_v1_1::bindings::ChannelPlugin;
     use host_testkit::block_on;
     use wasmtime::component::{Component, Linker};
     let mut config = wasmtime::Config::new();

@@ -49,16 +49,21 @@ impl Outcome {
     }
 }
 
-/// A usage error: exit 2.
-#[derive(Debug)]
+/// Input the user can fix (a flag, a file, a plugin that does not load): exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct UsageError(pub String);
 
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+/// The exit code of a command that failed: 2 for a [`UsageError`] anywhere in the chain;
+/// anything else (a guest trap, a host failure) must never look like "invalid input", so 4.
+/// (Commands that succeed choose their own code in [`Outcome::code`].)
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.chain().any(|e| e.is::<UsageError>()) {
+        2
+    } else {
+        4
     }
 }
-impl std::error::Error for UsageError {}
 
 pub fn usage<T>(msg: impl Into<String>) -> Result<T> {
     Err(UsageError(msg.into()).into())

@@ -145,7 +145,7 @@ pub enum TemplatesCommand {
     },
 }
 
-fn log_level(cli: &Cli) -> Result<host::types::LogLevel> {
+fn log_level(cli: &Cli) -> Result<host::contract::types::LogLevel> {
     match parse_level(&cli.log_level) {
         Some(level) => Ok(level),
         None => usage(format!(

@@ -1,7 +1,7 @@
 //! `host-harness`: load a flow:channel component and drive it from the command line.
 
 use clap::Parser;
-use host_cli::common::UsageError;
+use host_cli::common::exit_code;
 use host_cli::{Cli, run};
 use std::io::Write;
 use std::process::ExitCode;
@@ -52,11 +52,8 @@ async fn main() -> ExitCode {
             }
         }
         Err(e) => {
-            let usage = e.downcast_ref::<UsageError>().is_some();
             eprintln!("host-harness: {e:#}");
-            // Usage errors and plugins that fail to load are 2; anything else (a guest trap, a
-            // host failure) must never look like "invalid input", so 4.
-            ExitCode::from(if usage { 2 } else { 4 })
+            ExitCode::from(exit_code(&e))
         }
     }
 }

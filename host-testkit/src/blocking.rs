@@ -2,8 +2,8 @@
 //! the whole test process (the library itself never builds one), and a [`BlockingPlugin`] whose
 //! methods wait for the plugin's async calls on it.
 
+use host::contract::types;
 use host::runtime::{CallError, Plugin};
-use host::types;
 use std::future::Future;
 use std::sync::OnceLock;
 

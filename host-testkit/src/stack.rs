@@ -6,12 +6,12 @@ use crate::defaults::{DEMO_ACCESS_TOKEN, DEMO_PHONE_NUMBER_ID, DEMO_SMS_API_KEY}
 use crate::mock::{Latency, MockApi, MockConfig, MockLimits, WebhookTargets};
 use anyhow::Result;
 use host::channels::{ChannelSetup, load_channels};
+use host::contract::types::LogLevel;
 use host::flow::pacing::ChannelPacing;
 use host::flow::{Runner, RunnerOptions};
 use host::runtime::Runtime;
 use host::server::{self, Server, ServerOptions};
 use host::services::Secrets;
-use host::types::LogLevel;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -3,11 +3,11 @@
 //! travel only to that allowlist. One plugin can never name another's secret or reach
 //! another's provider.
 
+use crate::contract::types::{ChannelConfig, LogLevel};
 use crate::flow::Channel;
 use crate::flow::pacing::ChannelPacing;
 use crate::runtime::{Limits, Runtime};
 use crate::services::{HostServices, HttpClient, HttpPolicy, Log, SecretGrant, Secrets};
-use crate::types::{ChannelConfig, LogLevel};
 use anyhow::{Context, Result};
 use sha2::Digest;
 use std::collections::HashMap;

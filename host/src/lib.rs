@@ -4,8 +4,8 @@
 //! ([`registry`]) and the HTTP server ([`server`]). The command line is `host-cli` (the
 //! `host-harness` binary); what the demo and the tests stand on is `host-testkit`.
 //!
-//! The host works with the types `bindgen!` generates from `wit/` directly; [`bindings`] is
-//! the only place they are defined.
+//! The host's vocabulary is the latest contract version's types, [`contract::types`]; the
+//! bindings `bindgen!` generates stay inside [`contract`].
 
 pub mod channels;
 pub mod contract;
@@ -17,8 +17,7 @@ pub mod runtime;
 pub mod server;
 pub mod services;
 
-pub use bindings::flow::channel::types;
-pub use contract::{bindings, json};
+pub use contract::json;
 pub use runtime::{CallError, Limits, Plugin, Runtime};
 pub use services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
 

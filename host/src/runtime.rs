@@ -23,24 +23,21 @@
 //! message may have left, and the caller must treat the attempt as `unknown`, never as
 //! "not sent". The store is dropped either way, and the next call starts from a clean instance.
 
-use crate::bindings::ChannelPlugin;
-use crate::bindings::flow::channel::{host, types};
-use crate::contract::since_v1_0::{self, Convert, bindings::flow::channel::types as old_types};
-use crate::contract::{CHANNEL_EXPORT, ContractVersion};
+use crate::contract::{CHANNEL_EXPORT, ContractVersion, Export, types};
 use crate::services::HostServices;
 use crate::services::log::CallLogBudget;
 use anyhow::{Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{
-    Component, ComponentExportIndex, ComponentNamedList, HasSelf, InstancePre, Lift, Linker, Lower,
+    Component, ComponentExportIndex, ComponentNamedList, InstancePre, Lift, Linker, Lower,
     TypedFunc,
 };
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
-    StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+    Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
+    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
 /// Instances that may be alive at once in the pooling allocator (one per call in flight).
 pub const POOL_INSTANCES: u32 = 2_048;
@@ -127,75 +124,40 @@ pub struct Runtime {
     linker: Arc<Linker<PluginState>>,
     /// Whether the pooling allocator was available.
     pub pooling: bool,
-    /// Where compiled components are kept (`None`: compile every time).
-    precompiled: Option<PrecompiledCache>,
+    /// wasmtime's compilation cache (`None`: compile every time).
+    cache: Option<Cache>,
 }
 
-/// Compiled components on disk, keyed by the component's sha256 and the engine's
-/// compatibility hash (wasmtime version and every setting that changes code), so a changed
-/// component or engine never loads stale code.
-#[derive(Clone, Debug)]
-pub struct PrecompiledCache {
-    dir: std::path::PathBuf,
+/// Where compiled components are kept between processes: `$HOST_HARNESS_CACHE`, else
+/// `$XDG_CACHE_HOME/host-harness`, else `~/.cache/host-harness`. (wasmtime's own cache keys
+/// each artifact by a hash of the component and of every engine setting that changes code, so
+/// a changed component or engine never loads stale code; see `docs/decisions/0006`.)
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("HOST_HARNESS_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("host-harness"))
+        })
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/host-harness")))
 }
 
-impl PrecompiledCache {
-    /// `$HOST_HARNESS_CACHE`, else `$XDG_CACHE_HOME/host-harness`, else `~/.cache/host-harness`.
-    fn default_dir() -> Option<PrecompiledCache> {
-        let dir = std::env::var_os("HOST_HARNESS_CACHE")
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("XDG_CACHE_HOME")
-                    .map(|d| std::path::PathBuf::from(d).join("host-harness"))
-            })
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .map(|h| std::path::PathBuf::from(h).join(".cache/host-harness"))
-            })?;
-        Some(PrecompiledCache { dir })
-    }
-
-    fn path(&self, engine: &Engine, bytes: &[u8]) -> std::path::PathBuf {
-        use sha2::Digest;
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut h);
-        let digest = hex::encode(sha2::Sha256::digest(bytes));
-        self.dir.join(format!("{digest}-{:016x}.cwasm", h.finish()))
-    }
-
-    /// The component, from its compiled artifact if there is one, else compiled (and the
-    /// artifact written for next time; a cache that cannot be written only costs time).
-    fn load(&self, engine: &Engine, bytes: &[u8]) -> Result<Component> {
-        let path = self.path(engine, bytes);
-        if path.exists() {
-            // SAFETY: the file was written by `precompile_component` of an engine with this
-            // very compatibility hash, under a name that is the sha256 of the component it
-            // came from, in a directory only this user writes.
-            if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
-                return Ok(c);
-            }
+/// wasmtime's compilation cache in `dir`, or none if it cannot be set up there (a cache that
+/// cannot be used only costs compile time, so it is logged, never fatal).
+fn compilation_cache(dir: PathBuf) -> Option<Cache> {
+    let mut config = CacheConfig::new();
+    config.with_directory(&dir);
+    match Cache::new(config) {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "compiling without a cache: {e:#}");
+            None
         }
-        let compiled = engine
-            .precompile_component(bytes)
-            .map_err(anyhow::Error::from)
-            .context("compiling the component")?;
-        if std::fs::create_dir_all(&self.dir).is_ok() {
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            if std::fs::write(&tmp, &compiled).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
-            }
-        }
-        // SAFETY: `compiled` was produced just now by this engine.
-        unsafe { Component::deserialize(engine, &compiled) }
-            .map_err(anyhow::Error::from)
-            .context("loading the compiled component")
     }
 }
 
 impl Runtime {
     /// An engine with the pooling allocator if the OS allows it (else on-demand allocation)
-    /// and the precompiled-artifact cache, so a CLI call does not recompile an unchanged
+    /// and the compilation cache, so a CLI call does not recompile an unchanged
     /// component.
     pub fn new() -> Result<Runtime> {
         match Self::with_options(true, true) {
@@ -204,10 +166,19 @@ impl Runtime {
         }
     }
 
-    /// An engine with or without the pooling allocator and the precompiled-artifact cache
-    /// (the bench compares allocators and measures compilation without the cache).
+    /// An engine with or without the pooling allocator and the compilation cache in its
+    /// default place (the bench compares allocators and measures compilation without it).
     pub fn with_options(pooling: bool, cache: bool) -> Result<Runtime> {
+        let dir = if cache { default_cache_dir() } else { None };
+        Self::with_cache_in(pooling, dir)
+    }
+
+    /// An engine with or without the pooling allocator, its compiled components kept in
+    /// `cache_dir` if one is given.
+    pub fn with_cache_in(pooling: bool, cache_dir: Option<PathBuf>) -> Result<Runtime> {
         let mut config = Config::new();
+        let cache = cache_dir.and_then(compilation_cache);
+        config.cache(cache.clone());
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         if pooling {
@@ -228,21 +199,12 @@ impl Runtime {
             .context("creating the wasmtime engine")?;
         start_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
-        ChannelPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)
-            .context("linking the channel host interface")?;
-        since_v1_0::bindings::ChannelPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(anyhow::Error::from)
-        .context("linking the 1.0.0 channel host interface")?;
-        let precompiled = cache.then(PrecompiledCache::default_dir).flatten();
+        crate::contract::add_to_linker(&mut linker)?;
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
             pooling,
-            precompiled,
+            cache,
         })
     }
 
@@ -250,25 +212,28 @@ impl Runtime {
         &self.engine
     }
 
-    /// This runtime with its compiled components kept in `dir`.
-    pub fn with_precompiled_cache(mut self, dir: std::path::PathBuf) -> Runtime {
-        self.precompiled = Some(PrecompiledCache { dir });
-        self
+    /// The compilation cache's hits and misses in this process, if the engine has a cache.
+    pub fn cache_hits_and_misses(&self) -> Option<(usize, usize)> {
+        self.cache
+            .as_ref()
+            .map(|c| (c.cache_hits(), c.cache_misses()))
     }
 
-    /// How long compiling a component takes, and loading its precompiled artifact instead
-    /// (what the cache saves), for the bench.
+    /// How long compiling a component takes, and loading it from the compilation cache
+    /// instead (what the cache saves), for the bench: an engine like this one's, with a cache
+    /// in a directory of its own, compiles it twice.
     pub fn compile_and_load_times(&self, bytes: &[u8]) -> Result<(Duration, Duration)> {
-        let t = std::time::Instant::now();
-        let compiled = self
-            .engine
-            .precompile_component(bytes)
-            .map_err(anyhow::Error::from)?;
-        let compile = t.elapsed();
-        let t = std::time::Instant::now();
-        // SAFETY: `compiled` was produced just now by this engine.
-        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(anyhow::Error::from)?;
-        Ok((compile, t.elapsed()))
+        let dir = std::env::temp_dir().join(format!("host-harness-bench-{}", std::process::id()));
+        let runtime = Runtime::with_cache_in(self.pooling, Some(dir.clone()))?;
+        let compile_once = || -> Result<Duration> {
+            let t = Instant::now();
+            Component::new(&runtime.engine, bytes).map_err(anyhow::Error::from)?;
+            Ok(t.elapsed())
+        };
+        let compile = compile_once();
+        let load = compile_once();
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok((compile?, load?))
     }
 
     /// Loads a component from a file.
@@ -291,12 +256,9 @@ impl Runtime {
         services: Arc<HostServices>,
         limits: Limits,
     ) -> Result<Plugin> {
-        let component = match &self.precompiled {
-            Some(cache) => cache.load(&self.engine, bytes)?,
-            None => Component::new(&self.engine, bytes)
-                .map_err(anyhow::Error::from)
-                .context("compiling the component")?,
-        };
+        let component = Component::new(&self.engine, bytes)
+            .map_err(anyhow::Error::from)
+            .context("compiling the component")?;
         let (contract, interface) = self.contract_of(&component)?;
         let pre = self
             .linker
@@ -337,65 +299,6 @@ impl Runtime {
         };
         let contract = ContractVersion::of_export(version).map_err(anyhow::Error::msg)?;
         Ok((contract, format!("{prefix}{version}")))
-    }
-}
-
-/// The functions of the channel interface, the same in every served contract version.
-#[derive(Debug, Clone, Copy)]
-enum Export {
-    Describe,
-    ValidateTemplate,
-    BuildPayload,
-    Classify,
-    ParseWebhook,
-    Send,
-}
-
-impl Export {
-    const COUNT: usize = 6;
-    const ALL: [Export; Export::COUNT] = [
-        Export::Describe,
-        Export::ValidateTemplate,
-        Export::BuildPayload,
-        Export::Classify,
-        Export::ParseWebhook,
-        Export::Send,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Export::Describe => "describe",
-            Export::ValidateTemplate => "validate-template",
-            Export::BuildPayload => "build-payload",
-            Export::Classify => "classify",
-            Export::ParseWebhook => "parse-webhook",
-            Export::Send => "send",
-        }
-    }
-
-    /// Each function's index in `component`, looked up once so a call finds its function
-    /// without a string lookup (and checks the type of that one function, not of all six).
-    fn indices(
-        component: &Component,
-        interface: &str,
-        contract: ContractVersion,
-    ) -> Result<[ComponentExportIndex; Export::COUNT]> {
-        let not_exported = |what: &str| {
-            anyhow::anyhow!(
-                "the component does not export {what} as {}",
-                contract.name()
-            )
-        };
-        let instance = component
-            .get_export_index(None, interface)
-            .ok_or_else(|| not_exported(interface))?;
-        let mut indices = [instance; Export::COUNT];
-        for (slot, export) in indices.iter_mut().zip(Export::ALL) {
-            *slot = component
-                .get_export_index(Some(&instance), export.name())
-                .ok_or_else(|| not_exported(&format!("{interface}#{}", export.name())))?;
-        }
-        Ok(indices)
     }
 }
 
@@ -467,23 +370,14 @@ impl GuestTime {
 }
 
 /// The error an epoch check raises once a call's guest time passes its budget.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the guest used up its CPU budget")]
 struct CpuBudgetExceeded;
 
-impl std::fmt::Display for CpuBudgetExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the guest used up its CPU budget")
-    }
-}
-
-impl std::error::Error for CpuBudgetExceeded {}
-
-impl types::Host for PluginState {}
-
-impl since_v1_0::bindings::flow::channel::types::Host for PluginState {}
-
-impl host::Host for PluginState {
-    async fn http_send(
+/// The host functions every contract version imports, in the latest version's types (the
+/// `since_v*` modules of [`crate::contract`] serve each version's imports from these).
+impl PluginState {
+    pub(crate) async fn http_send(
         &mut self,
         request: types::HttpRequest,
     ) -> Result<types::HttpResponse, types::TransportError> {
@@ -498,72 +392,27 @@ impl host::Host for PluginState {
         response
     }
 
-    async fn hmac_sha256_verify(
+    pub(crate) fn hmac_sha256_verify(
         &mut self,
-        secret_name: String,
-        data: Vec<u8>,
-        mac: Vec<u8>,
+        secret_name: &str,
+        data: &[u8],
+        mac: &[u8],
     ) -> Result<bool, types::SecretError> {
         self.services
             .secrets
-            .hmac_sha256_verify(&secret_name, &data, &mac)
+            .hmac_sha256_verify(secret_name, data, mac)
     }
 
-    async fn secret_equals(
+    pub(crate) fn secret_equals(
         &mut self,
-        secret_name: String,
-        candidate: String,
+        secret_name: &str,
+        candidate: &str,
     ) -> Result<bool, types::SecretError> {
-        self.services.secrets.equals(&secret_name, &candidate)
+        self.services.secrets.equals(secret_name, candidate)
     }
 
-    async fn log(&mut self, level: types::LogLevel, message: String) {
-        self.log_budget.write(&self.services.log, level, &message);
-    }
-
-    async fn now_ms(&mut self) -> u64 {
-        crate::services::now_ms()
-    }
-}
-
-/// 1.0.0 imports are the same functions over twin types: served by the latest ones.
-impl since_v1_0::bindings::flow::channel::host::Host for PluginState {
-    async fn http_send(
-        &mut self,
-        request: old_types::HttpRequest,
-    ) -> Result<old_types::HttpResponse, old_types::TransportError> {
-        host::Host::http_send(self, request.convert())
-            .await
-            .convert()
-    }
-
-    async fn hmac_sha256_verify(
-        &mut self,
-        secret_name: String,
-        data: Vec<u8>,
-        mac: Vec<u8>,
-    ) -> Result<bool, old_types::SecretError> {
-        host::Host::hmac_sha256_verify(self, secret_name, data, mac)
-            .await
-            .convert()
-    }
-
-    async fn secret_equals(
-        &mut self,
-        secret_name: String,
-        candidate: String,
-    ) -> Result<bool, old_types::SecretError> {
-        host::Host::secret_equals(self, secret_name, candidate)
-            .await
-            .convert()
-    }
-
-    async fn log(&mut self, level: old_types::LogLevel, message: String) {
-        host::Host::log(self, level.convert(), message).await
-    }
-
-    async fn now_ms(&mut self) -> u64 {
-        host::Host::now_ms(self).await
+    pub(crate) fn log(&mut self, level: types::LogLevel, message: &str) {
+        self.log_budget.write(&self.services.log, level, message);
     }
 }
 
@@ -620,7 +469,7 @@ pub struct Plugin {
     component: Component,
     /// Imports resolved once; instantiated afresh for every call.
     pre: InstancePre<PluginState>,
-    contract: ContractVersion,
+    pub(crate) contract: ContractVersion,
     /// The channel functions, by [`Export`].
     exports: [ComponentExportIndex; Export::COUNT],
     /// `describe` is pure: asked once per loaded component, then answered from here.
@@ -777,7 +626,7 @@ impl Plugin {
     /// Calls one channel function with `params` in a fresh instance. `P` and `R` are the
     /// function's parameter and result types in the plugin's contract version (checked
     /// against the component by wasmtime at each call).
-    async fn call<P, R>(&self, export: Export, params: P) -> Result<R, CallError>
+    pub(crate) async fn call<P, R>(&self, export: Export, params: P) -> Result<R, CallError>
     where
         P: ComponentNamedList + Lower + Send + Sync,
         R: ComponentNamedList + Lift + Send + Sync + 'static,
@@ -806,126 +655,5 @@ impl Plugin {
             .get_or_try_init(|| self.describe_uncached())
             .await
             .cloned()
-    }
-
-    /// `describe`, always calling the component (the bench measures the call).
-    pub async fn describe_uncached(&self) -> Result<types::ChannelInfo, CallError> {
-        match self.contract {
-            ContractVersion::V1_1 => self.call(Export::Describe, ()).await.map(|(r,)| r),
-            ContractVersion::V1_0 => self
-                .call::<_, (old_types::ChannelInfo,)>(Export::Describe, ())
-                .await
-                .map(|(r,)| r.convert()),
-        }
-    }
-
-    /// `validate-template`.
-    pub async fn validate_template(
-        &self,
-        template: &str,
-    ) -> Result<Result<(), Vec<types::FieldError>>, CallError> {
-        match self.contract {
-            ContractVersion::V1_1 => self
-                .call(Export::ValidateTemplate, (template,))
-                .await
-                .map(|(r,)| r),
-            ContractVersion::V1_0 => self
-                .call::<_, (Result<(), Vec<old_types::FieldError>>,)>(
-                    Export::ValidateTemplate,
-                    (template,),
-                )
-                .await
-                .map(|(r,)| r.convert()),
-        }
-    }
-
-    /// `build-payload`.
-    pub async fn build_payload(
-        &self,
-        request: &types::MessageRequest,
-        config: &types::ChannelConfig,
-    ) -> Result<Result<types::HttpRequest, Vec<types::FieldError>>, CallError> {
-        match self.contract {
-            ContractVersion::V1_1 => self
-                .call(Export::BuildPayload, (request, config))
-                .await
-                .map(|(r,)| r),
-            ContractVersion::V1_0 => {
-                let (request, config) = (request.convert(), config.clone().convert());
-                self.call::<_, (Result<old_types::HttpRequest, Vec<old_types::FieldError>>,)>(
-                    Export::BuildPayload,
-                    (&request, &config),
-                )
-                .await
-                .map(|(r,)| r.convert())
-            }
-        }
-    }
-
-    /// `classify`.
-    pub async fn classify(
-        &self,
-        outcome: &types::SendOutcome,
-        attempt: u32,
-    ) -> Result<types::Classification, CallError> {
-        match self.contract {
-            ContractVersion::V1_1 => self
-                .call(Export::Classify, (outcome, attempt))
-                .await
-                .map(|(r,)| r),
-            ContractVersion::V1_0 => {
-                let outcome = outcome.clone().convert();
-                self.call::<_, (old_types::Classification,)>(Export::Classify, (&outcome, attempt))
-                    .await
-                    .map(|(r,)| r.convert())
-            }
-        }
-    }
-
-    /// `parse-webhook`.
-    pub async fn parse_webhook(
-        &self,
-        request: &types::WebhookRequest,
-        config: &types::ChannelConfig,
-    ) -> Result<Result<types::WebhookOutcome, types::WebhookError>, CallError> {
-        match self.contract {
-            ContractVersion::V1_1 => self
-                .call(Export::ParseWebhook, (request, config))
-                .await
-                .map(|(r,)| r),
-            ContractVersion::V1_0 => {
-                let (request, config) = (request.clone().convert(), config.clone().convert());
-                self.call::<_, (Result<old_types::WebhookOutcome, old_types::WebhookError>,)>(
-                    Export::ParseWebhook,
-                    (&request, &config),
-                )
-                .await
-                .map(|(r,)| r.convert())
-            }
-        }
-    }
-
-    /// `send`.
-    pub async fn send(
-        &self,
-        request: &types::MessageRequest,
-        config: &types::ChannelConfig,
-        attempt: u32,
-    ) -> Result<Result<types::Classification, Vec<types::FieldError>>, CallError> {
-        match self.contract {
-            ContractVersion::V1_1 => self
-                .call(Export::Send, (request, config, attempt))
-                .await
-                .map(|(r,)| r),
-            ContractVersion::V1_0 => {
-                let (request, config) = (request.convert(), config.clone().convert());
-                self.call::<_, (Result<old_types::Classification, Vec<old_types::FieldError>>,)>(
-                    Export::Send,
-                    (&request, &config, attempt),
-                )
-                .await
-                .map(|(r,)| r.convert())
-            }
-        }
     }
 }

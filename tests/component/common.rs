@@ -1,8 +1,8 @@
 //! Shared set-up: the real built component, loaded once per test binary through the harness.
 #![allow(dead_code)]
 
+use host::contract::types::{ChannelConfig, MessageRequest};
 use host::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
-use host::types::{ChannelConfig, MessageRequest};
 use host::{Limits, Plugin, Runtime};
 use std::sync::{Arc, OnceLock};
 

@@ -3,7 +3,7 @@
 use host_testkit::Block;
 
 use crate::common::*;
-use host::types::{
+use host::contract::types::{
     Disposition, EventKind, Header, HttpResponse, SendOutcome, TransportError, TransportErrorKind,
     WebhookError, WebhookOutcome, WebhookRequest,
 };
@@ -296,8 +296,8 @@ fn signed_post(body: &[u8], signature: Option<String>) -> WebhookRequest {
     }
 }
 
-fn webhook_config() -> host::types::ChannelConfig {
-    host::types::ChannelConfig {
+fn webhook_config() -> host::contract::types::ChannelConfig {
+    host::contract::types::ChannelConfig {
         api_base: None,
         settings: "{}".into(),
     }
@@ -455,7 +455,7 @@ fn verification_handshake() {
 
 #[test]
 fn arbitrary_webhook_bytes_never_trap() {
-    let off = host::types::ChannelConfig {
+    let off = host::contract::types::ChannelConfig {
         api_base: None,
         settings: r#"{"app_secret":null}"#.into(),
     };
@@ -640,7 +640,7 @@ fn build_defaults_to_graph_v26_and_refuses_a_retired_version_with_its_date() {
         .unwrap()
         .unwrap();
     assert!(req.url.contains("/v26.0/"), "{}", req.url);
-    let cfg = |version: &str| host::types::ChannelConfig {
+    let cfg = |version: &str| host::contract::types::ChannelConfig {
         api_base: None,
         settings: json!({"phone_number_id": "106540352242922", "api_version": version}).to_string(),
     };
@@ -691,7 +691,7 @@ fn a_typing_indicator_marks_the_message_read_with_meta_s_shape() {
     assert!(req.url.ends_with("/messages"));
 }
 
-fn events_of(doc: &Value) -> Vec<host::types::WebhookEvent> {
+fn events_of(doc: &Value) -> Vec<host::contract::types::WebhookEvent> {
     let body = doc.to_string().into_bytes();
     match plugin()
         .parse_webhook(
@@ -707,7 +707,7 @@ fn events_of(doc: &Value) -> Vec<host::types::WebhookEvent> {
     }
 }
 
-fn customer(e: &host::types::WebhookEvent) -> Value {
+fn customer(e: &host::contract::types::WebhookEvent) -> Value {
     serde_json::from_str::<Value>(&e.details).unwrap()["customer"].clone()
 }
 

@@ -3,7 +3,7 @@
 use host_testkit::Block;
 
 use crate::common::*;
-use host::types::{ChannelConfig, Header, MessageRequest, WebhookRequest};
+use host::contract::types::{ChannelConfig, Header, MessageRequest, WebhookRequest};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

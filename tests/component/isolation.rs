@@ -173,11 +173,12 @@ fn json_nested_past_the_parser_limit_is_an_error_not_a_stack_overflow() {
             .build_payload(&request, &demo_config(None))
             .block()
             .expect("no trap");
-        let outcome = host::types::SendOutcome::Response(host::types::HttpResponse {
-            status: 400,
-            headers: vec![],
-            body: format!("{{\"error\":{}}}", deep(depth)).into_bytes(),
-        });
+        let outcome =
+            host::contract::types::SendOutcome::Response(host::contract::types::HttpResponse {
+                status: 400,
+                headers: vec![],
+                body: format!("{{\"error\":{}}}", deep(depth)).into_bytes(),
+            });
         let c = plugin().classify(&outcome, 1).block().expect("no trap");
         assert!(!c.reason.is_empty(), "{c:?}");
     }

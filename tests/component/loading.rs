@@ -1,4 +1,4 @@
-//! Loading components: contract versions side by side, refusals, the precompiled cache.
+//! Loading components: contract versions side by side, refusals, the compilation cache.
 //! (The registry itself: `host-cli/tests/host/registry.rs`.)
 
 use host_testkit::Block;
@@ -90,33 +90,45 @@ fn a_component_importing_more_than_the_contract_is_refused_naming_the_import() {
     );
 }
 
-/// Compiled components are kept by (sha256 of the component, engine compatibility hash) and
-/// loaded instead of compiled the next time.
+/// Compiled components are kept on disk by wasmtime's cache and loaded instead of compiled the
+/// next time, by this engine or another with the same settings (the next process).
 #[test]
-fn compiled_components_are_cached_by_digest_and_engine() {
-    use sha2::Digest;
-    let dir = std::env::temp_dir().join(format!("precompiled-{}", std::process::id()));
+fn compiled_components_are_cached_on_disk_and_loaded_next_time() {
+    let dir = std::env::temp_dir().join(format!("compiled-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let rt = host::Runtime::with_options(false, false)
-        .unwrap()
-        .with_precompiled_cache(dir.clone());
     let bytes = std::fs::read(host_testkit::SMS_CHANNEL_WASM).unwrap();
     let services = Arc::new(HostServices::locked_down());
+    let rt = host::Runtime::with_cache_in(false, Some(dir.clone())).unwrap();
     let first = rt
         .load(&bytes, services.clone(), Limits::default())
         .unwrap();
-    let digest = hex::encode(sha2::Sha256::digest(&bytes));
-    let cached: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(cached.len(), 1, "{cached:?}");
-    assert!(cached[0].starts_with(&digest) && cached[0].ends_with(".cwasm"));
-    let again = rt.load(&bytes, services, Limits::default()).unwrap();
+    assert_eq!(rt.cache_hits_and_misses(), Some((0, 1)));
+    let files = walk(&dir);
+    assert!(!files.is_empty(), "nothing written under {}", dir.display());
+    let next_process = host::Runtime::with_cache_in(false, Some(dir.clone())).unwrap();
+    let again = next_process
+        .load(&bytes, services, Limits::default())
+        .unwrap();
+    assert_eq!(next_process.cache_hits_and_misses(), Some((1, 0)));
     assert_eq!(
         first.describe().block().unwrap(),
         again.describe().block().unwrap()
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// The release component stays within issue 21's 300 KB with serde_json inside (the tests load

@@ -5,8 +5,8 @@ use host_testkit::Block;
 
 use crate::common::*;
 use host::Plugin;
+use host::contract::types::{Classification, Disposition};
 use host::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
-use host::types::{Classification, Disposition};
 use host_testkit::defaults::DEMO_ACCESS_TOKEN;
 use host_testkit::mock::mock_services;
 use host_testkit::mock::{MockApi, MockConfig};
@@ -307,7 +307,7 @@ fn invalid_messages_are_refused_before_sending() {
     assert!(s.mock.requests().is_empty());
 }
 
-fn text_message(last_inbound_ms: Option<u64>) -> host::types::MessageRequest {
+fn text_message(last_inbound_ms: Option<u64>) -> host::contract::types::MessageRequest {
     let mut m = message(
         "+15550100001",
         json!({"type":"text","text":{"body":"Your table is ready"}}),
@@ -370,7 +370,7 @@ fn sends_are_checked_against_the_catalog_before_reaching_meta() {
     let s = setup();
     let page = json!({"data": [{"name": "order_update", "language": "en_US", "status": "APPROVED", "category": "UTILITY", "id": "77",
         "components": [{"type": "BODY", "text": "Hi {{1}}, order {{2}} shipped. {{3}} days to go."}]}]});
-    let cfg = host::types::ChannelConfig {
+    let cfg = host::contract::types::ChannelConfig {
         api_base: Some(s.mock.base_url()),
         settings: json!({"phone_number_id": "106540352242922", "templates": page}).to_string(),
     };
@@ -457,13 +457,13 @@ fn approved(category: &str) -> Value {
         "components": [{"type": "BODY", "text": "Hi {{1}}, order {{2}} shipped."}]}]})
 }
 
-fn settings_with(s: &Setup, extra: Value) -> host::types::ChannelConfig {
+fn settings_with(s: &Setup, extra: Value) -> host::contract::types::ChannelConfig {
     let mut settings = json!({"phone_number_id": "106540352242922"});
     settings
         .as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    host::types::ChannelConfig {
+    host::contract::types::ChannelConfig {
         api_base: Some(s.mock.base_url()),
         settings: settings.to_string(),
     }
@@ -513,7 +513,7 @@ fn marketing_templates_go_to_the_marketing_messages_api_when_it_is_on() {
 fn meta_s_131063_tells_the_operator_to_switch_to_the_marketing_messages_api() {
     let c = plugin()
         .classify(
-            &host::types::SendOutcome::Response(host::types::HttpResponse {
+            &host::contract::types::SendOutcome::Response(host::contract::types::HttpResponse {
                 status: 400,
                 headers: vec![],
                 body: json!({"error": {"message": "(#131063) Marketing templates disabled", "type": "OAuthException", "code": 131063, "fbtrace_id": "A1"}}).to_string().into_bytes(),

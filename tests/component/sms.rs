@@ -2,11 +2,11 @@
 
 use host_testkit::Block;
 
-use host::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
-use host::types::{
+use host::contract::types::{
     ChannelConfig, Disposition, Header, HttpResponse, MessageRequest, SendOutcome, WebhookError,
     WebhookOutcome, WebhookRequest,
 };
+use host::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
 use host::{Limits, Runtime};
 use serde_json::json;
 use std::sync::Arc;

@@ -5,7 +5,9 @@
 use host_testkit::Block;
 
 use crate::common::*;
-use host::types::{Disposition, EventKind, Header, WebhookEvent, WebhookOutcome, WebhookRequest};
+use host::contract::types::{
+    Disposition, EventKind, Header, WebhookEvent, WebhookOutcome, WebhookRequest,
+};
 use serde_json::{Value, json};
 
 const WABA: &str = "102290129340398";
@@ -25,7 +27,7 @@ fn events(field: &str, value: Value) -> Vec<WebhookEvent> {
         query: vec![],
         body,
     };
-    let config = host::types::ChannelConfig {
+    let config = host::contract::types::ChannelConfig {
         api_base: None,
         settings: json!({"app_secret": "whatsapp/app-secret"}).to_string(),
     };

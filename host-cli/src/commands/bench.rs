@@ -5,10 +5,10 @@ use crate::commands::bench_floor;
 use crate::commands::plugin::config;
 use crate::common::{Outcome, demo_settings, usage};
 use anyhow::{Context, Result, anyhow};
+use host::contract::types;
 use host::json;
 use host::runtime::{CallError, Limits, Plugin, Runtime};
 use host::services::{HostServices, now_ms};
-use host::types;
 use host_testkit::defaults::DEMO_MESSAGES;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -125,7 +125,7 @@ struct AllocatorReport {
 }
 
 /// Compiles `bytes` on `runtime`, then measures instantiation and the calls, the engine's
-/// floor, and compiling against loading the precompiled artifact.
+/// floor, and compiling against loading from the compilation cache.
 async fn bench_allocator(
     runtime: &Runtime,
     key: &str,
@@ -150,7 +150,7 @@ async fn bench_allocator(
             m.instantiate
         ),
         format!(
-            "{key:>9}: compile {precompile_ms:.1} ms vs load the precompiled artifact {load_ms:.2} ms ({:.0}×)",
+            "{key:>9}: compile {precompile_ms:.1} ms vs load it from the compilation cache {load_ms:.2} ms ({:.0}×)",
             precompile_ms / load_ms.max(1e-6)
         ),
         format!(

@@ -3,9 +3,9 @@
 use crate::commands::plugin::config;
 use crate::common::{Outcome, demo_settings, load_plugin};
 use anyhow::{Context, Result, anyhow};
+use host::contract::types::Disposition;
 use host::json;
 use host::services::{Log, now_ms};
-use host::types::Disposition;
 use host_testkit::defaults::DEMO_MESSAGES;
 use host_testkit::mock::{MockApi, MockConfig, mock_services};
 use serde_json::{Value, json};
@@ -18,7 +18,7 @@ pub async fn demo(plugin_path: Option<&Path>, out: &mut dyn std::io::Write) -> R
     let mock = MockApi::spawn(0, MockConfig::default()).await?;
     let plugin = load_plugin(
         plugin_path,
-        mock_services(&mock, Log::stderr(host::types::LogLevel::Warn))?,
+        mock_services(&mock, Log::stderr(host::contract::types::LogLevel::Warn))?,
     )?;
     let messages: Vec<Value> =
         serde_json::from_str(DEMO_MESSAGES).context("the embedded demo messages")?;

@@ -5,12 +5,12 @@ use crate::common::{Outcome, UsageError, read_json, secrets_from};
 use anyhow::Result;
 use clap::Subcommand;
 use host::channels::load_channels;
+use host::contract::types::{LogLevel, MessageRequest};
 use host::flow::spec::FlowSpec;
 use host::flow::store::Store;
 use host::lockfile::LockFile;
 use host::runtime::Runtime;
 use host::services::{Secrets, now_ms};
-use host::types::{LogLevel, MessageRequest};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -156,7 +156,12 @@ async fn check_with_locked_plugins(doc: &Value, lock: &Path) -> Result<Vec<Value
 
 /// A plugin's field error for step `i` of the flow at `at`: its pointer into the flow file,
 /// or, for the channel's settings, into the lock file (`"lock"`).
-fn step_error(at: &str, i: usize, entry: Option<usize>, e: &host::types::FieldError) -> Value {
+fn step_error(
+    at: &str,
+    i: usize,
+    entry: Option<usize>,
+    e: &host::contract::types::FieldError,
+) -> Value {
     let (key, path) = if let Some(rest) = e.path.strip_prefix("/settings") {
         (
             "lock",

@@ -6,12 +6,12 @@ use crate::common::{
     scoped_secrets, secrets_from,
 };
 use anyhow::Result;
+use host::contract::types::{ChannelConfig, Header, WebhookOutcome, WebhookRequest};
 use host::json;
 use host::runtime::Plugin;
 use host::services::{
     APP_SECRET_NAME, HostServices, HttpClient, HttpPolicy, Log, Secrets, VERIFY_TOKEN_NAME, now_ms,
 };
-use host::types::{ChannelConfig, Header, WebhookOutcome, WebhookRequest};
 use serde_json::{Value, json};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
@@ -193,7 +193,7 @@ pub async fn build(
 pub fn message_file(
     doc: &Value,
     check: bool,
-) -> std::result::Result<host::types::MessageRequest, Outcome> {
+) -> std::result::Result<host::contract::types::MessageRequest, Outcome> {
     json::message_request(doc, now_ms()).map_err(|errors| {
         let mut out = json!({"errors": json::field_errors(&errors)});
         if check {

@@ -4,13 +4,13 @@ use crate::common::{Outcome, UsageError, check_api_base_allowed, demo_settings, 
 use anyhow::Result;
 use clap::Args;
 use host::channels::{ChannelSetup, load_channels};
+use host::contract::types::LogLevel;
 use host::flow::pacing::ChannelPacing;
 use host::flow::{Runner, RunnerOptions};
 use host::lockfile::LockFile;
 use host::runtime::Runtime;
 use host::server::{self, Server, ServerOptions};
 use host::services::{AllowRule, HttpPolicy};
-use host::types::LogLevel;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

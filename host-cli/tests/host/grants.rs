@@ -5,8 +5,8 @@
 use host_testkit::Block;
 
 use host::channels::{ChannelSetup, load_channels};
+use host::contract::types::{Disposition, LogLevel, MessageRequest};
 use host::runtime::Runtime;
-use host::types::{Disposition, LogLevel, MessageRequest};
 use host_testkit::mock::{MockApi, MockConfig};
 use host_testkit::stack::{demo_secrets, demo_setups};
 use serde_json::json;
@@ -68,9 +68,9 @@ fn the_whatsapp_plugin_cannot_verify_webhooks_with_the_sms_secret() {
     let channels = load_setups(&[setup]).unwrap();
     let wa = &channels["whatsapp"];
     let body = br#"{"object":"whatsapp_business_account","entry":[]}"#.to_vec();
-    let request = host::types::WebhookRequest {
+    let request = host::contract::types::WebhookRequest {
         method: "POST".into(),
-        headers: vec![host::types::Header {
+        headers: vec![host::contract::types::Header {
             name: "X-Hub-Signature-256".into(),
             value: host::services::signing::signature("demo-sms-webhook-secret", &body),
         }],
@@ -125,7 +125,7 @@ fn lock_dir(name: &str, api_base: &str, sms_secrets: serde_json::Value) -> std::
 /// The SMS channel's classification of one message.
 fn send_sms(
     channels: &std::collections::HashMap<String, host::flow::Channel>,
-) -> host::types::Classification {
+) -> host::contract::types::Classification {
     let sms = &channels["sms"];
     sms.plugin
         .send(&sms_message(), &sms.config(), 1)

@@ -2,8 +2,8 @@
 //! recursion, a panic, a 100 MB log flood, a host import called a million times. Each is
 //! contained within its limit with a clear error, and the host serves other calls meanwhile.
 
+use host::contract::types::{HttpResponse, SendOutcome};
 use host::services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
-use host::types::{HttpResponse, SendOutcome};
 use host::{CallError, Limits, Runtime};
 use host_testkit::BlockingPlugin;
 use std::path::Path;
@@ -32,7 +32,9 @@ fn hostile() -> BlockingPlugin {
     load(host_testkit::HOSTILE_CHANNEL_WASM, Log::memory())
 }
 
-fn trap_message(result: Result<Result<(), Vec<host::types::FieldError>>, CallError>) -> String {
+fn trap_message(
+    result: Result<Result<(), Vec<host::contract::types::FieldError>>, CallError>,
+) -> String {
     match result {
         Err(e @ CallError::Trap { .. }) => e.to_string(),
         other => panic!("expected a trap, got {other:?}"),

@@ -1,6 +1,6 @@
 //! The CLI's JSON formats, to and from the generated contract types.
 
-use crate::types::{
+use crate::contract::types::{
     ChannelInfo, Classification, Disposition, EventKind, FieldError, Header, HttpRequest,
     HttpResponse, MessageRequest, SendOutcome, TransportError, TransportErrorKind, WebhookEvent,
 };

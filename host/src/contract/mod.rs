@@ -1,25 +1,43 @@
-//! The one place that sees the bindings generated from the contract: the latest version
-//! ([`bindings`], `wit/channel.wit`) whose types the whole host uses, each older version it
-//! still serves in a `since_v*` module that maps its calls onto the latest types (Zed's
-//! pattern), the JSON forms the CLI and the server use ([`json`]) and the single mapping of a
-//! webhook error to an HTTP answer and a CLI exit code ([`WebhookErrorAnswer`]).
+//! The one place that sees the bindings generated from the contract (Zed's pattern): one
+//! `since_v*` module per served version, each with its bindings and its imports served by the
+//! engine; the latest version's types are the host's vocabulary ([`types`]), and each older
+//! module maps its values onto them. Which export a call reaches, in which version's types, is
+//! decided here too (`calls`), not in the engine. Beside them: the JSON forms the CLI and the
+//! server use ([`json`]), the typed signals the runtime acts on ([`signals`]) and the single
+//! mapping of a webhook error to an HTTP answer and a CLI exit code ([`WebhookErrorAnswer`]).
 
+mod calls;
 pub mod json;
 pub mod signals;
 pub mod since_v1_0;
+pub mod since_v1_1;
 
+use crate::runtime::PluginState;
 use semver::Version;
+use wasmtime::component::{HasSelf, Linker};
 
-/// Types and traits generated from `wit/channel.wit`, `flow:channel@1.1.0` (async on both
-/// sides: the host awaits HTTP inside `http-send`, and calls exports from async tasks).
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "channel-plugin",
-        imports: { default: async },
-        exports: { default: async },
-        additional_derives: [PartialEq, Eq],
-    });
+/// The host's vocabulary: the types of the latest contract version, used across the host.
+/// (Older versions' twins never leave their `since_v*` module.)
+pub use since_v1_1::bindings::flow::channel::types;
+
+pub use calls::Export;
+
+/// Links the host functions of every served version, each served by the same engine.
+pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    since_v1_1::bindings::ChannelPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+        linker,
+        |s| s,
+    )
+    .map_err(anyhow::Error::from)
+    .context("linking the 1.1.0 channel host interface")?;
+    since_v1_0::bindings::ChannelPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+        linker,
+        |s| s,
+    )
+    .map_err(anyhow::Error::from)
+    .context("linking the 1.0.0 channel host interface")?;
+    Ok(())
 }
 
 /// The contract versions this host serves, oldest first: a component built against any of
@@ -77,8 +95,8 @@ impl ContractVersion {
     }
 }
 
-use bindings::flow::channel::types::WebhookError;
 use serde_json::{Value, json};
+use types::WebhookError;
 
 /// How a webhook error is answered: to the provider over HTTP, and by the CLI.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,7 +6,7 @@
 //! reasons the host gives itself, for sends it could not start or cannot know the outcome of,
 //! are the [`HostReason`]s.
 
-use crate::types::Classification;
+use crate::contract::types::Classification;
 
 /// The wait before sending again when a sender rate limit comes without `retry_after_ms`.
 pub const DEFAULT_SENDER_PAUSE_MS: u64 = 1_000;
@@ -110,7 +110,7 @@ impl HostReason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Disposition;
+    use crate::contract::types::Disposition;
 
     fn classified(reason: &str, retry_after_ms: Option<u64>) -> Classification {
         Classification {

@@ -7,7 +7,8 @@
 //! `message-request` (1.1.0 adds `opted-out`, which a 1.0.0 channel cannot honour) and
 //! `event-kind` (1.1.0 adds cases, so every 1.0.0 kind has its latest twin).
 
-use crate::contract::bindings::flow::channel::types as latest;
+use crate::contract::types as latest;
+use crate::runtime::PluginState;
 
 /// Bindings of the 1.0.0 world.
 pub mod bindings {
@@ -225,5 +226,44 @@ impl Convert<old::MessageRequest> for &latest::MessageRequest {
             last_inbound_ms: self.last_inbound_ms,
             now_ms: self.now_ms,
         }
+    }
+}
+
+impl bindings::flow::channel::types::Host for PluginState {}
+
+/// 1.0.0 imports are the same functions over twin types: served by the latest ones.
+impl bindings::flow::channel::host::Host for PluginState {
+    async fn http_send(
+        &mut self,
+        request: old::HttpRequest,
+    ) -> Result<old::HttpResponse, old::TransportError> {
+        PluginState::http_send(self, request.convert())
+            .await
+            .convert()
+    }
+
+    async fn hmac_sha256_verify(
+        &mut self,
+        secret_name: String,
+        data: Vec<u8>,
+        mac: Vec<u8>,
+    ) -> Result<bool, old::SecretError> {
+        PluginState::hmac_sha256_verify(self, &secret_name, &data, &mac).convert()
+    }
+
+    async fn secret_equals(
+        &mut self,
+        secret_name: String,
+        candidate: String,
+    ) -> Result<bool, old::SecretError> {
+        PluginState::secret_equals(self, &secret_name, &candidate).convert()
+    }
+
+    async fn log(&mut self, level: old::LogLevel, message: String) {
+        PluginState::log(self, level.convert(), &message);
+    }
+
+    async fn now_ms(&mut self) -> u64 {
+        crate::services::now_ms()
     }
 }

@@ -13,7 +13,7 @@
 //! | the TTL passes, whatever the state | expired: nothing more is sent |
 
 use super::spec::{FlowSpec, WaitFor};
-use crate::types::Disposition;
+use crate::contract::types::Disposition;
 
 /// Default wait before retrying when the channel gives no `retry_after_ms`.
 pub const DEFAULT_RETRY_MS: u64 = 1_000;

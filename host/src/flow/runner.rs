@@ -11,11 +11,11 @@ use super::store::{
 };
 use super::writes::Writer;
 use crate::contract::signals::{HostReason, Signal};
-use crate::runtime::{CallError, Plugin};
-use crate::services::{AllowRule, Secrets, now_ms};
-use crate::types::{
+use crate::contract::types::{
     ChannelConfig, Classification, Disposition, EventKind, MessageRequest, WebhookEvent,
 };
+use crate::runtime::{CallError, Plugin};
+use crate::services::{AllowRule, Secrets, now_ms};
 use anyhow::Result;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -796,7 +796,7 @@ fn shape_only(config: &ChannelConfig) -> ChannelConfig {
 
 /// A channel's field error about a step, as a flow's field error: a path into the message
 /// (`/content/…`) becomes a path into the step (`/steps/1/content/…`).
-fn content_error(step: usize, channel: &str, e: &crate::types::FieldError) -> SpecError {
+fn content_error(step: usize, channel: &str, e: &crate::contract::types::FieldError) -> SpecError {
     let path = match e.path.strip_prefix("/content") {
         Some(rest) => format!("/steps/{step}/content{rest}"),
         None => format!("/steps/{step}/content"),
@@ -814,7 +814,7 @@ fn content_error(step: usize, channel: &str, e: &crate::types::FieldError) -> Sp
 /// A retry classification for a send the host could not start.
 fn host_busy(e: &CallError) -> Classification {
     Classification {
-        disposition: crate::types::Disposition::Retry,
+        disposition: crate::contract::types::Disposition::Retry,
         reason: HostReason::HostBusy.as_str().into(),
         provider_code: None,
         provider_title: None,

@@ -382,30 +382,8 @@ impl Registry {
         let (reference, tagged) = match pin {
             Pin::Digest(d) => (d.clone(), None),
             Pin::Req(req) => {
-                let versions = self.versions(name).await?;
-                let chosen = versions
-                    .iter()
-                    .rev()
-                    .find(|v| v.yanked.is_none() && req.matches(&v.version))
-                    .with_context(|| {
-                        let all: Vec<String> = versions
-                            .iter()
-                            .map(|v| match &v.yanked {
-                                Some(_) => format!("{} (yanked)", v.version),
-                                None => v.version.to_string(),
-                            })
-                            .collect();
-                        format!(
-                            "no version of {name} matching {req} at {} (published: {})",
-                            self.location,
-                            if all.is_empty() {
-                                "none".into()
-                            } else {
-                                all.join(", ")
-                            }
-                        )
-                    })?;
-                (chosen.version.to_string(), Some(chosen.version.clone()))
+                let chosen = self.newest_matching(name, req).await?;
+                (chosen.to_string(), Some(chosen))
             }
         };
         let bytes = self
@@ -439,14 +417,13 @@ impl Registry {
             );
         }
         let layer = manifest.layer(artifact::LAYER_MEDIA_TYPE)?.clone();
-        let mut requests = manifest.plugin_manifest()?;
         let version = match (annotated, tagged) {
             (Some(v), _) => v,
             // Only the layout's own fields (another tool pushed it): the tag says the version,
             // and the fetched component must describe itself as that version.
             (None, Some(tag)) => tag,
+            // A digest pin of such an artifact: the component's own metadata says it.
             (None, None) => {
-                // A digest pin of such an artifact: the component's own metadata says it.
                 let wasm = self.checked_blob(name, &layer.digest).await?;
                 component_version(&wasm).with_context(|| {
                     format!(
@@ -455,15 +432,7 @@ impl Registry {
                 })?
             }
         };
-        if requests.is_none()
-            && !manifest
-                .annotations
-                .contains_key(artifact::MANIFEST_ANNOTATION)
-        {
-            // The grants the component's own section asks for (the bytes are pinned by digest).
-            let wasm = self.checked_blob(name, &layer.digest).await?;
-            requests = crate::plugin_manifest::PluginManifest::from_component(&wasm)?;
-        }
+        let requests = self.grant_requests(name, &manifest, &layer.digest).await?;
         Ok(Resolved {
             name: name.to_string(),
             version,
@@ -479,6 +448,55 @@ impl Registry {
             annotations: manifest.annotations.clone(),
             manifest,
         })
+    }
+
+    /// The newest version of `name` that matches `req` and is not yanked; the error lists what
+    /// is published.
+    async fn newest_matching(&self, name: &str, req: &VersionReq) -> Result<Version> {
+        let versions = self.versions(name).await?;
+        if let Some(chosen) = versions
+            .iter()
+            .rev()
+            .find(|v| v.yanked.is_none() && req.matches(&v.version))
+        {
+            return Ok(chosen.version.clone());
+        }
+        let all: Vec<String> = versions
+            .iter()
+            .map(|v| match &v.yanked {
+                Some(_) => format!("{} (yanked)", v.version),
+                None => v.version.to_string(),
+            })
+            .collect();
+        bail!(
+            "no version of {name} matching {req} at {} (published: {})",
+            self.location,
+            if all.is_empty() {
+                "none".into()
+            } else {
+                all.join(", ")
+            }
+        )
+    }
+
+    /// The grants an artifact asks for: its manifest's annotation, or else (pushed by another
+    /// tool) the component's own section, read from the blob pinned by `digest`.
+    async fn grant_requests(
+        &self,
+        name: &str,
+        manifest: &ImageManifest,
+        digest: &str,
+    ) -> Result<Option<crate::plugin_manifest::PluginManifest>> {
+        let requests = manifest.plugin_manifest()?;
+        if requests.is_some()
+            || manifest
+                .annotations
+                .contains_key(artifact::MANIFEST_ANNOTATION)
+        {
+            return Ok(requests);
+        }
+        let wasm = self.checked_blob(name, digest).await?;
+        crate::plugin_manifest::PluginManifest::from_component(&wasm)
     }
 
     /// The component of a resolved version, checked against its sha256.

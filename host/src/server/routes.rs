@@ -2,9 +2,9 @@
 
 use super::ServerOptions;
 use crate::contract::WebhookErrorAnswer;
+use crate::contract::types::{Header, WebhookOutcome, WebhookRequest};
 use crate::flow::spec::{FlowSpec, SpecError, errors_json, valid_id};
 use crate::flow::{Runner, SubmitError};
-use crate::types::{Header, WebhookOutcome, WebhookRequest};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};

@@ -14,7 +14,9 @@
 //! retry and an `unknown` outcome.
 
 use super::secrets::{Destination, Secrets};
-use crate::types::{Header, HttpRequest, HttpResponse, TransportError, TransportErrorKind};
+use crate::contract::types::{
+    Header, HttpRequest, HttpResponse, TransportError, TransportErrorKind,
+};
 use anyhow::{Context, Result, bail};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -332,7 +334,11 @@ fn transport_error(e: reqwest::Error) -> TransportError {
         (kind, false)
     } else if e.is_timeout() {
         (TransportErrorKind::Timeout, true)
-    } else if chain.contains("reset") || chain.contains("closed") || chain.contains("broken pipe") {
+    } else if connection_dropped(&e)
+        || chain.contains("reset")
+        || chain.contains("closed")
+        || chain.contains("broken pipe")
+    {
         (TransportErrorKind::Reset, true)
     } else {
         (TransportErrorKind::Other, true)
@@ -342,6 +348,25 @@ fn transport_error(e: reqwest::Error) -> TransportError {
         request_sent,
         message: chain,
     }
+}
+
+/// Whether an I/O error in the chain says the peer dropped the connection. (hyper reports some
+/// of these only in its message, hence the text checks beside this.)
+fn connection_dropped(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            )
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -1,6 +1,6 @@
 //! Where plugin logs go, and the budget that keeps one call from flooding them.
 
-use crate::types::LogLevel;
+use crate::contract::types::LogLevel;
 use std::io::Write;
 use std::sync::Mutex;
 

@@ -11,7 +11,7 @@ pub use self::http::{AllowRule, HttpClient, HttpPolicy};
 pub use self::log::{Log, parse_level};
 pub use self::secrets::{SecretGrant, Secrets, is_host_only};
 
-use crate::types::LogLevel;
+use crate::contract::types::LogLevel;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The secret names the WhatsApp channel uses by default (its settings can name others).

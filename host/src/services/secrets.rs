@@ -15,7 +15,7 @@
 //! only granted names are ever looked up, so an unrelated variable cannot leak.
 
 use super::http::AllowRule;
-use crate::types::SecretError;
+use crate::contract::types::SecretError;
 use anyhow::{Context, Result};
 use hmac::{Hmac, Mac};
 use std::collections::HashMap;

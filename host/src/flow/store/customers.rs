@@ -7,8 +7,8 @@
 use super::transitions::{Tx, customer_key};
 use super::{CallbackKind, ms};
 use crate::contract::signals::{Handler, Signal};
+use crate::contract::types::{Classification, WebhookEvent};
 use crate::flow::policy::FlowState;
-use crate::types::{Classification, WebhookEvent};
 use anyhow::Result;
 use serde_json::{Value, json};
 

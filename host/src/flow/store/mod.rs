@@ -13,7 +13,7 @@
 use super::pacing::Pacer;
 use super::policy::FlowState;
 use super::spec::FlowSpec;
-use crate::types::{Classification, WebhookEvent};
+use crate::contract::types::{Classification, WebhookEvent};
 use anyhow::Result;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -136,16 +136,9 @@ pub enum Submitted {
 }
 
 /// A batch with a conflicting id, carried out of its transaction so that it rolls back.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("a flow id in the batch is taken by another spec")]
 struct BatchRefused(Vec<Submitted>);
-
-impl std::fmt::Display for BatchRefused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a flow id in the batch is taken by another spec")
-    }
-}
-
-impl std::error::Error for BatchRefused {}
 
 /// What a callback event reports (its `kind` in the body the flow engine receives).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -578,8 +571,8 @@ pub struct OutboxResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::types::{Disposition, EventKind};
     use crate::flow::pacing::ChannelPacing;
-    use crate::types::{Disposition, EventKind};
     use serde_json::{Value, json};
     use std::collections::HashMap;
 

@@ -12,11 +12,11 @@ use super::{
     customers, lane_for, ms,
 };
 use crate::contract::signals::HostReason;
+use crate::contract::types::{Classification, Disposition, EventKind, WebhookEvent};
 use crate::flow::pacing::{Deferral, Pacer};
 use crate::flow::policy::{self, FlowState, MoveOnReason, Next, Position};
 use crate::flow::spec::FlowSpec;
 use crate::json::disposition_name;
-use crate::types::{Classification, Disposition, EventKind, WebhookEvent};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use std::cell::RefCell;
