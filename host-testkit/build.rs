@@ -38,6 +38,7 @@ fn main() {
         "channel-plugin.json",
         "tests/fixtures/hostile-channel",
         "crates/bump-alloc",
+        "crates/channel-sdk",
         "Cargo.toml",
         "Cargo.lock",
         "host-testkit/component_build.rs",

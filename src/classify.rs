@@ -5,10 +5,7 @@
 //! status or title"); the HTTP status is used only when the body carries no code (an HTML 503,
 //! an empty 502). The raw code, title, details and `fbtrace_id` are always kept.
 
-use crate::{
-    Classification, Disposition, Header, HttpResponse, SendOutcome, TransportError,
-    TransportErrorKind,
-};
+use crate::{Classification, Disposition, Header, HttpResponse, SendOutcome, TransportError};
 use serde_json::Value;
 
 /// How long to wait before the next attempt on the same channel.
@@ -518,21 +515,6 @@ impl ProviderError {
     }
 }
 
-/// A classification with only a disposition and a reason; callers add the rest.
-pub fn classification(disposition: Disposition, reason: &str) -> Classification {
-    Classification {
-        disposition,
-        reason: reason.to_string(),
-        provider_code: None,
-        provider_title: None,
-        provider_details: None,
-        provider_trace_id: None,
-        retry_after_ms: None,
-        operator_action: false,
-        provider_message_id: None,
-    }
-}
-
 /// Classifies a provider error; `http_status` is only consulted when there is no code.
 pub fn classify_error(
     err: &ProviderError,
@@ -541,7 +523,7 @@ pub fn classify_error(
 ) -> Classification {
     let mut c = match (err.code, err.code.and_then(rule_for)) {
         (_, Some(r)) => {
-            let mut c = classification(r.disposition, r.reason);
+            let mut c = Classification::new(r.disposition, r.reason);
             c.operator_action = r.operator_action;
             c.retry_after_ms = r.backoff.after(attempt);
             c
@@ -550,7 +532,7 @@ pub fn classify_error(
         (Some(_), None) => match http_status {
             Some(s) if s >= 500 => retry(OUTAGE, attempt, "unknown_error"),
             _ => {
-                let mut c = classification(Disposition::Failed, "unknown_error");
+                let mut c = Classification::new(Disposition::Failed, "unknown_error");
                 c.operator_action = true;
                 c
             }
@@ -565,7 +547,7 @@ pub fn classify_error(
 }
 
 fn retry(backoff: Backoff, attempt: u32, reason: &str) -> Classification {
-    let mut c = classification(Disposition::Retry, reason);
+    let mut c = Classification::new(Disposition::Retry, reason);
     c.retry_after_ms = backoff.after(attempt);
     c
 }
@@ -578,17 +560,17 @@ fn classify_status_only(status: Option<u16>, attempt: u32) -> Classification {
         Some(408) => retry(OUTAGE, attempt, "provider_unavailable"),
         Some(s) if s >= 500 => retry(OUTAGE, attempt, "provider_unavailable"),
         Some(401 | 403) => {
-            let mut c = classification(Disposition::Failed, "auth_error");
+            let mut c = Classification::new(Disposition::Failed, "auth_error");
             c.operator_action = true;
             c
         }
         Some(404) => {
-            let mut c = classification(Disposition::Failed, "channel_misconfigured");
+            let mut c = Classification::new(Disposition::Failed, "channel_misconfigured");
             c.operator_action = true;
             c
         }
         _ => {
-            let mut c = classification(Disposition::Failed, "unknown_error");
+            let mut c = Classification::new(Disposition::Failed, "unknown_error");
             c.operator_action = true;
             c
         }
@@ -639,7 +621,7 @@ fn classify_success(body: Option<&Value>) -> Classification {
                 .and_then(|m| m.get("message_status"))
                 .and_then(Value::as_str)
                 == Some("held_for_quality_assessment");
-            let mut c = classification(
+            let mut c = Classification::new(
                 Disposition::Accepted,
                 if held {
                     "held_for_quality_assessment"
@@ -652,69 +634,24 @@ fn classify_success(body: Option<&Value>) -> Classification {
         }
         // Mark-as-read answers {"success": true}.
         None if body.and_then(|b| b.get("success")).and_then(Value::as_bool) == Some(true) => {
-            classification(Disposition::Accepted, "accepted")
+            Classification::new(Disposition::Accepted, "accepted")
         }
         // A 2xx we cannot read: the message may well be on its way, so never resend blindly.
         None => {
-            let mut c = classification(Disposition::Unknown, "unexpected_response");
+            let mut c = Classification::new(Disposition::Unknown, "unexpected_response");
             c.provider_details = Some("a 2xx answer without messages[0].id".into());
             c
         }
     }
 }
 
-/// A disposition's name in the contract (`wit/channel.wit`).
-pub fn disposition_name(d: Disposition) -> &'static str {
-    match d {
-        Disposition::Accepted => "accepted",
-        Disposition::Sent => "sent",
-        Disposition::Delivered => "delivered",
-        Disposition::Read => "read",
-        Disposition::Retry => "retry",
-        Disposition::Fallback => "fallback",
-        Disposition::Failed => "failed",
-        Disposition::Unknown => "unknown",
-    }
-}
-
-/// A transport error kind's name in the contract.
-pub fn transport_kind_name(kind: TransportErrorKind) -> &'static str {
-    match kind {
-        TransportErrorKind::Dns => "dns",
-        TransportErrorKind::Connect => "connect",
-        TransportErrorKind::Tls => "tls",
-        TransportErrorKind::Timeout => "timeout",
-        TransportErrorKind::Reset => "reset",
-        TransportErrorKind::Denied => "denied",
-        TransportErrorKind::TooLarge => "too-large",
-        TransportErrorKind::Other => "other",
-    }
-}
-
 /// Classifies a transport failure: safe to retry only if the request never left.
 pub fn classify_transport(err: &TransportError, attempt: u32) -> Classification {
-    let mut c = if err.kind == TransportErrorKind::Denied {
-        let mut c = classification(Disposition::Failed, "host_policy_denied");
-        c.operator_action = true;
-        c
-    } else if err.request_sent {
-        classification(Disposition::Unknown, "outcome_unknown")
-    } else {
-        retry(
-            B::Exponential {
-                base: SECOND,
-                cap: MINUTE,
-            },
-            attempt,
-            "transport_error",
-        )
+    let backoff = B::Exponential {
+        base: SECOND,
+        cap: MINUTE,
     };
-    c.provider_details = Some(format!(
-        "{}: {}",
-        transport_kind_name(err.kind),
-        err.message
-    ));
-    c
+    channel_sdk::transport_failure(err, backoff.after(attempt))
 }
 
 /// Classifies whatever came back from a send.
@@ -728,6 +665,7 @@ pub fn classify_outcome(outcome: &SendOutcome, attempt: u32) -> Classification {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TransportErrorKind;
 
     fn resp(status: u16, body: &str) -> HttpResponse {
         HttpResponse {
@@ -947,7 +885,7 @@ mod tests {
             out.push_str(&format!(
                 "| {code} | {} | {} | `{}` | {} | {} |\n",
                 r.title,
-                disposition_name(r.disposition),
+                channel_sdk::names::disposition(r.disposition),
                 r.reason,
                 if r.operator_action { "yes" } else { "no" },
                 backoff_text(r.backoff)

@@ -1,71 +1,23 @@
-//! The wit-bindgen glue: generated bindings stay in this file; every export delegates to a
-//! domain module and every import is reached through [`crate::host::Host`].
-
-mod bindings {
-    wit_bindgen::generate!({
-        path: "wit",
-        world: "channel-plugin",
-        additional_derives: [PartialEq, Eq],
-    });
-}
-
-pub use bindings::flow::channel::types;
+//! The contract's exports, each delegating to a domain module; every import is reached through
+//! [`channel_sdk::Host`] ([`ImportedHost`] in the component).
 
 use crate::{
-    ChannelConfig, ChannelInfo, Classification, FieldError, HttpRequest, HttpResponse, LogLevel,
-    MessageRequest, SecretError, SendOutcome, TransportError, WebhookError, WebhookOutcome,
-    WebhookRequest,
+    ChannelConfig, ChannelInfo, Classification, FieldError, HttpRequest, MessageRequest,
+    SendOutcome, WebhookError, WebhookOutcome, WebhookRequest,
 };
-use bindings::exports::flow::channel::channel::Guest;
-use bindings::flow::channel::host as imports;
+use channel_sdk::{Guest, ImportedHost, report_panics};
 
-/// The host, reached through the component's imports.
-struct ImportedHost;
-
-impl crate::host::Host for ImportedHost {
-    fn http_send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        imports::http_send(request)
-    }
-    fn hmac_sha256_verify(
-        &self,
-        secret: &str,
-        data: &[u8],
-        mac: &[u8],
-    ) -> Result<bool, SecretError> {
-        imports::hmac_sha256_verify(secret, data, mac)
-    }
-    fn secret_equals(&self, secret: &str, candidate: &str) -> Result<bool, SecretError> {
-        imports::secret_equals(secret, candidate)
-    }
-    fn log(&self, level: LogLevel, message: &str) {
-        imports::log(level, message)
-    }
-}
-
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Component;
-
-/// A panic is reported through the contract's `log` before the call traps: the component has
-/// no stderr (it imports nothing but the contract).
-fn report_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            imports::log(
-                LogLevel::Error,
-                &format!("whatsapp channel panicked: {info}"),
-            );
-        }));
-    });
-}
 
 impl Guest for Component {
     fn describe() -> ChannelInfo {
-        report_panics();
+        report_panics(crate::CHANNEL_NAME);
         crate::schemas::describe()
     }
 
     fn validate_template(template: String) -> Result<(), Vec<FieldError>> {
-        report_panics();
+        report_panics(crate::CHANNEL_NAME);
         crate::templates::validate_json(&template)
     }
 
@@ -73,12 +25,12 @@ impl Guest for Component {
         request: MessageRequest,
         config: ChannelConfig,
     ) -> Result<HttpRequest, Vec<FieldError>> {
-        report_panics();
+        report_panics(crate::CHANNEL_NAME);
         crate::payloads::build(&request, &config)
     }
 
     fn classify(outcome: SendOutcome, attempt: u32) -> Classification {
-        report_panics();
+        report_panics(crate::CHANNEL_NAME);
         crate::classify::classify_outcome(&outcome, attempt)
     }
 
@@ -86,7 +38,7 @@ impl Guest for Component {
         request: WebhookRequest,
         config: ChannelConfig,
     ) -> Result<WebhookOutcome, WebhookError> {
-        report_panics();
+        report_panics(crate::CHANNEL_NAME);
         crate::webhooks::parse(&request, &config, &ImportedHost)
     }
 
@@ -95,10 +47,10 @@ impl Guest for Component {
         config: ChannelConfig,
         attempt: u32,
     ) -> Result<Classification, Vec<FieldError>> {
-        report_panics();
+        report_panics(crate::CHANNEL_NAME);
         crate::payloads::send(&request, &config, attempt, &ImportedHost)
     }
 }
 
 #[cfg(target_arch = "wasm32")]
-bindings::export!(Component with_types_in bindings);
+channel_sdk::export!(Component with_types_in channel_sdk::bindings);

@@ -9,8 +9,9 @@
 //! - [`webhooks`]: verification handshakes, signatures and status events;
 //! - [`config`], [`phone`], [`schemas`], [`field_errors`]: the pieces they share.
 //!
-//! The wit-bindgen glue is `glue.rs`; the generated bindings stay private to it and the types
-//! the domain uses are re-exported here by name.
+//! The bindings, the `Host` trait and the classification builders every channel shares come
+//! from `crates/channel-sdk`; `glue.rs` implements the contract's exports over the domain, and
+//! the types the domain uses are re-exported here by name.
 
 #![recursion_limit = "256"]
 
@@ -35,7 +36,7 @@ pub mod templates;
 pub use templates::send_check;
 pub mod webhooks;
 
-pub use glue::types::{
+pub use channel_sdk::{
     ChannelConfig, ChannelInfo, Classification, Disposition, EventKind, FieldError, Header,
     HttpRequest, HttpResponse, LogLevel, MessageRequest, SecretError, SendOutcome, TransportError,
     TransportErrorKind, WebhookError, WebhookEvent, WebhookOutcome, WebhookRequest,

@@ -131,8 +131,7 @@ fn opt_out_decline(request: &MessageRequest, config: &ChannelConfig) -> Option<C
     let content: Value = serde_json::from_slice(request.content.as_bytes()).ok()?;
     let category = template::approved_category(&content, &settings.catalog);
     let why = opted_out_of(category.as_deref(), request)?;
-    let mut c =
-        crate::classify::classification(crate::Disposition::Fallback, "recipient_opted_out");
+    let mut c = crate::Classification::new(crate::Disposition::Fallback, "recipient_opted_out");
     c.provider_details = Some(why);
     Some(c)
 }
@@ -333,8 +332,7 @@ pub fn service_window(request: &MessageRequest) -> WindowDecision {
         Some(t) => format!("the customer last wrote at {t} ms; the 24 h window closed at {} ms (now {} ms); only templates may be sent", t.saturating_add(SERVICE_WINDOW_MS), request.now_ms),
         None => "no message from this customer is known, so the 24 h window is not open; only templates may be sent".to_string(),
     };
-    let mut c =
-        crate::classify::classification(crate::Disposition::Fallback, "outside_service_window");
+    let mut c = crate::Classification::new(crate::Disposition::Fallback, "outside_service_window");
     c.provider_details = Some(details);
     WindowDecision::Decline(c)
 }
@@ -375,7 +373,7 @@ pub fn send(
         crate::LogLevel::Debug,
         &format!(
             "send attempt {attempt}: {} ({})",
-            crate::classify::disposition_name(c.disposition),
+            channel_sdk::names::disposition(c.disposition),
             c.reason
         ),
     );

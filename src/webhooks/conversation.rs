@@ -4,9 +4,8 @@
 //! new phone number or business-scoped user id.
 
 use super::{Customer, SERVICE_WINDOW_MS, array, event, inbound_event, str_of, timestamp_ms};
-use crate::classify::classification as plain;
 use crate::phone::from_wa_id;
-use crate::{Disposition, EventKind, WebhookEvent};
+use crate::{Classification, Disposition, EventKind, WebhookEvent};
 use serde_json::{Map, Value, json};
 
 /// `smb_message_echoes`: a person answered this customer from the Business app or a linked
@@ -18,7 +17,7 @@ pub(super) fn echo_events(value: &Value) -> Vec<WebhookEvent> {
             let id = str_of(m, "id").unwrap_or_default();
             let kind = str_of(m, "type").unwrap_or_default();
             let customer = Customer::read(str_of(m, "to"), str_of(m, "to_user_id"), value);
-            let mut c = plain(Disposition::Accepted, "business_app_reply");
+            let mut c = Classification::new(Disposition::Accepted, "business_app_reply");
             c.provider_message_id = Some(id.to_string());
             let mut details = Map::new();
             details.insert("source".into(), json!("business_app"));
@@ -94,7 +93,7 @@ pub(super) fn call_events(value: &Value) -> Vec<WebhookEvent> {
             customer.insert_into(&mut details);
             let mut e = event(
                 EventKind::Call,
-                plain(Disposition::Accepted, reason),
+                Classification::new(Disposition::Accepted, reason),
                 format!("call:{id}:{stage}"),
                 Value::Object(details),
             );
@@ -131,7 +130,7 @@ pub(super) fn identity_change_event(m: &Value, value: &Value) -> Option<WebhookE
     };
     let old = Customer::read(str_of(m, "from"), str_of(m, "from_user_id"), value);
     let id = str_of(m, "id").unwrap_or_default();
-    let mut c = plain(Disposition::Accepted, "customer_identity_changed");
+    let mut c = Classification::new(Disposition::Accepted, "customer_identity_changed");
     c.provider_message_id = Some(id.to_string());
     let details = json!({
         "change": what,

@@ -12,7 +12,7 @@
 //! `sent` counts, a `failed` from another device after `delivered` does not (the message
 //! reached a device), and a late `sent` never undoes a `read`.
 
-use crate::classify::{ProviderError, classification as plain, classify_error};
+use crate::classify::{ProviderError, classify_error};
 use crate::config::Settings;
 use crate::field_errors::{Errors, excerpt, quoted};
 use crate::host::Host;
@@ -367,16 +367,16 @@ fn status_event(s: &Value, value: &Value) -> WebhookEvent {
     let id = str_of(s, "id").unwrap_or_default();
     let status = str_of(s, "status").unwrap_or_default();
     let mut c = match status {
-        "sent" => plain(Disposition::Sent, "sent"),
-        "delivered" => plain(Disposition::Delivered, "delivered"),
-        "read" => plain(Disposition::Read, "read"),
-        "played" => plain(Disposition::Read, "played"),
+        "sent" => Classification::new(Disposition::Sent, "sent"),
+        "delivered" => Classification::new(Disposition::Delivered, "delivered"),
+        "read" => Classification::new(Disposition::Read, "read"),
+        "played" => Classification::new(Disposition::Read, "played"),
         "failed" => match s.get("errors").and_then(|e| e.get(0)) {
             Some(err) => classify_error(&ProviderError::from_json(err), None, 1),
             // Failed without a reason: the recipient was not reached; nobody can fix that.
-            None => plain(Disposition::Fallback, "unknown_error"),
+            None => Classification::new(Disposition::Fallback, "unknown_error"),
         },
-        _ => plain(Disposition::Unknown, "unknown_status"),
+        _ => Classification::new(Disposition::Unknown, "unknown_status"),
     };
     c.provider_message_id = Some(id.to_string());
     let mut details = Map::new();
@@ -463,7 +463,7 @@ fn inbound_event(m: &Value, value: &Value) -> WebhookEvent {
             c.disposition = Disposition::Accepted;
             c
         }
-        None => plain(Disposition::Accepted, "inbound_message"),
+        None => Classification::new(Disposition::Accepted, "inbound_message"),
     };
     c.provider_message_id = Some(id.to_string());
     let customer = Customer::read(str_of(m, "from"), str_of(m, "from_user_id"), value);
@@ -502,11 +502,13 @@ fn channel_error_event(err: &Value, value: &Value) -> WebhookEvent {
 fn template_status_event(value: &Value) -> WebhookEvent {
     let status = str_of(value, "event").unwrap_or_default();
     let mut c = match status {
-        "APPROVED" | "REINSTATED" => plain(Disposition::Accepted, "template_approved"),
-        "PAUSED" => plain(Disposition::Fallback, "template_paused"),
-        "PENDING" | "IN_APPEAL" => plain(Disposition::Unknown, "template_pending"),
+        "APPROVED" | "REINSTATED" => {
+            Classification::new(Disposition::Accepted, "template_approved")
+        }
+        "PAUSED" => Classification::new(Disposition::Fallback, "template_paused"),
+        "PENDING" | "IN_APPEAL" => Classification::new(Disposition::Unknown, "template_pending"),
         _ => {
-            let mut c = plain(Disposition::Failed, "template_error");
+            let mut c = Classification::new(Disposition::Failed, "template_error");
             c.operator_action = true;
             c
         }
@@ -545,8 +547,8 @@ fn template_status_event(value: &Value) -> WebhookEvent {
 fn preference_event(p: &Value, change: &Value) -> WebhookEvent {
     let value = str_of(p, "value").unwrap_or_default();
     let c = match value {
-        "stop" => plain(Disposition::Fallback, "recipient_opted_out"),
-        _ => plain(Disposition::Accepted, "recipient_opted_in"),
+        "stop" => Classification::new(Disposition::Fallback, "recipient_opted_out"),
+        _ => Classification::new(Disposition::Accepted, "recipient_opted_in"),
     };
     let wa_id = str_of(p, "wa_id").unwrap_or_default();
     // The kind of message the customer stopped or resumed, in the contract's words
@@ -579,7 +581,7 @@ fn preference_event(p: &Value, change: &Value) -> WebhookEvent {
 fn other_event(field: &str, value: &Value) -> WebhookEvent {
     event(
         EventKind::Other,
-        plain(Disposition::Unknown, "other_event"),
+        Classification::new(Disposition::Unknown, "other_event"),
         format!("other:{field}:{value}"),
         json!({ "field": field, "value": value }),
     )

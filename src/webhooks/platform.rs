@@ -4,7 +4,6 @@
 //! WhatsApp Business Account (`entry.id`), which the details carry as `waba_id`.
 
 use super::{event, str_of};
-use crate::classify::classification as plain;
 use crate::{Classification, Disposition, EventKind, WebhookEvent};
 use serde_json::{Map, Value, json};
 
@@ -58,7 +57,7 @@ pub(super) fn category_event(value: &Value, waba_id: &str) -> WebhookEvent {
         details.insert("category_update_timestamp".into(), t.clone());
     }
     let becomes = new.as_deref().or(announced.as_deref()).unwrap_or_default();
-    let mut c = plain(Disposition::Accepted, "template_category_changed");
+    let mut c = Classification::new(Disposition::Accepted, "template_category_changed");
     c.operator_action = becomes == "MARKETING";
     c.provider_details = Some(format!(
         "category {} -> {}",
@@ -85,7 +84,7 @@ pub(super) fn quality_event(value: &Value, waba_id: &str) -> WebhookEvent {
     let mut details = template_identity(value, waba_id);
     details.insert("previous_quality_score".into(), json!(previous));
     details.insert("new_quality_score".into(), json!(new));
-    let mut c = plain(Disposition::Accepted, "template_quality_changed");
+    let mut c = Classification::new(Disposition::Accepted, "template_quality_changed");
     c.operator_action = new.as_deref() == Some("RED");
     event(
         EventKind::TemplateQualityChange,
@@ -116,7 +115,7 @@ pub(super) fn components_event(value: &Value, waba_id: &str) -> WebhookEvent {
     }
     event(
         EventKind::TemplateComponentsChange,
-        plain(Disposition::Accepted, "template_components_changed"),
+        Classification::new(Disposition::Accepted, "template_components_changed"),
         format!("template-components:{}:{value}", template_id(value)),
         Value::Object(details),
     )
@@ -132,11 +131,11 @@ pub(super) fn account_event(value: &Value, waba_id: &str) -> WebhookEvent {
         "ACCOUNT_VIOLATION" | "ACCOUNT_RESTRICTION" | "DISABLED_UPDATE" | "ACCOUNT_DELETED"
     ) || value.get("ban_info").is_some();
     let c = if blocking {
-        let mut c = plain(Disposition::Failed, "account_restricted");
+        let mut c = Classification::new(Disposition::Failed, "account_restricted");
         c.operator_action = true;
         c
     } else {
-        plain(Disposition::Accepted, "account_updated")
+        Classification::new(Disposition::Accepted, "account_updated")
     };
     let mut details = Map::new();
     details.insert("event".into(), json!(what));
@@ -175,7 +174,7 @@ pub(super) fn sender_quality_event(value: &Value, waba_id: &str) -> WebhookEvent
         "UPGRADE" | "THROUGHPUT_UPGRADE" => ("sender_limit_upgraded", false),
         _ => ("sender_quality_changed", false),
     };
-    let mut c = plain(Disposition::Accepted, reason);
+    let mut c = Classification::new(Disposition::Accepted, reason);
     c.operator_action = operator_action;
     let mut details = Map::new();
     details.insert("event".into(), json!(what));

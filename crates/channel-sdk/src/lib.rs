@@ -1,0 +1,69 @@
+//! What every `flow:channel` guest built against the latest contract (`wit/channel.wit`)
+//! shares, so that a channel crate holds only its provider's rules:
+//!
+//! - the generated bindings ([`bindings`]; the contract's types re-exported at the root) and
+//!   [`export!`](crate::export), which a channel calls once with its [`Guest`] implementation;
+//! - [`Host`], the host's side effects as a trait, with [`ImportedHost`] reaching the
+//!   component's imports, so a channel's domain is tested natively against a real
+//!   in-process host and runs in wasm against the real one;
+//! - [`Classification`] builders and the names of the contract's enums ([`names`]);
+//! - the reasons every channel gives for the same host-side facts ([`reasons`]), and the one
+//!   classification of a transport failure ([`transport_failure`]);
+//! - [`report_panics`]: a panic reaches the host's log before the call traps.
+//!
+//! A component built against an older contract version (the frozen 1.0.0 SMS fixture) keeps
+//! its own bindings: its version is the point of it.
+
+pub mod names;
+pub mod reasons;
+
+mod classification;
+mod host;
+
+pub use classification::transport_failure;
+pub use host::{Host, ImportedHost, now_ms};
+
+/// The bindings generated from `wit/channel.wit`. Public so that [`export!`](crate::export)
+/// can name them from the channel's crate.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "channel-plugin",
+        additional_derives: [PartialEq, Eq],
+        pub_export_macro: true,
+        default_bindings_module: "channel_sdk::bindings",
+    });
+}
+
+/// `export!(MyChannel with_types_in channel_sdk::bindings)`: makes `MyChannel`'s [`Guest`]
+/// implementation the component's exports (call it once, under `cfg(target_arch = "wasm32")`).
+pub use bindings::export;
+pub use bindings::exports::flow::channel::channel::Guest;
+pub use bindings::flow::channel::types::{
+    ChannelConfig, ChannelInfo, Classification, Disposition, EventKind, FieldError, Header,
+    HttpRequest, HttpResponse, LogLevel, MessageRequest, SecretError, SendOutcome, TransportError,
+    TransportErrorKind, WebhookError, WebhookEvent, WebhookOutcome, WebhookRequest,
+};
+
+/// The contract version these bindings implement.
+pub const CONTRACT: &str = "flow:channel@1.1.0";
+
+/// Installs, once per instance, a panic hook that writes the panic to the host's log naming
+/// `channel`: the component has no stderr (it imports nothing but the contract). Call it at
+/// the top of every export.
+pub fn report_panics(channel: &'static str) {
+    // The name lives in a static and the hook captures nothing: a boxed closure with a capture
+    // would be a heap block that is never freed, and the bump allocator starts its heap over
+    // only when every block is free (a host that keeps one instance for many calls would see
+    // memory grow at every call).
+    static CHANNEL: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    if CHANNEL.set(channel).is_ok() {
+        std::panic::set_hook(Box::new(|info| {
+            let channel = CHANNEL.get().copied().unwrap_or("a");
+            ImportedHost.log(
+                LogLevel::Error,
+                &format!("{channel} channel panicked: {info}"),
+            );
+        }));
+    }
+}
