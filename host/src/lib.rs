@@ -16,6 +16,7 @@ pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod services;
+pub mod tenants;
 
 pub use contract::json;
 pub use runtime::{CallError, Limits, Plugin, Runtime};

@@ -278,6 +278,46 @@ impl OutboxItem {
     }
 }
 
+/// A tenant as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub id: String,
+    pub name: String,
+    pub created_ms: i64,
+}
+
+/// A flow API token as stored: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub label: String,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+}
+
+impl TenantRecord {
+    pub(super) fn read(r: &dyn Columns) -> Result<TenantRecord> {
+        Ok(TenantRecord {
+            id: r.text("id")?,
+            name: r.text("name")?,
+            created_ms: r.int("created_ms")?,
+        })
+    }
+}
+
+impl TokenRecord {
+    pub(super) fn read(r: &dyn Columns) -> Result<TokenRecord> {
+        Ok(TokenRecord {
+            id: r.text("id")?,
+            tenant_id: r.text("tenant_id")?,
+            label: r.text("label")?,
+            created_ms: r.int("created_ms")?,
+            revoked_ms: r.opt_int("revoked_ms")?,
+        })
+    }
+}
+
 /// The named operations, inside one open transaction.
 pub(super) trait Ops {
     // Flows.
@@ -380,6 +420,22 @@ pub(super) trait Ops {
     fn remove_opt_out(&self, channel: &str, customer: &str, category: &str) -> Result<()>;
     /// What is kept under `old` moves to `new` (where `new` has nothing of its own).
     fn rekey_customer(&self, channel: &str, old: &str, new: &str) -> Result<()>;
+
+    // Tenants and their tokens.
+    /// Inserts the tenant unless its id exists; whether it did.
+    fn insert_tenant(&self, tenant: &TenantRecord) -> Result<bool>;
+    /// Renames the tenant; whether it exists.
+    fn rename_tenant(&self, id: &str, name: &str) -> Result<bool>;
+    fn tenant(&self, id: &str) -> Result<Option<TenantRecord>>;
+    /// Every tenant, by id.
+    fn tenants(&self) -> Result<Vec<TenantRecord>>;
+    fn insert_token(&self, token: &TokenRecord, hash: &str) -> Result<()>;
+    /// Revokes the tenant's token at `at` unless it was; whether it did.
+    fn revoke_token(&self, tenant: &str, id: &str, at: i64) -> Result<bool>;
+    /// The tenant of the live token with this hash.
+    fn token_tenant(&self, hash: &str) -> Result<Option<String>>;
+    /// The tenant's tokens, oldest first.
+    fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>>;
 
     // Pacing shared between nodes (PostgreSQL only: one SQLite node keeps it in memory).
     /// The watermark under `key` (0 if none yet), locked until commit.

@@ -23,6 +23,7 @@ mod customers;
 pub mod driver;
 mod postgres;
 mod sqlite;
+mod tenants;
 mod transitions;
 
 pub use driver::{
@@ -931,7 +932,53 @@ mod tests {
         a_131050_refusal_stops_marketing_for_that_customer_until_a_resume,
         redelivered_and_stale_statuses_change_nothing,
         a_group_of_writes_answers_as_each_would_alone,
+        a_tenants_tokens_name_it_until_revoked_and_are_kept_only_as_hashes,
+        the_default_tenant_exists_and_tenant_ids_are_unique,
     );
+
+    fn a_tenants_tokens_name_it_until_revoked_and_are_kept_only_as_hashes(s: Store) {
+        assert!(s.create_tenant("acme", "Acme Inc.", NOW).unwrap());
+        let (first, record) = s.issue_token("acme", "ci", NOW).unwrap().unwrap();
+        let (second, _) = s.issue_token("acme", "rotation", NOW + 1).unwrap().unwrap();
+        assert_eq!(record.tenant_id, "acme");
+        // Both live at once (rotation), each naming its tenant.
+        assert_eq!(
+            s.tenant_of_token(&first.token).unwrap().as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            s.tenant_of_token(&second.token).unwrap().as_deref(),
+            Some("acme")
+        );
+        assert_eq!(s.tenant_of_token("flw_not-a-token").unwrap(), None);
+        // Revoked by id, by its own tenant only.
+        assert!(!s.revoke_token("default", &first.id, NOW + 2).unwrap());
+        assert!(s.revoke_token("acme", &first.id, NOW + 2).unwrap());
+        assert!(!s.revoke_token("acme", &first.id, NOW + 3).unwrap());
+        assert_eq!(s.tenant_of_token(&first.token).unwrap(), None);
+        assert_eq!(
+            s.tenant_of_token(&second.token).unwrap().as_deref(),
+            Some("acme")
+        );
+        let listed = s.tokens("acme").unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].revoked_ms, Some(ms(NOW + 2)));
+        assert_eq!(listed[1].label, "rotation");
+        // No token for a tenant that does not exist.
+        assert!(s.issue_token("nobody", "x", NOW).unwrap().is_none());
+    }
+
+    fn the_default_tenant_exists_and_tenant_ids_are_unique(s: Store) {
+        let default = s.tenant(crate::tenants::DEFAULT_TENANT).unwrap().unwrap();
+        assert_eq!(default.name, "default");
+        assert!(s.create_tenant("acme", "Acme", NOW).unwrap());
+        assert!(!s.create_tenant("acme", "Another Acme", NOW).unwrap());
+        assert!(s.rename_tenant("acme", "Acme GmbH", NOW).unwrap());
+        assert!(!s.rename_tenant("nobody", "x", NOW).unwrap());
+        let ids: Vec<String> = s.tenants().unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(ids, ["acme", "default"]);
+        assert_eq!(s.tenant("acme").unwrap().unwrap().name, "Acme GmbH");
+    }
 
     fn pacer() -> Mutex<Pacer> {
         Mutex::new(Pacer::new(HashMap::from([(

@@ -4,8 +4,8 @@
 
 use super::driver::{
     Answer, AttemptRecord, AttemptView, Columns, FlowRecord, FlowView, NewAttempt, NewCallback,
-    NewFlow, NewNote, Ops, OutboxItem, StatusRaise, TimelineEntry, TxKind, count_statement,
-    count_transaction, flow_state,
+    NewFlow, NewNote, Ops, OutboxItem, StatusRaise, TenantRecord, TimelineEntry, TokenRecord,
+    TxKind, count_statement, count_transaction, flow_state,
 };
 use crate::flow::policy::FlowState;
 use anyhow::{Context, Result, bail};
@@ -463,6 +463,70 @@ impl Ops for Sqlite<'_> {
             params![id, next_at, error],
         )?;
         Ok(())
+    }
+
+    fn insert_tenant(&self, t: &TenantRecord) -> Result<bool> {
+        let n = self.exec(
+            "INSERT OR IGNORE INTO tenants (id, name, created_ms) VALUES (?1, ?2, ?3)",
+            params![t.id, t.name, t.created_ms],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn rename_tenant(&self, id: &str, name: &str) -> Result<bool> {
+        let n = self.exec(
+            "UPDATE tenants SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn tenant(&self, id: &str) -> Result<Option<TenantRecord>> {
+        self.row(
+            "SELECT id, name, created_ms FROM tenants WHERE id = ?1",
+            [id],
+            |r| TenantRecord::read(r),
+        )
+    }
+
+    fn tenants(&self) -> Result<Vec<TenantRecord>> {
+        self.rows(
+            "SELECT id, name, created_ms FROM tenants ORDER BY id",
+            [],
+            |r| TenantRecord::read(r),
+        )
+    }
+
+    fn insert_token(&self, t: &TokenRecord, hash: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO api_tokens (id, tenant_id, hash, label, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![t.id, t.tenant_id, hash, t.label, t.created_ms],
+        )?;
+        Ok(())
+    }
+
+    fn revoke_token(&self, tenant: &str, id: &str, at: i64) -> Result<bool> {
+        let n = self.exec(
+            "UPDATE api_tokens SET revoked_ms = ?3 WHERE tenant_id = ?1 AND id = ?2 AND revoked_ms IS NULL",
+            params![tenant, id, at],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn token_tenant(&self, hash: &str) -> Result<Option<String>> {
+        self.row(
+            "SELECT tenant_id FROM api_tokens WHERE hash = ?1 AND revoked_ms IS NULL",
+            [hash],
+            |r| r.text("tenant_id"),
+        )
+    }
+
+    fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>> {
+        self.rows(
+            "SELECT id, tenant_id, label, created_ms, revoked_ms FROM api_tokens WHERE tenant_id = ?1 ORDER BY created_ms, id",
+            [tenant],
+            |r| TokenRecord::read(r),
+        )
     }
 
     fn first_sight(&self, key: &str, at: i64) -> Result<bool> {

@@ -840,7 +840,9 @@ pub(super) fn customer_key(recipient: &str) -> String {
                 .filter(char::is_ascii_digit)
                 .collect::<String>()
         ),
-        None => r.to_string(),
+        // Never a '/': tenants' keys are `{tenant}/{key}` and the default tenant's bare, so a
+        // bare key with a '/' could meet another tenant's (crate::tenants).
+        None => r.replace('%', "%25").replace('/', "%2F"),
     }
 }
 

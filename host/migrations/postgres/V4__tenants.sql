@@ -1,0 +1,10 @@
+-- Tenants and their flow API tokens (host/src/tenants.rs). Flows and customers stay keyed as
+-- before: a tenant's keys are `{tenant}/{key}`, the default tenant's bare, so every row from
+-- before tenants is the default tenant's as it stands.
+CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_ms BIGINT NOT NULL);
+INSERT INTO tenants (id, name, created_ms) VALUES ('default', 'default', 0) ON CONFLICT DO NOTHING;
+CREATE TABLE api_tokens (
+  id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+  hash TEXT NOT NULL UNIQUE, label TEXT NOT NULL, created_ms BIGINT NOT NULL,
+  revoked_ms BIGINT);
+CREATE INDEX api_tokens_by_tenant ON api_tokens(tenant_id);

@@ -1,0 +1,72 @@
+//! Tenants and their flow API tokens, kept beside the flows (every node sees them).
+
+use super::driver::{TenantRecord, TokenRecord};
+use super::{Store, ms};
+use crate::tenants::{IssuedToken, new_token, token_hash};
+use anyhow::Result;
+
+impl Store {
+    /// Creates the tenant; false if the id is taken.
+    pub fn create_tenant(&self, id: &str, name: &str, now: u64) -> Result<bool> {
+        let tenant = TenantRecord {
+            id: id.to_string(),
+            name: name.to_string(),
+            created_ms: ms(now),
+        };
+        self.with_tx(now, |t| t.ops.insert_tenant(&tenant))
+    }
+
+    /// Renames the tenant; false if there is none with that id.
+    pub fn rename_tenant(&self, id: &str, name: &str, now: u64) -> Result<bool> {
+        self.with_tx(now, |t| t.ops.rename_tenant(id, name))
+    }
+
+    pub fn tenant(&self, id: &str) -> Result<Option<TenantRecord>> {
+        self.read(|ops| ops.tenant(id))
+    }
+
+    pub fn tenants(&self) -> Result<Vec<TenantRecord>> {
+        self.read(|ops| ops.tenants())
+    }
+
+    /// A new token for the tenant (its secret half is in the answer and nowhere else), or
+    /// `None` if there is no such tenant.
+    pub fn issue_token(
+        &self,
+        tenant: &str,
+        label: &str,
+        now: u64,
+    ) -> Result<Option<(IssuedToken, TokenRecord)>> {
+        self.with_tx(now, |t| {
+            if t.ops.tenant(tenant)?.is_none() {
+                return Ok(None);
+            }
+            let issued = new_token();
+            let record = TokenRecord {
+                id: issued.id.clone(),
+                tenant_id: tenant.to_string(),
+                label: label.to_string(),
+                created_ms: ms(now),
+                revoked_ms: None,
+            };
+            t.ops.insert_token(&record, &token_hash(&issued.token))?;
+            Ok(Some((issued, record)))
+        })
+    }
+
+    /// Revokes one of the tenant's tokens; false if it has no live token with that id.
+    pub fn revoke_token(&self, tenant: &str, id: &str, now: u64) -> Result<bool> {
+        self.with_tx(now, |t| t.ops.revoke_token(tenant, id, ms(now)))
+    }
+
+    /// The tenant a live token belongs to.
+    pub fn tenant_of_token(&self, token: &str) -> Result<Option<String>> {
+        let hash = token_hash(token);
+        self.read(|ops| ops.token_tenant(&hash))
+    }
+
+    /// The tenant's tokens (never their secrets), oldest first.
+    pub fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>> {
+        self.read(|ops| ops.tokens(tenant))
+    }
+}
