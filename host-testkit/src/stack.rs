@@ -235,7 +235,7 @@ impl Stack {
     pub fn wait_final(&self, id: &str, within: Duration) -> Result<Value> {
         let deadline = std::time::Instant::now() + within;
         while std::time::Instant::now() < deadline {
-            if self.runner.is_final(id)? {
+            if self.runner.is_final(host::tenants::DEFAULT_TENANT, id)? {
                 return self.flow_status(id);
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -128,7 +128,7 @@ pub async fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
                 {"channel": "sms", "content": {"text": "Your order shipped."}, "wait_for": "delivered", "within_ms": 5_000}]}))?;
         let id = stack
             .runner
-            .submit(vec![spec], now_ms())
+            .submit(host::tenants::DEFAULT_TENANT, vec![spec], now_ms())
             .map_err(|e| anyhow!("starting a demo flow: {e:?}"))?
             .remove(0)
             .id;
@@ -139,7 +139,12 @@ pub async fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
     loop {
         let done = ids
             .iter()
-            .filter(|id| stack.runner.is_final(id).unwrap_or(true))
+            .filter(|id| {
+                stack
+                    .runner
+                    .is_final(host::tenants::DEFAULT_TENANT, id)
+                    .unwrap_or(true)
+            })
             .count();
         writeln!(
             out,
@@ -153,7 +158,7 @@ pub async fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
     for id in &ids {
-        if let Some(view) = stack.runner.flow_view(id)? {
+        if let Some(view) = stack.runner.flow_view(host::tenants::DEFAULT_TENANT, id)? {
             let status = host::server::flow_json(&view)?;
             writeln!(out, "\n{}", host::flow::render_timeline(&status).trim_end())?;
         }

@@ -14,8 +14,10 @@ use host::services::{AllowRule, HttpPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The host secret holding the flow API's bearer token.
+/// The host secret holding the flow API's bearer token (the default tenant's).
 pub const API_TOKEN_SECRET: &str = "flow/api-token";
+/// The host secret holding the operator API's bearer token (`/admin/…`).
+pub const ADMIN_TOKEN_SECRET: &str = "flow/admin-token";
 
 /// Run the flow runner: flows in over an authenticated API, webhooks in, timers, pacing;
 /// state in SQLite or PostgreSQL, so a restart (or a crash) carries on where the last run
@@ -123,6 +125,7 @@ impl ServeArgs {
         let server_options = ServerOptions {
             max_connections: self.max_connections.max(1),
             max_webhook_body_bytes: self.max_webhook_body_bytes.max(1),
+            admin_token: secrets.value(ADMIN_TOKEN_SECRET).filter(|t| !t.is_empty()),
             ..ServerOptions::new(token)
         };
         let server = Server::start(server::bind(self.port)?, runner, server_options).await?;

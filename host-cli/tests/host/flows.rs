@@ -1,6 +1,7 @@
 //! Fallback flows end to end over loopback HTTP: both components loaded, the mock posting
 //! signed webhooks to `serve`, state in SQLite.
 
+use host::tenants::DEFAULT_TENANT;
 use host_testkit::stack::{DEMO_API_TOKEN, DEMO_APP_SECRET, Stack};
 use host_testkit::{attempt_channels as channels_tried, timeline_text as timeline};
 use serde_json::{Value, json};
@@ -52,7 +53,7 @@ fn status(stack: &Stack, id: &str) -> Value {
 fn wait_final(stack: &Stack, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if stack.runner.is_final(id).unwrap() {
+        if stack.runner.is_final(DEFAULT_TENANT, id).unwrap() {
             return status(stack, id);
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -15,3 +15,4 @@ mod registry;
 mod reproducible;
 mod server_limits;
 mod targets;
+mod tenants;

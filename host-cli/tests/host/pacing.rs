@@ -6,6 +6,7 @@
 use host::flow::RunnerOptions;
 use host::flow::pacing::ChannelPacing;
 use host::services::AllowRule;
+use host::tenants::DEFAULT_TENANT;
 use host_testkit::mock::MockLimits;
 use host_testkit::stack::{DEMO_API_TOKEN, DEMO_CALLBACK_SECRET, Stack, StackConfig};
 use serde_json::{Value, json};
@@ -45,11 +46,14 @@ fn submit(stack: &Stack, flows: &[Value]) {
 fn wait_all_final(stack: &Stack, ids: &[String], limit: Duration) {
     let deadline = Instant::now() + limit;
     for id in ids {
-        while !stack.runner.is_final(id).unwrap() {
+        while !stack.runner.is_final(DEFAULT_TENANT, id).unwrap() {
             assert!(
                 Instant::now() < deadline,
                 "{id}: {}",
-                host::server::flow_json(&stack.runner.flow_view(id).unwrap().unwrap()).unwrap()
+                host::server::flow_json(
+                    &stack.runner.flow_view(DEFAULT_TENANT, id).unwrap().unwrap()
+                )
+                .unwrap()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -90,7 +94,8 @@ fn a_campaign_stays_within_the_number_rate_and_the_customer_gap() {
     assert_eq!(counters["by_code"].get("131056"), None, "{counters}");
     for id in &ids {
         assert_eq!(
-            host::server::flow_json(&stack.runner.flow_view(id).unwrap().unwrap()).unwrap()["state"],
+            host::server::flow_json(&stack.runner.flow_view(DEFAULT_TENANT, id).unwrap().unwrap())
+                .unwrap()["state"],
             "done"
         );
     }

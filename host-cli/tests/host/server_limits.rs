@@ -3,6 +3,7 @@
 //! and error bodies that reveal nothing.
 
 use host::flow::RunnerOptions;
+use host::tenants::DEFAULT_TENANT;
 use host_testkit::stack::{DEMO_API_TOKEN, Stack, StackConfig};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -59,7 +60,11 @@ fn the_flow_api_needs_the_bearer_token() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     assert!(
-        stack.runner.flow_view("auth-1").unwrap().is_none(),
+        stack
+            .runner
+            .flow_view(DEFAULT_TENANT, "auth-1")
+            .unwrap()
+            .is_none(),
         "nothing started"
     );
     assert_eq!(post(&stack, Some(DEMO_API_TOKEN), &body).0, 201);
@@ -186,7 +191,13 @@ fn batches_start_all_or_nothing_and_a_full_queue_answers_429() {
     let (status, v, _) = post(&stack, Some(DEMO_API_TOKEN), &batch.to_string());
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["errors"][0]["path"], "/1/steps");
-    assert!(stack.runner.flow_view("b-1").unwrap().is_none());
+    assert!(
+        stack
+            .runner
+            .flow_view(DEFAULT_TENANT, "b-1")
+            .unwrap()
+            .is_none()
+    );
     // NDJSON of three: all start.
     let ndjson = (1..=3)
         .map(|i| flow(Some(&format!("n-{i}"))).to_string())

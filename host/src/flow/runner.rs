@@ -16,6 +16,7 @@ use crate::contract::types::{
 };
 use crate::runtime::{CallError, Plugin};
 use crate::services::{AllowRule, Secrets, now_ms};
+use crate::tenants;
 use anyhow::Result;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -240,8 +241,14 @@ impl Runner {
         self.channels.get(name)
     }
 
-    /// Checks and stores flows (all or none), due at once; wakes the dispatcher.
-    pub fn submit(&self, specs: Vec<FlowSpec>, now: u64) -> Result<Vec<Accepted>, SubmitError> {
+    /// Checks and stores the tenant's flows (all or none), due at once; wakes the dispatcher.
+    /// Ids are the tenant's own: another tenant may use the same ones.
+    pub fn submit(
+        &self,
+        tenant: &str,
+        specs: Vec<FlowSpec>,
+        now: u64,
+    ) -> Result<Vec<Accepted>, SubmitError> {
         let names: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
         let mut invalid = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
@@ -269,22 +276,25 @@ impl Runner {
                 open,
             });
         }
-        let with_ids: Vec<(String, FlowSpec)> = specs
-            .into_iter()
+        let ids: Vec<String> = specs
+            .iter()
             .map(|s| {
-                let id =
-                    s.id.clone()
-                        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-                (id, s)
+                s.id.clone()
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
             })
+            .collect();
+        let with_keys: Vec<(String, FlowSpec)> = ids
+            .iter()
+            .map(|id| tenants::scoped(tenant, id))
+            .zip(specs)
             .collect();
         let results = self
             .store
-            .submit(&with_ids, now)
+            .submit(&with_keys, now)
             .map_err(SubmitError::Store)?;
         let mut accepted = Vec::new();
         let mut conflicts = Vec::new();
-        for (i, ((id, _), r)) in with_ids.iter().zip(&results).enumerate() {
+        for (i, (id, r)) in ids.iter().zip(&results).enumerate() {
             match r {
                 Submitted::Created => accepted.push(Accepted {
                     id: id.clone(),
@@ -424,14 +434,26 @@ impl Runner {
         Ok(())
     }
 
-    /// The flow's state, attempts and timeline ([`crate::server::flow_json`] renders them).
-    pub fn flow_view(&self, id: &str) -> Result<Option<FlowView>> {
-        self.store.flow_view(id)
+    /// The tenant's flow: its state, attempts and timeline ([`crate::server::flow_json`]
+    /// renders them), under the tenant's own id. Another tenant's flow is `None`, as one that
+    /// does not exist.
+    pub fn flow_view(&self, tenant: &str, id: &str) -> Result<Option<FlowView>> {
+        let view = self.store.flow_view(&tenants::scoped(tenant, id))?;
+        Ok(view.map(|v| FlowView {
+            id: id.to_string(),
+            ..v
+        }))
     }
 
-    /// Whether a flow reached a final state.
-    pub fn is_final(&self, id: &str) -> Result<bool> {
-        Ok(self.store.state(id)?.is_some_and(FlowState::is_final))
+    /// Whether the tenant's flow reached a final state.
+    pub fn is_final(&self, tenant: &str, id: &str) -> Result<bool> {
+        let state = self.store.state(&tenants::scoped(tenant, id))?;
+        Ok(state.is_some_and(FlowState::is_final))
+    }
+
+    /// The store (tenants and their tokens live there too).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
     }
 
     /// Runs the dispatcher and the callback sender until `stop` turns true, then lets every

@@ -131,7 +131,8 @@ pub fn locate_json_error(text: &str) -> Option<(String, String)> {
     }
 }
 
-fn pointer(path: &serde_path_to_error::Path) -> String {
+/// A serde path as a JSON Pointer (`/steps/0/channel`).
+pub fn pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     path.iter()
         .filter_map(|seg| match seg {

@@ -4,8 +4,10 @@
 //! |---|---|---|
 //! | `GET /webhooks/{channel}` | the provider's verify token | the verification handshake, through the channel's `parse-webhook` |
 //! | `POST /webhooks/{channel}` | the provider's signature | status webhooks → the runner (401 on a bad signature, nothing applied) |
-//! | `POST /flows` | `Authorization: Bearer <flow/api-token>` | one flow (JSON object), or a batch (JSON array or NDJSON, ≤ 10,000) → 201 `{"id"}` / `{"ids"}` |
-//! | `GET /flows/{id}` | bearer | the flow's state, attempts and timeline |
+//! | `POST /flows` | `Authorization: Bearer <a tenant's token>` | one flow (JSON object), or a batch (JSON array or NDJSON, ≤ 10,000) → 201 `{"id"}` / `{"ids"}` |
+//! | `GET /flows/{id}` | a tenant's token | the tenant's flow: state, attempts and timeline (another tenant's is 404) |
+//! | `POST /admin/tenants`, `GET /admin/tenants`, `GET`/`PATCH /admin/tenants/{id}` | `Bearer <flow/admin-token>` | tenants: create, list, show (with its tokens), rename |
+//! | `POST /admin/tenants/{id}/tokens`, `DELETE /admin/tenants/{id}/tokens/{token}` | admin | issue a flow API token (shown once), revoke one |
 //! | `GET /health` | none | `{"ok": true}` |
 //!
 //! Limits: bodies (413 past [`ServerOptions::max_body_bytes`], webhooks past
@@ -16,6 +18,8 @@
 //! internals; a 500 logs its details under an id it returns. SIGTERM / ctrl-c stop accepting,
 //! finish the requests and sends in flight, then exit.
 
+mod admin;
+mod auth;
 mod routes;
 mod status;
 
@@ -54,8 +58,12 @@ pub struct ServerOptions {
     /// Bytes of webhook bodies being read or checked at once (each counts its declared
     /// length, or the largest allowed when it declares none); past it, 503.
     pub webhook_body_budget_bytes: usize,
-    /// The bearer token of the flow API (the host secret `flow/api-token`).
+    /// A bearer token of the flow API for the default tenant (the host secret
+    /// `flow/api-token`); each tenant's own tokens are in the store.
     pub api_token: String,
+    /// The bearer token of the operator API (`/admin/…`, the host secret `flow/admin-token`);
+    /// without one the operator API answers 401 to everyone.
+    pub admin_token: Option<String>,
 }
 
 impl ServerOptions {
@@ -70,6 +78,7 @@ impl ServerOptions {
             max_webhooks_in_flight: 256,
             webhook_body_budget_bytes: 128 << 20,
             api_token: api_token.into(),
+            admin_token: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One small handler per route; every error goes through [`ApiError`].
 
 use super::ServerOptions;
+use super::auth::{TokenCache, tenant_of};
 use crate::contract::WebhookErrorAnswer;
 use crate::contract::types::{Header, WebhookOutcome, WebhookRequest};
 use crate::flow::spec::{FlowSpec, SpecError, errors_json, valid_id};
@@ -13,13 +14,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Clone)]
-struct App {
-    runner: Arc<Runner>,
-    options: Arc<ServerOptions>,
+pub(super) struct App {
+    pub(super) runner: Arc<Runner>,
+    pub(super) options: Arc<ServerOptions>,
+    /// Tenants' tokens found recently.
+    pub(super) tokens: Arc<TokenCache>,
     /// Webhook requests in flight.
     webhook_slots: Arc<Semaphore>,
     /// Bytes of webhook bodies in flight.
@@ -29,6 +31,7 @@ struct App {
 pub(super) fn router(runner: Arc<Runner>, options: ServerOptions) -> Router {
     let app = App {
         runner,
+        tokens: Arc::new(TokenCache::default()),
         webhook_slots: Arc::new(Semaphore::new(options.max_webhooks_in_flight.max(1))),
         webhook_bytes: Arc::new(Semaphore::new(
             options
@@ -42,6 +45,7 @@ pub(super) fn router(runner: Arc<Runner>, options: ServerOptions) -> Router {
         .route("/flows/{id}", get(flow_status))
         .route("/webhooks/{channel}", get(webhook).post(webhook))
         .route("/health", get(health))
+        .merge(super::admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
@@ -58,7 +62,7 @@ pub(super) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             body: json!({"error": code, "message": message.into()}),
@@ -67,8 +71,13 @@ impl ApiError {
         }
     }
 
+    /// Adds a field to the answer's body (a JSON Pointer `path`, say).
+    pub(super) fn set(&mut self, key: &str, value: Value) {
+        self.body[key] = value;
+    }
+
     /// A failure of ours: logged in full under an id, answered without internals.
-    fn internal(context: &str, e: impl std::fmt::Display) -> Self {
+    pub(super) fn internal(context: &str, e: impl std::fmt::Display) -> Self {
         let id = uuid::Uuid::now_v7();
         tracing::error!(error_id = %id, error = %e, "{context}");
         ApiError::new(
@@ -98,21 +107,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let expected = app.options.api_token.as_bytes();
-    if given.is_empty() || !bool::from(given.as_bytes().ct_eq(expected)) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this API needs `Authorization: Bearer <token>` (the host secret flow/api-token)",
-        ));
-    }
-    Ok(())
+/// The tenant whose token the request carries.
+async fn tenant(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    tenant_of(
+        headers,
+        &app.options.api_token,
+        &app.tokens,
+        app.runner.store(),
+    )
+    .await
 }
 
 /// The body length a request declares, if it does.
@@ -124,7 +127,11 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Reads a body within the size and time limits: 413 past the size, 408 past the time.
-async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(
+    app: &App,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, ApiError> {
     read_body_within(app, headers, body, app.options.max_body_bytes).await
 }
 
@@ -272,7 +279,7 @@ fn invalid_flows(invalid: Vec<(usize, Vec<SpecError>)>, batch: bool) -> ApiError
 }
 
 async fn start_flows(State(app): State<App>, request: Request) -> Result<Response, ApiError> {
-    authorize(&app, request.headers())?;
+    let tenant = tenant(&app, request.headers()).await?;
     let (parts, body) = request.into_parts();
     let body = read_body(&app, &parts.headers, body).await?;
     let (specs, batch) = parse_flows(&body, app.options.max_batch)?;
@@ -282,24 +289,25 @@ async fn start_flows(State(app): State<App>, request: Request) -> Result<Respons
     }
     let runner = app.runner.clone();
     let now = crate::services::now_ms();
-    let accepted = match tokio::task::spawn_blocking(move || runner.submit(specs, now)).await {
-        Err(e) => return Err(ApiError::internal("submitting flows", e)),
-        Ok(Err(SubmitError::Invalid(invalid))) => return Err(invalid_flows(invalid, batch)),
-        Ok(Err(SubmitError::Busy {
-            retry_after_s,
-            open,
-        })) => {
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "queue_full",
-                format!("{open} flows are still open; try again later"),
-            );
-            e.retry_after_s = Some(retry_after_s);
-            return Err(e);
-        }
-        Ok(Err(SubmitError::Store(e))) => return Err(ApiError::internal("storing flows", e)),
-        Ok(Ok(a)) => a,
-    };
+    let accepted =
+        match tokio::task::spawn_blocking(move || runner.submit(&tenant, specs, now)).await {
+            Err(e) => return Err(ApiError::internal("submitting flows", e)),
+            Ok(Err(SubmitError::Invalid(invalid))) => return Err(invalid_flows(invalid, batch)),
+            Ok(Err(SubmitError::Busy {
+                retry_after_s,
+                open,
+            })) => {
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "queue_full",
+                    format!("{open} flows are still open; try again later"),
+                );
+                e.retry_after_s = Some(retry_after_s);
+                return Err(e);
+            }
+            Ok(Err(SubmitError::Store(e))) => return Err(ApiError::internal("storing flows", e)),
+            Ok(Ok(a)) => a,
+        };
     let created = accepted.iter().filter(|a| a.created).count();
     let status = if created == 0 {
         StatusCode::OK
@@ -319,7 +327,7 @@ async fn flow_status(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&app, &headers)?;
+    let tenant = tenant(&app, &headers).await?;
     if !valid_id(&id) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -328,7 +336,7 @@ async fn flow_status(
         ));
     }
     let runner = app.runner.clone();
-    match tokio::task::spawn_blocking(move || runner.flow_view(&id)).await {
+    match tokio::task::spawn_blocking(move || runner.flow_view(&tenant, &id)).await {
         Ok(Ok(Some(view))) => match super::flow_json(&view) {
             Ok(body) => Ok(axum::Json(body).into_response()),
             Err(e) => Err(ApiError::internal("reading a flow", e)),

@@ -61,8 +61,12 @@ impl Store {
 
     /// The tenant a live token belongs to.
     pub fn tenant_of_token(&self, token: &str) -> Result<Option<String>> {
-        let hash = token_hash(token);
-        self.read(|ops| ops.token_tenant(&hash))
+        self.tenant_of_token_hash(&token_hash(token))
+    }
+
+    /// The tenant of the live token with this SHA-256 ([`crate::tenants::token_hash`]).
+    pub fn tenant_of_token_hash(&self, hash: &str) -> Result<Option<String>> {
+        self.read(|ops| ops.token_tenant(hash))
     }
 
     /// The tenant's tokens (never their secrets), oldest first.

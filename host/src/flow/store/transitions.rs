@@ -17,6 +17,7 @@ use crate::flow::pacing::{Deferral, Pacer};
 use crate::flow::policy::{self, FlowState, MoveOnReason, Next, Position};
 use crate::flow::spec::FlowSpec;
 use crate::json::disposition_name;
+use crate::tenants;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use std::cell::RefCell;
@@ -201,8 +202,10 @@ impl Tx<'_> {
             return Ok(());
         };
         let event_id = uuid::Uuid::now_v7().to_string();
-        let body = json!({"event_id": event_id, "flow_id": flow.id, "kind": kind.as_str(),
-            "at_ms": self.now, "detail": detail});
+        // The tenant's own id: the receiver never sees another tenant's keys.
+        let (tenant, flow_id) = tenants::unscoped(&flow.id);
+        let body = json!({"event_id": event_id, "flow_id": flow_id, "tenant": tenant,
+            "kind": kind.as_str(), "at_ms": self.now, "detail": detail});
         self.callbacks.borrow_mut().push(NewCallback {
             flow_id: flow.id.clone(),
             url: url.clone(),
@@ -222,7 +225,7 @@ impl Tx<'_> {
         let inserted = self.ops.insert_flow(&NewFlow {
             id,
             spec: &text,
-            customer: &customer_key(&spec.recipient),
+            customer: &tenants::scoped(tenants::unscoped(id).0, &customer_key(&spec.recipient)),
             now_ms: ms(self.now),
             expires_ms: expires.map(ms),
             callback_url: spec.callback_url.as_deref(),

@@ -1,0 +1,234 @@
+//! Tenants through `serve` as a process: the operator API creates tenants and issues their
+//! tokens; each tenant's flow API sees its own flows only (another tenant's id answers as
+//! one that does not exist, and two tenants may use the same id); a revoked token is refused.
+
+use host_testkit::mock::{Latency, MockApi, MockConfig, WebhookTargets};
+use host_testkit::process::{FlowClient, ServeProcess, free_port, write_demo_secrets};
+use reqwest::blocking::{Client, RequestBuilder};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+const API_TOKEN: &str = "tenants-test-default-token";
+const ADMIN_TOKEN: &str = "tenants-test-admin-token";
+
+struct Rig {
+    dir: PathBuf,
+    port: u16,
+    base: String,
+    http: Client,
+    _mock: MockApi,
+    _serve: ServeProcess,
+}
+
+impl Rig {
+    fn start(name: &str) -> Rig {
+        let port = free_port().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let mock = MockApi::start(
+            0,
+            MockConfig {
+                webhooks: Some(WebhookTargets::demo_serve(&base, Duration::from_millis(50))),
+                latency: Latency::Fixed(20),
+                ..MockConfig::default()
+            },
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("tenants-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let secrets = write_demo_secrets(&dir, API_TOKEN).unwrap();
+        let mut all: Value = serde_json::from_slice(&std::fs::read(&secrets).unwrap()).unwrap();
+        all["flow/admin-token"] = json!(ADMIN_TOKEN);
+        std::fs::write(&secrets, all.to_string()).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-harness"));
+        cmd.args(["serve", "--port", &port.to_string(), "--db"])
+            .arg(dir.join("flows.sqlite"))
+            .args(["--api-base", &mock.base_url()])
+            .args(["--allow-host", &mock.base_url()])
+            .arg("--secrets")
+            .arg(&secrets)
+            .stderr(std::fs::File::create(dir.join("serve.log")).unwrap());
+        let serve = ServeProcess::start(cmd, port).unwrap();
+        Rig {
+            dir,
+            port,
+            base,
+            http: Client::new(),
+            _mock: mock,
+            _serve: serve,
+        }
+    }
+
+    fn send(&self, request: RequestBuilder) -> (u16, Value) {
+        let r = request.send().unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body),
+        )
+    }
+
+    fn admin_get(&self, path: &str) -> (u16, Value) {
+        self.send(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(ADMIN_TOKEN),
+        )
+    }
+
+    /// Creates the tenant and issues it a token.
+    fn tenant(&self, id: &str) -> String {
+        let (status, body) = self.admin_post("/admin/tenants", json!({"id": id, "name": id}));
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = self.admin_post(
+            &format!("/admin/tenants/{id}/tokens"),
+            json!({"label": "test"}),
+        );
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    fn post_flow(&self, token: &str, flow: &Value) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(format!("{}/flows", self.base))
+                .bearer_auth(token)
+                .json(flow),
+        )
+    }
+
+    fn get_flow(&self, token: &str, id: &str) -> (u16, Value) {
+        self.send(
+            self.http
+                .get(format!("{}/flows/{id}", self.base))
+                .bearer_auth(token),
+        )
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+}
+
+fn sms_flow(id: &str, recipient: &str, text: &str) -> Value {
+    json!({"id": id, "recipient": recipient, "steps": [
+        {"channel": "sms", "wait_for": "accepted", "content": {"text": text}}]})
+}
+
+#[test]
+fn two_tenants_see_only_their_own_flows_even_under_the_same_id() {
+    let rig = Rig::start("isolated");
+    let (acme, globex) = (rig.tenant("acme"), rig.tenant("globex"));
+    // The same id in two tenants: two flows.
+    let (status, body) = rig.post_flow(&acme, &sms_flow("order-1", "+15550100011", "acme"));
+    assert_eq!((status, &body["id"]), (201, &json!("order-1")), "{body}");
+    let (status, body) = rig.post_flow(&globex, &sms_flow("order-1", "+15550100012", "globex"));
+    assert_eq!((status, &body["created"]), (201, &json!(true)), "{body}");
+    rig.post_flow(&globex, &sms_flow("globex-only", "+15550100013", "g"));
+    for (token, recipient) in [(&acme, "+15550100011"), (&globex, "+15550100012")] {
+        let client = FlowClient::new(rig.port, token);
+        let done = &client.wait_final(&["order-1".into()], Duration::from_secs(30))[0];
+        assert_eq!(done["state"], "done", "{done}\n{}", rig.log());
+        assert_eq!(done["id"], "order-1");
+        assert!(done.to_string().contains(recipient), "{done}");
+    }
+    // Another tenant's flow answers exactly as one that does not exist.
+    let missing = rig.get_flow(&acme, "no-such-flow");
+    assert_eq!(missing.0, 404);
+    assert_eq!(rig.get_flow(&acme, "globex-only"), missing);
+    // The default tenant (the host secret flow/api-token) sees neither tenant's flows.
+    assert_eq!(rig.get_flow(API_TOKEN, "order-1"), missing);
+    assert_eq!(rig.get_flow(API_TOKEN, "globex-only"), missing);
+    assert_eq!(rig.get_flow(&globex, "globex-only").0, 200);
+}
+
+#[test]
+fn a_revoked_token_is_refused_and_its_rotation_partner_keeps_working() {
+    let rig = Rig::start("revoked");
+    let first = rig.tenant("acme");
+    let (status, second) = rig.admin_post("/admin/tenants/acme/tokens", json!({"label": "next"}));
+    assert_eq!(status, 201, "{second}");
+    let second = second["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        rig.post_flow(&first, &sms_flow("a", "+15550100021", "x")).0,
+        201
+    );
+    let (_, shown) = rig.admin_get("/admin/tenants/acme");
+    let tokens = shown["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 2, "{shown}");
+    // Never shown again, nor its hash.
+    assert!(!shown.to_string().contains(&first[4..]), "{shown}");
+    let id = tokens[0]["id"].as_str().unwrap();
+    let r = rig
+        .http
+        .delete(format!("{}/admin/tenants/acme/tokens/{id}", rig.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (status, body) = rig.get_flow(&first, "a");
+    assert_eq!((status, &body["error"]), (401, &json!("unauthorized")));
+    assert_eq!(rig.get_flow(&second, "a").0, 200);
+    let (_, shown) = rig.admin_get("/admin/tenants/acme");
+    assert!(shown["tokens"][0]["revoked_ms"].is_u64(), "{shown}");
+}
+
+#[test]
+fn the_operator_api_needs_its_own_token_and_says_what_is_wrong() {
+    let rig = Rig::start("operator");
+    let tenant_token = rig.tenant("acme");
+    for token in ["", "wrong", API_TOKEN, tenant_token.as_str()] {
+        let (status, body) = rig.send(
+            rig.http
+                .post(format!("{}/admin/tenants", rig.base))
+                .bearer_auth(token)
+                .json(&json!({"id": "x"})),
+        );
+        assert_eq!(
+            (status, &body["error"]),
+            (401, &json!("unauthorized")),
+            "{token:?}"
+        );
+    }
+    let (status, body) = rig.admin_post("/admin/tenants", json!({"id": "Acme/EU"}));
+    assert_eq!((status, &body["path"]), (400, &json!("/id")), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("\"Acme/EU\""),
+        "{body}"
+    );
+    let (status, body) = rig.admin_post("/admin/tenants", json!({"id": "acme"}));
+    assert_eq!(
+        (status, &body["error"]),
+        (409, &json!("tenant_exists")),
+        "{body}"
+    );
+    let (status, body) = rig.admin_post("/admin/tenants", json!({"id": "b", "colour": "red"}));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("colour"),
+        "{body}"
+    );
+    let (status, body) = rig.admin_get("/admin/tenants/nobody");
+    assert_eq!((status, &body["error"]), (404, &json!("no_such_tenant")));
+    let (status, body) = rig.admin_get("/admin/tenants");
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = body["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["acme", "default"]);
+}

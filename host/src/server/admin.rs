@@ -1,0 +1,250 @@
+//! The operator API: tenants and their flow API tokens, under the host secret
+//! `flow/admin-token`. Every answer is JSON; a token's secret half is in the answer that
+//! issues it and nowhere else, ever.
+
+use super::auth::operator;
+use super::routes::{ApiError, App, read_body};
+use crate::flow::store::Store;
+use crate::flow::store::driver::{TenantRecord, TokenRecord};
+use crate::tenants::tenant_id_error;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The longest tenant name and token label.
+const MAX_NAME_LEN: usize = 200;
+
+pub(super) fn routes() -> Router<App> {
+    Router::new()
+        .route("/admin/tenants", post(create_tenant).get(list_tenants))
+        .route("/admin/tenants/{id}", get(show_tenant).patch(rename_tenant))
+        .route("/admin/tenants/{id}/tokens", post(issue_token))
+        .route("/admin/tenants/{id}/tokens/{token}", delete(revoke_token))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    id: String,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantChange {
+    name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    #[serde(default)]
+    label: String,
+}
+
+fn tenant_json(t: &TenantRecord) -> Value {
+    json!({"id": t.id, "name": t.name, "created_ms": t.created_ms})
+}
+
+fn token_json(t: &TokenRecord) -> Value {
+    json!({"id": t.id, "label": t.label, "created_ms": t.created_ms, "revoked_ms": t.revoked_ms})
+}
+
+fn no_such_tenant(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_tenant",
+        format!("no tenant {id:?}"),
+    )
+}
+
+/// A JSON body of type `T`, or 400 naming the JSON Pointer of what is wrong. An empty body
+/// is `{}`.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    app: &App,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    let bytes = read_body(app, headers, body).await?;
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = crate::flow::spec::pointer(e.path());
+        let mut error = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            e.into_inner().to_string(),
+        );
+        error.set("path", json!(path));
+        error
+    })
+}
+
+fn check_name(path: &str, name: &str) -> Result<(), ApiError> {
+    if name.chars().count() > MAX_NAME_LEN {
+        let mut e = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!(
+                "at most {MAX_NAME_LEN} characters, got {}",
+                name.chars().count()
+            ),
+        );
+        e.set("path", json!(path));
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Runs a store call off the async workers.
+async fn blocking<R: Send + 'static>(
+    app: &App,
+    what: &'static str,
+    f: impl FnOnce(&Store) -> anyhow::Result<R> + Send + 'static,
+) -> Result<R, ApiError> {
+    let store: Arc<Store> = app.runner.store().clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ApiError::internal(what, e))?
+        .map_err(|e| ApiError::internal(what, e))
+}
+
+async fn create_tenant(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    operator(&headers, app.options.admin_token.as_deref())?;
+    let new: NewTenant = json_body(&app, &headers, body).await?;
+    if let Some(message) = tenant_id_error(&new.id) {
+        let mut e = ApiError::new(StatusCode::BAD_REQUEST, "invalid_tenant_id", message);
+        e.set("path", json!("/id"));
+        return Err(e);
+    }
+    let name = new.name.unwrap_or_else(|| new.id.clone());
+    check_name("/name", &name)?;
+    let now = crate::services::now_ms();
+    let id = new.id.clone();
+    let created = blocking(&app, "creating a tenant", move |s| {
+        if !s.create_tenant(&id, &name, now)? {
+            return Ok(None);
+        }
+        s.tenant(&id)
+    })
+    .await?;
+    match created {
+        Some(t) => Ok((StatusCode::CREATED, axum::Json(tenant_json(&t))).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "tenant_exists",
+            format!("a tenant {:?} exists already", new.id),
+        )),
+    }
+}
+
+async fn list_tenants(State(app): State<App>, headers: HeaderMap) -> Result<Response, ApiError> {
+    operator(&headers, app.options.admin_token.as_deref())?;
+    let tenants = blocking(&app, "listing tenants", |s| s.tenants()).await?;
+    let list: Vec<Value> = tenants.iter().map(tenant_json).collect();
+    Ok(axum::Json(json!({"tenants": list})).into_response())
+}
+
+async fn show_tenant(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    operator(&headers, app.options.admin_token.as_deref())?;
+    let key = id.clone();
+    let found = blocking(&app, "reading a tenant", move |s| {
+        let Some(t) = s.tenant(&key)? else {
+            return Ok(None);
+        };
+        Ok(Some((t, s.tokens(&key)?)))
+    })
+    .await?;
+    let (tenant, tokens) = found.ok_or_else(|| no_such_tenant(&id))?;
+    let mut body = tenant_json(&tenant);
+    body["tokens"] = tokens.iter().map(token_json).collect();
+    Ok(axum::Json(body).into_response())
+}
+
+async fn rename_tenant(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    operator(&headers, app.options.admin_token.as_deref())?;
+    let change: TenantChange = json_body(&app, &headers, body).await?;
+    check_name("/name", &change.name)?;
+    let now = crate::services::now_ms();
+    let key = id.clone();
+    let renamed = blocking(&app, "renaming a tenant", move |s| {
+        if !s.rename_tenant(&key, &change.name, now)? {
+            return Ok(None);
+        }
+        s.tenant(&key)
+    })
+    .await?;
+    let tenant = renamed.ok_or_else(|| no_such_tenant(&id))?;
+    Ok(axum::Json(tenant_json(&tenant)).into_response())
+}
+
+async fn issue_token(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    operator(&headers, app.options.admin_token.as_deref())?;
+    let new: NewToken = json_body(&app, &headers, body).await?;
+    check_name("/label", &new.label)?;
+    let now = crate::services::now_ms();
+    let key = id.clone();
+    let issued = blocking(&app, "issuing a token", move |s| {
+        s.issue_token(&key, &new.label, now)
+    })
+    .await?;
+    let (issued, record) = issued.ok_or_else(|| no_such_tenant(&id))?;
+    let mut body = token_json(&record);
+    body["tenant"] = json!(record.tenant_id);
+    // Shown this once: the store keeps only its hash.
+    body["token"] = json!(issued.token);
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+async fn revoke_token(
+    State(app): State<App>,
+    Path((id, token)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    operator(&headers, app.options.admin_token.as_deref())?;
+    let now = crate::services::now_ms();
+    let (tenant, token_id) = (id.clone(), token.clone());
+    let revoked = blocking(&app, "revoking a token", move |s| {
+        s.revoke_token(&tenant, &token_id, now)
+    })
+    .await?;
+    // This node forgets the tenant's tokens at once; the others within the cache's TTL.
+    app.tokens.forget_tenant(&id);
+    if revoked {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_token",
+            format!("tenant {id:?} has no live token {token:?}"),
+        ))
+    }
+}
