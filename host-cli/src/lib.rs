@@ -108,6 +108,8 @@ pub enum Command {
         #[command(subcommand)]
         action: commands::flow::FlowCommand,
     },
+    /// Tenants and their flow API tokens, through a running serve's operator API.
+    Tenant(commands::tenant::TenantArgs),
     /// Run the embedded mock Cloud API (and SMS API).
     MockApi(commands::mock_api::MockApiArgs),
     /// Send the demo messages to the embedded mock and print each classification.
@@ -251,6 +253,7 @@ pub async fn run(cli: &Cli) -> Result<Outcome> {
         }
         Command::Serve(args) => args.run(plugin_path, log_level(cli)?).await,
         Command::Flow { action } => action.run().await,
+        Command::Tenant(args) => args.run().await,
         Command::MockApi(args) => args.run().await,
         Command::Demo => demo(plugin_path, &mut std::io::stdout()).await,
         Command::Registry(args) => args.run().await,

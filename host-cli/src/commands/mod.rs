@@ -9,3 +9,4 @@ pub mod mock_api;
 pub mod plugin;
 pub mod registry;
 pub mod serve;
+pub mod tenant;

@@ -232,3 +232,39 @@ fn the_operator_api_needs_its_own_token_and_says_what_is_wrong() {
         .collect();
     assert_eq!(ids, ["acme", "default"]);
 }
+
+#[test]
+fn the_cli_drives_the_operator_api_and_its_token_works_on_the_flow_api() {
+    let rig = Rig::start("cli");
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_host-harness"))
+            .args(["tenant", "--server", &rig.base, "--secrets"])
+            .arg(rig.dir.join("secrets.json"))
+            .args(args)
+            .output()
+            .unwrap();
+        let body: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), body)
+    };
+    let (code, body) = cli(&["create", "beta", "--name", "Beta Ltd"]);
+    assert_eq!(code, Some(0), "{body}");
+    assert_eq!(body["name"], "Beta Ltd");
+    let (code, body) = cli(&["create", "beta"]);
+    assert_eq!((code, &body["error"]), (Some(1), &json!("tenant_exists")));
+    let (code, issued) = cli(&["issue-token", "beta", "--label", "ops"]);
+    assert_eq!(code, Some(0), "{issued}");
+    let token = issued["token"].as_str().unwrap();
+    assert_eq!(
+        rig.post_flow(token, &sms_flow("b-1", "+15550100031", "hi"))
+            .0,
+        201
+    );
+    let (code, body) = cli(&["update", "beta", "--name", "Beta GmbH"]);
+    assert_eq!((code, &body["name"]), (Some(0), &json!("Beta GmbH")));
+    let (code, body) = cli(&["revoke-token", "beta", issued["id"].as_str().unwrap()]);
+    assert_eq!(code, Some(0), "{body}");
+    assert_eq!(rig.get_flow(token, "b-1").0, 401);
+    let (code, body) = cli(&["list"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(body["tenants"].as_array().unwrap().len(), 2, "{body}");
+}
