@@ -56,14 +56,10 @@ pub fn unscoped(stored: &str) -> (&str, &str) {
 /// (secret scanners match on it).
 pub const TOKEN_PREFIX: &str = "flw_";
 
-/// A new flow API token: the prefix and 244 random bits from the OS's generator (two v4
-/// UUIDs' random bits, hex), and the id it is listed and revoked by.
+/// A new flow API token: the prefix and 256 random bits from the OS's generator (hex), and
+/// the id it is listed and revoked by.
 pub fn new_token() -> IssuedToken {
-    let random = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let random = crate::services::vault::random_secret();
     IssuedToken {
         id: format!("tok_{}", uuid::Uuid::now_v7().simple()),
         token: format!("{TOKEN_PREFIX}{random}"),
@@ -78,7 +74,7 @@ pub struct IssuedToken {
 }
 
 /// What the store keeps of a token: its SHA-256, hex. (A fast hash is right here: the token
-/// has 244 random bits, so there is nothing to guess; lookups by hash leak nothing of it.)
+/// has 256 random bits, so there is nothing to guess; lookups by hash leak nothing of it.)
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

@@ -8,3 +8,10 @@ CREATE TABLE api_tokens (
   hash TEXT NOT NULL UNIQUE, label TEXT NOT NULL, created_ms BIGINT NOT NULL,
   revoked_ms BIGINT);
 CREATE INDEX api_tokens_by_tenant ON api_tokens(tenant_id);
+-- Secrets that arrive at run time, sealed under the operator's master key (ChaCha20-Poly1305,
+-- host/src/services/vault.rs), and one sealed check value that tells a wrong key at start-up.
+CREATE TABLE vault_check (
+  id BIGINT PRIMARY KEY CHECK (id = 1), check_value TEXT NOT NULL);
+CREATE TABLE tenant_secrets (
+  tenant_id TEXT NOT NULL REFERENCES tenants(id), name TEXT NOT NULL, sealed TEXT NOT NULL,
+  updated_ms BIGINT NOT NULL, PRIMARY KEY (tenant_id, name));

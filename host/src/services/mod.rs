@@ -6,6 +6,7 @@ pub mod http;
 pub mod log;
 pub mod secrets;
 pub mod signing;
+pub mod vault;
 
 pub use self::http::{AllowRule, HttpClient, HttpPolicy};
 pub use self::log::{Log, parse_level};

@@ -127,6 +127,8 @@ pub(super) struct StatusRaise<'a> {
 pub struct OutboxItem {
     pub id: i64,
     pub event_id: String,
+    /// The flow's stored key (its tenant signs the callback).
+    pub flow_id: String,
     pub url: String,
     pub body: String,
     pub tries: u32,
@@ -271,6 +273,7 @@ impl OutboxItem {
         Ok(OutboxItem {
             id: r.int("id")?,
             event_id: r.text("event_id")?,
+            flow_id: r.text("flow_id")?,
             url: r.text("url")?,
             body: r.text("body")?,
             tries: u32::try_from(r.int("tries")?).unwrap_or(u32::MAX),
@@ -436,6 +439,16 @@ pub(super) trait Ops {
     fn token_tenant(&self, hash: &str) -> Result<Option<String>>;
     /// The tenant's tokens, oldest first.
     fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>>;
+
+    // Sealed secrets (host/src/services/vault.rs).
+    /// The store's sealed check value, if one was written.
+    fn vault_check(&self) -> Result<Option<String>>;
+    /// Writes the check value unless there is one; whether it did.
+    fn set_vault_check(&self, check: &str) -> Result<bool>;
+    /// Whether any secret is sealed in the store.
+    fn any_sealed_secret(&self) -> Result<bool>;
+    fn put_tenant_secret(&self, tenant: &str, name: &str, sealed: &str, at: i64) -> Result<()>;
+    fn tenant_secret(&self, tenant: &str, name: &str) -> Result<Option<String>>;
 
     // Pacing shared between nodes (PostgreSQL only: one SQLite node keeps it in memory).
     /// The watermark under `key` (0 if none yet), locked until commit.

@@ -934,7 +934,34 @@ mod tests {
         a_group_of_writes_answers_as_each_would_alone,
         a_tenants_tokens_name_it_until_revoked_and_are_kept_only_as_hashes,
         the_default_tenant_exists_and_tenant_ids_are_unique,
+        sealed_secrets_open_with_their_key_and_a_wrong_or_missing_key_is_refused,
     );
+
+    fn sealed_secrets_open_with_their_key_and_a_wrong_or_missing_key_is_refused(s: Store) {
+        use crate::services::vault::Vault;
+        let key = Vault::from_key(&[3u8; 32]).unwrap();
+        // Nothing sealed yet: starting without a key is fine.
+        s.check_vault(None, NOW).unwrap();
+        s.check_vault(Some(&key), NOW).unwrap();
+        s.create_tenant("acme", "Acme", NOW).unwrap();
+        s.put_tenant_secret(&key, "acme", "callback-secret", "k1", NOW)
+            .unwrap();
+        s.put_tenant_secret(&key, "acme", "callback-secret", "k2", NOW)
+            .unwrap();
+        let opened = s
+            .tenant_secret(&key, "acme", "callback-secret")
+            .unwrap()
+            .unwrap();
+        assert_eq!(opened.as_str(), "k2");
+        assert!(s.tenant_secret(&key, "acme", "other").unwrap().is_none());
+        s.check_vault(Some(&key), NOW).unwrap();
+        let wrong = Vault::from_key(&[4u8; 32]).unwrap();
+        let err = s.check_vault(Some(&wrong), NOW).unwrap_err().to_string();
+        assert!(err.contains("not the key"), "{err}");
+        let err = s.check_vault(None, NOW).unwrap_err().to_string();
+        assert!(err.contains("holds sealed secrets"), "{err}");
+        assert!(s.tenant_secret(&wrong, "acme", "callback-secret").is_err());
+    }
 
     fn a_tenants_tokens_name_it_until_revoked_and_are_kept_only_as_hashes(s: Store) {
         assert!(s.create_tenant("acme", "Acme Inc.", NOW).unwrap());

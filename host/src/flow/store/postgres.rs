@@ -507,7 +507,7 @@ impl Ops for Postgres<'_> {
         lease_until: i64,
     ) -> Result<Vec<OutboxItem>> {
         self.rows(
-            "UPDATE outbox SET next_at = $3 WHERE id IN (SELECT id FROM outbox WHERE next_at IS NOT NULL AND next_at <= $1 ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, event_id, url, body, tries",
+            "UPDATE outbox SET next_at = $3 WHERE id IN (SELECT id FROM outbox WHERE next_at IS NOT NULL AND next_at <= $1 ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, event_id, flow_id, url, body, tries",
             &[&now, &limit, &lease_until],
         )?
         .iter()
@@ -596,6 +596,43 @@ impl Ops for Postgres<'_> {
         .iter()
         .map(|r| TokenRecord::read(r))
         .collect()
+    }
+
+    fn vault_check(&self) -> Result<Option<String>> {
+        self.row("SELECT check_value FROM vault_check WHERE id = 1", &[])?
+            .map(|r| Ok(r.try_get("check_value")?))
+            .transpose()
+    }
+
+    fn set_vault_check(&self, check: &str) -> Result<bool> {
+        let n = self.exec(
+            "INSERT INTO vault_check (id, check_value) VALUES (1, $1) ON CONFLICT DO NOTHING",
+            &[&check],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn any_sealed_secret(&self) -> Result<bool> {
+        Ok(self
+            .row("SELECT 1 AS one FROM tenant_secrets LIMIT 1", &[])?
+            .is_some())
+    }
+
+    fn put_tenant_secret(&self, tenant: &str, name: &str, sealed: &str, at: i64) -> Result<()> {
+        self.exec(
+            "INSERT INTO tenant_secrets (tenant_id, name, sealed, updated_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, name) DO UPDATE SET sealed = excluded.sealed, updated_ms = excluded.updated_ms",
+            &[&tenant, &name, &sealed, &at],
+        )?;
+        Ok(())
+    }
+
+    fn tenant_secret(&self, tenant: &str, name: &str) -> Result<Option<String>> {
+        self.row(
+            "SELECT sealed FROM tenant_secrets WHERE tenant_id = $1 AND name = $2",
+            &[&tenant, &name],
+        )?
+        .map(|r| Ok(r.try_get("sealed")?))
+        .transpose()
     }
 
     fn first_sight(&self, key: &str, at: i64) -> Result<bool> {

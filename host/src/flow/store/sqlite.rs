@@ -434,7 +434,7 @@ impl Ops for Sqlite<'_> {
         lease_until: i64,
     ) -> Result<Vec<OutboxItem>> {
         self.rows(
-            "UPDATE outbox SET next_at = ?3 WHERE id IN (SELECT id FROM outbox WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at LIMIT ?2) RETURNING id, event_id, url, body, tries",
+            "UPDATE outbox SET next_at = ?3 WHERE id IN (SELECT id FROM outbox WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at LIMIT ?2) RETURNING id, event_id, flow_id, url, body, tries",
             params![now, limit, lease_until],
             |r| OutboxItem::read(r),
         )
@@ -526,6 +526,45 @@ impl Ops for Sqlite<'_> {
             "SELECT id, tenant_id, label, created_ms, revoked_ms FROM api_tokens WHERE tenant_id = ?1 ORDER BY created_ms, id",
             [tenant],
             |r| TokenRecord::read(r),
+        )
+    }
+
+    fn vault_check(&self) -> Result<Option<String>> {
+        self.row(
+            "SELECT check_value FROM vault_check WHERE id = 1",
+            [],
+            |r| r.text("check_value"),
+        )
+    }
+
+    fn set_vault_check(&self, check: &str) -> Result<bool> {
+        let n = self.exec(
+            "INSERT OR IGNORE INTO vault_check (id, check_value) VALUES (1, ?1)",
+            [check],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn any_sealed_secret(&self) -> Result<bool> {
+        let found = self.row("SELECT 1 AS one FROM tenant_secrets LIMIT 1", [], |r| {
+            r.int("one")
+        })?;
+        Ok(found.is_some())
+    }
+
+    fn put_tenant_secret(&self, tenant: &str, name: &str, sealed: &str, at: i64) -> Result<()> {
+        self.exec(
+            "INSERT INTO tenant_secrets (tenant_id, name, sealed, updated_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tenant_id, name) DO UPDATE SET sealed = excluded.sealed, updated_ms = excluded.updated_ms",
+            params![tenant, name, sealed, at],
+        )?;
+        Ok(())
+    }
+
+    fn tenant_secret(&self, tenant: &str, name: &str) -> Result<Option<String>> {
+        self.row(
+            "SELECT sealed FROM tenant_secrets WHERE tenant_id = ?1 AND name = ?2",
+            params![tenant, name],
+            |r| r.text("sealed"),
         )
     }
 

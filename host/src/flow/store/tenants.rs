@@ -2,8 +2,10 @@
 
 use super::driver::{TenantRecord, TokenRecord};
 use super::{Store, ms};
+use crate::services::vault::{MASTER_KEY_ENV, Vault};
 use crate::tenants::{IssuedToken, new_token, token_hash};
-use anyhow::Result;
+use anyhow::{Result, bail};
+use zeroize::Zeroizing;
 
 impl Store {
     /// Creates the tenant; false if the id is taken.
@@ -72,5 +74,62 @@ impl Store {
     /// The tenant's tokens (never their secrets), oldest first.
     pub fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>> {
         self.read(|ops| ops.tokens(tenant))
+    }
+}
+
+/// The purpose a tenant's secret is sealed for: its row and nowhere else.
+fn purpose(tenant: &str, name: &str) -> String {
+    format!("tenant/{tenant}/{name}")
+}
+
+impl Store {
+    /// Checks the operator's master key against the store at start-up: the store's check value
+    /// must open under it (written now if there is none); without a key, the store must hold
+    /// no sealed secret. Either mismatch is an error that says what to do.
+    pub fn check_vault(&self, vault: Option<&Vault>, now: u64) -> Result<()> {
+        self.with_tx(now, |t| match (vault, t.ops.vault_check()?) {
+            (Some(v), Some(check)) if !v.opens_check(&check) => bail!(
+                "the master key ({MASTER_KEY_ENV} or --master-key-file) is not the key this store's secrets were sealed with"
+            ),
+            (Some(v), None) => {
+                t.ops.set_vault_check(&v.check_value())?;
+                Ok(())
+            }
+            (None, _) if t.ops.any_sealed_secret()? => bail!(
+                "this store holds sealed secrets: start with the master key they were sealed with ({MASTER_KEY_ENV} or --master-key-file)"
+            ),
+            _ => Ok(()),
+        })
+    }
+
+    /// Seals `value` as the tenant's secret `name` (replacing any).
+    pub fn put_tenant_secret(
+        &self,
+        vault: &Vault,
+        tenant: &str,
+        name: &str,
+        value: &str,
+        now: u64,
+    ) -> Result<()> {
+        let sealed = vault.seal(&purpose(tenant, name), value.as_bytes());
+        self.with_tx(now, |t| {
+            t.ops.put_tenant_secret(tenant, name, &sealed, ms(now))
+        })
+    }
+
+    /// The tenant's secret `name`, opened.
+    pub fn tenant_secret(
+        &self,
+        vault: &Vault,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<Zeroizing<String>>> {
+        let Some(sealed) = self.read(|ops| ops.tenant_secret(tenant, name))? else {
+            return Ok(None);
+        };
+        let bytes = vault.open(&purpose(tenant, name), &sealed)?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|_| anyhow::anyhow!("the tenant secret {name} is not UTF-8"))?;
+        Ok(Some(Zeroizing::new(text)))
     }
 }
