@@ -15,7 +15,12 @@ struct Counts {
     refused: u64,
     /// Distinct `X-Flow-Event-Id`s among the verified (a redelivery repeats one).
     event_ids: HashSet<String>,
+    /// The first verified bodies, for the tests to read.
+    bodies: Vec<Value>,
 }
+
+/// Verified bodies kept for [`CallbackReceiver::verified_bodies`].
+const BODIES_KEPT: usize = 1_000;
 
 struct Receiver {
     secret: String,
@@ -70,6 +75,18 @@ impl CallbackReceiver {
     }
 }
 
+impl CallbackReceiver {
+    /// The bodies of the first verified events, in arrival order.
+    pub fn verified_bodies(&self) -> Vec<Value> {
+        let c = self
+            .receiver
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        c.bodies.clone()
+    }
+}
+
 impl Drop for CallbackReceiver {
     fn drop(&mut self) {
         self.task.abort();
@@ -90,6 +107,11 @@ async fn receive(
         return StatusCode::UNAUTHORIZED;
     }
     counts.verified += 1;
+    if counts.bodies.len() < BODIES_KEPT
+        && let Ok(v) = serde_json::from_slice(&body)
+    {
+        counts.bodies.push(v);
+    }
     if let Some(id) = header("x-flow-event-id") {
         counts.event_ids.insert(id.to_string());
     }

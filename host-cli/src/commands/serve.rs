@@ -10,6 +10,7 @@ use host::flow::{Runner, RunnerOptions};
 use host::lockfile::LockFile;
 use host::runtime::Runtime;
 use host::server::{self, Server, ServerOptions};
+use host::services::vault::Vault;
 use host::services::{AllowRule, HttpPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +47,11 @@ pub struct ServeArgs {
     /// `flow/api-token`; each channel may use only the secrets under its own name.
     #[arg(long)]
     pub secrets: Option<PathBuf>,
+    /// A file holding the master key that seals the secrets tenants bring (32 bytes: base64,
+    /// hex or raw); else FLOW_MASTER_KEY. A key that does not open this store's secrets, or
+    /// none when it holds some, stops serve at start.
+    #[arg(long)]
+    pub master_key_file: Option<PathBuf>,
     /// Allowlist entries for the built-in channels besides the hosts each asks for (e.g.
     /// http://127.0.0.1:8787).
     #[arg(long = "allow-host")]
@@ -103,6 +109,8 @@ impl ServeArgs {
                 .collect::<Result<_>>()
                 .map_err(|e| UsageError(format!("--allow-callback-host: {e:#}")))?,
             lease_ms: self.lease_ms,
+            vault: Vault::from_env_or_file(self.master_key_file.as_deref())
+                .map_err(|e| UsageError(format!("{e:#}")))?,
             ..RunnerOptions::default()
         };
         host::flow::runner::callback_secret(&options, &secrets)

@@ -2,6 +2,7 @@
 //! tokens; each tenant's flow API sees its own flows only (another tenant's id answers as
 //! one that does not exist, and two tenants may use the same id); a revoked token is refused.
 
+use host_testkit::callbacks::CallbackReceiver;
 use host_testkit::mock::{Latency, MockApi, MockConfig, WebhookTargets};
 use host_testkit::process::{FlowClient, ServeProcess, free_port, write_demo_secrets};
 use reqwest::blocking::{Client, RequestBuilder};
@@ -22,8 +23,17 @@ struct Rig {
     _serve: ServeProcess,
 }
 
+/// A master key for the tests (32 bytes, hex).
+const MASTER_KEY: &str = "4242424242424242424242424242424242424242424242424242424242424242";
+const HOST_CALLBACK_KEY: &str = "tenants-test-host-callback-key";
+
 impl Rig {
     fn start(name: &str) -> Rig {
+        Rig::start_with(name, true)
+    }
+
+    /// `serve` with or without a master key.
+    fn start_with(name: &str, master_key: bool) -> Rig {
         let port = free_port().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let mock = MockApi::start(
@@ -41,6 +51,7 @@ impl Rig {
         let secrets = write_demo_secrets(&dir, API_TOKEN).unwrap();
         let mut all: Value = serde_json::from_slice(&std::fs::read(&secrets).unwrap()).unwrap();
         all["flow/admin-token"] = json!(ADMIN_TOKEN);
+        all["flow/callback-secret"] = json!(HOST_CALLBACK_KEY);
         std::fs::write(&secrets, all.to_string()).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-harness"));
         cmd.args(["serve", "--port", &port.to_string(), "--db"])
@@ -49,7 +60,12 @@ impl Rig {
             .args(["--allow-host", &mock.base_url()])
             .arg("--secrets")
             .arg(&secrets)
+            .args(["--allow-callback-host", "http://127.0.0.1"])
+            .env_remove("FLOW_MASTER_KEY")
             .stderr(std::fs::File::create(dir.join("serve.log")).unwrap());
+        if master_key {
+            cmd.env("FLOW_MASTER_KEY", MASTER_KEY);
+        }
         let serve = ServeProcess::start(cmd, port).unwrap();
         Rig {
             dir,
@@ -267,4 +283,155 @@ fn the_cli_drives_the_operator_api_and_its_token_works_on_the_flow_api() {
     let (code, body) = cli(&["list"]);
     assert_eq!(code, Some(0));
     assert_eq!(body["tenants"].as_array().unwrap().len(), 2, "{body}");
+}
+
+/// Each tenant's callbacks are signed with its own key (issued when the tenant was created,
+/// sealed under the master key): a receiver holding another tenant's key, or the host's,
+/// refuses them. The body names the tenant's own flow id and the tenant.
+#[test]
+fn each_tenants_callbacks_are_signed_with_its_own_key_and_name_its_own_ids() {
+    let rig = Rig::start("callbacks");
+    let (status, acme) = rig.admin_post("/admin/tenants", json!({"id": "acme"}));
+    assert_eq!(status, 201, "{acme}");
+    let acme_key = acme["callback_secret"].as_str().unwrap().to_string();
+    assert_eq!(acme_key.len(), 64);
+    let (_, token) = rig.admin_post("/admin/tenants/acme/tokens", json!({}));
+    let token = token["token"].as_str().unwrap().to_string();
+    let (own, other, host) = host_testkit::block_on(async {
+        (
+            CallbackReceiver::spawn(&acme_key).await.unwrap(),
+            CallbackReceiver::spawn("another tenant's key")
+                .await
+                .unwrap(),
+            CallbackReceiver::spawn(HOST_CALLBACK_KEY).await.unwrap(),
+        )
+    });
+    for (id, receiver) in [("to-own", &own), ("to-other", &other), ("to-host", &host)] {
+        let mut flow = sms_flow(id, "+15550100041", "hi");
+        flow["callback_url"] = json!(receiver.url());
+        let (status, body) = rig.post_flow(&token, &flow);
+        assert_eq!(status, 201, "{body}");
+    }
+    let client = FlowClient::new(rig.port, &token);
+    client.wait_final(
+        &["to-own".into(), "to-other".into(), "to-host".into()],
+        Duration::from_secs(30),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while own.counts()["verified"].as_u64() < Some(2)
+        || other.counts()["refused"] == 0
+        || host.counts()["refused"] == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} {} {}\n{}",
+            own.counts(),
+            other.counts(),
+            host.counts(),
+            rig.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(other.counts()["verified"], 0);
+    assert_eq!(host.counts()["verified"], 0);
+    let body = &own.verified_bodies()[0];
+    assert_eq!(
+        (&body["flow_id"], &body["tenant"]),
+        (&json!("to-own"), &json!("acme")),
+        "{body}"
+    );
+    // A rotated key signs from then on; the old one no longer verifies.
+    let (status, rotated) = rig.admin_post("/admin/tenants/acme/callback-secret", json!({}));
+    assert_eq!(status, 201, "{rotated}");
+    assert_ne!(rotated["callback_secret"], json!(acme_key));
+}
+
+/// Without a master key nothing can be sealed: a new tenant has no callback key, so its flows
+/// cannot name a callback URL (refused at the door with the path and what the operator must
+/// do), and asking for a key says why there is none.
+#[test]
+fn without_a_master_key_a_tenants_flow_cannot_name_a_callback_url() {
+    let rig = Rig::start_with("no-key", false);
+    let (status, created) = rig.admin_post("/admin/tenants", json!({"id": "acme"}));
+    assert_eq!(status, 201);
+    assert!(created.get("callback_secret").is_none(), "{created}");
+    let (_, token) = rig.admin_post("/admin/tenants/acme/tokens", json!({}));
+    let token = token["token"].as_str().unwrap().to_string();
+    let mut flow = sms_flow("cb", "+15550100051", "hi");
+    flow["callback_url"] = json!("http://127.0.0.1:9/cb");
+    let (status, body) = rig.post_flow(&token, &flow);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["path"], "/callback_url", "{body}");
+    assert_eq!(
+        body["errors"][0]["code"], "callback_secret_missing",
+        "{body}"
+    );
+    let (status, body) = rig.admin_post("/admin/tenants/acme/callback-secret", json!({}));
+    assert_eq!(
+        (status, &body["error"]),
+        (409, &json!("no_master_key")),
+        "{body}"
+    );
+    // The default tenant signs with the host's secret as before.
+    assert_eq!(rig.post_flow(API_TOKEN, &flow).0, 201);
+}
+
+/// `serve` on a store whose secrets were sealed under one key refuses to start with another
+/// key, or with none, saying which; with the right key it starts.
+#[test]
+fn serve_refuses_a_wrong_or_missing_master_key_at_start() {
+    let rig = Rig::start("wrong-key");
+    assert_eq!(
+        rig.admin_post("/admin/tenants", json!({"id": "acme"})).0,
+        201
+    );
+    let Rig { dir, _serve, .. } = rig;
+    drop(_serve);
+    let start = |key: Option<&str>| {
+        let port = free_port().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-harness"));
+        cmd.args(["serve", "--port", &port.to_string(), "--db"])
+            .arg(dir.join("flows.sqlite"))
+            .arg("--secrets")
+            .arg(dir.join("secrets.json"))
+            .env_remove("FLOW_MASTER_KEY")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(key) = key {
+            cmd.env("FLOW_MASTER_KEY", key);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+                return (status.code(), stderr);
+            }
+            if FlowClient::new(port, "").healthy() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                return (None, "serving".into());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve neither failed nor served"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let (code, stderr) = start(Some(&"17".repeat(32)));
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("is not the key this store's secrets were sealed with"),
+        "{stderr}"
+    );
+    let (code, stderr) = start(None);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("holds sealed secrets"), "{stderr}");
+    let (code, stderr) = start(Some("short"));
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("FLOW_MASTER_KEY"), "{stderr}");
+    // The right key: it serves.
+    assert_eq!(start(Some(MASTER_KEY)), (None, "serving".to_string()));
 }

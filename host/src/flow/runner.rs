@@ -15,6 +15,7 @@ use crate::contract::types::{
     ChannelConfig, Classification, Disposition, EventKind, MessageRequest, WebhookEvent,
 };
 use crate::runtime::{CallError, Plugin};
+use crate::services::vault::Vault;
 use crate::services::{AllowRule, Secrets, now_ms};
 use crate::tenants;
 use anyhow::Result;
@@ -23,7 +24,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 use tokio::sync::{Notify, Semaphore, watch};
+use zeroize::Zeroizing;
 
 /// The host secret that signs callbacks (`X-Flow-Signature: sha256=<hex>`).
 pub const CALLBACK_SECRET_NAME: &str = "flow/callback-secret";
@@ -122,6 +125,9 @@ pub struct RunnerOptions {
     /// How long a claimed send belongs to this node: with several nodes on PostgreSQL,
     /// another takes it over (crash rule) once it has passed. Longer than any plugin call.
     pub lease_ms: u64,
+    /// The operator's master key, for the secrets tenants' accounts bring (their callback
+    /// keys, their access tokens); `None`: nothing can be sealed.
+    pub vault: Option<Vault>,
 }
 
 impl Default for RunnerOptions {
@@ -133,6 +139,7 @@ impl Default for RunnerOptions {
             idle_tick: Duration::from_millis(20),
             callback_hosts: Vec::new(),
             lease_ms: crate::flow::store::DEFAULT_LEASE_MS,
+            vault: None,
         }
     }
 }
@@ -171,8 +178,19 @@ pub struct Runner {
     options: RunnerOptions,
     open_flows: AtomicU64,
     callback_secret: Option<String>,
+    /// Tenants' callback keys read recently (tenant → key, when read).
+    tenant_keys: Mutex<HashMap<String, (Option<CallbackKey>, Instant)>>,
     http: reqwest::Client,
 }
+
+/// A callback signing key, shared by the posts that use it and wiped when the last goes.
+pub type CallbackKey = Arc<Zeroizing<String>>;
+
+/// The name of a tenant's callback key among its sealed secrets.
+pub const TENANT_CALLBACK_SECRET: &str = "callback-secret";
+/// How long a tenant's callback key is used without reading it again (a rotation on another
+/// node reaches this one within it).
+const TENANT_KEY_TTL: Duration = Duration::from_secs(5);
 
 impl Runner {
     /// Opens the store and recovers what a crash left behind: attempts cut off while
@@ -197,8 +215,10 @@ impl Runner {
     ) -> Result<Runner> {
         let callback_secret = callback_secret(&options, secrets)?;
         let (path, lease_ms) = (path.to_string(), options.lease_ms);
+        let vault = options.vault.clone();
         let (store, open) = tokio::task::spawn_blocking(move || {
             let store = Store::open_with(&path, lease_ms)?;
+            store.check_vault(vault.as_ref(), now_ms())?;
             let recovered = store.recover(now_ms())?;
             if recovered > 0 {
                 tracing::warn!(
@@ -227,6 +247,7 @@ impl Runner {
             wake: Notify::new(),
             open_flows: AtomicU64::new(open),
             callback_secret,
+            tenant_keys: Mutex::new(HashMap::new()),
             options,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -260,6 +281,21 @@ impl Runner {
                     path: "/callback_url".into(),
                     code: "callback_host_denied",
                     message: format!("{url:?} is not on serve's --allow-callback-host list"),
+                });
+            }
+            if spec.callback_url.is_some()
+                && tenant != tenants::DEFAULT_TENANT
+                && self
+                    .callback_key(tenant)
+                    .map_err(SubmitError::Store)?
+                    .is_none()
+            {
+                errors.push(SpecError {
+                    path: "/callback_url".into(),
+                    code: "callback_secret_missing",
+                    message: format!(
+                        "tenant {tenant:?} has no callback key to sign with (the operator sets one: POST /admin/tenants/{tenant}/callback-secret)"
+                    ),
                 });
             }
             if !errors.is_empty() {
@@ -454,6 +490,85 @@ impl Runner {
     /// The store (tenants and their tokens live there too).
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// The operator's master key, if `serve` was given one.
+    pub fn vault(&self) -> Option<&Vault> {
+        self.options.vault.as_ref()
+    }
+
+    /// The key a tenant's callbacks are signed with: the default tenant's is the host secret
+    /// `flow/callback-secret`, every other tenant's its own sealed key (none without one:
+    /// a tenant's receiver must never accept another tenant's signature). Read from the store
+    /// at most every [`TENANT_KEY_TTL`]; synchronous (a store read on a miss).
+    pub fn callback_key(&self, tenant: &str) -> Result<Option<CallbackKey>> {
+        if let Some(key) = self.known_callback_key(tenant) {
+            return Ok(key);
+        }
+        let key = read_tenant_key(&self.store, self.vault(), tenant)?;
+        self.remember_callback_key(tenant, key.clone());
+        Ok(key)
+    }
+
+    /// [`Runner::callback_key`] off the async workers.
+    async fn callback_key_async(&self, tenant: &str) -> Result<Option<CallbackKey>> {
+        if let Some(key) = self.known_callback_key(tenant) {
+            return Ok(key);
+        }
+        let (store, vault, owned) = (
+            self.store.clone(),
+            self.options.vault.clone(),
+            tenant.to_string(),
+        );
+        let key =
+            tokio::task::spawn_blocking(move || read_tenant_key(&store, vault.as_ref(), &owned))
+                .await??;
+        self.remember_callback_key(tenant, key.clone());
+        Ok(key)
+    }
+
+    /// The tenant's key without reading the store: the host's for the default tenant, else
+    /// what was read within the TTL (`None`: read it).
+    fn known_callback_key(&self, tenant: &str) -> Option<Option<CallbackKey>> {
+        if tenant == tenants::DEFAULT_TENANT {
+            return Some(
+                self.callback_secret
+                    .as_ref()
+                    .map(|s| Arc::new(Zeroizing::new(s.clone()))),
+            );
+        }
+        self.tenant_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            .filter(|(_, at)| at.elapsed() < TENANT_KEY_TTL)
+            .map(|(key, _)| key.clone())
+    }
+
+    fn remember_callback_key(&self, tenant: &str, key: Option<CallbackKey>) {
+        self.tenant_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string(), (key, Instant::now()));
+    }
+
+    /// Seals a new callback key for the tenant and uses it from now on (on this node at once,
+    /// on the others within [`TENANT_KEY_TTL`]); the key, to show once.
+    pub fn rotate_callback_key(&self, tenant: &str) -> Result<Zeroizing<String>> {
+        let Some(vault) = self.vault() else {
+            anyhow::bail!(
+                "serve has no master key ({} or --master-key-file): a tenant's callback key cannot be sealed",
+                crate::services::vault::MASTER_KEY_ENV
+            );
+        };
+        let key = Zeroizing::new(crate::services::vault::random_secret());
+        self.store
+            .put_tenant_secret(vault, tenant, TENANT_CALLBACK_SECRET, &key, now_ms())?;
+        self.tenant_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tenant);
+        Ok(key)
     }
 
     /// Runs the dispatcher and the callback sender until `stop` turns true, then lets every
@@ -775,17 +890,31 @@ impl Runner {
             .post(&item.url)
             .header("content-type", "application/json")
             .header("x-flow-event-id", &item.event_id);
-        if let Some(secret) = &self.callback_secret {
-            request = request.header(
-                "x-flow-signature",
-                crate::services::signing::signature(secret, item.body.as_bytes()),
-            );
-        }
+        let tenant = tenants::unscoped(&item.flow_id).0.to_string();
+        let key = match self.callback_key_async(&tenant).await {
+            Ok(key) => key,
+            Err(e) => {
+                // Not posted unsigned: tried again later, like a receiver that failed.
+                return self.callback_retry(item, Some(format!("reading the callback key: {e:#}")));
+            }
+        };
+        let Some(key) = key else {
+            return self.callback_retry(item, Some("the tenant has no callback key".into()));
+        };
+        request = request.header(
+            "x-flow-signature",
+            crate::services::signing::signature(&key, item.body.as_bytes()),
+        );
         let error = match request.body(item.body.clone()).send().await {
             Ok(r) if r.status().is_success() => None,
             Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
             Err(e) => Some(e.to_string()),
         };
+        self.callback_retry(item, error)
+    }
+
+    /// A post's result: done, or (with its error) due again after a back-off.
+    fn callback_retry(&self, item: &OutboxItem, error: Option<String>) -> OutboxResult {
         // 1 s, 2 s, 4 s … up to 5 min between tries; given up after a day's worth.
         let retry_at = (item.tries < 300).then(|| {
             now_ms().saturating_add(1_000u64.saturating_mul(1 << item.tries.min(8)).min(300_000))
@@ -795,6 +924,20 @@ impl Runner {
             error,
             retry_at,
         }
+    }
+}
+
+/// A tenant's sealed callback key, opened (none without a master key or a key).
+fn read_tenant_key(
+    store: &Store,
+    vault: Option<&Vault>,
+    tenant: &str,
+) -> Result<Option<CallbackKey>> {
+    match vault {
+        Some(vault) => Ok(store
+            .tenant_secret(vault, tenant, TENANT_CALLBACK_SECRET)?
+            .map(Arc::new)),
+        None => Ok(None),
     }
 }
 

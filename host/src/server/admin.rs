@@ -25,6 +25,10 @@ pub(super) fn routes() -> Router<App> {
         .route("/admin/tenants", post(create_tenant).get(list_tenants))
         .route("/admin/tenants/{id}", get(show_tenant).patch(rename_tenant))
         .route("/admin/tenants/{id}/tokens", post(issue_token))
+        .route(
+            "/admin/tenants/{id}/callback-secret",
+            post(rotate_callback_key),
+        )
         .route("/admin/tenants/{id}/tokens/{token}", delete(revoke_token))
 }
 
@@ -143,7 +147,20 @@ async fn create_tenant(
     })
     .await?;
     match created {
-        Some(t) => Ok((StatusCode::CREATED, axum::Json(tenant_json(&t))).into_response()),
+        Some(t) => {
+            let mut body = tenant_json(&t);
+            // With a master key, the tenant gets its callback key at once (shown this once).
+            if app.runner.vault().is_some() {
+                let runner = app.runner.clone();
+                let tenant = t.id.clone();
+                let key = tokio::task::spawn_blocking(move || runner.rotate_callback_key(&tenant))
+                    .await
+                    .map_err(|e| ApiError::internal("sealing a callback key", e))?
+                    .map_err(|e| ApiError::internal("sealing a callback key", e))?;
+                body["callback_secret"] = json!(key.as_str());
+            }
+            Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+        }
         None => Err(ApiError::new(
             StatusCode::CONFLICT,
             "tenant_exists",
@@ -247,4 +264,44 @@ async fn revoke_token(
             format!("tenant {id:?} has no live token {token:?}"),
         ))
     }
+}
+
+/// A new callback key for the tenant (its callbacks are signed with it from now on), shown
+/// this once; 409 when `serve` has no master key to seal it with.
+async fn rotate_callback_key(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    operator(&headers, app.options.admin_token.as_deref())?;
+    if app.runner.vault().is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_master_key",
+            "serve was started without a master key (FLOW_MASTER_KEY or --master-key-file): a tenant's callback key cannot be sealed",
+        ));
+    }
+    if id == crate::tenants::DEFAULT_TENANT {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "host_secret",
+            "the default tenant signs with the host secret flow/callback-secret",
+        ));
+    }
+    let key = id.clone();
+    let exists = blocking(&app, "reading a tenant", move |s| s.tenant(&key)).await?;
+    if exists.is_none() {
+        return Err(no_such_tenant(&id));
+    }
+    let runner = app.runner.clone();
+    let tenant = id.clone();
+    let key = tokio::task::spawn_blocking(move || runner.rotate_callback_key(&tenant))
+        .await
+        .map_err(|e| ApiError::internal("sealing a callback key", e))?
+        .map_err(|e| ApiError::internal("sealing a callback key", e))?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"tenant": id, "callback_secret": key.as_str()})),
+    )
+        .into_response())
 }
