@@ -52,6 +52,11 @@ pub struct ServeArgs {
     /// none when it holds some, stops serve at start.
     #[arg(long)]
     pub master_key_file: Option<PathBuf>,
+    /// A channel on which every tenant but the default sends only from its own account (put
+    /// with the operator API); a tenant without one falls back (`no_channel_account`). On
+    /// the other channels a tenant without an account sends from serve's. Repeatable.
+    #[arg(long = "own-accounts", default_value = "whatsapp")]
+    pub own_accounts: Vec<String>,
     /// Allowlist entries for the built-in channels besides the hosts each asks for (e.g.
     /// http://127.0.0.1:8787).
     #[arg(long = "allow-host")]
@@ -111,6 +116,7 @@ impl ServeArgs {
             lease_ms: self.lease_ms,
             vault: Vault::from_env_or_file(self.master_key_file.as_deref())
                 .map_err(|e| UsageError(format!("{e:#}")))?,
+            own_accounts: self.own_accounts.clone(),
             ..RunnerOptions::default()
         };
         host::flow::runner::callback_secret(&options, &secrets)

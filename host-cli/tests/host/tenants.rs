@@ -435,3 +435,119 @@ fn serve_refuses_a_wrong_or_missing_master_key_at_start() {
     // The right key: it serves.
     assert_eq!(start(Some(MASTER_KEY)), (None, "serving".to_string()));
 }
+
+fn whatsapp_then_sms(id: &str, recipient: &str) -> Value {
+    json!({"id": id, "recipient": recipient, "steps": [
+        {"channel": "whatsapp", "wait_for": "accepted", "content": {"type": "template",
+            "template": {"name": "order_update", "language": "en_US",
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}}},
+        {"channel": "sms", "wait_for": "accepted", "content": {"text": "Your order shipped."}}]})
+}
+
+/// A tenant's WhatsApp steps go out from its own account, with its own token (sealed, never
+/// shown): one whose token the provider refuses does not reach a customer on serve's token; a
+/// tenant with no account falls back at once without reaching the provider; the default
+/// tenant sends from serve's configuration as before.
+#[test]
+fn a_tenants_whatsapp_steps_use_its_own_account_or_fall_back_without_one() {
+    let rig = Rig::start("accounts");
+    let (acme, bad, none) = (
+        rig.tenant("acme"),
+        rig.tenant("badtoken"),
+        rig.tenant("none"),
+    );
+    let put = |tenant: &str, token: &str, waba: &str| {
+        rig.send(
+            rig.http
+                .put(format!(
+                    "{}/admin/tenants/{tenant}/channels/whatsapp",
+                    rig.base
+                ))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"account_id": waba,
+                    "settings": {"phone_number_id": host_testkit::defaults::DEMO_PHONE_NUMBER_ID},
+                    "secrets": {"access-token": token}})),
+        )
+    };
+    let (status, shown) = put(
+        "acme",
+        host_testkit::defaults::DEMO_ACCESS_TOKEN,
+        "waba-acme",
+    );
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["secrets"], json!(["whatsapp/access-token"]));
+    assert_eq!(shown["state"], "active");
+    assert!(
+        !shown
+            .to_string()
+            .contains(host_testkit::defaults::DEMO_ACCESS_TOKEN)
+    );
+    assert_eq!(put("badtoken", "a-token-meta-refuses", "waba-bad").0, 200);
+    // One business's account is never another's.
+    let (status, body) = put("none", "x", "waba-acme");
+    assert_eq!(
+        (status, &body["error"]),
+        (409, &json!("account_taken")),
+        "{body}"
+    );
+    for (token, id) in [
+        (&acme, "a"),
+        (&bad, "b"),
+        (&none, "c"),
+        (&API_TOKEN.to_string(), "d"),
+    ] {
+        let (status, body) = rig.post_flow(token, &whatsapp_then_sms(id, "+15550100061"));
+        assert_eq!(status, 201, "{body}");
+    }
+    let wait = |token: &str, id: &str| {
+        FlowClient::new(rig.port, token).wait_final(&[id.into()], Duration::from_secs(30))[0]
+            .clone()
+    };
+    let reasons = |flow: &Value| -> Vec<(String, String)> {
+        flow["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["channel"].as_str().unwrap().to_string(),
+                    a["reason"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let a = wait(&acme, "a");
+    assert_eq!(
+        host_testkit::attempt_channels(&a),
+        ["whatsapp"],
+        "{a}\n{}",
+        rig.log()
+    );
+    let b = wait(&bad, "b");
+    assert_eq!(host_testkit::attempt_channels(&b)[0], "whatsapp", "{b}");
+    assert!(
+        b.to_string().contains("190"),
+        "the provider saw the tenant's token: {b}"
+    );
+    let c = wait(&none, "c");
+    assert_eq!(
+        reasons(&c)[0],
+        ("whatsapp".into(), "no_channel_account".into()),
+        "{c}"
+    );
+    assert_eq!(
+        host_testkit::attempt_channels(&c),
+        ["whatsapp", "sms"],
+        "{c}"
+    );
+    let d = wait(API_TOKEN, "d");
+    assert_eq!(host_testkit::attempt_channels(&d), ["whatsapp"], "{d}");
+    // Only three WhatsApp requests reached the provider: the tenant without an account none.
+    let whatsapp_requests = rig
+        ._mock
+        .requests()
+        .iter()
+        .filter(|r| r.correlation_id().is_some_and(|c| c.starts_with("none/")))
+        .count();
+    assert_eq!(whatsapp_requests, 1, "only its SMS step reached a provider");
+}

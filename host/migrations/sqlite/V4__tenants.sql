@@ -16,3 +16,11 @@ CREATE TABLE IF NOT EXISTS vault_check (
 CREATE TABLE IF NOT EXISTS tenant_secrets (
   tenant_id TEXT NOT NULL REFERENCES tenants(id), name TEXT NOT NULL, sealed TEXT NOT NULL,
   updated_ms BIGINT NOT NULL, PRIMARY KEY (tenant_id, name));
+-- A tenant's account on a channel (its WABA on WhatsApp): the settings laid over serve's for
+-- that channel, its state (a revoked token or a ban stops its sends at once). An account
+-- belongs to one tenant. Its secrets are tenant_secrets named `{channel}/{name}`.
+CREATE TABLE IF NOT EXISTS channel_accounts (
+  tenant_id TEXT NOT NULL REFERENCES tenants(id), channel TEXT NOT NULL,
+  account_id TEXT NOT NULL, settings TEXT NOT NULL, state TEXT NOT NULL
+    CHECK (state IN ('active', 'needs_reauth', 'disabled')),
+  updated_ms BIGINT NOT NULL, PRIMARY KEY (tenant_id, channel), UNIQUE (channel, account_id));

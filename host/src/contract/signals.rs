@@ -94,6 +94,14 @@ pub enum HostReason {
     OutcomeUnknown,
     /// The host stopped before the request left: sent again.
     NeverSent,
+    /// The flow's tenant has no account on this channel (and must bring its own): the step
+    /// falls back without reaching the provider.
+    NoChannelAccount,
+    /// The tenant's account needs a new token (the provider refused the last one): the step
+    /// falls back without reaching the provider until the operator puts one.
+    AccountNeedsReauth,
+    /// The tenant's account is disabled (banned, restricted, removed): the step falls back.
+    AccountDisabled,
 }
 
 impl HostReason {
@@ -103,6 +111,9 @@ impl HostReason {
             HostReason::NotSent => "not_sent",
             HostReason::OutcomeUnknown => "outcome_unknown",
             HostReason::NeverSent => "never_sent",
+            HostReason::NoChannelAccount => "no_channel_account",
+            HostReason::AccountNeedsReauth => "account_needs_reauth",
+            HostReason::AccountDisabled => "account_disabled",
         }
     }
 }

@@ -128,6 +128,10 @@ pub struct RunnerOptions {
     /// The operator's master key, for the secrets tenants' accounts bring (their callback
     /// keys, their access tokens); `None`: nothing can be sealed.
     pub vault: Option<Vault>,
+    /// Channels on which every tenant but the default must send from its own account (a
+    /// business's WhatsApp messages come from its own WABA); on the others a tenant without
+    /// an account sends from serve's.
+    pub own_accounts: Vec<String>,
 }
 
 impl Default for RunnerOptions {
@@ -140,6 +144,7 @@ impl Default for RunnerOptions {
             callback_hosts: Vec::new(),
             lease_ms: crate::flow::store::DEFAULT_LEASE_MS,
             vault: None,
+            own_accounts: Vec::new(),
         }
     }
 }
@@ -178,9 +183,23 @@ pub struct Runner {
     options: RunnerOptions,
     open_flows: AtomicU64,
     callback_secret: Option<String>,
+    /// Tenants' channels read recently ((tenant, channel) → what to send with, when read).
+    tenant_channels: Mutex<HashMap<(String, String), (TenantChannel, Instant)>>,
     /// Tenants' callback keys read recently (tenant → key, when read).
     tenant_keys: Mutex<HashMap<String, (Option<CallbackKey>, Instant)>>,
     http: reqwest::Client,
+}
+
+/// What a tenant's step on a channel sends with.
+#[derive(Clone)]
+pub enum TenantChannel {
+    /// The channel as serve configured it.
+    Operator,
+    /// The tenant's own account: serve's channel with the account's settings laid over and
+    /// the account's secrets in place of serve's.
+    Own(Arc<Channel>),
+    /// Not sent: the step falls back at once, for this reason.
+    Refused(HostReason),
 }
 
 /// A callback signing key, shared by the posts that use it and wiped when the last goes.
@@ -248,6 +267,7 @@ impl Runner {
             open_flows: AtomicU64::new(open),
             callback_secret,
             tenant_keys: Mutex::new(HashMap::new()),
+            tenant_channels: Mutex::new(HashMap::new()),
             options,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -552,6 +572,87 @@ impl Runner {
             .insert(tenant.to_string(), (key, Instant::now()));
     }
 
+    /// What the tenant's steps on `channel` send with (read from the store at most every
+    /// [`TENANT_KEY_TTL`]; synchronous on a miss).
+    pub fn tenant_channel(&self, tenant: &str, channel: &str) -> Result<TenantChannel> {
+        if tenant == tenants::DEFAULT_TENANT {
+            return Ok(TenantChannel::Operator);
+        }
+        let key = (tenant.to_string(), channel.to_string());
+        let cached = self
+            .tenant_channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|(_, at)| at.elapsed() < TENANT_KEY_TTL)
+            .map(|(c, _)| c.clone());
+        if let Some(c) = cached {
+            return Ok(c);
+        }
+        let resolved = self.read_tenant_channel(tenant, channel)?;
+        self.tenant_channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (resolved.clone(), Instant::now()));
+        Ok(resolved)
+    }
+
+    /// Forgets what was read of the tenant's channels (an account was put on this node).
+    pub fn forget_tenant_channels(&self, tenant: &str) {
+        self.tenant_channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(t, _), _| t != tenant);
+    }
+
+    fn read_tenant_channel(&self, tenant: &str, channel: &str) -> Result<TenantChannel> {
+        let Some(base) = self.channels.get(channel) else {
+            return Ok(TenantChannel::Operator);
+        };
+        let Some(account) = self.store.channel_account(tenant, channel)? else {
+            let own = self.options.own_accounts.iter().any(|c| c == channel);
+            return Ok(if own {
+                TenantChannel::Refused(HostReason::NoChannelAccount)
+            } else {
+                TenantChannel::Operator
+            });
+        };
+        match account.state.as_str() {
+            "needs_reauth" => return Ok(TenantChannel::Refused(HostReason::AccountNeedsReauth)),
+            "disabled" => return Ok(TenantChannel::Refused(HostReason::AccountDisabled)),
+            _ => {}
+        }
+        let secrets = match self.vault() {
+            Some(vault) => self.store.channel_secrets(vault, tenant, channel)?,
+            None => Vec::new(),
+        };
+        let services = base.plugin.services();
+        let (view, refused) = services.secrets.with_values(
+            secrets
+                .into_iter()
+                .map(|(name, value)| (name, value.as_str().to_string())),
+        );
+        if !refused.is_empty() {
+            tracing::warn!(
+                tenant,
+                channel,
+                ?refused,
+                "tenant secrets the channel is not granted: not used"
+            );
+        }
+        let services = Arc::new(crate::services::HostServices::new(
+            services.http.clone(),
+            view,
+            services.log.like(),
+        ));
+        let config = with_settings(&base.config(), &account.settings);
+        Ok(TenantChannel::Own(Arc::new(Channel::new(
+            base.plugin.with_services(services),
+            config,
+            base.pacing,
+        ))))
+    }
+
     /// Seals a new callback key for the tenant and uses it from now on (on this node at once,
     /// on the others within [`TENANT_KEY_TTL`]); the key, to show once.
     pub fn rotate_callback_key(&self, tenant: &str) -> Result<Zeroizing<String>> {
@@ -696,7 +797,22 @@ impl Runner {
     ))]
     async fn send_one(self: Arc<Self>, claim: Claim) {
         sleep_until_ms(claim.slot_ms).await;
-        let result = match self.channels.get(&claim.channel) {
+        let own = match self.tenant_channel_of(&claim).await {
+            Ok(TenantChannel::Own(channel)) => Some(channel),
+            Ok(TenantChannel::Operator) => None,
+            Ok(TenantChannel::Refused(reason)) => {
+                return self.record_refused(&claim, reason).await;
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "reading the tenant's account failed"
+                );
+                return self.record_refused(&claim, HostReason::HostBusy).await;
+            }
+        };
+        let channel = own.as_deref().or_else(|| self.channels.get(&claim.channel));
+        let result = match channel {
             None => SendResult::NotSent(format!("unknown channel {:?}", claim.channel)),
             Some(channel) => {
                 // Still `claimed` until here: a crash before leaves it to be sent once.
@@ -738,6 +854,51 @@ impl Runner {
             correlation_id = %claim.correlation_id,
             "the attempt could not be recorded; it stays `sending` until the next start"
         );
+    }
+
+    /// What the claim's tenant sends with on its channel (off the async workers on a miss).
+    async fn tenant_channel_of(self: &Arc<Self>, claim: &Claim) -> Result<TenantChannel> {
+        let tenant = tenants::unscoped(&claim.flow_id).0;
+        if tenant == tenants::DEFAULT_TENANT {
+            return Ok(TenantChannel::Operator);
+        }
+        let (runner, tenant, channel) = (self.clone(), tenant.to_string(), claim.channel.clone());
+        tokio::task::spawn_blocking(move || runner.tenant_channel(&tenant, &channel)).await?
+    }
+
+    /// Records a send the host refused itself (nothing left): the tenant's account is
+    /// missing or not usable, so the step falls back (or, when the account could not be read,
+    /// is tried again soon).
+    async fn record_refused(&self, claim: &Claim, reason: HostReason) {
+        let disposition = if reason == HostReason::HostBusy {
+            crate::contract::types::Disposition::Retry
+        } else {
+            crate::contract::types::Disposition::Fallback
+        };
+        let c = Classification {
+            disposition,
+            reason: reason.as_str().into(),
+            provider_code: None,
+            provider_title: None,
+            provider_details: None,
+            provider_trace_id: None,
+            retry_after_ms: (reason == HostReason::HostBusy).then_some(1_000),
+            operator_action: reason != HostReason::HostBusy,
+            provider_message_id: None,
+        };
+        let what = format!("recording attempt {}", claim.attempt_id);
+        let record = Write::Record {
+            attempt_id: claim.attempt_id,
+            result: SendResult::Classified(c),
+            customer_gap: None,
+        };
+        if self
+            .write_retrying(&what, &[0, 100, 500, 2_000, 5_000], record)
+            .await
+            .is_some()
+        {
+            self.wake.notify_one();
+        }
     }
 
     /// Records that the send is handed over (after a crash it is then `unknown`).
@@ -924,6 +1085,21 @@ impl Runner {
             error,
             retry_at,
         }
+    }
+}
+
+/// `config` with the keys of `overlay` (a JSON object) in place of its settings' own.
+fn with_settings(config: &ChannelConfig, overlay: &str) -> ChannelConfig {
+    let mut settings = match serde_json::from_str::<Value>(&config.settings) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    if let Ok(Value::Object(extra)) = serde_json::from_str::<Value>(overlay) {
+        settings.extend(extra);
+    }
+    ChannelConfig {
+        api_base: config.api_base.clone(),
+        settings: Value::Object(settings).to_string(),
     }
 }
 

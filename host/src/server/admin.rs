@@ -4,8 +4,8 @@
 
 use super::auth::operator;
 use super::routes::{ApiError, App, read_body};
-use crate::flow::store::Store;
 use crate::flow::store::driver::{TenantRecord, TokenRecord};
+use crate::flow::store::{AccountPut, NewAccount, Store};
 use crate::tenants::tenant_id_error;
 use axum::Router;
 use axum::body::Body;
@@ -30,6 +30,10 @@ pub(super) fn routes() -> Router<App> {
             post(rotate_callback_key),
         )
         .route("/admin/tenants/{id}/tokens/{token}", delete(revoke_token))
+        .route(
+            "/admin/tenants/{id}/channels/{channel}",
+            axum::routing::put(put_account).get(show_account),
+        )
 }
 
 #[derive(Deserialize)]
@@ -304,4 +308,163 @@ async fn rotate_callback_key(
         axum::Json(json!({"tenant": id, "callback_secret": key.as_str()})),
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountBody {
+    /// The provider's id of the account (a WABA id).
+    account_id: String,
+    /// Laid over serve's settings for the channel (`phone_number_id`, say).
+    #[serde(default)]
+    settings: serde_json::Map<String, Value>,
+    /// Secret names under the channel (`access-token`) → values; sealed, never shown again.
+    #[serde(default)]
+    secrets: std::collections::BTreeMap<String, String>,
+}
+
+/// The longest account id, secret name and secret value.
+const MAX_ACCOUNT_ID_LEN: usize = 128;
+const MAX_SECRET_NAME_LEN: usize = 64;
+const MAX_SECRET_LEN: usize = 8 << 10;
+
+fn field_error(path: &str, message: String) -> ApiError {
+    let mut e = ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", message);
+    e.set("path", json!(path));
+    e
+}
+
+fn check_account(body: &AccountBody) -> Result<(), ApiError> {
+    let id = &body.account_id;
+    let id_ok = !id.is_empty()
+        && id.len() <= MAX_ACCOUNT_ID_LEN
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if !id_ok {
+        return Err(field_error(
+            "/account_id",
+            format!(
+                "an account id is 1 to {MAX_ACCOUNT_ID_LEN} letters, digits or '-_.:'; got {id:?}"
+            ),
+        ));
+    }
+    for (name, value) in &body.secrets {
+        let path = format!("/secrets/{}", name.replace('~', "~0").replace('/', "~1"));
+        let name_ok = !name.is_empty()
+            && name.len() <= MAX_SECRET_NAME_LEN
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+        if !name_ok {
+            return Err(field_error(
+                &path,
+                format!(
+                    "a secret name is 1 to {MAX_SECRET_NAME_LEN} letters, digits, '-' or '_' (the channel's own prefix is added); got {name:?}"
+                ),
+            ));
+        }
+        if value.is_empty() || value.len() > MAX_SECRET_LEN {
+            return Err(field_error(
+                &path,
+                format!(
+                    "a secret is 1 to {MAX_SECRET_LEN} bytes, got {}",
+                    value.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Puts the tenant's account on a channel: its settings, its secrets (sealed), `active`.
+async fn put_account(
+    State(app): State<App>,
+    Path((id, channel)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    operator(&headers, app.options.admin_token.as_deref())?;
+    if app.runner.channel(&channel).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_channel",
+            format!("serve runs no channel {channel:?}"),
+        ));
+    }
+    let account: AccountBody = json_body(&app, &headers, body).await?;
+    check_account(&account)?;
+    if !account.secrets.is_empty() && app.runner.vault().is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_master_key",
+            "serve was started without a master key (FLOW_MASTER_KEY or --master-key-file): an account's secrets cannot be sealed",
+        ));
+    }
+    let runner = app.runner.clone();
+    let (tenant, ch) = (id.clone(), channel.clone());
+    let put = tokio::task::spawn_blocking(move || {
+        if runner.store().tenant(&tenant)?.is_none() {
+            return Ok(None);
+        }
+        let secrets: Vec<(String, String)> = account.secrets.into_iter().collect();
+        let settings = Value::Object(account.settings).to_string();
+        let put = runner.store().put_channel_account(
+            runner.vault(),
+            &NewAccount {
+                tenant: &tenant,
+                channel: &ch,
+                account_id: &account.account_id,
+                settings: &settings,
+                secrets: &secrets,
+            },
+            crate::services::now_ms(),
+        )?;
+        runner.forget_tenant_channels(&tenant);
+        anyhow::Ok(Some(put))
+    })
+    .await
+    .map_err(|e| ApiError::internal("putting an account", e))?
+    .map_err(|e| ApiError::internal("putting an account", e))?;
+    match put {
+        None => Err(no_such_tenant(&id)),
+        Some(AccountPut::OwnedByAnother(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "account_taken",
+            "that account belongs to another tenant",
+        )),
+        Some(AccountPut::Stored) => account_answer(&app, &id, &channel).await,
+    }
+}
+
+async fn show_account(
+    State(app): State<App>,
+    Path((id, channel)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    operator(&headers, app.options.admin_token.as_deref())?;
+    account_answer(&app, &id, &channel).await
+}
+
+/// The account as the operator sees it: its settings, state and the names of its secrets.
+async fn account_answer(app: &App, id: &str, channel: &str) -> Result<Response, ApiError> {
+    let (tenant, ch) = (id.to_string(), channel.to_string());
+    let found = blocking(app, "reading an account", move |s| {
+        let Some(a) = s.channel_account(&tenant, &ch)? else {
+            return Ok(None);
+        };
+        Ok(Some((a, s.channel_secret_names(&tenant, &ch)?)))
+    })
+    .await?;
+    let Some((a, names)) = found else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_account",
+            format!("tenant {id:?} has no account on {channel:?}"),
+        ));
+    };
+    let settings: Value = serde_json::from_str(&a.settings).unwrap_or(Value::Null);
+    let body = json!({"tenant": a.tenant_id, "channel": a.channel, "account_id": a.account_id,
+        "settings": settings, "state": a.state, "updated_ms": a.updated_ms, "secrets": names});
+    Ok(axum::Json(body).into_response())
 }

@@ -51,6 +51,15 @@ impl Log {
         }
     }
 
+    /// A log at the same level to the same kind of place (a memory log starts empty): what
+    /// a tenant's instance of a channel writes to.
+    pub fn like(&self) -> Self {
+        match self.memory {
+            Some(_) => Log::memory(),
+            None => Log::stderr(self.min),
+        }
+    }
+
     pub fn write(&self, level: LogLevel, message: &str) {
         if rank(level) < rank(self.min) {
             return;

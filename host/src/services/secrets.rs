@@ -157,6 +157,25 @@ impl Secrets {
         }
     }
 
+    /// The same grants with some values replaced: a tenant's own values for names this view
+    /// already grants (a name it does not grant, or a host-only one, is left out: a tenant
+    /// never widens a plugin's grants). The names left out are returned.
+    pub fn with_values(
+        &self,
+        values: impl IntoIterator<Item = (String, String)>,
+    ) -> (Secrets, Vec<String>) {
+        let mut view = self.clone();
+        let mut refused = Vec::new();
+        for (name, value) in values {
+            if self.grant_for(&name).is_some() {
+                view.values.insert(name, value);
+            } else {
+                refused.push(name);
+            }
+        }
+        (view, refused)
+    }
+
     /// Reads `{"name": "value", …}` from a file.
     pub fn load_file(&mut self, path: &std::path::Path) -> Result<()> {
         let text = std::fs::read_to_string(path)

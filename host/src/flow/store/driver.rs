@@ -321,6 +321,33 @@ impl TokenRecord {
     }
 }
 
+/// A tenant's account on a channel, as stored (its secrets are sealed apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub tenant_id: String,
+    pub channel: String,
+    /// The provider's id of the account (a WABA id).
+    pub account_id: String,
+    /// A JSON object laid over the channel's settings for this tenant's sends.
+    pub settings: String,
+    /// `active`, `needs_reauth` or `disabled`.
+    pub state: String,
+    pub updated_ms: i64,
+}
+
+impl AccountRecord {
+    pub(super) fn read(r: &dyn Columns) -> Result<AccountRecord> {
+        Ok(AccountRecord {
+            tenant_id: r.text("tenant_id")?,
+            channel: r.text("channel")?,
+            account_id: r.text("account_id")?,
+            settings: r.text("settings")?,
+            state: r.text("state")?,
+            updated_ms: r.int("updated_ms")?,
+        })
+    }
+}
+
 /// The named operations, inside one open transaction.
 pub(super) trait Ops {
     // Flows.
@@ -449,6 +476,15 @@ pub(super) trait Ops {
     fn any_sealed_secret(&self) -> Result<bool>;
     fn put_tenant_secret(&self, tenant: &str, name: &str, sealed: &str, at: i64) -> Result<()>;
     fn tenant_secret(&self, tenant: &str, name: &str) -> Result<Option<String>>;
+    /// The names and sealed values of the tenant's secrets whose names start with `prefix`.
+    fn tenant_secrets_under(&self, tenant: &str, prefix: &str) -> Result<Vec<(String, String)>>;
+
+    // Channel accounts.
+    /// The tenant of the account with this id on the channel.
+    fn account_owner(&self, channel: &str, account_id: &str) -> Result<Option<String>>;
+    /// Inserts or replaces the tenant's account on its channel.
+    fn put_account(&self, account: &AccountRecord) -> Result<()>;
+    fn account(&self, tenant: &str, channel: &str) -> Result<Option<AccountRecord>>;
 
     // Pacing shared between nodes (PostgreSQL only: one SQLite node keeps it in memory).
     /// The watermark under `key` (0 if none yet), locked until commit.

@@ -24,6 +24,7 @@ pub mod driver;
 mod postgres;
 mod sqlite;
 mod tenants;
+pub use tenants::{AccountPut, NewAccount};
 mod transitions;
 
 pub use driver::{

@@ -4,9 +4,9 @@
 //! by refinery. Each connection's session bounds what a stalled peer may cost the others.
 
 use super::driver::{
-    Answer, AttemptRecord, AttemptView, Columns, FlowRecord, FlowView, NewAttempt, NewCallback,
-    NewFlow, NewNote, Ops, OutboxItem, StatusRaise, TenantRecord, TimelineEntry, TokenRecord,
-    TxKind, count_statement, count_transaction, flow_state, redact,
+    AccountRecord, Answer, AttemptRecord, AttemptView, Columns, FlowRecord, FlowView, NewAttempt,
+    NewCallback, NewFlow, NewNote, Ops, OutboxItem, StatusRaise, TenantRecord, TimelineEntry,
+    TokenRecord, TxKind, count_statement, count_transaction, flow_state, redact,
 };
 use crate::flow::policy::FlowState;
 use anyhow::{Context, Result, bail};
@@ -632,6 +632,42 @@ impl Ops for Postgres<'_> {
             &[&tenant, &name],
         )?
         .map(|r| Ok(r.try_get("sealed")?))
+        .transpose()
+    }
+
+    fn tenant_secrets_under(&self, tenant: &str, prefix: &str) -> Result<Vec<(String, String)>> {
+        self.rows(
+            "SELECT name, sealed FROM tenant_secrets WHERE tenant_id = $1 AND left(name, length($2)) = $2 ORDER BY name",
+            &[&tenant, &prefix],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get("name")?, r.try_get("sealed")?)))
+        .collect()
+    }
+
+    fn account_owner(&self, channel: &str, account_id: &str) -> Result<Option<String>> {
+        self.row(
+            "SELECT tenant_id FROM channel_accounts WHERE channel = $1 AND account_id = $2",
+            &[&channel, &account_id],
+        )?
+        .map(|r| Ok(r.try_get("tenant_id")?))
+        .transpose()
+    }
+
+    fn put_account(&self, a: &AccountRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO channel_accounts (tenant_id, channel, account_id, settings, state, updated_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, channel) DO UPDATE SET account_id = excluded.account_id, settings = excluded.settings, state = excluded.state, updated_ms = excluded.updated_ms",
+            &[&a.tenant_id, &a.channel, &a.account_id, &a.settings, &a.state, &a.updated_ms],
+        )?;
+        Ok(())
+    }
+
+    fn account(&self, tenant: &str, channel: &str) -> Result<Option<AccountRecord>> {
+        self.row(
+            "SELECT tenant_id, channel, account_id, settings, state, updated_ms FROM channel_accounts WHERE tenant_id = $1 AND channel = $2",
+            &[&tenant, &channel],
+        )?
+        .map(|r| AccountRecord::read(&r))
         .transpose()
     }
 

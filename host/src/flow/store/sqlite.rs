@@ -3,9 +3,9 @@
 //! memory. Migrations in `host/migrations/sqlite`, applied at open by refinery.
 
 use super::driver::{
-    Answer, AttemptRecord, AttemptView, Columns, FlowRecord, FlowView, NewAttempt, NewCallback,
-    NewFlow, NewNote, Ops, OutboxItem, StatusRaise, TenantRecord, TimelineEntry, TokenRecord,
-    TxKind, count_statement, count_transaction, flow_state,
+    AccountRecord, Answer, AttemptRecord, AttemptView, Columns, FlowRecord, FlowView, NewAttempt,
+    NewCallback, NewFlow, NewNote, Ops, OutboxItem, StatusRaise, TenantRecord, TimelineEntry,
+    TokenRecord, TxKind, count_statement, count_transaction, flow_state,
 };
 use crate::flow::policy::FlowState;
 use anyhow::{Context, Result, bail};
@@ -565,6 +565,38 @@ impl Ops for Sqlite<'_> {
             "SELECT sealed FROM tenant_secrets WHERE tenant_id = ?1 AND name = ?2",
             params![tenant, name],
             |r| r.text("sealed"),
+        )
+    }
+
+    fn tenant_secrets_under(&self, tenant: &str, prefix: &str) -> Result<Vec<(String, String)>> {
+        self.rows(
+            "SELECT name, sealed FROM tenant_secrets WHERE tenant_id = ?1 AND substr(name, 1, length(?2)) = ?2 ORDER BY name",
+            params![tenant, prefix],
+            |r| Ok((r.text("name")?, r.text("sealed")?)),
+        )
+    }
+
+    fn account_owner(&self, channel: &str, account_id: &str) -> Result<Option<String>> {
+        self.row(
+            "SELECT tenant_id FROM channel_accounts WHERE channel = ?1 AND account_id = ?2",
+            params![channel, account_id],
+            |r| r.text("tenant_id"),
+        )
+    }
+
+    fn put_account(&self, a: &AccountRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO channel_accounts (tenant_id, channel, account_id, settings, state, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, channel) DO UPDATE SET account_id = excluded.account_id, settings = excluded.settings, state = excluded.state, updated_ms = excluded.updated_ms",
+            params![a.tenant_id, a.channel, a.account_id, a.settings, a.state, a.updated_ms],
+        )?;
+        Ok(())
+    }
+
+    fn account(&self, tenant: &str, channel: &str) -> Result<Option<AccountRecord>> {
+        self.row(
+            "SELECT tenant_id, channel, account_id, settings, state, updated_ms FROM channel_accounts WHERE tenant_id = ?1 AND channel = ?2",
+            params![tenant, channel],
+            |r| AccountRecord::read(r),
         )
     }
 

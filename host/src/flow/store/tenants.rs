@@ -1,6 +1,6 @@
 //! Tenants and their flow API tokens, kept beside the flows (every node sees them).
 
-use super::driver::{TenantRecord, TokenRecord};
+use super::driver::{AccountRecord, TenantRecord, TokenRecord};
 use super::{Store, ms};
 use crate::services::vault::{MASTER_KEY_ENV, Vault};
 use crate::tenants::{IssuedToken, new_token, token_hash};
@@ -131,5 +131,102 @@ impl Store {
         let text = String::from_utf8(bytes.to_vec())
             .map_err(|_| anyhow::anyhow!("the tenant secret {name} is not UTF-8"))?;
         Ok(Some(Zeroizing::new(text)))
+    }
+}
+
+/// What putting an account did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountPut {
+    Stored,
+    /// The account belongs to another tenant: nothing was written.
+    OwnedByAnother(String),
+}
+
+/// A tenant's account on a channel, to store.
+pub struct NewAccount<'a> {
+    pub tenant: &'a str,
+    pub channel: &'a str,
+    pub account_id: &'a str,
+    /// A JSON object.
+    pub settings: &'a str,
+    /// Secret names under the channel (`access-token`) and their values, to seal.
+    pub secrets: &'a [(String, String)],
+}
+
+impl Store {
+    /// Stores the tenant's account on a channel, `active` (a new token clears `needs_reauth`),
+    /// with its secrets sealed as `{channel}/{name}`; all or nothing. An account id another
+    /// tenant holds is refused (one business's account is never another's).
+    pub fn put_channel_account(
+        &self,
+        vault: Option<&Vault>,
+        account: &NewAccount,
+        now: u64,
+    ) -> Result<AccountPut> {
+        if !account.secrets.is_empty() && vault.is_none() {
+            bail!(
+                "serve has no master key ({MASTER_KEY_ENV} or --master-key-file): an account's secrets cannot be sealed"
+            );
+        }
+        let sealed: Vec<(String, String)> = account
+            .secrets
+            .iter()
+            .map(|(name, value)| {
+                let full = format!("{}/{name}", account.channel);
+                let v = vault.expect("checked above");
+                let sealed = v.seal(&purpose(account.tenant, &full), value.as_bytes());
+                (full, sealed)
+            })
+            .collect();
+        self.with_tx(now, |t| {
+            if let Some(owner) = t.ops.account_owner(account.channel, account.account_id)?
+                && owner != account.tenant
+            {
+                return Ok(AccountPut::OwnedByAnother(owner));
+            }
+            t.ops.put_account(&AccountRecord {
+                tenant_id: account.tenant.to_string(),
+                channel: account.channel.to_string(),
+                account_id: account.account_id.to_string(),
+                settings: account.settings.to_string(),
+                state: "active".into(),
+                updated_ms: ms(now),
+            })?;
+            for (name, sealed) in &sealed {
+                t.ops
+                    .put_tenant_secret(account.tenant, name, sealed, ms(now))?;
+            }
+            Ok(AccountPut::Stored)
+        })
+    }
+
+    pub fn channel_account(&self, tenant: &str, channel: &str) -> Result<Option<AccountRecord>> {
+        self.read(|ops| ops.account(tenant, channel))
+    }
+
+    /// The tenant's secrets for a channel (`{channel}/…`), opened.
+    pub fn channel_secrets(
+        &self,
+        vault: &Vault,
+        tenant: &str,
+        channel: &str,
+    ) -> Result<Vec<(String, Zeroizing<String>)>> {
+        let prefix = format!("{channel}/");
+        let rows = self.read(|ops| ops.tenant_secrets_under(tenant, &prefix))?;
+        rows.into_iter()
+            .map(|(name, sealed)| {
+                let bytes = vault.open(&purpose(tenant, &name), &sealed)?;
+                let text = String::from_utf8(bytes.to_vec())
+                    .map_err(|_| anyhow::anyhow!("the tenant secret {name} is not UTF-8"))?;
+                Ok((name, Zeroizing::new(text)))
+            })
+            .collect()
+    }
+
+    /// The names (never the values) of the tenant's secrets for a channel.
+    pub fn channel_secret_names(&self, tenant: &str, channel: &str) -> Result<Vec<String>> {
+        let prefix = format!("{channel}/");
+        let rows = self.read(|ops| ops.tenant_secrets_under(tenant, &prefix))?;
+        Ok(rows.into_iter().map(|(name, _)| name).collect())
     }
 }
