@@ -551,3 +551,78 @@ fn a_tenants_whatsapp_steps_use_its_own_account_or_fall_back_without_one() {
         .count();
     assert_eq!(whatsapp_requests, 1, "only its SMS step reached a provider");
 }
+
+/// A token the provider refuses (190) flags the tenant's account `needs_reauth` once: that
+/// send and every later WhatsApp step of the tenant fall back to SMS, the later ones without
+/// reaching the provider, nothing is sent twice, and one operator event is logged. A new
+/// token clears it.
+#[test]
+fn a_refused_token_flags_the_account_once_and_its_steps_fall_back_until_a_new_token() {
+    let rig = Rig::start("reauth");
+    let token = rig.tenant("acme");
+    let put = |access: &str| {
+        let (status, body) = rig.send(
+            rig.http
+                .put(format!("{}/admin/tenants/acme/channels/whatsapp", rig.base))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"account_id": "waba-acme", "secrets": {"access-token": access}})),
+        );
+        assert_eq!(status, 200, "{body}");
+    };
+    put("revoked-token");
+    let client = FlowClient::new(rig.port, &token);
+    assert_eq!(
+        rig.post_flow(&token, &whatsapp_then_sms("first", "+15550100071"))
+            .0,
+        201
+    );
+    let first = &client.wait_final(&["first".into()], Duration::from_secs(30))[0];
+    assert_eq!(
+        host_testkit::attempt_channels(first),
+        ["whatsapp", "sms"],
+        "{first}"
+    );
+    let (_, account) = rig.admin_get("/admin/tenants/acme/channels/whatsapp");
+    assert_eq!(account["state"], "needs_reauth", "{account}");
+    let ids: Vec<String> = (0..3).map(|i| format!("later-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let flow = whatsapp_then_sms(id, &format!("+1555010008{i}"));
+        assert_eq!(rig.post_flow(&token, &flow).0, 201);
+    }
+    for later in client.wait_final(&ids, Duration::from_secs(30)) {
+        assert_eq!(
+            host_testkit::attempt_channels(&later),
+            ["whatsapp", "sms"],
+            "{later}"
+        );
+        assert_eq!(
+            later["attempts"][0]["reason"], "account_needs_reauth",
+            "{later}"
+        );
+    }
+    // Only the first flow's WhatsApp request reached the provider.
+    let whatsapp: Vec<String> = rig
+        ._mock
+        .requests()
+        .iter()
+        .filter_map(|r| r.correlation_id())
+        .filter(|c| c.starts_with("acme/") && !c.contains("/1/"))
+        .collect();
+    assert_eq!(whatsapp.len(), 1, "{whatsapp:?}");
+    host_testkit::process::assert_nothing_sent_twice(&rig._mock);
+    let events = rig.log().matches("operator event").count();
+    assert_eq!(events, 1, "{}", rig.log());
+    // A new token: active again, and WhatsApp goes out.
+    put(host_testkit::defaults::DEMO_ACCESS_TOKEN);
+    assert_eq!(
+        rig.post_flow(&token, &whatsapp_then_sms("after", "+15550100091"))
+            .0,
+        201
+    );
+    let after = &client.wait_final(&["after".into()], Duration::from_secs(30))[0];
+    assert_eq!(
+        host_testkit::attempt_channels(after),
+        ["whatsapp"],
+        "{after}"
+    );
+}

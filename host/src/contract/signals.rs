@@ -25,6 +25,11 @@ pub enum Signal {
     OptedIn,
     /// Someone else now handles the conversation: automatic sends to the customer stop.
     Handover(Handler),
+    /// The provider refused the account's credentials (expired or revoked token, a missing
+    /// permission): the account needs a new token.
+    CredentialsRejected,
+    /// The provider restricted or locked the account: it sends nothing until a person acts.
+    AccountRestricted,
     /// Nothing beyond the disposition.
     None,
 }
@@ -55,6 +60,8 @@ mod reason {
     pub const OPTED_OUT: &str = "recipient_opted_out";
     pub const OPTED_IN: &str = "recipient_opted_in";
     pub const BUSINESS_APP_REPLY: &str = "business_app_reply";
+    pub const AUTH_ERROR: &str = "auth_error";
+    pub const ACCOUNT_RESTRICTED: &str = "account_restricted";
 }
 
 impl Signal {
@@ -69,6 +76,8 @@ impl Signal {
             reason::PAIR_RATE_LIMITED => Signal::RecipientRateLimited,
             reason::OPTED_OUT => Signal::OptedOut,
             reason::OPTED_IN => Signal::OptedIn,
+            reason::AUTH_ERROR => Signal::CredentialsRejected,
+            reason::ACCOUNT_RESTRICTED => Signal::AccountRestricted,
             _ => Signal::None,
         }
     }

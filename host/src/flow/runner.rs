@@ -831,6 +831,10 @@ impl Runner {
                 self.call_channel(channel, &claim).await
             }
         };
+        let result = match own {
+            Some(_) => self.account_health(&claim, result).await,
+            None => result,
+        };
         let customer_gap = match &result {
             SendResult::Classified(c) => self.pace_after(&claim, c),
             _ => None,
@@ -899,6 +903,45 @@ impl Runner {
         {
             self.wake.notify_one();
         }
+    }
+
+    /// A tenant's own account whose credentials the provider refused becomes `needs_reauth`,
+    /// one the provider restricted `disabled`: its later steps fall back without reaching the
+    /// provider, and this one falls back too (nothing was delivered). The change is reported
+    /// once, by the node whose conditional update made it. Timeouts, 5xx and every other
+    /// answer leave the account alone.
+    async fn account_health(self: &Arc<Self>, claim: &Claim, result: SendResult) -> SendResult {
+        let SendResult::Classified(mut c) = result else {
+            return result;
+        };
+        let to = match Signal::of(&c) {
+            Signal::CredentialsRejected => "needs_reauth",
+            Signal::AccountRestricted => "disabled",
+            _ => return SendResult::Classified(c),
+        };
+        let tenant = tenants::unscoped(&claim.flow_id).0.to_string();
+        let (runner, t, channel) = (self.clone(), tenant.clone(), claim.channel.clone());
+        let changed = tokio::task::spawn_blocking(move || {
+            let changed = runner.store.flag_account(&t, &channel, to, now_ms())?;
+            runner.forget_tenant_channels(&t);
+            anyhow::Ok(changed)
+        })
+        .await;
+        match changed {
+            Ok(Ok(true)) => tracing::warn!(
+                tenant,
+                channel = %claim.channel,
+                state = to,
+                reason = %c.reason,
+                provider_code = c.provider_code.as_deref().unwrap_or(""),
+                "operator event: the tenant's account is now {to}; its steps on this channel fall back until the operator puts the account again"
+            ),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "flagging the account failed"),
+            Err(e) => tracing::error!(error = %e, "flagging the account failed"),
+        }
+        c.disposition = crate::contract::types::Disposition::Fallback;
+        SendResult::Classified(c)
     }
 
     /// Records that the send is handed over (after a crash it is then `unknown`).

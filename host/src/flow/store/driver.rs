@@ -485,6 +485,16 @@ pub(super) trait Ops {
     /// Inserts or replaces the tenant's account on its channel.
     fn put_account(&self, account: &AccountRecord) -> Result<()>;
     fn account(&self, tenant: &str, channel: &str) -> Result<Option<AccountRecord>>;
+    /// Moves the account from `from` to `to` at `at`; whether it was in `from` (so exactly
+    /// one of several nodes seeing the same refusal reports the change).
+    fn set_account_state(
+        &self,
+        tenant: &str,
+        channel: &str,
+        from: &str,
+        to: &str,
+        at: i64,
+    ) -> Result<bool>;
 
     // Pacing shared between nodes (PostgreSQL only: one SQLite node keeps it in memory).
     /// The watermark under `key` (0 if none yet), locked until commit.

@@ -671,6 +671,21 @@ impl Ops for Postgres<'_> {
         .transpose()
     }
 
+    fn set_account_state(
+        &self,
+        tenant: &str,
+        channel: &str,
+        from: &str,
+        to: &str,
+        at: i64,
+    ) -> Result<bool> {
+        let n = self.exec(
+            "UPDATE channel_accounts SET state = $4, updated_ms = $5 WHERE tenant_id = $1 AND channel = $2 AND state = $3",
+            &[&tenant, &channel, &from, &to, &at],
+        )?;
+        Ok(n == 1)
+    }
+
     fn first_sight(&self, key: &str, at: i64) -> Result<bool> {
         // Two nodes seeing one key at once: the second waits for the first's commit on it.
         let n = self.exec(

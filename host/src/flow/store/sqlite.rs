@@ -600,6 +600,21 @@ impl Ops for Sqlite<'_> {
         )
     }
 
+    fn set_account_state(
+        &self,
+        tenant: &str,
+        channel: &str,
+        from: &str,
+        to: &str,
+        at: i64,
+    ) -> Result<bool> {
+        let n = self.exec(
+            "UPDATE channel_accounts SET state = ?4, updated_ms = ?5 WHERE tenant_id = ?1 AND channel = ?2 AND state = ?3",
+            params![tenant, channel, from, to, at],
+        )?;
+        Ok(n == 1)
+    }
+
     fn first_sight(&self, key: &str, at: i64) -> Result<bool> {
         let n = self.exec(
             "INSERT OR IGNORE INTO seen_events (dedupe_key, at_ms) VALUES (?1, ?2)",

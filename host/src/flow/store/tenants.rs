@@ -200,6 +200,15 @@ impl Store {
         })
     }
 
+    /// Moves an `active` account to `to` (`needs_reauth`, `disabled`); whether this call
+    /// changed it (a conditional update: of several nodes, one reports the change).
+    pub fn flag_account(&self, tenant: &str, channel: &str, to: &str, now: u64) -> Result<bool> {
+        self.with_tx(now, |t| {
+            t.ops
+                .set_account_state(tenant, channel, "active", to, ms(now))
+        })
+    }
+
     pub fn channel_account(&self, tenant: &str, channel: &str) -> Result<Option<AccountRecord>> {
         self.read(|ops| ops.account(tenant, channel))
     }
