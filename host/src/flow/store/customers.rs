@@ -44,22 +44,25 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The later of what the flow says and what the channel's webhooks told us.
+    /// The later of what the flow says and what the channel's webhooks told us of the flow's
+    /// customer (`customer`: the stored, tenant-scoped key).
     pub(super) fn last_inbound(
         &self,
         channel: &str,
+        customer: &str,
         spec: &super::FlowSpec,
     ) -> Result<Option<u64>> {
         let seen = self
             .ops
-            .last_inbound(channel, &customer_key(&spec.recipient))?
+            .last_inbound(channel, customer)?
             .map(|ms| ms.max(0) as u64);
         Ok(spec.last_inbound_ms.max(seen))
     }
 
-    /// The kinds of message the customer stopped on this channel.
-    pub(super) fn opted_out(&self, channel: &str, recipient: &str) -> Result<Vec<String>> {
-        self.ops.opted_out(channel, &customer_key(recipient))
+    /// The kinds of message the customer (the stored, tenant-scoped key) stopped on this
+    /// channel.
+    pub(super) fn opted_out(&self, channel: &str, customer: &str) -> Result<Vec<String>> {
+        self.ops.opted_out(channel, customer)
     }
 
     fn set_opt_out(&self, channel: &str, customer: &str, category: &str, stop: bool) -> Result<()> {
@@ -90,18 +93,19 @@ impl Tx<'_> {
 
     /// A send refused because the customer stopped marketing (Meta's 131050, synchronous or
     /// in a status) counts as a marketing stop until the customer resumes.
+    /// `customer` is the stored, tenant-scoped key.
     pub(super) fn note_classified_opt_out(
         &self,
         channel: &str,
-        recipient: Option<&str>,
+        customer: Option<&str>,
         c: &Classification,
     ) -> Result<()> {
         // Our own refusal (nothing sent, no provider code) only repeats what is known.
         if Signal::of(c) != Signal::OptedOut || c.provider_code.is_none() {
             return Ok(());
         }
-        match recipient {
-            Some(r) => self.set_opt_out(channel, &customer_key(r), MARKETING, true),
+        match customer {
+            Some(key) => self.set_opt_out(channel, key, MARKETING, true),
             None => Ok(()),
         }
     }

@@ -936,7 +936,35 @@ mod tests {
         a_tenants_tokens_name_it_until_revoked_and_are_kept_only_as_hashes,
         the_default_tenant_exists_and_tenant_ids_are_unique,
         sealed_secrets_open_with_their_key_and_a_wrong_or_missing_key_is_refused,
+        a_tenants_flow_sees_its_own_customers_opt_outs_and_statuses_only,
     );
+
+    /// The same phone number is two customers in two tenants: one business's opt-out is not
+    /// another's, and a status naming another customer does not move a tenant's flow.
+    fn a_tenants_flow_sees_its_own_customers_opt_outs_and_statuses_only(s: Store) {
+        let mut refused = status("wamid.m", "x", Disposition::Fallback, 2);
+        refused.recipient = Some("+15550100001".into());
+        refused.classification.reason = "recipient_opted_out".into();
+        refused.classification.provider_code = Some("131050".into());
+        // No attempt of ours: the default tenant's customer (the only one a webhook can name
+        // until it says which account it is for).
+        s.apply_statuses("whatsapp", &[refused], NOW).unwrap();
+        s.submit(&[("acme/f".into(), spec())], NOW).unwrap();
+        let c = claim_one(&s, NOW);
+        assert!(c.opted_out.is_empty(), "{:?}", c.opted_out);
+        s.mark_sending(c.attempt_id, NOW).unwrap();
+        let accepted = classification(Disposition::Accepted, "accepted", Some("wamid.t"));
+        s.record(c.attempt_id, &SendResult::Classified(accepted), NOW + 10)
+            .unwrap();
+        let mut other = status("wamid.t", "acme/f/0/1", Disposition::Delivered, 3);
+        other.recipient = Some("+15550100999".into());
+        s.apply_statuses("whatsapp", &[other], NOW + 20).unwrap();
+        assert_ne!(s.state("acme/f").unwrap(), Some(FlowState::Done));
+        let mut own = status("wamid.t", "acme/f/0/1", Disposition::Delivered, 3);
+        own.recipient = Some("+15550100001".into());
+        s.apply_statuses("whatsapp", &[own], NOW + 30).unwrap();
+        assert_eq!(s.state("acme/f").unwrap(), Some(FlowState::Done));
+    }
 
     fn sealed_secrets_open_with_their_key_and_a_wrong_or_missing_key_is_refused(s: Store) {
         use crate::services::vault::Vault;

@@ -363,8 +363,8 @@ impl Tx<'_> {
             correlation_id,
             recipient: flow.spec.recipient.clone(),
             content: step.content.to_string(),
-            last_inbound_ms: self.last_inbound(&step.channel, &flow.spec)?,
-            opted_out: self.opted_out(&step.channel, &flow.spec.recipient)?,
+            last_inbound_ms: self.last_inbound(&step.channel, &flow.customer, &flow.spec)?,
+            opted_out: self.opted_out(&step.channel, &flow.customer)?,
             slot_ms: slot,
         }))
     }
@@ -506,7 +506,7 @@ impl Tx<'_> {
             return Ok(());
         };
         if let SendResult::Classified(c) = result {
-            self.note_classified_opt_out(&a.channel, Some(&flow.spec.recipient), c)?;
+            self.note_classified_opt_out(&a.channel, Some(&flow.customer), c)?;
         }
         if flow.state != FlowState::Sending || flow.current_attempt != Some(a.id) {
             return Ok(());
@@ -633,9 +633,11 @@ impl Tx<'_> {
     pub(super) fn apply_event(&self, channel: &str, e: &WebhookEvent) -> Result<bool> {
         if e.kind == EventKind::MessageStatus {
             let outcome = self.apply_status(channel, e)?;
-            if matches!(outcome, StatusOutcome::Applied | StatusOutcome::NoAttempt) {
-                // Idempotent: a redelivery of a status of no attempt stops nothing twice.
-                self.note_classified_opt_out(channel, e.recipient.as_deref(), &e.classification)?;
+            if outcome == StatusOutcome::NoAttempt {
+                // Idempotent: a redelivery of a status of no attempt stops nothing twice. (An
+                // applied status noted it under its flow's customer.)
+                let customer = e.recipient.as_deref().map(customer_key);
+                self.note_classified_opt_out(channel, customer.as_deref(), &e.classification)?;
             }
             return Ok(outcome == StatusOutcome::Applied);
         }
@@ -667,7 +669,8 @@ impl Tx<'_> {
             return Ok(StatusOutcome::NoAttempt);
         };
         let status = status_name(e);
-        if !names_customer(e, &flow.customer) {
+        // The flow's own customer key, without its tenant: what the event names.
+        if !names_customer(e, tenants::unscoped(&flow.customer).1) {
             self.note(
                 &flow.id,
                 Some(a.id),
@@ -681,6 +684,7 @@ impl Tx<'_> {
             return Ok(StatusOutcome::Redelivery);
         }
         self.adopt_message_id(channel, &a, e)?;
+        self.note_classified_opt_out(channel, Some(&flow.customer), &e.classification)?;
         // Conditional on the precedence the row holds, and the row count checked: a lower
         // status never overwrites a higher one, whatever arrives in which order.
         let disposition = disposition_name(e.classification.disposition);
