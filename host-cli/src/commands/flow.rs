@@ -30,6 +30,10 @@ pub enum FlowCommand {
         /// posted otherwise.
         #[arg(long)]
         plugins: Option<PathBuf>,
+        /// An environment variable holding a tenant's flow API token (`flw_…`), used instead
+        /// of `flow/api-token` (the default tenant's).
+        #[arg(long)]
+        token_env: Option<String>,
     },
     /// Print a flow's timeline from the database `serve` uses.
     Status {
@@ -40,6 +44,9 @@ pub enum FlowCommand {
         /// Print JSON instead of the readable timeline.
         #[arg(long)]
         json: bool,
+        /// The tenant whose flow it is.
+        #[arg(long, default_value = host::tenants::DEFAULT_TENANT)]
+        tenant: String,
     },
 }
 
@@ -51,18 +58,40 @@ impl FlowCommand {
                 server,
                 secrets,
                 plugins,
-            } => start(file, server, secrets.as_deref(), plugins.as_deref()).await,
-            FlowCommand::Status { id, db, json } => status(id, db, *json).await,
+                token_env,
+            } => {
+                let token = api_token(secrets.as_deref(), token_env.as_deref())?;
+                start(file, server, &token, plugins.as_deref()).await
+            }
+            FlowCommand::Status {
+                id,
+                db,
+                json,
+                tenant,
+            } => status(id, db, *json, tenant).await,
         }
     }
 }
 
-async fn start(
-    file: &str,
-    server: &str,
-    secrets: Option<&Path>,
-    plugins: Option<&Path>,
-) -> Result<Outcome> {
+/// The bearer token: a tenant's from `token_env`, else the host secret `flow/api-token`.
+fn api_token(secrets: Option<&Path>, token_env: Option<&str>) -> Result<String> {
+    if let Some(var) = token_env {
+        return std::env::var(var)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                UsageError(format!("the environment variable {var} is not set")).into()
+            });
+    }
+    secrets_from(secrets)?.value(API_TOKEN_SECRET).ok_or_else(|| {
+        UsageError(format!(
+            "the flow API needs the host secret {API_TOKEN_SECRET} (set FLOW_SECRET_FLOW_API_TOKEN or use --secrets), or a tenant's token (--token-env)"
+        ))
+        .into()
+    })
+}
+
+async fn start(file: &str, server: &str, token: &str, plugins: Option<&Path>) -> Result<Outcome> {
     let doc = read_json(file)?;
     if let Some(lock) = plugins {
         let errors = check_with_locked_plugins(&doc, lock).await?;
@@ -70,11 +99,6 @@ async fn start(
             return Ok(Outcome::json(1, json!({ "errors": errors })));
         }
     }
-    let token = secrets_from(secrets)?.value(API_TOKEN_SECRET).ok_or_else(|| {
-        UsageError(format!(
-            "the flow API needs the host secret {API_TOKEN_SECRET} (set FLOW_SECRET_FLOW_API_TOKEN or use --secrets)"
-        ))
-    })?;
     let resp = reqwest::Client::new()
         .post(format!("{}/flows", server.trim_end_matches('/')))
         .bearer_auth(token)
@@ -176,15 +200,23 @@ fn step_error(
     json!({key: path, "code": e.code, "message": e.message})
 }
 
-async fn status(id: &str, db: &str, as_json: bool) -> Result<Outcome> {
+async fn status(id: &str, db: &str, as_json: bool, tenant: &str) -> Result<Outcome> {
+    if let Some(message) = host::tenants::tenant_id_error(tenant) {
+        return Err(UsageError(format!("--tenant: {message}")).into());
+    }
     if !host::flow::store::is_postgres_url(db) && !Path::new(db).exists() {
         return Err(UsageError(format!("no flow database at {db} (see --db)")).into());
     }
-    let (owned_db, owned_id) = (db.to_string(), id.to_string());
+    let (owned_db, key) = (db.to_string(), host::tenants::scoped(tenant, id));
     // The store is synchronous: off the runtime's workers.
-    let status = tokio::task::spawn_blocking(move || Store::open(&owned_db)?.flow_view(&owned_id))
+    let status = tokio::task::spawn_blocking(move || Store::open(&owned_db)?.flow_view(&key))
         .await??
-        .map(|view| host::server::flow_json(&view))
+        .map(|view| {
+            host::server::flow_json(&host::flow::store::FlowView {
+                id: id.to_string(),
+                ..view
+            })
+        })
         .transpose()?;
     match status {
         None => Ok(Outcome::json(

@@ -275,6 +275,50 @@ fn the_cli_drives_the_operator_api_and_its_token_works_on_the_flow_api() {
             .0,
         201
     );
+    // `flow start` with the tenant's token, `flow status` of the tenant's own id.
+    let flow_file = rig.dir.join("b-2.json");
+    std::fs::write(
+        &flow_file,
+        sms_flow("b-2", "+15550100032", "hi").to_string(),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_host-harness"))
+        .args([
+            "flow",
+            "start",
+            "--server",
+            &rig.base,
+            "--token-env",
+            "BETA_TOKEN",
+        ])
+        .arg(&flow_file)
+        .env("BETA_TOKEN", token)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let status = |tenant: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-harness"));
+        cmd.args(["flow", "status", "b-2", "--json", "--db"])
+            .arg(rig.dir.join("flows.sqlite"));
+        if let Some(t) = tenant {
+            cmd.args(["--tenant", t]);
+        }
+        let out = cmd.output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), v)
+    };
+    let (code, shown) = status(Some("beta"));
+    assert_eq!((code, &shown["id"]), (Some(0), &json!("b-2")), "{shown}");
+    assert_eq!(
+        status(None).0,
+        Some(1),
+        "the default tenant has no flow b-2"
+    );
     let (code, body) = cli(&["update", "beta", "--name", "Beta GmbH"]);
     assert_eq!((code, &body["name"]), (Some(0), &json!("Beta GmbH")));
     let (code, body) = cli(&["revoke-token", "beta", issued["id"].as_str().unwrap()]);

@@ -638,6 +638,49 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A database from before tenants (migrated to V3, its flows and customers written) is
+    /// the default tenant's once V4 applies: nothing rewritten, nothing lost.
+    #[test]
+    fn a_single_business_database_from_before_tenants_is_the_default_tenants_with_nothing_lost() {
+        let dir =
+            std::env::temp_dir().join(format!("pre-tenants-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("flows.sqlite");
+        let path = path.to_str().unwrap();
+        {
+            let s = Store::open(path).unwrap();
+            let mut refused = status("wamid.m", "x", Disposition::Fallback, 2);
+            refused.recipient = Some("+15550100001".into());
+            refused.classification.reason = "recipient_opted_out".into();
+            refused.classification.provider_code = Some("131050".into());
+            s.apply_statuses("whatsapp", &[refused], NOW).unwrap();
+            s.submit(&[("order-1".into(), spec())], NOW).unwrap();
+        }
+        // Back to V3: V4 only adds tables, so dropping them and its history row is the
+        // database as the last release left it.
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE channel_accounts; DROP TABLE tenant_secrets; DROP TABLE vault_check;
+             DROP TABLE api_tokens; DROP TABLE tenants;
+             DELETE FROM refinery_schema_history WHERE version = 4;",
+        )
+        .unwrap();
+        drop(conn);
+        let s = Store::open(path).unwrap();
+        assert_eq!(
+            s.tenant(crate::tenants::DEFAULT_TENANT)
+                .unwrap()
+                .unwrap()
+                .id,
+            "default"
+        );
+        assert_eq!(s.state("order-1").unwrap(), Some(FlowState::Ready));
+        assert!(s.flow_view("order-1").unwrap().is_some());
+        // The customer's stop still holds for the default tenant's flow.
+        assert_eq!(claim_one(&s, NOW).opted_out, ["marketing"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// One node's pacer for WhatsApp at `rate` per second (and the 6 s customer gap).
     fn whatsapp_pacer(rate: f64) -> Mutex<Pacer> {
         Mutex::new(Pacer::new(HashMap::from([(
