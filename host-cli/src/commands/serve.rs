@@ -57,6 +57,11 @@ pub struct ServeArgs {
     /// the other channels a tenant without an account sends from serve's. Repeatable.
     #[arg(long = "own-accounts", default_value = "whatsapp")]
     pub own_accounts: Vec<String>,
+    /// Where operator events are posted (a tenant's account needing a new token, or
+    /// disabled), once per change, signed like callbacks with `flow/callback-secret`; it must
+    /// be on the --allow-callback-host list.
+    #[arg(long)]
+    pub operator_callback_url: Option<String>,
     /// Allowlist entries for the built-in channels besides the hosts each asks for (e.g.
     /// http://127.0.0.1:8787).
     #[arg(long = "allow-host")]
@@ -117,8 +122,18 @@ impl ServeArgs {
             vault: Vault::from_env_or_file(self.master_key_file.as_deref())
                 .map_err(|e| UsageError(format!("{e:#}")))?,
             own_accounts: self.own_accounts.clone(),
+            operator_callback_url: self.operator_callback_url.clone(),
             ..RunnerOptions::default()
         };
+        if let Some(url) = &self.operator_callback_url
+            && !reqwest::Url::parse(url)
+                .is_ok_and(|u| host::services::http::url_allowed(&options.callback_hosts, &u))
+        {
+            return Err(UsageError(format!(
+                "--operator-callback-url {url:?} is not on the --allow-callback-host list"
+            ))
+            .into());
+        }
         host::flow::runner::callback_secret(&options, &secrets)
             .map_err(|e| UsageError(format!("--allow-callback-host: {e:#}")))?;
         if self.lease_ms < 35_000 {

@@ -34,6 +34,11 @@ impl Rig {
 
     /// `serve` with or without a master key.
     fn start_with(name: &str, master_key: bool) -> Rig {
+        Rig::start_with_args(name, master_key, &[])
+    }
+
+    /// `serve` with or without a master key, and these arguments besides.
+    fn start_with_args(name: &str, master_key: bool, extra: &[&str]) -> Rig {
         let port = free_port().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let mock = MockApi::start(
@@ -61,6 +66,7 @@ impl Rig {
             .arg("--secrets")
             .arg(&secrets)
             .args(["--allow-callback-host", "http://127.0.0.1"])
+            .args(extra)
             .env_remove("FLOW_MASTER_KEY")
             .stderr(std::fs::File::create(dir.join("serve.log")).unwrap());
         if master_key {
@@ -602,7 +608,8 @@ fn a_tenants_whatsapp_steps_use_its_own_account_or_fall_back_without_one() {
 /// token clears it.
 #[test]
 fn a_refused_token_flags_the_account_once_and_its_steps_fall_back_until_a_new_token() {
-    let rig = Rig::start("reauth");
+    let operator = host_testkit::block_on(CallbackReceiver::spawn(HOST_CALLBACK_KEY)).unwrap();
+    let rig = Rig::start_with_args("reauth", true, &["--operator-callback-url", operator.url()]);
     let token = rig.tenant("acme");
     let put = |access: &str| {
         let (status, body) = rig.send(
@@ -656,6 +663,32 @@ fn a_refused_token_flags_the_account_once_and_its_steps_fall_back_until_a_new_to
     host_testkit::process::assert_nothing_sent_twice(&rig._mock);
     let events = rig.log().matches("operator event").count();
     assert_eq!(events, 1, "{}", rig.log());
+    // The same event, once, to the operator's URL, signed with the host's key.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while operator.verified_bodies().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            operator.counts()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let posted = operator.verified_bodies();
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    assert_eq!(
+        (
+            &posted[0]["kind"],
+            &posted[0]["tenant"],
+            &posted[0]["state"]
+        ),
+        (
+            &json!("account_state"),
+            &json!("acme"),
+            &json!("needs_reauth")
+        ),
+        "{posted:?}"
+    );
+    assert_eq!(posted[0]["provider_code"], "190", "{posted:?}");
     // A new token: active again, and WhatsApp goes out.
     put(host_testkit::defaults::DEMO_ACCESS_TOKEN);
     assert_eq!(

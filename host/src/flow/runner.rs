@@ -132,6 +132,9 @@ pub struct RunnerOptions {
     /// business's WhatsApp messages come from its own WABA); on the others a tenant without
     /// an account sends from serve's.
     pub own_accounts: Vec<String>,
+    /// Where operator events (a tenant's account changing state) are posted, signed with
+    /// `flow/callback-secret`; it must be on `callback_hosts`.
+    pub operator_callback_url: Option<String>,
 }
 
 impl Default for RunnerOptions {
@@ -145,6 +148,7 @@ impl Default for RunnerOptions {
             lease_ms: crate::flow::store::DEFAULT_LEASE_MS,
             vault: None,
             own_accounts: Vec::new(),
+            operator_callback_url: None,
         }
     }
 }
@@ -921,8 +925,18 @@ impl Runner {
         };
         let tenant = tenants::unscoped(&claim.flow_id).0.to_string();
         let (runner, t, channel) = (self.clone(), tenant.clone(), claim.channel.clone());
+        let event = serde_json::json!({"kind": "account_state", "tenant": tenant,
+            "channel": claim.channel, "state": to, "reason": c.reason,
+            "provider_code": c.provider_code, "at_ms": now_ms()});
         let changed = tokio::task::spawn_blocking(move || {
-            let changed = runner.store.flag_account(&t, &channel, to, now_ms())?;
+            let notify = runner
+                .options
+                .operator_callback_url
+                .as_deref()
+                .map(|url| (url, event));
+            let changed = runner
+                .store
+                .flag_account(&t, &channel, to, notify, now_ms())?;
             runner.forget_tenant_channels(&t);
             anyhow::Ok(changed)
         })

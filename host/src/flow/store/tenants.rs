@@ -1,6 +1,6 @@
 //! Tenants and their flow API tokens, kept beside the flows (every node sees them).
 
-use super::driver::{AccountRecord, TenantRecord, TokenRecord};
+use super::driver::{AccountRecord, NewCallback, TenantRecord, TokenRecord};
 use super::{Store, ms};
 use crate::services::vault::{MASTER_KEY_ENV, Vault};
 use crate::tenants::{IssuedToken, new_token, token_hash};
@@ -134,6 +134,10 @@ impl Store {
     }
 }
 
+/// The outbox's "flow" for operator events: a bare key, so the default tenant's (the host's)
+/// callback key signs them.
+pub const OPERATOR_EVENTS: &str = "operator-events";
+
 /// What putting an account did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountPut {
@@ -201,11 +205,34 @@ impl Store {
     }
 
     /// Moves an `active` account to `to` (`needs_reauth`, `disabled`); whether this call
-    /// changed it (a conditional update: of several nodes, one reports the change).
-    pub fn flag_account(&self, tenant: &str, channel: &str, to: &str, now: u64) -> Result<bool> {
+    /// changed it (a conditional update: of several nodes, one reports the change). With
+    /// `notify` (a URL and a JSON body), the change's operator event is queued in the same
+    /// transaction: it is posted once per change, at least once, signed with the host's key.
+    pub fn flag_account(
+        &self,
+        tenant: &str,
+        channel: &str,
+        to: &str,
+        notify: Option<(&str, serde_json::Value)>,
+        now: u64,
+    ) -> Result<bool> {
         self.with_tx(now, |t| {
-            t.ops
-                .set_account_state(tenant, channel, "active", to, ms(now))
+            let changed = t
+                .ops
+                .set_account_state(tenant, channel, "active", to, ms(now))?;
+            if let (true, Some((url, mut body))) = (changed, notify) {
+                let event_id = uuid::Uuid::now_v7().to_string();
+                body["event_id"] = serde_json::json!(event_id);
+                t.ops.enqueue_callbacks(&[NewCallback {
+                    event_id,
+                    // Not a flow's: the default tenant's key (the host's) signs it.
+                    flow_id: OPERATOR_EVENTS.to_string(),
+                    url: url.to_string(),
+                    body: body.to_string(),
+                    next_at: ms(now),
+                }])?;
+            }
+            Ok(changed)
         })
     }
 
