@@ -208,3 +208,53 @@ fn a_customer_call_opens_the_window_for_free_form_messages() {
         timeline_text(&done)
     );
 }
+
+/// A template status webhook is kept in the store: a restarted `serve` (or another node)
+/// rebuilds the catalog from it, so a template Meta paused stays paused after a restart and
+/// the send falls back before reaching Meta.
+#[test]
+fn a_template_status_change_survives_a_restart() {
+    let db = db_path("catalog-restart");
+    let config = || StackConfig {
+        whatsapp_templates: Some(catalog("UTILITY")),
+        ..StackConfig::default()
+    };
+    {
+        let stack = Stack::start_config(&db, config()).unwrap();
+        post(
+            &stack,
+            &notification(
+                "message_template_status_update",
+                json!({"event": "PAUSED", "message_template_id": 1689556908129832u64,
+                    "message_template_name": "order_update", "message_template_language": "en_US",
+                    "reason": "LOW_QUALITY"}),
+            ),
+        );
+    }
+    let stack = Stack::start_config(&db, config()).unwrap();
+    let paused = stack
+        .wait_final(
+            &start(&stack, &template_flow("p-1", "+15550100034", "accepted")),
+            WAIT,
+        )
+        .unwrap();
+    assert_eq!(
+        attempt_channels(&paused),
+        ["whatsapp", "sms"],
+        "{}",
+        timeline_text(&paused)
+    );
+    assert!(
+        timeline_text(&paused).contains("[template_paused]"),
+        "{}",
+        timeline_text(&paused)
+    );
+    // Refused before Meta: the mock saw no WhatsApp request for it.
+    let whatsapp = stack
+        .mock
+        .requests()
+        .iter()
+        .filter(|r| r.correlation_id().is_some_and(|c| c.starts_with("p-1/0/")))
+        .count();
+    assert_eq!(whatsapp, 0);
+}

@@ -23,3 +23,9 @@ CREATE TABLE channel_accounts (
   account_id TEXT NOT NULL, settings TEXT NOT NULL, state TEXT NOT NULL
     CHECK (state IN ('active', 'needs_reauth', 'disabled')),
   updated_ms BIGINT NOT NULL, PRIMARY KEY (tenant_id, channel), UNIQUE (channel, account_id));
+-- Template catalog documents from the channel's webhooks (status and category changes), in
+-- the order they arrived, per tenant and channel: a restart, and every node, sees them.
+CREATE TABLE catalog_documents (
+  id BIGSERIAL PRIMARY KEY, tenant_id TEXT NOT NULL, channel TEXT NOT NULL,
+  document TEXT NOT NULL, at_ms BIGINT NOT NULL);
+CREATE INDEX catalog_documents_by_channel ON catalog_documents(tenant_id, channel, id);

@@ -24,3 +24,9 @@ CREATE TABLE IF NOT EXISTS channel_accounts (
   account_id TEXT NOT NULL, settings TEXT NOT NULL, state TEXT NOT NULL
     CHECK (state IN ('active', 'needs_reauth', 'disabled')),
   updated_ms BIGINT NOT NULL, PRIMARY KEY (tenant_id, channel), UNIQUE (channel, account_id));
+-- Template catalog documents from the channel's webhooks (status and category changes), in
+-- the order they arrived, per tenant and channel: a restart, and every node, sees them.
+CREATE TABLE IF NOT EXISTS catalog_documents (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT NOT NULL, channel TEXT NOT NULL,
+  document TEXT NOT NULL, at_ms BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS catalog_documents_by_channel ON catalog_documents(tenant_id, channel, id);

@@ -52,6 +52,8 @@ pub struct Channel {
     config: std::sync::RwLock<Arc<ChannelConfig>>,
     /// Its pacing; `None` sends as fast as the in-flight bound allows.
     pub pacing: Option<ChannelPacing>,
+    /// The id of the last catalog document of the store applied to `config`.
+    catalog_seen: std::sync::atomic::AtomicI64,
 }
 
 /// Where a channel's settings keep the cached template catalog.
@@ -63,6 +65,7 @@ impl Channel {
             plugin,
             config: std::sync::RwLock::new(Arc::new(config)),
             pacing,
+            catalog_seen: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -75,23 +78,24 @@ impl Channel {
     }
 
     /// Template events (status, category changes) change the cached catalog: their
-    /// `details` are appended to the settings' `templates` documents, which the channel
-    /// applies in order (the WhatsApp channel reads them as status and category updates).
-    fn update_catalog(&self, events: &[&WebhookEvent]) {
-        let documents: Vec<Value> = events
+    /// `details`, kept in the store in arrival order, are appended to the settings'
+    /// `templates` documents, which the channel applies in order (the WhatsApp channel reads
+    /// them as status and category updates). `documents` are the store's rows after
+    /// [`Channel::catalog_seen`]; a row seen already is skipped.
+    fn apply_catalog_documents(&self, documents: &[(i64, String)]) {
+        let mut guard = self.config.write().unwrap_or_else(|p| p.into_inner());
+        let seen = self.catalog_seen.load(Ordering::Relaxed);
+        let fresh: Vec<Value> = documents
             .iter()
-            .filter(|e| {
-                matches!(
-                    e.kind,
-                    EventKind::TemplateStatus | EventKind::TemplateCategoryChange
-                )
-            })
-            .filter_map(|e| serde_json::from_str(&e.details).ok())
+            .filter(|(id, _)| *id > seen)
+            .filter_map(|(_, doc)| serde_json::from_str(doc).ok())
             .collect();
-        if documents.is_empty() {
+        if let Some((last, _)) = documents.last() {
+            self.catalog_seen.fetch_max(*last, Ordering::Relaxed);
+        }
+        if fresh.is_empty() {
             return;
         }
-        let mut guard = self.config.write().unwrap_or_else(|p| p.into_inner());
         let Ok(Value::Object(mut settings)) = serde_json::from_str::<Value>(&guard.settings) else {
             return;
         };
@@ -100,7 +104,7 @@ impl Channel {
             Some(doc) => vec![doc],
             None => Vec::new(),
         };
-        catalog.extend(documents);
+        catalog.extend(fresh);
         settings.insert(CATALOG_KEY.into(), Value::Array(catalog));
         *guard = Arc::new(ChannelConfig {
             api_base: guard.api_base.clone(),
@@ -260,7 +264,7 @@ impl Runner {
         let mut channel_names: Vec<String> = channels.keys().cloned().collect();
         channel_names.sort();
         let store = Arc::new(store);
-        Ok(Runner {
+        let runner = Runner {
             writer: Writer::spawn(store.clone()),
             store,
             channels,
@@ -278,7 +282,10 @@ impl Runner {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("a plain client builds"),
-        })
+        };
+        // The catalog updates webhooks brought before this start.
+        runner.refresh_catalogs().await;
+        Ok(runner)
     }
 
     /// A channel by name.
@@ -486,12 +493,42 @@ impl Runner {
             Written::Applied(fresh) => fresh,
             other => anyhow::bail!("the store answered {other:?} to a webhook's events"),
         };
-        if let Some(ch) = self.channels.get(channel) {
-            let fresh: Vec<&WebhookEvent> = fresh.iter().map(|&i| &events[i]).collect();
-            ch.update_catalog(&fresh);
+        let templates = fresh.iter().any(|&i| {
+            matches!(
+                events[i].kind,
+                EventKind::TemplateStatus | EventKind::TemplateCategoryChange
+            )
+        });
+        if templates {
+            self.refresh_catalog(channel).await?;
         }
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Applies the channel's catalog documents the store has and this node has not yet
+    /// applied (written by any node's webhooks, before or since this start).
+    async fn refresh_catalog(&self, channel: &str) -> Result<()> {
+        let Some(ch) = self.channels.get(channel) else {
+            return Ok(());
+        };
+        let after = ch.catalog_seen.load(Ordering::Relaxed);
+        let owned = channel.to_string();
+        let documents = self
+            .on_store(move |s| s.catalog_documents(tenants::DEFAULT_TENANT, &owned, after))
+            .await?;
+        ch.apply_catalog_documents(&documents);
+        Ok(())
+    }
+
+    /// [`Runner::refresh_catalog`] for every channel; a failure is logged and tried again at
+    /// the next refresh.
+    async fn refresh_catalogs(&self) {
+        for name in &self.channel_names {
+            if let Err(e) = self.refresh_catalog(name).await {
+                tracing::error!(error = format!("{e:#}"), channel = %name, "reading the template catalog failed");
+            }
+        }
     }
 
     /// The tenant's flow: its state, attempts and timeline ([`crate::server::flow_json`]
@@ -702,6 +739,8 @@ impl Runner {
             if now.saturating_sub(last_refresh) > 1_000 {
                 last_refresh = now;
                 self.refresh_counts().await;
+                // What other nodes' webhooks changed in the catalogs.
+                self.refresh_catalogs().await;
             }
             if claimed == 0 {
                 tokio::select! {
@@ -1145,12 +1184,15 @@ impl Runner {
     }
 }
 
-/// `config` with the keys of `overlay` (a JSON object) in place of its settings' own.
+/// `config` with the keys of `overlay` (a JSON object, a tenant's account settings) in place
+/// of its settings' own. The operator's template catalog is never a tenant's: Meta approves
+/// templates per WABA, so the tenant's catalog is what its own settings carry.
 fn with_settings(config: &ChannelConfig, overlay: &str) -> ChannelConfig {
     let mut settings = match serde_json::from_str::<Value>(&config.settings) {
         Ok(Value::Object(map)) => map,
         _ => serde_json::Map::new(),
     };
+    settings.remove(CATALOG_KEY);
     if let Ok(Value::Object(extra)) = serde_json::from_str::<Value>(overlay) {
         settings.extend(extra);
     }

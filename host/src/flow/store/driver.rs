@@ -479,6 +479,22 @@ pub(super) trait Ops {
     /// The names and sealed values of the tenant's secrets whose names start with `prefix`.
     fn tenant_secrets_under(&self, tenant: &str, prefix: &str) -> Result<Vec<(String, String)>>;
 
+    // Template catalogs.
+    fn add_catalog_document(
+        &self,
+        tenant: &str,
+        channel: &str,
+        document: &str,
+        at: i64,
+    ) -> Result<()>;
+    /// The tenant's documents for the channel with an id above `after`, in order.
+    fn catalog_documents(
+        &self,
+        tenant: &str,
+        channel: &str,
+        after: i64,
+    ) -> Result<Vec<(i64, String)>>;
+
     // Channel accounts.
     /// The tenant of the account with this id on the channel.
     fn account_owner(&self, channel: &str, account_id: &str) -> Result<Option<String>>;

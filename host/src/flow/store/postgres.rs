@@ -645,6 +645,35 @@ impl Ops for Postgres<'_> {
         .collect()
     }
 
+    fn add_catalog_document(
+        &self,
+        tenant: &str,
+        channel: &str,
+        document: &str,
+        at: i64,
+    ) -> Result<()> {
+        self.exec(
+            "INSERT INTO catalog_documents (tenant_id, channel, document, at_ms) VALUES ($1, $2, $3, $4)",
+            &[&tenant, &channel, &document, &at],
+        )?;
+        Ok(())
+    }
+
+    fn catalog_documents(
+        &self,
+        tenant: &str,
+        channel: &str,
+        after: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        self.rows(
+            "SELECT id, document FROM catalog_documents WHERE tenant_id = $1 AND channel = $2 AND id > $3 ORDER BY id",
+            &[&tenant, &channel, &after],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("document")?)))
+        .collect()
+    }
+
     fn account_owner(&self, channel: &str, account_id: &str) -> Result<Option<String>> {
         self.row(
             "SELECT tenant_id FROM channel_accounts WHERE channel = $1 AND account_id = $2",

@@ -576,6 +576,33 @@ impl Ops for Sqlite<'_> {
         )
     }
 
+    fn add_catalog_document(
+        &self,
+        tenant: &str,
+        channel: &str,
+        document: &str,
+        at: i64,
+    ) -> Result<()> {
+        self.exec(
+            "INSERT INTO catalog_documents (tenant_id, channel, document, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![tenant, channel, document, at],
+        )?;
+        Ok(())
+    }
+
+    fn catalog_documents(
+        &self,
+        tenant: &str,
+        channel: &str,
+        after: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        self.rows(
+            "SELECT id, document FROM catalog_documents WHERE tenant_id = ?1 AND channel = ?2 AND id > ?3 ORDER BY id",
+            params![tenant, channel, after],
+            |r| Ok((r.int("id")?, r.text("document")?)),
+        )
+    }
+
     fn account_owner(&self, channel: &str, account_id: &str) -> Result<Option<String>> {
         self.row(
             "SELECT tenant_id FROM channel_accounts WHERE channel = ?1 AND account_id = ?2",

@@ -236,6 +236,17 @@ impl Store {
         })
     }
 
+    /// The tenant's template catalog documents for the channel after `after`, in arrival
+    /// order, with their ids.
+    pub fn catalog_documents(
+        &self,
+        tenant: &str,
+        channel: &str,
+        after: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        self.read(|ops| ops.catalog_documents(tenant, channel, after))
+    }
+
     pub fn channel_account(&self, tenant: &str, channel: &str) -> Result<Option<AccountRecord>> {
         self.read(|ops| ops.account(tenant, channel))
     }

@@ -653,6 +653,11 @@ impl Tx<'_> {
             EventKind::Handover => self.hand_over(channel, e)?,
             EventKind::RecipientPreference => self.note_preference(channel, e)?,
             EventKind::IdentityChange => self.rekey(channel, e)?,
+            // Kept with the events, in their transaction: the catalog every node and every
+            // restart rebuilds from (the default tenant's until webhooks name their account).
+            EventKind::TemplateStatus | EventKind::TemplateCategoryChange => self
+                .ops
+                .add_catalog_document(tenants::DEFAULT_TENANT, channel, &e.details, ms(self.now))?,
             _ => {}
         }
         Ok(true)
