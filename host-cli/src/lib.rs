@@ -14,8 +14,8 @@ use clap::{Parser, Subcommand};
 use commands::bench::bench;
 use commands::demo::demo;
 use commands::plugin::{
-    WebhookArgs, build, check_template_message, classify, inspect, send, validate_template,
-    webhook_command, with_send_grants,
+    WebhookArgs, build, check_template_message, classify, inspect, validate_template,
+    webhook_command,
 };
 use common::{
     Outcome, UsageError, load_plugin, read_input, read_json, settings_from, settings_with_catalog,
@@ -79,23 +79,7 @@ pub enum Command {
         query: Vec<String>,
     },
     /// Send a message file through the plugin and print the classification.
-    Send {
-        file: String,
-        /// Provider API base URL (it must be on the allowlist: see --allow-host).
-        #[arg(long)]
-        api_base: Option<String>,
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Allowlist entries besides graph.facebook.com (e.g. http://127.0.0.1:8787).
-        #[arg(long = "allow-host")]
-        allow_hosts: Vec<String>,
-        /// A JSON file of secret name → value (FLOW_SECRET_* variables are read too).
-        #[arg(long)]
-        secrets: Option<PathBuf>,
-        /// Attempt number, for back-off.
-        #[arg(long, default_value_t = 1)]
-        attempt: u32,
-    },
+    Send(commands::plugin::SendArgs),
     /// Template tools.
     Templates {
         #[command(subcommand)]
@@ -219,26 +203,7 @@ pub async fn run(cli: &Cli) -> Result<Outcome> {
             )
             .await
         }
-        Command::Send {
-            file,
-            api_base,
-            config,
-            allow_hosts,
-            secrets,
-            attempt,
-        } => {
-            let plugin = load_plugin(plugin_path, pure())?;
-            let (doc, settings) = (read_json(file)?, settings_from(config.as_deref())?);
-            let plugin = with_send_grants(
-                plugin,
-                log,
-                api_base.as_deref(),
-                allow_hosts,
-                secrets.as_deref(),
-            )
-            .await?;
-            send(&plugin, &doc, &settings, api_base.clone(), *attempt).await
-        }
+        Command::Send(args) => args.run(load_plugin(plugin_path, pure())?, log).await,
         Command::Templates {
             action:
                 TemplatesCommand::Check {

@@ -2,8 +2,8 @@
 //! `templates check`, `classify`, `webhook`, `send`.
 
 use crate::common::{
-    GRAPH_HOST, Outcome, UsageError, check_api_base_allowed, load_plugin, read_input,
-    scoped_secrets, secrets_from,
+    GRAPH_HOST, Outcome, UsageError, check_api_base_allowed, load_plugin, read_input, read_json,
+    scoped_secrets, secrets_from, settings_from,
 };
 use anyhow::Result;
 use host::contract::types::{ChannelConfig, Header, WebhookOutcome, WebhookRequest};
@@ -16,6 +16,50 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// `send`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct SendArgs {
+    pub file: String,
+    /// Provider API base URL (it must be on the allowlist: see --allow-host).
+    #[arg(long)]
+    pub api_base: Option<String>,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Allowlist entries besides graph.facebook.com (e.g. http://127.0.0.1:8787).
+    #[arg(long = "allow-host")]
+    pub allow_hosts: Vec<String>,
+    /// A JSON file of secret name → value (FLOW_SECRET_* variables are read too).
+    #[arg(long)]
+    pub secrets: Option<PathBuf>,
+    /// Attempt number, for back-off.
+    #[arg(long, default_value_t = 1)]
+    pub attempt: u32,
+}
+
+impl SendArgs {
+    /// The message file through the plugin, with the grants the flags give it.
+    pub async fn run(&self, plugin: Plugin, log: Log) -> Result<Outcome> {
+        let doc = read_json(&self.file)?;
+        let settings = settings_from(self.config.as_deref())?;
+        let plugin = with_send_grants(
+            plugin,
+            log,
+            self.api_base.as_deref(),
+            &self.allow_hosts,
+            self.secrets.as_deref(),
+        )
+        .await?;
+        send(
+            &plugin,
+            &doc,
+            &settings,
+            self.api_base.clone(),
+            self.attempt,
+        )
+        .await
+    }
+}
 
 /// The `webhook` command's arguments.
 pub struct WebhookArgs<'a> {

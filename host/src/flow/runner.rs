@@ -917,21 +917,16 @@ impl Runner {
     /// missing or not usable, so the step falls back (or, when the account could not be read,
     /// is tried again soon).
     async fn record_refused(&self, claim: &Claim, reason: HostReason) {
-        let disposition = if reason == HostReason::HostBusy {
-            crate::contract::types::Disposition::Retry
+        let busy = reason == HostReason::HostBusy;
+        let disposition = if busy {
+            Disposition::Retry
         } else {
-            crate::contract::types::Disposition::Fallback
+            Disposition::Fallback
         };
         let c = Classification {
-            disposition,
-            reason: reason.as_str().into(),
-            provider_code: None,
-            provider_title: None,
-            provider_details: None,
-            provider_trace_id: None,
-            retry_after_ms: (reason == HostReason::HostBusy).then_some(1_000),
-            operator_action: reason != HostReason::HostBusy,
-            provider_message_id: None,
+            retry_after_ms: busy.then_some(1_000),
+            operator_action: !busy,
+            ..host_classification(disposition, reason)
         };
         let what = format!("recording attempt {}", claim.attempt_id);
         let record = Write::Record {
@@ -993,7 +988,7 @@ impl Runner {
             Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "flagging the account failed"),
             Err(e) => tracing::error!(error = %e, "flagging the account failed"),
         }
-        c.disposition = crate::contract::types::Disposition::Fallback;
+        c.disposition = Disposition::Fallback;
         SendResult::Classified(c)
     }
 
@@ -1254,13 +1249,23 @@ fn content_error(step: usize, channel: &str, e: &crate::contract::types::FieldEr
 /// A retry classification for a send the host could not start.
 fn host_busy(e: &CallError) -> Classification {
     Classification {
-        disposition: crate::contract::types::Disposition::Retry,
-        reason: HostReason::HostBusy.as_str().into(),
+        provider_details: Some(e.to_string()),
+        retry_after_ms: Some(250),
+        ..host_classification(Disposition::Retry, HostReason::HostBusy)
+    }
+}
+
+/// A classification the host makes itself: a disposition and its reason, nothing from a
+/// provider.
+fn host_classification(disposition: Disposition, reason: HostReason) -> Classification {
+    Classification {
+        disposition,
+        reason: reason.as_str().into(),
         provider_code: None,
         provider_title: None,
-        provider_details: Some(e.to_string()),
+        provider_details: None,
         provider_trace_id: None,
-        retry_after_ms: Some(250),
+        retry_after_ms: None,
         operator_action: false,
         provider_message_id: None,
     }

@@ -16,6 +16,7 @@ use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 /// The longest tenant name and token label.
 const MAX_NAME_LEN: usize = 200;
@@ -155,12 +156,7 @@ async fn create_tenant(
             let mut body = tenant_json(&t);
             // With a master key, the tenant gets its callback key at once (shown this once).
             if app.runner.vault().is_some() {
-                let runner = app.runner.clone();
-                let tenant = t.id.clone();
-                let key = tokio::task::spawn_blocking(move || runner.rotate_callback_key(&tenant))
-                    .await
-                    .map_err(|e| ApiError::internal("sealing a callback key", e))?
-                    .map_err(|e| ApiError::internal("sealing a callback key", e))?;
+                let key = new_callback_key(&app, &t.id).await?;
                 body["callback_secret"] = json!(key.as_str());
             }
             Ok((StatusCode::CREATED, axum::Json(body)).into_response())
@@ -270,6 +266,15 @@ async fn revoke_token(
     }
 }
 
+/// Seals a new callback key for the tenant, off the async workers; the key, to show once.
+async fn new_callback_key(app: &App, tenant: &str) -> Result<Zeroizing<String>, ApiError> {
+    let (runner, tenant) = (app.runner.clone(), tenant.to_string());
+    tokio::task::spawn_blocking(move || runner.rotate_callback_key(&tenant))
+        .await
+        .map_err(|e| ApiError::internal("sealing a callback key", e))?
+        .map_err(|e| ApiError::internal("sealing a callback key", e))
+}
+
 /// A new callback key for the tenant (its callbacks are signed with it from now on), shown
 /// this once; 409 when `serve` has no master key to seal it with.
 async fn rotate_callback_key(
@@ -297,12 +302,7 @@ async fn rotate_callback_key(
     if exists.is_none() {
         return Err(no_such_tenant(&id));
     }
-    let runner = app.runner.clone();
-    let tenant = id.clone();
-    let key = tokio::task::spawn_blocking(move || runner.rotate_callback_key(&tenant))
-        .await
-        .map_err(|e| ApiError::internal("sealing a callback key", e))?
-        .map_err(|e| ApiError::internal("sealing a callback key", e))?;
+    let key = new_callback_key(&app, &id).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({"tenant": id, "callback_secret": key.as_str()})),
