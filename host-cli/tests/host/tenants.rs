@@ -139,6 +139,21 @@ impl Rig {
         )
     }
 
+    /// Puts the tenant's WhatsApp account (the demo number, `token`, account id `waba`).
+    fn put_whatsapp_account(&self, tenant: &str, token: &str, waba: &str) -> (u16, Value) {
+        self.send(
+            self.http
+                .put(format!(
+                    "{}/admin/tenants/{tenant}/channels/whatsapp",
+                    self.base
+                ))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"account_id": waba,
+                    "settings": {"phone_number_id": host_testkit::defaults::DEMO_PHONE_NUMBER_ID},
+                    "secrets": {"access-token": token}})),
+        )
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
     }
@@ -486,6 +501,21 @@ fn serve_refuses_a_wrong_or_missing_master_key_at_start() {
     assert_eq!(start(Some(MASTER_KEY)), (None, "serving".to_string()));
 }
 
+/// Each attempt's channel and reason.
+fn reasons(flow: &Value) -> Vec<(String, String)> {
+    flow["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["channel"].as_str().unwrap().to_string(),
+                a["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
 fn whatsapp_then_sms(id: &str, recipient: &str) -> Value {
     json!({"id": id, "recipient": recipient, "steps": [
         {"channel": "whatsapp", "wait_for": "accepted", "content": {"type": "template",
@@ -506,19 +536,7 @@ fn a_tenants_whatsapp_steps_use_its_own_account_or_fall_back_without_one() {
         rig.tenant("badtoken"),
         rig.tenant("none"),
     );
-    let put = |tenant: &str, token: &str, waba: &str| {
-        rig.send(
-            rig.http
-                .put(format!(
-                    "{}/admin/tenants/{tenant}/channels/whatsapp",
-                    rig.base
-                ))
-                .bearer_auth(ADMIN_TOKEN)
-                .json(&json!({"account_id": waba,
-                    "settings": {"phone_number_id": host_testkit::defaults::DEMO_PHONE_NUMBER_ID},
-                    "secrets": {"access-token": token}})),
-        )
-    };
+    let put = |tenant: &str, token: &str, waba: &str| rig.put_whatsapp_account(tenant, token, waba);
     let (status, shown) = put(
         "acme",
         host_testkit::defaults::DEMO_ACCESS_TOKEN,
@@ -552,19 +570,6 @@ fn a_tenants_whatsapp_steps_use_its_own_account_or_fall_back_without_one() {
     let wait = |token: &str, id: &str| {
         FlowClient::new(rig.port, token).wait_final(&[id.into()], Duration::from_secs(30))[0]
             .clone()
-    };
-    let reasons = |flow: &Value| -> Vec<(String, String)> {
-        flow["attempts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| {
-                (
-                    a["channel"].as_str().unwrap().to_string(),
-                    a["reason"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
     };
     let a = wait(&acme, "a");
     assert_eq!(
