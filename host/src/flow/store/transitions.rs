@@ -633,6 +633,17 @@ impl Tx<'_> {
     pub(super) fn apply_event(&self, channel: &str, e: &WebhookEvent) -> Result<bool> {
         if e.kind == EventKind::MessageStatus {
             let outcome = self.apply_status(channel, e)?;
+            if outcome != StatusOutcome::Applied {
+                // What became of a status that changed nothing: the trail to follow when a
+                // provider's status seems lost.
+                tracing::debug!(
+                    channel,
+                    ?outcome,
+                    message_id = e.provider_message_id.as_deref().unwrap_or(""),
+                    correlation_id = e.correlation_id.as_deref().unwrap_or(""),
+                    "status not applied"
+                );
+            }
             if outcome == StatusOutcome::NoAttempt {
                 // Idempotent: a redelivery of a status of no attempt stops nothing twice. (An
                 // applied status noted it under its flow's customer.)
