@@ -15,6 +15,7 @@ use crate::contract::types::{
     ChannelConfig, Classification, Disposition, EventKind, MessageRequest, WebhookEvent,
 };
 use crate::runtime::{CallError, Plugin};
+use crate::services::ttl::TtlCache;
 use crate::services::vault::Vault;
 use crate::services::{AllowRule, Secrets, now_ms};
 use crate::tenants;
@@ -24,7 +25,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use std::time::Instant;
 use tokio::sync::{Notify, Semaphore, watch};
 use zeroize::Zeroizing;
 
@@ -192,9 +192,9 @@ pub struct Runner {
     open_flows: AtomicU64,
     callback_secret: Option<String>,
     /// Tenants' channels read recently ((tenant, channel) → what to send with, when read).
-    tenant_channels: Mutex<HashMap<(String, String), (TenantChannel, Instant)>>,
+    tenant_channels: TtlCache<(String, String), TenantChannel>,
     /// Tenants' callback keys read recently (tenant → key, when read).
-    tenant_keys: Mutex<HashMap<String, (Option<CallbackKey>, Instant)>>,
+    tenant_keys: TtlCache<String, Option<CallbackKey>>,
     http: reqwest::Client,
 }
 
@@ -218,6 +218,8 @@ pub const TENANT_CALLBACK_SECRET: &str = "callback-secret";
 /// How long a tenant's callback key is used without reading it again (a rotation on another
 /// node reaches this one within it).
 const TENANT_KEY_TTL: Duration = Duration::from_secs(5);
+/// Tenants' keys and channels remembered at most.
+const TENANT_CACHE_MAX: usize = 10_000;
 
 impl Runner {
     /// Opens the store and recovers what a crash left behind: attempts cut off while
@@ -274,8 +276,8 @@ impl Runner {
             wake: Notify::new(),
             open_flows: AtomicU64::new(open),
             callback_secret,
-            tenant_keys: Mutex::new(HashMap::new()),
-            tenant_channels: Mutex::new(HashMap::new()),
+            tenant_keys: TtlCache::new(TENANT_KEY_TTL, TENANT_CACHE_MAX),
+            tenant_channels: TtlCache::new(TENANT_KEY_TTL, TENANT_CACHE_MAX),
             options,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -598,19 +600,11 @@ impl Runner {
                     .map(|s| Arc::new(Zeroizing::new(s.clone()))),
             );
         }
-        self.tenant_keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tenant)
-            .filter(|(_, at)| at.elapsed() < TENANT_KEY_TTL)
-            .map(|(key, _)| key.clone())
+        self.tenant_keys.get(tenant)
     }
 
     fn remember_callback_key(&self, tenant: &str, key: Option<CallbackKey>) {
-        self.tenant_keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(tenant.to_string(), (key, Instant::now()));
+        self.tenant_keys.put(tenant.to_string(), key);
     }
 
     /// What the tenant's steps on `channel` send with (read from the store at most every
@@ -620,30 +614,17 @@ impl Runner {
             return Ok(TenantChannel::Operator);
         }
         let key = (tenant.to_string(), channel.to_string());
-        let cached = self
-            .tenant_channels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .filter(|(_, at)| at.elapsed() < TENANT_KEY_TTL)
-            .map(|(c, _)| c.clone());
-        if let Some(c) = cached {
+        if let Some(c) = self.tenant_channels.get(&key) {
             return Ok(c);
         }
         let resolved = self.read_tenant_channel(tenant, channel)?;
-        self.tenant_channels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (resolved.clone(), Instant::now()));
+        self.tenant_channels.put(key, resolved.clone());
         Ok(resolved)
     }
 
     /// Forgets what was read of the tenant's channels (an account was put on this node).
     pub fn forget_tenant_channels(&self, tenant: &str) {
-        self.tenant_channels
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(t, _), _| t != tenant);
+        self.tenant_channels.retain(|(t, _), _| t != tenant);
     }
 
     fn read_tenant_channel(&self, tenant: &str, channel: &str) -> Result<TenantChannel> {
@@ -706,10 +687,7 @@ impl Runner {
         let key = Zeroizing::new(crate::services::vault::random_secret());
         self.store
             .put_tenant_secret(vault, tenant, TENANT_CALLBACK_SECRET, &key, now_ms())?;
-        self.tenant_keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tenant);
+        self.tenant_keys.retain(|t, _| t != tenant);
         Ok(key)
     }
 

@@ -100,17 +100,12 @@ async fn json_body<T: serde::de::DeserializeOwned>(
 }
 
 fn check_name(path: &str, name: &str) -> Result<(), ApiError> {
-    if name.chars().count() > MAX_NAME_LEN {
-        let mut e = ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            format!(
-                "at most {MAX_NAME_LEN} characters, got {}",
-                name.chars().count()
-            ),
-        );
-        e.set("path", json!(path));
-        return Err(e);
+    let chars = name.chars().count();
+    if chars > MAX_NAME_LEN {
+        return Err(field_error(
+            path,
+            format!("at most {MAX_NAME_LEN} characters, got {chars}"),
+        ));
     }
     Ok(())
 }

@@ -8,11 +8,11 @@
 
 use super::routes::ApiError;
 use crate::flow::store::Store;
+use crate::services::ttl::TtlCache;
 use crate::tenants::{DEFAULT_TENANT, token_hash};
 use axum::http::{HeaderMap, StatusCode, header};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 /// How long a token found in the store is honoured without looking again.
@@ -20,31 +20,19 @@ pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Tokens remembered at most (the cache starts over past it).
 const TOKEN_CACHE_MAX: usize = 10_000;
 
-/// Tokens found recently: hash → (tenant, when found).
-#[derive(Default)]
-pub(super) struct TokenCache(Mutex<HashMap<String, (String, Instant)>>);
+/// Tokens found recently: hash → tenant.
+pub(super) struct TokenCache(TtlCache<String, String>);
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache(TtlCache::new(TOKEN_CACHE_TTL, TOKEN_CACHE_MAX))
+    }
+}
 
 impl TokenCache {
-    fn get(&self, hash: &str) -> Option<String> {
-        let cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(hash)
-            .filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL)
-            .map(|(tenant, _)| tenant.clone())
-    }
-
-    fn put(&self, hash: String, tenant: String) {
-        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= TOKEN_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(hash, (tenant, Instant::now()));
-    }
-
     /// Forgets every token of the tenant (one was revoked).
     pub(super) fn forget_tenant(&self, tenant: &str) {
-        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        cache.retain(|_, (t, _)| t != tenant);
+        self.0.retain(|_, t| t != tenant);
     }
 }
 
@@ -80,7 +68,7 @@ pub(super) async fn tenant_of(
         return Ok(DEFAULT_TENANT.to_string());
     }
     let hash = token_hash(given);
-    if let Some(tenant) = cache.get(&hash) {
+    if let Some(tenant) = cache.0.get(&hash) {
         return Ok(tenant);
     }
     let store = store.clone();
@@ -91,7 +79,7 @@ pub(super) async fn tenant_of(
         .map_err(|e| ApiError::internal("checking a token", e))?;
     match found {
         Some(tenant) => {
-            cache.put(hash, tenant.clone());
+            cache.0.put(hash, tenant.clone());
             Ok(tenant)
         }
         None => Err(unauthorized(what)),

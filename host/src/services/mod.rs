@@ -6,6 +6,7 @@ pub mod http;
 pub mod log;
 pub mod secrets;
 pub mod signing;
+pub mod ttl;
 pub mod vault;
 
 pub use self::http::{AllowRule, HttpClient, HttpPolicy};
