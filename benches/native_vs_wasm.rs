@@ -123,7 +123,7 @@ fn bare_instantiate(plugin: &host::Plugin) -> f64 {
 /// The three calls in one kept instance (µs each): classify, build-payload, validate-template.
 /// Same code as the host's (epoch checks compiled in), no pooling needed for one instance.
 fn kept_instance(i: &Inputs) -> [f64; 3] {
-    use host::contract::since_v1_1::bindings::ChannelPlugin;
+    use host::contract::since_v1_2::bindings::ChannelPlugin;
     use host_testkit::block_on;
     use wasmtime::component::{Component, Linker};
     let mut config = wasmtime::Config::new();

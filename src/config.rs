@@ -12,6 +12,9 @@ pub const DEFAULT_API_VERSION: &str = crate::graph_versions::NEWEST;
 pub const DEFAULT_ACCESS_TOKEN_SECRET: &str = "whatsapp/access-token";
 pub const DEFAULT_APP_SECRET: &str = "whatsapp/app-secret";
 pub const DEFAULT_VERIFY_TOKEN_SECRET: &str = "whatsapp/verify-token";
+/// The app secret again, as the credential the code exchange sends to Meta (a secret that
+/// verifies webhooks never leaves the host, so the same value is granted under a second name).
+pub const DEFAULT_OAUTH_CLIENT_SECRET: &str = "whatsapp/oauth-client-secret";
 
 /// Parsed settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +37,10 @@ pub struct Settings {
     /// Send MARKETING templates through the Marketing Messages API
     /// (`/{phone-number-id}/marketing_messages`) instead of `/messages`.
     pub marketing_messages_api: bool,
+    /// The Meta app's id, for exchanging Embedded Signup codes.
+    pub app_id: Option<String>,
+    /// Host secret holding the app secret as the code exchange's `client_secret`.
+    pub oauth_client_secret: String,
 }
 
 const KNOWN: &[&str] = &[
@@ -44,6 +51,8 @@ const KNOWN: &[&str] = &[
     "verify_token_secret",
     "templates",
     "marketing_messages_api",
+    "app_id",
+    "oauth_client_secret",
 ];
 
 impl Settings {
@@ -129,6 +138,22 @@ impl Settings {
             Some(_) => f.text("app_secret", false, &mut errors).map(str::to_string),
         };
 
+        let app_id = f.text("app_id", false, &mut errors).map(str::to_string);
+        if let Some(id) = &app_id
+            && !id.chars().all(|c| c.is_ascii_digit())
+        {
+            errors.add(
+                "/settings/app_id",
+                "invalid_format",
+                format!("app_id is the Meta app's numeric id, got {}", quoted(id)),
+            );
+        }
+        let oauth_client_secret = secret_name(
+            "oauth_client_secret",
+            DEFAULT_OAUTH_CLIENT_SECRET,
+            &mut errors,
+        );
+
         let mut catalog = Catalog::default();
         if let Some(templates) = f.get("templates") {
             catalog.apply(templates, "/settings/templates", &mut errors);
@@ -146,6 +171,8 @@ impl Settings {
             verify_token_secret,
             catalog,
             marketing_messages_api,
+            app_id,
+            oauth_client_secret,
         })
     }
 
@@ -158,6 +185,11 @@ impl Settings {
             return Ok(format!("{base}/marketing_messages"));
         }
         Ok(url)
+    }
+
+    /// A Graph API URL for `path` (no leading slash) in the configured version.
+    pub fn graph_url(&self, path: &str) -> String {
+        format!("{}/{}/{path}", self.api_base, self.api_version)
     }
 
     /// The messages endpoint, once a phone number id is configured.

@@ -1,5 +1,5 @@
 //! WhatsApp Business (Cloud API) channel for the flow engine, built as a WebAssembly component
-//! implementing the `flow:channel@1.1.0` contract (`wit/channel.wit`).
+//! implementing the `flow:channel@1.2.0` contract (`wit/channel.wit`).
 //!
 //! The WhatsApp domain lives in plain modules, one concern each, tested natively:
 //! - [`templates`]: Meta's template creation rules;
@@ -7,6 +7,7 @@
 //! - [`payloads`]: message content → Cloud API request;
 //! - [`classify`]: send results and error codes → one [`Classification`];
 //! - [`webhooks`]: verification handshakes, signatures and status events;
+//! - [`accounts`]: onboarding a business account and listing its templates (contract 1.2.0);
 //! - [`config`], [`phone`], [`schemas`], [`field_errors`]: the pieces they share.
 //!
 //! The bindings, the `Host` trait and the classification builders every channel shares come
@@ -15,6 +16,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod accounts;
 pub mod catalog;
 pub mod classify;
 pub mod config;
@@ -43,7 +45,7 @@ pub use channel_sdk::{
 };
 
 /// The contract this component implements.
-pub const CONTRACT: &str = "flow:channel@1.1.0";
+pub const CONTRACT: &str = "flow:channel@1.2.0";
 /// The channel's name in `describe`.
 pub const CHANNEL_NAME: &str = "whatsapp";
 /// This component's version.

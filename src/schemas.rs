@@ -89,7 +89,9 @@ mod tests {
                     "app_secret": {"type": ["string", "null"], "default": crate::config::DEFAULT_APP_SECRET, "description": "Host secret holding the app secret that signs webhooks; null turns signature checks off (development only)."},
                     "verify_token_secret": {"type": "string", "default": crate::config::DEFAULT_VERIFY_TOKEN_SECRET},
                     "templates": {"description": "Approved templates for the send-time check: GET /{waba-id}/message_templates pages, definitions or message_template_status_update webhook bodies (one, or an array applied in order).", "type": ["object", "array"]},
-                    "marketing_messages_api": {"type": "boolean", "default": false, "description": "Send templates whose approved category is MARKETING to POST /{phone-number-id}/marketing_messages (Meta's Marketing Messages API; needed when Meta answers 131063)."}
+                    "marketing_messages_api": {"type": "boolean", "default": false, "description": "Send templates whose approved category is MARKETING to POST /{phone-number-id}/marketing_messages (Meta's Marketing Messages API; needed when Meta answers 131063)."},
+                    "app_id": {"type": "string", "pattern": "^[0-9]+$", "description": "The Meta app's id, for exchanging Embedded Signup codes (exchange-code)."},
+                    "oauth_client_secret": {"type": "string", "default": crate::config::DEFAULT_OAUTH_CLIENT_SECRET, "description": "Host secret holding the app secret as the code exchange's client_secret (an outbound credential, granted to Meta's host only)."}
                 }
             })
         }
@@ -219,7 +221,7 @@ mod tests {
     #[test]
     fn describe_names_the_contract() {
         let info = super::describe();
-        assert_eq!(info.contract_version, "flow:channel@1.1.0");
+        assert_eq!(info.contract_version, "flow:channel@1.2.0");
         for schema in [
             &info.config_schema,
             &info.message_schema,

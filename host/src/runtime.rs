@@ -392,15 +392,16 @@ impl PluginState {
         response
     }
 
-    pub(crate) fn hmac_sha256_verify(
+    pub(crate) fn signature_verify(
         &mut self,
+        algorithm: types::SignatureAlgorithm,
         secret_name: &str,
         data: &[u8],
-        mac: &[u8],
+        signature: &[u8],
     ) -> Result<bool, types::SecretError> {
         self.services
             .secrets
-            .hmac_sha256_verify(secret_name, data, mac)
+            .signature_verify(algorithm, secret_name, data, signature)
     }
 
     pub(crate) fn secret_equals(
@@ -471,7 +472,7 @@ pub struct Plugin {
     pre: InstancePre<PluginState>,
     pub(crate) contract: ContractVersion,
     /// The channel functions, by [`Export`].
-    exports: [ComponentExportIndex; Export::COUNT],
+    exports: [Option<ComponentExportIndex>; Export::COUNT],
     /// `describe` is pure: asked once per loaded component, then answered from here.
     info: Arc<tokio::sync::OnceCell<types::ChannelInfo>>,
     services: Arc<HostServices>,
@@ -631,7 +632,13 @@ impl Plugin {
         P: ComponentNamedList + Lower + Send + Sync,
         R: ComponentNamedList + Lift + Send + Sync + 'static,
     {
-        let index = self.exports[export as usize];
+        let index = self.exports[export as usize].ok_or_else(|| {
+            CallError::Host(anyhow::anyhow!(
+                "{CHANNEL_EXPORT} has no {} in {}, the component's version",
+                export.name(),
+                self.contract.name()
+            ))
+        })?;
         in_fresh_instance!(self, |store, instance| async move {
             let func = instance.get_func(&mut *store, index).ok_or_else(|| {
                 Stage::Instantiate(wasmtime::format_err!(

@@ -179,7 +179,22 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<WebhookEvent>, Vec<crate::FieldErro
         for change in array(entry, "changes") {
             let field = change.get("field").and_then(Value::as_str).unwrap_or("");
             if let Some(value) = change.get("value") {
-                events.extend(change_events(field, value, waba_id));
+                // Every event names the account and the number it belongs to, so a host
+                // serving many businesses routes each to its own (one delivery may carry
+                // several WABAs, and a WABA several numbers).
+                let sender_id = value
+                    .pointer("/metadata/phone_number_id")
+                    .and_then(Value::as_str)
+                    .filter(|id| !id.is_empty());
+                events.extend(
+                    change_events(field, value, waba_id)
+                        .into_iter()
+                        .map(|mut e| {
+                            e.account_id = Some(waba_id.to_string()).filter(|id| !id.is_empty());
+                            e.sender_id = sender_id.map(str::to_string);
+                            e
+                        }),
+                );
             }
         }
     }
@@ -272,6 +287,8 @@ fn event(
         dedupe_key,
         service_window_ends_ms: None,
         details: details.to_string(),
+        account_id: None,
+        sender_id: None,
     }
 }
 
@@ -638,6 +655,7 @@ pub(crate) mod tests {
     fn post(body: &[u8], signature: Option<String>) -> WebhookRequest {
         WebhookRequest {
             method: "POST".into(),
+            url: None,
             headers: signature
                 .map(|s| Header {
                     name: "X-Hub-Signature-256".into(),
@@ -665,6 +683,7 @@ pub(crate) mod tests {
     fn verification_echoes_the_challenge_only_for_the_right_token() {
         let get = |token: &str| WebhookRequest {
             method: "GET".into(),
+            url: None,
             headers: vec![],
             query: vec![
                 ("hub.mode".into(), "subscribe".into()),

@@ -4,7 +4,7 @@
 //! so thousands of calls need no more memory than the first few.
 
 use crate::common::*;
-use host::contract::since_v1_1::bindings::ChannelPlugin;
+use host::contract::since_v1_2::bindings::ChannelPlugin;
 use host::contract::types::{ChannelConfig, HttpResponse, MessageRequest, SendOutcome};
 
 /// Records every growth of a store's linear memory (the first is the instance's initial size).

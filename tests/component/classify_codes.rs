@@ -158,6 +158,7 @@ fn every_fact_sheet_code_as_a_failed_status_webhook() {
     let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp", "statuses": statuses}}]}]}).to_string().into_bytes();
     let request = WebhookRequest {
         method: "POST".into(),
+        url: None,
         headers: vec![host::contract::types::Header {
             name: "X-Hub-Signature-256".into(),
             value: sign(APP_SECRET, &body),

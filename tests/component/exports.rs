@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 fn describe_names_channel_versions_and_schemas() {
     let info = plugin().describe().block().unwrap();
     assert_eq!(info.name, "whatsapp");
-    assert_eq!(info.contract_version, "flow:channel@1.1.0");
+    assert_eq!(info.contract_version, "flow:channel@1.2.0");
     assert!(semver_like(&info.plugin_version), "{}", info.plugin_version);
     assert!(info.capabilities.iter().any(|c| c == "template"));
     for schema in [
@@ -284,6 +284,7 @@ fn classify_transport_errors() {
 fn signed_post(body: &[u8], signature: Option<String>) -> WebhookRequest {
     WebhookRequest {
         method: "POST".into(),
+        url: None,
         headers: signature
             .map(|s| Header {
                 name: "X-Hub-Signature-256".into(),
@@ -429,6 +430,7 @@ fn webhook_signatures_are_enforced() {
 fn verification_handshake() {
     let get = |token: &str| WebhookRequest {
         method: "GET".into(),
+        url: None,
         headers: vec![],
         query: vec![
             ("hub.mode".into(), "subscribe".into()),
@@ -795,7 +797,7 @@ fn the_component_imports_exactly_the_contract_and_carries_its_metadata() {
     imports.sort();
     assert_eq!(
         imports,
-        ["flow:channel/host@1.1.0", "flow:channel/types@1.1.0"]
+        ["flow:channel/host@1.2.0", "flow:channel/types@1.2.0"]
     );
     let bytes = std::fs::read(host_testkit::WHATSAPP_CHANNEL_WASM).unwrap();
     let meta = host::registry::artifact::component_metadata(&bytes);

@@ -7,37 +7,69 @@ use crate::common::runtime;
 use host::{HostServices, Limits};
 use std::sync::Arc;
 
-/// Two contract versions in one host: the SMS component is built against the frozen
-/// `flow:channel@1.0.0` (wit-history/1.0.0), the WhatsApp one against 1.1.0.
+/// Three contract versions in one host: the SMS component is built against the frozen
+/// `flow:channel@1.0.0` (wit-history/1.0.0), the hostile fixture against the frozen 1.1.0,
+/// the WhatsApp one against 1.2.0; each describes itself through its own version's types.
 #[test]
-fn components_of_both_served_contract_versions_load_side_by_side() {
+fn components_of_every_served_contract_version_load_side_by_side() {
     use host::contract::ContractVersion;
     let services = Arc::new(HostServices::locked_down());
     let rt = runtime();
-    let sms = rt
-        .load_file(
-            std::path::Path::new(host_testkit::SMS_CHANNEL_WASM),
-            services.clone(),
-            Limits::default(),
-        )
-        .unwrap();
-    let whatsapp = rt
-        .load_file(
-            std::path::Path::new(host_testkit::WHATSAPP_CHANNEL_WASM),
-            services,
-            Limits::default(),
-        )
-        .unwrap();
-    assert_eq!(sms.contract(), ContractVersion::V1_0);
-    assert_eq!(whatsapp.contract(), ContractVersion::V1_1);
-    assert_eq!(
-        sms.describe().block().unwrap().contract_version,
-        "flow:channel@1.0.0"
-    );
-    assert_eq!(
-        whatsapp.describe().block().unwrap().contract_version,
-        "flow:channel@1.1.0"
-    );
+    for (wasm, version, name) in [
+        (
+            host_testkit::SMS_CHANNEL_WASM,
+            ContractVersion::V1_0,
+            "flow:channel@1.0.0",
+        ),
+        (
+            host_testkit::HOSTILE_CHANNEL_WASM,
+            ContractVersion::V1_1,
+            "flow:channel@1.1.0",
+        ),
+        (
+            host_testkit::WHATSAPP_CHANNEL_WASM,
+            ContractVersion::V1_2,
+            "flow:channel@1.2.0",
+        ),
+    ] {
+        let plugin = rt
+            .load_file(
+                std::path::Path::new(wasm),
+                services.clone(),
+                Limits::default(),
+            )
+            .unwrap();
+        assert_eq!(plugin.contract(), version, "{wasm}");
+        assert_eq!(plugin.describe().block().unwrap().contract_version, name);
+    }
+}
+
+/// The account operations of 1.2.0 are answered `unsupported` for a component built against
+/// an older version, without calling it (it has no such export).
+#[test]
+fn an_older_component_is_not_asked_for_account_operations_it_does_not_have() {
+    use host::contract::types::{ChannelConfig, OperationError};
+    let services = Arc::new(HostServices::locked_down());
+    let config = ChannelConfig {
+        api_base: None,
+        settings: "{}".into(),
+    };
+    for wasm in [
+        host_testkit::SMS_CHANNEL_WASM,
+        host_testkit::HOSTILE_CHANNEL_WASM,
+    ] {
+        let plugin = runtime()
+            .load_file(
+                std::path::Path::new(wasm),
+                services.clone(),
+                Limits::default(),
+            )
+            .unwrap();
+        let answer = plugin.list_templates("1", None, &config).block().unwrap();
+        assert_eq!(answer, Err(OperationError::Unsupported), "{wasm}");
+        let answer = plugin.exchange_code("code", &config).block().unwrap();
+        assert_eq!(answer, Err(OperationError::Unsupported), "{wasm}");
+    }
 }
 
 /// A component exporting a contract version the host does not serve is refused with both
@@ -59,7 +91,7 @@ fn a_contract_version_the_host_does_not_serve_is_refused_naming_both() {
         let msg = format!("{err:#}");
         assert!(msg.contains(&format!("flow:channel@{exported}")), "{msg}");
         assert!(
-            msg.contains("flow:channel@1.0.0 to flow:channel@1.1.0"),
+            msg.contains("flow:channel@1.0.0 to flow:channel@1.2.0"),
             "{msg}"
         );
         assert!(msg.contains(says), "{msg}");
@@ -73,7 +105,7 @@ fn a_component_importing_more_than_the_contract_is_refused_naming_the_import() {
     let wat = r#"(component
         (import "wasi:cli/environment@0.2.0" (instance (export "initial-cwd" (func))))
         (instance $i)
-        (export "flow:channel/channel@1.1.0" (instance $i)))"#;
+        (export "flow:channel/channel@1.2.0" (instance $i)))"#;
     let err = runtime()
         .load(
             wat.as_bytes(),
@@ -85,7 +117,7 @@ fn a_component_importing_more_than_the_contract_is_refused_naming_the_import() {
     let msg = format!("{err:#}");
     assert!(msg.contains("wasi:cli/environment@0.2.0"), "{msg}");
     assert!(
-        msg.contains("the flow:channel@1.1.0 host interface and nothing else"),
+        msg.contains("the flow:channel@1.2.0 host interface and nothing else"),
         "{msg}"
     );
 }

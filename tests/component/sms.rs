@@ -68,6 +68,7 @@ fn the_sms_component_implements_the_same_world() {
     let sig = host_testkit::mock::signature("s", &body);
     let hook = |sig: &str| WebhookRequest {
         method: "POST".into(),
+        url: None,
         headers: vec![Header {
             name: "X-Signature".into(),
             value: sig.into(),

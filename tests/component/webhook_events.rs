@@ -20,6 +20,7 @@ fn events(field: &str, value: Value) -> Vec<WebhookEvent> {
     let body = doc.to_string().into_bytes();
     let request = WebhookRequest {
         method: "POST".into(),
+        url: None,
         headers: vec![Header {
             name: "X-Hub-Signature-256".into(),
             value: sign(APP_SECRET, &body),

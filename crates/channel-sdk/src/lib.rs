@@ -11,8 +11,8 @@
 //!   classification of a transport failure ([`transport_failure`]);
 //! - [`report_panics`]: a panic reaches the host's log before the call traps.
 //!
-//! A component built against an older contract version (the frozen 1.0.0 SMS fixture) keeps
-//! its own bindings: its version is the point of it.
+//! A component built against an older contract version (the frozen 1.0.0 SMS fixture, the
+//! 1.1.0 hostile fixture) keeps its own bindings: its version is the point of it.
 
 pub mod names;
 pub mod reasons;
@@ -40,13 +40,14 @@ pub mod bindings {
 pub use bindings::export;
 pub use bindings::exports::flow::channel::channel::Guest;
 pub use bindings::flow::channel::types::{
-    ChannelConfig, ChannelInfo, Classification, Disposition, EventKind, FieldError, Header,
-    HttpRequest, HttpResponse, LogLevel, MessageRequest, SecretError, SendOutcome, TransportError,
-    TransportErrorKind, WebhookError, WebhookEvent, WebhookOutcome, WebhookRequest,
+    AccountFacts, ChannelConfig, ChannelInfo, Classification, Disposition, EventKind, FieldError,
+    GrantedCredential, Header, HttpRequest, HttpResponse, LogLevel, MessageRequest, OperationError,
+    SecretError, SendOutcome, SenderFacts, SignatureAlgorithm, TemplatePage, TemplateState,
+    TransportError, TransportErrorKind, WebhookError, WebhookEvent, WebhookOutcome, WebhookRequest,
 };
 
 /// The contract version these bindings implement.
-pub const CONTRACT: &str = "flow:channel@1.1.0";
+pub const CONTRACT: &str = "flow:channel@1.2.0";
 
 /// Installs, once per instance, a panic hook that writes the panic to the host's log naming
 /// `channel`: the component has no stderr (it imports nothing but the contract). Call it at

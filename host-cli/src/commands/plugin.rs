@@ -121,6 +121,7 @@ pub async fn webhook_command(
         .collect::<Result<Vec<_>, _>>()?;
     let request = WebhookRequest {
         method: args.method.to_ascii_uppercase(),
+        url: None,
         headers,
         query,
         body,

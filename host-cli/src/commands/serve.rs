@@ -62,6 +62,11 @@ pub struct ServeArgs {
     /// be on the --allow-callback-host list.
     #[arg(long)]
     pub operator_callback_url: Option<String>,
+    /// The base URL providers reach this server at, e.g. `https://hooks.example.com` (behind
+    /// a proxy serve cannot know it): webhook requests then carry the full URL the provider
+    /// called, which providers that sign the URL (Twilio) need.
+    #[arg(long)]
+    pub public_url: Option<String>,
     /// Allowlist entries for the built-in channels besides the hosts each asks for (e.g.
     /// http://127.0.0.1:8787).
     #[arg(long = "allow-host")]
@@ -155,6 +160,7 @@ impl ServeArgs {
             max_connections: self.max_connections.max(1),
             max_webhook_body_bytes: self.max_webhook_body_bytes.max(1),
             admin_token: secrets.value(ADMIN_TOKEN_SECRET).filter(|t| !t.is_empty()),
+            public_url: self.public_url_checked()?,
             ..ServerOptions::new(token)
         };
         let server = Server::start(server::bind(self.port)?, runner, server_options).await?;
@@ -165,6 +171,26 @@ impl ServeArgs {
         );
         server.run_until_signal().await?;
         Ok(Outcome::none())
+    }
+
+    /// `--public-url`, checked: an absolute http(s) URL without query or fragment.
+    fn public_url_checked(&self) -> Result<Option<String>> {
+        let Some(url) = &self.public_url else {
+            return Ok(None);
+        };
+        match reqwest::Url::parse(url) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.query().is_none()
+                    && u.fragment().is_none() =>
+            {
+                Ok(Some(url.trim_end_matches('/').to_string()))
+            }
+            _ => Err(UsageError(format!(
+                "--public-url must be an absolute http(s) URL without query or fragment, got {url:?}"
+            ))
+            .into()),
+        }
     }
 
     /// The channels built from this repository (`target/component/plugins.lock`), with the

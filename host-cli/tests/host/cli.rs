@@ -49,7 +49,7 @@ fn inspect_reports_contract_size_and_digest() {
     assert_eq!(out.status.code(), Some(0));
     let v = json_of(&out);
     assert_eq!(v["name"], "whatsapp");
-    assert_eq!(v["contract"], "flow:channel@1.1.0");
+    assert_eq!(v["contract"], "flow:channel@1.2.0");
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
     assert!(v["size_bytes"].as_u64().unwrap() > 0);
     // The grants it asks for travel inside the component.
@@ -63,7 +63,7 @@ fn inspect_reports_contract_size_and_digest() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e == "flow:channel/channel@1.1.0")
+            .any(|e| e == "flow:channel/channel@1.2.0")
     );
 }
 

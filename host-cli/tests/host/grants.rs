@@ -70,6 +70,7 @@ fn the_whatsapp_plugin_cannot_verify_webhooks_with_the_sms_secret() {
     let body = br#"{"object":"whatsapp_business_account","entry":[]}"#.to_vec();
     let request = host::contract::types::WebhookRequest {
         method: "POST".into(),
+        url: None,
         headers: vec![host::contract::types::Header {
             name: "X-Hub-Signature-256".into(),
             value: host::services::signing::signature("demo-sms-webhook-secret", &body),

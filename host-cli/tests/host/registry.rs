@@ -665,7 +665,7 @@ fn the_oci_artifact_has_the_cncf_wasm_layout() {
     assert_eq!(config["layerDigests"][0], manifest["layers"][0]["digest"]);
     assert_eq!(
         config["component"]["imports"],
-        json!(["flow:channel/types@1.1.0", "flow:channel/host@1.1.0"])
+        json!(["flow:channel/types@1.2.0", "flow:channel/host@1.2.0"])
     );
     let layer = get(format!(
         "{server}/v2/{namespace}/whatsapp/blobs/{}",

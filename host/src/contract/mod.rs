@@ -7,10 +7,12 @@
 //! mapping of a webhook error to an HTTP answer and a CLI exit code ([`WebhookErrorAnswer`]).
 
 mod calls;
+mod convert;
 pub mod json;
 pub mod signals;
 pub mod since_v1_0;
 pub mod since_v1_1;
+pub mod since_v1_2;
 
 use crate::runtime::PluginState;
 use semver::Version;
@@ -18,13 +20,19 @@ use wasmtime::component::{HasSelf, Linker};
 
 /// The host's vocabulary: the types of the latest contract version, used across the host.
 /// (Older versions' twins never leave their `since_v*` module.)
-pub use since_v1_1::bindings::flow::channel::types;
+pub use since_v1_2::bindings::flow::channel::types;
 
 pub use calls::Export;
 
 /// Links the host functions of every served version, each served by the same engine.
 pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<()> {
     use anyhow::Context;
+    since_v1_2::bindings::ChannelPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+        linker,
+        |s| s,
+    )
+    .map_err(anyhow::Error::from)
+    .context("linking the 1.2.0 channel host interface")?;
     since_v1_1::bindings::ChannelPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
         linker,
         |s| s,
@@ -42,15 +50,21 @@ pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> anyhow::Result<
 
 /// The contract versions this host serves, oldest first: a component built against any of
 /// them (or a patch release of one) loads.
-pub const SERVED: [ContractVersion; 2] = [ContractVersion::V1_0, ContractVersion::V1_1];
+pub const SERVED: [ContractVersion; 3] = [
+    ContractVersion::V1_0,
+    ContractVersion::V1_1,
+    ContractVersion::V1_2,
+];
 
 /// One contract version the host serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ContractVersion {
     /// `flow:channel@1.0.0`, frozen in `wit-history/1.0.0`.
     V1_0,
-    /// `flow:channel@1.1.0`, `wit/channel.wit`.
+    /// `flow:channel@1.1.0`, frozen in `wit-history/1.1.0`.
     V1_1,
+    /// `flow:channel@1.2.0`, `wit/channel.wit`.
+    V1_2,
 }
 
 /// The interface a channel component exports, without its version.
@@ -61,6 +75,7 @@ impl ContractVersion {
         match self {
             ContractVersion::V1_0 => "flow:channel@1.0.0",
             ContractVersion::V1_1 => "flow:channel@1.1.0",
+            ContractVersion::V1_2 => "flow:channel@1.2.0",
         }
     }
 
@@ -83,6 +98,7 @@ impl ContractVersion {
         match (v.major, v.minor) {
             (1, 0) => Ok(ContractVersion::V1_0),
             (1, 1) => Ok(ContractVersion::V1_1),
+            (1, 2) => Ok(ContractVersion::V1_2),
             (1, _) => Err(format!(
                 "the component implements flow:channel@{v}, newer than this host: {}; upgrade the host",
                 served()

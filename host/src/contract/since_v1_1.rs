@@ -1,53 +1,53 @@
-//! `flow:channel@1.1.0`, the latest version (`wit/channel.wit`): its bindings, whose types are
-//! the host's ([`super::types`]), and its imports served by the engine.
+//! `flow:channel@1.1.0`, served beside the latest version.
+//!
+//! Bindings are generated from the frozen WIT in `wit-history/1.1.0`; values cross here and
+//! nowhere else, as for 1.0.0. What differs from the latest version is what 1.2.0 grew (see
+//! [`super::convert`]): the URL of a webhook request, the account and sender of an event, the
+//! `signature-verify` import and the account operations, which do not exist for it.
 
+use super::convert::{
+    Convert, same_cases, same_record, serve_imports_before_v1_2, unchanged_since_v1_0,
+};
+use crate::contract::types as latest;
 use crate::runtime::PluginState;
-use bindings::flow::channel::{host, types};
 
-/// Types and traits generated from `wit/channel.wit` (async on both sides: the host awaits
-/// HTTP inside `http-send`, and calls exports from async tasks).
+/// Bindings of the 1.1.0 world.
 pub mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit-history/1.1.0",
         world: "channel-plugin",
         imports: { default: async },
         exports: { default: async },
-        additional_derives: [PartialEq, Eq],
     });
 }
 
-impl types::Host for PluginState {}
+pub(crate) use bindings::flow::channel::types as old;
 
-impl host::Host for PluginState {
-    async fn http_send(
-        &mut self,
-        request: types::HttpRequest,
-    ) -> Result<types::HttpResponse, types::TransportError> {
-        PluginState::http_send(self, request).await
-    }
+unchanged_since_v1_0!();
 
-    async fn hmac_sha256_verify(
-        &mut self,
-        secret_name: String,
-        data: Vec<u8>,
-        mac: Vec<u8>,
-    ) -> Result<bool, types::SecretError> {
-        PluginState::hmac_sha256_verify(self, &secret_name, &data, &mac)
-    }
+same_cases!(EventKind {
+    MessageStatus,
+    InboundMessage,
+    ChannelError,
+    RecipientPreference,
+    TemplateStatus,
+    IdentityChange,
+    Handover,
+    Call,
+    TemplateCategoryChange,
+    TemplateQualityChange,
+    TemplateComponentsChange,
+    AccountUpdate,
+    SenderQualityChange,
+    Other,
+});
+same_record!(MessageRequest {
+    recipient,
+    correlation_id,
+    content,
+    last_inbound_ms,
+    now_ms,
+    opted_out,
+});
 
-    async fn secret_equals(
-        &mut self,
-        secret_name: String,
-        candidate: String,
-    ) -> Result<bool, types::SecretError> {
-        PluginState::secret_equals(self, &secret_name, &candidate)
-    }
-
-    async fn log(&mut self, level: types::LogLevel, message: String) {
-        PluginState::log(self, level, &message);
-    }
-
-    async fn now_ms(&mut self) -> u64 {
-        crate::services::now_ms()
-    }
-}
+serve_imports_before_v1_2!();

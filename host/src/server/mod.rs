@@ -64,6 +64,11 @@ pub struct ServerOptions {
     /// The bearer token of the operator API (`/admin/…`, the host secret `flow/admin-token`);
     /// without one the operator API answers 401 to everyone.
     pub admin_token: Option<String>,
+    /// The base URL providers call this server at (scheme and authority, maybe a path
+    /// prefix; `serve --public-url`): behind a proxy the server cannot know it, and providers
+    /// that sign the URL they called (Twilio) need it. Webhook requests carry it plus the
+    /// path and query as received; without it they carry no URL.
+    pub public_url: Option<String>,
 }
 
 impl ServerOptions {
@@ -78,6 +83,7 @@ impl ServerOptions {
             max_webhooks_in_flight: 256,
             webhook_body_budget_bytes: 128 << 20,
             api_token: api_token.into(),
+            public_url: None,
             admin_token: None,
         }
     }

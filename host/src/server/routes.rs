@@ -352,11 +352,21 @@ async fn flow_status(
 }
 
 fn webhook_request(
-    method: &Method,
-    headers: &HeaderMap,
+    parts: &axum::http::request::Parts,
+    public_url: Option<&str>,
     query: Option<String>,
     body: Bytes,
 ) -> WebhookRequest {
+    let (method, headers) = (&parts.method, &parts.headers);
+    // The path and query exactly as the provider sent them (a signature over the URL is over
+    // its raw form), after the configured base.
+    let url = public_url.map(|base| {
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or(parts.uri.path(), |pq| pq.as_str());
+        format!("{}{path_and_query}", base.trim_end_matches('/'))
+    });
     let headers = headers
         .iter()
         .map(|(n, v)| Header {
@@ -373,6 +383,7 @@ fn webhook_request(
         .unwrap_or_default();
     WebhookRequest {
         method: method.as_str().to_string(),
+        url,
         headers,
         query,
         // The signature covers these exact bytes: they are passed on untouched.
@@ -397,7 +408,7 @@ async fn webhook(
     let limit = app.options.max_webhook_body_bytes;
     let _admitted = admit_webhook(&app, &parts.headers)?;
     let body = read_body_within(&app, &parts.headers, body, limit).await?;
-    let hook = webhook_request(&parts.method, &parts.headers, query, body);
+    let hook = webhook_request(&parts, app.options.public_url.as_deref(), query, body);
     let outcome = ch
         .plugin
         .parse_webhook(&hook, &ch.config())

@@ -272,15 +272,30 @@ impl HttpClient {
                 .map_err(|_| denied(format!("the {:?} header value is not valid", h.name)))?;
             headers.append(name, value);
         }
+        // The URL with its secrets is used once, here, and never shown: errors name the URL
+        // as the plugin wrote it, and the client's own errors are stripped of theirs.
+        let url = match secrets.url_value(&request.url, to).map_err(denied)? {
+            substituted if substituted == request.url => target.url,
+            substituted => reqwest::Url::parse(&substituted).map_err(|_| {
+                denied(format!(
+                    "{:?} is not a valid URL once its secrets are in place",
+                    request.url
+                ))
+            })?,
+        };
         let built = self
             .client
-            .request(method, target.url)
+            .request(method, url)
             .headers(headers)
             .body(request.body.clone())
             .build()
             .map_err(|e| denied(format!("invalid request: {e}")))?;
         dispatched.store(true, Ordering::SeqCst);
-        let response = self.client.execute(built).await.map_err(transport_error)?;
+        let response = self
+            .client
+            .execute(built)
+            .await
+            .map_err(|e| transport_error(e.without_url()))?;
         self.read_response(response).await
     }
 
@@ -299,7 +314,11 @@ impl HttpClient {
             .collect();
         let cap = self.policy.max_response_bytes;
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(e.without_url()))?
+        {
             if body.len() as u64 + chunk.len() as u64 > cap {
                 return Err(TransportError {
                     kind: TransportErrorKind::TooLarge,

@@ -5,7 +5,10 @@
 //! | use | needs |
 //! |---|---|
 //! | `hmac-sha256-verify`, `secret-equals` | the name is granted to the plugin |
+//! | `signature-verify` | the same (the HMAC key, or an ECDSA public key) |
 //! | `${secret:NAME}` in a request header | the name is granted **for that destination** (scheme, host, port), and the reference is the whole header value, optionally after one auth scheme word (`Bearer ${secret:NAME}`) |
+//! | `${basic:USER:PASSWORD}` in a request header | both names as above; the host sends `base64(user ":" password)` (`Basic ${basic:…}`) |
+//! | `${secret:NAME}` as a whole query value of a request URL | as for a header; the value is percent-encoded, and the substituted URL is never logged nor echoed in an error |
 //!
 //! Anything else is `secret-error::denied`: a name outside the grant, a second reference in
 //! one header, a reference inside other text, a destination the secret is not bound to.
@@ -15,7 +18,7 @@
 //! only granted names are ever looked up, so an unrelated variable cannot leak.
 
 use super::http::AllowRule;
-use crate::contract::types::SecretError;
+use crate::contract::types::{SecretError, SignatureAlgorithm};
 use anyhow::{Context, Result};
 use hmac::{Hmac, Mac};
 use std::collections::HashMap;
@@ -240,18 +243,14 @@ impl Secrets {
         self.value(name).is_some()
     }
 
-    /// Constant-time HMAC-SHA256 check.
+    /// Constant-time HMAC-SHA256 check (the import of contracts before 1.2.0).
     pub fn hmac_sha256_verify(
         &self,
         name: &str,
         data: &[u8],
         mac: &[u8],
     ) -> Result<bool, SecretError> {
-        let secret = self.granted_value(name)?;
-        let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
-            .map_err(|_| SecretError::Denied)?;
-        m.update(data);
-        Ok(m.verify_slice(mac).is_ok())
+        self.signature_verify(SignatureAlgorithm::HmacSha256, name, data, mac)
     }
 
     /// Constant-time comparison.
@@ -262,19 +261,19 @@ impl Secrets {
 
     /// A header value with its secret reference resolved, if it has one. Refuses (with the
     /// reason) a reference that is not the whole value after an optional scheme word, a name
-    /// outside the grant, and a destination the secret is not bound to.
+    /// outside the grant, and a destination the secret is not bound to. `${basic:USER:PASSWORD}`
+    /// stands for HTTP Basic credentials composed of two secrets (`base64(user ":" password)`).
     pub fn header_value(&self, value: &str, to: Destination<'_>) -> Result<String, String> {
-        const OPEN: &str = "${secret:";
-        let Some(start) = value.find(OPEN) else {
+        let Some(start) = value.find("${") else {
             return Ok(value.to_string());
         };
         let (prefix, reference) = value.split_at(start);
-        let name = reference[OPEN.len()..]
-            .strip_suffix('}')
-            .filter(|n| !n.contains('}') && !n.contains(OPEN) && !n.is_empty())
-            .ok_or_else(|| {
-                "a secret reference must be the whole header value, optionally after a scheme (`Bearer ${secret:NAME}`), one per header".to_string()
-            })?;
+        let whole = "a secret reference must be the whole header value, optionally after a scheme (`Bearer ${secret:NAME}`, `Basic ${basic:USER:PASSWORD}`), one per header";
+        let inner = reference
+            .strip_prefix("${")
+            .and_then(|r| r.strip_suffix('}'))
+            .filter(|n| !n.contains('}') && !n.contains("${"))
+            .ok_or_else(|| whole.to_string())?;
         let scheme_ok = prefix.is_empty()
             || prefix.strip_suffix(' ').is_some_and(|word| {
                 !word.is_empty()
@@ -286,12 +285,81 @@ impl Secrets {
                 "a secret reference may follow only an auth scheme word, not {prefix:?}"
             ));
         }
+        let resolved = if let Some(name) = inner.strip_prefix("secret:") {
+            self.credential(name, to)?
+        } else if let Some(pair) = inner.strip_prefix("basic:") {
+            let (user, password) = pair
+                .split_once(':')
+                .filter(|(u, p)| !u.is_empty() && !p.is_empty() && !p.contains(':'))
+                .ok_or_else(|| "`${basic:USER:PASSWORD}` names two secrets".to_string())?;
+            let joined = format!(
+                "{}:{}",
+                self.credential(user, to)?,
+                self.credential(password, to)?
+            );
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, joined)
+        } else {
+            return Err(whole.to_string());
+        };
+        Ok(format!("{prefix}{resolved}"))
+    }
+
+    /// A URL with each `${secret:NAME}` that is a whole query value replaced by the secret,
+    /// percent-encoded (a reference anywhere else is refused). The result must never be
+    /// logged: callers keep the URL as the plugin wrote it for every message.
+    pub fn url_value(&self, url: &str, to: Destination<'_>) -> Result<String, String> {
+        const OPEN: &str = "${secret:";
+        if !url.contains("${") {
+            return Ok(url.to_string());
+        }
+        let (before_query, query) = url
+            .split_once('?')
+            .ok_or("a secret reference in a URL must be a whole query value")?;
+        let (query, fragment) = match query.split_once('#') {
+            Some((q, f)) => (q, Some(f)),
+            None => (query, None),
+        };
+        if before_query.contains("${") || fragment.is_some_and(|f| f.contains("${")) {
+            return Err("a secret reference in a URL must be a whole query value".into());
+        }
+        let mut pairs = Vec::new();
+        for pair in query.split('&') {
+            let resolved = match pair.split_once('=') {
+                Some((key, value)) if !key.contains("${") && value.contains("${") => {
+                    let name = value
+                        .strip_prefix(OPEN)
+                        .and_then(|v| v.strip_suffix('}'))
+                        .filter(|n| !n.is_empty() && !n.contains('}') && !n.contains("${"))
+                        .ok_or("a secret reference in a URL must be a whole query value")?;
+                    let secret = self.credential(name, to)?;
+                    let encoded: String =
+                        url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+                    format!("{key}={encoded}")
+                }
+                _ if pair.contains("${") => {
+                    return Err("a secret reference in a URL must be a whole query value".into());
+                }
+                _ => pair.to_string(),
+            };
+            pairs.push(resolved);
+        }
+        let mut out = format!("{before_query}?{}", pairs.join("&"));
+        if let Some(f) = fragment {
+            out.push('#');
+            out.push_str(f);
+        }
+        Ok(out)
+    }
+
+    /// A granted outbound credential for one destination: the name is granted, is not a
+    /// verification secret, and is bound to `to`.
+    fn credential(&self, name: &str, to: Destination<'_>) -> Result<String, String> {
         let grant = self
             .grant_for(name)
             .ok_or_else(|| format!("the secret {name:?} is not granted to this plugin"))?;
         if purpose_of(name) != Purpose::Credential {
             return Err(format!(
-                "the secret {name:?} verifies webhooks: it never leaves the host in a header"
+                "the secret {name:?} verifies webhooks: it never leaves the host in a request"
             ));
         }
         if !grant
@@ -301,14 +369,65 @@ impl Secrets {
         {
             return Err(format!("the secret {name:?} may not be sent to {to}"));
         }
-        let secret = self.value(name).ok_or_else(|| {
+        self.value(name).ok_or_else(|| {
             format!(
                 "the secret {name:?} is not configured (set {} or add it to the secrets file)",
                 Self::env_var_name(name)
             )
-        })?;
-        Ok(format!("{prefix}{secret}"))
+        })
     }
+
+    /// Checks `signature` over `data` with a granted verification secret: the HMAC key, or
+    /// for ECDSA the public key (PEM, or base64 of the DER SubjectPublicKeyInfo).
+    pub fn signature_verify(
+        &self,
+        algorithm: SignatureAlgorithm,
+        name: &str,
+        data: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, SecretError> {
+        let secret = self.granted_value(name)?;
+        Ok(match algorithm {
+            SignatureAlgorithm::HmacSha256 => {
+                let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+                    .map_err(|_| SecretError::Denied)?;
+                m.update(data);
+                m.verify_slice(signature).is_ok()
+            }
+            SignatureAlgorithm::HmacSha1 => {
+                let mut m = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes())
+                    .map_err(|_| SecretError::Denied)?;
+                m.update(data);
+                m.verify_slice(signature).is_ok()
+            }
+            SignatureAlgorithm::EcdsaP256Sha256 => ecdsa_p256_verify(&secret, data, signature),
+        })
+    }
+}
+
+/// ECDSA P-256 / SHA-256 over `data`, the key as PEM or base64 DER SPKI, the signature DER or
+/// raw `r || s`. A key that does not parse verifies nothing (the operator sees the failed
+/// checks; the plugin learns only "no").
+fn ecdsa_p256_verify(public_key: &str, data: &[u8], signature: &[u8]) -> bool {
+    use p256::ecdsa::signature::Verifier;
+    use p256::ecdsa::{Signature, VerifyingKey};
+    use p256::pkcs8::DecodePublicKey;
+    let key = public_key.trim();
+    let key = if key.starts_with("-----BEGIN") {
+        VerifyingKey::from_public_key_pem(key).ok()
+    } else {
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key)
+            .ok()
+            .and_then(|der| VerifyingKey::from_public_key_der(&der).ok())
+    };
+    let Some(key) = key else {
+        return false;
+    };
+    let signature = match signature.len() {
+        64 => Signature::from_slice(signature).ok(),
+        _ => Signature::from_der(signature).ok(),
+    };
+    signature.is_some_and(|s| key.verify(data, &s).is_ok())
 }
 
 #[cfg(test)]
@@ -359,6 +478,138 @@ mod tests {
         assert_eq!(
             s.header_value("Token ${secret:b}", MOCK).unwrap(),
             "Token 2"
+        );
+    }
+
+    #[test]
+    fn basic_credentials_are_composed_from_two_granted_secrets_for_their_destination() {
+        let mut s = Secrets::default();
+        s.insert_for_hosts("sms/account-sid", "AC123", ["http://127.0.0.1:8787"])
+            .unwrap();
+        s.insert_for_hosts("sms/auth-token", "tok:en", ["http://127.0.0.1:8787"])
+            .unwrap();
+        // base64("AC123:tok:en"): the password may hold a ':' (only the user may not).
+        assert_eq!(
+            s.header_value("Basic ${basic:sms/account-sid:sms/auth-token}", MOCK)
+                .unwrap(),
+            "Basic QUMxMjM6dG9rOmVu"
+        );
+        let elsewhere = Destination { port: 9, ..MOCK };
+        assert!(
+            s.header_value("Basic ${basic:sms/account-sid:sms/auth-token}", elsewhere)
+                .is_err()
+        );
+        for bad in [
+            "Basic ${basic:sms/account-sid}",
+            "Basic ${basic::x}",
+            "${other:x}",
+        ] {
+            assert!(s.header_value(bad, MOCK).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_secret_is_substituted_as_a_whole_query_value_only_and_percent_encoded() {
+        let mut s = Secrets::default();
+        s.insert_for_hosts(
+            "app/oauth-client-secret",
+            "a b&c",
+            ["http://127.0.0.1:8787"],
+        )
+        .unwrap();
+        assert_eq!(
+            s.url_value(
+                "http://127.0.0.1:8787/oauth?client_id=1&client_secret=${secret:app/oauth-client-secret}&code=x",
+                MOCK
+            )
+            .unwrap(),
+            "http://127.0.0.1:8787/oauth?client_id=1&client_secret=a+b%26c&code=x"
+        );
+        for bad in [
+            "http://127.0.0.1:8787/${secret:app/oauth-client-secret}",
+            "http://127.0.0.1:8787/x?s=pre${secret:app/oauth-client-secret}",
+            "http://127.0.0.1:8787/x?${secret:app/oauth-client-secret}=1",
+            "http://127.0.0.1:8787/x?s=1#${secret:app/oauth-client-secret}",
+        ] {
+            assert!(s.url_value(bad, MOCK).is_err(), "{bad}");
+        }
+        let elsewhere = Destination { port: 9, ..MOCK };
+        assert!(
+            s.url_value(
+                "http://127.0.0.1:9/x?s=${secret:app/oauth-client-secret}",
+                elsewhere
+            )
+            .unwrap_err()
+            .contains("may not be sent")
+        );
+    }
+
+    /// HMAC-SHA1 against RFC 2202's test case 2, HMAC-SHA256 against RFC 4231's, ECDSA P-256
+    /// with a key whose public half is given as PEM and as base64 DER, signatures as DER and
+    /// as raw `r || s`.
+    #[test]
+    fn signatures_are_verified_with_each_algorithm_and_the_key_never_leaves() {
+        use p256::ecdsa::{Signature, SigningKey, signature::Signer};
+        use p256::pkcs8::{EncodePublicKey, LineEnding};
+        let mut s = Secrets::default();
+        s.insert("t/app-secret", "Jefe");
+        let data = b"what do ya want for nothing?";
+        let sha1 = hex::decode("effcdf6ae5eb2fa2d27416d5f184df9c259a7c79").unwrap();
+        let sha256 =
+            hex::decode("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+                .unwrap();
+        assert_eq!(
+            s.signature_verify(SignatureAlgorithm::HmacSha1, "t/app-secret", data, &sha1),
+            Ok(true)
+        );
+        assert_eq!(
+            s.signature_verify(
+                SignatureAlgorithm::HmacSha256,
+                "t/app-secret",
+                data,
+                &sha256
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            s.signature_verify(
+                SignatureAlgorithm::HmacSha1,
+                "t/app-secret",
+                b"other",
+                &sha1
+            ),
+            Ok(false)
+        );
+        let key = SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let public = key.verifying_key();
+        let pem = public.to_public_key_pem(LineEnding::LF).unwrap();
+        let der = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            public.to_public_key_der().unwrap().as_bytes(),
+        );
+        let signature: Signature = key.sign(b"1700000000{\"event\":\"open\"}");
+        for (name, value) in [("t/pem-webhook-key", pem), ("t/der-webhook-key", der)] {
+            s.insert(name, value);
+            for encoded in [signature.to_der().as_bytes().to_vec(), signature.to_vec()] {
+                let check = |data: &[u8]| {
+                    s.signature_verify(SignatureAlgorithm::EcdsaP256Sha256, name, data, &encoded)
+                };
+                assert_eq!(check(b"1700000000{\"event\":\"open\"}"), Ok(true), "{name}");
+                assert_eq!(
+                    check(b"1700000001{\"event\":\"open\"}"),
+                    Ok(false),
+                    "{name}"
+                );
+            }
+        }
+        // Not granted, or an outbound credential: denied, never an oracle.
+        let mut other = Secrets::default();
+        other
+            .insert_for_hosts("t/access-token", "Jefe", ["http://127.0.0.1"])
+            .unwrap();
+        assert_eq!(
+            other.signature_verify(SignatureAlgorithm::HmacSha1, "t/access-token", data, &sha1),
+            Err(SecretError::Denied)
         );
     }
 

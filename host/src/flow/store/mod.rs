@@ -1125,6 +1125,8 @@ mod tests {
             dedupe_key: format!("{message_id}:{precedence}"),
             service_window_ends_ms: None,
             details: json!({ "status": STATUS_NAMES[precedence as usize] }).to_string(),
+            account_id: None,
+            sender_id: None,
         }
     }
 
