@@ -7,6 +7,7 @@ pub mod blocking;
 pub mod callbacks;
 pub mod defaults;
 pub mod mock;
+pub mod mock_businesses;
 pub mod oci;
 pub mod postgres;
 pub mod process;

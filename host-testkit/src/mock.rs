@@ -293,6 +293,13 @@ pub struct MockConfig {
     pub record: bool,
     /// The statuses an accepted message to an unscripted recipient goes through.
     pub statuses: &'static [(&'static str, Option<i64>)],
+    /// Businesses on the app besides the single one above (`access_token`,
+    /// `phone_number_id`): each its own WABA, token, numbers and templates.
+    pub businesses: Vec<crate::mock_businesses::MockBusiness>,
+    /// The app they are on.
+    pub app: crate::mock_businesses::MockApp,
+    /// Templates per page at most, whatever `limit` asks (to make listings span pages).
+    pub template_page_size: usize,
 }
 
 impl Default for MockConfig {
@@ -306,6 +313,9 @@ impl Default for MockConfig {
             limits: None,
             record: true,
             statuses: DEFAULT_STATUSES,
+            businesses: Vec::new(),
+            app: crate::mock_businesses::MockApp::default(),
+            template_page_size: 25,
         }
     }
 }
@@ -323,6 +333,7 @@ struct Counters {
 
 struct State {
     config: MockConfig,
+    businesses: Mutex<Vec<crate::mock_businesses::BusinessState>>,
     recorded: Mutex<Vec<Recorded>>,
     attempts: Mutex<HashMap<String, u32>>,
     counters: Mutex<Counters>,
@@ -353,7 +364,14 @@ impl MockApi {
             .await
             .with_context(|| format!("starting the mock Cloud API on port {port}"))?;
         let addr = listener.local_addr()?;
+        let businesses = config
+            .businesses
+            .iter()
+            .cloned()
+            .map(crate::mock_businesses::BusinessState::new)
+            .collect();
         let state = Arc::new(State {
+            businesses: Mutex::new(businesses),
             config,
             recorded: Mutex::default(),
             attempts: Mutex::default(),
@@ -392,6 +410,24 @@ impl MockApi {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Runs `f` over the businesses as they stand (under their lock).
+    pub(crate) fn with_businesses<R>(
+        &self,
+        f: impl FnOnce(&mut Vec<crate::mock_businesses::BusinessState>) -> R,
+    ) -> R {
+        let mut businesses = self
+            .state
+            .businesses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        f(&mut businesses)
+    }
+
+    /// The app the businesses are on.
+    pub fn app(&self) -> crate::mock_businesses::MockApp {
+        self.state.config.app.clone()
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -457,9 +493,11 @@ async fn counters(AxState(state): AxState<Arc<State>>) -> Response {
 }
 
 /// Statuses to post after an answer.
-enum FollowUp {
+pub(crate) enum FollowUp {
     WhatsApp {
         id: String,
+        /// The number that sent it (its WABA's statuses name both).
+        phone_id: String,
         digits: String,
         callback: Option<String>,
         statuses: &'static [(&'static str, Option<i64>)],
@@ -471,14 +509,14 @@ enum FollowUp {
     },
 }
 
-struct Reply {
-    status: u16,
-    answer: Answer,
-    delay: Duration,
-    then: Option<FollowUp>,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) answer: Answer,
+    pub(crate) delay: Duration,
+    pub(crate) then: Option<FollowUp>,
 }
 
-enum Answer {
+pub(crate) enum Answer {
     Json(Value),
     Html(String),
 }
@@ -568,7 +606,7 @@ fn correlation_of(req: &Recorded) -> Option<String> {
         .map(str::to_string)
 }
 
-fn graph_error(status: u16, code: i64, title: &str, details: &str, trace: u64) -> Reply {
+pub(crate) fn graph_error(status: u16, code: i64, title: &str, details: &str, trace: u64) -> Reply {
     reply(
         status,
         json!({"error": {
@@ -581,7 +619,7 @@ fn graph_error(status: u16, code: i64, title: &str, details: &str, trace: u64) -
     )
 }
 
-fn reply(status: u16, body: Value) -> Reply {
+pub(crate) fn reply(status: u16, body: Value) -> Reply {
     Reply {
         status,
         answer: Answer::Json(body),
@@ -590,7 +628,7 @@ fn reply(status: u16, body: Value) -> Reply {
     }
 }
 
-fn header<'a>(req: &'a Recorded, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(req: &'a Recorded, name: &str) -> Option<&'a str> {
     req.headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -602,8 +640,20 @@ fn answer(state: &State, req: &Recorded, trace: u64) -> Reply {
     if path == "/sms/v1/messages" {
         return sms_answer(state, req, trace);
     }
+    {
+        let mut businesses = state.businesses.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reply) = crate::mock_businesses::answer(
+            &mut businesses,
+            &state.config.app,
+            state.config.template_page_size,
+            req,
+            trace,
+        ) {
+            return reply;
+        }
+    }
     match check_graph_request(state, req, path, trace) {
-        Ok(body) => whatsapp_answer(state, &body, trace),
+        Ok((phone_id, body)) => whatsapp_answer(state, &phone_id, &body, trace),
         Err(refusal) => *refusal,
     }
 }
@@ -615,7 +665,7 @@ fn check_graph_request(
     req: &Recorded,
     path: &str,
     trace: u64,
-) -> Result<Value, Box<Reply>> {
+) -> Result<(String, Value), Box<Reply>> {
     let err = |status, code, title: &str, details: &str| {
         Box::new(graph_error(status, code, title, details, trace))
     };
@@ -642,7 +692,17 @@ fn check_graph_request(
             &format!("{version} is not a Graph API version"),
         ));
     }
-    if header(req, "authorization")
+    let owner = {
+        let businesses = state.businesses.lock().unwrap_or_else(|p| p.into_inner());
+        businesses
+            .iter()
+            .position(|b| b.business.numbers.iter().any(|n| n.id == *phone_id))
+            .map(|i| crate::mock_businesses::check_token(&businesses, i, req, trace))
+    };
+    let owned = owner.is_some();
+    if let Some(checked) = owner {
+        checked?;
+    } else if header(req, "authorization")
         != Some(format!("Bearer {}", state.config.access_token).as_str())
     {
         return Err(err(
@@ -652,7 +712,7 @@ fn check_graph_request(
             "the bearer token is missing or wrong",
         ));
     }
-    if *phone_id != state.config.phone_number_id {
+    if !owned && *phone_id != state.config.phone_number_id {
         return Err(err(
             400,
             100,
@@ -702,10 +762,10 @@ fn check_graph_request(
             "messaging_product must be \"whatsapp\"",
         ));
     }
-    Ok(body)
+    Ok((phone_id.to_string(), body))
 }
 
-fn whatsapp_answer(state: &State, body: &Value, trace: u64) -> Reply {
+fn whatsapp_answer(state: &State, phone_id: &str, body: &Value, trace: u64) -> Reply {
     let err =
         |status, code, title: &str, details: &str| graph_error(status, code, title, details, trace);
     // Mark as read.
@@ -779,12 +839,14 @@ fn whatsapp_answer(state: &State, body: &Value, trace: u64) -> Reply {
         }
         Behaviour::Slow(ms) => delay = Duration::from_millis(ms),
     }
-    accepted(state, body, kind, to, digits, statuses, delay)
+    accepted(state, phone_id, body, kind, to, digits, statuses, delay)
 }
 
 /// Meta's 200 for a message, with the statuses to post after it.
+#[allow(clippy::too_many_arguments)] // one answer's parts, each named at the one call
 fn accepted(
     state: &State,
+    phone_id: &str,
     body: &Value,
     kind: &str,
     to: &str,
@@ -811,6 +873,7 @@ fn accepted(
         delay,
         then: Some(FollowUp::WhatsApp {
             id,
+            phone_id: phone_id.to_string(),
             digits,
             callback,
             statuses,
@@ -984,27 +1047,36 @@ fn statuses_of(state: &State, targets: &WebhookTargets, follow: FollowUp) -> Vec
     match follow {
         FollowUp::WhatsApp {
             id,
+            phone_id,
             digits,
             callback,
             statuses,
-        } => statuses
-            .iter()
-            .map(|(status, code)| Outgoing {
-                path: "/webhooks/whatsapp",
-                header: "X-Hub-Signature-256",
-                secret: targets.whatsapp_app_secret.clone(),
-                message_id: id.clone(),
-                status: status.to_string(),
-                body: whatsapp_status_body(
-                    &state.config.phone_number_id,
-                    &id,
-                    &digits,
-                    status,
-                    *code,
-                    callback.as_deref(),
-                ),
-            })
-            .collect(),
+        } => {
+            let waba = {
+                let businesses = state.businesses.lock().unwrap_or_else(|p| p.into_inner());
+                crate::mock_businesses::waba_of_number(&businesses, &phone_id)
+                    .unwrap_or_else(|| DEMO_WABA_ID.to_string())
+            };
+            statuses
+                .iter()
+                .map(|(status, code)| Outgoing {
+                    path: "/webhooks/whatsapp",
+                    header: "X-Hub-Signature-256",
+                    secret: targets.whatsapp_app_secret.clone(),
+                    message_id: id.clone(),
+                    status: status.to_string(),
+                    body: whatsapp_status_body_of(
+                        &waba,
+                        &phone_id,
+                        &id,
+                        &digits,
+                        status,
+                        *code,
+                        callback.as_deref(),
+                    ),
+                })
+                .collect()
+        }
         FollowUp::Sms { id, to, reference } => ["sent", "delivered"]
             .into_iter()
             .map(|status| Outgoing {
@@ -1038,8 +1110,32 @@ async fn post_signed(
         .map_or(0, |r| r.status().as_u16())
 }
 
-/// A status webhook as Meta posts it.
+/// The WABA of the mock's single business (`MockConfig::phone_number_id`).
+pub const DEMO_WABA_ID: &str = "102290129340398";
+
+/// A status webhook as Meta posts it, from the single business's WABA.
 pub fn whatsapp_status_body(
+    phone_number_id: &str,
+    id: &str,
+    recipient_digits: &str,
+    status: &str,
+    code: Option<i64>,
+    callback: Option<&str>,
+) -> String {
+    whatsapp_status_body_of(
+        DEMO_WABA_ID,
+        phone_number_id,
+        id,
+        recipient_digits,
+        status,
+        code,
+        callback,
+    )
+}
+
+/// A status webhook as Meta posts it, from `waba`'s number `phone_number_id`.
+pub fn whatsapp_status_body_of(
+    waba: &str,
     phone_number_id: &str,
     id: &str,
     recipient_digits: &str,
@@ -1054,7 +1150,7 @@ pub fn whatsapp_status_body(
     if let Some(code) = code {
         st["errors"] = json!([{"code": code, "title": "Message undeliverable.", "message": "Message undeliverable.", "error_data": {"details": "Message Undeliverable."}, "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"}]);
     }
-    json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{"value": {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": waba, "changes": [{"value": {
         "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id}, "statuses": [st]}, "field": "messages"}]}]})
     .to_string()
 }

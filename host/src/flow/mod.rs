@@ -7,6 +7,7 @@
 //! - [`pacing`]: per-number rate, per-customer gap, provider back-offs;
 //! - [`runner`]: the dispatcher (claim → send with no lock held → record), webhooks, callbacks.
 
+pub mod accounts;
 pub mod pacing;
 pub mod policy;
 pub mod runner;

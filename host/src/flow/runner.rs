@@ -139,6 +139,9 @@ pub struct RunnerOptions {
     /// Where operator events (a tenant's account changing state) are posted, signed with
     /// `flow/callback-secret`; it must be on `callback_hosts`.
     pub operator_callback_url: Option<String>,
+    /// How often every tenant's account templates are synced from the provider (`None`:
+    /// only at connect, on demand and after template webhooks).
+    pub template_sync: Option<Duration>,
 }
 
 impl Default for RunnerOptions {
@@ -153,6 +156,7 @@ impl Default for RunnerOptions {
             vault: None,
             own_accounts: Vec::new(),
             operator_callback_url: None,
+            template_sync: Some(Duration::from_secs(15 * 60)),
         }
     }
 }
@@ -485,7 +489,11 @@ impl Runner {
     }
 
     /// Applies a channel's status events.
-    pub async fn on_events(&self, channel: &str, events: Vec<WebhookEvent>) -> Result<()> {
+    pub async fn on_events(
+        self: &Arc<Self>,
+        channel: &str,
+        events: Vec<WebhookEvent>,
+    ) -> Result<()> {
         let events = Arc::new(events);
         let write = Write::Events {
             channel: channel.to_string(),
@@ -495,17 +503,53 @@ impl Runner {
             Written::Applied(fresh) => fresh,
             other => anyhow::bail!("the store answered {other:?} to a webhook's events"),
         };
-        let templates = fresh.iter().any(|&i| {
-            matches!(
-                events[i].kind,
-                EventKind::TemplateStatus | EventKind::TemplateCategoryChange
-            )
-        });
-        if templates {
+        let template_accounts: Vec<Option<String>> = fresh
+            .iter()
+            .map(|&i| &events[i])
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::TemplateStatus
+                        | EventKind::TemplateCategoryChange
+                        | EventKind::TemplateComponentsChange
+                )
+            })
+            .map(|e| e.account_id.clone())
+            .collect();
+        if !template_accounts.is_empty() {
             self.refresh_catalog(channel).await?;
+            self.resync_accounts(channel, template_accounts).await;
         }
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// A template webhook named these accounts: the tenants owning them see the change at
+    /// once on this node (the store already holds it), and their catalogs are synced again
+    /// in the background (a webhook says that something changed, the listing says what).
+    async fn resync_accounts(self: &Arc<Self>, channel: &str, accounts: Vec<Option<String>>) {
+        let mut owners = Vec::new();
+        for account in accounts.into_iter().flatten() {
+            let (store, ch) = (self.store.clone(), channel.to_string());
+            let owner =
+                tokio::task::spawn_blocking(move || store.owner_of(&ch, Some(&account), None))
+                    .await;
+            if let Ok(Ok(Some(owner))) = owner
+                && owner != tenants::DEFAULT_TENANT
+                && !owners.contains(&owner)
+            {
+                owners.push(owner);
+            }
+        }
+        for owner in owners {
+            self.forget_tenant_channels(&owner);
+            let (runner, channel) = (self.clone(), channel.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = runner.sync_templates(&owner, &channel).await {
+                    tracing::warn!(tenant = %owner, channel, error = ?e, "template sync after a webhook failed; the timer tries again");
+                }
+            });
+        }
     }
 
     /// Applies the channel's catalog documents the store has and this node has not yet
@@ -667,7 +711,11 @@ impl Runner {
             view,
             services.log.like(),
         ));
-        let config = with_settings(&base.config(), &account.settings);
+        let mut config = with_settings(&base.config(), &account.settings);
+        let templates = self.store.templates(channel, &account.account_id)?;
+        if !templates.is_empty() {
+            config = with_synced_catalog(&config, &templates);
+        }
         Ok(TenantChannel::Own(Arc::new(Channel::new(
             base.plugin.with_services(services),
             config,
@@ -699,6 +747,10 @@ impl Runner {
         // never holds up taking over what a dead or frozen node left behind.
         let takeover = (self.store.backend() == Backend::Postgres)
             .then(|| tokio::spawn(self.clone().take_over_expired_until(stop.clone())));
+        let syncs = self
+            .options
+            .template_sync
+            .map(|every| tokio::spawn(self.clone().sync_templates_every(every, stop.clone())));
         let mut last_refresh = now_ms();
         while !*stop.borrow() {
             // A store that went away (PostgreSQL restarting) costs a pause, never the runner.
@@ -734,10 +786,28 @@ impl Runner {
         let all = u32::try_from(self.options.max_in_flight.max(1)).unwrap_or(u32::MAX);
         let _drained = self.in_flight.acquire_many(all).await;
         outbox.abort();
-        if let Some(takeover) = takeover {
-            takeover.abort();
+        for task in [takeover, syncs].into_iter().flatten() {
+            task.abort();
         }
         Ok(())
+    }
+
+    /// Syncs every tenant account's templates every `every` until stopped.
+    async fn sync_templates_every(
+        self: Arc<Self>,
+        every: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        while !*stop.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {
+                    for channel in &self.channel_names {
+                        self.sync_due_accounts(channel).await;
+                    }
+                }
+                _ = stop.changed() => {}
+            }
+        }
     }
 
     /// Takes over expired leases every quarter lease (at least every second) until stopped.
@@ -1169,6 +1239,29 @@ fn with_settings(config: &ChannelConfig, overlay: &str) -> ChannelConfig {
     if let Ok(Value::Object(extra)) = serde_json::from_str::<Value>(overlay) {
         settings.extend(extra);
     }
+    ChannelConfig {
+        api_base: config.api_base.clone(),
+        settings: Value::Object(settings).to_string(),
+    }
+}
+
+/// `config` with the account's synced templates after whatever its own settings seed the
+/// catalog with (a later definition of the same template replaces an earlier one).
+fn with_synced_catalog(
+    config: &ChannelConfig,
+    templates: &[crate::flow::store::TemplateRecord],
+) -> ChannelConfig {
+    let mut settings = match serde_json::from_str::<Value>(&config.settings) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let mut catalog = match settings.remove(CATALOG_KEY) {
+        Some(Value::Array(docs)) => docs,
+        Some(doc) => vec![doc],
+        None => Vec::new(),
+    };
+    catalog.push(super::accounts::catalog_document(templates));
+    settings.insert(CATALOG_KEY.into(), Value::Array(catalog));
     ChannelConfig {
         api_base: config.api_base.clone(),
         settings: Value::Object(settings).to_string(),

@@ -65,7 +65,7 @@ fn token_json(t: &TokenRecord) -> Value {
     json!({"id": t.id, "label": t.label, "created_ms": t.created_ms, "revoked_ms": t.revoked_ms})
 }
 
-fn no_such_tenant(id: &str) -> ApiError {
+pub(super) fn no_such_tenant(id: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "no_such_tenant",
@@ -75,7 +75,7 @@ fn no_such_tenant(id: &str) -> ApiError {
 
 /// A JSON body of type `T`, or 400 naming the JSON Pointer of what is wrong. An empty body
 /// is `{}`.
-async fn json_body<T: serde::de::DeserializeOwned>(
+pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
     app: &App,
     headers: &HeaderMap,
     body: Body,
@@ -448,10 +448,13 @@ async fn account_answer(app: &App, id: &str, channel: &str) -> Result<Response, 
         let Some(a) = s.channel_account(&tenant, &ch)? else {
             return Ok(None);
         };
-        Ok(Some((a, s.channel_secret_names(&tenant, &ch)?)))
+        let names = s.channel_secret_names(&tenant, &ch)?;
+        let senders = s.senders(&tenant, &ch)?;
+        let templates = s.templates(&ch, &a.account_id)?.len();
+        Ok(Some((a, names, senders, templates)))
     })
     .await?;
-    let Some((a, names)) = found else {
+    let Some((a, names, senders, templates)) = found else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_such_account",
@@ -459,7 +462,23 @@ async fn account_answer(app: &App, id: &str, channel: &str) -> Result<Response, 
         ));
     };
     let settings: Value = serde_json::from_str(&a.settings).unwrap_or(Value::Null);
+    let facts: Value = a
+        .facts
+        .as_deref()
+        .and_then(|f| serde_json::from_str(f).ok())
+        .unwrap_or(Value::Null);
+    let senders: Vec<Value> = senders
+        .iter()
+        .map(|s| {
+            json!({"sender_id": s.sender_id, "display_address": s.display_address,
+            "messages_per_second": s.messages_per_second})
+        })
+        .collect();
+    // A secret's name says what it is; a name that is a sender's registration PIN is shown
+    // like any other name (the PIN itself, like every value, never).
     let body = json!({"tenant": a.tenant_id, "channel": a.channel, "account_id": a.account_id,
-        "settings": settings, "state": a.state, "updated_ms": a.updated_ms, "secrets": names});
+        "settings": settings, "state": a.state, "updated_ms": a.updated_ms, "secrets": names,
+        "checked_ms": a.checked_ms, "recipient_limit": a.recipient_limit, "facts": facts,
+        "senders": senders, "templates": templates});
     Ok(axum::Json(body).into_response())
 }

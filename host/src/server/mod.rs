@@ -18,6 +18,7 @@
 //! internals; a 500 logs its details under an id it returns. SIGTERM / ctrl-c stop accepting,
 //! finish the requests and sends in flight, then exit.
 
+mod accounts;
 mod admin;
 mod auth;
 mod routes;

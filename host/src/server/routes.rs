@@ -46,6 +46,7 @@ pub(super) fn router(runner: Arc<Runner>, options: ServerOptions) -> Router {
         .route("/webhooks/{channel}", get(webhook).post(webhook))
         .route("/health", get(health))
         .merge(super::admin::routes())
+        .merge(super::accounts::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)

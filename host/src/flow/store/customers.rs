@@ -17,7 +17,8 @@ const MARKETING: &str = "marketing";
 
 /// Every key an event names the customer by: its `recipient`, and the phone and user id in
 /// `details.customer` (WhatsApp's form; other channels give only `recipient`).
-pub(super) fn keys_of(e: &WebhookEvent) -> Vec<String> {
+/// (`tenant`'s keys: `{tenant}/{key}`, the default tenant's bare.)
+pub(super) fn keys_of(tenant: &str, e: &WebhookEvent) -> Vec<String> {
     let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
     let mut keys: Vec<String> = [
         e.recipient.as_deref(),
@@ -27,7 +28,7 @@ pub(super) fn keys_of(e: &WebhookEvent) -> Vec<String> {
     .into_iter()
     .flatten()
     .filter(|k| !k.trim().is_empty())
-    .map(customer_key)
+    .map(|k| crate::tenants::scoped(tenant, &customer_key(k)))
     .collect();
     keys.sort();
     keys.dedup();
@@ -36,9 +37,9 @@ pub(super) fn keys_of(e: &WebhookEvent) -> Vec<String> {
 
 impl Tx<'_> {
     /// The customer wrote (or called): their service window is open from then.
-    pub(super) fn note_inbound(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
+    pub(super) fn note_inbound(&self, channel: &str, tenant: &str, e: &WebhookEvent) -> Result<()> {
         let at = e.occurred_at_ms.unwrap_or(self.now);
-        for customer in keys_of(e) {
+        for customer in keys_of(tenant, e) {
             self.ops.note_inbound(channel, &customer, ms(at))?;
         }
         Ok(())
@@ -75,7 +76,12 @@ impl Tx<'_> {
     }
 
     /// A preference event: stop or resume the kind it names (`details.category`).
-    pub(super) fn note_preference(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
+    pub(super) fn note_preference(
+        &self,
+        channel: &str,
+        tenant: &str,
+        e: &WebhookEvent,
+    ) -> Result<()> {
         let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
         let Some(category) = details.get("category").and_then(Value::as_str) else {
             return Ok(());
@@ -85,7 +91,7 @@ impl Tx<'_> {
             Signal::OptedIn => false,
             _ => return Ok(()),
         };
-        for customer in keys_of(e) {
+        for customer in keys_of(tenant, e) {
             self.set_opt_out(channel, &customer, category, stop)?;
         }
         Ok(())
@@ -112,8 +118,8 @@ impl Tx<'_> {
 
     /// Someone else handles the conversation: every open flow to this customer stops, with
     /// `handed_over` in its timeline and a callback, whatever step it is on.
-    pub(super) fn hand_over(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
-        let keys = keys_of(e);
+    pub(super) fn hand_over(&self, channel: &str, tenant: &str, e: &WebhookEvent) -> Result<()> {
+        let keys = keys_of(tenant, e);
         let mut open = Vec::new();
         for key in &keys {
             for (id, state) in self.ops.flows_of_customer(key)? {
@@ -151,13 +157,14 @@ impl Tx<'_> {
     }
 
     /// The customer's identifier changed: what is kept under the old one moves to the new one.
-    pub(super) fn rekey(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
+    pub(super) fn rekey(&self, channel: &str, tenant: &str, e: &WebhookEvent) -> Result<()> {
         let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
+        let key = |k: &str| crate::tenants::scoped(tenant, &customer_key(k));
         let new = ["/new/phone", "/new/user_id"]
             .iter()
             .find_map(|p| details.pointer(p).and_then(Value::as_str))
-            .map(customer_key);
-        let (Some(old), Some(new)) = (e.recipient.as_deref().map(customer_key), new) else {
+            .map(key);
+        let (Some(old), Some(new)) = (e.recipient.as_deref().map(key), new) else {
             return Ok(());
         };
         self.ops.rekey_customer(channel, &old, &new)

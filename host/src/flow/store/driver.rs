@@ -333,6 +333,13 @@ pub struct AccountRecord {
     /// `active`, `needs_reauth` or `disabled`.
     pub state: String,
     pub updated_ms: i64,
+    /// What the provider reported of it at the last check (JSON), if it was checked.
+    pub facts: Option<String>,
+    /// The portfolio's messaging limit (unique customers per rolling 24 h); `None` with
+    /// `checked_ms` set: no limit.
+    pub recipient_limit: Option<i64>,
+    /// When the provider was last asked; `None`: never (no limit is enforced).
+    pub checked_ms: Option<i64>,
 }
 
 impl AccountRecord {
@@ -344,8 +351,87 @@ impl AccountRecord {
             settings: r.text("settings")?,
             state: r.text("state")?,
             updated_ms: r.int("updated_ms")?,
+            facts: r.opt_text("facts")?,
+            recipient_limit: r.opt_int("recipient_limit")?,
+            checked_ms: r.opt_int("checked_ms")?,
         })
     }
+}
+
+/// One sender of a tenant's account (a WhatsApp phone number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderRecord {
+    pub channel: String,
+    pub sender_id: String,
+    pub tenant_id: String,
+    pub account_id: String,
+    /// The address customers see (`+1 555-0100`).
+    pub display_address: Option<String>,
+    /// The rate the provider reports for it.
+    pub messages_per_second: Option<i64>,
+    /// What the provider reported (JSON).
+    pub facts: String,
+    pub updated_ms: i64,
+}
+
+impl SenderRecord {
+    pub(super) fn read(r: &dyn Columns) -> Result<SenderRecord> {
+        Ok(SenderRecord {
+            channel: r.text("channel")?,
+            sender_id: r.text("sender_id")?,
+            tenant_id: r.text("tenant_id")?,
+            account_id: r.text("account_id")?,
+            display_address: r.opt_text("display_address")?,
+            messages_per_second: r.opt_int("messages_per_second")?,
+            facts: r.text("facts")?,
+            updated_ms: r.int("updated_ms")?,
+        })
+    }
+}
+
+/// One template of an account as the provider holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateRecord {
+    pub name: String,
+    pub language: String,
+    /// Upper-case, e.g. `APPROVED`.
+    pub status: String,
+    pub category: Option<String>,
+    pub template_id: Option<String>,
+    /// The provider's definition (JSON), as the channel's `templates` setting takes it.
+    pub definition: String,
+}
+
+impl TemplateRecord {
+    pub(super) fn read(r: &dyn Columns) -> Result<TemplateRecord> {
+        Ok(TemplateRecord {
+            name: r.text("name")?,
+            language: r.text("language")?,
+            status: r.text("status")?,
+            category: r.opt_text("category")?,
+            template_id: r.opt_text("template_id")?,
+            definition: r.text("definition")?,
+        })
+    }
+}
+
+/// What [`Ops::route`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteRow {
+    pub by_sender: Option<String>,
+    pub by_account: Option<String>,
+    pub default_named: bool,
+}
+
+/// A template's status or category changed (a webhook), matched by the provider's id, else by
+/// name and language.
+#[derive(Debug, Clone, Copy)]
+pub struct TemplateChange<'a> {
+    pub template_id: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub language: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub category: Option<&'a str>,
 }
 
 /// The named operations, inside one open transaction.
@@ -511,6 +597,58 @@ pub(super) trait Ops {
         to: &str,
         at: i64,
     ) -> Result<bool>;
+
+    /// Every tenant's account on the channel, by tenant.
+    fn accounts_on(&self, channel: &str) -> Result<Vec<AccountRecord>>;
+    /// Stores what the provider reported of the tenant's account.
+    fn set_account_facts(
+        &self,
+        tenant: &str,
+        channel: &str,
+        facts: &str,
+        recipient_limit: Option<i64>,
+        at: i64,
+    ) -> Result<()>;
+
+    // Senders and templates of accounts.
+    /// The tenant of the sender with this id on the channel.
+    fn sender_owner(&self, channel: &str, sender_id: &str) -> Result<Option<String>>;
+    /// Inserts or replaces a sender (its owner checked by the caller in the same transaction).
+    fn put_sender(&self, sender: &SenderRecord) -> Result<()>;
+    /// The tenant's senders on the channel, by id.
+    fn senders(&self, tenant: &str, channel: &str) -> Result<Vec<SenderRecord>>;
+    /// Inserts or replaces one template of the account, marked synced at `at`.
+    fn put_template(
+        &self,
+        channel: &str,
+        account_id: &str,
+        tenant: &str,
+        template: &TemplateRecord,
+        at: i64,
+    ) -> Result<()>;
+    /// Deletes the account's templates not synced since `before` (gone at the provider).
+    fn delete_templates_before(&self, channel: &str, account_id: &str, before: i64) -> Result<u64>;
+    /// Applies a status or category change; whether a template matched.
+    fn change_template(
+        &self,
+        channel: &str,
+        account_id: &str,
+        change: &TemplateChange,
+    ) -> Result<bool>;
+    /// The account's templates, by name and language.
+    fn templates(&self, channel: &str, account_id: &str) -> Result<Vec<TemplateRecord>>;
+    /// Who owns what an event names, in one statement: the sender's tenant, the account's,
+    /// and whether the default tenant has named an account of its own on the channel.
+    fn route(
+        &self,
+        channel: &str,
+        account_id: Option<&str>,
+        sender_id: Option<&str>,
+    ) -> Result<RouteRow>;
+    /// Counts an event dropped because no tenant owns its account.
+    fn count_unrouted(&self, channel: &str, account_id: &str, at: i64) -> Result<()>;
+    /// The dropped events' counts per account on the channel.
+    fn unrouted(&self, channel: &str) -> Result<Vec<(String, i64)>>;
 
     // Pacing shared between nodes (PostgreSQL only: one SQLite node keeps it in memory).
     /// The watermark under `key` (0 if none yet), locked until commit.

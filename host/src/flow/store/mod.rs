@@ -24,12 +24,12 @@ pub mod driver;
 mod postgres;
 mod sqlite;
 mod tenants;
-pub use tenants::{AccountPut, NewAccount};
+pub use tenants::{AccountFactsPut, AccountPut, NewAccount};
 mod transitions;
 
 pub use driver::{
-    AttemptView, Backend, FlowView, OutboxItem, STATEMENTS, TRANSACTIONS, TimelineEntry,
-    is_postgres_url, redact,
+    AccountRecord, AttemptView, Backend, FlowView, OutboxItem, STATEMENTS, SenderRecord,
+    TRANSACTIONS, TemplateChange, TemplateRecord, TimelineEntry, is_postgres_url, redact,
 };
 use driver::{Ops, TxKind};
 use transitions::Tx;

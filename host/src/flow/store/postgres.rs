@@ -5,8 +5,9 @@
 
 use super::driver::{
     AccountRecord, Answer, AttemptRecord, AttemptView, Columns, FlowRecord, FlowView, NewAttempt,
-    NewCallback, NewFlow, NewNote, Ops, OutboxItem, StatusRaise, TenantRecord, TimelineEntry,
-    TokenRecord, TxKind, count_statement, count_transaction, flow_state, redact,
+    NewCallback, NewFlow, NewNote, Ops, OutboxItem, RouteRow, SenderRecord, StatusRaise,
+    TemplateChange, TemplateRecord, TenantRecord, TimelineEntry, TokenRecord, TxKind,
+    count_statement, count_transaction, flow_state, redact,
 };
 use crate::flow::policy::FlowState;
 use anyhow::{Context, Result, bail};
@@ -693,11 +694,143 @@ impl Ops for Postgres<'_> {
 
     fn account(&self, tenant: &str, channel: &str) -> Result<Option<AccountRecord>> {
         self.row(
-            "SELECT tenant_id, channel, account_id, settings, state, updated_ms FROM channel_accounts WHERE tenant_id = $1 AND channel = $2",
+            "SELECT tenant_id, channel, account_id, settings, state, updated_ms, facts, recipient_limit, checked_ms FROM channel_accounts WHERE tenant_id = $1 AND channel = $2",
             &[&tenant, &channel],
         )?
         .map(|r| AccountRecord::read(&r))
         .transpose()
+    }
+
+    fn accounts_on(&self, channel: &str) -> Result<Vec<AccountRecord>> {
+        self.rows(
+            "SELECT tenant_id, channel, account_id, settings, state, updated_ms, facts, recipient_limit, checked_ms FROM channel_accounts WHERE channel = $1 ORDER BY tenant_id",
+            &[&channel],
+        )?
+        .iter()
+        .map(|r| AccountRecord::read(r))
+        .collect()
+    }
+
+    fn set_account_facts(
+        &self,
+        tenant: &str,
+        channel: &str,
+        facts: &str,
+        recipient_limit: Option<i64>,
+        at: i64,
+    ) -> Result<()> {
+        self.exec(
+            "UPDATE channel_accounts SET facts = $3, recipient_limit = $4, checked_ms = $5 WHERE tenant_id = $1 AND channel = $2",
+            &[&tenant, &channel, &facts, &recipient_limit, &at],
+        )?;
+        Ok(())
+    }
+
+    fn sender_owner(&self, channel: &str, sender_id: &str) -> Result<Option<String>> {
+        self.row(
+            "SELECT tenant_id FROM channel_senders WHERE channel = $1 AND sender_id = $2",
+            &[&channel, &sender_id],
+        )?
+        .map(|r| Ok(r.try_get("tenant_id")?))
+        .transpose()
+    }
+
+    fn put_sender(&self, s: &SenderRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO channel_senders (channel, sender_id, tenant_id, account_id, display_address, messages_per_second, facts, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (channel, sender_id) DO UPDATE SET tenant_id = excluded.tenant_id, account_id = excluded.account_id, display_address = excluded.display_address, messages_per_second = excluded.messages_per_second, facts = excluded.facts, updated_ms = excluded.updated_ms",
+            &[&s.channel, &s.sender_id, &s.tenant_id, &s.account_id, &s.display_address, &s.messages_per_second, &s.facts, &s.updated_ms],
+        )?;
+        Ok(())
+    }
+
+    fn senders(&self, tenant: &str, channel: &str) -> Result<Vec<SenderRecord>> {
+        self.rows(
+            "SELECT channel, sender_id, tenant_id, account_id, display_address, messages_per_second, facts, updated_ms FROM channel_senders WHERE tenant_id = $1 AND channel = $2 ORDER BY sender_id",
+            &[&tenant, &channel],
+        )?
+        .iter()
+        .map(|r| SenderRecord::read(r))
+        .collect()
+    }
+
+    fn put_template(
+        &self,
+        channel: &str,
+        account_id: &str,
+        tenant: &str,
+        t: &TemplateRecord,
+        at: i64,
+    ) -> Result<()> {
+        self.exec(
+            "INSERT INTO channel_templates (channel, account_id, tenant_id, name, language, status, category, template_id, definition, synced_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (channel, account_id, name, language) DO UPDATE SET tenant_id = excluded.tenant_id, status = excluded.status, category = excluded.category, template_id = excluded.template_id, definition = excluded.definition, synced_ms = excluded.synced_ms",
+            &[&channel, &account_id, &tenant, &t.name, &t.language, &t.status, &t.category, &t.template_id, &t.definition, &at],
+        )?;
+        Ok(())
+    }
+
+    fn delete_templates_before(&self, channel: &str, account_id: &str, before: i64) -> Result<u64> {
+        let n = self.exec(
+            "DELETE FROM channel_templates WHERE channel = $1 AND account_id = $2 AND synced_ms < $3",
+            &[&channel, &account_id, &before],
+        )?;
+        Ok(n)
+    }
+
+    fn change_template(&self, channel: &str, account_id: &str, c: &TemplateChange) -> Result<bool> {
+        // As on SQLite: by id when a known one is named, else by name and language.
+        let n = self.exec(
+            "UPDATE channel_templates SET status = COALESCE($6::text, status), category = COALESCE($7::text, category) WHERE channel = $1 AND account_id = $2 AND (($3::text IS NOT NULL AND template_id = $3::text) OR (name = $4::text AND ($5::text IS NULL OR language = $5::text) AND NOT ($3::text IS NOT NULL AND EXISTS (SELECT 1 FROM channel_templates t WHERE t.channel = $1 AND t.account_id = $2 AND t.template_id = $3::text))))",
+            &[&channel, &account_id, &c.template_id, &c.name, &c.language, &c.status, &c.category],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn templates(&self, channel: &str, account_id: &str) -> Result<Vec<TemplateRecord>> {
+        self.rows(
+            "SELECT name, language, status, category, template_id, definition FROM channel_templates WHERE channel = $1 AND account_id = $2 ORDER BY name, language",
+            &[&channel, &account_id],
+        )?
+        .iter()
+        .map(|r| TemplateRecord::read(r))
+        .collect()
+    }
+
+    fn route(
+        &self,
+        channel: &str,
+        account_id: Option<&str>,
+        sender_id: Option<&str>,
+    ) -> Result<RouteRow> {
+        let row = self.row(
+            "SELECT (SELECT tenant_id FROM channel_senders WHERE channel = $1 AND sender_id = $2::text) AS by_sender, (SELECT tenant_id FROM channel_accounts WHERE channel = $1 AND account_id = $3::text) AS by_account, EXISTS (SELECT 1 FROM channel_accounts WHERE channel = $1 AND tenant_id = 'default') AS default_named",
+            &[&channel, &sender_id, &account_id],
+        )?;
+        Ok(match row {
+            Some(r) => RouteRow {
+                by_sender: r.try_get("by_sender")?,
+                by_account: r.try_get("by_account")?,
+                default_named: r.try_get("default_named")?,
+            },
+            None => RouteRow::default(),
+        })
+    }
+
+    fn count_unrouted(&self, channel: &str, account_id: &str, at: i64) -> Result<()> {
+        self.exec(
+            "INSERT INTO unrouted_events (channel, account_id, events, last_ms) VALUES ($1, $2, 1, $3) ON CONFLICT (channel, account_id) DO UPDATE SET events = unrouted_events.events + 1, last_ms = excluded.last_ms",
+            &[&channel, &account_id, &at],
+        )?;
+        Ok(())
+    }
+
+    fn unrouted(&self, channel: &str) -> Result<Vec<(String, i64)>> {
+        self.rows(
+            "SELECT account_id, events FROM unrouted_events WHERE channel = $1 ORDER BY account_id",
+            &[&channel],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get("account_id")?, r.try_get("events")?)))
+        .collect()
     }
 
     fn set_account_state(

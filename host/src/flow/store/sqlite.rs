@@ -4,8 +4,9 @@
 
 use super::driver::{
     AccountRecord, Answer, AttemptRecord, AttemptView, Columns, FlowRecord, FlowView, NewAttempt,
-    NewCallback, NewFlow, NewNote, Ops, OutboxItem, StatusRaise, TenantRecord, TimelineEntry,
-    TokenRecord, TxKind, count_statement, count_transaction, flow_state,
+    NewCallback, NewFlow, NewNote, Ops, OutboxItem, RouteRow, SenderRecord, StatusRaise,
+    TemplateChange, TemplateRecord, TenantRecord, TimelineEntry, TokenRecord, TxKind,
+    count_statement, count_transaction, flow_state,
 };
 use crate::flow::policy::FlowState;
 use anyhow::{Context, Result, bail};
@@ -621,9 +622,134 @@ impl Ops for Sqlite<'_> {
 
     fn account(&self, tenant: &str, channel: &str) -> Result<Option<AccountRecord>> {
         self.row(
-            "SELECT tenant_id, channel, account_id, settings, state, updated_ms FROM channel_accounts WHERE tenant_id = ?1 AND channel = ?2",
+            "SELECT tenant_id, channel, account_id, settings, state, updated_ms, facts, recipient_limit, checked_ms FROM channel_accounts WHERE tenant_id = ?1 AND channel = ?2",
             params![tenant, channel],
             |r| AccountRecord::read(r),
+        )
+    }
+
+    fn accounts_on(&self, channel: &str) -> Result<Vec<AccountRecord>> {
+        self.rows(
+            "SELECT tenant_id, channel, account_id, settings, state, updated_ms, facts, recipient_limit, checked_ms FROM channel_accounts WHERE channel = ?1 ORDER BY tenant_id",
+            params![channel],
+            |r| AccountRecord::read(r),
+        )
+    }
+
+    fn set_account_facts(
+        &self,
+        tenant: &str,
+        channel: &str,
+        facts: &str,
+        recipient_limit: Option<i64>,
+        at: i64,
+    ) -> Result<()> {
+        self.exec(
+            "UPDATE channel_accounts SET facts = ?3, recipient_limit = ?4, checked_ms = ?5 WHERE tenant_id = ?1 AND channel = ?2",
+            params![tenant, channel, facts, recipient_limit, at],
+        )?;
+        Ok(())
+    }
+
+    fn sender_owner(&self, channel: &str, sender_id: &str) -> Result<Option<String>> {
+        self.row(
+            "SELECT tenant_id FROM channel_senders WHERE channel = ?1 AND sender_id = ?2",
+            params![channel, sender_id],
+            |r| r.text("tenant_id"),
+        )
+    }
+
+    fn put_sender(&self, s: &SenderRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO channel_senders (channel, sender_id, tenant_id, account_id, display_address, messages_per_second, facts, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (channel, sender_id) DO UPDATE SET tenant_id = excluded.tenant_id, account_id = excluded.account_id, display_address = excluded.display_address, messages_per_second = excluded.messages_per_second, facts = excluded.facts, updated_ms = excluded.updated_ms",
+            params![s.channel, s.sender_id, s.tenant_id, s.account_id, s.display_address, s.messages_per_second, s.facts, s.updated_ms],
+        )?;
+        Ok(())
+    }
+
+    fn senders(&self, tenant: &str, channel: &str) -> Result<Vec<SenderRecord>> {
+        self.rows(
+            "SELECT channel, sender_id, tenant_id, account_id, display_address, messages_per_second, facts, updated_ms FROM channel_senders WHERE tenant_id = ?1 AND channel = ?2 ORDER BY sender_id",
+            params![tenant, channel],
+            |r| SenderRecord::read(r),
+        )
+    }
+
+    fn put_template(
+        &self,
+        channel: &str,
+        account_id: &str,
+        tenant: &str,
+        t: &TemplateRecord,
+        at: i64,
+    ) -> Result<()> {
+        self.exec(
+            "INSERT INTO channel_templates (channel, account_id, tenant_id, name, language, status, category, template_id, definition, synced_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (channel, account_id, name, language) DO UPDATE SET tenant_id = excluded.tenant_id, status = excluded.status, category = excluded.category, template_id = excluded.template_id, definition = excluded.definition, synced_ms = excluded.synced_ms",
+            params![channel, account_id, tenant, t.name, t.language, t.status, t.category, t.template_id, t.definition, at],
+        )?;
+        Ok(())
+    }
+
+    fn delete_templates_before(&self, channel: &str, account_id: &str, before: i64) -> Result<u64> {
+        let n = self.exec(
+            "DELETE FROM channel_templates WHERE channel = ?1 AND account_id = ?2 AND synced_ms < ?3",
+            params![channel, account_id, before],
+        )?;
+        Ok(n as u64)
+    }
+
+    fn change_template(&self, channel: &str, account_id: &str, c: &TemplateChange) -> Result<bool> {
+        // By the provider's id when the change names one that is known, else by name and
+        // language (Meta's status webhooks carry both; a template created elsewhere and not
+        // yet synced matches neither, and the sync that follows brings it).
+        let n = self.exec(
+            "UPDATE channel_templates SET status = COALESCE(?6, status), category = COALESCE(?7, category) WHERE channel = ?1 AND account_id = ?2 AND ((?3 IS NOT NULL AND template_id = ?3) OR (name = ?4 AND (?5 IS NULL OR language = ?5) AND NOT (?3 IS NOT NULL AND EXISTS (SELECT 1 FROM channel_templates t WHERE t.channel = ?1 AND t.account_id = ?2 AND t.template_id = ?3))))",
+            params![channel, account_id, c.template_id, c.name, c.language, c.status, c.category],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn templates(&self, channel: &str, account_id: &str) -> Result<Vec<TemplateRecord>> {
+        self.rows(
+            "SELECT name, language, status, category, template_id, definition FROM channel_templates WHERE channel = ?1 AND account_id = ?2 ORDER BY name, language",
+            params![channel, account_id],
+            |r| TemplateRecord::read(r),
+        )
+    }
+
+    fn route(
+        &self,
+        channel: &str,
+        account_id: Option<&str>,
+        sender_id: Option<&str>,
+    ) -> Result<RouteRow> {
+        let row = self.row(
+            "SELECT (SELECT tenant_id FROM channel_senders WHERE channel = ?1 AND sender_id = ?2) AS by_sender, (SELECT tenant_id FROM channel_accounts WHERE channel = ?1 AND account_id = ?3) AS by_account, EXISTS (SELECT 1 FROM channel_accounts WHERE channel = ?1 AND tenant_id = 'default') AS default_named",
+            params![channel, sender_id, account_id],
+            |r| {
+                Ok(RouteRow {
+                    by_sender: r.opt_text("by_sender")?,
+                    by_account: r.opt_text("by_account")?,
+                    default_named: r.flag("default_named")?,
+                })
+            },
+        )?;
+        Ok(row.unwrap_or_default())
+    }
+
+    fn count_unrouted(&self, channel: &str, account_id: &str, at: i64) -> Result<()> {
+        self.exec(
+            "INSERT INTO unrouted_events (channel, account_id, events, last_ms) VALUES (?1, ?2, 1, ?3) ON CONFLICT (channel, account_id) DO UPDATE SET events = unrouted_events.events + 1, last_ms = excluded.last_ms",
+            params![channel, account_id, at],
+        )?;
+        Ok(())
+    }
+
+    fn unrouted(&self, channel: &str) -> Result<Vec<(String, i64)>> {
+        self.rows(
+            "SELECT account_id, events FROM unrouted_events WHERE channel = ?1 ORDER BY account_id",
+            params![channel],
+            |r| Ok((r.text("account_id")?, r.int("events")?)),
         )
     }
 

@@ -1,6 +1,8 @@
 //! Tenants and their flow API tokens, kept beside the flows (every node sees them).
 
-use super::driver::{AccountRecord, NewCallback, TenantRecord, TokenRecord};
+use super::driver::{
+    AccountRecord, NewCallback, SenderRecord, TemplateRecord, TenantRecord, TokenRecord,
+};
 use super::{Store, ms};
 use crate::services::vault::{MASTER_KEY_ENV, Vault};
 use crate::tenants::{IssuedToken, new_token, token_hash};
@@ -195,6 +197,9 @@ impl Store {
                 settings: account.settings.to_string(),
                 state: "active".into(),
                 updated_ms: ms(now),
+                facts: None,
+                recipient_limit: None,
+                checked_ms: None,
             })?;
             for (name, sealed) in &sealed {
                 t.ops
@@ -276,4 +281,102 @@ impl Store {
         let rows = self.read(|ops| ops.tenant_secrets_under(tenant, &prefix))?;
         Ok(rows.into_iter().map(|(name, _)| name).collect())
     }
+
+    /// Stores what the provider reported of the tenant's account and its senders (a check at
+    /// connect or sync); all or nothing. A sender another tenant holds is refused.
+    pub fn put_account_facts(&self, facts: &AccountFactsPut, now: u64) -> Result<AccountPut> {
+        self.with_tx(now, |t| {
+            for sender in &facts.senders {
+                if let Some(owner) = t.ops.sender_owner(&sender.channel, &sender.sender_id)?
+                    && owner != facts.tenant
+                {
+                    return Ok(AccountPut::OwnedByAnother(owner));
+                }
+            }
+            for sender in &facts.senders {
+                t.ops.put_sender(sender)?;
+            }
+            t.ops.set_account_facts(
+                &facts.tenant,
+                &facts.channel,
+                &facts.facts,
+                facts.recipient_limit,
+                ms(now),
+            )?;
+            Ok(AccountPut::Stored)
+        })
+    }
+
+    /// Every tenant's account on the channel.
+    pub fn accounts_on(&self, channel: &str) -> Result<Vec<AccountRecord>> {
+        self.read(|ops| ops.accounts_on(channel))
+    }
+
+    /// The tenant's senders on the channel.
+    pub fn senders(&self, tenant: &str, channel: &str) -> Result<Vec<SenderRecord>> {
+        self.read(|ops| ops.senders(tenant, channel))
+    }
+
+    /// Who owns what a webhook event names: the sender's tenant, else the account's.
+    pub fn owner_of(
+        &self,
+        channel: &str,
+        account_id: Option<&str>,
+        sender_id: Option<&str>,
+    ) -> Result<Option<String>> {
+        self.read(|ops| {
+            if let Some(sender) = sender_id
+                && let Some(owner) = ops.sender_owner(channel, sender)?
+            {
+                return Ok(Some(owner));
+            }
+            match account_id {
+                Some(account) => ops.account_owner(channel, account),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Replaces the account's synced templates with a complete listing (one transaction:
+    /// every node sees the old catalog or the new, never half); how many it kept and removed.
+    pub fn replace_templates(
+        &self,
+        tenant: &str,
+        channel: &str,
+        account_id: &str,
+        templates: &[TemplateRecord],
+        now: u64,
+    ) -> Result<(usize, u64)> {
+        self.with_tx(now, |t| {
+            for template in templates {
+                t.ops
+                    .put_template(channel, account_id, tenant, template, ms(now))?;
+            }
+            let removed = t
+                .ops
+                .delete_templates_before(channel, account_id, ms(now))?;
+            Ok((templates.len(), removed))
+        })
+    }
+
+    /// The account's templates as last synced and changed by webhooks.
+    pub fn templates(&self, channel: &str, account_id: &str) -> Result<Vec<TemplateRecord>> {
+        self.read(|ops| ops.templates(channel, account_id))
+    }
+
+    /// Webhook events dropped per account on the channel, because no tenant owns it.
+    pub fn unrouted(&self, channel: &str) -> Result<Vec<(String, i64)>> {
+        self.read(|ops| ops.unrouted(channel))
+    }
+}
+
+/// What [`Store::put_account_facts`] stores.
+#[derive(Debug, Clone)]
+pub struct AccountFactsPut {
+    pub tenant: String,
+    pub channel: String,
+    /// JSON.
+    pub facts: String,
+    pub recipient_limit: Option<i64>,
+    pub senders: Vec<SenderRecord>,
 }

@@ -629,10 +629,42 @@ impl Tx<'_> {
             .first_sight(&format!("{channel}:{}", e.dedupe_key), ms(self.now))
     }
 
+    /// The tenant an event belongs to, decided in the transaction that applies it: the
+    /// tenant owning the sender it names, else the account; an event naming neither (a
+    /// channel without accounts) is the default tenant's, and so is one naming an account
+    /// nobody registered while the default tenant has named none of its own on the channel
+    /// (a single business, whose account is serve's). Anything else is `None`: counted and
+    /// dropped, never applied to another tenant.
+    fn tenant_of_event(&self, channel: &str, e: &WebhookEvent) -> Result<Option<String>> {
+        let (account, sender) = (e.account_id.as_deref(), e.sender_id.as_deref());
+        if account.is_none() && sender.is_none() {
+            return Ok(Some(tenants::DEFAULT_TENANT.to_string()));
+        }
+        let route = self.ops.route(channel, account, sender)?;
+        if let Some(owner) = route.by_sender.or(route.by_account) {
+            return Ok(Some(owner));
+        }
+        if !route.default_named {
+            return Ok(Some(tenants::DEFAULT_TENANT.to_string()));
+        }
+        let named = account.or(sender).unwrap_or_default();
+        self.ops.count_unrouted(channel, named, ms(self.now))?;
+        tracing::debug!(
+            channel,
+            account = named,
+            "webhook event for an account no tenant owns: dropped"
+        );
+        Ok(None)
+    }
+
     /// Applies one webhook event; whether it was seen for the first time.
     pub(super) fn apply_event(&self, channel: &str, e: &WebhookEvent) -> Result<bool> {
+        let Some(tenant) = self.tenant_of_event(channel, e)? else {
+            return Ok(false);
+        };
+        let tenant = tenant.as_str();
         if e.kind == EventKind::MessageStatus {
-            let outcome = self.apply_status(channel, e)?;
+            let outcome = self.apply_status(channel, tenant, e)?;
             if outcome != StatusOutcome::Applied {
                 // What became of a status that changed nothing: the trail to follow when a
                 // provider's status seems lost.
@@ -647,7 +679,10 @@ impl Tx<'_> {
             if outcome == StatusOutcome::NoAttempt {
                 // Idempotent: a redelivery of a status of no attempt stops nothing twice. (An
                 // applied status noted it under its flow's customer.)
-                let customer = e.recipient.as_deref().map(customer_key);
+                let customer = e
+                    .recipient
+                    .as_deref()
+                    .map(|r| tenants::scoped(tenant, &customer_key(r)));
                 self.note_classified_opt_out(channel, customer.as_deref(), &e.classification)?;
             }
             return Ok(outcome == StatusOutcome::Applied);
@@ -658,29 +693,95 @@ impl Tx<'_> {
         // Inbound messages, and anything else that opens the window (a customer's call, a
         // message handled by another app).
         if e.kind == EventKind::InboundMessage || e.service_window_ends_ms.is_some() {
-            self.note_inbound(channel, e)?;
+            self.note_inbound(channel, tenant, e)?;
         }
         match e.kind {
-            EventKind::Handover => self.hand_over(channel, e)?,
-            EventKind::RecipientPreference => self.note_preference(channel, e)?,
-            EventKind::IdentityChange => self.rekey(channel, e)?,
-            // Kept with the events, in their transaction: the catalog every node and every
-            // restart rebuilds from (the default tenant's until webhooks name their account).
-            EventKind::TemplateStatus | EventKind::TemplateCategoryChange => self
-                .ops
-                .add_catalog_document(tenants::DEFAULT_TENANT, channel, &e.details, ms(self.now))?,
+            EventKind::Handover => self.hand_over(channel, tenant, e)?,
+            EventKind::RecipientPreference => self.note_preference(channel, tenant, e)?,
+            EventKind::IdentityChange => self.rekey(channel, tenant, e)?,
+            EventKind::TemplateStatus | EventKind::TemplateCategoryChange => {
+                self.note_template_change(channel, tenant, e)?
+            }
             _ => {}
         }
         Ok(true)
     }
 
+    /// A template's status or category changed. A tenant's registered account keeps its
+    /// templates in `channel_templates` (the change applied to the row, the next sync
+    /// confirms it); the default tenant's unnamed account keeps catalog documents, the
+    /// catalog every node and every restart rebuilds from the seed and them. Both in this
+    /// transaction, with the event.
+    fn note_template_change(&self, channel: &str, tenant: &str, e: &WebhookEvent) -> Result<()> {
+        let account = e.account_id.as_deref();
+        let registered = match account {
+            Some(a) => self.ops.account_owner(channel, a)?.is_some(),
+            None => false,
+        };
+        if !registered {
+            return self
+                .ops
+                .add_catalog_document(tenant, channel, &e.details, ms(self.now));
+        }
+        let details: serde_json::Value =
+            serde_json::from_str(&e.details).unwrap_or(serde_json::Value::Null);
+        let text = |keys: &[&str]| {
+            keys.iter().find_map(|k| {
+                details.get(*k).and_then(|v| match v {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+            })
+        };
+        let template_id = text(&["message_template_id", "template_id", "id"]);
+        let name = text(&["message_template_name", "template_name", "name"]);
+        let language =
+            text(&["message_template_language", "language"]).map(|l| l.replace('-', "_"));
+        let status = match e.kind {
+            EventKind::TemplateStatus => text(&["event", "status"]).map(|s| s.to_ascii_uppercase()),
+            _ => None,
+        };
+        let category = match e.kind {
+            EventKind::TemplateCategoryChange => {
+                text(&["new_category", "category"]).map(|c| c.to_ascii_uppercase())
+            }
+            _ => None,
+        };
+        let changed = self.ops.change_template(
+            channel,
+            account.unwrap_or_default(),
+            &super::driver::TemplateChange {
+                template_id: template_id.as_deref(),
+                name: name.as_deref(),
+                language: language.as_deref(),
+                status: status.as_deref(),
+                category: category.as_deref(),
+            },
+        )?;
+        if !changed {
+            tracing::info!(
+                channel,
+                tenant,
+                template = name.as_deref().unwrap_or(""),
+                "a template change names a template not synced yet: the next sync brings it"
+            );
+        }
+        Ok(())
+    }
+
     /// Applies a status: decided with the flow and the attempt locked, and its dedupe key
     /// kept only when it is applied (a status that names no attempt of ours, or another
     /// customer, leaves no key behind, so it changes nothing now and nothing later).
-    fn apply_status(&self, channel: &str, e: &WebhookEvent) -> Result<StatusOutcome> {
+    fn apply_status(&self, channel: &str, tenant: &str, e: &WebhookEvent) -> Result<StatusOutcome> {
         let Some((id, flow_id)) = self.attempt_for(channel, e)? else {
             return Ok(StatusOutcome::NoAttempt);
         };
+        // A status from one tenant's account never moves another tenant's flow, whatever
+        // message id it names.
+        if tenants::unscoped(&flow_id).0 != tenant {
+            return Ok(StatusOutcome::OtherTenant);
+        }
         let Some((Some(flow), a)) = self.lock_attempt_of(Some(&flow_id), id)? else {
             return Ok(StatusOutcome::NoAttempt);
         };
@@ -811,15 +912,18 @@ enum StatusOutcome {
     NoAttempt,
     /// Names another customer than the attempt's flow: dropped whole.
     OtherCustomer,
+    /// Came from another tenant's account than the attempt's flow: dropped whole.
+    OtherTenant,
 }
 
 /// Whether a status may be about the flow's customer: every customer key it names of the
 /// flow's kind (a phone number, or a user id) is the flow's. A status naming only a user id
 /// for a flow sent to a phone number (WhatsApp leaves phone numbers out for some users) is
 /// not refused, since the message id already names the attempt.
+/// (`flow_customer` and the keys compared are without their tenant.)
 pub(super) fn names_customer(e: &WebhookEvent, flow_customer: &str) -> bool {
     let is_phone = |k: &str| k.starts_with('+');
-    let named = customers::keys_of(e);
+    let named = customers::keys_of(crate::tenants::DEFAULT_TENANT, e);
     let comparable: Vec<&String> = named
         .iter()
         .filter(|k| is_phone(k) == is_phone(flow_customer))
