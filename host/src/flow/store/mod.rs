@@ -656,13 +656,15 @@ mod tests {
             s.apply_statuses("whatsapp", &[refused], NOW).unwrap();
             s.submit(&[("order-1".into(), spec())], NOW).unwrap();
         }
-        // Back to V3: V4 only adds tables, so dropping them and its history row is the
-        // database as the last release left it.
+        // Back to V3: V4 and V5 only add tables (and V5 columns to V4's), so dropping them
+        // and their history rows is the database as the last single-business release left it.
         let conn = rusqlite::Connection::open(path).unwrap();
         conn.execute_batch(
-            "DROP TABLE channel_accounts; DROP TABLE tenant_secrets; DROP TABLE vault_check;
+            "DROP TABLE unrouted_events; DROP TABLE channel_templates; DROP TABLE channel_senders;
+             DROP TABLE catalog_documents;
+             DROP TABLE channel_accounts; DROP TABLE tenant_secrets; DROP TABLE vault_check;
              DROP TABLE api_tokens; DROP TABLE tenants;
-             DELETE FROM refinery_schema_history WHERE version = 4;",
+             DELETE FROM refinery_schema_history WHERE version >= 4;",
         )
         .unwrap();
         drop(conn);
@@ -980,7 +982,166 @@ mod tests {
         the_default_tenant_exists_and_tenant_ids_are_unique,
         sealed_secrets_open_with_their_key_and_a_wrong_or_missing_key_is_refused,
         a_tenants_flow_sees_its_own_customers_opt_outs_and_statuses_only,
+        a_status_from_another_tenants_account_never_moves_a_flow,
+        an_event_for_an_account_nobody_owns_is_counted_and_dropped_once_the_default_names_its_own,
+        a_synced_catalog_is_replaced_whole_and_template_webhooks_change_its_rows,
     );
+
+    /// Puts `tenant`'s WhatsApp account `account` with one sender `sender` (no secrets).
+    fn account_with_sender(s: &Store, tenant: &str, account: &str, sender: &str) {
+        if tenant != crate::tenants::DEFAULT_TENANT {
+            s.create_tenant(tenant, tenant, NOW).unwrap();
+        }
+        let put = s
+            .put_channel_account(
+                None,
+                &NewAccount {
+                    tenant,
+                    channel: "whatsapp",
+                    account_id: account,
+                    settings: "{}",
+                    secrets: &[],
+                },
+                NOW,
+            )
+            .unwrap();
+        assert_eq!(put, AccountPut::Stored);
+        let facts = AccountFactsPut {
+            tenant: tenant.into(),
+            channel: "whatsapp".into(),
+            facts: "{}".into(),
+            recipient_limit: Some(250),
+            senders: vec![SenderRecord {
+                channel: "whatsapp".into(),
+                sender_id: sender.into(),
+                tenant_id: tenant.into(),
+                account_id: account.into(),
+                display_address: None,
+                messages_per_second: Some(80),
+                facts: "{}".into(),
+                updated_ms: ms(NOW),
+            }],
+        };
+        assert_eq!(
+            s.put_account_facts(&facts, NOW).unwrap(),
+            AccountPut::Stored
+        );
+    }
+
+    /// Two tenants' accounts: a status naming acme's message from globex's account (or
+    /// sender) is dropped; from acme's own, it applies.
+    fn a_status_from_another_tenants_account_never_moves_a_flow(s: Store) {
+        account_with_sender(&s, "acme", "111", "1111");
+        account_with_sender(&s, "globex", "222", "2221");
+        s.submit(&[("acme/f".into(), spec())], NOW).unwrap();
+        let c = claim_one(&s, NOW);
+        s.mark_sending(c.attempt_id, NOW).unwrap();
+        let accepted = classification(Disposition::Accepted, "accepted", Some("wamid.t"));
+        s.record(c.attempt_id, &SendResult::Classified(accepted), NOW + 10)
+            .unwrap();
+        for (account, sender) in [
+            (Some("222"), None),
+            (None, Some("2221")),
+            (Some("111"), Some("2221")),
+        ] {
+            let mut forged = status("wamid.t", "acme/f/0/1", Disposition::Delivered, 3);
+            forged.account_id = account.map(str::to_string);
+            forged.sender_id = sender.map(str::to_string);
+            s.apply_statuses("whatsapp", &[forged], NOW + 20).unwrap();
+            assert_eq!(
+                s.state("acme/f").unwrap(),
+                Some(FlowState::WaitingStatus),
+                "{account:?} {sender:?}"
+            );
+        }
+        let mut own = status("wamid.t", "acme/f/0/1", Disposition::Delivered, 3);
+        own.account_id = Some("111".into());
+        own.sender_id = Some("1111".into());
+        s.apply_statuses("whatsapp", &[own], NOW + 30).unwrap();
+        assert_eq!(s.state("acme/f").unwrap(), Some(FlowState::Done));
+    }
+
+    /// While the default tenant names no account of its own, an unknown account's events
+    /// are its (a single business); once it names one, they are nobody's: counted, dropped.
+    fn an_event_for_an_account_nobody_owns_is_counted_and_dropped_once_the_default_names_its_own(
+        s: Store,
+    ) {
+        let inbound = |at: u64| {
+            let mut e = status("wamid.in", "", Disposition::Delivered, 0);
+            e.kind = EventKind::InboundMessage;
+            e.correlation_id = None;
+            e.recipient = Some("+15550100001".into());
+            e.occurred_at_ms = Some(at);
+            e.dedupe_key = format!("in:{at}");
+            e.account_id = Some("999".into());
+            e
+        };
+        s.apply_statuses("whatsapp", &[inbound(NOW)], NOW).unwrap();
+        s.submit(&[("f".into(), spec())], NOW).unwrap();
+        assert_eq!(claim_one(&s, NOW).last_inbound_ms, Some(NOW));
+        account_with_sender(&s, crate::tenants::DEFAULT_TENANT, "555", "5551");
+        s.apply_statuses("whatsapp", &[inbound(NOW + 50)], NOW + 50)
+            .unwrap();
+        assert_eq!(s.unrouted("whatsapp").unwrap(), [("999".to_string(), 1)]);
+        // (Past the customer's pacing gap after the first claim.)
+        s.submit(&[("g".into(), spec())], NOW + 60_000).unwrap();
+        assert_eq!(claim_one(&s, NOW + 60_000).last_inbound_ms, Some(NOW));
+    }
+
+    /// A sync replaces the account's catalog whole (a template gone at the provider goes);
+    /// a status webhook changes the row it names, by id or by name and language.
+    fn a_synced_catalog_is_replaced_whole_and_template_webhooks_change_its_rows(s: Store) {
+        account_with_sender(&s, "acme", "111", "1111");
+        let template = |name: &str, status: &str, id: &str| TemplateRecord {
+            name: name.into(),
+            language: "en_US".into(),
+            status: status.into(),
+            category: Some("UTILITY".into()),
+            template_id: Some(id.into()),
+            definition: json!({"name": name, "language": "en_US", "components": []}).to_string(),
+        };
+        let first = [
+            template("a", "APPROVED", "1"),
+            template("b", "PENDING", "2"),
+        ];
+        assert_eq!(
+            s.replace_templates("acme", "whatsapp", "111", &first, NOW)
+                .unwrap(),
+            (2, 0)
+        );
+        let second = [
+            template("b", "PENDING", "2"),
+            template("c", "APPROVED", "3"),
+        ];
+        assert_eq!(
+            s.replace_templates("acme", "whatsapp", "111", &second, NOW + 1)
+                .unwrap(),
+            (2, 1)
+        );
+        let mut approved = status("", "", Disposition::Delivered, 0);
+        approved.kind = EventKind::TemplateStatus;
+        approved.provider_message_id = None;
+        approved.correlation_id = None;
+        approved.account_id = Some("111".into());
+        approved.dedupe_key = "tpl:2:approved".into();
+        approved.details = json!({"event": "APPROVED", "message_template_id": 2,
+            "message_template_name": "b", "message_template_language": "en_US"})
+        .to_string();
+        s.apply_statuses("whatsapp", &[approved], NOW + 2).unwrap();
+        let listed: Vec<(String, String)> = s
+            .templates("whatsapp", "111")
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.name, t.status))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("b".into(), "APPROVED".into()),
+                ("c".into(), "APPROVED".into())
+            ]
+        );
+    }
 
     /// The same phone number is two customers in two tenants: one business's opt-out is not
     /// another's, and a status naming another customer does not move a tenant's flow.

@@ -630,22 +630,23 @@ impl Tx<'_> {
     }
 
     /// The tenant an event belongs to, decided in the transaction that applies it: the
-    /// tenant owning the sender it names, else the account; an event naming neither (a
-    /// channel without accounts) is the default tenant's, and so is one naming an account
-    /// nobody registered while the default tenant has named none of its own on the channel
-    /// (a single business, whose account is serve's). Anything else is `None`: counted and
-    /// dropped, never applied to another tenant.
-    fn tenant_of_event(&self, channel: &str, e: &WebhookEvent) -> Result<Option<String>> {
+    /// tenant owning the sender it names, else the account; one naming an account nobody
+    /// registered is the default tenant's while the default tenant has named none of its own
+    /// on the channel (a single business, whose account is serve's), and otherwise counted
+    /// and dropped, never applied to another tenant. An event naming neither (a channel
+    /// without accounts, SMS say) has no owner of its own: a status is its attempt's, anything
+    /// else the default tenant's.
+    fn tenant_of_event(&self, channel: &str, e: &WebhookEvent) -> Result<EventOwner> {
         let (account, sender) = (e.account_id.as_deref(), e.sender_id.as_deref());
         if account.is_none() && sender.is_none() {
-            return Ok(Some(tenants::DEFAULT_TENANT.to_string()));
+            return Ok(EventOwner::Unnamed);
         }
         let route = self.ops.route(channel, account, sender)?;
         if let Some(owner) = route.by_sender.or(route.by_account) {
-            return Ok(Some(owner));
+            return Ok(EventOwner::Tenant(owner));
         }
         if !route.default_named {
-            return Ok(Some(tenants::DEFAULT_TENANT.to_string()));
+            return Ok(EventOwner::Tenant(tenants::DEFAULT_TENANT.to_string()));
         }
         let named = account.or(sender).unwrap_or_default();
         self.ops.count_unrouted(channel, named, ms(self.now))?;
@@ -654,17 +655,19 @@ impl Tx<'_> {
             account = named,
             "webhook event for an account no tenant owns: dropped"
         );
-        Ok(None)
+        Ok(EventOwner::Nobody)
     }
 
     /// Applies one webhook event; whether it was seen for the first time.
     pub(super) fn apply_event(&self, channel: &str, e: &WebhookEvent) -> Result<bool> {
-        let Some(tenant) = self.tenant_of_event(channel, e)? else {
-            return Ok(false);
+        let owner = match self.tenant_of_event(channel, e)? {
+            EventOwner::Nobody => return Ok(false),
+            EventOwner::Tenant(t) => Some(t),
+            EventOwner::Unnamed => None,
         };
-        let tenant = tenant.as_str();
+        let tenant = owner.as_deref().unwrap_or(tenants::DEFAULT_TENANT);
         if e.kind == EventKind::MessageStatus {
-            let outcome = self.apply_status(channel, tenant, e)?;
+            let outcome = self.apply_status(channel, owner.as_deref(), e)?;
             if outcome != StatusOutcome::Applied {
                 // What became of a status that changed nothing: the trail to follow when a
                 // provider's status seems lost.
@@ -773,13 +776,19 @@ impl Tx<'_> {
     /// Applies a status: decided with the flow and the attempt locked, and its dedupe key
     /// kept only when it is applied (a status that names no attempt of ours, or another
     /// customer, leaves no key behind, so it changes nothing now and nothing later).
-    fn apply_status(&self, channel: &str, tenant: &str, e: &WebhookEvent) -> Result<StatusOutcome> {
+    /// (`owner`: the tenant whose account sent it, when it names one.)
+    fn apply_status(
+        &self,
+        channel: &str,
+        owner: Option<&str>,
+        e: &WebhookEvent,
+    ) -> Result<StatusOutcome> {
         let Some((id, flow_id)) = self.attempt_for(channel, e)? else {
             return Ok(StatusOutcome::NoAttempt);
         };
         // A status from one tenant's account never moves another tenant's flow, whatever
         // message id it names.
-        if tenants::unscoped(&flow_id).0 != tenant {
+        if owner.is_some_and(|t| tenants::unscoped(&flow_id).0 != t) {
             return Ok(StatusOutcome::OtherTenant);
         }
         let Some((Some(flow), a)) = self.lock_attempt_of(Some(&flow_id), id)? else {
@@ -902,6 +911,16 @@ impl Tx<'_> {
 }
 
 /// What became of a status event.
+/// Whose a webhook event is ([`Tx::tenant_of_event`]).
+enum EventOwner {
+    /// The tenant owning the account or sender it names.
+    Tenant(String),
+    /// It names an account no tenant owns: dropped.
+    Nobody,
+    /// It names no account at all.
+    Unnamed,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StatusOutcome {
     /// Seen for the first time and applied (or found late: a higher one is held).
