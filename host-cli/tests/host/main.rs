@@ -10,6 +10,7 @@ mod flows;
 mod grants;
 mod hostile;
 mod nodes;
+mod onboarding;
 mod pacing;
 mod registry;
 mod reproducible;
