@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// called, which providers that sign the URL (Twilio) need.
     #[arg(long)]
     pub public_url: Option<String>,
+    /// How often every tenant account's templates are synced from the provider, in minutes
+    /// (0: only at connect, on demand and after template webhooks).
+    #[arg(long, default_value_t = 15)]
+    pub template_sync_minutes: u64,
     /// Allowlist entries for the built-in channels besides the hosts each asks for (e.g.
     /// http://127.0.0.1:8787).
     #[arg(long = "allow-host")]
@@ -128,6 +132,9 @@ impl ServeArgs {
                 .map_err(|e| UsageError(format!("{e:#}")))?,
             own_accounts: self.own_accounts.clone(),
             operator_callback_url: self.operator_callback_url.clone(),
+            template_sync: (self.template_sync_minutes > 0).then(|| {
+                std::time::Duration::from_secs(self.template_sync_minutes.saturating_mul(60))
+            }),
             ..RunnerOptions::default()
         };
         if let Some(url) = &self.operator_callback_url

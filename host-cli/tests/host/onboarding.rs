@@ -391,8 +391,14 @@ fn one_webhook_body_carrying_two_businesses_statuses_applies_each_to_its_own_ten
         Some(json!({"code": GLOBEX_CODE, "account_id": GLOBEX, "sender_id": GLOBEX_NUMBER})),
     );
     assert_eq!(status, 201, "{body}");
-    rig.post_flow(&acme, &template_flow("order", "+15550200011", "t1", "delivered"));
-    rig.post_flow(&globex, &template_flow("order", "+15550200012", "t1", "delivered"));
+    rig.post_flow(
+        &acme,
+        &template_flow("order", "+15550200011", "t1", "delivered"),
+    );
+    rig.post_flow(
+        &globex,
+        &template_flow("order", "+15550200012", "t1", "delivered"),
+    );
     let message_id = |token: &str| {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -516,4 +522,52 @@ fn a_token_revoked_mid_campaign_sends_the_rest_by_sms_once_with_one_operator_eve
         None,
     );
     assert_eq!(account["state"], "needs_reauth", "{account}");
+}
+
+/// `host-harness tenant put-account / connect / sync / templates` drive the same routes; the
+/// token travels in an environment variable, never in the arguments.
+#[test]
+fn the_cli_puts_connects_syncs_and_lists_an_accounts_templates() {
+    let rig = Rig::start("cli", false);
+    rig.tenant("acme");
+    let secrets = rig.dir.join("admin.json");
+    std::fs::write(
+        &secrets,
+        json!({"flow/admin-token": ADMIN_TOKEN}).to_string(),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_host-harness"))
+            .args(["tenant", "--server", &rig.base, "--secrets"])
+            .arg(&secrets)
+            .args(args)
+            .env("ACME_TOKEN", format!("token-{ACME}"))
+            .output()
+            .unwrap();
+        let body: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), body)
+    };
+    let (code, put) = cli(&[
+        "put-account",
+        "acme",
+        "--account-id",
+        ACME,
+        "--setting",
+        &format!("phone_number_id={ACME_NUMBER}"),
+        "--secret-env",
+        "access-token=ACME_TOKEN",
+    ]);
+    assert_eq!(code, Some(0), "{put}");
+    assert_eq!(put["secrets"], json!(["whatsapp/access-token"]), "{put}");
+    let (code, connected) = cli(&["connect", "acme", "--sender-id", ACME_NUMBER]);
+    assert_eq!(code, Some(0), "{connected}");
+    assert_eq!(connected["sync"]["templates"], 9, "{connected}");
+    let (code, synced) = cli(&["sync", "acme"]);
+    assert_eq!((code, &synced["pages"]), (Some(0), &json!(3)), "{synced}");
+    let (code, listed) = cli(&["templates", "acme"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(listed["templates"].as_array().unwrap().len(), 9, "{listed}");
+    // A connect naming a number the business does not have is Meta's refusal: exit 1.
+    let (code, refused) = cli(&["connect", "acme", "--sender-id", "99999"]);
+    assert_eq!(code, Some(1), "{refused}");
 }
