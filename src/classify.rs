@@ -161,7 +161,10 @@ pub const CODE_TABLE: &[CodeRule] = &[
     // customer's phone from elsewhere) is the way on, nobody has to fix anything.
     rule(131062, "Business-scoped user ID recipients not supported", FALLBACK, "bsuid_not_supported", false, B::None),
     rule(131063, "Marketing templates disabled for Cloud API", FAILED, "marketing_messages_api_required", true, B::None),
-    rule(131064, "Messaging limit reached due to template classification violations", FAILED, "policy_blocked", true, B::None),
+    // Meta restricts the account's business-initiated messaging until its template
+    // categories are reviewed: like a restriction, a host stops the account's sends (they
+    // fall back) and tells the operator, once.
+    rule(131064, "Messaging limit reached due to template classification violations", FAILED, "account_restricted", true, B::None),
     rule(132000, "Template Param Count Mismatch", FAILED, "template_error", true, B::None),
     rule(132001, "Template does not exist", FAILED, "template_error", true, B::None),
     rule(132005, "Template Hydrated Text Too Long", FAILED, "template_error", true, B::None),

@@ -128,7 +128,13 @@ pub(super) fn account_event(value: &Value, waba_id: &str) -> WebhookEvent {
     let what = upper(value, "event").unwrap_or_default();
     let blocking = matches!(
         what.as_str(),
-        "ACCOUNT_VIOLATION" | "ACCOUNT_RESTRICTION" | "DISABLED_UPDATE" | "ACCOUNT_DELETED"
+        "ACCOUNT_VIOLATION"
+            | "ACCOUNT_RESTRICTION"
+            | "DISABLED_UPDATE"
+            | "ACCOUNT_DELETED"
+            // The business removed us as its partner: we may no longer send for it.
+            | "PARTNER_REMOVED"
+            | "PARTNER_APP_UNINSTALLED"
     ) || value.get("ban_info").is_some();
     let c = if blocking {
         let mut c = Classification::new(Disposition::Failed, "account_restricted");

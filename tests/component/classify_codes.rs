@@ -85,7 +85,7 @@ const FACT_SHEET: &[(i64, u16, Disposition, &str, bool)] = &[
     (131059, 400, F, "invalid_request", true),
     (131062, 400, B, "bsuid_not_supported", false),
     (131063, 400, F, "marketing_messages_api_required", true),
-    (131064, 400, F, "policy_blocked", true),
+    (131064, 400, F, "account_restricted", true),
     (132018, 400, F, "template_error", true),
     (137000, 400, B, "recipient_identity_changed", false),
     (2494100, 500, R, "provider_unavailable", false),

@@ -571,3 +571,56 @@ fn the_cli_puts_connects_syncs_and_lists_an_accounts_templates() {
     let (code, refused) = cli(&["connect", "acme", "--sender-id", "99999"]);
     assert_eq!(code, Some(1), "{refused}");
 }
+
+/// An `account_update` webhook that bans the business (Meta sends it to the app's URL, naming
+/// the WABA) disables that tenant's account: its WhatsApp steps fall back without reaching
+/// Meta, and one operator event says so. Another tenant's account is untouched.
+#[test]
+fn an_account_ban_by_webhook_disables_that_tenants_account_only() {
+    let rig = Rig::start("banned", false);
+    let (acme, _) = rig.connect_acme();
+    let body =
+        json!({"object": "whatsapp_business_account", "entry": [{"id": ACME, "time": 1_700_000_000,
+        "changes": [{"field": "account_update", "value": {"event": "DISABLED_UPDATE",
+            "ban_info": {"waba_ban_state": "DISABLE", "waba_ban_date": "2026-12-03"}}}]}]})
+        .to_string();
+    for _ in 0..2 {
+        // Delivered twice, as Meta may: one change, one event.
+        let r = rig
+            .http
+            .post(format!("{}/webhooks/whatsapp", rig.base))
+            .header(
+                "X-Hub-Signature-256",
+                host_testkit::mock::signature(&rig.mock.app().app_secret, body.as_bytes()),
+            )
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let (_, account) = rig.admin(
+        reqwest::Method::GET,
+        "/admin/tenants/acme/channels/whatsapp",
+        None,
+    );
+    assert_eq!(account["state"], "disabled", "{account}\n{}", rig.log());
+    rig.post_flow(
+        &acme,
+        &template_flow("after-ban", "+15550200301", "t1", "accepted"),
+    );
+    let done = &FlowClient::new(rig.port, &acme).wait_final(&["after-ban".into()], WAIT)[0];
+    assert_eq!(
+        host_testkit::attempt_channels(done),
+        ["whatsapp", "sms"],
+        "{done}"
+    );
+    assert_eq!(done["attempts"][0]["reason"], "account_disabled", "{done}");
+    assert_eq!(rig.whatsapp_requests("acme/after-ban/"), 0);
+    assert_eq!(
+        rig.log().matches("operator event").count(),
+        1,
+        "{}",
+        rig.log()
+    );
+}

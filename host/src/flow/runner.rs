@@ -520,6 +520,8 @@ impl Runner {
             self.refresh_catalog(channel).await?;
             self.resync_accounts(channel, template_accounts).await;
         }
+        let fresh_events: Vec<&WebhookEvent> = fresh.iter().map(|&i| &events[i]).collect();
+        self.account_webhooks(channel, &fresh_events).await;
         self.wake.notify_one();
         Ok(())
     }
@@ -1006,9 +1008,24 @@ impl Runner {
             _ => return SendResult::Classified(c),
         };
         let tenant = tenants::unscoped(&claim.flow_id).0.to_string();
-        let (runner, t, channel) = (self.clone(), tenant.clone(), claim.channel.clone());
+        self.flag_account(&tenant, &claim.channel, to, &c).await;
+        c.disposition = Disposition::Fallback;
+        SendResult::Classified(c)
+    }
+
+    /// Moves the tenant's account to `to` (`needs_reauth`, `disabled`) for the refusal `c`;
+    /// the node whose conditional update made the change reports it, once: a log line and
+    /// the operator's callback queued in the same transaction.
+    async fn flag_account(
+        self: &Arc<Self>,
+        tenant: &str,
+        channel: &str,
+        to: &'static str,
+        c: &Classification,
+    ) {
+        let (runner, t, ch) = (self.clone(), tenant.to_string(), channel.to_string());
         let event = serde_json::json!({"kind": "account_state", "tenant": tenant,
-            "channel": claim.channel, "state": to, "reason": c.reason,
+            "channel": channel, "state": to, "reason": c.reason,
             "provider_code": c.provider_code, "at_ms": now_ms()});
         let changed = tokio::task::spawn_blocking(move || {
             let notify = runner
@@ -1016,9 +1033,7 @@ impl Runner {
                 .operator_callback_url
                 .as_deref()
                 .map(|url| (url, event));
-            let changed = runner
-                .store
-                .flag_account(&t, &channel, to, notify, now_ms())?;
+            let changed = runner.store.flag_account(&t, &ch, to, notify, now_ms())?;
             runner.forget_tenant_channels(&t);
             anyhow::Ok(changed)
         })
@@ -1026,7 +1041,7 @@ impl Runner {
         match changed {
             Ok(Ok(true)) => tracing::warn!(
                 tenant,
-                channel = %claim.channel,
+                channel,
                 state = to,
                 reason = %c.reason,
                 provider_code = c.provider_code.as_deref().unwrap_or(""),
@@ -1036,8 +1051,29 @@ impl Runner {
             Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "flagging the account failed"),
             Err(e) => tracing::error!(error = %e, "flagging the account failed"),
         }
-        c.disposition = Disposition::Fallback;
-        SendResult::Classified(c)
+    }
+
+    /// Account webhooks (Meta sends them to the app's URL) that ban, restrict or remove a
+    /// tenant's account disable it, as a refused send would.
+    async fn account_webhooks(self: &Arc<Self>, channel: &str, events: &[&WebhookEvent]) {
+        for e in events {
+            if e.kind != EventKind::AccountUpdate
+                || Signal::of(&e.classification) != Signal::AccountRestricted
+            {
+                continue;
+            }
+            let Some(account) = e.account_id.clone() else {
+                continue;
+            };
+            let (store, ch) = (self.store.clone(), channel.to_string());
+            let owner =
+                tokio::task::spawn_blocking(move || store.owner_of(&ch, Some(&account), None))
+                    .await;
+            if let Ok(Ok(Some(owner))) = owner {
+                self.flag_account(&owner, channel, "disabled", &e.classification)
+                    .await;
+            }
+        }
     }
 
     /// Records that the send is handed over (after a crash it is then `unknown`).
