@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// called, which providers that sign the URL (Twilio) need.
     #[arg(long)]
     pub public_url: Option<String>,
+    /// A sender's sends per second, `SENDER_ID=RATE`, in place of the throughput the provider
+    /// reports for it (Meta: 80, or 1,000 once upgraded). Repeatable.
+    #[arg(long = "sender-rate")]
+    pub sender_rates: Vec<String>,
     /// How often every tenant account's templates are synced from the provider, in minutes
     /// (0: only at connect, on demand and after template webhooks).
     #[arg(long, default_value_t = 15)]
@@ -132,6 +136,7 @@ impl ServeArgs {
                 .map_err(|e| UsageError(format!("{e:#}")))?,
             own_accounts: self.own_accounts.clone(),
             operator_callback_url: self.operator_callback_url.clone(),
+            sender_rates: self.sender_rates_checked()?,
             template_sync: (self.template_sync_minutes > 0).then(|| {
                 std::time::Duration::from_secs(self.template_sync_minutes.saturating_mul(60))
             }),
@@ -178,6 +183,26 @@ impl ServeArgs {
         );
         server.run_until_signal().await?;
         Ok(Outcome::none())
+    }
+
+    /// `--sender-rate ID=RATE` pairs, each rate in (0, 10000].
+    fn sender_rates_checked(&self) -> Result<std::collections::HashMap<String, f64>> {
+        self.sender_rates
+            .iter()
+            .map(|pair| {
+                let parsed = pair
+                    .split_once('=')
+                    .and_then(|(id, rate)| Some((id, rate.parse::<f64>().ok()?)))
+                    .filter(|(id, rate)| !id.is_empty() && *rate > 0.0 && *rate <= 10_000.0);
+                match parsed {
+                    Some((id, rate)) => Ok((id.to_string(), rate)),
+                    None => Err(UsageError(format!(
+                        "--sender-rate takes SENDER_ID=RATE with a rate between 0 and 10000, got {pair:?}"
+                    ))
+                    .into()),
+                }
+            })
+            .collect()
     }
 
     /// `--public-url`, checked: an absolute http(s) URL without query or fragment.

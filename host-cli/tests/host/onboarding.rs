@@ -34,7 +34,7 @@ struct Rig {
 /// acme: 7 approved templates, `pending_offer` PENDING, `old_offer` REJECTED (9, in 3 pages
 /// of 4 at most); globex: signs up with a code, 2 templates.
 fn businesses() -> Vec<MockBusiness> {
-    let mut acme = MockBusiness::new(ACME, 1, 7);
+    let mut acme = MockBusiness::new(ACME, 2, 7);
     acme.templates.push(template_json(
         "pending_offer",
         "en_US",
@@ -623,4 +623,66 @@ fn an_account_ban_by_webhook_disables_that_tenants_account_only() {
         "{}",
         rig.log()
     );
+}
+
+/// A tenant with two numbers: a step naming one (by id or by its display number) goes out
+/// from it, a step naming none from the account's default, and a number the tenant does not
+/// have is refused when the flow is posted, with the step's path.
+#[test]
+fn a_step_sends_from_the_number_it_names_and_an_unknown_number_is_refused_at_post() {
+    let rig = Rig::start("numbers", false);
+    let (token, _) = rig.connect_acme();
+    let (status, body) = rig.admin(
+        reqwest::Method::POST,
+        "/admin/tenants/acme/channels/whatsapp/connect",
+        Some(json!({"sender_ids": [ACME_NUMBER, "10012"]})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let display = body["facts"]["senders"][1]["display_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let with_from = |id: &str, recipient: &str, from: Option<&str>| {
+        let mut flow = template_flow(id, recipient, "t1", "accepted");
+        if let Some(from) = from {
+            flow["steps"][0]["from"] = json!(from);
+        }
+        flow
+    };
+    rig.post_flow(&token, &with_from("by-id", "+15550200401", Some("10012")));
+    rig.post_flow(
+        &token,
+        &with_from("by-display", "+15550200402", Some(&display)),
+    );
+    rig.post_flow(&token, &with_from("default", "+15550200403", None));
+    let client = FlowClient::new(rig.port, &token);
+    let done = client.wait_final(
+        &["by-id".into(), "by-display".into(), "default".into()],
+        WAIT,
+    );
+    for flow in &done {
+        assert_eq!(host_testkit::attempt_channels(flow), ["whatsapp"], "{flow}");
+    }
+    let path_of = |prefix: &str| {
+        rig.mock
+            .requests()
+            .into_iter()
+            .find(|r| r.correlation_id().is_some_and(|c| c.starts_with(prefix)))
+            .map(|r| r.path)
+            .unwrap()
+    };
+    assert!(path_of("acme/by-id/").contains("/10012/messages"));
+    assert!(path_of("acme/by-display/").contains("/10012/messages"));
+    assert!(path_of("acme/default/").contains(&format!("/{ACME_NUMBER}/messages")));
+    let r = rig
+        .http
+        .post(format!("{}/flows", rig.base))
+        .bearer_auth(&token)
+        .json(&with_from("elsewhere", "+15550200404", Some("20021")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["errors"][0]["path"], "/steps/0/from", "{body}");
+    assert_eq!(body["errors"][0]["code"], "unknown_sender", "{body}");
 }

@@ -8,6 +8,9 @@
 //! | after a 131056 | that customer only waits 4^n s (n = consecutive hits) | Meta's guidance |
 //! | after a 130429 or a `Retry-After` | the whole number waits as long as asked | |
 //!
+//! Each of these is per *lane*: a channel (its default sender), or `channel#sender` for a
+//! flow step that names its sending number (`from`), paced at that number's own rate.
+//!
 //! The pacer only says *when*; work that must wait stays in the store (its wake-up time moves),
 //! so nothing queues in memory and one slow customer never holds up the others.
 
@@ -70,6 +73,9 @@ struct Customer {
 #[derive(Debug, Default)]
 pub struct Pacer {
     limits: HashMap<String, ChannelPacing>,
+    /// Sends per second of named senders (`channel#sender` lanes), as the provider reports
+    /// them or the operator sets them; a lane without one paces at its channel's rate.
+    lane_rates: HashMap<String, f64>,
     senders: HashMap<String, Sender>,
     customers: HashMap<(String, String), Customer>,
 }
@@ -82,6 +88,24 @@ impl Pacer {
         }
     }
 
+    /// The limits of a lane: a channel's own, or a sender's (`channel#sender`: its
+    /// channel's, at the sender's own rate when one is known).
+    fn limits_of(&self, lane: &str) -> Option<ChannelPacing> {
+        if let Some(l) = self.limits.get(lane) {
+            return Some(*l);
+        }
+        let mut l = *self.limits.get(crate::flow::spec::lane_channel(lane))?;
+        if let Some(rate) = self.lane_rates.get(lane) {
+            l.rate_per_second = *rate;
+        }
+        Some(l)
+    }
+
+    /// Paces the sender lane `channel#sender` at `rate` per second.
+    pub fn set_lane_rate(&mut self, lane: &str, rate: f64) {
+        self.lane_rates.insert(lane.to_string(), rate);
+    }
+
     /// Books a slot for a message on `channel` to `customer`: the time (≥ `now`, at most
     /// `horizon_ms` ahead) at which it may leave, or until when it must wait. A refused
     /// booking takes nothing.
@@ -92,7 +116,7 @@ impl Pacer {
         now: u64,
         horizon_ms: u64,
     ) -> Result<u64, Deferral> {
-        let Some(limits) = self.limits.get(channel).copied() else {
+        let Some(limits) = self.limits_of(channel) else {
             return Ok(now);
         };
         let key = (channel.to_string(), customer.to_string());
@@ -132,7 +156,7 @@ impl Pacer {
     /// a busy host let fall behind their slots (a stall, then several due at once) are spaced
     /// `1 / rate` apart again, so the provider never sees them bunched past the rate.
     pub fn depart(&mut self, channel: &str, now: u64) -> u64 {
-        let Some(limits) = self.limits.get(channel).copied() else {
+        let Some(limits) = self.limits_of(channel) else {
             return now;
         };
         if limits.rate_per_second <= 0.0 {
@@ -146,7 +170,7 @@ impl Pacer {
 
     /// How many sends `channel` can still book within `horizon_ms` of `now`.
     pub fn capacity(&self, channel: &str, now: u64, horizon_ms: u64) -> usize {
-        let Some(limits) = self.limits.get(channel) else {
+        let Some(limits) = self.limits_of(channel) else {
             return usize::MAX;
         };
         if limits.rate_per_second <= 0.0 {
@@ -184,7 +208,7 @@ impl Pacer {
     /// provider got the message by `now` at the latest; a send that left late must not bring
     /// the next one closer than the gap — Meta counts 131056 by arrival.)
     pub fn customer_ok(&mut self, channel: &str, customer: &str, now: u64) {
-        let gap = self.limits.get(channel).map_or(0, |l| l.customer_gap_ms);
+        let gap = self.limits_of(channel).map_or(0, |l| l.customer_gap_ms);
         if let Some(c) = self
             .customers
             .get_mut(&(channel.to_string(), customer.to_string()))

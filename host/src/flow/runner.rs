@@ -58,6 +58,10 @@ pub struct Channel {
 
 /// Where a channel's settings keep the cached template catalog.
 const CATALOG_KEY: &str = "templates";
+/// Where a channel's settings name the sender it sends from (WhatsApp's phone number id). A
+/// contract-level name would be better; until the contract has one, the host and the channel
+/// share this setting's name, as they share `templates`.
+const SENDER_KEY: &str = "phone_number_id";
 
 impl Channel {
     pub fn new(plugin: Plugin, config: ChannelConfig, pacing: Option<ChannelPacing>) -> Channel {
@@ -67,6 +71,25 @@ impl Channel {
             pacing,
             catalog_seen: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// The same channel sending from `sender` (its settings' `phone_number_id`), with the
+    /// catalog it has now.
+    fn sending_from(&self, sender: &str) -> Channel {
+        let config = self.config();
+        let mut settings = match serde_json::from_str::<Value>(&config.settings) {
+            Ok(Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        settings.insert(SENDER_KEY.into(), Value::String(sender.to_string()));
+        Channel::new(
+            self.plugin.clone(),
+            ChannelConfig {
+                api_base: config.api_base.clone(),
+                settings: Value::Object(settings).to_string(),
+            },
+            self.pacing,
+        )
     }
 
     /// The settings as they stand now.
@@ -142,6 +165,9 @@ pub struct RunnerOptions {
     /// How often every tenant's account templates are synced from the provider (`None`:
     /// only at connect, on demand and after template webhooks).
     pub template_sync: Option<Duration>,
+    /// Sends per second of named senders (sender id → rate), in place of what the provider
+    /// reports for them.
+    pub sender_rates: HashMap<String, f64>,
 }
 
 impl Default for RunnerOptions {
@@ -157,6 +183,7 @@ impl Default for RunnerOptions {
             own_accounts: Vec::new(),
             operator_callback_url: None,
             template_sync: Some(Duration::from_secs(15 * 60)),
+            sender_rates: HashMap::new(),
         }
     }
 }
@@ -196,10 +223,34 @@ pub struct Runner {
     open_flows: AtomicU64,
     callback_secret: Option<String>,
     /// Tenants' channels read recently ((tenant, channel) → what to send with, when read).
-    tenant_channels: TtlCache<(String, String), TenantChannel>,
+    tenant_channels: TtlCache<(String, String, Option<String>), TenantChannel>,
+    /// The dispatcher's lanes: every channel, and `channel#sender` for every tenant's sender
+    /// (refreshed from the store each second).
+    lanes: std::sync::RwLock<Vec<String>>,
     /// Tenants' callback keys read recently (tenant → key, when read).
     tenant_keys: TtlCache<String, Option<CallbackKey>>,
     http: reqwest::Client,
+}
+
+/// The tenant's senders per channel, read once per submitted batch.
+#[derive(Default)]
+struct SenderBook {
+    by_channel: HashMap<String, Vec<crate::flow::store::SenderRecord>>,
+}
+
+impl SenderBook {
+    fn of(
+        &mut self,
+        store: &Store,
+        tenant: &str,
+        channel: &str,
+    ) -> Result<&[crate::flow::store::SenderRecord]> {
+        if !self.by_channel.contains_key(channel) {
+            let senders = store.senders(tenant, channel)?;
+            self.by_channel.insert(channel.to_string(), senders);
+        }
+        Ok(&self.by_channel[channel])
+    }
 }
 
 /// What a tenant's step on a channel sends with.
@@ -269,6 +320,7 @@ impl Runner {
             .collect();
         let mut channel_names: Vec<String> = channels.keys().cloned().collect();
         channel_names.sort();
+        let channel_names_for_lanes = channel_names.clone();
         let store = Arc::new(store);
         let runner = Runner {
             writer: Writer::spawn(store.clone()),
@@ -282,6 +334,7 @@ impl Runner {
             callback_secret,
             tenant_keys: TtlCache::new(TENANT_KEY_TTL, TENANT_CACHE_MAX),
             tenant_channels: TtlCache::new(TENANT_KEY_TTL, TENANT_CACHE_MAX),
+            lanes: std::sync::RwLock::new(channel_names_for_lanes),
             options,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -291,6 +344,7 @@ impl Runner {
         };
         // The catalog updates webhooks brought before this start.
         runner.refresh_catalogs().await;
+        runner.refresh_lanes().await;
         Ok(runner)
     }
 
@@ -304,13 +358,18 @@ impl Runner {
     pub fn submit(
         &self,
         tenant: &str,
-        specs: Vec<FlowSpec>,
+        mut specs: Vec<FlowSpec>,
         now: u64,
     ) -> Result<Vec<Accepted>, SubmitError> {
         let names: Vec<&str> = self.channel_names.iter().map(String::as_str).collect();
         let mut invalid = Vec::new();
-        for (i, spec) in specs.iter().enumerate() {
+        let mut senders = SenderBook::default();
+        for (i, spec) in specs.iter_mut().enumerate() {
             let mut errors = spec.check(&names);
+            if errors.is_empty() {
+                self.resolve_senders(tenant, spec, &mut senders, &mut errors)
+                    .map_err(SubmitError::Store)?;
+            }
             if let Some(url) = &spec.callback_url
                 && !self.callback_allowed(url)
             {
@@ -394,6 +453,44 @@ impl Runner {
         self.open_flows.fetch_add(created, Ordering::Relaxed);
         self.wake.notify_one();
         Ok(accepted)
+    }
+
+    /// Each step's `from` resolved to one of the tenant's senders on that channel, by its id
+    /// or its display number (stored as the id, so the flow keeps sending from the same
+    /// number whatever is renamed later); a sender the tenant does not have is a field error.
+    fn resolve_senders(
+        &self,
+        tenant: &str,
+        spec: &mut FlowSpec,
+        book: &mut SenderBook,
+        errors: &mut Vec<SpecError>,
+    ) -> Result<()> {
+        for (i, step) in spec.steps.iter_mut().enumerate() {
+            let Some(from) = step.from.clone() else {
+                continue;
+            };
+            let known = book.of(&self.store, tenant, &step.channel)?;
+            let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+            let found = known.iter().find(|s| {
+                s.sender_id == from
+                    || s.display_address
+                        .as_deref()
+                        .is_some_and(|d| !digits(d).is_empty() && digits(d) == digits(&from))
+            });
+            match found {
+                Some(s) => step.from = Some(s.sender_id.clone()),
+                None => errors.push(SpecError {
+                    path: format!("/steps/{i}/from"),
+                    code: "unknown_sender",
+                    message: format!(
+                        "the tenant has no {} sender {from:?} (its senders: {:?}); connect it first",
+                        step.channel,
+                        known.iter().map(|s| s.sender_id.as_str()).collect::<Vec<_>>()
+                    ),
+                }),
+            }
+        }
+        Ok(())
     }
 
     /// Each step's content checked by its own channel (`build-payload`) as the flow arrives,
@@ -656,21 +753,50 @@ impl Runner {
     /// What the tenant's steps on `channel` send with (read from the store at most every
     /// [`TENANT_KEY_TTL`]; synchronous on a miss).
     pub fn tenant_channel(&self, tenant: &str, channel: &str) -> Result<TenantChannel> {
-        if tenant == tenants::DEFAULT_TENANT {
+        self.tenant_sender_channel(tenant, channel, None)
+    }
+
+    /// [`Runner::tenant_channel`] sending from one of the tenant's senders (`from`, resolved
+    /// when the flow was accepted): the same account with that sender in its settings.
+    pub fn tenant_sender_channel(
+        &self,
+        tenant: &str,
+        channel: &str,
+        sender: Option<&str>,
+    ) -> Result<TenantChannel> {
+        if tenant == tenants::DEFAULT_TENANT && sender.is_none() {
             return Ok(TenantChannel::Operator);
         }
-        let key = (tenant.to_string(), channel.to_string());
+        let key = (
+            tenant.to_string(),
+            channel.to_string(),
+            sender.map(str::to_string),
+        );
         if let Some(c) = self.tenant_channels.get(&key) {
             return Ok(c);
         }
-        let resolved = self.read_tenant_channel(tenant, channel)?;
+        let account = if tenant == tenants::DEFAULT_TENANT {
+            TenantChannel::Operator
+        } else {
+            self.read_tenant_channel(tenant, channel)?
+        };
+        let resolved = match (sender, account) {
+            (Some(sender), TenantChannel::Own(ch)) => {
+                TenantChannel::Own(Arc::new(ch.sending_from(sender)))
+            }
+            (Some(sender), TenantChannel::Operator) => match self.channels.get(channel) {
+                Some(base) => TenantChannel::Own(Arc::new(base.sending_from(sender))),
+                None => TenantChannel::Operator,
+            },
+            (_, other) => other,
+        };
         self.tenant_channels.put(key, resolved.clone());
         Ok(resolved)
     }
 
     /// Forgets what was read of the tenant's channels (an account was put on this node).
     pub fn forget_tenant_channels(&self, tenant: &str) {
-        self.tenant_channels.retain(|(t, _), _| t != tenant);
+        self.tenant_channels.retain(|(t, _, _), _| t != tenant);
     }
 
     fn read_tenant_channel(&self, tenant: &str, channel: &str) -> Result<TenantChannel> {
@@ -842,10 +968,44 @@ impl Runner {
         }
     }
 
+    /// The senders' lanes and rates, as connects on any node stored them: each paced at the
+    /// rate the provider reported for it, or the operator's `sender_rates`, at most
+    /// `max_sender_rate`.
+    async fn refresh_lanes(&self) {
+        let senders = match self.on_store(|store| store.all_senders()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "reading the senders failed");
+                return;
+            }
+        };
+        let mut lanes = self.channel_names.clone();
+        let mut pacer = self.pacer.lock().unwrap_or_else(|p| p.into_inner());
+        for s in senders
+            .iter()
+            .filter(|s| self.channels.contains_key(&s.channel))
+        {
+            let lane = format!("{}#{}", s.channel, s.sender_id);
+            let rate = self
+                .options
+                .sender_rates
+                .get(&s.sender_id)
+                .copied()
+                .or(s.messages_per_second.map(|r| r as f64));
+            if let Some(rate) = rate.filter(|r| *r > 0.0) {
+                pacer.set_lane_rate(&lane, rate);
+            }
+            lanes.push(lane);
+        }
+        drop(pacer);
+        *self.lanes.write().unwrap_or_else(|p| p.into_inner()) = lanes;
+    }
+
     async fn refresh_counts(&self) {
         if let Ok(open) = self.on_store(|store| store.open_flows()).await {
             self.open_flows.store(open, Ordering::Relaxed);
         }
+        self.refresh_lanes().await;
         let now = now_ms();
         self.pacer
             .lock()
@@ -864,7 +1024,7 @@ impl Runner {
         }
         let (pacer, names, horizon) = (
             self.pacer.clone(),
-            self.channel_names.clone(),
+            self.lanes.read().unwrap_or_else(|p| p.into_inner()).clone(),
             self.options.pacing_horizon_ms,
         );
         let claims = self
@@ -919,7 +1079,7 @@ impl Runner {
                     .pacer
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .depart(&claim.channel, now_ms());
+                    .depart(&claim.lane, now_ms());
                 sleep_until_ms(departure).await;
                 self.call_channel(channel, &claim).await
             }
@@ -956,11 +1116,19 @@ impl Runner {
     /// What the claim's tenant sends with on its channel (off the async workers on a miss).
     async fn tenant_channel_of(self: &Arc<Self>, claim: &Claim) -> Result<TenantChannel> {
         let tenant = tenants::unscoped(&claim.flow_id).0;
-        if tenant == tenants::DEFAULT_TENANT {
+        if tenant == tenants::DEFAULT_TENANT && claim.sender.is_none() {
             return Ok(TenantChannel::Operator);
         }
-        let (runner, tenant, channel) = (self.clone(), tenant.to_string(), claim.channel.clone());
-        tokio::task::spawn_blocking(move || runner.tenant_channel(&tenant, &channel)).await?
+        let (runner, tenant, channel, sender) = (
+            self.clone(),
+            tenant.to_string(),
+            claim.channel.clone(),
+            claim.sender.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            runner.tenant_sender_channel(&tenant, &channel, sender.as_deref())
+        })
+        .await?
     }
 
     /// Records a send the host refused itself (nothing left): the tenant's account is
@@ -1136,24 +1304,24 @@ impl Runner {
         let mut pacer = self.pacer.lock().unwrap_or_else(|p| p.into_inner());
         match (Signal::of(c), c.disposition) {
             (Signal::RecipientRateLimited, _) => {
-                pacer.pair_limit_hit(&claim.channel, &claim.recipient, now);
+                pacer.pair_limit_hit(&claim.lane, &claim.recipient, now);
             }
             (Signal::SenderRateLimited { wait_ms }, _) => {
-                pacer.pause_sender(&claim.channel, now.saturating_add(wait_ms));
+                pacer.pause_sender(&claim.lane, now.saturating_add(wait_ms));
                 // Refused at the door: the customer got nothing, so no gap is owed.
-                pacer.release_customer(&claim.channel, &claim.recipient);
+                pacer.release_customer(&claim.lane, &claim.recipient);
             }
             (_, d) if super::policy::reached(d).is_some() => {
-                pacer.customer_ok(&claim.channel, &claim.recipient, now);
-                let next_us = pacer.customer_next_us(&claim.channel, &claim.recipient);
+                pacer.customer_ok(&claim.lane, &claim.recipient, now);
+                let next_us = pacer.customer_next_us(&claim.lane, &claim.recipient);
                 return (next_us > 0).then(|| CustomerGap {
-                    channel: claim.channel.clone(),
+                    channel: claim.lane.clone(),
                     customer: claim.recipient.clone(),
                     next_us,
                 });
             }
             (_, Disposition::Retry | Disposition::Fallback | Disposition::Failed) => {
-                pacer.release_customer(&claim.channel, &claim.recipient)
+                pacer.release_customer(&claim.lane, &claim.recipient)
             }
             _ => {}
         }

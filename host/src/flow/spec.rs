@@ -68,6 +68,27 @@ pub struct Step {
     pub wait_for: WaitFor,
     /// How long to wait for `wait_for` before trying the next channel.
     pub within_ms: Option<u64>,
+    /// The tenant's sender to send from on this channel (a WhatsApp phone number id, or its
+    /// display number); none: the account's default. Resolved to the sender's id when the
+    /// flow is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+impl Step {
+    /// The lane the step waits in for its send: the channel, or `channel#sender` for a
+    /// named sender (each number has its own pace).
+    pub fn lane(&self) -> std::borrow::Cow<'_, str> {
+        match &self.from {
+            Some(sender) => std::borrow::Cow::Owned(format!("{}#{sender}", self.channel)),
+            None => std::borrow::Cow::Borrowed(self.channel.as_str()),
+        }
+    }
+}
+
+/// The channel a lane (`whatsapp`, `whatsapp#106540352242922`) sends on.
+pub fn lane_channel(lane: &str) -> &str {
+    lane.split_once('#').map_or(lane, |(channel, _)| channel)
 }
 
 /// A flow file.
@@ -235,6 +256,22 @@ impl FlowSpec {
                     "unknown_channel",
                     format!("must be one of {channels:?}, got {:?}", s.channel),
                 ));
+            }
+            if let Some(from) = &s.from {
+                let ok = !from.is_empty()
+                    && from.len() <= 64
+                    && from.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | ' ' | '.' | '_')
+                    });
+                if !ok {
+                    errors.push(SpecError::new(
+                        format!("/steps/{i}/from"),
+                        "invalid_sender",
+                        format!(
+                            "a sender is 1 to 64 letters, digits or '+-._ ' (a phone number id or its display number), got {from:?}"
+                        ),
+                    ));
+                }
             }
             if let Some(w) = s.within_ms {
                 check_range(

@@ -37,10 +37,17 @@ pub(super) fn keys_of(tenant: &str, e: &WebhookEvent) -> Vec<String> {
 
 impl Tx<'_> {
     /// The customer wrote (or called): their service window is open from then.
+    /// Kept under the channel and, when the event names the business number written to,
+    /// under that number's lane too (`channel#sender`): a step that names its sender sees the
+    /// window of that number only, as Meta keeps it per (number, customer).
     pub(super) fn note_inbound(&self, channel: &str, tenant: &str, e: &WebhookEvent) -> Result<()> {
         let at = e.occurred_at_ms.unwrap_or(self.now);
+        let lane = e.sender_id.as_deref().map(|s| format!("{channel}#{s}"));
         for customer in keys_of(tenant, e) {
             self.ops.note_inbound(channel, &customer, ms(at))?;
+            if let Some(lane) = &lane {
+                self.ops.note_inbound(lane, &customer, ms(at))?;
+            }
         }
         Ok(())
     }

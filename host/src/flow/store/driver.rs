@@ -615,6 +615,8 @@ pub(super) trait Ops {
     fn sender_owner(&self, channel: &str, sender_id: &str) -> Result<Option<String>>;
     /// Inserts or replaces a sender (its owner checked by the caller in the same transaction).
     fn put_sender(&self, sender: &SenderRecord) -> Result<()>;
+    /// Every tenant's senders on every channel.
+    fn all_senders(&self) -> Result<Vec<SenderRecord>>;
     /// The tenant's senders on the channel, by id.
     fn senders(&self, tenant: &str, channel: &str) -> Result<Vec<SenderRecord>>;
     /// Inserts or replaces one template of the account, marked synced at `at`.

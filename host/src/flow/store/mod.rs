@@ -40,14 +40,16 @@ pub use transitions::describe;
 /// or other channels.
 pub const TIMER_LANE: &str = "timer";
 
-fn lane_for(spec: &FlowSpec, step: usize, state: FlowState) -> Option<&str> {
+fn lane_for(spec: &FlowSpec, step: usize, state: FlowState) -> Option<std::borrow::Cow<'_, str>> {
     match state {
         FlowState::Ready | FlowState::WaitingRetry => Some(
             spec.steps
                 .get(step)
-                .map_or(TIMER_LANE, |s| s.channel.as_str()),
+                .map_or(std::borrow::Cow::Borrowed(TIMER_LANE), |s| s.lane()),
         ),
-        FlowState::WaitingStatus | FlowState::WaitingUnknown => Some(TIMER_LANE),
+        FlowState::WaitingStatus | FlowState::WaitingUnknown => {
+            Some(std::borrow::Cow::Borrowed(TIMER_LANE))
+        }
         _ => None,
     }
 }
@@ -112,6 +114,10 @@ pub struct Claim {
     pub opted_out: Vec<String>,
     /// When the pacer lets it leave (ms since the epoch).
     pub slot_ms: u64,
+    /// The sender the step names (`from`), resolved to its id.
+    pub sender: Option<String>,
+    /// Its pacing lane: the channel, or `channel#sender`.
+    pub lane: String,
 }
 
 /// What became of a claimed send.

@@ -743,6 +743,16 @@ impl Ops for Postgres<'_> {
         Ok(())
     }
 
+    fn all_senders(&self) -> Result<Vec<SenderRecord>> {
+        self.rows(
+            "SELECT channel, sender_id, tenant_id, account_id, display_address, messages_per_second, facts, updated_ms FROM channel_senders ORDER BY channel, sender_id",
+            &[],
+        )?
+        .iter()
+        .map(|r| SenderRecord::read(r))
+        .collect()
+    }
+
     fn senders(&self, tenant: &str, channel: &str) -> Result<Vec<SenderRecord>> {
         self.rows(
             "SELECT channel, sender_id, tenant_id, account_id, display_address, messages_per_second, facts, updated_ms FROM channel_senders WHERE tenant_id = $1 AND channel = $2 ORDER BY sender_id",

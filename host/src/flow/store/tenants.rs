@@ -312,6 +312,11 @@ impl Store {
         self.read(|ops| ops.accounts_on(channel))
     }
 
+    /// Every tenant's senders (their lanes and rates).
+    pub fn all_senders(&self) -> Result<Vec<SenderRecord>> {
+        self.read(|ops| ops.all_senders())
+    }
+
     /// The tenant's senders on the channel.
     pub fn senders(&self, tenant: &str, channel: &str) -> Result<Vec<SenderRecord>> {
         self.read(|ops| ops.senders(tenant, channel))

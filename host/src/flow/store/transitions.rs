@@ -229,7 +229,7 @@ impl Tx<'_> {
             now_ms: ms(self.now),
             expires_ms: expires.map(ms),
             callback_url: spec.callback_url.as_deref(),
-            lane: lane_for(spec, 0, FlowState::Ready),
+            lane: lane_for(spec, 0, FlowState::Ready).as_deref(),
         })?;
         if !inserted {
             let stored = self.ops.flow_spec(id)?;
@@ -264,7 +264,7 @@ impl Tx<'_> {
     ) -> Result<()> {
         let lane = lane_for(&flow.spec, flow.step, state);
         self.ops
-            .set_flow_state(&flow.id, state, wake_at.map(ms), lane)
+            .set_flow_state(&flow.id, state, wake_at.map(ms), lane.as_deref())
     }
 
     pub(super) fn due(&self, lane: &str, limit: usize) -> Result<Vec<String>> {
@@ -313,13 +313,16 @@ impl Tx<'_> {
             )?;
             return Ok(None);
         };
+        // Each sending number has its own pace and its own gap per customer (Meta counts
+        // both per business number).
+        let lane = step.lane();
         let shared = self.backend == Backend::Postgres;
         if shared {
-            self.adopt_shared_pacing(&step.channel, &flow.spec.recipient, pacer)?;
+            self.adopt_shared_pacing(&lane, &flow.spec.recipient, pacer)?;
         }
-        let taken = pacer.try_take(&step.channel, &flow.spec.recipient, self.now, horizon_ms);
+        let taken = pacer.try_take(&lane, &flow.spec.recipient, self.now, horizon_ms);
         if shared && taken.is_ok() {
-            self.share_pacing(&step.channel, &flow.spec.recipient, pacer)?;
+            self.share_pacing(&lane, &flow.spec.recipient, pacer)?;
         }
         let slot = match taken {
             Ok(slot) => slot,
@@ -363,9 +366,11 @@ impl Tx<'_> {
             correlation_id,
             recipient: flow.spec.recipient.clone(),
             content: step.content.to_string(),
-            last_inbound_ms: self.last_inbound(&step.channel, &flow.customer, &flow.spec)?,
+            last_inbound_ms: self.last_inbound(&lane, &flow.customer, &flow.spec)?,
             opted_out: self.opted_out(&step.channel, &flow.customer)?,
             slot_ms: slot,
+            sender: step.from.clone(),
+            lane: lane.into_owned(),
         }))
     }
 
@@ -567,7 +572,7 @@ impl Tx<'_> {
                 let wake = flow.expires_ms.map_or(at, |e| e.min(at));
                 let lane = lane_for(&flow.spec, flow.step, FlowState::WaitingRetry);
                 self.ops
-                    .schedule_retry(&flow.id, i64::from(n), ms(wake), lane)
+                    .schedule_retry(&flow.id, i64::from(n), ms(wake), lane.as_deref())
             }
             Next::MoveOn { why } => self.move_on(flow, &why.to_string(), attempt),
             Next::Expire => {
@@ -592,7 +597,7 @@ impl Tx<'_> {
                     &format!("falling back to {}", next.channel),
                 )?;
                 self.ops
-                    .advance_step(&flow.id, next_step as i64, ms(self.now), &next.channel)?;
+                    .advance_step(&flow.id, next_step as i64, ms(self.now), &next.lane())?;
                 self.emit(
                     flow,
                     CallbackKind::FallingBack,
