@@ -170,7 +170,7 @@ pub(super) fn account_event(value: &Value, waba_id: &str) -> WebhookEvent {
 
 /// `phone_number_quality_update`: the number was flagged or its messaging limit or
 /// throughput changed. A flag or a downgrade asks for an operator; the new limit is in
-/// `details.current_limit`.
+/// `details.current_limit`, and as a number of customers in `details.recipient_limit`.
 pub(super) fn sender_quality_event(value: &Value, waba_id: &str) -> WebhookEvent {
     let what = upper(value, "event").unwrap_or_default();
     let (reason, operator_action) = match what.as_str() {
@@ -194,6 +194,21 @@ pub(super) fn sender_quality_event(value: &Value, waba_id: &str) -> WebhookEvent
         if let Some(v) = value.get(key) {
             details.insert(key.into(), v.clone());
         }
+    }
+    // The limit as a number of customers per 24 h (`null`: unlimited), for hosts that keep
+    // the portfolio's budget; absent when the event names no limit this channel knows.
+    let limit = value
+        .get("current_limit")
+        .and_then(Value::as_str)
+        .and_then(crate::accounts::tier_limit)
+        .or_else(|| {
+            value
+                .get("max_daily_conversations_per_business")
+                .and_then(Value::as_u64)
+                .map(Some)
+        });
+    if let Some(limit) = limit {
+        details.insert("recipient_limit".into(), json!(limit));
     }
     if !waba_id.is_empty() {
         details.insert("waba_id".into(), json!(waba_id));

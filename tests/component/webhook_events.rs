@@ -212,6 +212,16 @@ fn account_restrictions_fail_the_channel_and_quality_flags_ask_for_a_look() {
     assert_eq!(q.kind, EventKind::SenderQualityChange);
     assert_eq!(q.classification.reason, "sender_quality_flagged");
     assert_eq!(details(q)["current_limit"], "TIER_1K");
+    // The limit as customers per 24 h, for the host's budget; unlimited is null.
+    assert_eq!(details(q)["recipient_limit"], 1_000);
+    let unlimited = &events(
+        "phone_number_quality_update",
+        json!({"display_phone_number": "15550783881", "event": "UPGRADE", "current_limit": "TIER_UNLIMITED"}),
+    )[0];
+    assert_eq!(details(unlimited)["recipient_limit"], Value::Null);
+    assert!(details(unlimited).get("recipient_limit").is_some());
+    // Every event names its WABA and number, so a host serving many routes it.
+    assert_eq!(q.account_id.as_deref(), Some(WABA));
     let up = &events(
         "phone_number_quality_update",
         json!({"display_phone_number": "15550783881", "event": "THROUGHPUT_UPGRADE"}),

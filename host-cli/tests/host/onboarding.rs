@@ -52,6 +52,10 @@ impl Rig {
     /// `serve` with a master key, the operator API, the app's id in the WhatsApp settings and
     /// its secret as the code exchange's credential; the mock posts statuses unless `quiet`.
     fn start(name: &str, quiet: bool) -> Rig {
+        Rig::start_with(name, quiet, businesses())
+    }
+
+    fn start_with(name: &str, quiet: bool, businesses: Vec<MockBusiness>) -> Rig {
         let port = free_port().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let mock = MockApi::start(
@@ -59,7 +63,7 @@ impl Rig {
             MockConfig {
                 webhooks: Some(WebhookTargets::demo_serve(&base, Duration::from_millis(30))),
                 latency: Latency::Fixed(10),
-                businesses: businesses(),
+                businesses,
                 template_page_size: 4,
                 statuses: if quiet {
                     &[]
@@ -685,4 +689,90 @@ fn a_step_sends_from_the_number_it_names_and_an_unknown_number_is_refused_at_pos
     let body: Value = r.json().unwrap();
     assert_eq!(body["errors"][0]["path"], "/steps/0/from", "{body}");
     assert_eq!(body["errors"][0]["code"], "unknown_sender", "{body}");
+}
+
+/// A portfolio at Meta's smallest tier (50 unique customers a day): the 50 first new
+/// customers get WhatsApp, the next fall back to SMS without reaching Meta
+/// (`messaging_limit_reached`); a customer who wrote in gets a reply on WhatsApp still; Meta
+/// raising the tier by webhook lets new customers through at once.
+#[test]
+fn past_the_portfolio_messaging_limit_new_customers_fall_back_and_replies_still_go() {
+    let mut limited = businesses();
+    limited[0].tier = "TIER_50".into();
+    let rig = Rig::start_with("limit", false, limited);
+    let (token, connected) = rig.connect_acme();
+    assert_eq!(connected["facts"]["recipient_limit"], 50, "{connected}");
+    let client = FlowClient::new(rig.port, &token);
+    let ids: Vec<String> = (0..52).map(|i| format!("new-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        rig.post_flow(
+            &token,
+            &template_flow(id, &format!("+15550203{i:03}"), "t1", "accepted"),
+        );
+    }
+    let done = client.wait_final(&ids, Duration::from_secs(60));
+    let by_sms: Vec<&Value> = done
+        .iter()
+        .filter(|f| host_testkit::attempt_channels(f) == ["whatsapp", "sms"])
+        .collect();
+    assert_eq!(by_sms.len(), 2, "{}", rig.log());
+    for f in &by_sms {
+        assert_eq!(f["attempts"][0]["reason"], "messaging_limit_reached", "{f}");
+    }
+    assert_eq!(rig.whatsapp_requests("acme/new-"), 50);
+    // A customer over the limit writes in: a reply inside the window goes on WhatsApp.
+    let writer = by_sms[0]["recipient"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('+')
+        .to_string();
+    let inbound = json!({"object": "whatsapp_business_account", "entry": [{"id": ACME, "changes": [{
+        "field": "messages", "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550100001", "phone_number_id": ACME_NUMBER},
+            "contacts": [{"profile": {"name": "Kim"}, "wa_id": writer}],
+            "messages": [{"from": writer, "id": "wamid.IN1", "timestamp": (host::services::now_ms() / 1000).to_string(),
+                "type": "text", "text": {"body": "hi"}}]}}]}]})
+    .to_string();
+    let post = |body: String| {
+        let r = rig
+            .http
+            .post(format!("{}/webhooks/whatsapp", rig.base))
+            .header(
+                "X-Hub-Signature-256",
+                host_testkit::mock::signature(&rig.mock.app().app_secret, body.as_bytes()),
+            )
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    };
+    post(inbound);
+    let reply = json!({"id": "reply", "recipient": format!("+{writer}"), "steps": [
+        {"channel": "whatsapp", "wait_for": "accepted", "content": {"type": "text", "text": {"body": "Thanks!"}}}]});
+    rig.post_flow(&token, &reply);
+    let replied = &client.wait_final(&["reply".into()], WAIT)[0];
+    assert_eq!(
+        host_testkit::attempt_channels(replied),
+        ["whatsapp"],
+        "{replied}"
+    );
+    assert_eq!(replied["state"], "done", "{replied}");
+    // Meta raises the tier: new customers go at once.
+    let upgrade =
+        json!({"object": "whatsapp_business_account", "entry": [{"id": ACME, "changes": [{
+        "field": "phone_number_quality_update", "value": {"display_phone_number": "15550100001",
+            "event": "UPGRADE", "current_limit": "TIER_250"}}]}]})
+        .to_string();
+    post(upgrade);
+    rig.post_flow(
+        &token,
+        &template_flow("after-upgrade", "+15550204000", "t1", "accepted"),
+    );
+    let after = &client.wait_final(&["after-upgrade".into()], WAIT)[0];
+    assert_eq!(
+        host_testkit::attempt_channels(after),
+        ["whatsapp"],
+        "{after}"
+    );
 }

@@ -25,3 +25,9 @@ CREATE TABLE channel_templates (
 CREATE TABLE unrouted_events (
   channel TEXT NOT NULL, account_id TEXT NOT NULL, events BIGINT NOT NULL,
   last_ms BIGINT NOT NULL, PRIMARY KEY (channel, account_id));
+-- The customers each tenant's account started a conversation with (a business-initiated
+-- send), with the last time: the portfolio's messaging limit counts those within 24 h.
+CREATE TABLE initiated_customers (
+  tenant_id TEXT NOT NULL, channel TEXT NOT NULL, customer TEXT NOT NULL,
+  last_ms BIGINT NOT NULL, PRIMARY KEY (tenant_id, channel, customer));
+CREATE INDEX initiated_customers_by_time ON initiated_customers(tenant_id, channel, last_ms);

@@ -111,6 +111,10 @@ pub enum HostReason {
     AccountNeedsReauth,
     /// The tenant's account is disabled (banned, restricted, removed): the step falls back.
     AccountDisabled,
+    /// The tenant's portfolio reached its messaging limit (unique customers started per
+    /// 24 h): a business-initiated send to a new customer falls back without reaching the
+    /// provider.
+    MessagingLimitReached,
 }
 
 impl HostReason {
@@ -123,6 +127,7 @@ impl HostReason {
             HostReason::NoChannelAccount => "no_channel_account",
             HostReason::AccountNeedsReauth => "account_needs_reauth",
             HostReason::AccountDisabled => "account_disabled",
+            HostReason::MessagingLimitReached => "messaging_limit_reached",
         }
     }
 }

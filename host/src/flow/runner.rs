@@ -1064,6 +1064,11 @@ impl Runner {
                 return self.record_refused(&claim, HostReason::HostBusy).await;
             }
         };
+        if own.is_some() && !self.within_budget(&claim).await {
+            return self
+                .record_refused(&claim, HostReason::MessagingLimitReached)
+                .await;
+        }
         let channel = own.as_deref().or_else(|| self.channels.get(&claim.channel));
         let result = match channel {
             None => SendResult::NotSent(format!("unknown channel {:?}", claim.channel)),
@@ -1113,6 +1118,49 @@ impl Runner {
         );
     }
 
+    /// Whether a tenant's send fits its portfolio's messaging limit: a reply inside the
+    /// customer's 24 h window always does; a business-initiated one is booked against the
+    /// unique customers of the last 24 h ([`Store::book_initiated`]). A store that cannot
+    /// answer lets it go (Meta enforces the limit too: it would answer 131048).
+    async fn within_budget(self: &Arc<Self>, claim: &Claim) -> bool {
+        const WINDOW_MS: u64 = 24 * 60 * 60 * 1_000;
+        let now = now_ms();
+        if claim
+            .last_inbound_ms
+            .is_some_and(|t| now.saturating_sub(t) < WINDOW_MS)
+        {
+            return true;
+        }
+        let tenant = tenants::unscoped(&claim.flow_id).0.to_string();
+        let (store, channel, recipient) = (
+            self.store.clone(),
+            claim.channel.clone(),
+            claim.recipient.clone(),
+        );
+        match tokio::task::spawn_blocking(move || {
+            store.book_initiated(&tenant, &channel, &recipient, now)
+        })
+        .await
+        {
+            Ok(Ok(crate::flow::store::Booking::Booked)) => true,
+            Ok(Ok(crate::flow::store::Booking::LimitReached(limit))) => {
+                tracing::info!(flow_id = %claim.flow_id, limit, "messaging limit reached: a new customer waits for the 24 h window to move");
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "booking against the messaging limit failed; sending"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "booking against the messaging limit failed; sending");
+                true
+            }
+        }
+    }
+
     /// What the claim's tenant sends with on its channel (off the async workers on a miss).
     async fn tenant_channel_of(self: &Arc<Self>, claim: &Claim) -> Result<TenantChannel> {
         let tenant = tenants::unscoped(&claim.flow_id).0;
@@ -1143,7 +1191,8 @@ impl Runner {
         };
         let c = Classification {
             retry_after_ms: busy.then_some(1_000),
-            operator_action: !busy,
+            // The limit moves by itself (the window rolls, Meta raises the tier).
+            operator_action: !busy && reason != HostReason::MessagingLimitReached,
             ..host_classification(disposition, reason)
         };
         let what = format!("recording attempt {}", claim.attempt_id);

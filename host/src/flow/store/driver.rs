@@ -598,6 +598,31 @@ pub(super) trait Ops {
         at: i64,
     ) -> Result<bool>;
 
+    /// The account's messaging limit, its row locked until commit (PostgreSQL): `None` for
+    /// no account; `Some(None)` for no limit (never checked, or unlimited).
+    fn lock_account_limit(&self, tenant: &str, channel: &str) -> Result<Option<Option<i64>>>;
+    /// Sets the messaging limit of the tenant's account `account_id` (a tier change).
+    fn set_account_limit(
+        &self,
+        channel: &str,
+        account_id: &str,
+        limit: Option<i64>,
+        at: i64,
+    ) -> Result<()>;
+    /// Forgets business-initiated customers last messaged before `before`.
+    fn prune_initiated(&self, tenant: &str, channel: &str, before: i64) -> Result<()>;
+    /// Whether the customer had a business-initiated send since `since`.
+    fn initiated_since(
+        &self,
+        tenant: &str,
+        channel: &str,
+        customer: &str,
+        since: i64,
+    ) -> Result<bool>;
+    /// How many customers had one since `since`.
+    fn count_initiated(&self, tenant: &str, channel: &str, since: i64) -> Result<i64>;
+    /// The customer had one at `at`.
+    fn note_initiated(&self, tenant: &str, channel: &str, customer: &str, at: i64) -> Result<()>;
     /// Every tenant's account on the channel, by tenant.
     fn accounts_on(&self, channel: &str) -> Result<Vec<AccountRecord>>;
     /// Stores what the provider reported of the tenant's account.

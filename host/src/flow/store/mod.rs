@@ -24,7 +24,7 @@ pub mod driver;
 mod postgres;
 mod sqlite;
 mod tenants;
-pub use tenants::{AccountFactsPut, AccountPut, NewAccount};
+pub use tenants::{AccountFactsPut, AccountPut, Booking, NewAccount};
 mod transitions;
 
 pub use driver::{
@@ -666,7 +666,8 @@ mod tests {
         // and their history rows is the database as the last single-business release left it.
         let conn = rusqlite::Connection::open(path).unwrap();
         conn.execute_batch(
-            "DROP TABLE unrouted_events; DROP TABLE channel_templates; DROP TABLE channel_senders;
+            "DROP TABLE initiated_customers; DROP TABLE unrouted_events;
+             DROP TABLE channel_templates; DROP TABLE channel_senders;
              DROP TABLE catalog_documents;
              DROP TABLE channel_accounts; DROP TABLE tenant_secrets; DROP TABLE vault_check;
              DROP TABLE api_tokens; DROP TABLE tenants;
@@ -991,7 +992,57 @@ mod tests {
         a_status_from_another_tenants_account_never_moves_a_flow,
         an_event_for_an_account_nobody_owns_is_counted_and_dropped_once_the_default_names_its_own,
         a_synced_catalog_is_replaced_whole_and_template_webhooks_change_its_rows,
+        the_messaging_limit_counts_unique_customers_over_24_hours_and_follows_tier_changes,
     );
+
+    /// Limit 2: two customers are booked, a third waits, a customer already counted is
+    /// free; 24 h later the window has moved; a tier change by webhook applies at once.
+    fn the_messaging_limit_counts_unique_customers_over_24_hours_and_follows_tier_changes(
+        s: Store,
+    ) {
+        const DAY: u64 = 24 * 60 * 60 * 1_000;
+        account_with_sender(&s, "acme", "111", "1111");
+        let book = |who: &str, at: u64| s.book_initiated("acme", "whatsapp", who, at).unwrap();
+        let mut limited = status("", "", Disposition::Delivered, 0);
+        limited.kind = EventKind::SenderQualityChange;
+        limited.provider_message_id = None;
+        limited.correlation_id = None;
+        limited.account_id = Some("111".into());
+        limited.dedupe_key = "limit:2".into();
+        limited.details = json!({"event": "DOWNGRADE", "recipient_limit": 2}).to_string();
+        s.apply_statuses("whatsapp", &[limited], NOW).unwrap();
+        assert_eq!(book("+15550100001", NOW), Booking::Booked);
+        assert_eq!(book("+15550100002", NOW + 1), Booking::Booked);
+        assert_eq!(book("+15550100003", NOW + 2), Booking::LimitReached(2));
+        assert_eq!(
+            book("+1 555 010 0001", NOW + 3),
+            Booking::Booked,
+            "already counted"
+        );
+        // The second was last messaged at NOW + 1 (the first again at NOW + 3): a day after,
+        // its place is free.
+        assert_eq!(book("+15550100003", NOW + 2 + DAY), Booking::Booked);
+        assert_eq!(
+            book("+15550100004", NOW + 2 + DAY),
+            Booking::LimitReached(2)
+        );
+        let mut raised = status("", "", Disposition::Delivered, 0);
+        raised.kind = EventKind::SenderQualityChange;
+        raised.provider_message_id = None;
+        raised.correlation_id = None;
+        raised.account_id = Some("111".into());
+        raised.dedupe_key = "limit:unlimited".into();
+        raised.details = json!({"event": "UPGRADE", "recipient_limit": null}).to_string();
+        s.apply_statuses("whatsapp", &[raised], NOW + 3 + DAY)
+            .unwrap();
+        assert_eq!(book("+15550100004", NOW + 4 + DAY), Booking::Booked);
+        // A tenant without an account, or one never checked, has no budget of its own.
+        assert_eq!(
+            s.book_initiated("nobody", "whatsapp", "+15550100009", NOW)
+                .unwrap(),
+            Booking::Booked
+        );
+    }
 
     /// Puts `tenant`'s WhatsApp account `account` with one sender `sender` (no secrets).
     fn account_with_sender(s: &Store, tenant: &str, account: &str, sender: &str) {

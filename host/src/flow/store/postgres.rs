@@ -701,6 +701,76 @@ impl Ops for Postgres<'_> {
         .transpose()
     }
 
+    fn lock_account_limit(&self, tenant: &str, channel: &str) -> Result<Option<Option<i64>>> {
+        // Locked: two nodes booking the last customer of the budget take turns.
+        self.row(
+            "SELECT recipient_limit, checked_ms FROM channel_accounts WHERE tenant_id = $1 AND channel = $2 FOR UPDATE",
+            &[&tenant, &channel],
+        )?
+        .map(|r| {
+            let checked: Option<i64> = r.try_get("checked_ms")?;
+            let limit: Option<i64> = r.try_get("recipient_limit")?;
+            Ok(checked.and(limit))
+        })
+        .transpose()
+    }
+
+    fn set_account_limit(
+        &self,
+        channel: &str,
+        account_id: &str,
+        limit: Option<i64>,
+        at: i64,
+    ) -> Result<()> {
+        self.exec(
+            "UPDATE channel_accounts SET recipient_limit = $3, checked_ms = COALESCE(checked_ms, $4) WHERE channel = $1 AND account_id = $2",
+            &[&channel, &account_id, &limit, &at],
+        )?;
+        Ok(())
+    }
+
+    fn prune_initiated(&self, tenant: &str, channel: &str, before: i64) -> Result<()> {
+        self.exec(
+            "DELETE FROM initiated_customers WHERE tenant_id = $1 AND channel = $2 AND last_ms < $3",
+            &[&tenant, &channel, &before],
+        )?;
+        Ok(())
+    }
+
+    fn initiated_since(
+        &self,
+        tenant: &str,
+        channel: &str,
+        customer: &str,
+        since: i64,
+    ) -> Result<bool> {
+        Ok(self
+            .row(
+                "SELECT 1 FROM initiated_customers WHERE tenant_id = $1 AND channel = $2 AND customer = $3 AND last_ms >= $4",
+                &[&tenant, &channel, &customer, &since],
+            )?
+            .is_some())
+    }
+
+    fn count_initiated(&self, tenant: &str, channel: &str, since: i64) -> Result<i64> {
+        let row = self.row(
+            "SELECT COUNT(*) AS n FROM initiated_customers WHERE tenant_id = $1 AND channel = $2 AND last_ms >= $3",
+            &[&tenant, &channel, &since],
+        )?;
+        Ok(match row {
+            Some(r) => r.try_get("n")?,
+            None => 0,
+        })
+    }
+
+    fn note_initiated(&self, tenant: &str, channel: &str, customer: &str, at: i64) -> Result<()> {
+        self.exec(
+            "INSERT INTO initiated_customers (tenant_id, channel, customer, last_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, channel, customer) DO UPDATE SET last_ms = GREATEST(initiated_customers.last_ms, excluded.last_ms)",
+            &[&tenant, &channel, &customer, &at],
+        )?;
+        Ok(())
+    }
+
     fn accounts_on(&self, channel: &str) -> Result<Vec<AccountRecord>> {
         self.rows(
             "SELECT tenant_id, channel, account_id, settings, state, updated_ms, facts, recipient_limit, checked_ms FROM channel_accounts WHERE channel = $1 ORDER BY tenant_id",

@@ -307,6 +307,35 @@ impl Store {
         })
     }
 
+    /// Books a business-initiated send to `recipient` against the tenant's messaging limit
+    /// (unique customers per rolling 24 h across its numbers): a customer already counted
+    /// in the window is free; a new one is counted while the budget has room. Decided with
+    /// the account's row locked, so nodes never overbook the last places.
+    pub fn book_initiated(
+        &self,
+        tenant: &str,
+        channel: &str,
+        recipient: &str,
+        now: u64,
+    ) -> Result<Booking> {
+        const DAY_MS: u64 = 24 * 60 * 60 * 1_000;
+        let customer = super::transitions::customer_key(recipient);
+        self.with_tx(now, |t| {
+            let Some(Some(limit)) = t.ops.lock_account_limit(tenant, channel)? else {
+                return Ok(Booking::Booked);
+            };
+            let since = ms(now.saturating_sub(DAY_MS));
+            t.ops.prune_initiated(tenant, channel, since)?;
+            if !t.ops.initiated_since(tenant, channel, &customer, since)?
+                && t.ops.count_initiated(tenant, channel, since)? >= limit
+            {
+                return Ok(Booking::LimitReached(limit));
+            }
+            t.ops.note_initiated(tenant, channel, &customer, ms(now))?;
+            Ok(Booking::Booked)
+        })
+    }
+
     /// Every tenant's account on the channel.
     pub fn accounts_on(&self, channel: &str) -> Result<Vec<AccountRecord>> {
         self.read(|ops| ops.accounts_on(channel))
@@ -373,6 +402,15 @@ impl Store {
     pub fn unrouted(&self, channel: &str) -> Result<Vec<(String, i64)>> {
         self.read(|ops| ops.unrouted(channel))
     }
+}
+
+/// What [`Store::book_initiated`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Booking {
+    /// Within the limit (or none applies): send.
+    Booked,
+    /// The portfolio messaged this many customers in 24 h already: a new one must wait.
+    LimitReached(i64),
 }
 
 /// What [`Store::put_account_facts`] stores.

@@ -710,9 +710,31 @@ impl Tx<'_> {
             EventKind::TemplateStatus | EventKind::TemplateCategoryChange => {
                 self.note_template_change(channel, tenant, e)?
             }
+            EventKind::SenderQualityChange => self.note_limit_change(channel, e)?,
             _ => {}
         }
         Ok(true)
+    }
+
+    /// The portfolio's messaging limit changed (`details.recipient_limit`: customers per
+    /// 24 h, `null` for unlimited): the account's budget follows at once.
+    fn note_limit_change(&self, channel: &str, e: &WebhookEvent) -> Result<()> {
+        let details: serde_json::Value =
+            serde_json::from_str(&e.details).unwrap_or(serde_json::Value::Null);
+        let (Some(account), Some(limit)) =
+            (e.account_id.as_deref(), details.get("recipient_limit"))
+        else {
+            return Ok(());
+        };
+        let limit = match limit {
+            serde_json::Value::Null => None,
+            v => match v.as_u64() {
+                Some(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+                None => return Ok(()),
+            },
+        };
+        self.ops
+            .set_account_limit(channel, account, limit, ms(self.now))
     }
 
     /// A template's status or category changed. A tenant's registered account keeps its
