@@ -483,6 +483,9 @@ fn counters_json(state: &State) -> Value {
         "distinct_correlation_ids": c.by_correlation.len(),
         "correlation_ids_sent_more_than_once": duplicates,
         "max_per_second": c.per_second.values().max().copied().unwrap_or(0),
+        // The most one sending number sent in any calendar second (with limits set).
+        "max_per_number_second": c.number_second.values().max().copied().unwrap_or(0),
+        "numbers": c.number_second.keys().map(|(n, _)| n.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
         "per_second": c.per_second.iter().map(|(s, n)| json!([s, n])).collect::<Vec<_>>(),
         "by_code": c.by_code,
     })
@@ -802,7 +805,7 @@ fn whatsapp_answer(state: &State, phone_id: &str, body: &Value, trace: u64) -> R
         );
     }
     let digits: String = to.chars().filter(char::is_ascii_digit).collect();
-    if let Some(refusal) = enforce_limits(state, &digits, trace) {
+    if let Some(refusal) = enforce_limits(state, phone_id, &digits, trace) {
         return refusal;
     }
     let scenario = SCENARIOS
@@ -892,11 +895,11 @@ fn contact(input: &str, digits: &str) -> Value {
 }
 
 /// Meta's throughput (per number per second) and pair rate (per customer) limits.
-fn enforce_limits(state: &State, digits: &str, trace: u64) -> Option<Reply> {
+fn enforce_limits(state: &State, phone_id: &str, digits: &str, trace: u64) -> Option<Reply> {
     let limits = state.config.limits?;
     let now = host::services::now_ms();
     let mut c = state.counters.lock().unwrap_or_else(|p| p.into_inner());
-    let key = (state.config.phone_number_id.clone(), now / 1_000);
+    let key = (phone_id.to_string(), now / 1_000);
     let in_second = c.number_second.entry(key).or_default();
     *in_second += 1;
     // A sender pacing exactly at the rate sees its requests arrive with a few ms of jitter,
@@ -912,7 +915,9 @@ fn enforce_limits(state: &State, digits: &str, trace: u64) -> Option<Reply> {
             trace,
         ));
     }
-    let last = c.last_to_customer.get(digits).copied();
+    // Meta's pair limit is per (business number, customer).
+    let pair = format!("{phone_id}:{digits}");
+    let last = c.last_to_customer.get(&pair).copied();
     // Arrival times jitter by the network's few ms; a sender spacing its slots exactly by the
     // gap must not be punished for that.
     const ARRIVAL_JITTER_MS: u64 = 100;
@@ -925,7 +930,7 @@ fn enforce_limits(state: &State, digits: &str, trace: u64) -> Option<Reply> {
             trace,
         ));
     }
-    c.last_to_customer.insert(digits.to_string(), now);
+    c.last_to_customer.insert(pair, now);
     None
 }
 

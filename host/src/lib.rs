@@ -23,4 +23,4 @@ pub use runtime::{CallError, Limits, Plugin, Runtime};
 pub use services::{HostServices, HttpClient, HttpPolicy, Log, Secrets};
 
 /// The contract this host serves.
-pub const CONTRACT: &str = "flow:channel@1.1.0";
+pub const CONTRACT: &str = "flow:channel@1.2.0";

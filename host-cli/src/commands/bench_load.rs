@@ -71,6 +71,18 @@ pub struct LoadArgs {
     /// same for 3 s with nothing else running, for serve's CPU per read.
     #[arg(long, default_value_t = 0)]
     pub pollers: usize,
+    /// Spread the campaign over this many tenants, each its own business on the mock (its
+    /// WABA, token and `--numbers` numbers), put and connected through the operator API;
+    /// every flow names its number, round-robin. 0: the default tenant's one number.
+    #[arg(long, default_value_t = 0)]
+    pub tenants: usize,
+    /// Numbers per tenant, each paced at `--rate` (and held to it by the mock).
+    #[arg(long, default_value_t = 1)]
+    pub numbers: usize,
+    /// With `--tenants` ≥ 2: the first tenant's `--flows` queued as a backlog, then the second
+    /// tenant's 100 flows; their p99 POST→accepted beside the same 100 flows run alone first.
+    #[arg(long)]
+    pub fairness: bool,
 }
 
 /// Clients polling `GET /flows/{id}` on threads of their own until stopped.
@@ -137,6 +149,9 @@ struct Bench<'a> {
     store: std::cell::OnceCell<host::flow::store::Store>,
     mock: MockApi,
     callback_url: Option<String>,
+    /// `--tenants`: their businesses on the mock, and (once set up) their tokens.
+    businesses: Vec<host_testkit::mock_businesses::MockBusiness>,
+    tenant_tokens: std::cell::OnceCell<Vec<String>>,
 }
 
 impl LoadArgs {
@@ -150,6 +165,15 @@ impl LoadArgs {
             .db
             .as_deref()
             .is_some_and(host::flow::store::is_postgres_url);
+        if self.tenants > 100
+            || !(1..=50).contains(&self.numbers)
+            || (self.fairness && self.tenants < 2)
+        {
+            return Err(UsageError(
+                "--tenants must be at most 100, --numbers 1 to 50, and --fairness needs --tenants 2 or more".into(),
+            )
+            .into());
+        }
         if !(1..=16).contains(&self.nodes) || (self.nodes > 1 && !shared) {
             return Err(UsageError(
                 "--nodes must be 1 to 16, and more than one needs a postgres:// --db".into(),
@@ -240,6 +264,7 @@ impl<'a> Bench<'a> {
                 } else {
                     &[("delivered", None)]
                 },
+                businesses: super::bench_tenants::businesses(args.tenants, args.numbers),
                 ..MockConfig::default()
             },
         )?;
@@ -251,6 +276,8 @@ impl<'a> Bench<'a> {
             store: std::cell::OnceCell::new(),
             mock,
             callback_url,
+            businesses: super::bench_tenants::businesses(args.tenants, args.numbers),
+            tenant_tokens: std::cell::OnceCell::new(),
         })
     }
 
@@ -296,6 +323,17 @@ impl<'a> Bench<'a> {
             .env("FLOW_SECRET_WHATSAPP_APP_SECRET", DEMO_APP_SECRET)
             .env("FLOW_SECRET_SMS_WEBHOOK_SECRET", DEMO_SMS_WEBHOOK_SECRET)
             .stderr(log);
+        if !self.businesses.is_empty() {
+            cmd.env("FLOW_MASTER_KEY", super::bench_tenants::MASTER_KEY)
+                .env(
+                    "FLOW_SECRET_FLOW_ADMIN_TOKEN",
+                    super::bench_tenants::ADMIN_TOKEN,
+                )
+                .args(["--template-sync-minutes", "0"]);
+            for id in super::bench_tenants::number_ids(&self.businesses) {
+                cmd.args(["--sender-rate", &format!("{id}={rate}")]);
+            }
+        }
         if let Some(url) = &self.callback_url {
             let origin = url.trim_end_matches("/callbacks");
             cmd.args(["--allow-callback-host", origin])
@@ -309,7 +347,13 @@ impl<'a> Bench<'a> {
         })
     }
 
-    fn flows(&self) -> Vec<String> {
+    /// The campaign's flows, each with the token that posts it.
+    fn flows(&self) -> Vec<(String, String)> {
+        if !self.businesses.is_empty() {
+            // With --fairness the campaign is the first tenant's backlog.
+            let only = self.args.fairness.then_some(0);
+            return self.tenant_flows("load", 0..self.args.flows, only);
+        }
         let customers = self.args.customers.unwrap_or(self.args.flows).max(1);
         (0..self.args.flows)
             .map(|i| {
@@ -319,24 +363,67 @@ impl<'a> Bench<'a> {
                 if let Some(url) = &self.callback_url {
                     flow["callback_url"] = json!(url);
                 }
-                flow.to_string()
+                (TOKEN.to_string(), flow.to_string())
+            })
+            .collect()
+    }
+
+    /// Tenant flows `load-{i}`: round-robin over the tenants (or only `only`) and, within a
+    /// tenant, over its numbers.
+    fn tenant_flows(
+        &self,
+        prefix: &str,
+        range: std::ops::Range<usize>,
+        only: Option<usize>,
+    ) -> Vec<(String, String)> {
+        let tokens = self.tenant_tokens.get().cloned().unwrap_or_default();
+        let customers = self.args.customers.unwrap_or(usize::MAX).max(1);
+        range
+            .map(|i| {
+                let t = only.unwrap_or(i % self.businesses.len());
+                let numbers = &self.businesses[t].numbers;
+                let from = &numbers[(i / self.businesses.len()) % numbers.len()].id;
+                let recipient = format!("+1556{:07}", (i % customers) % 10_000_000);
+                let flow = super::bench_tenants::flow(
+                    &format!("{prefix}-{i}"),
+                    &recipient,
+                    from,
+                    &self.args.wait_for,
+                );
+                (tokens.get(t).cloned().unwrap_or_default(), flow)
             })
             .collect()
     }
 
     /// Submits in batches of 10,000 (NDJSON), or at `--arrival-rate`; returns the time it took.
     fn submit(&self) -> Result<Duration> {
+        self.submit_flows(&self.flows())
+    }
+
+    /// Posts flows in batches (each batch one tenant's), or at `--arrival-rate`.
+    fn submit_flows(&self, flows: &[(String, String)]) -> Result<Duration> {
         let started = Instant::now();
         let batch = self
             .args
             .arrival_rate
             .map_or(10_000, |r| (r as usize / 10).clamp(1, 10_000));
-        for (i, chunk) in self.flows().chunks(batch).enumerate() {
-            if self.args.arrival_rate.is_some() {
-                let due = started + Duration::from_millis(100 * i as u64);
-                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let mut by_token: Vec<(String, Vec<String>)> = Vec::new();
+        for (token, flow) in flows {
+            match by_token.iter_mut().find(|(t, _)| t == token) {
+                Some((_, list)) => list.push(flow.clone()),
+                None => by_token.push((token.clone(), vec![flow.clone()])),
             }
-            FlowClient::new(self.ports[i % self.ports.len()], TOKEN).submit(chunk)?;
+        }
+        let mut i = 0;
+        for (token, list) in &by_token {
+            for chunk in list.chunks(batch) {
+                if self.args.arrival_rate.is_some() {
+                    let due = started + Duration::from_millis(100 * i as u64);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
+                FlowClient::new(self.ports[i % self.ports.len()], token).submit(chunk)?;
+                i += 1;
+            }
         }
         Ok(started.elapsed())
     }
@@ -390,6 +477,17 @@ impl<'a> Bench<'a> {
             self.args.rate
         };
         let mut nodes = self.serve_all(plugin, rate)?;
+        if !self.businesses.is_empty() {
+            let base = format!("http://127.0.0.1:{}", self.ports[0]);
+            let tokens = super::bench_tenants::set_up(&base, &self.businesses)?;
+            let _ = self.tenant_tokens.set(tokens);
+            // Every node reads the new senders' lanes within a second.
+            std::thread::sleep(Duration::from_millis(1_500));
+        }
+        let fairness = match self.args.fairness {
+            true => Some(self.fairness_baseline()?),
+            false => None,
+        };
         let started = Instant::now();
         let pollers = (self.args.pollers > 0)
             .then(|| Pollers::start(self.args.pollers, self.ports[0], self.args.flows));
@@ -413,6 +511,10 @@ impl<'a> Bench<'a> {
             }
         }
         let minutes = (self.args.flows as u64 / u64::from(self.args.rate)).max(1) * 3 + 60;
+        let fairness = match fairness {
+            Some(alone) => Some(self.fairness_under_backlog(alone)?),
+            None => None,
+        };
         self.wait_all_final(Duration::from_secs(minutes))?;
         let end_to_end = started.elapsed();
         let polled = pollers.map(Pollers::stop);
@@ -435,6 +537,15 @@ impl<'a> Bench<'a> {
         // From the first submission to the last flow seen final (polled every 100 ms).
         report["flows_per_s_end_to_end"] = json!(flows / end_to_end.as_secs_f64());
         report["killed"] = killed.unwrap_or(Value::Null);
+        report["fairness"] = fairness.unwrap_or(Value::Null);
+        if !self.businesses.is_empty() {
+            let own = super::bench_tenants::own_cpu_s().unwrap_or(0.0);
+            let sends = report["accepted"].as_f64().unwrap_or(0.0).max(1.0);
+            report["tenants"] = json!({"tenants": self.businesses.len(), "numbers_per_tenant": self.args.numbers,
+                "serve_cpu_us_per_send": cpu_s * 1e6 / sends,
+                "bench_process_cpu_us_per_send": own * 1e6 / sends,
+                "sends_per_s_per_serve_core": sends / cpu_s.max(1e-9)});
+        }
         report["mock"] = self.mock.counters();
         let mut answers = std::collections::BTreeMap::<String, u64>::new();
         for d in self.mock.deliveries() {
@@ -446,6 +557,36 @@ impl<'a> Bench<'a> {
             .as_object_mut()
             .map(|m| m.remove("per_second"));
         Ok(report)
+    }
+
+    /// The second tenant's 100 flows alone: their POST→accepted, before any backlog.
+    fn fairness_baseline(&self) -> Result<Value> {
+        let flows = self.tenant_flows("alone", 0..100, Some(1));
+        self.submit_flows(&flows)?;
+        let ids: Vec<String> = (0..100).map(|i| format!("alone-{i}")).collect();
+        let token = self
+            .tenant_tokens
+            .get()
+            .map(|t| t[1].clone())
+            .unwrap_or_default();
+        super::bench_tenants::latencies(self.ports[0], &token, &ids, Duration::from_secs(60))
+    }
+
+    /// The first tenant's campaign (submitted just before) is queued; the second tenant's
+    /// 100 flows go in behind it: their POST→accepted beside `alone`.
+    fn fairness_under_backlog(&self, alone: Value) -> Result<Value> {
+        let backlog = self.open_flows()?;
+        let flows = self.tenant_flows("beside", 0..100, Some(1));
+        self.submit_flows(&flows)?;
+        let ids: Vec<String> = (0..100).map(|i| format!("beside-{i}")).collect();
+        let token = self
+            .tenant_tokens
+            .get()
+            .map(|t| t[1].clone())
+            .unwrap_or_default();
+        let beside =
+            super::bench_tenants::latencies(self.ports[0], &token, &ids, Duration::from_secs(600))?;
+        Ok(json!({"other_tenant_backlog_open": backlog, "alone": alone, "beside_backlog": beside}))
     }
 
     /// The campaign's reads, and serve's CPU per read measured with nothing else running.
@@ -555,5 +696,24 @@ fn render(r: &Value) -> String {
             )
         },
     );
-    main + &reads
+    let tenants = match r["tenants"].as_object() {
+        Some(t) => format!(
+            "; {} tenants × {} numbers: the most one number sent in a second {}; serve {:.0} µs and the bench process (mock, client) {:.0} µs of CPU per send, {:.0} sends/s per serve core",
+            t["tenants"],
+            t["numbers_per_tenant"],
+            r["mock"]["max_per_number_second"],
+            t["serve_cpu_us_per_send"].as_f64().unwrap_or(0.0),
+            t["bench_process_cpu_us_per_send"].as_f64().unwrap_or(0.0),
+            t["sends_per_s_per_serve_core"].as_f64().unwrap_or(0.0)
+        ),
+        None => String::new(),
+    };
+    let fairness = match r["fairness"].as_object() {
+        Some(f) => format!(
+            "; fairness: another tenant's 100 flows p99 {} ms alone, {} ms beside {} queued flows of the first",
+            f["alone"]["p99_ms"], f["beside_backlog"]["p99_ms"], f["other_tenant_backlog_open"]
+        ),
+        None => String::new(),
+    };
+    main + &reads + &tenants + &fairness
 }

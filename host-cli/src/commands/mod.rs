@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_floor;
 pub mod bench_load;
+mod bench_tenants;
 pub mod demo;
 pub mod flow;
 pub mod mock_api;

@@ -310,12 +310,18 @@ fn three_nodes_with_no_fault_never_reach_a_customer_on_sms_after_whatsapp_delive
     let finals = cluster.wait_final(1, &ids, Duration::from_secs(120));
     for s in &finals {
         assert_eq!(s["state"], "done", "{}", timeline(s));
-        assert_eq!(
-            host_testkit::attempt_channels(s),
-            ["whatsapp"],
-            "{}",
-            timeline(s)
-        );
+        // Never SMS. (A node the shared machine stalls for seconds between claiming a send
+        // and handing it over gives it up, unsent, by the lease rule: a second WhatsApp
+        // attempt then sends it, once. That is the rule working, not a fault of the cluster.)
+        let channels = host_testkit::attempt_channels(s);
+        assert!(channels.iter().all(|c| c == "whatsapp"), "{}", timeline(s));
+        let handed_over = s["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["reason"] != "never_sent")
+            .count();
+        assert_eq!(handed_over, 1, "{}", timeline(s));
     }
     cluster.assert_campaign(&finals);
     let twice = cluster.mock.deliveries().len() as u64;

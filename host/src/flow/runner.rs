@@ -227,6 +227,8 @@ pub struct Runner {
     /// The dispatcher's lanes: every channel, and `channel#sender` for every tenant's sender
     /// (refreshed from the store each second).
     lanes: std::sync::RwLock<Vec<String>>,
+    /// Claim rounds so far (which lane goes first).
+    rounds: AtomicU64,
     /// Tenants' callback keys read recently (tenant → key, when read).
     tenant_keys: TtlCache<String, Option<CallbackKey>>,
     http: reqwest::Client,
@@ -335,6 +337,7 @@ impl Runner {
             tenant_keys: TtlCache::new(TENANT_KEY_TTL, TENANT_CACHE_MAX),
             tenant_channels: TtlCache::new(TENANT_KEY_TTL, TENANT_CACHE_MAX),
             lanes: std::sync::RwLock::new(channel_names_for_lanes),
+            rounds: AtomicU64::new(0),
             options,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -1022,11 +1025,14 @@ impl Runner {
             drop(permit);
             return Ok(0);
         }
-        let (pacer, names, horizon) = (
-            self.pacer.clone(),
-            self.lanes.read().unwrap_or_else(|p| p.into_inner()).clone(),
-            self.options.pacing_horizon_ms,
-        );
+        // Lanes take turns at going first: when a round has less room than the lanes could
+        // fill, no number (no tenant) always comes last behind another's backlog.
+        let mut names = self.lanes.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if !names.is_empty() {
+            let first = self.rounds.fetch_add(1, Ordering::Relaxed) as usize % names.len();
+            names.rotate_left(first);
+        }
+        let (pacer, horizon) = (self.pacer.clone(), self.options.pacing_horizon_ms);
         let claims = self
             .on_store(move |store| store.claim_due(now_ms(), room, &names, &pacer, horizon))
             .await?;
