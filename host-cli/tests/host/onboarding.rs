@@ -28,7 +28,7 @@ struct Rig {
     base: String,
     http: Client,
     mock: MockApi,
-    _serve: ServeProcess,
+    serve: Option<ServeProcess>,
 }
 
 /// acme: 7 approved templates, `pending_offer` PENDING, `old_offer` REJECTED (9, in 3 pages
@@ -56,13 +56,17 @@ impl Rig {
     }
 
     fn start_with(name: &str, quiet: bool, businesses: Vec<MockBusiness>) -> Rig {
+        Rig::start_full(name, quiet, businesses, 10)
+    }
+
+    fn start_full(name: &str, quiet: bool, businesses: Vec<MockBusiness>, latency_ms: u64) -> Rig {
         let port = free_port().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let mock = MockApi::start(
             0,
             MockConfig {
                 webhooks: Some(WebhookTargets::demo_serve(&base, Duration::from_millis(30))),
-                latency: Latency::Fixed(10),
+                latency: Latency::Fixed(latency_ms),
                 businesses,
                 template_page_size: 4,
                 statuses: if quiet {
@@ -90,26 +94,43 @@ impl Rig {
             .to_string(),
         )
         .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-harness"));
-        cmd.args(["serve", "--port", &port.to_string(), "--db"])
-            .arg(dir.join("flows.sqlite"))
-            .args(["--api-base", &mock.base_url()])
-            .args(["--allow-host", &mock.base_url()])
-            .arg("--config")
-            .arg(&config)
-            .arg("--secrets")
-            .arg(&secrets)
-            .env("FLOW_MASTER_KEY", MASTER_KEY)
-            .stderr(std::fs::File::create(dir.join("serve.log")).unwrap());
-        let serve = ServeProcess::start(cmd, port).unwrap();
-        Rig {
+        let mut rig = Rig {
             dir,
             port,
             base,
             http: Client::new(),
             mock,
-            _serve: serve,
-        }
+            serve: None,
+        };
+        rig.start_serve();
+        rig
+    }
+
+    /// Starts `serve` on the rig's database, port and files (again, after a kill).
+    fn start_serve(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-harness"));
+        cmd.args(["serve", "--port", &self.port.to_string(), "--db"])
+            .arg(self.dir.join("flows.sqlite"))
+            .args(["--api-base", &self.mock.base_url()])
+            .args(["--allow-host", &self.mock.base_url()])
+            .arg("--config")
+            .arg(self.dir.join("whatsapp.json"))
+            .arg("--secrets")
+            .arg(self.dir.join("secrets.json"))
+            .env("FLOW_MASTER_KEY", MASTER_KEY)
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("serve.log"))
+                    .unwrap(),
+            );
+        self.serve = Some(ServeProcess::start(cmd, self.port).unwrap());
+    }
+
+    /// SIGKILL.
+    fn kill_serve(&mut self) {
+        self.serve.take().unwrap().kill().unwrap();
     }
 
     fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -775,4 +796,57 @@ fn past_the_portfolio_messaging_limit_new_customers_fall_back_and_replies_still_
         ["whatsapp"],
         "{after}"
     );
+}
+
+/// `serve` SIGKILLed while a tenant's campaign over two numbers is at the provider (every
+/// request sent, none answered yet), restarted on the same database: every flow ends
+/// delivered on WhatsApp from the number it named, none is sent again or falls back to SMS
+/// (the statuses that follow settle the sends the kill left unknown).
+#[test]
+fn serve_killed_mid_campaign_of_a_tenant_loses_nothing_and_sends_nothing_twice() {
+    let mut rig = Rig::start_full("killed", false, businesses(), 3_000);
+    let (token, _) = rig.connect_acme();
+    let (status, body) = rig.admin(
+        reqwest::Method::POST,
+        "/admin/tenants/acme/channels/whatsapp/connect",
+        Some(json!({"sender_ids": [ACME_NUMBER, "10012"]})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<String> = (0..40).map(|i| format!("k-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let mut flow = template_flow(id, &format!("+15550205{i:03}"), "t1", "delivered");
+        flow["steps"][0]["from"] = json!(if i % 2 == 0 { ACME_NUMBER } else { "10012" });
+        rig.post_flow(&token, &flow);
+    }
+    let deadline = Instant::now() + WAIT;
+    while rig.whatsapp_requests("acme/k-") < ids.len() {
+        assert!(Instant::now() < deadline, "{}", rig.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rig.kill_serve();
+    rig.start_serve();
+    let done = FlowClient::new(rig.port, &token).wait_final(&ids, Duration::from_secs(60));
+    for flow in &done {
+        assert_eq!(flow["state"], "done", "{flow}");
+        assert_eq!(host_testkit::attempt_channels(flow), ["whatsapp"], "{flow}");
+    }
+    host_testkit::process::assert_nothing_sent_twice(&rig.mock);
+    assert_eq!(rig.whatsapp_requests("acme/k-"), ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let number = if i % 2 == 0 { ACME_NUMBER } else { "10012" };
+        let request = rig
+            .mock
+            .requests()
+            .into_iter()
+            .find(|r| {
+                r.correlation_id()
+                    .is_some_and(|c| c.starts_with(&format!("acme/{id}/")))
+            })
+            .unwrap();
+        assert!(
+            request.path.contains(&format!("/{number}/messages")),
+            "{}",
+            request.path
+        );
+    }
 }
