@@ -7,6 +7,7 @@
 //! after WhatsApp delivered; every status answered 200 applied; none written over a higher.
 
 use host_testkit::mock::{Deliveries, Latency, MockApi, MockConfig, WebhookTargets};
+use host_testkit::mock_businesses::MockBusiness;
 use host_testkit::process::{
     FlowClient, ServeProcess, assert_nothing_sent_twice, delivered_fallback_campaign, free_port,
     wait_requests, write_demo_secrets,
@@ -19,6 +20,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const TOKEN: &str = "nodes-test-token";
+const ADMIN_TOKEN: &str = "nodes-test-admin-token";
+const MASTER_KEY: &str = "6262626262626262626262626262626262626262626262626262626262626262";
 
 /// One test at a time: one of them restarts the PostgreSQL server the other uses.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -37,6 +40,12 @@ struct Cluster {
 impl Cluster {
     /// `n` nodes on a fresh database; statuses go to every node (see the module's doc).
     fn new(name: &str, n: usize, latency_ms: u64) -> Cluster {
+        Cluster::serving(name, n, latency_ms, Vec::new())
+    }
+
+    /// The same, the mock also serving `businesses` (each its own WABA, token and numbers)
+    /// and the nodes holding a master key and the operator API for their tenants.
+    fn serving(name: &str, n: usize, latency_ms: u64, businesses: Vec<MockBusiness>) -> Cluster {
         let ports: Vec<u16> = (0..n).map(|_| free_port().unwrap()).collect();
         let nodes: Vec<String> = ports
             .iter()
@@ -54,6 +63,7 @@ impl Cluster {
             MockConfig {
                 webhooks: Some(targets),
                 latency: Latency::Fixed(latency_ms),
+                businesses,
                 ..MockConfig::default()
             },
         )
@@ -61,7 +71,10 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("nodes-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        write_demo_secrets(&dir, TOKEN).unwrap();
+        let secrets = write_demo_secrets(&dir, TOKEN).unwrap();
+        let mut all: Value = serde_json::from_slice(&std::fs::read(&secrets).unwrap()).unwrap();
+        all["flow/admin-token"] = Value::from(ADMIN_TOKEN);
+        std::fs::write(&secrets, all.to_string()).unwrap();
         let mut cluster = Cluster {
             dir,
             db: postgres::fresh_database(),
@@ -93,6 +106,7 @@ impl Cluster {
             .arg("--secrets")
             .arg(self.dir.join("secrets.json"))
             .args(["--rate-per-number", "1000"])
+            .env("FLOW_MASTER_KEY", MASTER_KEY)
             .stderr(log);
         let node = ServeProcess::start(cmd, self.ports[i])
             .unwrap_or_else(|e| panic!("node {i}: {e:#}: {}", self.log(i)));
@@ -406,4 +420,133 @@ fn a_node_killed_while_storing_a_batch_loses_it_whole_and_the_retry_sends_each_o
         assert_eq!(s["state"], "done", "{}", timeline(s));
     }
     cluster.assert_campaign(&finals);
+}
+
+impl Cluster {
+    /// Creates tenant `id` through node 0's operator API, puts its WhatsApp account with
+    /// `business`'s token and connects its numbers; the tenant's flow API token.
+    fn connect_tenant(&self, id: &str, business: &MockBusiness) -> String {
+        let http = reqwest::blocking::Client::new();
+        let base = format!("http://127.0.0.1:{}", self.ports[0]);
+        let admin = |method: reqwest::Method, path: &str, body: Value| {
+            let r = http
+                .request(method, format!("{base}{path}"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .unwrap();
+            let status = r.status().as_u16();
+            let text = r.text().unwrap();
+            assert!(status < 300, "{path}: {status} {text}\n{}", self.log(0));
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)
+        };
+        admin(
+            reqwest::Method::POST,
+            "/admin/tenants",
+            serde_json::json!({"id": id}),
+        );
+        let token = admin(
+            reqwest::Method::POST,
+            &format!("/admin/tenants/{id}/tokens"),
+            serde_json::json!({}),
+        )["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let numbers: Vec<&str> = business.numbers.iter().map(|n| n.id.as_str()).collect();
+        admin(
+            reqwest::Method::PUT,
+            &format!("/admin/tenants/{id}/channels/whatsapp"),
+            serde_json::json!({"account_id": business.waba_id,
+                "settings": {"phone_number_id": numbers[0]},
+                "secrets": {"access-token": business.access_token}}),
+        );
+        admin(
+            reqwest::Method::POST,
+            &format!("/admin/tenants/{id}/channels/whatsapp/connect"),
+            serde_json::json!({"sender_ids": numbers}),
+        );
+        token
+    }
+}
+
+/// Two tenants' campaigns, each over its two numbers, through two PostgreSQL nodes; one
+/// node SIGKILLed with sends at the provider, then started again: every flow of each tenant
+/// ends delivered on WhatsApp from the number it named, none sent twice or by SMS, and each
+/// tenant reads only its own flows.
+#[test]
+fn a_node_killed_mid_campaign_of_two_tenants_loses_nothing_and_sends_nothing_twice() {
+    let _one_at_a_time = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let businesses = vec![
+        MockBusiness::new("3003", 2, 2),
+        MockBusiness::new("4004", 2, 2),
+    ];
+    let mut cluster = Cluster::serving("tenants-kill", 2, 2_000, businesses.clone());
+    let tenants = ["acme", "globex"];
+    let tokens: Vec<String> = tenants
+        .iter()
+        .zip(&businesses)
+        .map(|(id, b)| cluster.connect_tenant(id, b))
+        .collect();
+    let mut ids: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
+    for i in 0..80 {
+        let t = i % 2;
+        let number = &businesses[t].numbers[(i / 2) % 2].id;
+        let id = format!("tk-{i}");
+        let flow = serde_json::json!({"id": id, "recipient": format!("+1555031{i:04}"),
+            "ttl_ms": 120_000, "steps": [
+            {"channel": "whatsapp", "from": number, "wait_for": "delivered", "within_ms": 90_000,
+             "content": {"type": "template", "template": {"name": "t1", "language": "en_US",
+                "components": [{"type": "body", "parameters": [{"type": "text", "text": "A-7"}]}]}}},
+            {"channel": "sms", "wait_for": "accepted", "content": {"text": "Your order A-7 shipped."}}]});
+        FlowClient::new(cluster.ports[i % 2], &tokens[t])
+            .submit(&[flow.to_string()])
+            .unwrap();
+        ids[t].push(id);
+    }
+    cluster.wait_requests(80);
+    cluster.kill(1);
+    cluster.start(1);
+    for (t, tenant) in tenants.iter().enumerate() {
+        let client = FlowClient::new(cluster.ports[0], &tokens[t]);
+        let finals = client.wait_final(&ids[t], Duration::from_secs(150));
+        for (s, id) in finals.iter().zip(&ids[t]) {
+            assert_eq!(s["state"], "done", "{}", timeline(s));
+            assert_eq!(
+                host_testkit::attempt_channels(s),
+                ["whatsapp"],
+                "{}",
+                timeline(s)
+            );
+            let i: usize = id.trim_start_matches("tk-").parse().unwrap();
+            let number = &businesses[t].numbers[(i / 2) % 2].id;
+            let sent = cluster
+                .mock
+                .requests()
+                .into_iter()
+                .find(|r| {
+                    r.correlation_id()
+                        .is_some_and(|c| c.starts_with(&format!("{tenant}/{id}/")))
+                })
+                .unwrap_or_else(|| panic!("{id} never reached the provider"));
+            assert!(
+                sent.path.contains(&format!("/{number}/messages")),
+                "{}",
+                sent.path
+            );
+        }
+        // The other tenant's flows are not this tenant's to read.
+        let other = &ids[1 - t][0];
+        let status = reqwest::blocking::Client::new()
+            .get(format!(
+                "http://127.0.0.1:{}/flows/{other}",
+                cluster.ports[0]
+            ))
+            .bearer_auth(&tokens[t])
+            .send()
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 404, "{tenant} read {other}");
+    }
+    cluster.assert_nothing_sent_twice();
 }

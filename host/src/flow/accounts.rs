@@ -16,6 +16,7 @@ use crate::contract::types::{AccountFacts, Classification, OperationError, Templ
 use crate::runtime::CallError;
 use crate::services::now_ms;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// Pages of templates read at most in one sync (a WABA holds at most a few thousand
 /// templates: 100 per page, this is far past any real account, and stops a provider that
@@ -80,14 +81,35 @@ pub struct Signup {
 }
 
 impl Runner {
-    /// The tenant's own instance of `channel`, or why there is none.
-    fn own_channel(
+    /// The tenant's stored account on `channel`, or that it has none.
+    async fn account_of(
         &self,
         tenant: &str,
         channel: &str,
-    ) -> Result<std::sync::Arc<super::Channel>, AccountError> {
+    ) -> Result<super::store::AccountRecord, AccountError> {
+        let (owned_tenant, owned_channel) = (tenant.to_string(), channel.to_string());
+        self.on_store(move |s| s.channel_account(&owned_tenant, &owned_channel))
+            .await?
+            .ok_or_else(|| AccountError::NoAccount(format!("no {channel} account")))
+    }
+
+    /// The tenant's own instance of `channel`, or why there is none.
+    async fn own_channel(
+        self: &Arc<Self>,
+        tenant: &str,
+        channel: &str,
+    ) -> Result<Arc<super::Channel>, AccountError> {
         self.forget_tenant_channels(tenant);
-        match self.tenant_channel(tenant, channel)? {
+        // Reading the account reaches the store: off the async workers (the PostgreSQL
+        // client blocks).
+        let (runner, owned_tenant, owned_channel) =
+            (self.clone(), tenant.to_string(), channel.to_string());
+        let found = tokio::task::spawn_blocking(move || {
+            runner.tenant_channel(&owned_tenant, &owned_channel)
+        })
+        .await
+        .map_err(anyhow::Error::from)??;
+        match found {
             TenantChannel::Own(ch) => Ok(ch),
             TenantChannel::Operator => Err(AccountError::NoAccount(format!(
                 "tenant {tenant:?} has no account of its own on {channel:?} (put one with PUT /admin/tenants/{tenant}/channels/{channel})"
@@ -104,16 +126,13 @@ impl Runner {
     /// Asks the provider about the tenant's account and `sender_ids` with the tenant's
     /// credential, and keeps what it reports (the senders route webhooks and pace sends).
     pub async fn check_account(
-        &self,
+        self: &Arc<Self>,
         tenant: &str,
         channel: &str,
         sender_ids: &[String],
     ) -> Result<AccountFacts, AccountError> {
-        let ch = self.own_channel(tenant, channel)?;
-        let account = self
-            .store()
-            .channel_account(tenant, channel)?
-            .ok_or_else(|| AccountError::NoAccount(format!("no {channel} account")))?;
+        let ch = self.own_channel(tenant, channel).await?;
+        let account = self.account_of(tenant, channel).await?;
         let facts = ch
             .plugin
             .check_account(&account.account_id, sender_ids, &ch.config())
@@ -138,7 +157,10 @@ impl Runner {
                 })
                 .collect(),
         };
-        match self.store().put_account_facts(&put, now_ms())? {
+        match self
+            .on_store(move |s| s.put_account_facts(&put, now_ms()))
+            .await?
+        {
             AccountPut::Stored => Ok(facts),
             AccountPut::OwnedByAnother(owner) => Err(AccountError::OwnedByAnother(owner)),
         }
@@ -147,15 +169,12 @@ impl Runner {
     /// Reads every page of the account's templates and replaces what the store holds with
     /// them (all or nothing: a page that fails leaves the last complete sync in place).
     pub async fn sync_templates(
-        &self,
+        self: &Arc<Self>,
         tenant: &str,
         channel: &str,
     ) -> Result<SyncReport, AccountError> {
-        let ch = self.own_channel(tenant, channel)?;
-        let account = self
-            .store()
-            .channel_account(tenant, channel)?
-            .ok_or_else(|| AccountError::NoAccount(format!("no {channel} account")))?;
+        let ch = self.own_channel(tenant, channel).await?;
+        let account = self.account_of(tenant, channel).await?;
         let config = ch.config();
         let mut templates = Vec::new();
         let mut cursor: Option<String> = None;
@@ -180,13 +199,18 @@ impl Runner {
                 None => break,
             }
         }
-        let (kept, removed) = self.store().replace_templates(
-            tenant,
-            channel,
-            &account.account_id,
-            &templates,
-            now_ms(),
-        )?;
+        let (owned_tenant, owned_channel) = (tenant.to_string(), channel.to_string());
+        let (kept, removed) = self
+            .on_store(move |s| {
+                s.replace_templates(
+                    &owned_tenant,
+                    &owned_channel,
+                    &account.account_id,
+                    &templates,
+                    now_ms(),
+                )
+            })
+            .await?;
         self.forget_tenant_channels(tenant);
         tracing::info!(
             tenant,
@@ -208,7 +232,7 @@ impl Runner {
     /// to the account's webhooks, the sender registered with a fresh PIN the host keeps
     /// sealed, then checked and its templates synced.
     pub async fn sign_up(
-        &self,
+        self: &Arc<Self>,
         tenant: &str,
         channel: &str,
         signup: &Signup,
@@ -216,12 +240,12 @@ impl Runner {
         let Some(base) = self.channel(channel) else {
             return Err(AccountError::NoAccount(format!("no channel {channel:?}")));
         };
-        let Some(vault) = self.vault() else {
+        if self.vault().is_none() {
             return Err(AccountError::Host(anyhow::anyhow!(
                 "serve has no master key ({} or --master-key-file): the business's token cannot be sealed",
                 crate::services::vault::MASTER_KEY_ENV
             )));
-        };
+        }
         let credential = base
             .plugin
             .exchange_code(&signup.code, &base.config())
@@ -232,21 +256,31 @@ impl Runner {
             (format!("register-pin-{}", signup.sender_id), pin.clone()),
         ];
         let settings = json!({"phone_number_id": signup.sender_id}).to_string();
-        let put = self.store().put_channel_account(
-            Some(vault),
-            &NewAccount {
-                tenant,
-                channel,
-                account_id: &signup.account_id,
-                settings: &settings,
-                secrets: &secrets,
-            },
-            now_ms(),
-        )?;
+        let (runner, owned_tenant, owned_channel, account_id) = (
+            self.clone(),
+            tenant.to_string(),
+            channel.to_string(),
+            signup.account_id.clone(),
+        );
+        let put = tokio::task::spawn_blocking(move || {
+            runner.store().put_channel_account(
+                runner.vault(),
+                &NewAccount {
+                    tenant: &owned_tenant,
+                    channel: &owned_channel,
+                    account_id: &account_id,
+                    settings: &settings,
+                    secrets: &secrets,
+                },
+                now_ms(),
+            )
+        })
+        .await
+        .map_err(anyhow::Error::from)??;
         if let AccountPut::OwnedByAnother(owner) = put {
             return Err(AccountError::OwnedByAnother(owner));
         }
-        let ch = self.own_channel(tenant, channel)?;
+        let ch = self.own_channel(tenant, channel).await?;
         let config = ch.config();
         ch.plugin
             .subscribe_webhooks(&signup.account_id, &config)
@@ -263,8 +297,9 @@ impl Runner {
 
     /// Syncs every active tenant account's templates on the channel (each node runs it; the
     /// store keeps one catalog per account whichever node wrote it).
-    pub async fn sync_due_accounts(&self, channel: &str) {
-        let accounts = match self.store().accounts_on(channel) {
+    pub async fn sync_due_accounts(self: &Arc<Self>, channel: &str) {
+        let owned = channel.to_string();
+        let accounts = match self.on_store(move |s| s.accounts_on(&owned)).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(

@@ -567,7 +567,7 @@ impl Runner {
     }
 
     /// Runs a store operation on the blocking pool, off the async workers.
-    async fn on_store<R: Send + 'static>(
+    pub(super) async fn on_store<R: Send + 'static>(
         &self,
         op: impl FnOnce(&Store) -> Result<R> + Send + 'static,
     ) -> Result<R> {
