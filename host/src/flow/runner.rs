@@ -1086,12 +1086,7 @@ impl Runner {
                 }
                 // The departure is taken after the write (whose group commit takes a
                 // variable time), so requests leave as evenly spaced as the pacer says.
-                let departure = self
-                    .pacer
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .depart(&claim.lane, now_ms());
-                sleep_until_ms(departure).await;
+                self.wait_for_departure(&claim.lane).await;
                 self.call_channel(channel, &claim).await
             }
         };
@@ -1122,6 +1117,24 @@ impl Runner {
             correlation_id = %claim.correlation_id,
             "the attempt could not be recorded; it stays `sending` until the next start"
         );
+    }
+
+    /// Waits for the lane's next departure. A send woken late (a busy machine) would leave
+    /// bunched with the sends woken on time after it, past the number's rate in that second:
+    /// it takes a fresh departure instead, a few times at most (it never waits forever).
+    async fn wait_for_departure(&self, lane: &str) {
+        const LATE_MS: u64 = 2;
+        for _ in 0..4 {
+            let departure = self
+                .pacer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .depart(lane, now_ms());
+            sleep_until_ms(departure).await;
+            if now_ms() <= departure + LATE_MS {
+                return;
+            }
+        }
     }
 
     /// Whether a tenant's send fits its portfolio's messaging limit: a reply inside the
