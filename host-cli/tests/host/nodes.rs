@@ -512,23 +512,34 @@ fn a_node_killed_mid_campaign_of_two_tenants_loses_nothing_and_sends_nothing_twi
         let finals = client.wait_final(&ids[t], Duration::from_secs(150));
         for (s, id) in finals.iter().zip(&ids[t]) {
             assert_eq!(s["state"], "done", "{}", timeline(s));
-            assert_eq!(
-                host_testkit::attempt_channels(s),
-                ["whatsapp"],
+            // Never SMS. A send the killed node had claimed but not handed over is a second
+            // WhatsApp attempt of the same step: it never left, so the provider sees one.
+            assert!(
+                host_testkit::attempt_channels(s)
+                    .iter()
+                    .all(|c| c == "whatsapp"),
                 "{}",
                 timeline(s)
             );
             let i: usize = id.trim_start_matches("tk-").parse().unwrap();
             let number = &businesses[t].numbers[(i / 2) % 2].id;
-            let sent = cluster
+            let requests: Vec<_> = cluster
                 .mock
                 .requests()
                 .into_iter()
-                .find(|r| {
+                .filter(|r| {
                     r.correlation_id()
                         .is_some_and(|c| c.starts_with(&format!("{tenant}/{id}/")))
                 })
-                .unwrap_or_else(|| panic!("{id} never reached the provider"));
+                .collect();
+            assert_eq!(
+                requests.len(),
+                1,
+                "{id} reached the provider {} times: {}",
+                requests.len(),
+                timeline(s)
+            );
+            let sent = &requests[0];
             assert!(
                 sent.path.contains(&format!("/{number}/messages")),
                 "{}",
