@@ -3,8 +3,10 @@
 //! natively against Twilio's published examples; the contract's exports and the component
 //! build next (`crates/channel-sdk`, as the WhatsApp channel).
 //!
+//! - [`codes`]: Twilio's error codes, each with what the flow does about it;
 //! - [`segments`]: what a body costs: GSM-7 or UCS-2, and the segments the carrier bills;
 //! - [`signature`]: the text Twilio signs in `X-Twilio-Signature` (the host holds the key).
 
+pub mod codes;
 pub mod segments;
 pub mod signature;
