@@ -32,9 +32,12 @@ fn main() {
         "src",
         "wit",
         "wit-history",
-        "examples/sms-channel/src",
-        "examples/sms-channel/Cargo.toml",
-        "examples/sms-channel/channel-plugin.json",
+        "channels/twilio-sms/src",
+        "channels/twilio-sms/Cargo.toml",
+        "channels/twilio-sms/channel-plugin.json",
+        "tests/fixtures/sms-channel-v1/src",
+        "tests/fixtures/sms-channel-v1/Cargo.toml",
+        "tests/fixtures/sms-channel-v1/channel-plugin.json",
         "channel-plugin.json",
         "tests/fixtures/hostile-channel",
         "crates/bump-alloc",
@@ -54,8 +57,8 @@ fn main() {
     let sms = build_component(
         &workspace,
         &target_dir,
-        "sms-channel",
-        "examples/sms-channel",
+        "twilio-sms-channel",
+        "channels/twilio-sms",
         &revision,
     );
     println!("cargo:rustc-env=SMS_CHANNEL_WASM={}", sms.display());
@@ -63,9 +66,17 @@ fn main() {
         &target_dir,
         &[
             (&wasm, &workspace),
-            (&sms, &workspace.join("examples/sms-channel")),
+            (&sms, &workspace.join("channels/twilio-sms")),
         ],
     );
+    let sms_v1 = build_component(
+        &workspace,
+        &target_dir,
+        "sms-fixture-v1",
+        "tests/fixtures/sms-channel-v1",
+        &revision,
+    );
+    println!("cargo:rustc-env=SMS_FIXTURE_V1_WASM={}", sms_v1.display());
     println!("cargo:rustc-env=BUILT_PLUGINS_LOCK={}", lock.display());
     let hostile = build_component(
         &workspace,

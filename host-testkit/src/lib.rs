@@ -8,6 +8,7 @@ pub mod callbacks;
 pub mod defaults;
 pub mod mock;
 pub mod mock_businesses;
+pub mod mock_twilio;
 pub mod oci;
 pub mod postgres;
 pub mod process;
@@ -19,8 +20,12 @@ use serde_json::Value;
 /// The WhatsApp component built from this repository by `build.rs`.
 pub const WHATSAPP_CHANNEL_WASM: &str = env!("WHATSAPP_CHANNEL_WASM");
 
-/// The SMS component from `examples/sms-channel`, built by `build.rs`.
+/// The SMS channel (Twilio, `channels/twilio-sms`), built by `build.rs`.
 pub const SMS_CHANNEL_WASM: &str = env!("SMS_CHANNEL_WASM");
+
+/// The frozen `flow:channel@1.0.0` SMS fixture (`tests/fixtures/sms-channel-v1`, against the
+/// mock's `/sms/v1` API): every run loads a component of the first contract version.
+pub const SMS_FIXTURE_V1_WASM: &str = env!("SMS_FIXTURE_V1_WASM");
 
 /// A test fixture that misbehaves on request (`tests/fixtures/hostile-channel`).
 pub const HOSTILE_CHANNEL_WASM: &str = env!("HOSTILE_CHANNEL_WASM");

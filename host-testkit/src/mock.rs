@@ -510,6 +510,14 @@ pub(crate) enum FollowUp {
         to: String,
         reference: Option<String>,
     },
+    /// Twilio's callbacks, to the message's `StatusCallback`.
+    Twilio {
+        sid: String,
+        to: String,
+        from: String,
+        callback: String,
+        statuses: &'static [(&'static str, Option<u32>)],
+    },
 }
 
 pub(crate) struct Reply {
@@ -602,6 +610,9 @@ impl Recorded {
 }
 
 fn correlation_of(req: &Recorded) -> Option<String> {
+    if req.path.ends_with("/Messages.json") {
+        return crate::mock_twilio::correlation_of(&req.body);
+    }
     let body: Value = serde_json::from_slice(&req.body).ok()?;
     body.get("biz_opaque_callback_data")
         .or_else(|| body.get("reference"))
@@ -642,6 +653,9 @@ fn answer(state: &State, req: &Recorded, trace: u64) -> Reply {
     let path = req.path.split('?').next().unwrap_or("");
     if path == "/sms/v1/messages" {
         return sms_answer(state, req, trace);
+    }
+    if let Some(reply) = crate::mock_twilio::answer(req, trace) {
+        return reply;
     }
     {
         let mut businesses = state.businesses.lock().unwrap_or_else(|p| p.into_inner());
@@ -982,6 +996,35 @@ struct Outgoing {
     message_id: String,
     status: String,
     body: String,
+    /// A Twilio callback instead: the URL it was given (and signs) and its parameters.
+    form: Option<(String, Vec<(String, String)>)>,
+}
+
+impl Outgoing {
+    /// Posts to `base` (a node; `None`: where the provider was told), as its provider signs.
+    async fn post(
+        &self,
+        http: &reqwest::Client,
+        targets: &WebhookTargets,
+        base: Option<&str>,
+    ) -> u16 {
+        if let Some((callback, params)) = &self.form {
+            let to = match (base, url::Url::parse(callback)) {
+                (Some(base), Ok(u)) => {
+                    let query = u.query().map(|q| format!("?{q}")).unwrap_or_default();
+                    format!("{base}{}{query}", u.path())
+                }
+                _ => callback.clone(),
+            };
+            return crate::mock_twilio::post_form(http, &to, callback, params).await;
+        }
+        let url = match (base, self.path) {
+            (Some(base), path) => format!("{base}{path}"),
+            (None, "/webhooks/sms") => targets.sms_url.clone(),
+            (None, _) => targets.whatsapp_url.clone(),
+        };
+        post_signed(http, &url, self.header, &self.secret, self.body.clone()).await
+    }
 }
 
 /// Posts the statuses that follow an answer, each `step` after the previous one; a host that
@@ -1006,31 +1049,37 @@ async fn post_statuses(
     for (i, out) in outgoing.into_iter().enumerate() {
         tokio::time::sleep(targets.step).await;
         let Some(d) = &chaos else {
-            let url = match out.path {
-                "/webhooks/sms" => &targets.sms_url,
-                _ => &targets.whatsapp_url,
-            };
-            let _ = post_signed(&state.http, url, out.header, &out.secret, out.body).await;
+            let _ = out.post(&state.http, &targets, None).await;
             continue;
         };
         let pick = splitmix(seed ^ ((i as u64) << 32));
         let twice = d.duplicate_one_in > 0 && (pick >> 8).is_multiple_of(d.duplicate_one_in);
         let out = Arc::new(out);
         if twice {
-            tokio::spawn(deliver(state.clone(), d.clone(), out.clone(), pick >> 16));
+            tokio::spawn(deliver(
+                state.clone(),
+                targets.clone(),
+                d.clone(),
+                out.clone(),
+                pick >> 16,
+            ));
         }
-        deliver(state.clone(), d.clone(), out, pick).await;
+        deliver(state.clone(), targets.clone(), d.clone(), out, pick).await;
     }
 }
 
 /// Delivers one status to a node picked by `pick`, again (to the next node, after a growing
 /// pause) while it is not answered 200, logging every try.
-async fn deliver(state: Arc<State>, d: Deliveries, out: Arc<Outgoing>, pick: u64) {
+async fn deliver(
+    state: Arc<State>,
+    targets: WebhookTargets,
+    d: Deliveries,
+    out: Arc<Outgoing>,
+    pick: u64,
+) {
     for attempt in 0..=d.retries {
         let node = ((pick + u64::from(attempt)) % d.nodes.len().max(1) as u64) as usize;
-        let url = format!("{}{}", d.nodes[node], out.path);
-        let status =
-            post_signed(&state.http, &url, out.header, &out.secret, out.body.clone()).await;
+        let status = out.post(&state.http, &targets, Some(&d.nodes[node])).await;
         state
             .deliveries
             .lock()
@@ -1070,6 +1119,7 @@ fn statuses_of(state: &State, targets: &WebhookTargets, follow: FollowUp) -> Vec
                     secret: targets.whatsapp_app_secret.clone(),
                     message_id: id.clone(),
                     status: status.to_string(),
+                    form: None,
                     body: whatsapp_status_body_of(
                         &waba,
                         &phone_id,
@@ -1093,6 +1143,28 @@ fn statuses_of(state: &State, targets: &WebhookTargets, follow: FollowUp) -> Vec
                 body: json!({"id": id, "status": status, "reference": reference, "to": to,
                     "timestamp": host::services::now_ms() / 1000})
                 .to_string(),
+                form: None,
+            })
+            .collect(),
+        FollowUp::Twilio {
+            sid,
+            to,
+            from,
+            callback,
+            statuses,
+        } => statuses
+            .iter()
+            .map(|(status, code)| Outgoing {
+                path: "/webhooks/sms",
+                header: "X-Twilio-Signature",
+                secret: String::new(),
+                message_id: sid.clone(),
+                status: status.to_string(),
+                body: String::new(),
+                form: Some((
+                    callback.clone(),
+                    crate::mock_twilio::status_params(&sid, &to, &from, status, *code),
+                )),
             })
             .collect(),
     }

@@ -19,7 +19,9 @@ pub fn write_demo_secrets(dir: &Path, token: &str) -> Result<PathBuf> {
         &path,
         json!({"whatsapp/access-token": "mock-access-token", "whatsapp/app-secret": DEMO_APP_SECRET,
             "whatsapp/verify-token": "t", "sms/api-key": "mock-sms-key",
-            "sms/webhook-secret": DEMO_SMS_WEBHOOK_SECRET, "flow/api-token": token})
+            "sms/webhook-secret": DEMO_SMS_WEBHOOK_SECRET, "flow/api-token": token,
+            "sms/account-sid": crate::mock_twilio::DEMO_ACCOUNT_SID,
+            "sms/auth-token": crate::mock_twilio::DEMO_AUTH_TOKEN})
         .to_string(),
     )?;
     Ok(path)

@@ -43,10 +43,12 @@ pub struct StackConfig {
 }
 
 impl StackConfig {
-    fn server_options(&self) -> ServerOptions {
+    /// The server's options; `url` is where the mock reaches it (its public URL).
+    fn server_options(&self, url: &str) -> ServerOptions {
         ServerOptions {
             header_read_timeout: self.header_read_timeout,
             body_read_timeout: self.body_read_timeout,
+            public_url: Some(url.to_string()),
             ..ServerOptions::new(DEMO_API_TOKEN)
         }
     }
@@ -87,6 +89,8 @@ pub fn demo_secrets() -> Secrets {
         ("whatsapp/verify-token", DEMO_VERIFY_TOKEN),
         ("sms/api-key", DEMO_SMS_API_KEY),
         ("sms/webhook-secret", DEMO_SMS_WEBHOOK_SECRET),
+        ("sms/account-sid", crate::mock_twilio::DEMO_ACCOUNT_SID),
+        ("sms/auth-token", crate::mock_twilio::DEMO_AUTH_TOKEN),
         ("flow/api-token", DEMO_API_TOKEN),
         ("flow/callback-secret", DEMO_CALLBACK_SECRET),
     ] {
@@ -95,7 +99,13 @@ pub fn demo_secrets() -> Secrets {
     s
 }
 
-/// Both channels pointed at one API base (the mock), each allowed only that host.
+/// The SMS channel's settings against the mock's Twilio account.
+pub fn demo_sms_settings() -> Value {
+    json!({"account_sid": crate::mock_twilio::DEMO_ACCOUNT_SID, "from": crate::mock_twilio::DEMO_FROM})
+}
+
+/// Both channels pointed at one API base (the mock), each allowed only that host: WhatsApp,
+/// and SMS through the mock's Twilio.
 pub fn demo_setups(api_base: &str, rate_per_number: f64) -> Vec<ChannelSetup> {
     let setup = |name: &str, wasm: &str, settings: String, pacing| ChannelSetup {
         allow_hosts: vec![api_base.trim_end_matches('/').into()],
@@ -110,7 +120,12 @@ pub fn demo_setups(api_base: &str, rate_per_number: f64) -> Vec<ChannelSetup> {
             json!({"phone_number_id": DEMO_PHONE_NUMBER_ID}).to_string(),
             Some(ChannelPacing::whatsapp(rate_per_number)),
         ),
-        setup("sms", crate::SMS_CHANNEL_WASM, "{}".into(), None),
+        setup(
+            "sms",
+            crate::SMS_CHANNEL_WASM,
+            demo_sms_settings().to_string(),
+            None,
+        ),
     ]
 }
 
@@ -164,7 +179,7 @@ impl Stack {
         .await?;
         let runtime = Runtime::new()?;
         let mut stack = Stack {
-            runner: Arc::new(Self::runner(&runtime, db, &mock.base_url(), &config).await?),
+            runner: Arc::new(Self::runner(&runtime, db, &mock.base_url(), &url, &config).await?),
             mock,
             server: None,
             port,
@@ -176,7 +191,7 @@ impl Stack {
             Server::start(
                 listener,
                 stack.runner.clone(),
-                stack.config.server_options(),
+                stack.config.server_options(&url),
             )
             .await?,
         );
@@ -187,10 +202,14 @@ impl Stack {
         runtime: &Runtime,
         db: &str,
         mock_url: &str,
+        url: &str,
         config: &StackConfig,
     ) -> Result<Runner> {
         let secrets = demo_secrets();
         let mut setups = demo_setups(mock_url, 1_000.0);
+        for setup in &mut setups {
+            setup.webhook_url = Some(format!("{url}/webhooks/{}", setup.name));
+        }
         setups[0].pacing = Some(config.whatsapp_pacing);
         if let Some(templates) = &config.whatsapp_templates {
             setups[0].settings =
@@ -270,12 +289,20 @@ impl Stack {
     pub fn restart_server(&mut self) -> Result<()> {
         self.stop_server();
         crate::block_on(async {
+            let url = self.url();
             let runner = Arc::new(
-                Self::runner(&self.runtime, &self.db, &self.mock.base_url(), &self.config).await?,
+                Self::runner(
+                    &self.runtime,
+                    &self.db,
+                    &self.mock.base_url(),
+                    &url,
+                    &self.config,
+                )
+                .await?,
             );
             let listener = server::bind(self.port)?;
-            self.server =
-                Some(Server::start(listener, runner.clone(), self.config.server_options()).await?);
+            let options = self.config.server_options(&url);
+            self.server = Some(Server::start(listener, runner.clone(), options).await?);
             self.runner = runner;
             Ok(())
         })

@@ -35,6 +35,11 @@ pub struct ChannelSetup {
     pub digest: Option<String>,
     /// The plugin version the lock file pins, checked against `describe`.
     pub version: Option<String>,
+    /// Where providers reach this channel's webhook (`{serve --public-url}/webhooks/{name}`).
+    /// A channel whose settings schema has `status_callback` (a provider that is told per
+    /// message where to post statuses, as Twilio is) gets it there unless its settings name
+    /// one.
+    pub webhook_url: Option<String>,
 }
 
 impl ChannelSetup {
@@ -51,6 +56,7 @@ impl ChannelSetup {
             secrets: Vec::new(),
             digest: None,
             version: None,
+            webhook_url: None,
         }
     }
 
@@ -119,27 +125,72 @@ pub async fn load_channels(
         let plugin = runtime
             .load(&bytes, services, limits)
             .with_context(|| format!("loading the plugin {}", setup.wasm.display()))?;
-        if let Some(pinned) = &setup.version {
-            let info = plugin.describe().await?;
-            if &info.plugin_version != pinned {
-                anyhow::bail!(
-                    "the {} plugin describes itself as version {}, but the lock file pins {pinned}",
-                    setup.name,
-                    info.plugin_version
-                );
-            }
+        let info = plugin.describe().await?;
+        if let Some(pinned) = &setup.version
+            && &info.plugin_version != pinned
+        {
+            anyhow::bail!(
+                "the {} plugin describes itself as version {}, but the lock file pins {pinned}",
+                setup.name,
+                info.plugin_version
+            );
         }
+        let settings = with_status_callback(&setup.settings, &info.config_schema, setup);
         channels.insert(
             setup.name.clone(),
             Channel::new(
                 plugin,
                 ChannelConfig {
                     api_base: Some(setup.api_base.clone()),
-                    settings: setup.settings.clone(),
+                    settings,
                 },
                 setup.pacing,
             ),
         );
     }
     Ok(channels)
+}
+
+/// The settings with `status_callback` set to the channel's webhook URL, when the channel's
+/// settings schema has that property and the settings do not name one.
+fn with_status_callback(settings: &str, config_schema: &str, setup: &ChannelSetup) -> String {
+    const KEY: &str = "status_callback";
+    let Some(url) = &setup.webhook_url else {
+        return settings.to_string();
+    };
+    let declared = serde_json::from_str::<serde_json::Value>(config_schema)
+        .ok()
+        .is_some_and(|schema| schema.pointer(&format!("/properties/{KEY}")).is_some());
+    let text = if settings.trim().is_empty() {
+        "{}"
+    } else {
+        settings
+    };
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(mut map)) if declared && !map.contains_key(KEY) => {
+            map.insert(KEY.into(), url.clone().into());
+            serde_json::Value::Object(map).to_string()
+        }
+        _ => settings.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_that_takes_a_status_callback_gets_its_webhook_url_unless_it_names_one() {
+        let schema = r#"{"properties": {"status_callback": {"type": "string"}}}"#;
+        let mut setup = ChannelSetup::new("sms", PathBuf::new(), "http://x", String::new());
+        assert_eq!(with_status_callback("{}", schema, &setup), "{}");
+        setup.webhook_url = Some("https://h.example/webhooks/sms".into());
+        assert_eq!(
+            with_status_callback("{\"from\":\"+1\"}", schema, &setup),
+            r#"{"from":"+1","status_callback":"https://h.example/webhooks/sms"}"#
+        );
+        let own = r#"{"status_callback":"https://mine.example/cb"}"#;
+        assert_eq!(with_status_callback(own, schema, &setup), own);
+        assert_eq!(with_status_callback("{}", "{}", &setup), "{}");
+    }
 }

@@ -103,7 +103,7 @@ mod tests {
         assert_eq!(m.name, "whatsapp");
         assert_eq!(m.allowed_hosts, ["graph.facebook.com"]);
         assert_eq!(m.secrets, ["whatsapp/*"]);
-        let sms = std::fs::read(host_testkit::SMS_CHANNEL_WASM).unwrap();
+        let sms = std::fs::read(host_testkit::SMS_FIXTURE_V1_WASM).unwrap();
         assert_eq!(
             PluginManifest::from_component(&sms).unwrap().unwrap().name,
             "sms"

@@ -631,6 +631,16 @@ pub(crate) mod tests {
             m.update(data);
             Ok(m.verify_slice(mac).is_ok())
         }
+        fn signature_verify(
+            &self,
+            algorithm: channel_sdk::SignatureAlgorithm,
+            secret: &str,
+            data: &[u8],
+            signature: &[u8],
+        ) -> Result<bool, SecretError> {
+            assert_eq!(algorithm, channel_sdk::SignatureAlgorithm::HmacSha256);
+            self.hmac_sha256_verify(secret, data, signature)
+        }
         fn secret_equals(&self, _: &str, candidate: &str) -> Result<bool, SecretError> {
             Ok(candidate == self.verify_token)
         }

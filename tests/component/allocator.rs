@@ -199,7 +199,7 @@ fn the_sms_component_answers_within_its_initial_memory_too() {
     // build a send or classify its answer either.
     use host::contract::since_v1_0::bindings::{ChannelPlugin, flow::channel::types};
     use host_testkit::block_on;
-    let recorded = Recorded::load(host_testkit::SMS_CHANNEL_WASM);
+    let recorded = Recorded::load(host_testkit::SMS_FIXTURE_V1_WASM);
     let mut store = recorded.store();
     let call = ChannelPlugin::instantiate_async(&mut store, &recorded.component, &recorded.linker);
     let plugin = block_on(call).unwrap();

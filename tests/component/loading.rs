@@ -17,7 +17,7 @@ fn components_of_every_served_contract_version_load_side_by_side() {
     let rt = runtime();
     for (wasm, version, name) in [
         (
-            host_testkit::SMS_CHANNEL_WASM,
+            host_testkit::SMS_FIXTURE_V1_WASM,
             ContractVersion::V1_0,
             "flow:channel@1.0.0",
         ),
@@ -55,7 +55,7 @@ fn an_older_component_is_not_asked_for_account_operations_it_does_not_have() {
         settings: "{}".into(),
     };
     for wasm in [
-        host_testkit::SMS_CHANNEL_WASM,
+        host_testkit::SMS_FIXTURE_V1_WASM,
         host_testkit::HOSTILE_CHANNEL_WASM,
     ] {
         let plugin = runtime()
@@ -128,7 +128,7 @@ fn a_component_importing_more_than_the_contract_is_refused_naming_the_import() {
 fn compiled_components_are_cached_on_disk_and_loaded_next_time() {
     let dir = std::env::temp_dir().join(format!("compiled-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let bytes = std::fs::read(host_testkit::SMS_CHANNEL_WASM).unwrap();
+    let bytes = std::fs::read(host_testkit::SMS_FIXTURE_V1_WASM).unwrap();
     let services = Arc::new(HostServices::locked_down());
     let rt = host::Runtime::with_cache_in(false, Some(dir.clone())).unwrap();
     let first = rt

@@ -23,7 +23,7 @@ fn the_sms_component_implements_the_same_world() {
     let plugin = Runtime::new()
         .unwrap()
         .load_file(
-            std::path::Path::new(host_testkit::SMS_CHANNEL_WASM),
+            std::path::Path::new(host_testkit::SMS_FIXTURE_V1_WASM),
             Arc::new(services),
             Limits::default(),
         )

@@ -1,7 +1,7 @@
 //! The host's side effects as a channel sees them.
 
 use crate::bindings::flow::channel::host as imports;
-use crate::{HttpRequest, HttpResponse, LogLevel, SecretError, TransportError};
+use crate::{HttpRequest, HttpResponse, LogLevel, SecretError, SignatureAlgorithm, TransportError};
 
 /// The host's side effects, as seen by a channel: what its domain takes, so that tests give it
 /// a real in-process host and the component gives it [`ImportedHost`].
@@ -14,6 +14,15 @@ pub trait Host {
         secret: &str,
         data: &[u8],
         mac: &[u8],
+    ) -> Result<bool, SecretError>;
+    /// Checks `signature` over `data` with the secret `secret` (an HMAC key, or an ECDSA
+    /// public key) under `algorithm`; the key never leaves the host.
+    fn signature_verify(
+        &self,
+        algorithm: SignatureAlgorithm,
+        secret: &str,
+        data: &[u8],
+        signature: &[u8],
     ) -> Result<bool, SecretError>;
     /// Constant-time comparison of `candidate` with a secret.
     fn secret_equals(&self, secret: &str, candidate: &str) -> Result<bool, SecretError>;
@@ -36,6 +45,15 @@ impl Host for ImportedHost {
         mac: &[u8],
     ) -> Result<bool, SecretError> {
         imports::hmac_sha256_verify(secret, data, mac)
+    }
+    fn signature_verify(
+        &self,
+        algorithm: SignatureAlgorithm,
+        secret: &str,
+        data: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, SecretError> {
+        imports::signature_verify(algorithm, secret, data, signature)
     }
     fn secret_equals(&self, secret: &str, candidate: &str) -> Result<bool, SecretError> {
         imports::secret_equals(secret, candidate)

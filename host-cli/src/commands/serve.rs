@@ -63,8 +63,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub operator_callback_url: Option<String>,
     /// The base URL providers reach this server at, e.g. `https://hooks.example.com` (behind
-    /// a proxy serve cannot know it): webhook requests then carry the full URL the provider
-    /// called, which providers that sign the URL (Twilio) need.
+    /// a proxy serve cannot know it): webhook requests carry the full URL the provider called,
+    /// which providers that sign the URL (Twilio) need, and channels told per message where
+    /// to post statuses get `{URL}/webhooks/{channel}`. Default: `http://127.0.0.1:{port}`,
+    /// right only when the providers (the mock) call this machine directly.
     #[arg(long)]
     pub public_url: Option<String>,
     /// A sender's sends per second, `SENDER_ID=RATE`, in place of the throughput the provider
@@ -100,8 +102,13 @@ pub struct ServeArgs {
     /// Load exactly the plugins of this lock file (pinned by version and sha256, each with
     /// its allowed hosts and secrets; `registry pull` writes it). Without it: the lock file of
     /// the channels built from this repository, adjusted by --api-base, --allow-host, --config.
-    #[arg(long, conflicts_with_all = ["config", "api_base", "allow_hosts"])]
+    #[arg(long, conflicts_with_all = ["config", "api_base", "allow_hosts", "channel_settings"])]
     pub plugins: Option<PathBuf>,
+    /// Another built-in channel's settings, `CHANNEL=FILE` (e.g. `sms=twilio.json`; the
+    /// `whatsapp` channel's are --config). Without it a channel runs on the embedded demo
+    /// settings (the mock's accounts). Repeatable.
+    #[arg(long = "channel-settings")]
+    pub channel_settings: Vec<String>,
 }
 
 impl ServeArgs {
@@ -160,10 +167,16 @@ impl ServeArgs {
             ))
             .into());
         }
-        let setups = match &self.plugins {
+        let public_url = self.public_url_checked()?;
+        let mut setups = match &self.plugins {
             Some(lock) => LockFile::setups_from(lock).map_err(|e| UsageError(format!("{e:#}")))?,
             None => self.built_in_setups(plugin)?,
         };
+        for setup in &mut setups {
+            setup.webhook_url = public_url
+                .as_ref()
+                .map(|base| format!("{base}/webhooks/{}", setup.name));
+        }
         let channels = load_channels(&Runtime::new()?, &secrets, log, &setups)
             .await
             .map_err(|e| UsageError(format!("{e:#}")))?;
@@ -172,7 +185,7 @@ impl ServeArgs {
             max_connections: self.max_connections.max(1),
             max_webhook_body_bytes: self.max_webhook_body_bytes.max(1),
             admin_token: secrets.value(ADMIN_TOKEN_SECRET).filter(|t| !t.is_empty()),
-            public_url: self.public_url_checked()?,
+            public_url,
             ..ServerOptions::new(token)
         };
         let server = Server::start(server::bind(self.port)?, runner, server_options).await?;
@@ -205,10 +218,11 @@ impl ServeArgs {
             .collect()
     }
 
-    /// `--public-url`, checked: an absolute http(s) URL without query or fragment.
+    /// `--public-url`, checked: an absolute http(s) URL without query or fragment; by default
+    /// this server on loopback.
     fn public_url_checked(&self) -> Result<Option<String>> {
         let Some(url) = &self.public_url else {
-            return Ok(None);
+            return Ok(Some(format!("http://127.0.0.1:{}", self.port)));
         };
         match reqwest::Url::parse(url) {
             Ok(u)
@@ -255,12 +269,49 @@ impl ServeArgs {
                     (setup.digest, setup.version) = (None, None);
                 }
             }
+            if setup.name != "whatsapp" {
+                setup.settings = match self.settings_file_for(&setup.name)? {
+                    Some(settings) => settings.to_string(),
+                    None if setup.name == "sms" => {
+                        host_testkit::stack::demo_sms_settings().to_string()
+                    }
+                    None => setup.settings.clone(),
+                };
+            }
             setup.pacing = Some(ChannelPacing {
                 rate_per_second: rate,
                 customer_gap_ms: gap,
             });
         }
+        if let Some(unknown) = self.channel_settings.iter().find_map(|pair| {
+            let name = pair.split_once('=').map_or(pair.as_str(), |(n, _)| n);
+            (!setups.iter().any(|s| s.name == name)).then_some(name)
+        }) {
+            return Err(UsageError(format!(
+                "--channel-settings names {unknown:?}, which is not a built-in channel"
+            ))
+            .into());
+        }
         Ok(setups)
+    }
+
+    /// The settings file `--channel-settings` gives `channel`, read.
+    fn settings_file_for(&self, channel: &str) -> Result<Option<serde_json::Value>> {
+        for pair in &self.channel_settings {
+            let Some((name, file)) = pair
+                .split_once('=')
+                .filter(|(n, f)| !n.is_empty() && !f.is_empty())
+            else {
+                return Err(UsageError(format!(
+                    "--channel-settings takes CHANNEL=FILE, got {pair:?}"
+                ))
+                .into());
+            };
+            if name == channel {
+                return crate::common::read_json(file).map(Some);
+            }
+        }
+        Ok(None)
     }
 }
 

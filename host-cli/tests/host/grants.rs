@@ -23,9 +23,14 @@ fn sms_message() -> MessageRequest {
     }
 }
 
-fn sms_setup(mock: &MockApi, settings: serde_json::Value) -> ChannelSetup {
+/// The SMS channel (Twilio) on the demo settings with `overrides` applied.
+fn sms_setup(mock: &MockApi, overrides: serde_json::Value) -> ChannelSetup {
     let mut setup = demo_setups(&mock.base_url(), 80.0).remove(1);
     assert_eq!(setup.name, "sms");
+    let mut settings = host_testkit::stack::demo_sms_settings();
+    for (k, v) in overrides.as_object().unwrap() {
+        settings[k] = v.clone();
+    }
     setup.settings = settings.to_string();
     setup
 }
@@ -33,7 +38,7 @@ fn sms_setup(mock: &MockApi, settings: serde_json::Value) -> ChannelSetup {
 #[test]
 fn the_sms_plugin_cannot_use_the_whatsapp_token() {
     let mock = MockApi::start(0, MockConfig::default()).unwrap();
-    let setup = sms_setup(&mock, json!({"api_key_secret": "whatsapp/access-token"}));
+    let setup = sms_setup(&mock, json!({"auth_token_secret": "whatsapp/access-token"}));
     let channels = load_setups(&[setup]).unwrap();
     let c = send_sms(&channels);
     assert_eq!(
@@ -102,7 +107,7 @@ fn lock_dir(name: &str, api_base: &str, sms_secrets: serde_json::Value) -> std::
             host_testkit::WHATSAPP_CHANNEL_WASM,
             "whatsapp_channel.wasm",
         ),
-        ("sms", host_testkit::SMS_CHANNEL_WASM, "sms_channel.wasm"),
+        ("sms", host_testkit::SMS_FIXTURE_V1_WASM, "sms_channel.wasm"),
     ] {
         let bytes = std::fs::read(wasm).unwrap();
         std::fs::write(dir.join(file), &bytes).unwrap();
@@ -182,7 +187,7 @@ fn a_lock_file_refuses_an_artifact_whose_digest_or_version_differs() {
     let lock_path = dir.join("plugins.lock");
     // Another artifact under the pinned name.
     std::fs::copy(
-        host_testkit::SMS_CHANNEL_WASM,
+        host_testkit::SMS_FIXTURE_V1_WASM,
         dir.join("whatsapp_channel.wasm"),
     )
     .unwrap();

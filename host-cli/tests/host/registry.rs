@@ -82,7 +82,7 @@ fn other_bytes_of(wasm: &str, dir: &Path) -> PathBuf {
     out
 }
 
-const SMS: &str = host_testkit::SMS_CHANNEL_WASM;
+const SMS: &str = host_testkit::SMS_FIXTURE_V1_WASM;
 const WHATSAPP: &str = host_testkit::WHATSAPP_CHANNEL_WASM;
 
 fn a_signed_plugin_is_published_resolved_pulled_and_locked(registry: &str) {

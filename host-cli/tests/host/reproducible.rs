@@ -34,7 +34,12 @@ fn the_channels_build_to_the_same_bytes_in_another_target_directory_and_environm
                 .map(|(name, value)| ((*name).into(), (*value).into())),
         )
     };
-    for package in ["whatsapp-channel", "sms-channel", "hostile-channel"] {
+    for package in [
+        "whatsapp-channel",
+        "twilio-sms-channel",
+        "sms-fixture-v1",
+        "hostile-channel",
+    ] {
         let output = component_cargo_from(workspace, &again, package, env())
             .output()
             .unwrap();
@@ -91,7 +96,12 @@ fn padded_calls(module: &[u8]) -> (usize, usize) {
 #[test]
 fn the_channel_modules_are_linked_with_minimal_leb128_indices() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    for package in ["whatsapp-channel", "sms-channel", "hostile-channel"] {
+    for package in [
+        "whatsapp-channel",
+        "twilio-sms-channel",
+        "sms-fixture-v1",
+        "hostile-channel",
+    ] {
         let module = std::fs::read(core_module_path(
             &workspace.join("target/component"),
             package,

@@ -25,7 +25,7 @@ fn the_whatsapp_component_targets_the_contract() {
 
 #[test]
 fn the_sms_component_targets_the_frozen_1_0_contract() {
-    targets("wit-history/1.0.0", host_testkit::SMS_CHANNEL_WASM);
+    targets("wit-history/1.0.0", host_testkit::SMS_FIXTURE_V1_WASM);
 }
 
 /// The check has teeth: a component importing something the contract does not name fails it.

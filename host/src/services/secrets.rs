@@ -33,23 +33,50 @@ pub fn is_host_only(name: &str) -> bool {
 }
 
 /// What a secret is for, by the last segment of its name (the host cannot ask a plugin):
-/// `app-secret`, `webhook-secret`, `verify-token`, or one ending `-webhook-key` verify what
-/// providers send (checked inside the host only); every other name is an outbound credential
-/// (sent in a header to the grant's hosts only). Neither is usable for the other.
+/// `app-secret`, `webhook-secret`, `verify-token`, or one ending `-webhook-key` or
+/// `public-key` verify what providers send (checked inside the host only); `auth-token` is
+/// both (a provider such as Twilio signs its callbacks with the token that authenticates the
+/// API calls: it travels to the grant's hosts and keys HMAC checks, and nothing else); every
+/// other name is an outbound credential (sent in a header to the grant's hosts only). A
+/// verification secret never leaves the host, and no credential is ever compared
+/// (`secret-equals`) for a plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
     Credential,
     Verification,
+    CredentialAndSigningKey,
 }
 
 pub fn purpose_of(name: &str) -> Purpose {
     let last = name.rsplit('/').next().unwrap_or(name);
     let verification = matches!(last, "app-secret" | "webhook-secret" | "verify-token")
-        || last.ends_with("-webhook-key");
+        || last.ends_with("-webhook-key")
+        || last.ends_with("public-key");
     if verification {
         Purpose::Verification
+    } else if last == "auth-token" {
+        Purpose::CredentialAndSigningKey
     } else {
         Purpose::Credential
+    }
+}
+
+impl Purpose {
+    /// Whether the secret may key this check for a plugin.
+    fn verifies_with(self, algorithm: Option<SignatureAlgorithm>) -> bool {
+        match self {
+            Purpose::Verification => true,
+            Purpose::CredentialAndSigningKey => matches!(
+                algorithm,
+                Some(SignatureAlgorithm::HmacSha1 | SignatureAlgorithm::HmacSha256)
+            ),
+            Purpose::Credential => false,
+        }
+    }
+
+    /// Whether the secret may travel in a request.
+    fn is_sent(self) -> bool {
+        matches!(self, Purpose::Credential | Purpose::CredentialAndSigningKey)
     }
 }
 
@@ -228,12 +255,17 @@ impl Secrets {
         None
     }
 
-    /// A granted secret for a check inside the host (`hmac-sha256-verify`, `secret-equals`):
-    /// only a verification secret (an outbound credential is never compared or hashed for a
-    /// plugin, which would make the host an oracle for it).
-    fn granted_value(&self, name: &str) -> Result<String, SecretError> {
+    /// A granted secret for a check inside the host: a verification secret for every check
+    /// (`algorithm` none: `secret-equals`), a credential that is also a signing key for an
+    /// HMAC check only. A plain outbound credential is never compared or hashed for a plugin,
+    /// which would make the host an oracle for it.
+    fn granted_value(
+        &self,
+        name: &str,
+        algorithm: Option<SignatureAlgorithm>,
+    ) -> Result<String, SecretError> {
         self.grant_for(name).ok_or(SecretError::Denied)?;
-        if purpose_of(name) != Purpose::Verification {
+        if !purpose_of(name).verifies_with(algorithm) {
             return Err(SecretError::Denied);
         }
         self.value(name).ok_or(SecretError::NotFound)
@@ -255,7 +287,7 @@ impl Secrets {
 
     /// Constant-time comparison.
     pub fn equals(&self, name: &str, candidate: &str) -> Result<bool, SecretError> {
-        let secret = self.granted_value(name)?;
+        let secret = self.granted_value(name, None)?;
         Ok(secret.as_bytes().ct_eq(candidate.as_bytes()).into())
     }
 
@@ -357,7 +389,7 @@ impl Secrets {
         let grant = self
             .grant_for(name)
             .ok_or_else(|| format!("the secret {name:?} is not granted to this plugin"))?;
-        if purpose_of(name) != Purpose::Credential {
+        if !purpose_of(name).is_sent() {
             return Err(format!(
                 "the secret {name:?} verifies webhooks: it never leaves the host in a request"
             ));
@@ -386,7 +418,7 @@ impl Secrets {
         data: &[u8],
         signature: &[u8],
     ) -> Result<bool, SecretError> {
-        let secret = self.granted_value(name)?;
+        let secret = self.granted_value(name, Some(algorithm))?;
         Ok(match algorithm {
             SignatureAlgorithm::HmacSha256 => {
                 let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
@@ -685,6 +717,52 @@ mod tests {
             Err(SecretError::Denied)
         );
         assert_eq!(plugin.equals("whatsapp/app-secret", "app"), Ok(true));
+    }
+
+    /// Twilio authenticates API calls and signs its callbacks with the same auth token: it
+    /// travels to its grant's hosts and keys HMAC checks, is never compared for a plugin and
+    /// never keys an ECDSA check; a public key verifies and never travels.
+    #[test]
+    fn an_auth_token_is_a_credential_and_an_hmac_key_and_nothing_else() {
+        let mut s = Secrets::default();
+        s.insert_for_hosts("sms/account-sid", "AC1", ["http://127.0.0.1:8787"])
+            .unwrap();
+        s.insert_for_hosts("sms/auth-token", "12345", ["http://127.0.0.1:8787"])
+            .unwrap();
+        s.insert_for_hosts(
+            "email/webhook-public-key",
+            "MFkw",
+            ["http://127.0.0.1:8787"],
+        )
+        .unwrap();
+        assert_eq!(
+            s.header_value("Basic ${basic:sms/account-sid:sms/auth-token}", MOCK),
+            Ok("Basic QUMxOjEyMzQ1".into())
+        );
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(b"12345").unwrap();
+        mac.update(b"text");
+        let mac = mac.finalize().into_bytes();
+        let verify = |algorithm, name| s.signature_verify(algorithm, name, b"text", &mac);
+        assert_eq!(
+            verify(SignatureAlgorithm::HmacSha1, "sms/auth-token"),
+            Ok(true)
+        );
+        assert_eq!(
+            verify(SignatureAlgorithm::EcdsaP256Sha256, "sms/auth-token"),
+            Err(SecretError::Denied)
+        );
+        assert_eq!(
+            verify(SignatureAlgorithm::HmacSha1, "sms/account-sid"),
+            Err(SecretError::Denied)
+        );
+        assert_eq!(
+            s.equals("sms/auth-token", "12345"),
+            Err(SecretError::Denied)
+        );
+        let err = s
+            .header_value("Bearer ${secret:email/webhook-public-key}", MOCK)
+            .unwrap_err();
+        assert!(err.contains("verifies webhooks"), "{err}");
     }
 
     #[test]

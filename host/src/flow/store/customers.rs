@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 
 /// What a 131050-style refusal (no preference event, just a refused send) stops.
 const MARKETING: &str = "marketing";
+/// The kind a channel names when the customer stops or resumes everything on it (an SMS STOP
+/// or START).
+const ALL_KINDS: &str = "all";
 
 /// Every key an event names the customer by: its `recipient`, and the phone and user id in
 /// `details.customer` (WhatsApp's form; other channels give only `recipient`).
@@ -73,10 +76,17 @@ impl Tx<'_> {
         self.ops.opted_out(channel, customer)
     }
 
+    /// Stops or resumes one kind of message; resuming [`ALL_KINDS`] (an SMS START, which
+    /// undoes every stop on the channel) resumes every kind stopped.
     fn set_opt_out(&self, channel: &str, customer: &str, category: &str, stop: bool) -> Result<()> {
         if stop {
             self.ops
                 .add_opt_out(channel, customer, category, ms(self.now))
+        } else if category == ALL_KINDS {
+            for kind in self.ops.opted_out(channel, customer)? {
+                self.ops.remove_opt_out(channel, customer, &kind)?;
+            }
+            Ok(())
         } else {
             self.ops.remove_opt_out(channel, customer, category)
         }
