@@ -12,4 +12,5 @@ mod loading;
 mod marketing_templates;
 mod send;
 mod sms;
+mod twilio_sms;
 mod webhook_events;
