@@ -602,6 +602,12 @@ fn count(state: &State, req: &Recorded, reply: &Reply) {
 /// The correlation id a request carries: WhatsApp's `biz_opaque_callback_data`, the SMS
 /// API's `reference`.
 impl Recorded {
+    /// Whether it is an SMS send: Twilio's Messages API, or the 1.0.0 fixture's `/sms/v1`.
+    pub fn is_sms_send(&self) -> bool {
+        let path = self.path.split('?').next().unwrap_or("");
+        path.starts_with("/sms/") || path.ends_with("/Messages.json")
+    }
+
     /// The correlation id the request carries (WhatsApp's `biz_opaque_callback_data`, the
     /// SMS API's `reference`).
     pub fn correlation_id(&self) -> Option<String> {

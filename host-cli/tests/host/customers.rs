@@ -82,7 +82,7 @@ fn sms_requests(stack: &Stack) -> usize {
         .mock
         .requests()
         .iter()
-        .filter(|r| r.path.starts_with("/sms/"))
+        .filter(|r| r.is_sms_send())
         .count()
 }
 

@@ -15,5 +15,6 @@ mod pacing;
 mod registry;
 mod reproducible;
 mod server_limits;
+mod sms;
 mod targets;
 mod tenants;

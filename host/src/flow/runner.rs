@@ -514,7 +514,7 @@ impl Runner {
             for (s, step) in spec.steps.iter().enumerate() {
                 let key = (
                     step.channel.clone(),
-                    spec.recipient.clone(),
+                    spec.recipient_of(s).to_string(),
                     step.content.to_string(),
                 );
                 checks.entry(key).or_default().push((i, s));
@@ -549,11 +549,11 @@ impl Runner {
         let mut invalid: HashMap<usize, Vec<SpecError>> = HashMap::new();
         for (at, errors) in verdicts.into_iter().filter(|(_, e)| !e.is_empty()) {
             for (i, s) in at {
-                let channel = &specs[i].steps[s].channel;
+                let step = &specs[i].steps[s];
                 invalid
                     .entry(i)
                     .or_default()
-                    .extend(errors.iter().map(|e| content_error(s, channel, e)));
+                    .extend(errors.iter().map(|e| content_error(s, step, e)));
             }
         }
         let mut invalid: Vec<_> = invalid.into_iter().collect();
@@ -1574,10 +1574,27 @@ fn shape_only(config: &ChannelConfig) -> ChannelConfig {
 
 /// A channel's field error about a step, as a flow's field error: a path into the message
 /// (`/content/…`) becomes a path into the step (`/steps/1/content/…`).
-fn content_error(step: usize, channel: &str, e: &crate::contract::types::FieldError) -> SpecError {
+/// A channel's field error about a step, at the flow's pointer: the step's content, or its
+/// recipient (the step's `to`, else the flow's `recipient`).
+fn content_error(
+    index: usize,
+    step: &super::spec::Step,
+    e: &crate::contract::types::FieldError,
+) -> SpecError {
+    let channel = &step.channel;
+    if e.path == "/recipient" {
+        return SpecError {
+            path: match step.to {
+                Some(_) => format!("/steps/{index}/to"),
+                None => "/recipient".into(),
+            },
+            code: "invalid_recipient",
+            message: format!("{channel} cannot send to it ({}): {}", e.code, e.message),
+        };
+    }
     let path = match e.path.strip_prefix("/content") {
-        Some(rest) => format!("/steps/{step}/content{rest}"),
-        None => format!("/steps/{step}/content"),
+        Some(rest) => format!("/steps/{index}/content{rest}"),
+        None => format!("/steps/{index}/content"),
     };
     SpecError {
         path,

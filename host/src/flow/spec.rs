@@ -73,6 +73,11 @@ pub struct Step {
     /// flow is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// This step's recipient, when it is not the flow's (an email address for the email
+    /// step of a flow whose recipient is a phone number); checked against the channel's
+    /// recipient rules when the flow is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 impl Step {
@@ -83,6 +88,16 @@ impl Step {
             Some(sender) => std::borrow::Cow::Owned(format!("{}#{sender}", self.channel)),
             None => std::borrow::Cow::Borrowed(self.channel.as_str()),
         }
+    }
+}
+
+impl FlowSpec {
+    /// Whom step `step` sends to: its own `to`, else the flow's recipient.
+    pub fn recipient_of(&self, step: usize) -> &str {
+        self.steps
+            .get(step)
+            .and_then(|s| s.to.as_deref())
+            .unwrap_or(&self.recipient)
     }
 }
 
@@ -273,6 +288,15 @@ impl FlowSpec {
                     ));
                 }
             }
+            if let Some(to) = &s.to
+                && (to.trim().is_empty() || to.len() > MAX_RECIPIENT_LEN)
+            {
+                errors.push(SpecError::new(
+                    format!("/steps/{i}/to"),
+                    "invalid_recipient",
+                    format!("must be 1 to {MAX_RECIPIENT_LEN} bytes, got {}", to.len()),
+                ));
+            }
             if let Some(w) = s.within_ms {
                 check_range(
                     errors,
@@ -386,5 +410,22 @@ mod tests {
         let mut v = base();
         v["ttl_ms"] = json!(-1);
         assert_eq!(errors_of(v)[0].path, "/ttl_ms");
+    }
+
+    #[test]
+    fn a_step_may_name_its_own_recipient() {
+        let mut v = base();
+        v["steps"][0]["to"] = json!("pablo@example.com");
+        let spec = FlowSpec::from_value(v.clone()).unwrap();
+        assert!(spec.check(&["sms"]).is_empty());
+        assert_eq!(spec.recipient_of(0), "pablo@example.com");
+        assert_eq!(spec.recipient_of(9), "+15550100001");
+        v["steps"][0]["to"] = json!("x".repeat(MAX_RECIPIENT_LEN + 1));
+        let e = &errors_of(v)[0];
+        assert_eq!(
+            (e.path.as_str(), e.code),
+            ("/steps/0/to", "invalid_recipient")
+        );
+        assert!(e.message.contains("257"), "{}", e.message);
     }
 }

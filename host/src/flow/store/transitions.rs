@@ -93,6 +93,27 @@ impl FlowRow {
             .map(|s| s.channel.as_str())
             .unwrap_or("?")
     }
+
+    /// The customer key step `step` sends to: its own `to`'s, else the flow's.
+    fn customer_of_step(&self, step: usize) -> String {
+        match self.spec.steps.get(step).and_then(|s| s.to.as_deref()) {
+            Some(to) => tenants::scoped(tenants::unscoped(&self.id).0, &customer_key(to)),
+            None => self.customer.clone(),
+        }
+    }
+
+    /// The customer keys the flow's steps on `channel` send to (the flow's own when none).
+    fn customers_on(&self, channel: &str) -> Vec<String> {
+        let mut keys: Vec<String> = (0..self.spec.steps.len())
+            .filter(|&i| self.spec.steps[i].channel == channel)
+            .map(|i| self.customer_of_step(i))
+            .collect();
+        if keys.is_empty() {
+            keys.push(self.customer.clone());
+        }
+        keys.dedup();
+        keys
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -316,13 +337,17 @@ impl Tx<'_> {
         // Each sending number has its own pace and its own gap per customer (Meta counts
         // both per business number).
         let lane = step.lane();
+        let (recipient, customer) = (
+            flow.spec.recipient_of(flow.step),
+            flow.customer_of_step(flow.step),
+        );
         let shared = self.backend == Backend::Postgres;
         if shared {
-            self.adopt_shared_pacing(&lane, &flow.spec.recipient, pacer)?;
+            self.adopt_shared_pacing(&lane, recipient, pacer)?;
         }
-        let taken = pacer.try_take(&lane, &flow.spec.recipient, self.now, horizon_ms);
+        let taken = pacer.try_take(&lane, recipient, self.now, horizon_ms);
         if shared && taken.is_ok() {
-            self.share_pacing(&lane, &flow.spec.recipient, pacer)?;
+            self.share_pacing(&lane, recipient, pacer)?;
         }
         let slot = match taken {
             Ok(slot) => slot,
@@ -364,10 +389,10 @@ impl Tx<'_> {
             channel: step.channel.clone(),
             attempt: flow.attempt,
             correlation_id,
-            recipient: flow.spec.recipient.clone(),
+            recipient: flow.spec.recipient_of(flow.step).to_string(),
             content: step.content.to_string(),
-            last_inbound_ms: self.last_inbound(&lane, &flow.customer, &flow.spec)?,
-            opted_out: self.opted_out(&step.channel, &flow.customer)?,
+            last_inbound_ms: self.last_inbound(&lane, &customer, &flow.spec)?,
+            opted_out: self.opted_out(&step.channel, &customer)?,
             slot_ms: slot,
             sender: step.from.clone(),
             lane: lane.into_owned(),
@@ -511,7 +536,8 @@ impl Tx<'_> {
             return Ok(());
         };
         if let SendResult::Classified(c) = result {
-            self.note_classified_opt_out(&a.channel, Some(&flow.customer), c)?;
+            let customer = flow.customer_of_step(flow.step);
+            self.note_classified_opt_out(&a.channel, Some(&customer), c)?;
         }
         if flow.state != FlowState::Sending || flow.current_attempt != Some(a.id) {
             return Ok(());
@@ -822,8 +848,13 @@ impl Tx<'_> {
             return Ok(StatusOutcome::NoAttempt);
         };
         let status = status_name(e);
-        // The flow's own customer key, without its tenant: what the event names.
-        if !names_customer(e, tenants::unscoped(&flow.customer).1) {
+        // The customer keys the flow sends to on this channel, without its tenant: what the
+        // event names.
+        let customers = flow.customers_on(channel);
+        let Some(customer) = customers
+            .iter()
+            .find(|c| names_customer(e, tenants::unscoped(c).1))
+        else {
             self.note(
                 &flow.id,
                 Some(a.id),
@@ -832,12 +863,12 @@ impl Tx<'_> {
                 ),
             )?;
             return Ok(StatusOutcome::OtherCustomer);
-        }
+        };
         if !self.first_sight(channel, e)? {
             return Ok(StatusOutcome::Redelivery);
         }
         self.adopt_message_id(channel, &a, e)?;
-        self.note_classified_opt_out(channel, Some(&flow.customer), &e.classification)?;
+        self.note_classified_opt_out(channel, Some(customer), &e.classification)?;
         // Conditional on the precedence the row holds, and the row count checked: a lower
         // status never overwrites a higher one, whatever arrives in which order.
         let disposition = disposition_name(e.classification.disposition);
