@@ -35,6 +35,9 @@ fn main() {
         "channels/twilio-sms/src",
         "channels/twilio-sms/Cargo.toml",
         "channels/twilio-sms/channel-plugin.json",
+        "channels/sendgrid-email/src",
+        "channels/sendgrid-email/Cargo.toml",
+        "channels/sendgrid-email/channel-plugin.json",
         "tests/fixtures/sms-channel-v1/src",
         "tests/fixtures/sms-channel-v1/Cargo.toml",
         "tests/fixtures/sms-channel-v1/channel-plugin.json",
@@ -62,11 +65,20 @@ fn main() {
         &revision,
     );
     println!("cargo:rustc-env=SMS_CHANNEL_WASM={}", sms.display());
+    let email = build_component(
+        &workspace,
+        &target_dir,
+        "sendgrid-email-channel",
+        "channels/sendgrid-email",
+        &revision,
+    );
+    println!("cargo:rustc-env=EMAIL_CHANNEL_WASM={}", email.display());
     let lock = write_built_lock(
         &target_dir,
         &[
             (&wasm, &workspace),
             (&sms, &workspace.join("channels/twilio-sms")),
+            (&email, &workspace.join("channels/sendgrid-email")),
         ],
     );
     let sms_v1 = build_component(

@@ -8,6 +8,7 @@ pub mod callbacks;
 pub mod defaults;
 pub mod mock;
 pub mod mock_businesses;
+pub mod mock_sendgrid;
 pub mod mock_twilio;
 pub mod oci;
 pub mod postgres;
@@ -22,6 +23,9 @@ pub const WHATSAPP_CHANNEL_WASM: &str = env!("WHATSAPP_CHANNEL_WASM");
 
 /// The SMS channel (Twilio, `channels/twilio-sms`), built by `build.rs`.
 pub const SMS_CHANNEL_WASM: &str = env!("SMS_CHANNEL_WASM");
+
+/// The email channel (SendGrid, `channels/sendgrid-email`), built by `build.rs`.
+pub const EMAIL_CHANNEL_WASM: &str = env!("EMAIL_CHANNEL_WASM");
 
 /// The frozen `flow:channel@1.0.0` SMS fixture (`tests/fixtures/sms-channel-v1`, against the
 /// mock's `/sms/v1` API): every run loads a component of the first contract version.

@@ -171,6 +171,8 @@ pub struct WebhookTargets {
     pub whatsapp_app_secret: String,
     pub sms_url: String,
     pub sms_secret: String,
+    /// The SendGrid Event Webhook's URL (`/webhooks/email`).
+    pub email_url: String,
     /// Pause between an answer and each following status.
     pub step: Duration,
     /// Meta's delivery habits across several nodes; `None` posts each status once, in order,
@@ -212,6 +214,7 @@ impl WebhookTargets {
             whatsapp_app_secret: crate::stack::DEMO_APP_SECRET.into(),
             sms_url: format!("{base}/webhooks/sms"),
             sms_secret: crate::stack::DEMO_SMS_WEBHOOK_SECRET.into(),
+            email_url: format!("{base}/webhooks/email"),
             step,
             deliveries: None,
         }
@@ -510,6 +513,13 @@ pub(crate) enum FollowUp {
         to: String,
         reference: Option<String>,
     },
+    /// SendGrid's Event Webhook deliveries, to the account's event URL.
+    SendGrid {
+        message_id: String,
+        email: String,
+        correlation_id: Option<String>,
+        events: &'static [crate::mock_sendgrid::MockEvent],
+    },
     /// Twilio's callbacks, to the message's `StatusCallback`.
     Twilio {
         sid: String,
@@ -525,6 +535,8 @@ pub(crate) struct Reply {
     pub(crate) answer: Answer,
     pub(crate) delay: Duration,
     pub(crate) then: Option<FollowUp>,
+    /// Response headers besides the content type (SendGrid's `X-Message-Id`).
+    pub(crate) headers: Vec<(&'static str, String)>,
 }
 
 pub(crate) enum Answer {
@@ -572,10 +584,17 @@ async fn handle(
     tokio::time::sleep(delay).await;
     let status = axum::http::StatusCode::from_u16(reply.status)
         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-    match reply.answer {
+    let mut response = match reply.answer {
+        Answer::Json(Value::Null) => status.into_response(),
         Answer::Json(v) => (status, axum::Json(v)).into_response(),
         Answer::Html(s) => (status, [("content-type", "text/html")], s).into_response(),
+    };
+    for (name, value) in reply.headers {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
     }
+    response
 }
 
 fn count(state: &State, req: &Recorded, reply: &Reply) {
@@ -602,6 +621,11 @@ fn count(state: &State, req: &Recorded, reply: &Reply) {
 /// The correlation id a request carries: WhatsApp's `biz_opaque_callback_data`, the SMS
 /// API's `reference`.
 impl Recorded {
+    /// Whether it is an email send (SendGrid's Mail Send).
+    pub fn is_email_send(&self) -> bool {
+        self.path.split('?').next() == Some("/v3/mail/send")
+    }
+
     /// Whether it is an SMS send: Twilio's Messages API, or the 1.0.0 fixture's `/sms/v1`.
     pub fn is_sms_send(&self) -> bool {
         let path = self.path.split('?').next().unwrap_or("");
@@ -618,6 +642,9 @@ impl Recorded {
 fn correlation_of(req: &Recorded) -> Option<String> {
     if req.path.ends_with("/Messages.json") {
         return crate::mock_twilio::correlation_of(&req.body);
+    }
+    if req.path.starts_with("/v3/mail/send") {
+        return crate::mock_sendgrid::correlation_of(&req.body);
     }
     let body: Value = serde_json::from_slice(&req.body).ok()?;
     body.get("biz_opaque_callback_data")
@@ -645,6 +672,7 @@ pub(crate) fn reply(status: u16, body: Value) -> Reply {
         answer: Answer::Json(body),
         delay: Duration::ZERO,
         then: None,
+        headers: Vec::new(),
     }
 }
 
@@ -661,6 +689,9 @@ fn answer(state: &State, req: &Recorded, trace: u64) -> Reply {
         return sms_answer(state, req, trace);
     }
     if let Some(reply) = crate::mock_twilio::answer(req, trace) {
+        return reply;
+    }
+    if let Some(reply) = crate::mock_sendgrid::answer(req, trace) {
         return reply;
     }
     {
@@ -845,6 +876,7 @@ fn whatsapp_answer(state: &State, phone_id: &str, body: &Value, trace: u64) -> R
                 ),
                 delay,
                 then: None,
+                headers: Vec::new(),
             };
         }
         Behaviour::RateLimitedOnce => {
@@ -901,6 +933,7 @@ fn accepted(
             callback,
             statuses,
         }),
+        headers: Vec::new(),
     }
 }
 
@@ -991,6 +1024,7 @@ fn sms_answer(state: &State, req: &Recorded, trace: u64) -> Reply {
         answer: Answer::Json(json!({"id": id, "status": "queued"})),
         delay: Duration::ZERO,
         then: Some(FollowUp::Sms { id, to, reference }),
+        headers: Vec::new(),
     }
 }
 
@@ -1027,8 +1061,12 @@ impl Outgoing {
         let url = match (base, self.path) {
             (Some(base), path) => format!("{base}{path}"),
             (None, "/webhooks/sms") => targets.sms_url.clone(),
+            (None, "/webhooks/email") => targets.email_url.clone(),
             (None, _) => targets.whatsapp_url.clone(),
         };
+        if self.header == crate::mock_sendgrid::SIGNATURE_HEADER {
+            return crate::mock_sendgrid::post_events(http, &url, self.body.clone()).await;
+        }
         post_signed(http, &url, self.header, &self.secret, self.body.clone()).await
     }
 }
@@ -1149,6 +1187,30 @@ fn statuses_of(state: &State, targets: &WebhookTargets, follow: FollowUp) -> Vec
                 body: json!({"id": id, "status": status, "reference": reference, "to": to,
                     "timestamp": host::services::now_ms() / 1000})
                 .to_string(),
+                form: None,
+            })
+            .collect(),
+        FollowUp::SendGrid {
+            message_id,
+            email,
+            correlation_id,
+            events,
+        } => events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| Outgoing {
+                path: "/webhooks/email",
+                header: crate::mock_sendgrid::SIGNATURE_HEADER,
+                secret: String::new(),
+                message_id: message_id.clone(),
+                status: event.name.to_string(),
+                body: crate::mock_sendgrid::event_body(
+                    &message_id,
+                    &email,
+                    correlation_id.as_deref(),
+                    event,
+                    i,
+                ),
                 form: None,
             })
             .collect(),

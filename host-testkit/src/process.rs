@@ -21,7 +21,9 @@ pub fn write_demo_secrets(dir: &Path, token: &str) -> Result<PathBuf> {
             "whatsapp/verify-token": "t", "sms/api-key": "mock-sms-key",
             "sms/webhook-secret": DEMO_SMS_WEBHOOK_SECRET, "flow/api-token": token,
             "sms/account-sid": crate::mock_twilio::DEMO_ACCOUNT_SID,
-            "sms/auth-token": crate::mock_twilio::DEMO_AUTH_TOKEN})
+            "sms/auth-token": crate::mock_twilio::DEMO_AUTH_TOKEN,
+            "email/api-key": crate::mock_sendgrid::DEMO_API_KEY,
+            "email/webhook-public-key": crate::mock_sendgrid::demo_event_public_key()})
         .to_string(),
     )?;
     Ok(path)

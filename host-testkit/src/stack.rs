@@ -91,11 +91,16 @@ pub fn demo_secrets() -> Secrets {
         ("sms/webhook-secret", DEMO_SMS_WEBHOOK_SECRET),
         ("sms/account-sid", crate::mock_twilio::DEMO_ACCOUNT_SID),
         ("sms/auth-token", crate::mock_twilio::DEMO_AUTH_TOKEN),
+        ("email/api-key", crate::mock_sendgrid::DEMO_API_KEY),
         ("flow/api-token", DEMO_API_TOKEN),
         ("flow/callback-secret", DEMO_CALLBACK_SECRET),
     ] {
         s.insert(k, v);
     }
+    s.insert(
+        "email/webhook-public-key",
+        crate::mock_sendgrid::demo_event_public_key(),
+    );
     s
 }
 
@@ -104,8 +109,13 @@ pub fn demo_sms_settings() -> Value {
     json!({"account_sid": crate::mock_twilio::DEMO_ACCOUNT_SID, "from": crate::mock_twilio::DEMO_FROM})
 }
 
-/// Both channels pointed at one API base (the mock), each allowed only that host: WhatsApp,
-/// and SMS through the mock's Twilio.
+/// The email channel's settings: the demo shop's sender.
+pub fn demo_email_settings() -> Value {
+    json!({"from": {"email": "orders@example.com", "name": "Example Shop"}})
+}
+
+/// Every channel pointed at one API base (the mock), each allowed only that host: WhatsApp,
+/// SMS through the mock's Twilio, email through its SendGrid.
 pub fn demo_setups(api_base: &str, rate_per_number: f64) -> Vec<ChannelSetup> {
     let setup = |name: &str, wasm: &str, settings: String, pacing| ChannelSetup {
         allow_hosts: vec![api_base.trim_end_matches('/').into()],
@@ -124,6 +134,12 @@ pub fn demo_setups(api_base: &str, rate_per_number: f64) -> Vec<ChannelSetup> {
             "sms",
             crate::SMS_CHANNEL_WASM,
             demo_sms_settings().to_string(),
+            None,
+        ),
+        setup(
+            "email",
+            crate::EMAIL_CHANNEL_WASM,
+            demo_email_settings().to_string(),
             None,
         ),
     ]

@@ -275,6 +275,9 @@ impl ServeArgs {
                     None if setup.name == "sms" => {
                         host_testkit::stack::demo_sms_settings().to_string()
                     }
+                    None if setup.name == "email" => {
+                        host_testkit::stack::demo_email_settings().to_string()
+                    }
                     None => setup.settings.clone(),
                 };
             }

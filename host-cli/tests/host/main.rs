@@ -5,6 +5,7 @@
 mod cli;
 mod customers;
 mod docs;
+mod email;
 mod faults;
 mod flows;
 mod grants;

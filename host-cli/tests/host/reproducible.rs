@@ -37,6 +37,7 @@ fn the_channels_build_to_the_same_bytes_in_another_target_directory_and_environm
     for package in [
         "whatsapp-channel",
         "twilio-sms-channel",
+        "sendgrid-email-channel",
         "sms-fixture-v1",
         "hostile-channel",
     ] {
@@ -99,6 +100,7 @@ fn the_channel_modules_are_linked_with_minimal_leb128_indices() {
     for package in [
         "whatsapp-channel",
         "twilio-sms-channel",
+        "sendgrid-email-channel",
         "sms-fixture-v1",
         "hostile-channel",
     ] {
