@@ -11,6 +11,7 @@ mod isolation;
 mod loading;
 mod marketing_templates;
 mod send;
+mod sendgrid_email;
 mod sms;
 mod twilio_sms;
 mod webhook_events;
