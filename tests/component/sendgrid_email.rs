@@ -148,7 +148,11 @@ fn sendgrids_published_vector_verifies_and_is_too_old_to_accept() {
         case["timestamp"].as_str().unwrap(),
         case["signature"].as_str().unwrap(),
     );
-    let email = plugin("http://127.0.0.1:9", "k", case["public_key"].as_str().unwrap());
+    let email = plugin(
+        "http://127.0.0.1:9",
+        "k",
+        case["public_key"].as_str().unwrap(),
+    );
     let outcome = email
         .parse_webhook(&request, &config("http://127.0.0.1:9"))
         .block()

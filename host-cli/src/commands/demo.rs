@@ -98,7 +98,8 @@ pub async fn demo(plugin_path: Option<&Path>, out: &mut dyn std::io::Write) -> R
     })
 }
 
-/// The demo's second part: fallback flows, with webhooks, timers and the SMS channel.
+/// The demo's second part: fallback flows across WhatsApp, SMS (Twilio's API) and email
+/// (SendGrid's), with signed webhooks, timers, and a recipient per step.
 pub async fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("host-harness-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -109,30 +110,65 @@ pub async fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
             .await?;
     writeln!(
         out,
-        "\nFallback flows: WhatsApp first, then SMS (serve at {}, signed webhooks from the mock)\n",
+        "\nFallback flows: WhatsApp, then SMS, then email (serve at {}, signed webhooks from the mock's Meta, Twilio and SendGrid)\n",
         stack.url()
     )?;
     let template = json!({"type": "template", "template": {"name": "order_update", "language": "en_US", "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}});
+    // (what, the customer's phone, the SMS step's own number if another, their address)
     let scenarios = [
-        ("delivered on WhatsApp", "+15550100001"),
-        ("not on WhatsApp (131026 by webhook) → SMS", "+15550100012"),
-        ("rate-limited, retried, delivered", "+15550100010"),
-        ("never delivered → timer → SMS", "+15550100013"),
+        (
+            "delivered on WhatsApp",
+            "+15550100001",
+            None,
+            "ana@example.com",
+        ),
+        (
+            "not on WhatsApp (131026 by webhook) → SMS delivered",
+            "+15550100012",
+            None,
+            "ben@example.com",
+        ),
+        (
+            "not on WhatsApp (131026) → SMS undelivered (30003) → email delivered",
+            "+15550100002",
+            Some("+15550200003"),
+            "carla@example.com",
+        ),
+        (
+            "rate-limited, retried, delivered",
+            "+15550100010",
+            None,
+            "dan@example.com",
+        ),
+        (
+            "never delivered → timer → SMS",
+            "+15550100013",
+            None,
+            "eve@example.com",
+        ),
     ];
     let mut ids = Vec::new();
-    for (i, (what, recipient)) in scenarios.iter().enumerate() {
+    for (i, (what, phone, sms_to, address)) in scenarios.iter().enumerate() {
+        let mut sms = json!({"channel": "sms", "content": {"text": "Your order shipped.", "validity_period_s": 5},
+            "wait_for": "delivered", "within_ms": 5_000});
+        if let Some(to) = sms_to {
+            sms["to"] = json!(to);
+        }
         let spec: host::flow::FlowSpec = serde_json::from_value(json!({
-            "id": format!("demo-{}", i + 1), "recipient": recipient, "ttl_ms": 60_000, "unknown_wait_ms": 5_000,
+            "id": format!("demo-{}", i + 1), "recipient": phone, "ttl_ms": 60_000, "unknown_wait_ms": 5_000,
             "steps": [
                 {"channel": "whatsapp", "content": template, "wait_for": "delivered", "within_ms": 2_000},
-                {"channel": "sms", "content": {"text": "Your order shipped."}, "wait_for": "delivered", "within_ms": 5_000}]}))?;
+                sms,
+                {"channel": "email", "to": address, "wait_for": "delivered", "within_ms": 5_000,
+                 "content": {"subject": "Your order shipped", "text": "Your order shipped.",
+                             "html": "<p>Your order shipped.</p>"}}]}))?;
         let id = stack
             .runner
             .submit(host::tenants::DEFAULT_TENANT, vec![spec], now_ms())
             .map_err(|e| anyhow!("starting a demo flow: {e:?}"))?
             .remove(0)
             .id;
-        writeln!(out, "  started {id}: {what} ({recipient})")?;
+        writeln!(out, "  started {id}: {what} ({phone})")?;
         ids.push(id);
     }
     let started = Instant::now();

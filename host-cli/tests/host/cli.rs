@@ -290,9 +290,16 @@ fn demo_runs_to_completion() {
     assert!(text.contains("accepted / accepted"));
     assert!(text.contains("fallback / recipient_not_on_channel code 131026"));
     assert!(text.contains("refused before sending: /recipient"));
-    assert!(text.contains("4/4 flows finished"), "{text}");
+    assert!(text.contains("5/5 flows finished"), "{text}");
     assert!(text.contains("timer: whatsapp not delivered within 2000 ms"));
     assert!(text.contains("falling back to sms"));
+    // WhatsApp → SMS undelivered (30003) → email delivered.
+    assert!(
+        text.contains("recipient_unreachable (code 30003)"),
+        "{text}"
+    );
+    assert!(text.contains("falling back to email"));
+    assert!(text.contains("delivered on email: done"), "{text}");
     // The timeline can be printed again from the database the demo names.
     let db = text
         .split("--db ")
