@@ -44,7 +44,7 @@ pub const DEFAULT_SMS_STATUSES: &[(&str, Option<u32>)] =
 /// The scripted SMS recipients.
 pub const SMS_SCENARIOS: &[SmsScenario] = &[
     SmsScenario {
-        recipient: "+15550200003",
+        recipient: "+15550600003",
         description: "SMS undelivered: unreachable handset (30003)",
         behaviour: SmsBehaviour::AcceptThen(&[
             ("queued", None),
@@ -53,22 +53,22 @@ pub const SMS_SCENARIOS: &[SmsScenario] = &[
         ]),
     },
     SmsScenario {
-        recipient: "+15550200010",
+        recipient: "+15550600010",
         description: "SMS refused: the recipient replied STOP (21610)",
         behaviour: SmsBehaviour::Error(400, 21610, "Attempt to send to unsubscribed recipient"),
     },
     SmsScenario {
-        recipient: "+15550200014",
+        recipient: "+15550600014",
         description: "SMS refused: not a mobile number (21614)",
         behaviour: SmsBehaviour::Error(400, 21614, "'To' number is not a valid mobile number"),
     },
     SmsScenario {
-        recipient: "+15550200005",
+        recipient: "+15550600005",
         description: "SMS undelivered: unknown destination handset (30005)",
         behaviour: SmsBehaviour::AcceptThen(&[("sent", None), ("undelivered", Some(30005))]),
     },
     SmsScenario {
-        recipient: "+15550200029",
+        recipient: "+15550600029",
         description: "SMS: too many requests (20429)",
         behaviour: SmsBehaviour::Error(429, 20429, "Too Many Requests"),
     },

@@ -67,13 +67,13 @@ fn sends_reach_the_mock_twilio_with_basic_credentials_and_each_answer_is_classif
     );
     let cases = [
         ("+15550100001", Disposition::Accepted, "accepted"),
-        ("+15550200010", Disposition::Fallback, "recipient_opted_out"),
+        ("+15550600010", Disposition::Fallback, "recipient_opted_out"),
         (
-            "+15550200014",
+            "+15550600014",
             Disposition::Fallback,
             "recipient_not_on_channel",
         ),
-        ("+15550200029", Disposition::Retry, "rate_limited"),
+        ("+15550600029", Disposition::Retry, "rate_limited"),
     ];
     for (to, disposition, reason) in cases {
         let c = sms

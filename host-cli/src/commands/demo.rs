@@ -131,7 +131,7 @@ pub async fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
         (
             "not on WhatsApp (131026) → SMS undelivered (30003) → email delivered",
             "+15550100002",
-            Some("+15550200003"),
+            Some("+15550600003"),
             "carla@example.com",
         ),
         (

@@ -52,7 +52,7 @@ fn an_undelivered_sms_falls_back_to_email_which_is_delivered() {
     let stack = stack("three");
     let done = run(
         &stack,
-        &three_channels("e-1", "+15550200003", "pablo@example.com"),
+        &three_channels("e-1", "+15550600003", "pablo@example.com"),
     );
     let timeline = timeline_text(&done);
     assert_eq!(done["state"], "done", "{timeline}");
@@ -82,7 +82,7 @@ fn a_bounced_email_ends_the_flow_with_its_reason() {
     let stack = stack("bounce");
     let done = run(
         &stack,
-        &three_channels("e-2", "+15550200003", "bounce@example.com"),
+        &three_channels("e-2", "+15550600003", "bounce@example.com"),
     );
     let timeline = timeline_text(&done);
     assert_eq!(done["state"], "exhausted", "{timeline}");

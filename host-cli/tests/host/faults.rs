@@ -4,7 +4,7 @@
 //! killed) counts every request per correlation id: nothing may be sent twice, and every flow
 //! must end.
 
-use host_testkit::mock::{Latency, MockApi, MockConfig, MockLimits, WebhookTargets};
+use host_testkit::mock::{Deliveries, Latency, MockApi, MockConfig, MockLimits, WebhookTargets};
 use host_testkit::process::{
     FlowClient, ServeProcess, assert_nothing_sent_twice, delivered_fallback_campaign,
     delivered_fallback_flow, free_port, wait_requests, write_demo_secrets,
@@ -34,12 +34,30 @@ impl Rig {
     /// A rig whose provider enforces `limits` (130429 past its rate), and whose `serve` paces
     /// at that rate.
     fn with_limits(name: &str, latency_ms: u64, limits: Option<MockLimits>) -> Rig {
+        Rig::build(name, latency_ms, limits, false)
+    }
+
+    /// A rig whose provider posts each webhook again until `serve` answers 200, as providers
+    /// retry: statuses posted while `serve` is down arrive once it is back.
+    fn redelivering(name: &str, latency_ms: u64) -> Rig {
+        Rig::build(name, latency_ms, None, true)
+    }
+
+    fn build(name: &str, latency_ms: u64, limits: Option<MockLimits>, redeliver: bool) -> Rig {
         let port = free_port().unwrap();
         let url = format!("http://127.0.0.1:{port}");
+        let targets = WebhookTargets {
+            deliveries: redeliver.then(|| Deliveries {
+                nodes: vec![url.clone()],
+                retries: 8,
+                ..Deliveries::default()
+            }),
+            ..WebhookTargets::demo_serve(&url, Duration::from_millis(100))
+        };
         let mock = MockApi::start(
             0,
             MockConfig {
-                webhooks: Some(WebhookTargets::demo_serve(&url, Duration::from_millis(100))),
+                webhooks: Some(targets),
                 latency: Latency::Fixed(latency_ms),
                 limits,
                 ..MockConfig::default()
@@ -170,6 +188,50 @@ fn killed_during_a_fallback_send_the_fallback_is_not_sent_again() {
         timeline(s)
     );
     rig.assert_nothing_sent_twice();
+}
+
+#[test]
+fn killed_during_the_email_fallback_the_email_is_not_sent_again() {
+    // Not on WhatsApp (131026) → SMS undelivered (30003, by Twilio's callback) → email.
+    let rig = Rig::redelivering("email", 1_500);
+    let serve = rig.serve(1);
+    let spec = serde_json::json!({"id": "email-1", "recipient": "+15550100002",
+        "unknown_wait_ms": 30_000, "steps": [
+        {"channel": "whatsapp", "wait_for": "delivered", "within_ms": 30_000,
+         "content": {"type": "template", "template": {"name": "order_update", "language": "en_US",
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}}},
+        {"channel": "sms", "to": "+15550600003", "wait_for": "delivered", "within_ms": 30_000,
+         "content": {"text": "Your order shipped."}},
+        {"channel": "email", "to": "pablo@example.com", "wait_for": "delivered", "within_ms": 30_000,
+         "content": {"subject": "Your order shipped", "text": "Your order shipped."}}]});
+    rig.start(&[spec]);
+    // WhatsApp and SMS answered, the email request reached SendGrid, unanswered: kill.
+    rig.wait_requests(3);
+    serve.kill().unwrap();
+    let _serve = rig.serve(2);
+    let s = &rig.wait_final(&["email-1".to_string()])[0];
+    assert_eq!(s["state"], "done", "{}", timeline(s));
+    assert_eq!(channels(s), ["whatsapp", "sms", "email"], "{}", timeline(s));
+    assert_eq!(
+        s["attempts"][2]["disposition"],
+        "unknown",
+        "{}",
+        timeline(s)
+    );
+    assert!(
+        timeline(s).contains("email status delivered"),
+        "{}",
+        timeline(s)
+    );
+    rig.assert_nothing_sent_twice();
+    let emails = rig
+        .mock
+        .requests()
+        .iter()
+        .filter(|r| r.is_email_send())
+        .count();
+    assert_eq!(emails, 1, "the email went once");
+    assert_eq!(rig.mock.counters()["requests"], 3);
 }
 
 #[test]

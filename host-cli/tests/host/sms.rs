@@ -89,7 +89,7 @@ fn an_sms_step_to_its_own_number_is_delivered_through_signed_twilio_callbacks() 
 fn an_undelivered_sms_30003_ends_the_step_with_its_reason() {
     let stack = stack("undelivered");
     let (_, body) = stack
-        .post_flows(&flow("s-2", "+15550100012", Some("+15550200003")))
+        .post_flows(&flow("s-2", "+15550100012", Some("+15550600003")))
         .unwrap();
     let done = stack
         .wait_final(body["id"].as_str().unwrap(), WAIT)
