@@ -59,9 +59,25 @@ pub enum Command {
     },
     /// Classify a send result: {"http_status","headers","body"} or {"transport_error","request_sent"}.
     Classify { file: String },
-    /// Parse a webhook body as Meta posts it.
+    /// Parse a webhook body as the channel's provider posts it (any channel: --plugin), as
+    /// serve would: the events (exit 0), a missing or wrong signature (3), a malformed body
+    /// (1), a secret the settings name and --secrets lacks (2).
     Webhook {
         file: String,
+        /// The full URL the provider called (providers that sign the URL, as Twilio does,
+        /// need it); its query is the request's.
+        #[arg(long)]
+        url: Option<String>,
+        /// A request header, `Name: value`. Repeatable.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// A JSON file of secret name → value: the keys the channel's signature checks use
+        /// (inside the host only).
+        #[arg(long)]
+        secrets: Option<PathBuf>,
+        /// The channel's settings JSON (default: the channel's demo settings).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// The X-Hub-Signature-256 header value, `sha256=…`.
         #[arg(long)]
         signature: Option<String>,
@@ -183,6 +199,10 @@ pub async fn run(cli: &Cli) -> Result<Outcome> {
         }
         Command::Webhook {
             file,
+            url,
+            headers,
+            secrets,
+            config,
             signature,
             app_secret_env,
             verify_token_env,
@@ -194,6 +214,10 @@ pub async fn run(cli: &Cli) -> Result<Outcome> {
                 log,
                 WebhookArgs {
                     file,
+                    url: url.as_deref(),
+                    headers,
+                    secrets: secrets.as_deref(),
+                    config: config.as_deref(),
                     signature: signature.as_deref(),
                     app_secret_env: app_secret_env.as_deref(),
                     verify_token_env: verify_token_env.as_deref(),

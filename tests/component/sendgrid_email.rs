@@ -171,3 +171,37 @@ fn sendgrids_published_vector_verifies_and_is_too_old_to_accept() {
         "{outcome:?}"
     );
 }
+
+/// Every answer SendGrid documents, classified by the component.
+#[test]
+fn the_component_classifies_every_answer_as_sendgrid_documents_it() {
+    use host::contract::types::{HttpResponse, SendOutcome};
+    let email = plugin("http://127.0.0.1:9", "k", &demo_event_public_key());
+    let errors =
+        json!({"errors": [{"message": "m", "field": "personalizations.0.to", "help": null}]});
+    for (status, disposition, reason, operator) in [
+        (400, "failed", "invalid_request", true),
+        (401, "failed", "auth_error", true),
+        (403, "failed", "auth_error", true),
+        (413, "failed", "invalid_request", true),
+        (429, "retry", "rate_limited", false),
+        (500, "retry", "provider_unavailable", false),
+        (502, "retry", "provider_unavailable", false),
+    ] {
+        let outcome = SendOutcome::Response(HttpResponse {
+            status,
+            headers: vec![],
+            body: errors.to_string().into_bytes(),
+        });
+        let c = email.classify(&outcome, 1).block().unwrap();
+        assert_eq!(
+            (
+                host::json::disposition_name(c.disposition),
+                c.reason.as_str(),
+                c.operator_action
+            ),
+            (disposition, reason, operator),
+            "{status}"
+        );
+    }
+}

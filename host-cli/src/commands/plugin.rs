@@ -64,6 +64,10 @@ impl SendArgs {
 /// The `webhook` command's arguments.
 pub struct WebhookArgs<'a> {
     pub file: &'a str,
+    pub url: Option<&'a str>,
+    pub headers: &'a [String],
+    pub secrets: Option<&'a Path>,
+    pub config: Option<&'a Path>,
     pub signature: Option<&'a str>,
     pub app_secret_env: Option<&'a str>,
     pub verify_token_env: Option<&'a str>,
@@ -71,7 +75,8 @@ pub struct WebhookArgs<'a> {
     pub query: &'a [String],
 }
 
-/// `webhook`: secrets from the named environment variables, then the plugin's verdict.
+/// `webhook`: the request as the provider sent it, the secrets from the file and the named
+/// environment variables, then the plugin's verdict.
 pub async fn webhook_command(
     plugin_path: Option<&Path>,
     log: Log,
@@ -79,6 +84,11 @@ pub async fn webhook_command(
 ) -> Result<Outcome> {
     let body = read_input(args.file)?;
     let mut secrets = Secrets::default().with_env();
+    if let Some(file) = args.secrets {
+        for (name, value) in secrets_file(file)? {
+            secrets.insert(name, value);
+        }
+    }
     let env = |var: &str| {
         std::env::var(var)
             .map_err(|_| UsageError(format!("the environment variable {var} is not set")))
@@ -90,47 +100,111 @@ pub async fn webhook_command(
         secrets.insert(VERIFY_TOKEN_NAME, env(var)?);
     }
     let signed = secrets.contains(APP_SECRET_NAME);
-    if !signed {
-        eprintln!(
-            "note: no app secret configured (--app-secret-env); the signature is not checked"
-        );
-    }
-    let settings = if signed {
-        json!({})
-    } else {
-        json!({ "app_secret": null })
+    let plugin = load_plugin(
+        plugin_path,
+        HostServices::new(HttpClient::new(HttpPolicy::default()), secrets, log),
+    )?;
+    let channel = plugin.describe().await?.name;
+    let settings = match args.config {
+        Some(file) => read_json(&file.to_string_lossy())?,
+        None => demo_channel_settings(&channel, signed),
     };
-    let mut headers = vec![Header {
-        name: "content-type".into(),
-        value: "application/json".into(),
-    }];
+    let request = webhook_request(&args, body)?;
+    webhook(&plugin, &request, &settings).await
+}
+
+/// The embedded demo settings of a built-in channel (WhatsApp's without an app secret
+/// checks no signature, as before).
+fn demo_channel_settings(channel: &str, signed: bool) -> Value {
+    match channel {
+        "sms" => host_testkit::stack::demo_sms_settings(),
+        "email" => host_testkit::stack::demo_email_settings(),
+        _ if signed => json!({}),
+        _ => {
+            eprintln!(
+                "note: no app secret configured (--app-secret-env); the signature is not checked"
+            );
+            json!({ "app_secret": null })
+        }
+    }
+}
+
+/// `{"name": "value", …}` from a file.
+fn secrets_file(file: &Path) -> Result<Vec<(String, String)>> {
+    let doc = read_json(&file.to_string_lossy())?;
+    let Value::Object(map) = doc else {
+        return Err(UsageError(format!(
+            "{} must be a JSON object of secret name → value",
+            file.display()
+        ))
+        .into());
+    };
+    map.into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k, s)),
+            other => Err(UsageError(format!(
+                "{}: the secret {k:?} must be a string, got {other}",
+                file.display()
+            ))
+            .into()),
+        })
+        .collect()
+}
+
+/// The request as the provider sent it: method, URL (its query, then `--query`), headers
+/// (`--header`, then WhatsApp's `--signature`), body.
+fn webhook_request(args: &WebhookArgs<'_>, body: Vec<u8>) -> Result<WebhookRequest> {
+    let mut headers = args
+        .headers
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .filter(|(n, _)| !n.trim().is_empty())
+                .map(|(n, v)| Header {
+                    name: n.trim().to_string(),
+                    value: v.trim().to_string(),
+                })
+                .ok_or_else(|| UsageError(format!("--header takes 'Name: value', got {h:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("content-type"))
+    {
+        headers.push(Header {
+            name: "content-type".into(),
+            value: "application/json".into(),
+        });
+    }
     if let Some(sig) = args.signature {
         headers.push(Header {
             name: "X-Hub-Signature-256".into(),
             value: sig.to_string(),
         });
     }
-    let query = args
-        .query
-        .iter()
-        .map(|q| {
-            q.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| UsageError(format!("--query takes name=value, got {q:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let request = WebhookRequest {
+    let mut query = Vec::new();
+    if let Some(url) = args.url {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| UsageError(format!("--url {url:?} is not a URL: {e}")))?;
+        query.extend(
+            parsed
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned())),
+        );
+    }
+    for q in args.query {
+        let (k, v) = q
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--query takes name=value, got {q:?}")))?;
+        query.push((k.to_string(), v.to_string()));
+    }
+    Ok(WebhookRequest {
         method: args.method.to_ascii_uppercase(),
-        url: None,
+        url: args.url.map(str::to_string),
         headers,
         query,
         body,
-    };
-    let plugin = load_plugin(
-        plugin_path,
-        HostServices::new(HttpClient::new(HttpPolicy::default()), secrets, log),
-    )?;
-    webhook(&plugin, &request, &settings).await
+    })
 }
 
 /// The plugin with `send`'s services: the allowlist (graph.facebook.com and `--allow-host`,

@@ -604,3 +604,127 @@ fn a_reader_that_closes_early_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+/// `webhook` for any channel: a body file, the URL the provider called, its headers and the
+/// secrets file, as serve would see them.
+fn channel_webhook(
+    plugin: &str,
+    url: &str,
+    headers: &[String],
+    secrets: &Value,
+    body: &[u8],
+) -> Output {
+    let dir = std::env::temp_dir().join(format!(
+        "cli-webhook-{}-{}",
+        std::process::id(),
+        host::services::now_ms()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (body_file, secrets_file) = (dir.join("body"), dir.join("secrets.json"));
+    std::fs::write(&body_file, body).unwrap();
+    std::fs::write(&secrets_file, secrets.to_string()).unwrap();
+    let mut args = vec!["--plugin", plugin, "webhook", "--url", url];
+    for h in headers {
+        args.extend(["--header", h.as_str()]);
+    }
+    args.extend([
+        "--secrets",
+        secrets_file.to_str().unwrap(),
+        body_file.to_str().unwrap(),
+    ]);
+    run(&args, None, &[])
+}
+
+#[test]
+fn webhook_checks_a_twilio_callback_signed_over_its_url() {
+    use host_testkit::mock_twilio::{DEMO_AUTH_TOKEN, form_body, signature, status_params};
+    let url = "https://hooks.example.com/webhooks/sms?correlation_id=order-1%2F1%2F1";
+    let params = status_params(
+        "SM1",
+        "+15550600003",
+        "+15005550006",
+        "undelivered",
+        Some(30003),
+    );
+    let secrets = json!({"sms/auth-token": DEMO_AUTH_TOKEN});
+    let form = "Content-Type: application/x-www-form-urlencoded".to_string();
+    let signed = |token: &str| format!("X-Twilio-Signature: {}", signature(token, url, &params));
+    let body = form_body(&params).into_bytes();
+    let sms = host_testkit::SMS_CHANNEL_WASM;
+    let good = channel_webhook(
+        sms,
+        url,
+        &[form.clone(), signed(DEMO_AUTH_TOKEN)],
+        &secrets,
+        &body,
+    );
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let e = &json_of(&good)["events"][0];
+    assert_eq!(e["classification"]["reason"], "recipient_unreachable");
+    assert_eq!(e["correlation_id"], "order-1/1/1");
+    let wrong = channel_webhook(sms, url, &[form.clone(), signed("other")], &secrets, &body);
+    assert_eq!(wrong.status.code(), Some(3));
+    let missing = channel_webhook(sms, url, std::slice::from_ref(&form), &secrets, &body);
+    assert_eq!(missing.status.code(), Some(3));
+    let no_sid: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| !k.ends_with("Sid"))
+        .cloned()
+        .collect();
+    let header = format!(
+        "X-Twilio-Signature: {}",
+        signature(DEMO_AUTH_TOKEN, url, &no_sid)
+    );
+    let malformed = channel_webhook(
+        sms,
+        url,
+        &[form, header],
+        &secrets,
+        form_body(&no_sid).as_bytes(),
+    );
+    assert_eq!(
+        malformed.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&malformed.stdout)
+    );
+}
+
+#[test]
+fn webhook_checks_a_sendgrid_delivery_signed_with_ecdsa() {
+    use host_testkit::mock_sendgrid::{
+        SIGNATURE_HEADER, TIMESTAMP_HEADER, demo_event_public_key, sign,
+    };
+    let email = host_testkit::EMAIL_CHANNEL_WASM;
+    let secrets = json!({"email/webhook-public-key": demo_event_public_key()});
+    let url = "https://hooks.example.com/webhooks/email";
+    let deliver = |body: &str, signature: Option<&str>| {
+        let (timestamp, good) = sign(body);
+        let headers = vec![
+            format!("{SIGNATURE_HEADER}: {}", signature.unwrap_or(&good)),
+            format!("{TIMESTAMP_HEADER}: {timestamp}"),
+        ];
+        channel_webhook(email, url, &headers, &secrets, body.as_bytes())
+    };
+    let body = json!([{"email": "pablo@example.com", "event": "bounce", "type": "bounce",
+        "timestamp": 1, "sg_event_id": "b1", "sg_message_id": "M1.filter"}])
+    .to_string();
+    let good = deliver(&body, None);
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert_eq!(
+        json_of(&good)["events"][0]["classification"]["reason"],
+        "bounced"
+    );
+    assert_eq!(deliver(&body, Some("MEUCIQC")).status.code(), Some(3));
+    assert_eq!(deliver("{not json", None).status.code(), Some(1));
+}
