@@ -32,14 +32,6 @@ fn malformed(path: &str, code: &str, message: impl Into<String>) -> WebhookError
     }])
 }
 
-fn header<'a>(request: &'a WebhookRequest, name: &str) -> Option<&'a str> {
-    request
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.trim())
-}
-
 /// Checks the signature and the timestamp's age.
 fn verify(
     request: &WebhookRequest,
@@ -48,8 +40,8 @@ fn verify(
     host: &dyn Host,
 ) -> Result<(), WebhookError> {
     let (Some(signature), Some(timestamp)) = (
-        header(request, SIGNATURE_HEADER),
-        header(request, TIMESTAMP_HEADER),
+        channel_sdk::header_value(&request.headers, SIGNATURE_HEADER),
+        channel_sdk::header_value(&request.headers, TIMESTAMP_HEADER),
     ) else {
         return Err(WebhookError::SignatureMissing);
     };
@@ -96,16 +88,8 @@ pub fn parse(
     now_ms: u64,
     host: &dyn Host,
 ) -> Result<WebhookOutcome, WebhookError> {
-    let settings = Settings::parse(&config.settings).map_err(|errors| {
-        WebhookError::SecretUnavailable(format!(
-            "the email settings are not usable: {}",
-            errors
-                .iter()
-                .map(|e| format!("/settings{}: {}", e.path, e.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ))
-    })?;
+    let settings = Settings::parse(&config.settings)
+        .map_err(|errors| channel_sdk::settings_unusable("email", &errors))?;
     if request.method != "POST" {
         return Err(malformed(
             "",

@@ -4,9 +4,9 @@
 
 use crate::describe::CHANNEL_NAME;
 use channel_sdk::{
-    AccountFacts, ChannelConfig, ChannelInfo, Classification, FieldError, GrantedCredential, Guest,
-    HttpRequest, ImportedHost, MessageRequest, OperationError, SendOutcome, TemplatePage,
-    WebhookError, WebhookOutcome, WebhookRequest, now_ms, report_panics,
+    ChannelConfig, ChannelInfo, Classification, FieldError, Guest, HttpRequest, ImportedHost,
+    MessageRequest, SendOutcome, WebhookError, WebhookOutcome, WebhookRequest, now_ms,
+    report_panics,
 };
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -57,33 +57,7 @@ impl Guest for Component {
         crate::send::send(&request, &config, attempt, now_ms(), &ImportedHost)
     }
 
-    fn exchange_code(_: String, _: ChannelConfig) -> Result<GrantedCredential, OperationError> {
-        Err(OperationError::Unsupported)
-    }
-
-    fn check_account(
-        _: String,
-        _: Vec<String>,
-        _: ChannelConfig,
-    ) -> Result<AccountFacts, OperationError> {
-        Err(OperationError::Unsupported)
-    }
-
-    fn list_templates(
-        _: String,
-        _: Option<String>,
-        _: ChannelConfig,
-    ) -> Result<TemplatePage, OperationError> {
-        Err(OperationError::Unsupported)
-    }
-
-    fn subscribe_webhooks(_: String, _: ChannelConfig) -> Result<(), OperationError> {
-        Err(OperationError::Unsupported)
-    }
-
-    fn register_sender(_: String, _: String, _: ChannelConfig) -> Result<(), OperationError> {
-        Err(OperationError::Unsupported)
-    }
+    channel_sdk::no_account_operations!();
 }
 
 #[cfg(target_arch = "wasm32")]

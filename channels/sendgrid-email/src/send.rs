@@ -284,13 +284,6 @@ fn header(name: &str, value: &str) -> Header {
     }
 }
 
-fn header_value<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.trim())
-}
-
 /// The wait before retry `attempt` (1-based) when SendGrid names none: 1 s, doubling, at most
 /// a minute.
 pub fn backoff_ms(attempt: u32) -> u64 {
@@ -308,7 +301,9 @@ pub fn classify(outcome: &SendOutcome, attempt: u32, now_ms: u64) -> Classificat
 /// An HTTP answer.
 pub fn classify_response(r: &HttpResponse, attempt: u32, now_ms: u64) -> Classification {
     if (200..300).contains(&r.status) {
-        return match header_value(&r.headers, "x-message-id").filter(|id| !id.is_empty()) {
+        return match channel_sdk::header_value(&r.headers, "x-message-id")
+            .filter(|id| !id.is_empty())
+        {
             Some(id) => {
                 Classification::new(Disposition::Accepted, reasons::ACCEPTED).with_message_id(id)
             }
@@ -324,7 +319,7 @@ pub fn classify_response(r: &HttpResponse, attempt: u32, now_ms: u64) -> Classif
     let mut c = match r.status {
         429 => {
             // X-RateLimit-Reset: when the window resets, in Unix seconds.
-            let reset = header_value(&r.headers, "x-ratelimit-reset")
+            let reset = channel_sdk::header_value(&r.headers, "x-ratelimit-reset")
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(|s| s.saturating_mul(1_000).saturating_sub(now_ms).max(1_000));
             Classification::retry("rate_limited", reset.or(Some(backoff_ms(attempt))))

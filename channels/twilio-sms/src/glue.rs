@@ -3,9 +3,8 @@
 //! to channels with business accounts: an SMS account is the operator's, set in the settings.
 
 use channel_sdk::{
-    AccountFacts, ChannelConfig, ChannelInfo, Classification, FieldError, GrantedCredential, Guest,
-    HttpRequest, ImportedHost, MessageRequest, OperationError, SendOutcome, TemplatePage,
-    WebhookError, WebhookOutcome, WebhookRequest, report_panics,
+    ChannelConfig, ChannelInfo, Classification, FieldError, Guest, HttpRequest, ImportedHost,
+    MessageRequest, SendOutcome, WebhookError, WebhookOutcome, WebhookRequest, report_panics,
 };
 
 use crate::describe::CHANNEL_NAME;
@@ -58,33 +57,7 @@ impl Guest for Component {
         crate::send::send(&request, &config, attempt, &ImportedHost)
     }
 
-    fn exchange_code(_: String, _: ChannelConfig) -> Result<GrantedCredential, OperationError> {
-        Err(OperationError::Unsupported)
-    }
-
-    fn check_account(
-        _: String,
-        _: Vec<String>,
-        _: ChannelConfig,
-    ) -> Result<AccountFacts, OperationError> {
-        Err(OperationError::Unsupported)
-    }
-
-    fn list_templates(
-        _: String,
-        _: Option<String>,
-        _: ChannelConfig,
-    ) -> Result<TemplatePage, OperationError> {
-        Err(OperationError::Unsupported)
-    }
-
-    fn subscribe_webhooks(_: String, _: ChannelConfig) -> Result<(), OperationError> {
-        Err(OperationError::Unsupported)
-    }
-
-    fn register_sender(_: String, _: String, _: ChannelConfig) -> Result<(), OperationError> {
-        Err(OperationError::Unsupported)
-    }
+    channel_sdk::no_account_operations!();
 }
 
 #[cfg(target_arch = "wasm32")]

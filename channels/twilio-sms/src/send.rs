@@ -235,10 +235,8 @@ pub fn backoff_ms(attempt: u32) -> u64 {
 
 /// `Retry-After` in seconds, if the answer carries one.
 fn retry_after_ms(headers: &[Header]) -> Option<u64> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("retry-after"))
-        .and_then(|h| h.value.trim().parse::<u64>().ok())
+    channel_sdk::header_value(headers, "retry-after")
+        .and_then(|v| v.parse::<u64>().ok())
         .map(|s| s.saturating_mul(1_000))
 }
 

@@ -45,30 +45,14 @@ fn malformed(path: &str, code: &str, message: impl Into<String>) -> WebhookError
     }])
 }
 
-fn header<'a>(request: &'a WebhookRequest, name: &str) -> Option<&'a str> {
-    request
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
-}
-
 /// Reads a callback: verified, then its events.
 pub fn parse(
     request: &WebhookRequest,
     config: &ChannelConfig,
     host: &dyn Host,
 ) -> Result<WebhookOutcome, WebhookError> {
-    let settings = Settings::parse(&config.settings).map_err(|errors| {
-        WebhookError::SecretUnavailable(format!(
-            "the SMS settings are not usable: {}",
-            errors
-                .iter()
-                .map(|e| format!("/settings{}: {}", e.path, e.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ))
-    })?;
+    let settings = Settings::parse(&config.settings)
+        .map_err(|errors| channel_sdk::settings_unusable("SMS", &errors))?;
     if request.method != "POST" {
         return Err(malformed(
             "",
@@ -103,7 +87,8 @@ fn verified_params(
     settings: &Settings,
     host: &dyn Host,
 ) -> Result<Vec<(String, String)>, WebhookError> {
-    let signature = header(request, "x-twilio-signature").ok_or(WebhookError::SignatureMissing)?;
+    let signature = channel_sdk::header_value(&request.headers, "x-twilio-signature")
+        .ok_or(WebhookError::SignatureMissing)?;
     let mac = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, signature.trim())
         .ok()
         .filter(|m| m.len() == 20)

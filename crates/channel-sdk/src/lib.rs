@@ -68,3 +68,70 @@ pub fn report_panics(channel: &'static str) {
         }));
     }
 }
+
+/// The value of the first header named `name` (names compare case-insensitively), trimmed.
+pub fn header_value<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.trim())
+}
+
+/// A webhook the channel cannot check because its settings do not parse: the host answers
+/// 500 (an operator must fix them) and the provider delivers it again later.
+pub fn settings_unusable(channel: &str, errors: &[FieldError]) -> WebhookError {
+    let problems: Vec<String> = errors
+        .iter()
+        .map(|e| format!("/settings{}: {}", e.path, e.message))
+        .collect();
+    WebhookError::SecretUnavailable(format!(
+        "the {channel} settings are not usable: {}",
+        problems.join("; ")
+    ))
+}
+
+/// The account operations of [`Guest`] for a channel without business accounts in the
+/// contract's sense (its account is the operator's, in the settings): each answers
+/// `unsupported`. Call it inside the channel's `impl Guest`.
+#[macro_export]
+macro_rules! no_account_operations {
+    () => {
+        fn exchange_code(
+            _: String,
+            _: $crate::ChannelConfig,
+        ) -> Result<$crate::GrantedCredential, $crate::OperationError> {
+            Err($crate::OperationError::Unsupported)
+        }
+
+        fn check_account(
+            _: String,
+            _: Vec<String>,
+            _: $crate::ChannelConfig,
+        ) -> Result<$crate::AccountFacts, $crate::OperationError> {
+            Err($crate::OperationError::Unsupported)
+        }
+
+        fn list_templates(
+            _: String,
+            _: Option<String>,
+            _: $crate::ChannelConfig,
+        ) -> Result<$crate::TemplatePage, $crate::OperationError> {
+            Err($crate::OperationError::Unsupported)
+        }
+
+        fn subscribe_webhooks(
+            _: String,
+            _: $crate::ChannelConfig,
+        ) -> Result<(), $crate::OperationError> {
+            Err($crate::OperationError::Unsupported)
+        }
+
+        fn register_sender(
+            _: String,
+            _: String,
+            _: $crate::ChannelConfig,
+        ) -> Result<(), $crate::OperationError> {
+            Err($crate::OperationError::Unsupported)
+        }
+    };
+}

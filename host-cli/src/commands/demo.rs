@@ -113,6 +113,48 @@ pub async fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
         "\nFallback flows: WhatsApp, then SMS, then email (serve at {}, signed webhooks from the mock's Meta, Twilio and SendGrid)\n",
         stack.url()
     )?;
+    let ids = start_demo_flows(&stack, out)?;
+    let started = Instant::now();
+    loop {
+        let done = ids
+            .iter()
+            .filter(|id| {
+                stack
+                    .runner
+                    .is_final(host::tenants::DEFAULT_TENANT, id)
+                    .unwrap_or(true)
+            })
+            .count();
+        writeln!(
+            out,
+            "  … {done}/{} flows finished after {:.1} s",
+            ids.len(),
+            started.elapsed().as_secs_f64()
+        )?;
+        if done == ids.len() || started.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    for id in &ids {
+        if let Some(view) = stack.runner.flow_view(host::tenants::DEFAULT_TENANT, id)? {
+            let status = host::server::flow_json(&view)?;
+            writeln!(out, "\n{}", host::flow::render_timeline(&status).trim_end())?;
+        }
+    }
+    writeln!(
+        out,
+        "\n(`host-harness flow status ID --db {}` prints a timeline again.)",
+        db.display()
+    )?;
+    Ok(())
+}
+
+/// The demo's fallback flows, one per person, each WhatsApp → SMS → email: their ids.
+fn start_demo_flows(
+    stack: &host_testkit::stack::Stack,
+    out: &mut dyn std::io::Write,
+) -> Result<Vec<String>> {
     let template = json!({"type": "template", "template": {"name": "order_update", "language": "en_US", "components": [{"type": "body", "parameters": [{"type": "text", "text": "Pablo"}]}]}});
     // (what, the customer's phone, the SMS step's own number if another, their address)
     let scenarios = [
@@ -171,38 +213,5 @@ pub async fn demo_flows(out: &mut dyn std::io::Write) -> Result<()> {
         writeln!(out, "  started {id}: {what} ({phone})")?;
         ids.push(id);
     }
-    let started = Instant::now();
-    loop {
-        let done = ids
-            .iter()
-            .filter(|id| {
-                stack
-                    .runner
-                    .is_final(host::tenants::DEFAULT_TENANT, id)
-                    .unwrap_or(true)
-            })
-            .count();
-        writeln!(
-            out,
-            "  … {done}/{} flows finished after {:.1} s",
-            ids.len(),
-            started.elapsed().as_secs_f64()
-        )?;
-        if done == ids.len() || started.elapsed() > Duration::from_secs(30) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(700)).await;
-    }
-    for id in &ids {
-        if let Some(view) = stack.runner.flow_view(host::tenants::DEFAULT_TENANT, id)? {
-            let status = host::server::flow_json(&view)?;
-            writeln!(out, "\n{}", host::flow::render_timeline(&status).trim_end())?;
-        }
-    }
-    writeln!(
-        out,
-        "\n(`host-harness flow status ID --db {}` prints a timeline again.)",
-        db.display()
-    )?;
-    Ok(())
+    Ok(ids)
 }
