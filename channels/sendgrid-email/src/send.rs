@@ -267,28 +267,18 @@ pub fn build(
         method: "POST".into(),
         url: format!("{}/v3/mail/send", base.trim_end_matches('/')),
         headers: vec![
-            header(
+            Header::new(
                 "authorization",
                 &format!("Bearer ${{secret:{}}}", settings.api_key_secret),
             ),
-            header("content-type", "application/json"),
+            Header::new("content-type", "application/json"),
         ],
         body: body.to_string().into_bytes(),
     })
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header {
-        name: name.into(),
-        value: value.into(),
-    }
-}
-
-/// The wait before retry `attempt` (1-based) when SendGrid names none: 1 s, doubling, at most
-/// a minute.
-pub fn backoff_ms(attempt: u32) -> u64 {
-    1_000u64.saturating_mul(1 << attempt.saturating_sub(1).min(6))
-}
+/// The wait before retry `attempt` (1-based) when SendGrid names none.
+pub use channel_sdk::doubling_backoff_ms as backoff_ms;
 
 /// Any outcome of a send.
 pub fn classify(outcome: &SendOutcome, attempt: u32, now_ms: u64) -> Classification {

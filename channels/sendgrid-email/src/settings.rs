@@ -105,24 +105,7 @@ fn secret_name(
 
 impl Settings {
     pub fn parse(text: &str) -> Result<Settings, Vec<FieldError>> {
-        let text = if text.trim().is_empty() { "{}" } else { text };
-        let map = match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => map,
-            Ok(other) => {
-                return Err(vec![field(
-                    "",
-                    "expected_object",
-                    format!("the email settings must be a JSON object, got {other}"),
-                )]);
-            }
-            Err(e) => {
-                return Err(vec![field(
-                    "",
-                    "invalid_json",
-                    format!("the email settings are not JSON: {e}"),
-                )]);
-            }
-        };
+        let map = channel_sdk::settings_object(text, "email")?;
         let mut errors = Vec::new();
         let from = match map.get("from") {
             Some(v) => mailbox(v, "/from", &mut errors),

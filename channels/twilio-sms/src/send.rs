@@ -206,32 +206,22 @@ pub fn build(
             settings.account_sid
         ),
         headers: vec![
-            header(
+            Header::new(
                 "authorization",
                 &format!(
                     "Basic ${{basic:{}:{}}}",
                     settings.username_secret, settings.auth_token_secret
                 ),
             ),
-            header("content-type", "application/x-www-form-urlencoded"),
-            header("accept", "application/json"),
+            Header::new("content-type", "application/x-www-form-urlencoded"),
+            Header::new("accept", "application/json"),
         ],
         body: form.finish().into_bytes(),
     })
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header {
-        name: name.into(),
-        value: value.into(),
-    }
-}
-
-/// The wait before retry `attempt` (1-based) when Twilio names none: 1 s, doubling, at most
-/// a minute.
-pub fn backoff_ms(attempt: u32) -> u64 {
-    1_000u64.saturating_mul(1 << attempt.saturating_sub(1).min(6))
-}
+/// The wait before retry `attempt` (1-based) when Twilio names none.
+pub use channel_sdk::doubling_backoff_ms as backoff_ms;
 
 /// `Retry-After` in seconds, if the answer carries one.
 fn retry_after_ms(headers: &[Header]) -> Option<u64> {

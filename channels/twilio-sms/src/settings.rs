@@ -59,24 +59,7 @@ pub fn is_sid(value: &str, prefix: &str) -> bool {
 impl Settings {
     /// Reads the settings JSON; every problem at once.
     pub fn parse(text: &str) -> Result<Settings, Vec<FieldError>> {
-        let text = if text.trim().is_empty() { "{}" } else { text };
-        let map = match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => map,
-            Ok(other) => {
-                return Err(vec![field(
-                    "",
-                    "expected_object",
-                    format!("the SMS settings must be a JSON object, got {other}"),
-                )]);
-            }
-            Err(e) => {
-                return Err(vec![field(
-                    "",
-                    "invalid_json",
-                    format!("the SMS settings are not JSON: {e}"),
-                )]);
-            }
-        };
+        let map = channel_sdk::settings_object(text, "SMS")?;
         let mut errors = Vec::new();
         let account_sid = text_at(&map, "account_sid", &mut errors).unwrap_or_default();
         if !account_sid.is_empty() && !is_sid(&account_sid, "AC") {

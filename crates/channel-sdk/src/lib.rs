@@ -135,3 +135,45 @@ macro_rules! no_account_operations {
         }
     };
 }
+
+impl Header {
+    pub fn new(name: &str, value: &str) -> Header {
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// The wait before retry `attempt` (1-based) when the provider names none: 1 s, doubling, at
+/// most 64 s.
+pub fn doubling_backoff_ms(attempt: u32) -> u64 {
+    1_000u64.saturating_mul(1 << attempt.saturating_sub(1).min(6))
+}
+
+/// A channel's settings text as a JSON object (empty text: `{}`), or the field error saying
+/// why not, naming the channel (`what`: "SMS", "email").
+pub fn settings_object(
+    text: &str,
+    what: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, Vec<FieldError>> {
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    let error = |code: &str, message: String| {
+        vec![FieldError {
+            path: String::new(),
+            code: code.into(),
+            message,
+        }]
+    };
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(other) => Err(error(
+            "expected_object",
+            format!("the {what} settings must be a JSON object, got {other}"),
+        )),
+        Err(e) => Err(error(
+            "invalid_json",
+            format!("the {what} settings are not JSON: {e}"),
+        )),
+    }
+}
