@@ -283,6 +283,20 @@ pub fn wait_requests(mock: &MockApi, n: u64, within: Duration) {
     }
 }
 
+/// Waits until the provider has received sends for `n` distinct correlation ids (onboarding
+/// requests, which carry none, do not count).
+pub fn wait_sends(mock: &MockApi, n: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    while mock.counters()["distinct_correlation_ids"]
+        .as_u64()
+        .unwrap_or(0)
+        < n
+    {
+        assert!(Instant::now() < deadline, "{}", mock.counters());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// No correlation id reached the provider twice.
 pub fn assert_nothing_sent_twice(mock: &MockApi) {
     let c = mock.counters();
