@@ -72,6 +72,7 @@ fn inputs() -> Inputs {
             last_inbound_ms: None,
             now_ms: 1_750_000_000_000,
             opted_out: vec![],
+            deadline_ms: None,
         },
         host_request: host::contract::types::MessageRequest {
             recipient: "+16505551234".into(),
@@ -80,6 +81,7 @@ fn inputs() -> Inputs {
             last_inbound_ms: None,
             now_ms: 1_750_000_000_000,
             opted_out: vec![],
+            deadline_ms: None,
         },
         native_config: whatsapp_channel::ChannelConfig {
             api_base: None,

@@ -68,6 +68,11 @@ pub const SMS_SCENARIOS: &[SmsScenario] = &[
         behaviour: SmsBehaviour::AcceptThen(&[("sent", None), ("undelivered", Some(30005))]),
     },
     SmsScenario {
+        recipient: "+15550600036",
+        description: "SMS dropped unsent: queued past its ValidityPeriod (30036)",
+        behaviour: SmsBehaviour::AcceptThen(&[("queued", None), ("failed", Some(30036))]),
+    },
+    SmsScenario {
         recipient: "+15550600029",
         description: "SMS: too many requests (20429)",
         behaviour: SmsBehaviour::Error(429, 20429, "Too Many Requests"),
@@ -186,8 +191,8 @@ fn checked(params: &[(String, String)]) -> Result<String, Box<Reply>> {
     {
         return Err(Box::new(error(
             400,
-            21617,
-            "ValidityPeriod must be between 1 and 36000 seconds",
+            90007,
+            "Invalid validity period value: it must be between 1 and 36000 seconds",
         )));
     }
     Ok(to.to_string())

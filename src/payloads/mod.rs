@@ -415,6 +415,7 @@ pub(crate) mod tests {
             last_inbound_ms: None,
             now_ms: 1_750_000_000_000,
             opted_out: vec![],
+            deadline_ms: None,
         }
     }
 

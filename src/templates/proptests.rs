@@ -552,7 +552,7 @@ proptest! {
         let _ = validate(&v);
         let _ = super::validate_json(&v.to_string());
         let _ = crate::webhooks::parse_body(v.to_string().as_bytes());
-        let req = crate::MessageRequest { recipient: "+16505551234".into(), correlation_id: None, content: v.to_string(), last_inbound_ms: None, now_ms: 0, opted_out: vec![] };
+        let req = crate::MessageRequest { recipient: "+16505551234".into(), correlation_id: None, content: v.to_string(), last_inbound_ms: None, now_ms: 0, opted_out: vec![], deadline_ms: None };
         let _ = crate::payloads::build_body(&req);
         let mut catalog = crate::catalog::Catalog::default();
         catalog.apply(&v, "", &mut crate::field_errors::Errors::new());

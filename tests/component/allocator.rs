@@ -154,6 +154,7 @@ fn one_instance_serves_thousands_of_calls_without_growing() {
         last_inbound_ms: Some(1_750_000_000_000),
         now_ms: 1_750_000_000_000,
         opted_out: vec![],
+        deadline_ms: None,
     };
     let config = ChannelConfig {
         api_base: None,

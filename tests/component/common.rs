@@ -69,6 +69,7 @@ pub fn message(recipient: &str, content: serde_json::Value) -> MessageRequest {
         last_inbound_ms: None,
         now_ms: 1_750_000_000_000,
         opted_out: vec![],
+        deadline_ms: None,
     }
 }
 

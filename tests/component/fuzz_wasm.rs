@@ -46,7 +46,7 @@ proptest! {
     fn every_export_answers_arbitrary_json(v in arb_json(), bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let p = plugin();
         prop_assert!(p.validate_template(&v.to_string()).block().is_ok());
-        let req = MessageRequest { recipient: "+16505551234".into(), correlation_id: None, content: v.to_string(), last_inbound_ms: None, now_ms: 0, opted_out: vec![] };
+        let req = MessageRequest { recipient: "+16505551234".into(), correlation_id: None, content: v.to_string(), last_inbound_ms: None, now_ms: 0, opted_out: vec![], deadline_ms: None };
         let cfg = ChannelConfig { api_base: None, settings: json!({"phone_number_id": "1", "templates": v}).to_string() };
         prop_assert!(p.build_payload(&req, &cfg).block().is_ok());
         let off = ChannelConfig { api_base: None, settings: json!({"app_secret": null}).to_string() };

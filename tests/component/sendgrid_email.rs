@@ -47,6 +47,7 @@ fn message(to: &str) -> MessageRequest {
         last_inbound_ms: None,
         now_ms: 0,
         opted_out: vec![],
+        deadline_ms: None,
     }
 }
 

@@ -46,6 +46,7 @@ fn the_sms_component_implements_the_same_world() {
         last_inbound_ms: None,
         now_ms: 0,
         opted_out: vec![],
+        deadline_ms: None,
     };
     let http = plugin.build_payload(&req, &cfg).block().unwrap().unwrap();
     assert!(

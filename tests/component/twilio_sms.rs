@@ -52,6 +52,7 @@ fn message(to: &str) -> MessageRequest {
         last_inbound_ms: None,
         now_ms: 0,
         opted_out: vec![],
+        deadline_ms: None,
     }
 }
 
@@ -114,6 +115,25 @@ fn sends_reach_the_mock_twilio_with_basic_credentials_and_each_answer_is_classif
     assert_eq!(
         (c.disposition, c.reason.as_str(), c.operator_action),
         (Disposition::Failed, "auth_error", true)
+    );
+}
+
+/// The host's deadline for the send reaches Twilio, through the component, as the seconds
+/// Twilio may keep the message queued.
+#[test]
+fn the_deadline_of_a_send_reaches_twilio_as_its_validity_period() {
+    let mock = MockApi::start(0, MockConfig::default()).unwrap();
+    let base = mock.base_url();
+    let sms = plugin(&base, DEMO_AUTH_TOKEN);
+    let mut m = message("+15550100001");
+    m.now_ms = 1_750_000_000_000;
+    m.deadline_ms = Some(m.now_ms + 120_500);
+    let c = sms.send(&m, &config(&base), 1).block().unwrap().unwrap();
+    assert_eq!(c.disposition, Disposition::Accepted, "{c:?}");
+    let form = host_testkit::mock_twilio::form(&mock.requests()[0].body);
+    assert!(
+        form.contains(&("ValidityPeriod".into(), "120".into())),
+        "{form:?}"
     );
 }
 

@@ -98,6 +98,7 @@ fn message(to: &str, content: Value) -> MessageRequest {
         last_inbound_ms: None,
         now_ms: 0,
         opted_out: vec![],
+        deadline_ms: None,
     }
 }
 

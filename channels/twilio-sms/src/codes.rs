@@ -61,6 +61,8 @@ pub const CODES: &[CodeRule] = &[
     rule(30007, Fallback, "carrier_filtered", false),      // filtered as spam by the carrier
     rule(30008, Fallback, "undelivered", false),           // unknown error from the carrier
     rule(30034, Failed, "channel_misconfigured", true),    // US A2P 10DLC: unregistered number
+    rule(30036, Fallback, "validity_expired", false), // queued past its ValidityPeriod: dropped unsent
+    rule(90007, Failed, "invalid_request", true),     // a ValidityPeriod outside 1–36,000 s
 ];
 
 /// The rule for `code`, if the channel knows it.

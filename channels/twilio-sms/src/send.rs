@@ -151,6 +151,20 @@ pub fn e164(recipient: &str) -> Result<String, FieldError> {
     }
 }
 
+/// How long Twilio may keep the message queued: the content's `validity_period_s` or the
+/// whole seconds left until the flow's deadline, whichever is shorter (at least 1 s, Twilio's
+/// least). None when neither bounds it below Twilio's own default of 36,000 s.
+pub fn validity_period_s(content: &Content, request: &MessageRequest) -> Option<u64> {
+    let until_deadline = request
+        .deadline_ms
+        .map(|d| (d.saturating_sub(request.now_ms) / 1_000).max(*VALIDITY_RANGE_S.start()))
+        .filter(|s| s < VALIDITY_RANGE_S.end());
+    match (content.validity_period_s, until_deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The status callback with the correlation id in its query.
 fn status_callback(base: &str, correlation_id: &str) -> String {
     let separator = if base.contains('?') { '&' } else { '?' };
@@ -194,7 +208,7 @@ pub fn build(
     } else if let Some(base) = &settings.status_callback {
         form.append_pair("StatusCallback", base);
     }
-    if let Some(s) = content.validity_period_s {
+    if let Some(s) = validity_period_s(&content, request) {
         form.append_pair("ValidityPeriod", &s.to_string());
     }
     let base = config.api_base.as_deref().unwrap_or(DEFAULT_API_BASE);

@@ -87,6 +87,7 @@ fn message(to: &str, content: Value) -> MessageRequest {
         last_inbound_ms: None,
         now_ms: 0,
         opted_out: vec![],
+        deadline_ms: None,
     }
 }
 
@@ -182,6 +183,39 @@ fn a_message_is_the_form_twilio_documents_with_the_correlation_id_in_the_status_
             ("ValidityPeriod", "600"),
         ])
     );
+}
+
+/// The flow's deadline bounds how long Twilio may keep the message queued, so an SMS the
+/// flow gave up on never arrives after the next channel's message.
+#[test]
+fn the_validity_period_is_the_time_left_until_the_flows_deadline_or_the_contents_if_shorter() {
+    let validity = |content: Value, deadline_after_ms: Option<u64>| {
+        let mut m = message("+15550100001", content);
+        m.now_ms = 1_750_000_000_000;
+        m.deadline_ms = deadline_after_ms.map(|d| m.now_ms + d);
+        let http = send::build(&m, &config()).unwrap();
+        form(&http.body)
+            .into_iter()
+            .find(|(n, _)| n == "ValidityPeriod")
+            .map(|(_, v)| v)
+    };
+    let text = json!({"text": "Your code is 1234"});
+    let with_600 = json!({"text": "Your code is 1234", "validity_period_s": 600});
+    // Whole seconds left, rounded down: Twilio drops it before the flow moves on.
+    assert_eq!(validity(text.clone(), Some(90_999)), Some("90".into()));
+    assert_eq!(validity(with_600.clone(), Some(90_000)), Some("90".into()));
+    assert_eq!(
+        validity(with_600.clone(), Some(3_600_000)),
+        Some("600".into())
+    );
+    assert_eq!(validity(with_600, None), Some("600".into()));
+    // Less than a second left, or already past: Twilio's least, 1 s.
+    assert_eq!(validity(text.clone(), Some(400)), Some("1".into()));
+    assert_eq!(validity(text.clone(), Some(0)), Some("1".into()));
+    // No deadline, or one past Twilio's own default of 36,000 s: nothing to ask.
+    assert_eq!(validity(text.clone(), None), None);
+    assert_eq!(validity(text.clone(), Some(36_000_000)), None);
+    assert_eq!(validity(text, Some(35_999_999)), Some("35999".into()));
 }
 
 #[test]

@@ -159,6 +159,7 @@ async fn check_with_locked_plugins(doc: &Value, lock: &Path) -> Result<Vec<Value
                 last_inbound_ms: None,
                 now_ms: now_ms(),
                 opted_out: Vec::new(),
+                deadline_ms: None,
             };
             if let Err(field_errors) = channel
                 .plugin

@@ -20,6 +20,7 @@ fn sms_message() -> MessageRequest {
         last_inbound_ms: None,
         now_ms: host::services::now_ms(),
         opted_out: vec![],
+        deadline_ms: None,
     }
 }
 

@@ -107,6 +107,58 @@ fn an_undelivered_sms_30003_ends_the_step_with_its_reason() {
     );
 }
 
+/// The validity period each SMS send asked Twilio for, by recipient.
+fn validity_periods(stack: &Stack) -> Vec<(String, Option<u64>)> {
+    sms_sends(stack)
+        .iter()
+        .map(|r| {
+            let form: Vec<(String, String)> = url::form_urlencoded::parse(&r.body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            let validity = get("ValidityPeriod").and_then(|v| v.parse().ok());
+            (get("To").unwrap_or_default(), validity)
+        })
+        .collect()
+}
+
+/// The step's status deadline, or the flow's expiry when that comes first, is how long
+/// Twilio may keep the SMS queued; one it drops unsent (30036) moves the flow on.
+#[test]
+fn the_flows_deadline_is_the_sms_validity_period_and_an_expired_sms_moves_the_flow_on() {
+    let stack = stack("validity");
+    let sms_step = |f: &mut Value, within_ms: u64| {
+        f["steps"][1]["content"] = json!({"text": "Your order shipped."});
+        f["steps"][1]["within_ms"] = json!(within_ms);
+    };
+    let mut expiring = flow("s-5", "+15550100012", Some("+15550600036"));
+    sms_step(&mut expiring, 30_000);
+    let mut capped = flow("s-6", "+15550100012", Some("+15550100001"));
+    sms_step(&mut capped, 600_000); // past the flow's TTL of 60 s
+    for f in [&expiring, &capped] {
+        stack.post_flows(f).unwrap();
+    }
+    let expired = stack.wait_final("s-5", WAIT).unwrap();
+    let timeline = timeline_text(&expired);
+    assert_eq!(expired["state"], "exhausted", "{timeline}");
+    assert!(
+        timeline.contains("validity_expired (code 30036)"),
+        "{timeline}"
+    );
+    let delivered = stack.wait_final("s-6", WAIT).unwrap();
+    assert_eq!(delivered["state"], "done", "{}", timeline_text(&delivered));
+    let mut asked = validity_periods(&stack);
+    asked.sort();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!(asked[0].0, "+15550100001");
+    // The TTL's end, less the time the WhatsApp step took (whole seconds, rounded down).
+    assert!(
+        asked[0].1.is_some_and(|s| (40..60).contains(&s)),
+        "{asked:?}"
+    );
+    assert_eq!(asked[1], ("+15550600036".to_string(), Some(30)));
+}
+
 #[test]
 fn a_stop_reply_stops_sms_to_that_number_until_start() {
     let stack = stack("stop");

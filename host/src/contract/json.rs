@@ -191,16 +191,30 @@ fn problem(path: &str, code: &str, message: &str) -> FieldError {
 }
 
 /// The fields of a message file: the one list the reader accepts and its errors name.
-const MESSAGE_FILE_FIELDS: [&str; 5] = [
+const MESSAGE_FILE_FIELDS: [&str; 6] = [
     "recipient",
     "correlation_id",
     "last_inbound_ms",
     "opted_out",
+    "deadline_ms",
     "content",
 ];
 
+/// An optional time in ms since the Unix epoch, or a field error naming it.
+fn optional_ms(obj: &Map<String, Value>, key: &str, errors: &mut Vec<FieldError>) -> Option<u64> {
+    let v = obj.get(key).filter(|v| !v.is_null())?;
+    if v.as_u64().is_none() {
+        errors.push(problem(
+            &format!("/{key}"),
+            "expected_integer",
+            &format!("`{key}` is milliseconds since the Unix epoch, got {v}"),
+        ));
+    }
+    v.as_u64()
+}
+
 /// Reads a message file: `{"recipient", "correlation_id"?, "last_inbound_ms"?, "opted_out"?,
-/// "content": {…}}`; every problem is a field error.
+/// "deadline_ms"?, "content": {…}}`; every problem is a field error.
 pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest, Vec<FieldError>> {
     let Some(obj) = doc.as_object() else {
         return Err(vec![problem(
@@ -251,20 +265,8 @@ pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest, Vec<F
             None
         }
     };
-    let last_inbound_ms = match obj.get("last_inbound_ms") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64() {
-            Some(n) => Some(n),
-            None => {
-                errors.push(problem(
-                    "/last_inbound_ms",
-                    "expected_integer",
-                    &format!("`last_inbound_ms` is milliseconds since the Unix epoch, got {v}"),
-                ));
-                None
-            }
-        },
-    };
+    let last_inbound_ms = optional_ms(obj, "last_inbound_ms", &mut errors);
+    let deadline_ms = optional_ms(obj, "deadline_ms", &mut errors);
     let opted_out = match obj.get("opted_out") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
@@ -297,6 +299,7 @@ pub fn message_request(doc: &Value, now_ms: u64) -> Result<MessageRequest, Vec<F
         last_inbound_ms,
         now_ms,
         opted_out,
+        deadline_ms,
     })
 }
 
@@ -323,5 +326,25 @@ mod tests {
             "{}",
             errors[0].message
         );
+    }
+
+    #[test]
+    fn a_message_files_deadline_is_read_and_a_bad_one_is_a_field_error() {
+        let doc = serde_json::json!({"recipient": "+15550100001", "deadline_ms": 1_750_000_060_000u64,
+            "content": {"text": "hi"}});
+        assert_eq!(
+            message_request(&doc, 0).unwrap().deadline_ms,
+            Some(1_750_000_060_000)
+        );
+        let errors = message_request(
+            &serde_json::json!({"recipient": "+1", "content": {}, "deadline_ms": -1}),
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (errors[0].path.as_str(), errors[0].code.as_str()),
+            ("/deadline_ms", "expected_integer")
+        );
+        assert!(errors[0].message.contains("-1"), "{}", errors[0].message);
     }
 }

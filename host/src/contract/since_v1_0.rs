@@ -56,7 +56,7 @@ impl Convert<old::EventKind> for latest::EventKind {
     }
 }
 
-/// A 1.0.0 message request: `opted-out` did not exist, so it is dropped.
+/// A 1.0.0 message request: `opted-out` and `deadline-ms` did not exist, so they are dropped.
 impl Convert<old::MessageRequest> for latest::MessageRequest {
     fn convert(self) -> old::MessageRequest {
         old::MessageRequest {

@@ -2,8 +2,8 @@
 //!
 //! Bindings are generated from the frozen WIT in `wit-history/1.1.0`; values cross here and
 //! nowhere else, as for 1.0.0. What differs from the latest version is what 1.2.0 grew (see
-//! [`super::convert`]): the URL of a webhook request, the account and sender of an event, the
-//! `signature-verify` import and the account operations, which do not exist for it.
+//! [`super::convert`]): the URL of a webhook request, the account and sender of an event, a
+//! message request's deadline, the `signature-verify` import and the account operations, which do not exist for it.
 
 use super::convert::{
     Convert, same_cases, same_record, serve_imports_before_v1_2, unchanged_since_v1_0,
@@ -48,6 +48,6 @@ same_record!(MessageRequest {
     last_inbound_ms,
     now_ms,
     opted_out,
-});
+} grown { deadline_ms });
 
 serve_imports_before_v1_2!();

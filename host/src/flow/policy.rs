@@ -12,6 +12,8 @@
 //! | a status timer fires | move on |
 //! | the TTL passes, whatever the state | expired: nothing more is sent |
 
+#[cfg(doc)]
+use super::spec::Step;
 use super::spec::{FlowSpec, WaitFor};
 use crate::contract::types::Disposition;
 
@@ -226,6 +228,23 @@ pub fn after_outcome(
     }
 }
 
+/// When the flow stops waiting for a send that leaves at `now`: the step's status deadline
+/// ([`status_within_ms`](super::spec::Step::status_within_ms) after the answer, which comes
+/// at about `now`) or the flow's expiry, whichever is earlier. The channel hands it to a
+/// provider that can drop a message still queued after a time, so nothing arrives once the
+/// flow has moved on.
+pub fn send_deadline(
+    status_within_ms: Option<u64>,
+    expires_ms: Option<u64>,
+    now: u64,
+) -> Option<u64> {
+    let status_deadline = status_within_ms.map(|w| now.saturating_add(w));
+    match (status_deadline, expires_ms) {
+        (Some(d), Some(e)) => Some(d.min(e)),
+        (d, e) => d.or(e),
+    }
+}
+
 /// When a flow's wake-up time has come.
 pub fn on_timer(state: FlowState, pos: Position<'_>, now: u64) -> Option<Next> {
     if state.is_final() || state == FlowState::Sending {
@@ -332,6 +351,27 @@ mod tests {
             after_outcome(at(&s, 0, 2), Disposition::Retry, None, 1_000),
             Next::MoveOn { .. }
         ));
+    }
+
+    #[test]
+    fn a_sends_deadline_is_the_status_deadline_or_the_expiry_whichever_is_first() {
+        let now = 1_000_000;
+        assert_eq!(send_deadline(Some(30_000), None, now), Some(1_030_000));
+        assert_eq!(
+            send_deadline(Some(30_000), Some(1_010_000), now),
+            Some(1_010_000)
+        );
+        assert_eq!(send_deadline(None, Some(1_010_000), now), Some(1_010_000));
+        assert_eq!(send_deadline(None, None, now), None);
+        assert_eq!(send_deadline(Some(u64::MAX), None, now), Some(u64::MAX));
+        let step = |wait_for: &str| -> crate::flow::spec::Step {
+            serde_json::from_value(json!({"channel": "sms", "content": {},
+                "wait_for": wait_for, "within_ms": 30_000}))
+            .unwrap()
+        };
+        // A step done at acceptance has no status to wait for: only the TTL bounds it.
+        assert_eq!(step("accepted").status_within_ms(), None);
+        assert_eq!(step("delivered").status_within_ms(), Some(30_000));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! statuses applied in one transaction each batch; callbacks delivered from the outbox.
 
 use super::pacing::{ChannelPacing, Pacer};
-use super::policy::FlowState;
+use super::policy::{self, FlowState};
 use super::spec::{FlowSpec, SpecError};
 use super::store::{Backend, Write, Written};
 use super::store::{
@@ -536,6 +536,7 @@ impl Runner {
                         last_inbound_ms: None,
                         now_ms: now_ms(),
                         opted_out: Vec::new(),
+                        deadline_ms: None,
                     };
                     match ch.plugin.build_payload(&request, config).await {
                         Ok(Err(errors)) => (at, errors),
@@ -1331,13 +1332,15 @@ impl Runner {
     }
 
     async fn call_channel(&self, channel: &Channel, claim: &Claim) -> SendResult {
+        let now = now_ms();
         let request = MessageRequest {
             recipient: claim.recipient.clone(),
             correlation_id: Some(claim.correlation_id.clone()),
             content: claim.content.clone(),
             last_inbound_ms: claim.last_inbound_ms,
-            now_ms: now_ms(),
+            now_ms: now,
             opted_out: claim.opted_out.clone(),
+            deadline_ms: policy::send_deadline(claim.status_within_ms, claim.expires_ms, now),
         };
         match channel
             .plugin

@@ -81,6 +81,12 @@ pub struct Step {
 }
 
 impl Step {
+    /// How long after the answer the step waits for its status: `within_ms`, when it waits
+    /// for more than acceptance (an accepted send ends a step waiting for acceptance).
+    pub fn status_within_ms(&self) -> Option<u64> {
+        self.within_ms.filter(|_| self.wait_for > WaitFor::Accepted)
+    }
+
     /// The lane the step waits in for its send: the channel, or `channel#sender` for a
     /// named sender (each number has its own pace).
     pub fn lane(&self) -> std::borrow::Cow<'_, str> {

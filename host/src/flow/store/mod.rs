@@ -118,6 +118,11 @@ pub struct Claim {
     pub sender: Option<String>,
     /// Its pacing lane: the channel, or `channel#sender`.
     pub lane: String,
+    /// How long after the answer the step waits for its status
+    /// ([`Step::status_within_ms`](crate::flow::spec::Step::status_within_ms)).
+    pub status_within_ms: Option<u64>,
+    /// When the flow expires (ms since the epoch).
+    pub expires_ms: Option<u64>,
 }
 
 /// What became of a claimed send.

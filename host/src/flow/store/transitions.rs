@@ -396,6 +396,8 @@ impl Tx<'_> {
             slot_ms: slot,
             sender: step.from.clone(),
             lane: lane.into_owned(),
+            status_within_ms: step.status_within_ms(),
+            expires_ms: flow.expires_ms,
         }))
     }
 
