@@ -522,6 +522,8 @@ pub(crate) enum FollowUp {
     },
     /// Twilio's callbacks, to the message's `StatusCallback`.
     Twilio {
+        /// The account that sent it (its token signs the callbacks).
+        account: &'static str,
         sid: String,
         to: String,
         from: String,
@@ -1056,7 +1058,7 @@ impl Outgoing {
                 }
                 _ => callback.clone(),
             };
-            return crate::mock_twilio::post_form(http, &to, callback, params).await;
+            return crate::mock_twilio::post_form(http, &to, callback, params, &self.secret).await;
         }
         let url = match (base, self.path) {
             (Some(base), path) => format!("{base}{path}"),
@@ -1215,6 +1217,7 @@ fn statuses_of(state: &State, targets: &WebhookTargets, follow: FollowUp) -> Vec
             })
             .collect(),
         FollowUp::Twilio {
+            account,
             sid,
             to,
             from,
@@ -1222,17 +1225,25 @@ fn statuses_of(state: &State, targets: &WebhookTargets, follow: FollowUp) -> Vec
             statuses,
         } => statuses
             .iter()
-            .map(|(status, code)| Outgoing {
-                path: "/webhooks/sms",
-                header: "X-Twilio-Signature",
-                secret: String::new(),
-                message_id: sid.clone(),
-                status: status.to_string(),
-                body: String::new(),
-                form: Some((
-                    callback.clone(),
-                    crate::mock_twilio::status_params(&sid, &to, &from, status, *code),
-                )),
+            .map(|(status, code)| {
+                let mut params = crate::mock_twilio::status_params(&sid, &to, &from, status, *code);
+                for (name, value) in &mut params {
+                    if name == "AccountSid" {
+                        *value = account.to_string();
+                    }
+                }
+                Outgoing {
+                    path: "/webhooks/sms",
+                    header: "X-Twilio-Signature",
+                    // Twilio signs with the token of the account that sent the message.
+                    secret: crate::mock_twilio::auth_token_of(account)
+                        .unwrap_or_default()
+                        .to_string(),
+                    message_id: sid.clone(),
+                    status: status.to_string(),
+                    body: String::new(),
+                    form: Some((callback.clone(), params)),
+                }
             })
             .collect(),
     }

@@ -17,6 +17,24 @@ use serde_json::{Value, json};
 pub const DEMO_ACCOUNT_SID: &str = "AC0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 /// Its auth token (the Basic password and the callbacks' signing key).
 pub const DEMO_AUTH_TOKEN: &str = "mock-twilio-auth-token";
+/// A second account, for a tenant that brings its own Twilio account.
+pub const TENANT_ACCOUNT_SID: &str = "AC1b2c3d4e5f60718293a4b5c6d7e8f90a";
+/// Its auth token.
+pub const TENANT_AUTH_TOKEN: &str = "mock-twilio-tenant-auth-token";
+/// Every account the mock serves: (SID, auth token).
+const ACCOUNTS: [(&str, &str); 2] = [
+    (DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN),
+    (TENANT_ACCOUNT_SID, TENANT_AUTH_TOKEN),
+];
+
+/// The auth token of one of the mock's accounts.
+pub fn auth_token_of(account_sid: &str) -> Option<&'static str> {
+    ACCOUNTS
+        .iter()
+        .find(|(sid, _)| *sid == account_sid)
+        .map(|(_, token)| *token)
+}
+
 /// The number the demo sends from (Twilio's magic test number that always sends).
 pub const DEMO_FROM: &str = "+15005550006";
 
@@ -96,15 +114,16 @@ fn messages_path(path: &str) -> Option<&str> {
         .filter(|sid| !sid.contains('/'))
 }
 
-/// Whether `Authorization` is Basic over the demo account's SID and token.
-fn authorized(req: &Recorded) -> bool {
-    let Some(encoded) = header(req, "authorization").and_then(|v| v.strip_prefix("Basic ")) else {
-        return false;
-    };
-    base64::engine::general_purpose::STANDARD
+/// The account whose SID and auth token `Authorization` carries as HTTP Basic.
+fn authenticated(req: &Recorded) -> Option<&'static str> {
+    let encoded = header(req, "authorization")?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
-        .ok()
-        .is_some_and(|b| b == format!("{DEMO_ACCOUNT_SID}:{DEMO_AUTH_TOKEN}").as_bytes())
+        .ok()?;
+    ACCOUNTS
+        .iter()
+        .find(|(sid, token)| decoded == format!("{sid}:{token}").as_bytes())
+        .map(|(sid, _)| *sid)
 }
 
 /// The form parameters of a request body.
@@ -128,13 +147,14 @@ pub(crate) fn answer(req: &Recorded, trace: u64) -> Option<Reply> {
     if req.method != "POST" {
         return Some(error(405, 20004, "Method not allowed"));
     }
-    if !authorized(req) {
+    let Some(account) = authenticated(req) else {
         return Some(error(401, 20003, "Authenticate"));
-    }
-    if sid != DEMO_ACCOUNT_SID {
+    };
+    if sid != account {
         return Some(error(404, 20404, "The requested resource was not found"));
     }
     let params = form(&req.body);
+    let accepted = |statuses| accepted(account, &params, trace, statuses);
     Some(match checked(&params) {
         Err(refusal) => *refusal,
         Ok(to) => match SMS_SCENARIOS.iter().find(|s| s.recipient == to) {
@@ -145,8 +165,8 @@ pub(crate) fn answer(req: &Recorded, trace: u64) -> Option<Reply> {
             Some(SmsScenario {
                 behaviour: SmsBehaviour::AcceptThen(statuses),
                 ..
-            }) => accepted(&params, trace, statuses),
-            None => accepted(&params, trace, DEFAULT_SMS_STATUSES),
+            }) => accepted(statuses),
+            None => accepted(DEFAULT_SMS_STATUSES),
         },
     })
 }
@@ -200,6 +220,7 @@ fn checked(params: &[(String, String)]) -> Result<String, Box<Reply>> {
 
 /// `201` with the message resource, and its callbacks to follow.
 fn accepted(
+    account: &'static str,
     params: &[(String, String)],
     trace: u64,
     statuses: &'static [(&'static str, Option<u32>)],
@@ -209,7 +230,7 @@ fn accepted(
     let from = param(params, "From").unwrap_or(DEMO_FROM).to_string();
     let body = param(params, "Body").unwrap_or_default();
     let resource = json!({
-        "account_sid": DEMO_ACCOUNT_SID,
+        "account_sid": account,
         "api_version": "2010-04-01",
         "body": body,
         "direction": "outbound-api",
@@ -224,10 +245,11 @@ fn accepted(
         "sid": sid,
         "status": "queued",
         "to": to,
-        "uri": format!("/2010-04-01/Accounts/{DEMO_ACCOUNT_SID}/Messages/{sid}.json"),
+        "uri": format!("/2010-04-01/Accounts/{account}/Messages/{sid}.json"),
     });
     Reply {
         then: param(params, "StatusCallback").map(|callback| FollowUp::Twilio {
+            account,
             sid: sid.clone(),
             to,
             from,
@@ -308,18 +330,19 @@ pub fn form_body(params: &[(String, String)]) -> String {
         .finish()
 }
 
-/// Posts a form to `post_to` signed over `signed_url` (the URL Twilio was given: behind a
-/// load balancer it is not the node's own); the HTTP status, 0 for none.
+/// Posts a form to `post_to` signed with `auth_token` over `signed_url` (the URL Twilio was
+/// given: behind a load balancer it is not the node's own); the HTTP status, 0 for none.
 pub async fn post_form(
     http: &reqwest::Client,
     post_to: &str,
     signed_url: &str,
     params: &[(String, String)],
+    auth_token: &str,
 ) -> u16 {
     http.post(post_to)
         .header(
             "X-Twilio-Signature",
-            signature(DEMO_AUTH_TOKEN, signed_url, params),
+            signature(auth_token, signed_url, params),
         )
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form_body(params))

@@ -708,3 +708,95 @@ fn a_refused_token_flags_the_account_once_and_its_steps_fall_back_until_a_new_to
         "{after}"
     );
 }
+
+/// A tenant bringing its own Twilio account: its SMS leave under its own credentials and
+/// sender, Twilio posts their statuses to the tenant's own webhook (`/webhooks/sms/{tenant}`),
+/// where the tenant's auth token checks them; a callback signed with any other token is
+/// refused there, a tenant without its own account has no such webhook, and the other tenants'
+/// SMS keep the operator's account.
+#[test]
+fn a_tenants_own_twilio_account_sends_its_sms_and_checks_its_own_callbacks() {
+    use host_testkit::mock_twilio::{
+        DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, TENANT_ACCOUNT_SID, TENANT_AUTH_TOKEN, form_body,
+        signature, status_params,
+    };
+    let rig = Rig::start("own-twilio");
+    let (acme, other) = (rig.tenant("acme"), rig.tenant("other"));
+    let (status, shown) = rig.send(
+        rig.http
+            .put(format!("{}/admin/tenants/acme/channels/sms", rig.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"account_id": TENANT_ACCOUNT_SID,
+                "settings": {"account_sid": TENANT_ACCOUNT_SID, "from": "+15005550009"},
+                "secrets": {"account-sid": TENANT_ACCOUNT_SID, "auth-token": TENANT_AUTH_TOKEN}})),
+    );
+    assert_eq!(status, 200, "{shown}");
+    assert!(!shown.to_string().contains(TENANT_AUTH_TOKEN), "{shown}");
+    let delivered = |id: &str| {
+        json!({"id": id, "recipient": "+15550100071", "steps": [
+            {"channel": "sms", "wait_for": "delivered", "within_ms": 30_000,
+             "content": {"text": "Your order shipped."}}]})
+    };
+    for (token, id) in [(&acme, "a-1"), (&other, "o-1")] {
+        let (status, body) = rig.post_flow(token, &delivered(id));
+        assert_eq!(status, 201, "{body}");
+    }
+    for (token, id) in [(&acme, "a-1"), (&other, "o-1")] {
+        let done =
+            FlowClient::new(rig.port, token).wait_final(&[id.into()], Duration::from_secs(30));
+        assert_eq!(done[0]["state"], "done", "{}\n{}", done[0], rig.log());
+        assert!(
+            done[0].to_string().contains("sms status delivered"),
+            "{}",
+            done[0]
+        );
+    }
+    let sends: Vec<_> = rig
+        ._mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_sms_send())
+        .collect();
+    let of = |tenant: &str| {
+        sends
+            .iter()
+            .find(|r| r.correlation_id().is_some_and(|c| c.starts_with(tenant)))
+            .unwrap_or_else(|| panic!("no SMS of {tenant}: {sends:?}"))
+    };
+    let acme_send = of("acme/");
+    assert!(
+        acme_send.path.contains(TENANT_ACCOUNT_SID),
+        "{}",
+        acme_send.path
+    );
+    let form = host_testkit::mock_twilio::form(&acme_send.body);
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get("From").as_deref(), Some("+15005550009"));
+    let callback = get("StatusCallback").unwrap();
+    assert!(
+        callback.starts_with(&format!("{}/webhooks/sms/acme?correlation_id=", rig.base)),
+        "{callback}"
+    );
+    assert!(of("other/").path.contains(DEMO_ACCOUNT_SID));
+
+    // The tenant's webhook takes only what its own token signed.
+    let post = |path: &str, token: &str| {
+        let url = format!("{}{path}", rig.base);
+        let params = status_params("SM9", "+15550100071", "+15005550009", "read", None);
+        rig.http
+            .post(&url)
+            .header("X-Twilio-Signature", signature(token, &url, &params))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&params))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post("/webhooks/sms/acme", TENANT_AUTH_TOKEN), 200);
+    assert_eq!(post("/webhooks/sms/acme", DEMO_AUTH_TOKEN), 401);
+    assert_eq!(post("/webhooks/sms", TENANT_AUTH_TOKEN), 401);
+    assert_eq!(post("/webhooks/sms/other", DEMO_AUTH_TOKEN), 404);
+    assert_eq!(post("/webhooks/sms/nobody", TENANT_AUTH_TOKEN), 404);
+    assert_eq!(post("/webhooks/sms/..%2Facme", TENANT_AUTH_TOKEN), 404);
+}

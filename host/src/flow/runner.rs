@@ -224,6 +224,8 @@ pub struct Runner {
     callback_secret: Option<String>,
     /// Tenants' channels read recently ((tenant, channel) → what to send with, when read).
     tenant_channels: TtlCache<(String, String, Option<String>), TenantChannel>,
+    /// What checks tenants' own accounts' webhooks, read recently ((tenant, channel) → it).
+    tenant_hooks: TtlCache<(String, String), Option<Arc<Channel>>>,
     /// The dispatcher's lanes: every channel, and `channel#sender` for every tenant's sender
     /// (refreshed from the store each second).
     lanes: std::sync::RwLock<Vec<String>>,
@@ -336,6 +338,7 @@ impl Runner {
             callback_secret,
             tenant_keys: TtlCache::new(TENANT_KEY_TTL, TENANT_CACHE_MAX),
             tenant_channels: TtlCache::new(TENANT_KEY_TTL, TENANT_CACHE_MAX),
+            tenant_hooks: TtlCache::new(TENANT_KEY_TTL, TENANT_CACHE_MAX),
             lanes: std::sync::RwLock::new(channel_names_for_lanes),
             rounds: AtomicU64::new(0),
             options,
@@ -595,9 +598,21 @@ impl Runner {
         channel: &str,
         events: Vec<WebhookEvent>,
     ) -> Result<()> {
+        self.on_events_of(channel, None, events).await
+    }
+
+    /// [`Runner::on_events`] for a delivery on `tenant`'s own route (checked with its
+    /// secrets; [`Store::apply_events`](crate::flow::store::Store::apply_events)).
+    pub async fn on_events_of(
+        self: &Arc<Self>,
+        channel: &str,
+        tenant: Option<&str>,
+        events: Vec<WebhookEvent>,
+    ) -> Result<()> {
         let events = Arc::new(events);
         let write = Write::Events {
             channel: channel.to_string(),
+            tenant: tenant.map(str::to_string),
             events: events.clone(),
         };
         let fresh = match self.writer.write(write).await? {
@@ -801,6 +816,7 @@ impl Runner {
     /// Forgets what was read of the tenant's channels (an account was put on this node).
     pub fn forget_tenant_channels(&self, tenant: &str) {
         self.tenant_channels.retain(|(t, _, _), _| t != tenant);
+        self.tenant_hooks.retain(|(t, _), _| t != tenant);
     }
 
     fn read_tenant_channel(&self, tenant: &str, channel: &str) -> Result<TenantChannel> {
@@ -820,6 +836,21 @@ impl Runner {
             "disabled" => return Ok(TenantChannel::Refused(HostReason::AccountDisabled)),
             _ => {}
         }
+        let own = self.account_channel(tenant, channel, base, &account)?;
+        Ok(TenantChannel::Own(Arc::new(own)))
+    }
+
+    /// The channel over the tenant's own account: the operator's plugin with the tenant's
+    /// secrets (only those the plugin is granted), the account's settings over the operator's,
+    /// its synced templates, and a status callback of its own
+    /// ([`tenant_status_callback`]).
+    fn account_channel(
+        &self,
+        tenant: &str,
+        channel: &str,
+        base: &Channel,
+        account: &crate::flow::store::AccountRecord,
+    ) -> Result<Channel> {
         let secrets = match self.vault() {
             Some(vault) => self.store.channel_secrets(vault, tenant, channel)?,
             None => Vec::new(),
@@ -844,15 +875,47 @@ impl Runner {
             services.log.like(),
         ));
         let mut config = with_settings(&base.config(), &account.settings);
+        config.settings = tenant_status_callback(&config.settings, &account.settings, tenant);
         let templates = self.store.templates(channel, &account.account_id)?;
         if !templates.is_empty() {
             config = with_synced_catalog(&config, &templates);
         }
-        Ok(TenantChannel::Own(Arc::new(Channel::new(
+        Ok(Channel::new(
             base.plugin.with_services(services),
             config,
             base.pacing,
-        ))))
+        ))
+    }
+
+    /// What checks the webhooks of the tenant's own account on `channel`
+    /// (`/webhooks/{channel}/{tenant}`): its channel whatever the account's state (a flagged
+    /// account still receives), or `None` when the tenant has no account there. Read from the
+    /// store at most every [`TENANT_KEY_TTL`], off the async workers.
+    pub async fn tenant_webhook_channel(
+        self: &Arc<Self>,
+        tenant: &str,
+        channel: &str,
+    ) -> Result<Option<Arc<Channel>>> {
+        let key = (tenant.to_string(), channel.to_string());
+        if let Some(known) = self.tenant_hooks.get(&key) {
+            return Ok(known);
+        }
+        let runner = self.clone();
+        let (t, ch) = key.clone();
+        let found = tokio::task::spawn_blocking(move || -> Result<Option<Arc<Channel>>> {
+            let Some(base) = runner.channels.get(&ch) else {
+                return Ok(None);
+            };
+            let Some(account) = runner.store.channel_account(&t, &ch)? else {
+                return Ok(None);
+            };
+            Ok(Some(Arc::new(
+                runner.account_channel(&t, &ch, base, &account)?,
+            )))
+        })
+        .await??;
+        self.tenant_hooks.put(key, found.clone());
+        Ok(found)
     }
 
     /// Seals a new callback key for the tenant and uses it from now on (on this node at once,
@@ -1520,6 +1583,33 @@ fn with_settings(config: &ChannelConfig, overlay: &str) -> ChannelConfig {
     }
 }
 
+/// The settings of a tenant's own account with its status callback: a provider told per
+/// message where to post statuses (Twilio) posts a tenant's to `{the operator's}/{tenant}`,
+/// where the tenant's own secret checks them, unless the account's settings name one.
+fn tenant_status_callback(settings: &str, account_settings: &str, tenant: &str) -> String {
+    const KEY: &str = "status_callback";
+    let named = serde_json::from_str::<Value>(account_settings)
+        .ok()
+        .is_some_and(|v| v.get(KEY).is_some());
+    match serde_json::from_str::<Value>(settings) {
+        Ok(Value::Object(mut map)) if !named => {
+            let Some(mut url) = map
+                .get(KEY)
+                .and_then(Value::as_str)
+                .and_then(|u| url::Url::parse(u).ok())
+            else {
+                return settings.to_string();
+            };
+            if let Ok(mut path) = url.path_segments_mut() {
+                path.pop_if_empty().push(tenant);
+            }
+            map.insert(KEY.into(), url.to_string().into());
+            Value::Object(map).to_string()
+        }
+        _ => settings.to_string(),
+    }
+}
+
 /// `config` with the account's synced templates after whatever its own settings seed the
 /// catalog with (a later definition of the same template replaces an earlier one).
 fn with_synced_catalog(
@@ -1639,5 +1729,24 @@ async fn sleep_until_ms(at_ms: u64) {
     let wait = at_ms.saturating_sub(now_ms());
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenants_own_account_gets_its_own_status_callback_unless_it_names_one() {
+        let operator = r#"{"from":"+1","status_callback":"https://h.example/webhooks/sms?x=1"}"#;
+        let own: Value =
+            serde_json::from_str(&tenant_status_callback(operator, "{}", "acme")).unwrap();
+        assert_eq!(
+            own["status_callback"],
+            "https://h.example/webhooks/sms/acme?x=1"
+        );
+        let named = r#"{"status_callback":"https://mine.example/cb"}"#;
+        assert_eq!(tenant_status_callback(operator, named, "acme"), operator);
+        assert_eq!(tenant_status_callback("{}", "{}", "acme"), "{}");
     }
 }

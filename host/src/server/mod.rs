@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `GET /webhooks/{channel}` | the provider's verify token | the verification handshake, through the channel's `parse-webhook` |
 //! | `POST /webhooks/{channel}` | the provider's signature | status webhooks → the runner (401 on a bad signature, nothing applied) |
+//! | `GET`/`POST /webhooks/{channel}/{tenant}` | the signature, checked with the tenant's own account's secrets | as above, for a tenant with its own account on the channel (Twilio, SendGrid); its events are its own (404 without such an account) |
 //! | `POST /flows` | `Authorization: Bearer <a tenant's token>` | one flow (JSON object), or a batch (JSON array or NDJSON, ≤ 10,000) → 201 `{"id"}` / `{"ids"}` |
 //! | `GET /flows/{id}` | a tenant's token | the tenant's flow: state, attempts and timeline (another tenant's is 404) |
 //! | `POST /admin/tenants`, `GET /admin/tenants`, `GET`/`PATCH /admin/tenants/{id}` | `Bearer <flow/admin-token>` | tenants: create, list, show (with its tokens), rename |

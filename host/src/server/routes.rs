@@ -44,6 +44,10 @@ pub(super) fn router(runner: Arc<Runner>, options: ServerOptions) -> Router {
         .route("/flows", post(start_flows))
         .route("/flows/{id}", get(flow_status))
         .route("/webhooks/{channel}", get(webhook).post(webhook))
+        .route(
+            "/webhooks/{channel}/{tenant}",
+            get(tenant_webhook).post(tenant_webhook),
+        )
         .route("/health", get(health))
         .merge(super::admin::routes())
         .merge(super::accounts::routes())
@@ -405,10 +409,51 @@ async fn webhook(
             format!("no channel {channel:?}"),
         ));
     };
+    receive_webhook(&app, &channel, ch, None, query, request).await
+}
+
+/// A tenant's own account's webhook (`/webhooks/{channel}/{tenant}`): checked with that
+/// tenant's secrets (a tenant with its own Twilio or SendGrid account points it here), its
+/// events applied to that tenant's flows and customers only. A tenant without an account on
+/// the channel, or no such tenant, is one and the same 404.
+async fn tenant_webhook(
+    State(app): State<App>,
+    Path((channel, tenant)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let found = if crate::tenants::valid_tenant_id(&tenant) {
+        app.runner
+            .tenant_webhook_channel(&tenant, &channel)
+            .await
+            .map_err(|e| ApiError::internal("reading a tenant's channel account", e))?
+    } else {
+        None
+    };
+    let Some(ch) = found else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_webhook",
+            "no account receives webhooks here".to_string(),
+        ));
+    };
+    receive_webhook(&app, &channel, &ch, Some(&tenant), query, request).await
+}
+
+/// Reads a webhook within the limits, has the channel check and parse it, and applies its
+/// events (for `tenant` when it came in on that tenant's own route).
+async fn receive_webhook(
+    app: &App,
+    channel: &str,
+    ch: &crate::flow::Channel,
+    tenant: Option<&str>,
+    query: Option<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let limit = app.options.max_webhook_body_bytes;
-    let _admitted = admit_webhook(&app, &parts.headers)?;
-    let body = read_body_within(&app, &parts.headers, body, limit).await?;
+    let _admitted = admit_webhook(app, &parts.headers)?;
+    let body = read_body_within(app, &parts.headers, body, limit).await?;
     let hook = webhook_request(&parts, app.options.public_url.as_deref(), query, body);
     let outcome = ch
         .plugin
@@ -422,7 +467,7 @@ async fn webhook(
         Ok(WebhookOutcome::Events(events)) => {
             // A 500 makes the provider redeliver later; dedupe keys make that safe.
             app.runner
-                .on_events(&channel, events)
+                .on_events_of(channel, tenant, events)
                 .await
                 .map_err(|e| ApiError::internal("applying webhook events", e))?;
             Ok(([(header::CONTENT_TYPE, "text/plain")], "ok").into_response())

@@ -425,12 +425,26 @@ impl Store {
         events: &[WebhookEvent],
         now: u64,
     ) -> Result<Vec<usize>> {
+        self.apply_events(channel, None, events, now)
+    }
+
+    /// [`Store::apply_statuses`] for a delivery that came in on `tenant`'s own route
+    /// (`/webhooks/{channel}/{tenant}`, checked with that tenant's secrets): its events are
+    /// that tenant's, never another's (one naming an account another tenant owns is dropped).
+    /// `None`: the channel's shared route, where the account an event names decides.
+    pub fn apply_events(
+        &self,
+        channel: &str,
+        tenant: Option<&str>,
+        events: &[WebhookEvent],
+        now: u64,
+    ) -> Result<Vec<usize>> {
         // One transaction per event: each locks only its own flow, so two deliveries naming
         // the same flows in another order never wait on each other crosswise. An error stops
         // here: the provider redelivers, and what was applied is then a redelivery.
         let mut fresh = Vec::new();
         for (i, e) in events.iter().enumerate() {
-            if self.with_tx(now, |t| t.apply_event(channel, e))? {
+            if self.with_tx(now, |t| t.apply_event(channel, tenant, e))? {
                 fresh.push(i);
             }
         }
@@ -520,9 +534,11 @@ pub enum Write {
         result: SendResult,
         customer_gap: Option<CustomerGap>,
     },
-    /// [`Store::apply_statuses`].
+    /// [`Store::apply_events`].
     Events {
         channel: String,
+        /// The tenant whose own route the delivery came in on, checked with its secrets.
+        tenant: Option<String>,
         events: std::sync::Arc<Vec<WebhookEvent>>,
     },
 }
@@ -562,8 +578,12 @@ impl Store {
             .iter()
             .map(|w| match w {
                 // One transaction per event, as apply_statuses does.
-                Write::Events { channel, events } => self
-                    .apply_statuses(channel, events, now)
+                Write::Events {
+                    channel,
+                    tenant,
+                    events,
+                } => self
+                    .apply_events(channel, tenant.as_deref(), events, now)
                     .map(Written::Applied),
                 _ => self.with_tx(now, |t| t.write(w)),
             })
@@ -957,6 +977,7 @@ mod tests {
                     },
                     Write::Events {
                         channel: "whatsapp".into(),
+                        tenant: None,
                         events: std::sync::Arc::new(vec![delivered.clone(), delivered]),
                     },
                 ],
@@ -995,6 +1016,7 @@ mod tests {
         sealed_secrets_open_with_their_key_and_a_wrong_or_missing_key_is_refused,
         a_tenants_flow_sees_its_own_customers_opt_outs_and_statuses_only,
         a_status_from_another_tenants_account_never_moves_a_flow,
+        a_delivery_on_a_tenants_own_route_moves_only_that_tenants_flows,
         an_event_for_an_account_nobody_owns_is_counted_and_dropped_once_the_default_names_its_own,
         a_synced_catalog_is_replaced_whole_and_template_webhooks_change_its_rows,
         the_messaging_limit_counts_unique_customers_over_24_hours_and_follows_tier_changes,
@@ -1121,6 +1143,64 @@ mod tests {
         own.sender_id = Some("1111".into());
         s.apply_statuses("whatsapp", &[own], NOW + 30).unwrap();
         assert_eq!(s.state("acme/f").unwrap(), Some(FlowState::Done));
+    }
+
+    /// A delivery on acme's own route (checked with acme's secrets) never moves globex's
+    /// flow, even naming its correlation id, nor one naming globex's account; it moves acme's.
+    fn a_delivery_on_a_tenants_own_route_moves_only_that_tenants_flows(s: Store) {
+        account_with_sender(&s, "globex", "222", "2221");
+        let spec_of = |id: &str| -> FlowSpec {
+            serde_json::from_value(json!({"recipient": "+15550100001", "steps": [
+                {"channel": "whatsapp", "wait_for": "delivered", "within_ms": 600_000,
+                 "content": {"text": id}}]}))
+            .unwrap()
+        };
+        // One after the other, a minute apart: each claim is the only one due.
+        for (i, (id, text)) in [("acme/f", "a"), ("globex/g", "g")].into_iter().enumerate() {
+            let at = NOW + 60_000 * i as u64;
+            s.submit(&[(id.into(), spec_of(text))], at).unwrap();
+            let c = claim_one(&s, at);
+            s.mark_sending(c.attempt_id, at).unwrap();
+            let accepted = classification(Disposition::Accepted, "accepted", None);
+            s.record(c.attempt_id, &SendResult::Classified(accepted), at + 10)
+                .unwrap();
+        }
+        let delivered = |correlation: &str, account: Option<&str>| {
+            let mut e = status(
+                &format!("SM-{correlation}"),
+                correlation,
+                Disposition::Delivered,
+                3,
+            );
+            e.account_id = account.map(str::to_string);
+            e.dedupe_key = format!("{correlation}:{account:?}");
+            e
+        };
+        for forged in [
+            delivered("globex/g/0/1", None),
+            delivered("acme/f/0/1", Some("222")),
+        ] {
+            s.apply_events("whatsapp", Some("acme"), &[forged], NOW + 70_000)
+                .unwrap();
+        }
+        assert_eq!(s.state("globex/g").unwrap(), Some(FlowState::WaitingStatus));
+        assert_eq!(s.state("acme/f").unwrap(), Some(FlowState::WaitingStatus));
+        s.apply_events(
+            "whatsapp",
+            Some("acme"),
+            &[delivered("acme/f/0/1", None)],
+            NOW + 80_000,
+        )
+        .unwrap();
+        assert_eq!(s.state("acme/f").unwrap(), Some(FlowState::Done));
+        s.apply_events(
+            "whatsapp",
+            Some("globex"),
+            &[delivered("globex/g/0/1", None)],
+            NOW + 90_000,
+        )
+        .unwrap();
+        assert_eq!(s.state("globex/g").unwrap(), Some(FlowState::Done));
     }
 
     /// While the default tenant names no account of its own, an unknown account's events

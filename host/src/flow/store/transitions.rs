@@ -195,10 +195,14 @@ impl Tx<'_> {
                 self.record_paced(*attempt_id, result, customer_gap.as_ref())?;
                 Ok(Written::Recorded)
             }
-            Write::Events { channel, events } => {
+            Write::Events {
+                channel,
+                tenant,
+                events,
+            } => {
                 let mut fresh = Vec::new();
                 for (i, e) in events.iter().enumerate() {
-                    if self.apply_event(channel, e)? {
+                    if self.apply_event(channel, tenant.as_deref(), e)? {
                         fresh.push(i);
                     }
                 }
@@ -691,12 +695,43 @@ impl Tx<'_> {
         Ok(EventOwner::Nobody)
     }
 
+    /// Whether the event names an account or sender that a tenant other than `tenant` owns
+    /// (a delivery on `tenant`'s own route never moves another tenant's flows).
+    fn owned_by_another(&self, channel: &str, e: &WebhookEvent, tenant: &str) -> Result<bool> {
+        let (account, sender) = (e.account_id.as_deref(), e.sender_id.as_deref());
+        if account.is_none() && sender.is_none() {
+            return Ok(false);
+        }
+        let route = self.ops.route(channel, account, sender)?;
+        let other = route
+            .by_sender
+            .or(route.by_account)
+            .is_some_and(|owner| owner != tenant);
+        if other {
+            tracing::warn!(
+                channel,
+                tenant,
+                "an event on a tenant's own webhook names another tenant's account: dropped"
+            );
+        }
+        Ok(other)
+    }
+
     /// Applies one webhook event; whether it was seen for the first time.
-    pub(super) fn apply_event(&self, channel: &str, e: &WebhookEvent) -> Result<bool> {
-        let owner = match self.tenant_of_event(channel, e)? {
-            EventOwner::Nobody => return Ok(false),
-            EventOwner::Tenant(t) => Some(t),
-            EventOwner::Unnamed => None,
+    pub(super) fn apply_event(
+        &self,
+        channel: &str,
+        arrived_for: Option<&str>,
+        e: &WebhookEvent,
+    ) -> Result<bool> {
+        let owner = match arrived_for {
+            Some(tenant) if self.owned_by_another(channel, e, tenant)? => return Ok(false),
+            Some(tenant) => Some(tenant.to_string()),
+            None => match self.tenant_of_event(channel, e)? {
+                EventOwner::Nobody => return Ok(false),
+                EventOwner::Tenant(t) => Some(t),
+                EventOwner::Unnamed => None,
+            },
         };
         let tenant = owner.as_deref().unwrap_or(tenants::DEFAULT_TENANT);
         if e.kind == EventKind::MessageStatus {
