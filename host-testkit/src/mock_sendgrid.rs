@@ -16,6 +16,10 @@ use serde_json::{Value, json};
 
 /// The API key the mock accepts.
 pub const DEMO_API_KEY: &str = "mock-sendgrid-key";
+/// A second account's key, for a tenant that brings its own SendGrid account. The mock does
+/// not know where that account's Event Webhook posts: a test signs its events itself
+/// ([`sign_as_tenant`]).
+pub const TENANT_API_KEY: &str = "mock-sendgrid-tenant-key";
 /// The Event Webhook's signature header.
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Email-Event-Webhook-Signature";
 /// Its timestamp header.
@@ -27,10 +31,24 @@ fn signing_key() -> SigningKey {
     SigningKey::from_bytes(&[0x1d; 32].into()).expect("a valid scalar")
 }
 
+/// The tenant account's signing key (another fixed test scalar).
+fn tenant_signing_key() -> SigningKey {
+    SigningKey::from_bytes(&[0x2e; 32].into()).expect("a valid scalar")
+}
+
 /// The Event Webhook's verification key, base64 of its DER SubjectPublicKeyInfo, as
 /// SendGrid's settings show it.
 pub fn demo_event_public_key() -> String {
-    let der = signing_key()
+    public_key_of(&signing_key())
+}
+
+/// The tenant account's verification key, as [`demo_event_public_key`].
+pub fn tenant_event_public_key() -> String {
+    public_key_of(&tenant_signing_key())
+}
+
+fn public_key_of(key: &SigningKey) -> String {
+    let der = key
         .verifying_key()
         .to_public_key_der()
         .expect("a P-256 key encodes");
@@ -122,13 +140,15 @@ pub(crate) fn answer(req: &Recorded, trace: u64) -> Option<Reply> {
     if req.method != "POST" {
         return Some(errors(405, "method not allowed", None));
     }
-    if header(req, "authorization") != Some(format!("Bearer {DEMO_API_KEY}").as_str()) {
+    let key = header(req, "authorization").and_then(|v| v.strip_prefix("Bearer "));
+    if !matches!(key, Some(DEMO_API_KEY | TENANT_API_KEY)) {
         return Some(errors(
             401,
             "The provided authorization grant is invalid, expired, or revoked",
             None,
         ));
     }
+    let posts_events = key == Some(DEMO_API_KEY);
     let body: Value = match serde_json::from_slice(&req.body) {
         Ok(v) => v,
         Err(_) => return Some(errors(400, "Bad Request", None)),
@@ -143,7 +163,7 @@ pub(crate) fn answer(req: &Recorded, trace: u64) -> Option<Reply> {
                 .map_or(DEFAULT_EMAIL_EVENTS, |s| s.events);
             Reply {
                 headers: vec![("x-message-id", message_id.clone())],
-                then: Some(FollowUp::SendGrid {
+                then: posts_events.then_some(FollowUp::SendGrid {
                     message_id,
                     email,
                     correlation_id,
@@ -210,7 +230,7 @@ fn checked(body: &Value) -> Result<(String, Option<String>), Box<Reply>> {
 
 /// One Event Webhook delivery (a JSON array of one event), as SendGrid posts it: the custom
 /// args copied in, the message id with its filter suffix.
-pub(crate) fn event_body(
+pub fn event_body(
     message_id: &str,
     email: &str,
     correlation_id: Option<&str>,
@@ -252,8 +272,17 @@ pub(crate) async fn post_events(http: &reqwest::Client, url: &str, body: String)
 
 /// The timestamp (Unix seconds, now) and the base64 DER signature over timestamp + body.
 pub fn sign(body: &str) -> (String, String) {
+    sign_with(&signing_key(), body)
+}
+
+/// [`sign`] with the tenant account's key.
+pub fn sign_as_tenant(body: &str) -> (String, String) {
+    sign_with(&tenant_signing_key(), body)
+}
+
+fn sign_with(key: &SigningKey, body: &str) -> (String, String) {
     let timestamp = (host::services::now_ms() / 1_000).to_string();
-    let signature: DerSignature = signing_key().sign(format!("{timestamp}{body}").as_bytes());
+    let signature: DerSignature = key.sign(format!("{timestamp}{body}").as_bytes());
     let encoded = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
         signature.as_bytes(),

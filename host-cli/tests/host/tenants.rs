@@ -800,3 +800,97 @@ fn a_tenants_own_twilio_account_sends_its_sms_and_checks_its_own_callbacks() {
     assert_eq!(post("/webhooks/sms/nobody", TENANT_AUTH_TOKEN), 404);
     assert_eq!(post("/webhooks/sms/..%2Facme", TENANT_AUTH_TOKEN), 404);
 }
+
+/// A tenant bringing its own SendGrid account: its email leaves under its own API key, and
+/// the events its account's Event Webhook posts to `/webhooks/email/{tenant}` are checked
+/// with its own verification key (the operator's key is refused there) and end its flow.
+#[test]
+fn a_tenants_own_sendgrid_account_sends_its_email_and_checks_its_own_events() {
+    use host_testkit::mock_sendgrid::{
+        DEFAULT_EMAIL_EVENTS, SIGNATURE_HEADER, TENANT_API_KEY, TIMESTAMP_HEADER, event_body, sign,
+        sign_as_tenant, tenant_event_public_key,
+    };
+    let rig = Rig::start("own-sendgrid");
+    let acme = rig.tenant("acme");
+    let (status, shown) = rig.send(
+        rig.http
+            .put(format!("{}/admin/tenants/acme/channels/email", rig.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"account_id": "sendgrid-acme",
+                "secrets": {"api-key": TENANT_API_KEY,
+                            "webhook-public-key": tenant_event_public_key()}})),
+    );
+    assert_eq!(status, 200, "{shown}");
+    let flow = json!({"id": "m-1", "recipient": "+15550100072", "steps": [
+        {"channel": "email", "to": "ann@example.com", "wait_for": "delivered",
+         "within_ms": 30_000,
+         "content": {"subject": "Your order shipped", "text": "Your order shipped."}}]});
+    let (status, body) = rig.post_flow(&acme, &flow);
+    assert_eq!(status, 201, "{body}");
+    let client = FlowClient::new(rig.port, &acme);
+    // The send is accepted under the tenant's key; its message id is in the timeline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let message_id = loop {
+        let (_, view) = rig.get_flow(&acme, "m-1");
+        let text = view.to_string();
+        if let Some(at) = text.find("accepted id ") {
+            let rest = &text[at + "accepted id ".len()..];
+            break rest
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .next()
+                .unwrap()
+                .to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{view}\n{}",
+            rig.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let send = rig
+        ._mock
+        .requests()
+        .into_iter()
+        .find(|r| r.is_email_send())
+        .unwrap();
+    let authorization = send
+        .headers
+        .iter()
+        .find(|(n, _)| n == "authorization")
+        .map(|(_, v)| v.clone());
+    assert_eq!(authorization, Some(format!("Bearer {TENANT_API_KEY}")));
+    let correlation = send.correlation_id().unwrap();
+    let delivered = event_body(
+        &message_id,
+        "ann@example.com",
+        Some(&correlation),
+        &DEFAULT_EMAIL_EVENTS[1],
+        1,
+    );
+    let post = |path: &str, (timestamp, signature): (String, String)| {
+        rig.http
+            .post(format!("{}{path}", rig.base))
+            .header(SIGNATURE_HEADER, signature)
+            .header(TIMESTAMP_HEADER, timestamp)
+            .header("content-type", "application/json")
+            .body(delivered.clone())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post("/webhooks/email/acme", sign(&delivered)), 401);
+    assert_eq!(post("/webhooks/email", sign_as_tenant(&delivered)), 401);
+    assert_eq!(
+        post("/webhooks/email/acme", sign_as_tenant(&delivered)),
+        200
+    );
+    let done = client.wait_final(&["m-1".into()], Duration::from_secs(20));
+    assert_eq!(done[0]["state"], "done", "{}", done[0]);
+    assert!(
+        done[0].to_string().contains("email status delivered"),
+        "{}",
+        done[0]
+    );
+}
