@@ -243,30 +243,47 @@ impl FlowClient {
 
     /// `GET /flows/{id}`, if it answers with JSON.
     pub fn status(&self, id: &str) -> Option<Value> {
+        self.poll_status(id).ok()
+    }
+
+    /// One status read, bounded to 10 s (a node that stops answering shows as errors, not as
+    /// one read hanging for the client's whole timeout); why it failed otherwise.
+    fn poll_status(&self, id: &str) -> Result<Value, String> {
         let r = self
             .http
             .get(format!("{}/flows/{id}", self.base))
             .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(10))
             .send()
-            .ok()?;
-        serde_json::from_slice(&r.bytes().ok()?).ok()
+            .map_err(|e| format!("{e:?}"))?;
+        let status = r.status();
+        let bytes = r.bytes().map_err(|e| format!("reading the body: {e:?}"))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|_| format!("{status}: {}", String::from_utf8_lossy(&bytes)))
     }
 
-    /// Every flow's status once final; panics naming the first that is not within `within`.
+    /// Every flow's status once final; panics naming the first that is not within `within`,
+    /// with its last answer, or the last error and how many reads failed.
     pub fn wait_final(&self, ids: &[String], within: Duration) -> Vec<Value> {
         let deadline = Instant::now() + within;
         ids.iter()
             .map(|id| {
+                let mut failed = 0;
                 loop {
-                    let s = self.status(id);
-                    if let Some(s) = &s
+                    let s = self.poll_status(id);
+                    if let Ok(s) = &s
                         && s["state"]
                             .as_str()
                             .is_some_and(|st| FINAL_STATES.contains(&st))
                     {
                         break s.clone();
                     }
-                    assert!(Instant::now() < deadline, "flow {id} did not finish: {s:?}");
+                    failed += usize::from(s.is_err());
+                    assert!(
+                        Instant::now() < deadline,
+                        "flow {id} did not finish at {} within {within:?} ({failed} reads failed): {s:?}",
+                        self.base
+                    );
                     std::thread::sleep(Duration::from_millis(50));
                 }
             })
