@@ -1223,30 +1223,41 @@ fn statuses_of(state: &State, targets: &WebhookTargets, follow: FollowUp) -> Vec
             from,
             callback,
             statuses,
-        } => statuses
-            .iter()
-            .map(|(status, code)| {
-                let mut params = crate::mock_twilio::status_params(&sid, &to, &from, status, *code);
-                for (name, value) in &mut params {
-                    if name == "AccountSid" {
-                        *value = account.to_string();
-                    }
-                }
-                Outgoing {
-                    path: "/webhooks/sms",
-                    header: "X-Twilio-Signature",
-                    // Twilio signs with the token of the account that sent the message.
-                    secret: crate::mock_twilio::auth_token_of(account)
-                        .unwrap_or_default()
-                        .to_string(),
-                    message_id: sid.clone(),
-                    status: status.to_string(),
-                    body: String::new(),
-                    form: Some((callback.clone(), params)),
-                }
-            })
-            .collect(),
+        } => twilio_callbacks(account, &sid, &to, &from, &callback, statuses),
     }
+}
+
+/// Twilio's status callbacks of one message, to its `StatusCallback`, each signed with the
+/// token of the account that sent it.
+fn twilio_callbacks(
+    account: &str,
+    sid: &str,
+    to: &str,
+    from: &str,
+    callback: &str,
+    statuses: &[(&str, Option<u32>)],
+) -> Vec<Outgoing> {
+    let token = crate::mock_twilio::auth_token_of(account).unwrap_or_default();
+    statuses
+        .iter()
+        .map(|(status, code)| {
+            let mut params = crate::mock_twilio::status_params(sid, to, from, status, *code);
+            for (name, value) in &mut params {
+                if name == "AccountSid" {
+                    *value = account.to_string();
+                }
+            }
+            Outgoing {
+                path: "/webhooks/sms",
+                header: "X-Twilio-Signature",
+                secret: token.to_string(),
+                message_id: sid.to_string(),
+                status: status.to_string(),
+                body: String::new(),
+                form: Some((callback.to_string(), params)),
+            }
+        })
+        .collect()
 }
 
 /// Posts a signed body; the HTTP status, 0 without an answer.
