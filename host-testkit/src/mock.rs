@@ -1241,12 +1241,8 @@ fn twilio_callbacks(
     statuses
         .iter()
         .map(|(status, code)| {
-            let mut params = crate::mock_twilio::status_params(sid, to, from, status, *code);
-            for (name, value) in &mut params {
-                if name == "AccountSid" {
-                    *value = account.to_string();
-                }
-            }
+            let params =
+                crate::mock_twilio::account_status_params(account, sid, to, from, status, *code);
             Outgoing {
                 path: "/webhooks/sms",
                 header: "X-Twilio-Signature",

@@ -268,13 +268,25 @@ pub fn status_params(
     status: &str,
     error_code: Option<u32>,
 ) -> Vec<(String, String)> {
+    account_status_params(DEMO_ACCOUNT_SID, sid, to, from, status, error_code)
+}
+
+/// [`status_params`] of a message `account` sent.
+pub fn account_status_params(
+    account: &str,
+    sid: &str,
+    to: &str,
+    from: &str,
+    status: &str,
+    error_code: Option<u32>,
+) -> Vec<(String, String)> {
     let mut params = vec![
         ("SmsSid", sid.to_string()),
         ("SmsStatus", status.to_string()),
         ("MessageStatus", status.to_string()),
         ("To", to.to_string()),
         ("MessageSid", sid.to_string()),
-        ("AccountSid", DEMO_ACCOUNT_SID.to_string()),
+        ("AccountSid", account.to_string()),
         ("From", from.to_string()),
         ("ApiVersion", "2010-04-01".to_string()),
     ];

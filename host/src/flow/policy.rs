@@ -176,10 +176,15 @@ impl Position<'_> {
 
     /// The earlier of a deadline and the TTL.
     fn until(&self, deadline: Option<u64>) -> Option<u64> {
-        match (deadline, self.expires_ms) {
-            (Some(d), Some(e)) => Some(d.min(e)),
-            (d, e) => d.or(e),
-        }
+        earlier(deadline, self.expires_ms)
+    }
+}
+
+/// The earlier of two optional times; either alone when the other is `None`.
+fn earlier(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -238,11 +243,7 @@ pub fn send_deadline(
     expires_ms: Option<u64>,
     now: u64,
 ) -> Option<u64> {
-    let status_deadline = status_within_ms.map(|w| now.saturating_add(w));
-    match (status_deadline, expires_ms) {
-        (Some(d), Some(e)) => Some(d.min(e)),
-        (d, e) => d.or(e),
-    }
+    earlier(status_within_ms.map(|w| now.saturating_add(w)), expires_ms)
 }
 
 /// When a flow's wake-up time has come.

@@ -674,18 +674,20 @@ impl Tx<'_> {
     /// without accounts, SMS say) has no owner of its own: a status is its attempt's, anything
     /// else the default tenant's.
     fn tenant_of_event(&self, channel: &str, e: &WebhookEvent) -> Result<EventOwner> {
-        let (account, sender) = (e.account_id.as_deref(), e.sender_id.as_deref());
-        if account.is_none() && sender.is_none() {
+        let Some(route) = self.route_of(channel, e)? else {
             return Ok(EventOwner::Unnamed);
-        }
-        let route = self.ops.route(channel, account, sender)?;
+        };
         if let Some(owner) = route.by_sender.or(route.by_account) {
             return Ok(EventOwner::Tenant(owner));
         }
         if !route.default_named {
             return Ok(EventOwner::Tenant(tenants::DEFAULT_TENANT.to_string()));
         }
-        let named = account.or(sender).unwrap_or_default();
+        let named = e
+            .account_id
+            .as_deref()
+            .or(e.sender_id.as_deref())
+            .unwrap_or_default();
         self.ops.count_unrouted(channel, named, ms(self.now))?;
         tracing::debug!(
             channel,
@@ -695,18 +697,24 @@ impl Tx<'_> {
         Ok(EventOwner::Nobody)
     }
 
+    /// Who owns the account and the sender the event names; `None` when it names neither.
+    fn route_of(&self, channel: &str, e: &WebhookEvent) -> Result<Option<super::driver::RouteRow>> {
+        let (account, sender) = (e.account_id.as_deref(), e.sender_id.as_deref());
+        if account.is_none() && sender.is_none() {
+            return Ok(None);
+        }
+        self.ops.route(channel, account, sender).map(Some)
+    }
+
     /// Whether the event names an account or sender that a tenant other than `tenant` owns
     /// (a delivery on `tenant`'s own route never moves another tenant's flows).
     fn owned_by_another(&self, channel: &str, e: &WebhookEvent, tenant: &str) -> Result<bool> {
-        let (account, sender) = (e.account_id.as_deref(), e.sender_id.as_deref());
-        if account.is_none() && sender.is_none() {
-            return Ok(false);
-        }
-        let route = self.ops.route(channel, account, sender)?;
-        let other = route
-            .by_sender
-            .or(route.by_account)
-            .is_some_and(|owner| owner != tenant);
+        let other = self.route_of(channel, e)?.is_some_and(|route| {
+            route
+                .by_sender
+                .or(route.by_account)
+                .is_some_and(|owner| owner != tenant)
+        });
         if other {
             tracing::warn!(
                 channel,
